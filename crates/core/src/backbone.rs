@@ -1,0 +1,101 @@
+//! A ready-to-run backbone: VarStore + ViT on a device, with strict loading, inference and export.
+use crate::config::VitConfig;
+use crate::error::{Error, Result};
+use crate::model::{ForwardOptions, Vit, VitOutput};
+use crate::shim::{AutocastDevice, AutocastGuard};
+use crate::weights::{LoadReport, SaveLayout, WeightFile, load_backbone, save_backbone};
+use std::collections::HashMap;
+use std::path::Path;
+use tch::{Device, Kind, Tensor, nn};
+
+/// Compute precision for inference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// float32 everywhere.
+    F32,
+    /// bf16 autocast (matmuls, convolutions and attention in bf16; norms and softmax statistics in f32),
+    /// on CPU and CUDA; parameters stay f32.
+    Bf16,
+}
+
+pub struct Backbone {
+    pub vs: nn::VarStore,
+    pub vit: Vit,
+}
+
+impl Backbone {
+    /// A model with DINOv2's from-scratch initialisation, seeded with `seed`.
+    pub fn random(cfg: &VitConfig, device: Device, seed: i64) -> Result<Self> {
+        tch::manual_seed(seed);
+        let vs = nn::VarStore::new(device);
+        let vit = Vit::new(&vs.root(), cfg)?;
+        crate::model::init_from_scratch(&vs);
+        Ok(Backbone { vs, vit })
+    }
+
+    /// Builds `cfg` and loads it strictly from a safetensors file (any of the supported key layouts).
+    pub fn load(cfg: &VitConfig, path: impl AsRef<Path>, device: Device) -> Result<(Self, LoadReport)> {
+        let file = WeightFile::open(path)?;
+        let vs = nn::VarStore::new(device);
+        let vit = Vit::new(&vs.root(), cfg)?;
+        let report = load_backbone(&vs, &file)?;
+        Ok((Backbone { vs, vit }, report))
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// Inference: eval mode, no autograd, optional bf16 autocast. Outputs are float32 on the CPU.
+    ///
+    /// # Shapes
+    /// pixel_values: (B, C, H, W) float32 (normalised); masks: (B, N) bool.
+    pub fn embed(&self, pixel_values: &Tensor, opts: &ForwardOptions, precision: Precision) -> Result<VitOutput> {
+        if pixel_values.kind() != Kind::Float {
+            return Err(Error::Shape(format!("pixel_values must be float32, got {:?}", pixel_values.kind())));
+        }
+        let dev = self.device();
+        let x = pixel_values.to_device(dev);
+        let opts = ForwardOptions {
+            masks: opts.masks.as_ref().map(|m| m.to_device(dev)),
+            intermediate_layers: opts.intermediate_layers.clone(),
+            norm_intermediates: opts.norm_intermediates,
+            train: false,
+        };
+        let out = tch::no_grad(|| -> Result<VitOutput> {
+            let _guard = match precision {
+                Precision::F32 => None,
+                Precision::Bf16 => Some(AutocastGuard::bf16(if dev.is_cuda() { AutocastDevice::Cuda } else { AutocastDevice::Cpu })?),
+            };
+            self.vit.forward(&x, &opts)
+        })?;
+        let host = |t: Tensor| t.to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
+        Ok(VitOutput {
+            cls: host(out.cls),
+            registers: host(out.registers),
+            patches: host(out.patches),
+            prenorm: host(out.prenorm),
+            last_hidden_state: host(out.last_hidden_state),
+            intermediates: out.intermediates.into_iter().map(host).collect(),
+            grid: out.grid,
+        })
+    }
+
+    /// Writes the weights (HF or original names) atomically, with the resolved config in the metadata
+    /// (`cxformer_config`) and `format: pt` as HF expects.
+    pub fn save(&self, path: impl AsRef<Path>, layout: SaveLayout, kind: Kind, extra: HashMap<String, String>) -> Result<()> {
+        let mut md = extra;
+        md.insert("format".into(), "pt".into());
+        md.insert("cxformer_config".into(), self.vit.cfg.to_json());
+        md.insert(
+            "cxformer_layout".into(),
+            match layout {
+                SaveLayout::Hf => "hf",
+                SaveLayout::Original => "original",
+            }
+            .into(),
+        );
+        save_backbone(&self.vs, path, layout, kind, md)
+    }
+}

@@ -1,0 +1,486 @@
+//! Weight files (safetensors only): memory-mapped, validated reading, the three key layouts of spec §2.7
+//! (HF Dinov2Model, HF Dinov2WithRegistersModel, original DINOv2 names with fused qkv; plus the
+//! `*ForImageClassification` and `backbone.` prefixes), strict loading into a VarStore (no silent partial
+//! loads) and atomic writing in either layout.
+use crate::error::{Error, Result};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor, nn};
+
+/// Key layout of a weight file.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Layout {
+    /// Hugging Face Dinov2Model / Dinov2WithRegistersModel names (`embeddings.*`, `encoder.layer.N.*`,
+    /// `layernorm.*`), after stripping `prefix` (`dinov2.` / `dinov2_with_registers.` for the
+    /// `*ForImageClassification` variants, whose `classifier.*` keys are ignored).
+    Hf { prefix: String },
+    /// Original DINOv2 names (`blocks.N.attn.qkv.*`, `pos_embed`, `norm.*`), after stripping `prefix`
+    /// (`backbone.` in SSL checkpoints, whose `dino_head.*` / `ibot_head.*` keys are ignored).
+    Original { prefix: String },
+}
+
+impl Layout {
+    /// Detects the layout from the tensor names.
+    pub fn detect<'a>(names: impl IntoIterator<Item = &'a str> + Clone) -> Option<Layout> {
+        let has = |p: &str| names.clone().into_iter().any(|n| n.starts_with(p));
+        for prefix in ["", "dinov2.", "dinov2_with_registers."] {
+            if has(&format!("{prefix}embeddings.")) && has(&format!("{prefix}encoder.layer.")) {
+                return Some(Layout::Hf { prefix: prefix.into() });
+            }
+        }
+        for prefix in ["", "backbone.", "teacher.backbone.", "student.backbone."] {
+            if has(&format!("{prefix}blocks.")) && has(&format!("{prefix}patch_embed.")) {
+                return Some(Layout::Original { prefix: prefix.into() });
+            }
+        }
+        None
+    }
+
+    fn prefix(&self) -> &str {
+        match self {
+            Layout::Hf { prefix } | Layout::Original { prefix } => prefix,
+        }
+    }
+
+    /// Keys outside the backbone that a file of this layout may carry and that are skipped on purpose.
+    fn is_ignorable(&self, name: &str) -> bool {
+        match self {
+            Layout::Hf { prefix } => !prefix.is_empty() && name.starts_with("classifier."),
+            Layout::Original { prefix } => {
+                let root = prefix.strip_suffix("backbone.").unwrap_or("");
+                !prefix.is_empty()
+                    && (name.starts_with(&format!("{root}dino_head.")) || name.starts_with(&format!("{root}ibot_head.")))
+            }
+        }
+    }
+}
+
+/// Where an HF tensor goes in the original layout.
+#[derive(Debug, PartialEq, Eq)]
+enum Target {
+    Name(String),
+    /// Part 0/1/2 (query/key/value) of `blocks.{block}.attn.qkv.{param}`.
+    Qkv { block: usize, part: usize, param: String },
+}
+
+/// Maps one HF key (prefix already stripped) to its original-layout destination (spec §2.7 table).
+fn hf_to_original(name: &str) -> Option<Target> {
+    let direct = |s: &str| Some(Target::Name(s.to_string()));
+    match name {
+        "embeddings.cls_token" => return direct("cls_token"),
+        "embeddings.mask_token" => return direct("mask_token"),
+        "embeddings.position_embeddings" => return direct("pos_embed"),
+        "embeddings.register_tokens" => return direct("register_tokens"),
+        _ => {}
+    }
+    if let Some(p) = name.strip_prefix("embeddings.patch_embeddings.projection.") {
+        return Some(Target::Name(format!("patch_embed.proj.{p}")));
+    }
+    if let Some(p) = name.strip_prefix("layernorm.") {
+        return Some(Target::Name(format!("norm.{p}")));
+    }
+    let rest = name.strip_prefix("encoder.layer.")?;
+    let (idx, rest) = rest.split_once('.')?;
+    let i: usize = idx.parse().ok()?;
+    let b = |s: String| Some(Target::Name(format!("blocks.{i}.{s}")));
+    if let Some(p) = rest.strip_prefix("attention.attention.") {
+        let (which, param) = p.split_once('.')?;
+        let part = ["query", "key", "value"].iter().position(|w| *w == which)?;
+        return Some(Target::Qkv { block: i, part, param: param.to_string() });
+    }
+    if let Some(p) = rest.strip_prefix("attention.output.dense.") {
+        return b(format!("attn.proj.{p}"));
+    }
+    match rest {
+        "layer_scale1.lambda1" => return b("ls1.gamma".into()),
+        "layer_scale2.lambda1" => return b("ls2.gamma".into()),
+        _ => {}
+    }
+    for (hf, orig) in [("norm1.", "norm1."), ("norm2.", "norm2."), ("mlp.fc1.", "mlp.fc1."), ("mlp.fc2.", "mlp.fc2."),
+        ("mlp.weights_in.", "mlp.w12."), ("mlp.weights_out.", "mlp.w3.")]
+    {
+        if let Some(p) = rest.strip_prefix(hf) {
+            return b(format!("{orig}{p}"));
+        }
+    }
+    None
+}
+
+/// Maps an original-layout key to its HF key(s); qkv splits into query/key/value (rows [0:D], [D:2D], [2D:3D]).
+fn original_to_hf(name: &str) -> Vec<String> {
+    let direct = match name {
+        "cls_token" => Some("embeddings.cls_token"),
+        "mask_token" => Some("embeddings.mask_token"),
+        "pos_embed" => Some("embeddings.position_embeddings"),
+        "register_tokens" => Some("embeddings.register_tokens"),
+        _ => None,
+    };
+    if let Some(d) = direct {
+        return vec![d.to_string()];
+    }
+    if let Some(p) = name.strip_prefix("patch_embed.proj.") {
+        return vec![format!("embeddings.patch_embeddings.projection.{p}")];
+    }
+    if let Some(p) = name.strip_prefix("norm.") {
+        return vec![format!("layernorm.{p}")];
+    }
+    let rest = name.strip_prefix("blocks.").expect("every backbone variable is covered by the mapping");
+    let (i, rest) = rest.split_once('.').expect("blocks.{i}.*");
+    let l = |s: &str| format!("encoder.layer.{i}.{s}");
+    if let Some(p) = rest.strip_prefix("attn.qkv.") {
+        return ["query", "key", "value"].iter().map(|w| l(&format!("attention.attention.{w}.{p}"))).collect();
+    }
+    if let Some(p) = rest.strip_prefix("attn.proj.") {
+        return vec![l(&format!("attention.output.dense.{p}"))];
+    }
+    let mapped = match rest {
+        "ls1.gamma" => "layer_scale1.lambda1".to_string(),
+        "ls2.gamma" => "layer_scale2.lambda1".to_string(),
+        r => r.replacen("mlp.w12.", "mlp.weights_in.", 1).replacen("mlp.w3.", "mlp.weights_out.", 1),
+    };
+    vec![l(&mapped)]
+}
+
+/// A memory-mapped, validated safetensors file.
+pub struct WeightFile {
+    pub path: PathBuf,
+    mmap: memmap2::Mmap,
+}
+
+fn kind_of(dtype: Dtype) -> Option<Kind> {
+    Some(match dtype {
+        Dtype::F32 => Kind::Float,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::F64 => Kind::Double,
+        Dtype::I64 => Kind::Int64,
+        Dtype::I32 => Kind::Int,
+        Dtype::I16 => Kind::Int16,
+        Dtype::I8 => Kind::Int8,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::BOOL => Kind::Bool,
+        _ => return None,
+    })
+}
+
+impl WeightFile {
+    /// Maps the file and validates its header (length, JSON, dtypes, shapes, contiguous in-range offsets,
+    /// data section ending exactly at the end of the file).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        // SAFETY: the map is read-only; a file truncated while mapped is the caller's problem, as for any mmap.
+        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
+        SafeTensors::deserialize(&mmap)
+            .map_err(|e| Error::weights(&path, format!("not a valid safetensors file: {e}")))?;
+        Ok(WeightFile { path, mmap })
+    }
+
+    fn st(&self) -> SafeTensors<'_> {
+        SafeTensors::deserialize(&self.mmap).expect("validated in open()")
+    }
+
+    /// `__metadata__` of the header, if any.
+    pub fn metadata(&self) -> HashMap<String, String> {
+        SafeTensors::read_metadata(&self.mmap)
+            .ok()
+            .and_then(|(_, m)| m.metadata().clone())
+            .unwrap_or_default()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut n: Vec<String> = self.st().names().into_iter().map(str::to_string).collect();
+        n.sort();
+        n
+    }
+
+    /// Copies one tensor out of the map (any dtype, on the CPU).
+    pub fn tensor(&self, name: &str) -> Result<Tensor> {
+        let st = self.st();
+        let view = st.tensor(name).map_err(|_| Error::weights(&self.path, format!("no tensor named '{name}'")))?;
+        self.to_tensor(name, &view)
+    }
+
+    fn to_tensor(&self, name: &str, view: &TensorView<'_>) -> Result<Tensor> {
+        let kind = kind_of(view.dtype()).ok_or_else(|| {
+            Error::weights(&self.path, format!("tensor '{name}' has unsupported dtype {:?}", view.dtype()))
+        })?;
+        let shape: Vec<i64> = view.shape().iter().map(|&s| s as i64).collect();
+        Tensor::f_from_data_size(view.data(), &shape, kind)
+            .map_err(|e| Error::weights(&self.path, format!("tensor '{name}': {e}")))
+    }
+
+    /// All tensors as a name → tensor map (CPU, original dtypes).
+    pub fn tensors(&self) -> Result<BTreeMap<String, Tensor>> {
+        let st = self.st();
+        st.tensors().iter().map(|(n, v)| Ok((n.clone(), self.to_tensor(n, v)?))).collect()
+    }
+}
+
+/// What a strict load did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoadReport {
+    pub layout: Layout,
+    pub loaded: usize,
+    /// Keys present in the file but outside the backbone (classifier, DINO/iBOT heads), skipped by design.
+    pub ignored: Vec<String>,
+    /// Source dtypes found (e.g. ["BF16"]), converted to the model's dtype.
+    pub source_dtypes: Vec<String>,
+}
+
+fn list(items: &[String], max: usize) -> String {
+    let mut s = items.iter().take(max).cloned().collect::<Vec<_>>().join(", ");
+    if items.len() > max {
+        s.push_str(&format!(", … ({} more)", items.len() - max));
+    }
+    s
+}
+
+/// Loads a backbone from `file` into the variables of `vs` (original-DINOv2 names). Fails, naming every
+/// problem, unless each model variable is set exactly once from a tensor of the same shape and every
+/// tensor of the file is either used or an expected non-backbone key.
+pub fn load_backbone(vs: &nn::VarStore, file: &WeightFile) -> Result<LoadReport> {
+    let names = file.names();
+    let layout = Layout::detect(names.iter().map(String::as_str)).ok_or_else(|| {
+        Error::weights(
+            &file.path,
+            format!(
+                "unrecognised key layout: expected Hugging Face Dinov2 names (embeddings.*, encoder.layer.N.*) or original \
+                 DINOv2 names (blocks.N.*, patch_embed.*); found keys such as {}",
+                list(&names, 5)
+            ),
+        )
+    })?;
+    let prefix = layout.prefix().to_string();
+    let st = file.st();
+    let mut source: BTreeMap<String, Tensor> = BTreeMap::new();
+    let mut qkv_parts: BTreeMap<(usize, String), [Option<Tensor>; 3]> = BTreeMap::new();
+    let mut unexpected = Vec::new();
+    let mut ignored = Vec::new();
+    let mut dtypes = BTreeSet::new();
+    for name in &names {
+        let Some(stripped) = name.strip_prefix(&prefix) else {
+            if layout.is_ignorable(name) {
+                ignored.push(name.clone());
+            } else {
+                unexpected.push(name.clone());
+            }
+            continue;
+        };
+        let view = st.tensor(name).expect("listed name");
+        dtypes.insert(format!("{:?}", view.dtype()));
+        if !matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64) {
+            return Err(Error::weights(
+                &file.path,
+                format!("tensor '{name}' has dtype {:?}; expected a floating-point dtype (F32, BF16, F16, F64)", view.dtype()),
+            ));
+        }
+        let t = file.to_tensor(name, &view)?.to_kind(Kind::Float);
+        match &layout {
+            Layout::Original { .. } => {
+                source.insert(stripped.to_string(), t);
+            }
+            Layout::Hf { .. } => match hf_to_original(stripped) {
+                Some(Target::Name(n)) => {
+                    source.insert(n, t);
+                }
+                Some(Target::Qkv { block, part, param }) => {
+                    qkv_parts.entry((block, param)).or_default()[part] = Some(t);
+                }
+                None => unexpected.push(name.clone()),
+            },
+        }
+    }
+    let mut missing = Vec::new();
+    for ((block, param), parts) in qkv_parts {
+        let fused = format!("blocks.{block}.attn.qkv.{param}");
+        if parts.iter().all(Option::is_some) {
+            let parts: Vec<Tensor> = parts.into_iter().map(Option::unwrap).collect();
+            source.insert(fused, Tensor::cat(&parts, 0));
+        } else {
+            for (i, w) in ["query", "key", "value"].iter().enumerate() {
+                if parts[i].is_none() {
+                    missing.push(format!("{prefix}encoder.layer.{block}.attention.attention.{w}.{param}"));
+                }
+            }
+        }
+    }
+    let mut vars = vs.variables();
+    let mut mismatched = Vec::new();
+    let mut want: Vec<&String> = vars.keys().collect();
+    want.sort();
+    for name in want {
+        let var = &vars[name];
+        match source.get(name) {
+            None => missing.push(display_name(&layout, name)),
+            Some(t) if t.size() != var.size() => mismatched.push(format!(
+                "{} (file {:?}, model {:?})",
+                display_name(&layout, name),
+                t.size(),
+                var.size()
+            )),
+            Some(_) => {}
+        }
+    }
+    for name in source.keys() {
+        if !vars.contains_key(name) {
+            unexpected.push(display_name(&layout, name));
+        }
+    }
+    if !(missing.is_empty() && unexpected.is_empty() && mismatched.is_empty()) {
+        let mut msg = String::from("weights do not match the model architecture; nothing was loaded.");
+        if !missing.is_empty() {
+            msg.push_str(&format!("\n  missing ({}): {}", missing.len(), list(&missing, 12)));
+        }
+        if !unexpected.is_empty() {
+            msg.push_str(&format!("\n  unexpected ({}): {}", unexpected.len(), list(&unexpected, 12)));
+        }
+        if !mismatched.is_empty() {
+            msg.push_str(&format!("\n  shape mismatch ({}): {}", mismatched.len(), list(&mismatched, 12)));
+        }
+        msg.push_str("\n  Check the architecture (config.json, --arch or model.* overrides) against the file.");
+        return Err(Error::weights(&file.path, msg));
+    }
+    tch::no_grad(|| -> Result<()> {
+        for (name, var) in vars.iter_mut() {
+            let src = &source[name];
+            var.f_copy_(&src.to_device(var.device()).to_kind(var.kind()))?;
+        }
+        Ok(())
+    })?;
+    Ok(LoadReport { layout, loaded: source.len(), ignored, source_dtypes: dtypes.into_iter().collect() })
+}
+
+fn display_name(layout: &Layout, original: &str) -> String {
+    match layout {
+        Layout::Original { prefix } => format!("{prefix}{original}"),
+        Layout::Hf { prefix } => original_to_hf(original).into_iter().map(|k| format!("{prefix}{k}")).collect::<Vec<_>>().join("|"),
+    }
+}
+
+/// Output layout and dtype for [`save_backbone`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaveLayout {
+    Hf,
+    Original,
+}
+
+/// Writes the variables of `vs` (original names) as safetensors in the chosen layout and dtype (Float,
+/// BFloat16 or Half), with `metadata` in the header, atomically (temp file in the same folder, fsync, rename).
+pub fn save_backbone(
+    vs: &nn::VarStore,
+    path: impl AsRef<Path>,
+    layout: SaveLayout,
+    kind: Kind,
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let path = path.as_ref();
+    let mut out: BTreeMap<String, Tensor> = BTreeMap::new();
+    for (name, t) in vs.variables() {
+        let t = t.detach().to_device(Device::Cpu).to_kind(kind).contiguous();
+        match layout {
+            SaveLayout::Original => {
+                out.insert(name, t);
+            }
+            SaveLayout::Hf => {
+                let keys = original_to_hf(&name);
+                let chunks = if keys.len() == 3 { t.chunk(3, 0) } else { vec![t] };
+                for (k, c) in keys.into_iter().zip(chunks) {
+                    out.insert(k, c.contiguous());
+                }
+            }
+        }
+    }
+    write_safetensors(path, &out, metadata)
+}
+
+fn dtype_of(kind: Kind) -> Result<Dtype> {
+    Ok(match kind {
+        Kind::Float => Dtype::F32,
+        Kind::BFloat16 => Dtype::BF16,
+        Kind::Half => Dtype::F16,
+        Kind::Double => Dtype::F64,
+        Kind::Int64 => Dtype::I64,
+        Kind::Bool => Dtype::BOOL,
+        Kind::Uint8 => Dtype::U8,
+        Kind::Int => Dtype::I32,
+        k => return Err(Error::Config(format!("cannot write tensors of kind {k:?} to safetensors"))),
+    })
+}
+
+/// Writes CPU tensors to a safetensors file atomically.
+pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, Tensor>, metadata: HashMap<String, String>) -> Result<()> {
+    let mut bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let t = t.to_device(Device::Cpu).contiguous();
+        let n = t.numel();
+        let size = t.kind().elt_size_in_bytes();
+        let mut buf = vec![0u8; n * size];
+        t.f_copy_data_u8(&mut buf, n)?;
+        bytes.push((name.clone(), dtype_of(t.kind())?, t.size().iter().map(|&s| s as usize).collect(), buf));
+    }
+    let views: Vec<(String, TensorView<'_>)> = bytes
+        .iter()
+        .map(|(n, d, s, b)| Ok((n.clone(), TensorView::new(*d, s.clone(), b).map_err(|e| Error::Config(e.to_string()))?)))
+        .collect::<Result<_>>()?;
+    let md = if metadata.is_empty() { None } else { Some(metadata) };
+    let data = safetensors::serialize(views, md).map_err(|e| Error::weights(path, e.to_string()))?;
+    write_atomic(path, &data)
+}
+
+/// Writes `data` to `path` through a temp file in the same folder + fsync + rename.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = path.file_name().ok_or_else(|| Error::weights(path, "not a file path"))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
+    let res = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_mapping_round_trip() {
+        for name in ["cls_token", "pos_embed", "register_tokens", "mask_token", "patch_embed.proj.weight", "norm.bias",
+            "blocks.3.norm1.weight", "blocks.3.attn.proj.bias", "blocks.3.ls1.gamma", "blocks.3.ls2.gamma",
+            "blocks.3.mlp.fc1.weight", "blocks.3.mlp.w12.bias", "blocks.3.mlp.w3.weight"]
+        {
+            let hf = original_to_hf(name);
+            assert_eq!(hf.len(), 1, "{name}");
+            assert_eq!(hf_to_original(&hf[0]), Some(Target::Name(name.to_string())), "{name} -> {hf:?}");
+        }
+        let q = original_to_hf("blocks.2.attn.qkv.weight");
+        assert_eq!(q[1], "encoder.layer.2.attention.attention.key.weight");
+        assert_eq!(hf_to_original(&q[2]), Some(Target::Qkv { block: 2, part: 2, param: "weight".into() }));
+        assert_eq!(hf_to_original("encoder.layer.x.norm1.weight"), None);
+        assert_eq!(hf_to_original("pooler.dense.weight"), None);
+    }
+
+    #[test]
+    fn layout_detection() {
+        let hf = ["embeddings.cls_token", "encoder.layer.0.norm1.weight"];
+        assert_eq!(Layout::detect(hf), Some(Layout::Hf { prefix: "".into() }));
+        let cls = ["dinov2_with_registers.embeddings.cls_token", "dinov2_with_registers.encoder.layer.0.norm1.weight", "classifier.weight"];
+        assert_eq!(Layout::detect(cls), Some(Layout::Hf { prefix: "dinov2_with_registers.".into() }));
+        let ssl = ["backbone.blocks.0.norm1.weight", "backbone.patch_embed.proj.weight", "dino_head.mlp.0.weight"];
+        let l = Layout::detect(ssl).unwrap();
+        assert_eq!(l, Layout::Original { prefix: "backbone.".into() });
+        assert!(l.is_ignorable("dino_head.mlp.0.weight"));
+        assert!(!l.is_ignorable("something.else"));
+        assert_eq!(Layout::detect(["foo", "bar"]), None);
+    }
+}

@@ -1,0 +1,45 @@
+#![allow(dead_code)]
+use cxformer_core::{Backbone, VitConfig, WeightFile};
+use std::path::PathBuf;
+use tch::{Device, Tensor};
+
+/// ../shared/fixtures/golden next to the repository (override with CXF_GOLDEN_DIR).
+pub fn golden_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("CXF_GOLDEN_DIR") {
+        return PathBuf::from(d);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/golden")
+}
+
+pub fn tiny_config() -> VitConfig {
+    let json = std::fs::read_to_string(golden_dir().join("vit_tiny_hf/config.json")).expect("golden config.json");
+    VitConfig::from_hf_config(&json).expect("valid golden config")
+}
+
+pub fn tiny_weights() -> PathBuf {
+    golden_dir().join("vit_tiny_hf/model.safetensors")
+}
+
+pub fn load_tiny(device: Device) -> Backbone {
+    Backbone::load(&tiny_config(), tiny_weights(), device).expect("golden model loads").0
+}
+
+pub fn golden(file: &str, name: &str) -> Tensor {
+    WeightFile::open(golden_dir().join(file)).expect("golden file").tensor(name).expect("golden tensor")
+}
+
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size(), "shape mismatch");
+    (a - b).abs().max().double_value(&[])
+}
+
+pub fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cxf-test-{tag}-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 % 1_000_000_007
+}
