@@ -19,6 +19,10 @@ pub enum Precision {
     Bf16,
 }
 
+/// LibTorch's default CPU generator is process-global: building a model draws from it, so seeding and
+/// initialising must not interleave with another thread building a model.
+static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub struct Backbone {
     pub vs: nn::VarStore,
     pub vit: Vit,
@@ -27,6 +31,7 @@ pub struct Backbone {
 impl Backbone {
     /// A model with DINOv2's from-scratch initialisation, seeded with `seed`.
     pub fn random(cfg: &VitConfig, device: Device, seed: i64) -> Result<Self> {
+        let _rng = RNG_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         tch::manual_seed(seed);
         let vs = nn::VarStore::new(device);
         let vit = Vit::new(&vs.root(), cfg)?;
@@ -38,7 +43,10 @@ impl Backbone {
     pub fn load(cfg: &VitConfig, path: impl AsRef<Path>, device: Device) -> Result<(Self, LoadReport)> {
         let file = WeightFile::open(path)?;
         let vs = nn::VarStore::new(device);
-        let vit = Vit::new(&vs.root(), cfg)?;
+        let vit = {
+            let _rng = RNG_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+            Vit::new(&vs.root(), cfg)?
+        };
         let report = load_backbone(&vs, &file)?;
         Ok((Backbone { vs, vit }, report))
     }

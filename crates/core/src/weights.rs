@@ -295,12 +295,14 @@ pub fn load_backbone(vs: &nn::VarStore, file: &WeightFile) -> Result<LoadReport>
         }
     }
     let mut missing = Vec::new();
+    let mut partial_qkv = BTreeSet::new();
     for ((block, param), parts) in qkv_parts {
         let fused = format!("blocks.{block}.attn.qkv.{param}");
         if parts.iter().all(Option::is_some) {
             let parts: Vec<Tensor> = parts.into_iter().map(Option::unwrap).collect();
             source.insert(fused, Tensor::cat(&parts, 0));
         } else {
+            partial_qkv.insert(fused);
             for (i, w) in ["query", "key", "value"].iter().enumerate() {
                 if parts[i].is_none() {
                     missing.push(format!("{prefix}encoder.layer.{block}.attention.attention.{w}.{param}"));
@@ -315,6 +317,7 @@ pub fn load_backbone(vs: &nn::VarStore, file: &WeightFile) -> Result<LoadReport>
     for name in want {
         let var = &vars[name];
         match source.get(name) {
+            None if partial_qkv.contains(name) => {} // its missing q/k/v parts are already listed
             None => missing.push(display_name(&layout, name)),
             Some(t) if t.size() != var.size() => mismatched.push(format!(
                 "{} (file {:?}, model {:?})",

@@ -180,7 +180,10 @@ impl Vit {
 /// the patch-embedding convolution keeps PyTorch's default init. Seed with `tch::manual_seed` first.
 pub fn init_from_scratch(vs: &nn::VarStore) {
     tch::no_grad(|| {
-        for (name, mut t) in vs.variables() {
+        // Sorted: HashMap order is random per process, and the draws must be reproducible from the seed.
+        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, mut t) in vars {
             let is_block_linear = name.starts_with("blocks.")
                 && (name.contains(".attn.") || name.contains(".mlp."));
             if is_block_linear && name.ends_with(".weight") {
