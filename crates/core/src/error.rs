@@ -5,7 +5,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A LibTorch (C++) error, e.g. a shape mismatch inside an op.
-    #[error("LibTorch error: {0}")]
+    #[error("LibTorch error: {}", torch_message(.0))]
     Torch(#[from] tch::TchError),
     /// A tensor had the wrong rank, size or dtype for the operation.
     #[error("{0}")]
@@ -45,6 +45,16 @@ impl Error {
             Error::Shim(_) => "CXF_TORCH",
             Error::Cancelled => "CXF_CANCELLED",
         }
+    }
+}
+
+/// LibTorch's message without the C++ backtrace that follows "Exception raised from".
+fn torch_message(e: &tch::TchError) -> String {
+    let s = e.to_string();
+    let s = s.strip_prefix("Internal torch error: ").unwrap_or(&s);
+    match s.find("\nException raised from") {
+        Some(i) => s[..i].trim_end().to_string(),
+        None => s.trim_end().to_string(),
     }
 }
 

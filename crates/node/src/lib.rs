@@ -1,1 +1,335 @@
+//! cxformer's Node-API binding (napi-rs): glue only. Each export reads its arguments, converts options
+//! (JSON text from TypeScript, bulk data as copied typed arrays), calls cxformer-core, converts the result.
+//! Long work runs as `AsyncTask`s on libuv's pool; panics are caught and every failure becomes a JS Error
+//! whose message starts with a stable code in brackets (`[CXF_WEIGHTS] …`), which src/native turns into
+//! `err.code`.
+#![deny(clippy::all)]
 
+use cxformer_core::weights::SaveLayout;
+use cxformer_core::{Backbone, Error as CoreError, ForwardOptions, Precision, VitConfig};
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
+use tch::{Device, Kind, Tensor};
+
+fn js_error(e: CoreError) -> napi::Error {
+    let status = match e {
+        CoreError::Shape(_) | CoreError::Config(_) | CoreError::Weights { .. } | CoreError::Io { .. } => Status::InvalidArg,
+        CoreError::Cancelled => Status::Cancelled,
+        _ => Status::GenericFailure,
+    };
+    napi::Error::new(status, format!("[{}] {}", e.code(), e))
+}
+
+fn invalid(msg: impl Into<String>) -> napi::Error {
+    napi::Error::new(Status::InvalidArg, format!("[CXF_ARG] {}", msg.into()))
+}
+
+/// Runs `f`, turning a panic (tch's non-`f_` methods panic on C++ errors) into a JS error.
+fn guarded<T>(what: &str, f: impl FnOnce() -> napi::Result<T>) -> napi::Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(napi::Error::new(Status::GenericFailure, format!("[CXF_TORCH] {what}: {msg}")))
+        }
+    }
+}
+
+fn tensor_from(data: &[f32], shape: &[i64], what: &str) -> napi::Result<Tensor> {
+    if shape.iter().any(|&s| s < 0) {
+        return Err(invalid(format!("{what}: shape {shape:?} has a negative dimension")));
+    }
+    let n: i64 = shape.iter().product();
+    if n as usize != data.len() {
+        return Err(invalid(format!(
+            "{what}: shape {shape:?} needs {n} values but the Float32Array has {}",
+            data.len()
+        )));
+    }
+    Ok(Tensor::from_slice(data).reshape(shape))
+}
+
+/// A named float32 tensor returned to JS (row-major data).
+#[napi(object)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<i64>,
+    pub data: Float32Array,
+}
+
+fn named(name: &str, t: &Tensor) -> napi::Result<NamedTensor> {
+    let t = t.to_kind(Kind::Float).contiguous();
+    let v = Vec::<f32>::try_from(t.flatten(0, -1)).map_err(|e| js_error(e.into()))?;
+    Ok(NamedTensor { name: name.to_string(), shape: t.size(), data: Float32Array::new(v) })
+}
+
+/// LibTorch runtime: torch version, CUDA, threads, BLAS, oneDNN (JSON text).
+#[napi(catch_unwind)]
+pub fn runtime_info() -> napi::Result<String> {
+    let info = cxformer_core::runtime::runtime_info().map_err(js_error)?;
+    Ok(serde_json::to_string(&info).expect("serializable"))
+}
+
+/// Sets LibTorch's intra-op thread count (0 or undefined = all cores); returns the count in effect.
+#[napi(catch_unwind)]
+pub fn set_threads(n: Option<u32>) -> u32 {
+    cxformer_core::runtime::set_threads(n.map(|n| n as usize)) as u32
+}
+
+/// `a @ b` through LibTorch (benchmarks of the boundary and of BLAS; LibTorch errors surface as JS errors).
+#[napi(catch_unwind)]
+pub fn matmul(a: Float32Array, a_shape: Vec<i64>, b: Float32Array, b_shape: Vec<i64>) -> napi::Result<NamedTensor> {
+    guarded("matmul", || {
+        let ta = tensor_from(&a, &a_shape, "a")?;
+        let tb = tensor_from(&b, &b_shape, "b")?;
+        let out = ta.f_matmul(&tb).map_err(|e| js_error(e.into()))?;
+        named("out", &out)
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LoadOptions {
+    /// The resolved architecture (VitConfig JSON, snake_case fields as in crates/core).
+    config: serde_json::Value,
+    /// safetensors file; absent = random initialisation with `seed`.
+    weights: Option<String>,
+    #[serde(default)]
+    seed: i64,
+    /// "cpu", "cuda", "cuda:N". @default "cpu"
+    #[serde(default = "default_device")]
+    device: String,
+}
+
+fn default_device() -> String {
+    "cpu".into()
+}
+
+pub struct LoadTask {
+    options: String,
+}
+
+/// Result of loading: the backbone and the load report (JSON).
+pub struct Loaded {
+    backbone: Backbone,
+    report: String,
+}
+
+impl Task for LoadTask {
+    type Output = Loaded;
+    type JsValue = NativeBackbone;
+
+    fn compute(&mut self) -> napi::Result<Loaded> {
+        guarded("loadBackbone", || {
+            let o: LoadOptions =
+                serde_json::from_str(&self.options).map_err(|e| invalid(format!("loadBackbone options: {e}")))?;
+            let cfg = VitConfig::from_json(&o.config.to_string()).map_err(js_error)?;
+            let device = cxformer_core::runtime::parse_device(&o.device).map_err(js_error)?;
+            match o.weights {
+                Some(w) => {
+                    let (backbone, report) = Backbone::load(&cfg, &w, device).map_err(js_error)?;
+                    Ok(Loaded { backbone, report: serde_json::to_string(&report).expect("serializable") })
+                }
+                None => {
+                    let backbone = Backbone::random(&cfg, device, o.seed).map_err(js_error)?;
+                    Ok(Loaded { backbone, report: format!("{{\"random_init\":true,\"seed\":{}}}", o.seed) })
+                }
+            }
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, out: Loaded) -> napi::Result<NativeBackbone> {
+        Ok(NativeBackbone { inner: Arc::new(Mutex::new(out.backbone)), report: out.report })
+    }
+}
+
+/// Builds a backbone on a libuv thread: `options` is JSON `{config, weights?, seed?, device?}`.
+#[napi(ts_return_type = "Promise<NativeBackbone>")]
+pub fn load_backbone(options: String) -> AsyncTask<LoadTask> {
+    AsyncTask::new(LoadTask { options })
+}
+
+/// A loaded backbone. Calls on one instance are serialised.
+#[napi]
+pub struct NativeBackbone {
+    inner: Arc<Mutex<Backbone>>,
+    report: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EmbedOptions {
+    /// Block indices (negative from the end) whose full output sequences are returned.
+    #[serde(default)]
+    intermediate_layers: Vec<i64>,
+    /// Apply the final norm to those outputs. @default false
+    #[serde(default)]
+    norm_intermediates: bool,
+    /// "f32" | "bf16". @default "f32"
+    #[serde(default)]
+    precision: Option<Precision>,
+}
+
+pub struct EmbedTask {
+    inner: Arc<Mutex<Backbone>>,
+    pixels: Vec<f32>,
+    shape: Vec<i64>,
+    masks: Option<(Vec<u8>, Vec<i64>)>,
+    options: EmbedOptions,
+}
+
+impl Task for EmbedTask {
+    type Output = Vec<(String, Tensor)>;
+    type JsValue = Vec<NamedTensor>;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        guarded("embed", || {
+            let x = tensor_from(&self.pixels, &self.shape, "pixelValues")?;
+            let masks = match &self.masks {
+                None => None,
+                Some((m, shape)) => {
+                    let n: i64 = shape.iter().product();
+                    if n as usize != m.len() {
+                        return Err(invalid(format!("masks: shape {shape:?} needs {n} values, got {}", m.len())));
+                    }
+                    Some(Tensor::from_slice(m).reshape(shape.as_slice()).to_kind(Kind::Bool))
+                }
+            };
+            let opts = ForwardOptions {
+                masks,
+                intermediate_layers: self.options.intermediate_layers.clone(),
+                norm_intermediates: self.options.norm_intermediates,
+                train: false,
+            };
+            let model = self.inner.lock().map_err(|_| invalid("backbone is poisoned by an earlier panic"))?;
+            let out = model
+                .embed(&x, &opts, self.options.precision.unwrap_or(Precision::F32))
+                .map_err(js_error)?;
+            let mut v = vec![
+                ("cls".to_string(), out.cls),
+                ("registers".to_string(), out.registers),
+                ("patches".to_string(), out.patches),
+                ("last_hidden_state".to_string(), out.last_hidden_state),
+                ("prenorm".to_string(), out.prenorm),
+            ];
+            for (i, t) in self.options.intermediate_layers.iter().zip(out.intermediates) {
+                v.push((format!("layer_{i}"), t));
+            }
+            Ok(v)
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<Vec<NamedTensor>> {
+        out.iter().map(|(n, t)| named(n, t)).collect()
+    }
+}
+
+pub struct SaveTask {
+    inner: Arc<Mutex<Backbone>>,
+    path: String,
+    layout: SaveLayout,
+    kind: Kind,
+    metadata: HashMap<String, String>,
+}
+
+impl Task for SaveTask {
+    type Output = ();
+    type JsValue = ();
+    fn compute(&mut self) -> napi::Result<()> {
+        guarded("save", || {
+            let model = self.inner.lock().map_err(|_| invalid("backbone is poisoned by an earlier panic"))?;
+            model.save(&self.path, self.layout, self.kind, std::mem::take(&mut self.metadata)).map_err(js_error)
+        })
+    }
+    fn resolve(&mut self, _env: Env, _out: ()) -> napi::Result<()> {
+        Ok(())
+    }
+}
+
+#[napi]
+impl NativeBackbone {
+    /// The resolved architecture (VitConfig JSON).
+    #[napi(getter)]
+    pub fn config(&self) -> napi::Result<String> {
+        let m = self.inner.lock().map_err(|_| invalid("backbone is poisoned"))?;
+        Ok(m.vit.cfg.to_json())
+    }
+
+    /// What the load did (layout, ignored keys, source dtypes) as JSON.
+    #[napi(getter)]
+    pub fn load_report(&self) -> String {
+        self.report.clone()
+    }
+
+    /// "cpu" or "cuda:N".
+    #[napi(getter)]
+    pub fn device(&self) -> napi::Result<String> {
+        let m = self.inner.lock().map_err(|_| invalid("backbone is poisoned"))?;
+        Ok(match m.device() {
+            Device::Cuda(i) => format!("cuda:{i}"),
+            _ => "cpu".into(),
+        })
+    }
+
+    /// Runs the backbone on a normalised NCHW float32 batch (copied) off the JS thread.
+    /// `masks`: optional (B, N) 0/1 bytes. Resolves to the named outputs
+    /// (cls, registers, patches, last_hidden_state, prenorm, layer_<i>…).
+    #[napi(ts_return_type = "Promise<NamedTensor[]>")]
+    pub fn embed(
+        &self,
+        pixel_values: Float32Array,
+        shape: Vec<i64>,
+        options: String,
+        masks: Option<Uint8Array>,
+        mask_shape: Option<Vec<i64>>,
+        signal: Option<AbortSignal>,
+    ) -> napi::Result<AsyncTask<EmbedTask>> {
+        let options: EmbedOptions =
+            serde_json::from_str(&options).map_err(|e| invalid(format!("embed options: {e}")))?;
+        let masks = match (masks, mask_shape) {
+            (Some(m), Some(s)) => Some((m.to_vec(), s)),
+            (None, None) => None,
+            _ => return Err(invalid("masks and maskShape must be given together")),
+        };
+        let task = EmbedTask { inner: self.inner.clone(), pixels: pixel_values.to_vec(), shape, masks, options };
+        Ok(AsyncTask::with_optional_signal(task, signal))
+    }
+
+    /// Writes the weights as safetensors (atomically): layout "hf" | "original", dtype "f32" | "bf16" | "f16",
+    /// `metadata` as extra header entries.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn save(
+        &self,
+        path: String,
+        layout: String,
+        dtype: String,
+        metadata: Option<HashMap<String, String>>,
+    ) -> napi::Result<AsyncTask<SaveTask>> {
+        let layout = match layout.as_str() {
+            "hf" => SaveLayout::Hf,
+            "original" => SaveLayout::Original,
+            o => return Err(invalid(format!("layout '{o}': expected 'hf' or 'original'"))),
+        };
+        let kind = match dtype.as_str() {
+            "f32" => Kind::Float,
+            "bf16" => Kind::BFloat16,
+            "f16" => Kind::Half,
+            o => return Err(invalid(format!("dtype '{o}': expected 'f32', 'bf16' or 'f16'"))),
+        };
+        Ok(AsyncTask::new(SaveTask {
+            inner: self.inner.clone(),
+            path,
+            layout,
+            kind,
+            metadata: metadata.unwrap_or_default(),
+        }))
+    }
+}

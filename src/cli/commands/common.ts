@@ -1,0 +1,49 @@
+/** Helpers shared by CLI commands (argument → option conversion, progress). */
+import type { PreprocessOptions } from '../../image/options.js';
+import { CxformerError } from '../../native/load.js';
+import { isOverride } from '../parser.js';
+
+export type Args = Record<string, unknown> & { _: (string | number)[] };
+
+/** Splits positional arguments into inputs and `key=value` overrides. */
+export function splitPositionals(list: unknown): { inputs: string[]; overrides: string[] } {
+  const all = ((list as unknown[] | undefined) ?? []).map(String);
+  return { inputs: all.filter((s) => !isOverride(s)), overrides: all.filter(isOverride) };
+}
+
+function sizeArg(name: string, v: unknown): number | [number, number] | null | undefined {
+  if (v === undefined) return undefined;
+  const s = String(v).trim();
+  if (s === 'none') return null;
+  const m = /^(\d+)(?:x(\d+))?$/.exec(s);
+  if (!m) throw new CxformerError('CXF_ARG', `--${name}: expected a size in px (e.g. 518), HxW (e.g. 518x518) or 'none', got '${s}'`);
+  const a = Number(m[1]);
+  return m[2] ? [a, Number(m[2])] : a;
+}
+
+/** The preprocessing flags the user gave (only those), to layer over the weights' own preprocessing. */
+export function preprocessOverrides(a: Args): Partial<PreprocessOptions> {
+  const o: Partial<PreprocessOptions> = {};
+  if (a.grayscale !== undefined) o.grayscale = Boolean(a.grayscale);
+  if (a.equalize !== undefined) o.equalize = Boolean(a.equalize);
+  const r = sizeArg('resize', a.resize);
+  if (r !== undefined) o.resize = r;
+  const c = sizeArg('crop', a.crop);
+  if (c !== undefined) o.crop = c;
+  return o;
+}
+
+/** One-line progress to stderr (overwritten in place on a TTY). */
+export function progress(quiet: boolean) {
+  const tty = process.stderr.isTTY;
+  return {
+    update(msg: string) {
+      if (quiet) return;
+      process.stderr.write(tty ? `\r\x1b[2K${msg}` : `${msg}\n`);
+    },
+    done(msg: string) {
+      if (quiet) return;
+      process.stderr.write(tty ? `\r\x1b[2K${msg}\n` : `${msg}\n`);
+    },
+  };
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+/**
+ * cxformer CLI entry: parse (no LibTorch), then load only the chosen command's module.
+ * Exit codes: 0 ok, 1 runtime failure, 2 bad arguments, 130 interrupted.
+ */
+import { hideBin } from 'yargs/helpers';
+import { buildParser, type CommandName } from './parser.js';
+
+async function main(): Promise<number> {
+  const args = hideBin(process.argv);
+  let usageError: string | undefined;
+  const parser = buildParser(args).fail((msg, err) => {
+    if (usageError) return; // report the first problem only
+    usageError = err?.message ?? msg;
+    if (!usageError) return;
+    process.stderr.write(`error: ${usageError}\nRun 'cxformer --help' or 'cxformer <command> --help' for usage.\n`);
+  });
+  const argv = (await parser.parseAsync()) as Record<string, unknown> & { _: (string | number)[]; help?: boolean };
+  if (usageError) return 2;
+  if (argv.help) return 0;
+  const cmd = String(argv._[0]) as CommandName;
+  try {
+    switch (cmd) {
+      case 'embed':
+        return await (await import('./commands/embed.js')).run(argv);
+      case 'info':
+        return await (await import('./commands/info.js')).run(argv);
+      case 'export':
+        return await (await import('./commands/export.js')).run(argv);
+      case 'phantom':
+        return await (await import('./commands/phantom.js')).run(argv);
+      default:
+        process.stderr.write(`error: unknown command '${cmd}'\n`);
+        return 2;
+    }
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    process.stderr.write(`cxformer ${cmd}: ${err.message}\n`);
+    if (process.env.CXFORMER_DEBUG) process.stderr.write(`${err.stack}\n`);
+    // Configuration and input errors are the user's to fix: exit 2; anything else 1.
+    return err.code && /^(CXF_CONFIG|CXF_ARG|CXF_SAFETENSORS|CXF_IMAGE|CXF_INPUT)$/.test(err.code) ? 2 : 1;
+  }
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`cxformer: ${(e as Error).stack ?? String(e)}\n`);
+    process.exitCode = 1;
+  },
+);

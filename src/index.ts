@@ -1,0 +1,21 @@
+/**
+ * cxformer: Vision Transformer foundation models for chest X-rays (CXformer / DINOv2 with registers) on a
+ * Rust + LibTorch core. Importing this module does not load LibTorch; the first call that computes does.
+ */
+export { Backbone, loadBackbone, threadCount, toHfPreprocessorConfig, type EmbedOptions, type EmbedResult, type LoadBackboneOptions, type Tensor } from './backbone.js';
+export {
+  applyOverrides,
+  ConfigError,
+  fromHfConfig,
+  numParams,
+  presetConfig,
+  PRESETS,
+  toHfConfig,
+  type PosInterp,
+  type VitConfig,
+} from './model/config.js';
+export { detectLayout, inferConfig, locateWeights, resolveModel, type Layout, type ResolvedModel } from './model/weights.js';
+export { CxformerError } from './native/load.js';
+export { renderPhantom, writePhantoms } from './data/phantom.js';
+export * from './image/index.js';
+export * from './io/index.js';
