@@ -74,13 +74,16 @@ export function buildParser(args: readonly string[]): Argv {
           return true;
         }),
     )
-    .command('export', 'Write a Hugging Face folder (config.json, model.safetensors, preprocessor_config.json) or one original-layout file', (y) =>
+    .command('export [overrides..]', 'Write a Hugging Face folder (config.json, model.safetensors, preprocessor_config.json) or one original-layout file', (y) =>
       modelOptions(y)
+        .positional('overrides', { type: 'string', array: true, describe: 'Model overrides key=value, e.g. model.num_register_tokens=0' })
         .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Output folder (hf) or .safetensors file (original)' })
         .option('format', { choices: ['hf', 'original'] as const, default: 'hf' as const, describe: 'hf folder, or one file with original DINOv2 names' })
         .option('dtype', { choices: ['f32', 'bf16', 'f16'] as const, default: 'f32' as const, describe: 'Stored dtype' })
         .check((a) => {
           if (!a.weights && !a.arch) throw new Error('export: give --weights, or --arch <preset> for a random-initialised model.\nExample usage: cxformer export --weights model.safetensors --out exported/');
+          const bad = ((a.overrides as string[] | undefined) ?? []).filter((s) => !isOverride(String(s)));
+          if (bad.length) throw new Error(`export: unexpected argument(s) ${bad.join(' ')}: only key=value model overrides are positional`);
           return true;
         }),
     )

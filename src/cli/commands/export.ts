@@ -6,7 +6,7 @@ import { CxformerError } from '../../native/load.js';
 import { type Args, progress, splitPositionals } from './common.js';
 
 export async function run(a: Args): Promise<number> {
-  const { overrides } = splitPositionals(a._.slice(1));
+  const { overrides } = splitPositionals(a.overrides);
   const resolved = await resolveModel({ weights: a.weights as string | undefined, arch: a.arch as string | undefined, overrides });
   const out = path.resolve(String(a.out));
   if (a.format === 'original' && !out.endsWith('.safetensors')) {

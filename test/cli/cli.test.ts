@@ -1,0 +1,160 @@
+/**
+ * The CLI end to end (built dist/cli/main.js in child processes) plus the argument grammar in-process.
+ * `npm test` builds dist first (scripts/test.sh).
+ */
+import { spawnSync } from 'node:child_process';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseCli } from '../../src/cli/parser.js';
+import { writePhantoms } from '../../src/data/phantom.js';
+import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.js';
+import { goldenFile, repoRoot } from '../unit/golden.js';
+
+const MAIN = path.join(repoRoot, 'dist', 'cli', 'main.js');
+const PROBE = path.join(repoRoot, 'test', 'helpers', 'libtorch-probe.cjs');
+const TINY = path.dirname(goldenFile('vit_tiny_hf/config.json'));
+let tmp: string;
+let images: string[];
+
+function cli(args: string[]) {
+  const r = spawnSync(process.execPath, ['--require', PROBE, MAIN, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, CXFORMER_THREADS: '1' },
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, libtorch: /libtorch_loaded=true/.test(r.stderr) };
+}
+
+beforeAll(async () => {
+  tmp = await mkdtemp(path.join(tmpdir(), 'cxf-cli-'));
+  images = await writePhantoms(path.join(tmp, 'img'), 3, { size: 100 });
+});
+afterAll(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+describe('argument grammar (no process, no LibTorch)', () => {
+  it('parses embed with overrides among the inputs', () => {
+    const a = parseCli(['embed', '--weights', 'w', 'a.png', 'model.num_heads=3', '--out', 'o.safetensors', '--layers=-1,-2']);
+    expect(a._).toEqual(['embed']);
+    expect(a.inputs).toEqual(['a.png', 'model.num_heads=3']);
+    expect(a['batch-size']).toBe(8);
+    expect(a.layers).toBe('-1,-2');
+  });
+  it('rejects unknown options, missing inputs, bad layers and bad batch sizes', () => {
+    expect(() => parseCli(['embed', '--weights', 'w', 'a.png', '--out', 'o', '--bogus'])).toThrow(/Unknown argument: bogus/);
+    expect(() => parseCli(['embed', '--weights', 'w', '--out', 'o'])).toThrow(/at least one image/);
+    expect(() => parseCli(['embed', 'a.png', '--out', 'o'])).toThrow(/--weights/);
+    expect(() => parseCli(['embed', '--weights', 'w', 'a.png', '--out', 'o', '--layers=x'])).toThrow(/comma-separated integers/);
+    expect(() => parseCli(['embed', '--weights', 'w', 'a.png', '--out', 'o', '-b', '0'])).toThrow(/batch-size/);
+    expect(() => parseCli(['nope'])).toThrow(/Unknown argument: nope/);
+  });
+});
+
+describe('cxformer CLI', () => {
+  it('--help and argument errors do not load LibTorch', () => {
+    const h = cli(['--help']);
+    expect(h.code).toBe(0);
+    expect(h.stdout).toMatch(/cxformer embed/);
+    expect(h.libtorch).toBe(false);
+    const e = cli(['embed', '--out', 'x.safetensors', 'a.png']);
+    expect(e.code).toBe(2);
+    expect(e.stderr).toMatch(/--weights/);
+    expect(e.libtorch).toBe(false);
+  });
+
+  it('info reads the header only', () => {
+    const r = cli(['info', TINY]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/D=96, depth=3, heads=3/);
+    expect(r.stdout).toMatch(/registers=2/);
+    expect(r.stdout).toMatch(/parameters:\s+394,848/);
+    expect(r.stdout).toMatch(/Hugging Face Dinov2 names/);
+    expect(r.libtorch).toBe(false);
+    const rt = cli(['info', '--runtime', '--json']);
+    expect(rt.code).toBe(0);
+    const j = JSON.parse(rt.stdout);
+    expect(j.runtime.torch_version).toBe('2.11.0');
+    expect(j.runtime.threads).toBe(1);
+    expect(j.runtime.blas).toBeTruthy();
+    expect(rt.libtorch).toBe(true);
+  });
+
+  it('embed on a pixel_values tensor reproduces the reference outputs', async () => {
+    const ins = await readSafetensors(goldenFile('vit_tiny_inputs.safetensors'));
+    const px = ins.tensors.get('pixel_values_56') as { data: Float32Array; shape: number[] };
+    const input = path.join(tmp, 'px.safetensors');
+    await writeSafetensors(input, { pixel_values: { dtype: 'F32', shape: px.shape, data: px.data } });
+    const out = path.join(tmp, 'feat.safetensors');
+    const r = cli(['embed', '--weights', TINY, input, '--out', out, '-q']);
+    expect(r.stderr).not.toMatch(/error/i);
+    expect(r.code).toBe(0);
+    const got = await readSafetensors(out);
+    const ref = await readSafetensors(goldenFile('vit_tiny_outputs.safetensors'));
+    for (const [mine, theirs] of [['cls', 'x_norm_clstoken_56'], ['registers', 'x_norm_regtokens_56'], ['patches', 'x_norm_patchtokens_56'], ['last_hidden_state', 'hf_last_hidden_state_56']]) {
+      const a = got.tensors.get(mine as string)?.data as Float32Array;
+      const b = ref.tensors.get(theirs as string)?.data as Float32Array;
+      expect(got.tensors.get(mine as string)?.shape).toEqual(ref.tensors.get(theirs as string)?.shape);
+      let m = 0;
+      for (let i = 0; i < b.length; i++) m = Math.max(m, Math.abs((a[i] ?? NaN) - (b[i] ?? NaN)));
+      expect(m, mine).toBeLessThan(1e-4);
+    }
+    expect(JSON.parse(got.metadata?.inputs ?? '[]')).toEqual([`${input}#0`, `${input}#1`]);
+  });
+
+  it('embed on images writes every output with the input names', async () => {
+    const out = path.join(tmp, 'img-feat.safetensors');
+    const r = cli(['embed', '--weights', TINY, ...images, '--out', out, '--crop', '56', '--resize', '56', '-b', '2', '--layers=-2']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/embed: 3 inputs/);
+    const got = await readSafetensors(out);
+    expect(got.tensors.get('cls')?.shape).toEqual([3, 96]);
+    expect(got.tensors.get('registers')?.shape).toEqual([3, 2, 96]);
+    expect(got.tensors.get('patches')?.shape).toEqual([3, 16, 96]);
+    expect(got.tensors.get('last_hidden_state')?.shape).toEqual([3, 19, 96]);
+    expect(got.tensors.get('layer_-2')?.shape).toEqual([3, 19, 96]);
+    expect(JSON.parse(got.metadata?.inputs ?? '[]')).toEqual(images);
+    expect(JSON.parse(got.metadata?.preprocess ?? '{}')).toMatchObject({ grayscale: true, equalize: true, resize: 56, crop: 56 });
+  });
+
+  it('bad inputs fail with exit code 2 and a message naming the file', async () => {
+    const corrupt = path.join(tmp, 'corrupt.png');
+    await writeFile(corrupt, Buffer.from('\x89PNG\r\n\x1a\nthis is not a png'));
+    const out = path.join(tmp, 'never.safetensors');
+    const cases: Array<[string[], RegExp]> = [
+      [[path.join(tmp, 'missing.png')], /missing\.png: no such file/],
+      [[corrupt], /corrupt\.png/],
+      [[path.join(TINY, 'config.json')], /config\.json: expected an image/],
+    ];
+    for (const [inputs, msg] of cases) {
+      const r = cli(['embed', '--weights', TINY, ...inputs, '--out', out, '-q']);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(msg);
+    }
+    const tinyImg = path.join(tmp, 'tiny.png');
+    await copyFile(images[0] as string, tinyImg);
+    const small = cli(['embed', '--weights', TINY, tinyImg, '--out', out, '--resize', '10', '--crop', 'none', '-q']);
+    expect(small.code).toBe(2);
+    expect(small.stderr).toMatch(/tiny\.png/);
+    const w = cli(['embed', '--weights', path.join(tmp, 'nope'), images[0] as string, '--out', out]);
+    expect(w.code).toBe(2);
+    expect(w.stderr).toMatch(/--weights .*nope: no such file or folder/);
+    expect(w.libtorch).toBe(false);
+  });
+
+  it('export of a random-initialised preset gives a folder that info and embed accept', async () => {
+    const dir = path.join(tmp, 'rand-tiny');
+    const e = cli(['export', '--arch', 'vit_small', 'model.depth=2', 'model.img_size=56', '--out', dir]);
+    expect(e.code, e.stderr).toBe(0);
+    const i = cli(['info', dir, '--json']);
+    const j = JSON.parse(i.stdout);
+    expect(j.config.depth).toBe(2);
+    expect(j.config.num_register_tokens).toBe(4);
+    expect(j.layout).toMatch(/Hugging Face/);
+    const out = path.join(tmp, 'r.safetensors');
+    const r = cli(['embed', '--weights', dir, images[0] as string, '--out', out, '-q', '--crop', '56', '--resize', '56']);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readSafetensors(out)).tensors.get('patches')?.shape).toEqual([1, 16, 384]);
+  });
+});
