@@ -202,5 +202,6 @@ export function toHfPreprocessorConfig(p: PreprocessOptions): Record<string, unk
     do_convert_rgb: true,
     do_grayscale: p.grayscale,
     cxformer_equalize: p.equalize,
+    cxformer_crop_rounding: p.cropRounding,
   };
 }

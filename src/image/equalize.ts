@@ -1,7 +1,7 @@
 /**
  * Global histogram equalisation with the exact semantics of OpenCV's `cv::equalizeHist` (8-bit, one channel),
- * from modules/imgproc/src/histogram.cpp (unchanged from OpenCV 3.x through 4.x on x86/ARM; only RISC-V builds
- * route to a separate HAL kernel):
+ * from modules/imgproc/src/histogram.cpp (the same code in OpenCV 3.x–4.x; RISC-V builds route to a separate HAL
+ * kernel). Checked bit for bit against cv2.equalizeHist of opencv-python-headless 5.0.0 on random images:
  *
  *   hist  = 256-bin histogram;  i = first non-empty bin;  total = pixel count
  *   if hist[i] == total: every output pixel is i (constant image, unchanged)

@@ -5,8 +5,9 @@
  * Missing fields take BitImageProcessor's class defaults, so a file means what it means to `transformers`:
  * do_resize true, size {shortest_edge: 224}, resample 3 (bicubic), do_center_crop true, crop_size 224×224,
  * do_rescale true, rescale_factor 1/255, do_normalize true, image_mean/std = OpenAI CLIP's (not ImageNet's).
- * Our own optional fields: `do_grayscale` (PIL `convert('L')` first; default false, as HF converts to RGB) and
- * `cxformer_equalize` (OpenCV equalisation; default false). The center crop uses HF's floor rounding.
+ * Our own optional fields: `do_grayscale` (PIL `convert('L')` first; default false, as HF converts to RGB),
+ * `cxformer_equalize` (OpenCV equalisation; default false) and `cxformer_crop_rounding` ("hf" = floor, the
+ * default, as transformers does; "torchvision" = round half to even, the CXformer training/eval transforms).
  * Other keys (image_processor_type, do_convert_rgb, …) are ignored.
  */
 import { readFile } from 'node:fs/promises';
@@ -91,13 +92,19 @@ export function preprocessorFromHfConfig(json: unknown, source = 'preprocessor_c
     std = channels('image_std', has('image_std') ? cfg.image_std : OPENAI_CLIP_STD, true, fail);
   }
 
+  let cropRounding: PreprocessOptions['cropRounding'] = 'hf';
+  if (has('cxformer_crop_rounding')) {
+    const r = cfg.cxformer_crop_rounding;
+    cropRounding = r === 'hf' || r === 'torchvision' ? r : fail('cxformer_crop_rounding', '"hf" or "torchvision"', r);
+  }
+
   return resolvePreprocessOptions({
     grayscale: flag('do_grayscale', false),
     equalize: flag('cxformer_equalize', false),
     resize,
     resample,
     crop,
-    cropRounding: 'hf',
+    cropRounding,
     mean,
     std,
     rescale,

@@ -5,8 +5,8 @@
  *
  * Bicubic follows Pillow's src/libImaging/Resample.c (`Image.resize(size, BICUBIC)`):
  * - Keys cubic with a = −0.5 and support 2. When downsampling by a factor s = in/out > 1 the kernel is stretched
- *   by s (support 2s, argument divided by s): an antialiasing, area-aware filter, unlike OpenCV/PyTorch's
- *   plain bicubic interpolation.
+ *   by s (support 2s, argument divided by s): an antialiasing, area-aware filter, unlike cv2.resize or
+ *   torch interpolate without `antialias=True`.
  * - Output pixel i is centred at (i + 0.5)·s in input coordinates; taps run from
  *   xmin = trunc(center − support + 0.5) (clamped to 0) to xmax = trunc(center + support + 0.5) (clamped to the
  *   input size); weights are normalised to sum to 1 over the taps that fall inside the image (no padding).
@@ -16,6 +16,9 @@
  *   0..255 after *each* pass. `roundToUint8: true` (the default) reproduces that bit for bit and requires the
  *   input to hold integers 0..255. `roundToUint8: false` is PIL's float ("F") path: double accumulation,
  *   float32 results, no clipping.
+ *
+ * Checked bit for bit against Pillow 11.2.1 (default pass order) and 13.0.0 (`passOrder: 'pillow13'`), 8-bit and
+ * float, on random images resized up, down and mixed.
  *
  * Nearest follows Pillow's `ImagingScaleAffine`: source index = trunc(x_o) with x_o starting at s/2 and
  * incremented by s per output pixel (accumulated in double, like the C loop).
@@ -36,8 +39,8 @@ export interface ResizeOptions {
    */
   roundToUint8?: boolean;
   /**
-   * Order of the two bicubic passes. 'horizontal-first': Pillow up to 12.x (what the CXformer reference ran in
-   * 2025). 'pillow13': Pillow 13's rule, which runs the vertical pass first when the height shrinks by more than
+   * Order of the two bicubic passes. 'horizontal-first': Pillow up to 12.x (the versions current when the
+   * CXformer reference was released, 2025). 'pillow13': Pillow 13's rule, which runs the vertical pass first when the height shrinks by more than
    * twice as many pixels as the width does (`inH − outH > 0 && inH − outH > 2·(inW − outW)`); results then differ
    * by rounding (±1 grey level on some pixels with roundToUint8). Both agree for any aspect-preserving resize of
    * an image whose height is at most twice its width.
