@@ -5,12 +5,20 @@
  * a warm-up; not a test.
  *
  * Env: CXFORMER_THREADS (default all cores), BENCH_DEVICE (cpu | cuda), BENCH_RUNS (default 5 at 224, 3 at 518),
- * BENCH_SIZES (default "224,518"), BENCH_PRECISIONS (default "f32,bf16").
+ * BENCH_SIZES (default "224,518"), BENCH_PRECISIONS (default "f32,bf16"), BENCH_BATCH (default 8),
+ * BENCH_PEAK_TFLOPS (peak of the device for the precision, to print MFU).
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { loadBackbone, threadCount } from '../backbone.js';
 import { native } from '../native/load.js';
+
+/** Forward FLOPs of one image (2 per multiply-add): patch embedding, qkv/proj/FFN matmuls, QKᵀ and AV. */
+export function forwardFlops(size: number, d = 384, depth = 12, registers = 4, patch = 14): number {
+  const n = (size / patch) ** 2;
+  const t = 1 + registers + n;
+  return n * 2 * d * 3 * patch * patch + depth * t * (24 * d * d + 4 * t * d);
+}
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -22,7 +30,7 @@ async function main() {
   const device = process.env.BENCH_DEVICE ?? 'cpu';
   const sizes = (process.env.BENCH_SIZES ?? '224,518').split(',').map(Number);
   const precisions = (process.env.BENCH_PRECISIONS ?? 'f32,bf16').split(',') as Array<'f32' | 'bf16'>;
-  const batch = 8;
+  const batch = Number(process.env.BENCH_BATCH ?? 8);
   const model = await loadBackbone({ arch: 'vit_small', device, threads: threadCount() });
   const bind = native();
   const rt = JSON.parse(bind.runtimeInfo()) as Record<string, unknown>;
@@ -43,7 +51,9 @@ async function main() {
       }
       const s = median(times);
       const tokens = 1 + 4 + (size / 14) ** 2;
-      rows.push({ size, precision, batch, runs, median_s: s, images_per_s: batch / s, tokens });
+      const tflops = (forwardFlops(size) * batch) / s / 1e12;
+      const peak = Number(process.env.BENCH_PEAK_TFLOPS ?? NaN);
+      rows.push({ size, precision, batch, runs, median_s: s, images_per_s: batch / s, tokens, tflops, mfu: Number.isFinite(peak) ? tflops / peak : null });
       process.stderr.write(`  ${size}px ${precision}: ${(batch / s).toFixed(2)} img/s (median of ${runs}: ${s.toFixed(3)} s per batch)\n`);
     }
   }
@@ -78,9 +88,12 @@ async function main() {
   const lines = [
     `machine: ${machine}; node ${process.version}; torch ${rt.torch_version}; threads ${rt.threads}; BLAS ${rt.blas}; device ${device}`,
     '',
-    '| input | precision | batch | images/s | s / batch (median) | runs |',
-    '|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.size}×${r.size} (${r.tokens} tokens) | ${r.precision} | ${r.batch} | ${(r.images_per_s as number).toFixed(2)} | ${(r.median_s as number).toFixed(3)} | ${r.runs} |`),
+    '| input | precision | batch | images/s | s / batch (median) | runs | model TFLOP/s | MFU |',
+    '|---|---|---|---|---|---|---|---|',
+    ...rows.map(
+      (r) =>
+        `| ${r.size}×${r.size} (${r.tokens} tokens) | ${r.precision} | ${r.batch} | ${(r.images_per_s as number).toFixed(2)} | ${(r.median_s as number).toFixed(3)} | ${r.runs} | ${(r.tflops as number).toFixed(3)} | ${r.mfu === null ? '–' : `${((r.mfu as number) * 100).toFixed(1)} %`} |`,
+    ),
     '',
     `N-API boundary: synchronous call (1×1 matmul, copy in/out) ${syncUs.toFixed(2)} µs; async embed round trip of a 1-token-patch model ${median(asyncTimes).toFixed(1)} µs (libuv pool hop + promise).`,
   ];

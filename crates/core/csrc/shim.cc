@@ -69,4 +69,11 @@ int cxf_autocast_decrement_nesting(int *depth) { CXF_PROTECT({ *depth = static_c
 
 int cxf_autocast_clear_cache(void) { CXF_PROTECT({ at::autocast::clear_cache(); }) }
 
+int cxf_set_tf32(int matmul, int cudnn) {
+  CXF_PROTECT({
+    at::globalContext().setAllowTF32CuBLAS(matmul != 0);
+    at::globalContext().setAllowTF32CuDNN(cudnn != 0);
+  })
+}
+
 }  // extern "C"

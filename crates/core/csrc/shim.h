@@ -17,6 +17,8 @@ int cxf_set_autocast(int device_type, int enabled, int dtype, int *prev);
 int cxf_autocast_increment_nesting(int *depth);
 int cxf_autocast_decrement_nesting(int *depth);
 int cxf_autocast_clear_cache(void);
+/* TF32 for CUDA matmuls (cuBLAS) and cuDNN convolutions: 0 = off (exact float32), 1 = on. */
+int cxf_set_tf32(int matmul, int cudnn);
 
 #ifdef __cplusplus
 }

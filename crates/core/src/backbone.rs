@@ -71,6 +71,11 @@ impl Backbone {
             norm_intermediates: opts.norm_intermediates,
             train: false,
         };
+        if dev.is_cuda() {
+            // f32 means float32: no TF32 (LibTorch enables it for cuDNN convolutions by default).
+            // bf16 autocast does not go through TF32 anyway.
+            crate::shim::set_tf32(false, false)?;
+        }
         let out = tch::no_grad(|| -> Result<VitOutput> {
             let _guard = match precision {
                 Precision::F32 => None,

@@ -10,6 +10,12 @@ unsafe extern "C" {
     fn cxf_autocast_increment_nesting(depth: *mut c_int) -> c_int;
     fn cxf_autocast_decrement_nesting(depth: *mut c_int) -> c_int;
     fn cxf_autocast_clear_cache() -> c_int;
+    fn cxf_set_tf32(matmul: c_int, cudnn: c_int) -> c_int;
+}
+
+/// TF32 on CUDA (cuBLAS matmuls, cuDNN convolutions). Off = float32 results that match the CPU to ~1e-6.
+pub fn set_tf32(matmul: bool, cudnn: bool) -> Result<()> {
+    check(unsafe { cxf_set_tf32(matmul as c_int, cudnn as c_int) })
 }
 
 fn check(rc: c_int) -> Result<()> {

@@ -8,7 +8,7 @@ use tch::{Device, Kind};
 const TOL: f64 = 1e-4;
 
 fn check(suffix: &str, masks: bool) {
-    let model = load_tiny(Device::Cpu);
+    let model = load_tiny(test_device());
     let x = golden("vit_tiny_inputs.safetensors", "pixel_values_56");
     let opts = ForwardOptions {
         masks: masks.then(|| golden("vit_tiny_inputs.safetensors", "masks_56")),
@@ -46,7 +46,7 @@ fn tiny_hf_matches_reference_with_masks() {
 #[test]
 fn masks_change_only_what_they_should() {
     // Image 1 of the golden masks: masked outputs differ from unmasked ones; an all-false mask changes nothing.
-    let model = load_tiny(Device::Cpu);
+    let model = load_tiny(test_device());
     let x = golden("vit_tiny_inputs.safetensors", "pixel_values_56");
     let plain = model.embed(&x, &ForwardOptions::default(), Precision::F32).unwrap();
     let none = tch::Tensor::zeros([2, 16], (Kind::Bool, Device::Cpu));
@@ -56,7 +56,7 @@ fn masks_change_only_what_they_should() {
 
 #[test]
 fn intermediate_layers_are_block_outputs() {
-    let model = load_tiny(Device::Cpu);
+    let model = load_tiny(test_device());
     let x = golden("vit_tiny_inputs.safetensors", "pixel_values_56");
     let opts = ForwardOptions { intermediate_layers: vec![-1, 0], norm_intermediates: false, ..Default::default() };
     let out = model.embed(&x, &opts, Precision::F32).unwrap();
@@ -74,7 +74,7 @@ fn intermediate_layers_are_block_outputs() {
 
 #[test]
 fn bf16_autocast_close_to_f32() {
-    let model = load_tiny(Device::Cpu);
+    let model = load_tiny(test_device());
     let x = golden("vit_tiny_inputs.safetensors", "pixel_values_56");
     let f = model.embed(&x, &ForwardOptions::default(), Precision::F32).unwrap();
     let b = model.embed(&x, &ForwardOptions::default(), Precision::Bf16).unwrap();
@@ -87,7 +87,7 @@ fn bf16_autocast_close_to_f32() {
 
 #[test]
 fn bad_inputs_are_clear_errors() {
-    let model = load_tiny(Device::Cpu);
+    let model = load_tiny(test_device());
     let opts = ForwardOptions::default();
     let e = |x: tch::Tensor| model.embed(&x, &opts, Precision::F32).unwrap_err().to_string();
     let msg = e(tch::Tensor::zeros([1, 3, 50, 56], (Kind::Float, Device::Cpu)));
@@ -108,7 +108,7 @@ fn bad_inputs_are_clear_errors() {
 fn other_resolutions_interpolate_and_run() {
     // 70x42 px: a 5x3 grid, non-square, so the position embedding is interpolated (antialiased bicubic for
     // the with-registers family). Shapes and finiteness; the interpolation values are tested in interp.rs.
-    let model = load_tiny(Device::Cpu);
+    let model = load_tiny(test_device());
     let x = tch::Tensor::randn([1, 3, 70, 42], (Kind::Float, Device::Cpu));
     let out = model.embed(&x, &ForwardOptions::default(), Precision::F32).unwrap();
     assert_eq!(out.patches.size(), vec![1, 15, 96]);

@@ -20,6 +20,12 @@ pub fn tiny_weights() -> PathBuf {
     golden_dir().join("vit_tiny_hf/model.safetensors")
 }
 
+/// Device of the device-aware tests: CXF_TEST_DEVICE (cpu, cuda, cuda:N), default cpu (scripts/gpu-check.sh sets cuda).
+pub fn test_device() -> Device {
+    let s = std::env::var("CXF_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    cxformer_core::runtime::parse_device(&s).expect("CXF_TEST_DEVICE")
+}
+
 pub fn load_tiny(device: Device) -> Backbone {
     Backbone::load(&tiny_config(), tiny_weights(), device).expect("golden model loads").0
 }

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs on a GPU server with a pip torch 2.11.0 but no Rust toolchain, no node and no network, using the kit
+# built on the CPU machine by scripts/gpu-kit.sh (out/gpu-kit.tar.xz, or an unpacked out/gpu-kit):
+#   1. the runtime report (torch, CUDA, cuDNN, threads) through the carried addon,
+#   2. the Rust golden tests on CUDA (and on CPU) against the server's LibTorch,
+#   3. the CLI golden check on CUDA (embed --device cuda on the reference inputs),
+#   4. the embedding benchmark on CUDA (f32 and bf16, 224 and 518 px, MFU against BENCH_PEAK_TFLOPS).
+# Results: $RESULTS (default $OUT or out/gpu-results): one log per step and summary.txt.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+here=$PWD
+results=${RESULTS:-${OUT:-$here/out/gpu-results}}
+mkdir -p "$results"
+kit=$here/out/gpu-kit
+if [ -f "$here/out/gpu-kit.tar.xz" ]; then rm -rf "$kit"; tar -C "$here/out" -xJf "$here/out/gpu-kit.tar.xz"; fi
+[ -d "$kit" ] || { echo "gpu-check: no kit at $kit (run scripts/gpu-kit.sh on the build machine)" >&2; exit 1; }
+summary=$results/summary.txt
+: > "$summary"
+step() { # name, command...
+  local name=$1; shift
+  local t0=$SECONDS
+  "$@" > "$results/$name.log" 2>&1
+  local rc=$?
+  printf '%-14s rc=%d  %4ds\n' "$name" "$rc" "$((SECONDS - t0))" | tee -a "$summary"
+  tail -n 25 "$results/$name.log"
+  return 0
+}
+
+PY=${PYTHON:-python3}
+torch_lib=$($PY -c 'import torch,os;print(os.path.dirname(torch.__file__)+"/lib")' 2>/dev/null)
+torch_ver=$($PY -c 'import torch;print(torch.__version__)' 2>/dev/null)
+echo "torch $torch_ver at $torch_lib" | tee -a "$summary"
+case "$torch_ver" in 2.11.0*) ;; *) echo "gpu-check: cxformer is built for torch 2.11.0, found $torch_ver" | tee -a "$summary"; exit 1 ;; esac
+export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+NODE=$(command -v node || true)
+if [ -z "$NODE" ]; then xz -dc "$kit/node.xz" > "$kit/node"; chmod +x "$kit/node"; NODE=$kit/node; fi
+export CXFORMER_BINDING=$kit/binding/binding.cjs CXF_GOLDEN_DIR=$kit/golden
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> "$summary" 2>/dev/null || true
+device=${CXF_TEST_DEVICE:-cuda}
+
+step runtime "$NODE" "$kit/dist/cli/main.js" info --runtime --json
+step golden-cuda env CXF_TEST_DEVICE="$device" "$kit/bin/golden" --test-threads=1
+step golden-cpu env CXF_TEST_DEVICE=cpu "$kit/bin/golden" --test-threads=1
+step rust-other sh -c "for b in '$kit'/bin/*; do case \$b in */golden) continue;; esac; \$b --test-threads=1 || exit 1; done"
+step cli-cuda "$NODE" "$kit/dist/bench/golden-check.js" "$device"
+step bench-cuda env BENCH_DEVICE="$device" BENCH_RUNS="${BENCH_RUNS:-10}" BENCH_BATCH="${BENCH_BATCH:-32}" \
+  BENCH_PEAK_TFLOPS="${BENCH_PEAK_TFLOPS:-989}" "$NODE" "$kit/dist/bench/embed.js"
+cp bench-results/embed.json "$results/bench-embed.json" 2>/dev/null || true
+echo "gpu-check: results in $results" | tee -a "$summary"
