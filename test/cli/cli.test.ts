@@ -2,7 +2,8 @@
  * The CLI end to end (built dist/cli/main.js in child processes) plus the argument grammar in-process.
  * `npm test` builds dist first (scripts/test.sh).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -141,6 +142,37 @@ describe('cxformer CLI', () => {
     expect(w.code).toBe(2);
     expect(w.stderr).toMatch(/--weights .*nope: no such file or folder/);
     expect(w.libtorch).toBe(false);
+  });
+
+  it('a pixel_values tensor of the wrong shape is refused before LibTorch loads', async () => {
+    const bad = path.join(tmp, 'gray-px.safetensors');
+    await writeSafetensors(bad, { pixel_values: { dtype: 'F32', shape: [1, 1, 56, 56], data: new Float32Array(56 * 56) } });
+    const r = cli(['embed', '--weights', TINY, bad, '--out', path.join(tmp, 'x.safetensors')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/gray-px\.safetensors: expected "pixel_values" as F32 \[B, 3, H, W\], found F32 \[1, 1, 56, 56\]/);
+    expect(r.libtorch).toBe(false);
+  });
+
+  it('Ctrl-C stops after the current batch, exits 130 and writes nothing', async () => {
+    const many = await writePhantoms(path.join(tmp, 'many'), 12, { size: 64 });
+    const out = path.join(tmp, 'interrupted.safetensors');
+    const child = spawn(process.execPath, [MAIN, 'embed', '--arch', 'vit_small', 'model.depth=4', ...many, '--out', out, '-b', '1', '--resize', '518', '--crop', '518'], {
+      env: { ...process.env, CXFORMER_THREADS: '1' },
+    });
+    let stderr = '';
+    let sent = false;
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (!sent && /embed: 1\/12/.test(stderr)) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(sent).toBe(true);
+    expect(code).toBe(130);
+    expect(stderr).toMatch(/interrupted after \d+\/12 inputs; nothing written/);
+    expect(existsSync(out)).toBe(false);
   });
 
   it('export of a random-initialised preset gives a folder that info and embed accept', async () => {

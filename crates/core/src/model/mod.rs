@@ -3,5 +3,5 @@ mod block;
 pub mod pos_embed;
 mod vit;
 
-pub use block::{Attention, Block, Ffn};
+pub use block::{Attention, Block, Ffn, drop_path};
 pub use vit::{ForwardOptions, Vit, VitOutput, init_from_scratch};
