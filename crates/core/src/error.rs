@@ -22,6 +22,9 @@ pub enum Error {
     /// Error reported by the project's C++ shim (csrc/shim.cc).
     #[error("LibTorch shim error: {0}")]
     Shim(String),
+    /// A loss became NaN or infinite: training stops before the step modifies anything.
+    #[error("iteration {iteration}: {term} is {value} (not finite); the step was not applied and the last checkpoint is intact")]
+    NonFinite { iteration: i64, term: String, value: f64 },
     /// The caller asked the work to stop.
     #[error("cancelled")]
     Cancelled,
@@ -44,6 +47,7 @@ impl Error {
             Error::Io { .. } => "CXF_IO",
             Error::Shim(_) => "CXF_TORCH",
             Error::Cancelled => "CXF_CANCELLED",
+            Error::NonFinite { .. } => "CXF_NONFINITE",
         }
     }
 }

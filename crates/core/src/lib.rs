@@ -7,6 +7,7 @@ pub mod error;
 pub mod model;
 pub mod runtime;
 pub mod shim;
+pub mod ssl;
 pub mod weights;
 
 pub use backbone::{Backbone, Precision};

@@ -1,0 +1,434 @@
+//! The SSL meta-architecture (spec §3.1–3.8): student and EMA teacher, each a backbone + DINO head
+//! (+ a separate iBOT head), one training step in the reference order, checkpoint state.
+use super::center::{Centering, sinkhorn_knopp};
+use super::dist::{Collective, SingleProcess};
+use super::head::{DinoHead, HeadConfig};
+use super::loss::{dino_losses, ibot_loss, koleo_weighted};
+use super::optim::{AdamW, ParamGroup, backbone_group, clip_grad_norm, head_group};
+use crate::backbone::Precision;
+use crate::config::VitConfig;
+use crate::error::{Error, Result};
+use crate::model::{ForwardOptions, Vit};
+use crate::shim::{AutocastDevice, AutocastGuard};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tch::{Device, Kind, Tensor, nn};
+
+/// Teacher-target normalisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Centering_ {
+    Centering,
+    SinkhornKnopp,
+}
+pub use Centering_ as CenteringKind;
+
+/// Everything the native SSL model needs (TypeScript resolves it from the YAML config).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SslConfig {
+    pub model: VitConfig,
+    pub dino_head: HeadConfig,
+    /// None = iBOT shares the DINO head.
+    pub ibot_head: Option<HeadConfig>,
+    pub dino_loss_weight: f64,
+    pub ibot_loss_weight: f64,
+    pub koleo_loss_weight: f64,
+    pub centering: CenteringKind,
+    pub center_momentum: f64,
+    pub student_temp: f64,
+    pub sinkhorn_iterations: usize,
+    pub n_global_crops: i64,
+    pub n_local_crops: i64,
+    pub clip_grad: f64,
+    pub layerwise_decay: f64,
+    pub patch_embed_lr_mult: f64,
+    pub adamw_betas: [f64; 2],
+    pub adamw_eps: f64,
+    pub precision: Precision,
+}
+
+/// Per-iteration schedule values (computed in TypeScript, spec §3.9).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StepSchedule {
+    pub lr: f64,
+    pub wd: f64,
+    pub momentum: f64,
+    pub teacher_temp: f64,
+    pub last_layer_lr: f64,
+}
+
+/// One training batch, crop-major (row = crop_index·B + image_index).
+pub struct SslBatch {
+    /// (n_g·B, 3, G, G) float32, normalised.
+    pub global_crops: Tensor,
+    /// (n_l·B, 3, L, L) float32, normalised (n_l may be 0).
+    pub local_crops: Option<Tensor>,
+    /// (n_g·B, N) bool iBOT masks of the student's global crops.
+    pub masks: Tensor,
+}
+
+/// What a step reports (all losses as the reference logs them before any division for display).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StepRecord {
+    pub total_loss: f64,
+    pub dino_local_crops_loss: f64,
+    pub dino_global_crops_loss: f64,
+    pub ibot_loss: f64,
+    pub koleo_loss: f64,
+    pub grad_norm_backbone: f64,
+    pub grad_norm_dino_head: f64,
+    pub grad_norm_ibot_head: f64,
+    pub n_masked: i64,
+}
+
+/// One student or teacher: backbone + heads, each in its own VarStore (so clipping, EMA and checkpoint
+/// prefixes follow the submodules: `backbone.*`, `dino_head.*`, `ibot_head.*`).
+pub struct Branch {
+    pub backbone_vs: nn::VarStore,
+    pub backbone: Vit,
+    pub dino_vs: nn::VarStore,
+    pub dino_head: DinoHead,
+    pub ibot_vs: Option<nn::VarStore>,
+    pub ibot_head: Option<DinoHead>,
+}
+
+impl Branch {
+    fn new(cfg: &SslConfig, device: Device) -> Result<Self> {
+        let backbone_vs = nn::VarStore::new(device);
+        let backbone = Vit::new(&backbone_vs.root(), &cfg.model)?;
+        crate::model::init_from_scratch(&backbone_vs);
+        let dino_vs = nn::VarStore::new(device);
+        let dino_head = DinoHead::new(dino_vs.root(), &cfg.dino_head);
+        let (ibot_vs, ibot_head) = match &cfg.ibot_head {
+            Some(h) => {
+                let vs = nn::VarStore::new(device);
+                let head = DinoHead::new(vs.root(), h);
+                (Some(vs), Some(head))
+            }
+            None => (None, None),
+        };
+        Ok(Branch { backbone_vs, backbone, dino_vs, dino_head, ibot_vs, ibot_head })
+    }
+
+    /// (prefix, VarStore) of every submodule, in a fixed order.
+    pub fn stores(&self) -> Vec<(&'static str, &nn::VarStore)> {
+        let mut v = vec![("backbone", &self.backbone_vs), ("dino_head", &self.dino_vs)];
+        if let Some(vs) = &self.ibot_vs {
+            v.push(("ibot_head", vs));
+        }
+        v
+    }
+
+    fn ibot(&self) -> &DinoHead {
+        self.ibot_head.as_ref().unwrap_or(&self.dino_head)
+    }
+}
+
+fn sorted_vars(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+pub struct SslModel {
+    pub cfg: SslConfig,
+    pub device: Device,
+    pub student: Branch,
+    pub teacher: Branch,
+    pub dino_center: Centering,
+    pub ibot_center: Centering,
+    pub optimizer: AdamW,
+    pub dist: Box<dyn Collective>,
+}
+
+impl SslModel {
+    /// Student from scratch (seeded), teacher = a copy of the student, fresh optimizer and centres.
+    pub fn new(cfg: SslConfig, device: Device, seed: i64) -> Result<Self> {
+        if cfg.n_global_crops != 2 {
+            return Err(Error::Config(format!(
+                "n_global_crops must be 2 (the teacher swaps the two global views), got {}",
+                cfg.n_global_crops
+            )));
+        }
+        tch::manual_seed(seed);
+        let student = Branch::new(&cfg, device)?;
+        let teacher = Branch::new(&cfg, device)?;
+        let k_dino = cfg.dino_head.out_dim;
+        let k_ibot = cfg.ibot_head.as_ref().map(|h| h.out_dim).unwrap_or(k_dino);
+        let mut params = Vec::new();
+        let depth = cfg.model.depth;
+        for (prefix, vs) in student.stores() {
+            for (name, t) in sorted_vars(vs) {
+                let group: ParamGroup = if prefix == "backbone" {
+                    backbone_group(&name, depth, cfg.layerwise_decay, cfg.patch_embed_lr_mult)
+                } else {
+                    head_group(&name)
+                };
+                params.push((format!("{prefix}.{name}"), t, group));
+            }
+        }
+        let optimizer = AdamW::new(params, cfg.adamw_betas[0], cfg.adamw_betas[1], cfg.adamw_eps);
+        let mut m = SslModel {
+            dino_center: Centering::new(Tensor::zeros([1, k_dino], (Kind::Float, device)), cfg.center_momentum),
+            ibot_center: Centering::new(Tensor::zeros([1, 1, k_ibot], (Kind::Float, device)), cfg.center_momentum),
+            cfg,
+            device,
+            student,
+            teacher,
+            optimizer,
+            dist: Box::new(SingleProcess),
+        };
+        m.copy_student_to_teacher()?;
+        Ok(m)
+    }
+
+    /// teacher ← student (all submodules), as DINOv2 does once before training.
+    pub fn copy_student_to_teacher(&mut self) -> Result<()> {
+        self.ema(0.0)
+    }
+
+    /// θ_t ← m·θ_t + (1 − m)·θ_s over every parameter of each submodule (weight-norm g and v as raw
+    /// parameters), spec §3.8 step 5.
+    pub fn ema(&mut self, momentum: f64) -> Result<()> {
+        tch::no_grad(|| -> Result<()> {
+            for ((_, s), (_, t)) in self.student.stores().into_iter().zip(self.teacher.stores()) {
+                let sv = s.variables();
+                for (name, mut tv) in t.variables() {
+                    let src = sv.get(&name).ok_or_else(|| Error::Config(format!("teacher parameter {name} has no student twin")))?;
+                    if momentum == 0.0 {
+                        tv.f_copy_(src)?;
+                    } else {
+                        let _ = tv.f_lerp_(src, 1.0 - momentum)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// One optimisation step in the reference order (spec §3.8, style habit 7):
+    /// teacher targets → student forward → DINO + iBOT + KoLeo → NaN check → backward → gradient reduction
+    /// (seam) → clip per submodule → AdamW → EMA. `iteration` only names the step in errors.
+    pub fn step(&mut self, batch: &SslBatch, sched: &StepSchedule, iteration: i64) -> Result<StepRecord> {
+        let rec = self.forward_backward(batch, sched, iteration, 1.0)?;
+        let rec = self.apply_update(rec, sched)?;
+        Ok(rec)
+    }
+
+    /// Forward and backward of one (micro-)batch; gradients accumulate (scaled by `loss_scale`, e.g.
+    /// 1/accumulation steps). Losses are checked for NaN/Inf before anything is modified.
+    pub fn forward_backward(&mut self, batch: &SslBatch, sched: &StepSchedule, iteration: i64, loss_scale: f64) -> Result<StepRecord> {
+        let cfg = self.cfg.clone();
+        let dev = self.device;
+        let ng = cfg.n_global_crops;
+        let globals = batch.global_crops.to_device(dev);
+        let (n_rows, _, _, _) = globals.size4()?;
+        if n_rows % ng != 0 {
+            return Err(Error::Shape(format!("global_crops has {n_rows} rows, not a multiple of n_global_crops {ng}")));
+        }
+        let b = n_rows / ng;
+        let masks = batch.masks.to_device(dev).to_kind(Kind::Bool);
+        let n_patches = masks.size().get(1).copied().unwrap_or(0);
+        // Flat masked indices over (n_g·B·N) and per-token weights 1/max(1, masked count of its image).
+        let flat = masks.flatten(0, 1);
+        let mask_indices = flat.nonzero().squeeze_dim(1);
+        let n_masked = mask_indices.size()[0];
+        let counts = masks.sum_dim_intlist([1i64].as_slice(), false, Kind::Float).clamp_min(1.0);
+        let weights = counts.reciprocal().unsqueeze(1).expand([n_rows, n_patches], false).flatten(0, 1).index_select(0, &mask_indices);
+
+        let _autocast = match cfg.precision {
+            Precision::F32 => None,
+            Precision::Bf16 => Some(AutocastGuard::bf16(if dev.is_cuda() { AutocastDevice::Cuda } else { AutocastDevice::Cpu })?),
+        };
+
+        // ---- teacher targets (no gradients, eval mode) ----
+        let (teacher_dino, teacher_ibot) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
+            let out = self.teacher.backbone.forward(&globals, &ForwardOptions::default())?;
+            // Swap the two global views: student crop 1 is matched with teacher crop 2.
+            let cls = out.cls.chunk(2, 0);
+            let cls = Tensor::cat(&[&cls[1], &cls[0]], 0);
+            let dino_logits = self.teacher.dino_head.forward(&cls).to_kind(Kind::Float);
+            let patches = out.patches.flatten(0, 1).index_select(0, &mask_indices);
+            let ibot_logits = self.teacher.ibot().forward(&patches).to_kind(Kind::Float);
+            let (d, i) = match cfg.centering {
+                CenteringKind::Centering => {
+                    let d = self.dino_center.targets(&dino_logits, sched.teacher_temp);
+                    self.dino_center.record_mean_rows(&dino_logits, self.dist.as_ref())?;
+                    let i = self.ibot_center.targets(&ibot_logits, sched.teacher_temp);
+                    self.ibot_center.record_mean_of_means(&ibot_logits, self.dist.as_ref())?;
+                    (d, i)
+                }
+                CenteringKind::SinkhornKnopp => {
+                    let w = self.dist.world();
+                    let d = sinkhorn_knopp(&dino_logits, sched.teacher_temp, cfg.sinkhorn_iterations, n_rows * w, self.dist.as_ref())?;
+                    let mut nm = Tensor::from(n_masked as f64).to_device(dev);
+                    self.dist.all_reduce_sum(&mut nm)?;
+                    let nm = nm.double_value(&[]).round() as i64;
+                    let i = sinkhorn_knopp(&ibot_logits, sched.teacher_temp, cfg.sinkhorn_iterations, nm.max(1), self.dist.as_ref())?;
+                    (d, i)
+                }
+            };
+            Ok((d, i))
+        })?;
+
+        // ---- student forward ----
+        let sg = self.student.backbone.forward(&globals, &ForwardOptions { masks: Some(masks.shallow_clone()), train: true, ..Default::default() })?;
+        let student_global_cls = sg.cls.shallow_clone();
+        let student_global = self.student.dino_head.forward(&student_global_cls);
+        let (student_local, nl) = match &batch.local_crops {
+            Some(l) if cfg.n_local_crops > 0 => {
+                let l = l.to_device(dev);
+                if l.size()[0] != cfg.n_local_crops * b {
+                    return Err(Error::Shape(format!(
+                        "local_crops has {} rows, expected n_local_crops {} x batch {b}",
+                        l.size()[0],
+                        cfg.n_local_crops
+                    )));
+                }
+                let sl = self.student.backbone.forward(&l, &ForwardOptions { train: true, ..Default::default() })?;
+                (Some(self.student.dino_head.forward(&sl.cls)), cfg.n_local_crops)
+            }
+            _ => (None, 0),
+        };
+        let student_patches = sg.patches.flatten(0, 1).index_select(0, &mask_indices);
+        let student_ibot = self.student.ibot().forward(&student_patches);
+
+        // ---- losses (float32) ----
+        let (dino_local, dino_global) = dino_losses(student_local.as_ref(), &student_global, &teacher_dino, ng, nl, cfg.student_temp);
+        let koleo = if cfg.koleo_loss_weight > 0.0 {
+            // KoLeo on the pre-head CLS, in float32 outside autocast (spec §3.7).
+            koleo_weighted(&student_global_cls.to_kind(Kind::Float), ng, cfg.koleo_loss_weight)?
+        } else {
+            Tensor::zeros([], (Kind::Float, dev))
+        };
+        let ibot = if n_masked > 0 {
+            ibot_loss(&student_ibot, &teacher_ibot, &weights, n_rows, cfg.student_temp)
+        } else {
+            Tensor::zeros([], (Kind::Float, dev))
+        };
+        let total = (&dino_local + &dino_global) * cfg.dino_loss_weight + &koleo + &ibot * cfg.ibot_loss_weight;
+        let rec = StepRecord {
+            total_loss: total.double_value(&[]),
+            dino_local_crops_loss: dino_local.double_value(&[]),
+            dino_global_crops_loss: dino_global.double_value(&[]),
+            ibot_loss: ibot.double_value(&[]),
+            koleo_loss: koleo.double_value(&[]),
+            n_masked,
+            ..Default::default()
+        };
+        for (name, v) in [
+            ("total_loss", rec.total_loss),
+            ("dino_local_crops_loss", rec.dino_local_crops_loss),
+            ("dino_global_crops_loss", rec.dino_global_crops_loss),
+            ("ibot_loss", rec.ibot_loss),
+            ("koleo_loss", rec.koleo_loss),
+        ] {
+            if !v.is_finite() {
+                return Err(Error::NonFinite { iteration, term: name.to_string(), value: v });
+            }
+        }
+        drop(_autocast);
+        (total * loss_scale).f_backward()?;
+        Ok(rec)
+    }
+
+    /// Gradient reduction (seam) → clip per student submodule → AdamW with the schedule → EMA teacher.
+    pub fn apply_update(&mut self, mut rec: StepRecord, sched: &StepSchedule) -> Result<StepRecord> {
+        // Data parallelism: gradients are summed/averaged across ranks here (no-op on one process).
+        if self.dist.world() > 1 {
+            for s in &self.optimizer.slots {
+                let mut g = s.param.grad();
+                if g.defined() {
+                    self.dist.all_reduce_sum(&mut g)?;
+                    let _ = g.g_div_scalar_(self.dist.world() as f64);
+                }
+            }
+        }
+        let clip = self.cfg.clip_grad;
+        let norms: Vec<f64> = self
+            .student
+            .stores()
+            .iter()
+            .map(|(_, vs)| {
+                let vars: Vec<Tensor> = sorted_vars(vs).into_iter().map(|(_, t)| t).collect();
+                let refs: Vec<&Tensor> = vars.iter().collect();
+                clip_grad_norm(&refs, clip)
+            })
+            .collect();
+        rec.grad_norm_backbone = norms[0];
+        rec.grad_norm_dino_head = norms[1];
+        rec.grad_norm_ibot_head = norms.get(2).copied().unwrap_or(0.0);
+        self.optimizer.update(sched.lr, sched.last_layer_lr, sched.wd);
+        self.ema(sched.momentum)?;
+        Ok(rec)
+    }
+
+    /// Every tensor of the training state under stable names: `student.<module>.<param>`,
+    /// `teacher.<module>.<param>`, `optim.exp_avg.<module>.<param>`, `optim.exp_avg_sq.…`, `center.dino`,
+    /// `center.ibot` and their pending statistics (`center.dino_pending`…) so that a resume is exact.
+    pub fn state(&self) -> BTreeMap<String, Tensor> {
+        let mut out = BTreeMap::new();
+        for (who, branch) in [("student", &self.student), ("teacher", &self.teacher)] {
+            for (prefix, vs) in branch.stores() {
+                for (name, t) in sorted_vars(vs) {
+                    out.insert(format!("{who}.{prefix}.{name}"), t.detach().to_device(Device::Cpu));
+                }
+            }
+        }
+        for s in &self.optimizer.slots {
+            out.insert(format!("optim.exp_avg.{}", s.name), s.exp_avg.to_device(Device::Cpu));
+            out.insert(format!("optim.exp_avg_sq.{}", s.name), s.exp_avg_sq.to_device(Device::Cpu));
+        }
+        out.insert("optim.step".into(), Tensor::from(self.optimizer.step));
+        for (n, c) in [("dino", &self.dino_center), ("ibot", &self.ibot_center)] {
+            out.insert(format!("center.{n}"), c.center.to_device(Device::Cpu));
+            if let Some(p) = c.pending() {
+                out.insert(format!("center.{n}_pending"), p.to_device(Device::Cpu));
+            }
+        }
+        out
+    }
+
+    /// Restores [`SslModel::state`]; every tensor must be present with the right shape (no partial loads).
+    pub fn load_state(&mut self, state: &BTreeMap<String, Tensor>, source: &str) -> Result<()> {
+        let expect = self.state();
+        let missing: Vec<&String> = expect.keys().filter(|k| !state.contains_key(*k) && !k.ends_with("_pending")).collect();
+        let unexpected: Vec<&String> = state.keys().filter(|k| !expect.contains_key(*k) && !k.ends_with("_pending")).collect();
+        let mismatched: Vec<String> = expect
+            .iter()
+            .filter_map(|(k, v)| state.get(k).filter(|t| t.size() != v.size()).map(|t| format!("{k} (file {:?}, model {:?})", t.size(), v.size())))
+            .collect();
+        if !missing.is_empty() || !unexpected.is_empty() || !mismatched.is_empty() {
+            return Err(Error::weights(
+                source,
+                format!(
+                    "checkpoint does not match the run's configuration; nothing was loaded.\n  missing: {:?}\n  unexpected: {:?}\n  shape mismatch: {:?}",
+                    missing.iter().take(10).collect::<Vec<_>>(),
+                    unexpected.iter().take(10).collect::<Vec<_>>(),
+                    mismatched.iter().take(10).collect::<Vec<_>>()
+                ),
+            ));
+        }
+        let dev = self.device;
+        tch::no_grad(|| -> Result<()> {
+            for (who, branch) in [("student", &self.student), ("teacher", &self.teacher)] {
+                for (prefix, vs) in branch.stores() {
+                    for (name, mut t) in vs.variables() {
+                        t.f_copy_(&state[&format!("{who}.{prefix}.{name}")])?;
+                    }
+                }
+            }
+            for s in self.optimizer.slots.iter_mut() {
+                s.exp_avg.f_copy_(&state[&format!("optim.exp_avg.{}", s.name)])?;
+                s.exp_avg_sq.f_copy_(&state[&format!("optim.exp_avg_sq.{}", s.name)])?;
+            }
+            Ok(())
+        })?;
+        self.optimizer.step = state["optim.step"].int64_value(&[]);
+        self.dino_center.restore(state["center.dino"].to_device(dev), state.get("center.dino_pending").map(|t| t.to_device(dev)));
+        self.ibot_center.restore(state["center.ibot"].to_device(dev), state.get("center.ibot_pending").map(|t| t.to_device(dev)));
+        Ok(())
+    }
+}
