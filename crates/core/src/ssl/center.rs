@@ -44,18 +44,37 @@ impl Centering {
         ((logits.to_kind(Kind::Float) - c) / temp).softmax(-1, Kind::Float)
     }
 
+    /// Stores a statistic computed by [`Centering::stat_mean_rows`] / [`Centering::stat_mean_of_means`]
+    /// (the trainer stores it only once the step's losses are known to be finite).
+    pub fn set_pending(&mut self, stat: Tensor) {
+        self.pending = Some(stat);
+    }
+
     /// Stores the DINO statistic: Σ_ranks Σ_rows z / (n·W).
     pub fn record_mean_rows(&mut self, logits: &Tensor, dist: &dyn Collective) -> Result<()> {
+        let s = self.stat_mean_rows(logits, dist)?;
+        self.pending = Some(s);
+        Ok(())
+    }
+
+    /// The DINO statistic of this batch, all-reduced: Σ_ranks Σ_rows z / (n·W).
+    pub fn stat_mean_rows(&self, logits: &Tensor, dist: &dyn Collective) -> Result<Tensor> {
         let n = logits.size()[0];
         let mut s = logits.detach().to_kind(Kind::Float).sum_dim_intlist([0i64].as_slice(), true, Kind::Float);
         dist.all_reduce_sum(&mut s)?;
-        self.pending = Some((s / (n * dist.world()) as f64).reshape(self.center.size()));
-        Ok(())
+        Ok((s / (n * dist.world()) as f64).reshape(self.center.size()))
     }
 
     /// Stores the iBOT statistic: the mean over ranks of each rank's mean over masked rows
     /// (not weighted by counts, as the reference). No masked rows on this rank contributes zeros.
     pub fn record_mean_of_means(&mut self, logits: &Tensor, dist: &dyn Collective) -> Result<()> {
+        let s = self.stat_mean_of_means(logits, dist)?;
+        self.pending = Some(s);
+        Ok(())
+    }
+
+    /// The iBOT statistic of this batch (mean over ranks of per-rank means over masked rows).
+    pub fn stat_mean_of_means(&self, logits: &Tensor, dist: &dyn Collective) -> Result<Tensor> {
         let n = logits.size()[0];
         let mut m = if n > 0 {
             logits.detach().to_kind(Kind::Float).mean_dim([0i64].as_slice(), true, Kind::Float)
@@ -63,8 +82,7 @@ impl Centering {
             Tensor::zeros([1, logits.size()[1]], (Kind::Float, logits.device()))
         };
         dist.all_reduce_sum(&mut m)?;
-        self.pending = Some((m / dist.world() as f64).reshape(self.center.size()));
-        Ok(())
+        Ok((m / dist.world() as f64).reshape(self.center.size()))
     }
 }
 

@@ -244,6 +244,7 @@ impl SslModel {
         };
 
         // ---- teacher targets (no gradients, eval mode) ----
+        let mut new_stats: Option<(Tensor, Tensor)> = None;
         let (teacher_dino, teacher_ibot) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
             let out = self.teacher.backbone.forward(&globals, &ForwardOptions::default())?;
             // Swap the two global views: student crop 1 is matched with teacher crop 2.
@@ -255,9 +256,12 @@ impl SslModel {
             let (d, i) = match cfg.centering {
                 CenteringKind::Centering => {
                     let d = self.dino_center.targets(&dino_logits, sched.teacher_temp);
-                    self.dino_center.record_mean_rows(&dino_logits, self.dist.as_ref())?;
                     let i = self.ibot_center.targets(&ibot_logits, sched.teacher_temp);
-                    self.ibot_center.record_mean_of_means(&ibot_logits, self.dist.as_ref())?;
+                    // This step's statistics (reduced across ranks); stored after the finiteness check.
+                    new_stats = Some((
+                        self.dino_center.stat_mean_rows(&dino_logits, self.dist.as_ref())?,
+                        self.ibot_center.stat_mean_of_means(&ibot_logits, self.dist.as_ref())?,
+                    ));
                     (d, i)
                 }
                 CenteringKind::SinkhornKnopp => {
@@ -330,6 +334,10 @@ impl SslModel {
             }
         }
         drop(_autocast);
+        if let Some((d, i)) = new_stats {
+            self.dino_center.set_pending(d);
+            self.ibot_center.set_pending(i);
+        }
         (total * loss_scale).f_backward()?;
         Ok(rec)
     }

@@ -1,0 +1,127 @@
+//! The SSL training step on a tiny model: finite losses, learning on a fixed batch, EMA arithmetic,
+//! frozen last layer, NaN refusal, and exact resume from the checkpoint state.
+use cxformer_core::ssl::head::HeadConfig;
+use cxformer_core::ssl::{CenteringKind, SslBatch, SslConfig, SslModel, StepSchedule};
+use cxformer_core::{Precision, VitConfig};
+use tch::{Device, Kind, Tensor};
+
+fn cfg(centering: CenteringKind, separate_ibot: bool) -> SslConfig {
+    let mut model = VitConfig::vit_small();
+    model.embed_dim = 48;
+    model.depth = 2;
+    model.num_heads = 2;
+    model.img_size = 28;
+    model.num_register_tokens = 2;
+    let head = HeadConfig { in_dim: 48, out_dim: 32, hidden_dim: 64, bottleneck_dim: 16, nlayers: 3 };
+    SslConfig {
+        model,
+        dino_head: head.clone(),
+        ibot_head: separate_ibot.then_some(HeadConfig { out_dim: 24, ..head }),
+        dino_loss_weight: 1.0,
+        ibot_loss_weight: 1.0,
+        koleo_loss_weight: 0.1,
+        centering,
+        center_momentum: 0.9,
+        student_temp: 0.1,
+        sinkhorn_iterations: 3,
+        n_global_crops: 2,
+        n_local_crops: 2,
+        clip_grad: 3.0,
+        layerwise_decay: 0.9,
+        patch_embed_lr_mult: 0.2,
+        adamw_betas: [0.9, 0.999],
+        adamw_eps: 1e-8,
+        precision: Precision::F32,
+    }
+}
+
+fn batch(seed: i64, b: i64) -> SslBatch {
+    tch::manual_seed(seed);
+    let masks = Tensor::rand([2 * b, 4], (Kind::Float, Device::Cpu)).lt(0.4);
+    SslBatch {
+        global_crops: Tensor::randn([2 * b, 3, 28, 28], (Kind::Float, Device::Cpu)),
+        local_crops: Some(Tensor::randn([2 * b, 3, 14, 14], (Kind::Float, Device::Cpu))),
+        masks,
+    }
+}
+
+const SCHED: StepSchedule = StepSchedule { lr: 1e-3, wd: 0.04, momentum: 0.9, teacher_temp: 0.04, last_layer_lr: 1e-3 };
+
+#[test]
+fn steps_are_finite_and_learn_a_fixed_batch() {
+    for (centering, sep) in [(CenteringKind::Centering, true), (CenteringKind::SinkhornKnopp, false)] {
+        let mut m = SslModel::new(cfg(centering, sep), Device::Cpu, 0).unwrap();
+        let bt = batch(1, 6);
+        let mut losses = vec![];
+        for it in 0..12 {
+            let r = m.step(&bt, &SCHED, it).unwrap();
+            assert!(r.total_loss.is_finite() && r.grad_norm_backbone > 0.0 && r.grad_norm_dino_head > 0.0);
+            if sep {
+                assert!(r.grad_norm_ibot_head > 0.0);
+            }
+            losses.push(r.total_loss);
+        }
+        assert!(losses[11] < losses[0], "{centering:?}: loss did not fall on a fixed batch: {losses:?}");
+    }
+}
+
+#[test]
+fn ema_and_frozen_last_layer() {
+    let mut m = SslModel::new(cfg(CenteringKind::Centering, true), Device::Cpu, 0).unwrap();
+    let name = "blocks.0.attn.qkv.weight";
+    let t0 = m.teacher.backbone_vs.variables()[name].copy();
+    let s0 = m.student.backbone_vs.variables()[name].copy();
+    assert_eq!((&t0 - &s0).abs().max().double_value(&[]), 0.0, "teacher starts as a copy of the student");
+    let g0 = m.student.dino_vs.variables()["last_layer.weight_g"].copy();
+    let sched = StepSchedule { last_layer_lr: 0.0, ..SCHED };
+    m.step(&batch(2, 4), &sched, 0).unwrap();
+    let s1 = m.student.backbone_vs.variables()[name].copy();
+    let t1 = m.teacher.backbone_vs.variables()[name].copy();
+    let want = &t0 * 0.9 + &s1 * 0.1;
+    assert!((&t1 - want).abs().max().double_value(&[]) < 1e-7, "θ_t ← m·θ_t + (1−m)·θ_s");
+    assert!((&s1 - &s0).abs().max().double_value(&[]) > 0.0);
+    let g1 = m.student.dino_vs.variables()["last_layer.weight_g"].copy();
+    assert_eq!((&g1 - &g0).abs().max().double_value(&[]), 0.0, "last layer frozen while its lr is 0");
+}
+
+#[test]
+fn non_finite_loss_is_refused_before_any_update() {
+    let mut m = SslModel::new(cfg(CenteringKind::Centering, true), Device::Cpu, 0).unwrap();
+    let mut bt = batch(3, 4);
+    bt.global_crops = bt.global_crops.fill_(f64::NAN);
+    let before = m.student.backbone_vs.variables()["pos_embed"].copy();
+    let e = m.step(&bt, &SCHED, 17).unwrap_err().to_string();
+    assert!(e.contains("iteration 17") && e.contains("not finite"), "{e}");
+    let after = m.student.backbone_vs.variables()["pos_embed"].copy();
+    assert_eq!((after - before).abs().max().double_value(&[]), 0.0);
+    assert_eq!(m.optimizer.step, 0);
+    assert!(m.dino_center.pending().is_none(), "a failed step records no centre statistic");
+}
+
+#[test]
+fn resume_from_state_is_exact() {
+    let c = cfg(CenteringKind::Centering, true);
+    let mut a = SslModel::new(c.clone(), Device::Cpu, 0).unwrap();
+    for it in 0..3 {
+        a.step(&batch(10 + it, 4), &SCHED, it).unwrap();
+    }
+    let state = a.state();
+    assert!(state.contains_key("center.dino_pending"), "the lagged centre statistic is part of the state");
+    let mut b = SslModel::new(c, Device::Cpu, 99).unwrap();
+    b.load_state(&state, "memory").unwrap();
+    for it in 3..5 {
+        let ra = a.step(&batch(10 + it, 4), &SCHED, it).unwrap();
+        let rb = b.step(&batch(10 + it, 4), &SCHED, it).unwrap();
+        assert_eq!(ra.total_loss, rb.total_loss, "iteration {it}");
+    }
+    let (sa, sb) = (a.state(), b.state());
+    for (k, v) in &sa {
+        assert_eq!((v - &sb[k]).abs().max().double_value(&[]), 0.0, "{k}");
+    }
+    // A state from another architecture is refused whole.
+    let mut other = cfg(CenteringKind::Centering, false);
+    other.dino_head.out_dim = 40;
+    let mut o = SslModel::new(other, Device::Cpu, 0).unwrap();
+    let e = o.load_state(&sa, "ckpt.safetensors").unwrap_err().to_string();
+    assert!(e.contains("ckpt.safetensors") && e.contains("nothing was loaded"), "{e}");
+}
