@@ -49,6 +49,9 @@ impl Layout {
     fn is_ignorable(&self, name: &str) -> bool {
         match self {
             Layout::Hf { prefix } => !prefix.is_empty() && name.starts_with("classifier."),
+            // A cxformer training checkpoint: everything but the chosen backbone (other branch, heads,
+            // optimizer moments, centres) is training state.
+            Layout::Original { prefix } if prefix == "teacher.backbone." || prefix == "student.backbone." => true,
             Layout::Original { prefix } => {
                 let root = prefix.strip_suffix("backbone.").unwrap_or("");
                 !prefix.is_empty()

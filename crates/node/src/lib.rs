@@ -15,7 +15,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 use tch::{Device, Kind, Tensor};
 
-fn js_error(e: CoreError) -> napi::Error {
+mod trainer;
+
+pub(crate) fn js_error(e: CoreError) -> napi::Error {
     let status = match e {
         CoreError::Shape(_) | CoreError::Config(_) | CoreError::Weights { .. } | CoreError::Io { .. } => Status::InvalidArg,
         CoreError::Cancelled => Status::Cancelled,
@@ -24,12 +26,12 @@ fn js_error(e: CoreError) -> napi::Error {
     napi::Error::new(status, format!("[{}] {}", e.code(), e))
 }
 
-fn invalid(msg: impl Into<String>) -> napi::Error {
+pub(crate) fn invalid(msg: impl Into<String>) -> napi::Error {
     napi::Error::new(Status::InvalidArg, format!("[CXF_ARG] {}", msg.into()))
 }
 
 /// Runs `f`, turning a panic (tch's non-`f_` methods panic on C++ errors) into a JS error.
-fn guarded<T>(what: &str, f: impl FnOnce() -> napi::Result<T>) -> napi::Result<T> {
+pub(crate) fn guarded<T>(what: &str, f: impl FnOnce() -> napi::Result<T>) -> napi::Result<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(p) => {
@@ -43,7 +45,7 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> napi::Result<T>) -> napi::Result<T
     }
 }
 
-fn tensor_from(data: &[f32], shape: &[i64], what: &str) -> napi::Result<Tensor> {
+pub(crate) fn tensor_from(data: &[f32], shape: &[i64], what: &str) -> napi::Result<Tensor> {
     if shape.iter().any(|&s| s < 0) {
         return Err(invalid(format!("{what}: shape {shape:?} has a negative dimension")));
     }

@@ -1,0 +1,233 @@
+//! The SSL trainer across N-API: create (from scratch, pretrained weights or a checkpoint), step on
+//! explicit crops or on decoded images + a crop plan, save/load checkpoints. Every call is an AsyncTask.
+use crate::{guarded, invalid, js_error, tensor_from};
+use cxformer_core::ssl::{SslBatch, SslConfig, SslModel, StepRecord, StepSchedule, checkpoint, init};
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tch::{Kind, Tensor};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TrainerOptions {
+    ssl: SslConfig,
+    #[serde(default = "cpu")]
+    device: String,
+    #[serde(default)]
+    seed: i64,
+    /// Pretrained backbone (continual pretraining).
+    init_weights: Option<String>,
+    /// Pretrained heads (dino_head.safetensors).
+    init_heads: Option<String>,
+}
+
+fn cpu() -> String {
+    "cpu".into()
+}
+
+pub struct Inner {
+    model: SslModel,
+    seed: i64,
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+fn lock(s: &Shared) -> napi::Result<std::sync::MutexGuard<'_, Inner>> {
+    s.lock().map_err(|_| invalid("trainer is poisoned by an earlier panic"))
+}
+
+pub struct CreateTask {
+    options: String,
+}
+
+impl Task for CreateTask {
+    type Output = (Inner, String);
+    type JsValue = NativeTrainer;
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        guarded("createTrainer", || {
+            let o: TrainerOptions = serde_json::from_str(&self.options).map_err(|e| invalid(format!("createTrainer options: {e}")))?;
+            o.ssl.model.validate().map_err(js_error)?;
+            let device = cxformer_core::runtime::parse_device(&o.device).map_err(js_error)?;
+            let mut model = SslModel::new(o.ssl, device, o.seed).map_err(js_error)?;
+            let mut report = serde_json::Map::new();
+            if let Some(w) = &o.init_weights {
+                let r = init::init_backbone(&mut model, &PathBuf::from(w)).map_err(js_error)?;
+                report.insert("initWeights".into(), serde_json::to_value(r).expect("serializable"));
+            }
+            if let Some(h) = &o.init_heads {
+                let keys = init::init_heads(&mut model, &PathBuf::from(h)).map_err(js_error)?;
+                report.insert("initHeads".into(), keys.len().into());
+            }
+            Ok((Inner { model, seed: o.seed }, serde_json::Value::Object(report).to_string()))
+        })
+    }
+    fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<NativeTrainer> {
+        Ok(NativeTrainer { inner: Arc::new(Mutex::new(out.0)), report: out.1 })
+    }
+}
+
+/// Builds the SSL model (student, EMA teacher, heads, AdamW) off the JS thread. `options`: JSON
+/// `{ssl, device?, seed?, initWeights?, initHeads?}`.
+#[napi(ts_return_type = "Promise<NativeTrainer>")]
+pub fn create_trainer(options: String) -> AsyncTask<CreateTask> {
+    AsyncTask::new(CreateTask { options })
+}
+
+#[napi]
+pub struct NativeTrainer {
+    inner: Shared,
+    report: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StepOptions {
+    iteration: i64,
+    schedule: StepSchedule,
+    /// Gradient accumulation: this call is micro-batch `micro` of `of`; the update happens on the last one.
+    #[serde(default)]
+    micro: Option<i64>,
+    #[serde(default)]
+    of: Option<i64>,
+}
+
+pub struct StepTask {
+    inner: Shared,
+    batch: Option<SslBatch>,
+    options: StepOptions,
+}
+
+// SAFETY: the batch tensors are owned CPU tensors created for this task only.
+unsafe impl Send for StepTask {}
+
+impl Task for StepTask {
+    type Output = StepRecord;
+    type JsValue = String;
+    fn compute(&mut self) -> napi::Result<StepRecord> {
+        guarded("step", || {
+            let batch = self.batch.take().ok_or_else(|| invalid("step task ran twice"))?;
+            let mut inner = lock(&self.inner)?;
+            let o = &self.options;
+            // Stochastic depth draws from LibTorch's generator: seed it from (seed, iteration) so a resumed run
+            // draws what the uninterrupted run drew.
+            tch::manual_seed(inner.seed.wrapping_mul(1_000_003).wrapping_add(o.iteration));
+            let (micro, of) = (o.micro.unwrap_or(0), o.of.unwrap_or(1).max(1));
+            let rec = inner
+                .model
+                .forward_backward(&batch, &o.schedule, o.iteration, 1.0 / of as f64)
+                .map_err(js_error)?;
+            if micro + 1 >= of {
+                inner.model.apply_update(rec, &o.schedule).map_err(js_error)
+            } else {
+                Ok(rec)
+            }
+        })
+    }
+    fn resolve(&mut self, _env: Env, out: StepRecord) -> napi::Result<String> {
+        Ok(serde_json::to_string(&out).expect("serializable"))
+    }
+}
+
+pub struct SaveTask {
+    inner: Shared,
+    path: String,
+    iteration: i64,
+    metadata: HashMap<String, String>,
+}
+
+impl Task for SaveTask {
+    type Output = ();
+    type JsValue = ();
+    fn compute(&mut self) -> napi::Result<()> {
+        guarded("saveCheckpoint", || {
+            let inner = lock(&self.inner)?;
+            checkpoint::save(&inner.model, &PathBuf::from(&self.path), self.iteration, std::mem::take(&mut self.metadata)).map_err(js_error)
+        })
+    }
+    fn resolve(&mut self, _env: Env, _o: ()) -> napi::Result<()> {
+        Ok(())
+    }
+}
+
+pub struct LoadTask {
+    inner: Shared,
+    path: String,
+}
+
+impl Task for LoadTask {
+    type Output = HashMap<String, String>;
+    type JsValue = HashMap<String, String>;
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        guarded("loadCheckpoint", || {
+            let mut inner = lock(&self.inner)?;
+            checkpoint::load(&mut inner.model, &PathBuf::from(&self.path)).map_err(js_error)
+        })
+    }
+    fn resolve(&mut self, _env: Env, o: Self::Output) -> napi::Result<Self::JsValue> {
+        Ok(o)
+    }
+}
+
+fn masks_tensor(masks: &[u8], shape: &[i64]) -> napi::Result<Tensor> {
+    let n: i64 = shape.iter().product();
+    if shape.len() != 2 || n as usize != masks.len() {
+        return Err(invalid(format!("masks: expected a [rows, patches] shape matching {} bytes, got {shape:?}", masks.len())));
+    }
+    Ok(Tensor::from_slice(masks).reshape(shape).to_kind(Kind::Bool))
+}
+
+#[napi]
+impl NativeTrainer {
+    /// JSON: what initialisation loaded (layout, ignored keys, head keys).
+    #[napi(getter)]
+    pub fn init_report(&self) -> String {
+        self.report.clone()
+    }
+
+    /// Number of optimizer updates taken so far.
+    #[napi(getter)]
+    pub fn optimizer_steps(&self) -> napi::Result<i64> {
+        Ok(lock(&self.inner)?.model.optimizer.step)
+    }
+
+    /// One step on explicit, normalised crops (crop-major float32 NCHW) and iBOT masks ([n_g·B, N] bytes).
+    /// `options`: JSON `{iteration, schedule: {lr, wd, momentum, teacherTemp, lastLayerLr}, micro?, of?}`.
+    /// Resolves to the step record (JSON): every loss term and the gradient norms.
+    #[napi(ts_return_type = "Promise<string>")]
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_crops(
+        &self,
+        globals: Float32Array,
+        globals_shape: Vec<i64>,
+        locals: Option<Float32Array>,
+        locals_shape: Option<Vec<i64>>,
+        masks: Uint8Array,
+        masks_shape: Vec<i64>,
+        options: String,
+    ) -> napi::Result<AsyncTask<StepTask>> {
+        let options: StepOptions = serde_json::from_str(&options).map_err(|e| invalid(format!("step options: {e}")))?;
+        let global_crops = tensor_from(&globals, &globals_shape, "globals")?;
+        let local_crops = match (locals, locals_shape) {
+            (Some(l), Some(s)) => Some(tensor_from(&l, &s, "locals")?),
+            (None, None) => None,
+            _ => return Err(invalid("locals and localsShape must be given together")),
+        };
+        let masks = masks_tensor(&masks, &masks_shape)?;
+        Ok(AsyncTask::new(StepTask { inner: self.inner.clone(), batch: Some(SslBatch { global_crops, local_crops, masks }), options }))
+    }
+
+    /// Writes a checkpoint (atomic); `iteration` is the last completed iteration.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn save_checkpoint(&self, path: String, iteration: i64, metadata: Option<HashMap<String, String>>) -> AsyncTask<SaveTask> {
+        AsyncTask::new(SaveTask { inner: self.inner.clone(), path, iteration, metadata: metadata.unwrap_or_default() })
+    }
+
+    /// Restores a checkpoint written by `saveCheckpoint` (strict); resolves to its metadata.
+    #[napi(ts_return_type = "Promise<Record<string, string>>")]
+    pub fn load_checkpoint(&self, path: String) -> AsyncTask<LoadTask> {
+        AsyncTask::new(LoadTask { inner: self.inner.clone(), path })
+    }
+}
