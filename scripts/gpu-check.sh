@@ -42,6 +42,7 @@ step runtime "$NODE" "$kit/dist/cli/main.js" info --runtime --json
 step golden-cuda env CXF_TEST_DEVICE="$device" "$kit/bin/golden" --test-threads=1
 step golden-cpu env CXF_TEST_DEVICE=cpu "$kit/bin/golden" --test-threads=1
 step rust-other sh -c "for b in '$kit'/bin/*; do case \$b in */golden) continue;; esac; \$b --test-threads=1 || exit 1; done"
+step augment-cuda env CXF_TEST_DEVICE="$device" "$kit/bin/augment" --test-threads=1 --include-ignored
 step cli-cuda "$NODE" "$kit/dist/bench/golden-check.js" "$device"
 step bench-cuda env BENCH_DEVICE="$device" BENCH_RUNS="${BENCH_RUNS:-10}" BENCH_BATCH="${BENCH_BATCH:-32}" \
   BENCH_PEAK_TFLOPS="${BENCH_PEAK_TFLOPS:-989}" "$NODE" "$kit/dist/bench/embed.js"

@@ -21,6 +21,10 @@ async function main(): Promise<number> {
   const cmd = String(argv._[0]) as CommandName;
   try {
     switch (cmd) {
+      case 'train':
+        return await (await import('./commands/train.js')).run(argv);
+      case 'synth':
+        return await (await import('./commands/synth.js')).run(argv);
       case 'embed':
         return await (await import('./commands/embed.js')).run(argv);
       case 'info':
@@ -38,7 +42,7 @@ async function main(): Promise<number> {
     process.stderr.write(`cxformer ${cmd}: ${err.message}\n`);
     if (process.env.CXFORMER_DEBUG) process.stderr.write(`${err.stack}\n`);
     // Configuration and input errors are the user's to fix: exit 2; anything else 1.
-    return err.code && /^(CXF_CONFIG|CXF_ARG|CXF_SAFETENSORS|CXF_IMAGE|CXF_INPUT)$/.test(err.code) ? 2 : 1;
+    return err.code && /^(CXF_CONFIG|CXF_ARG|CXF_SAFETENSORS|CXF_IMAGE|CXF_INPUT|CXF_DATA)$/.test(err.code) ? 2 : 1;
   }
 }
 

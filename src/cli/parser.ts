@@ -4,7 +4,7 @@
  */
 import yargs, { type Argv } from 'yargs';
 
-export const COMMANDS = ['embed', 'info', 'export', 'phantom'] as const;
+export const COMMANDS = ['train', 'embed', 'info', 'export', 'synth', 'phantom'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 /** A `key=value` argument is a config override (e.g. `model.num_heads=3`), anything else an input. */
@@ -38,6 +38,32 @@ export function buildParser(args: readonly string[]): Argv {
   return yargs([...args])
     .scriptName('cxformer')
     .usage('$0 <command> [options]\n\nVision Transformer foundation models for chest X-rays (CXformer / DINOv2 with registers).')
+    .command('train [overrides..]', 'Self-supervised pretraining (DINOv2 / CXformer recipe); re-run on the same output to resume', (y) =>
+      y
+        .positional('overrides', { type: 'string', array: true, describe: 'Config overrides key=value, e.g. output=runs/demo optim.epochs=10 crops.global_crops_scale=[0.4,1]' })
+        .option('config', { alias: 'c', type: 'string', describe: 'Config file or preset name (demo, cxformer_small, cxformer_base); repeat to merge several, in order, over configs/pretrain/default.yaml' })
+        .option('force', { type: 'boolean', default: false, describe: 'Resume into an output folder whose resolved.yaml has different training values' })
+        .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress output (metrics.jsonl and train.log are still written)' })
+        .option('print-config', { type: 'boolean', default: false, describe: 'Print the resolved config and exit (no LibTorch)' })
+        .example('$0 train --config demo output=runs/demo', 'tiny CPU run on the built-in phantom data')
+        .example('$0 train --config cxformer_small init.weights=models/dinov2-with-registers-small data.root=/data/cxr output=runs/s', 'CXformer(S) continual pretraining')
+        .check((a) => {
+          const bad = ((a.overrides as string[] | undefined) ?? []).filter((s) => !isOverride(String(s)));
+          if (bad.length) throw new Error(`train: unexpected argument(s) ${bad.join(' ')}: give config files with --config and overrides as key=value.\nExample usage: cxformer train --config demo output=runs/demo`);
+          return true;
+        }),
+    )
+    .command('synth', 'Generate the built-in phantom chest-radiograph dataset (images, labels.csv, masks.csv, reports.csv)', (y) =>
+      y
+        .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Output folder' })
+        .option('n', { type: 'number', default: 200, describe: 'Number of images' })
+        .option('seed', { type: 'number', default: 0, describe: 'Seed' })
+        .option('size', { type: 'number', default: 512, describe: 'Image side in px' })
+        .check((a) => {
+          if (!(Number.isInteger(a.n) && a.n > 0)) throw new Error(`synth: --n must be a positive integer, got ${a.n}`);
+          return true;
+        }),
+    )
     .command('embed [inputs..]', 'Extract features (CLS, register, patch tokens, last_hidden_state, chosen layers) from images or pixel tensors', (y) =>
       preprocessOptions(modelOptions(y))
         .positional('inputs', {
@@ -74,16 +100,18 @@ export function buildParser(args: readonly string[]): Argv {
           return true;
         }),
     )
-    .command('export [overrides..]', 'Write a Hugging Face folder (config.json, model.safetensors, preprocessor_config.json) or one original-layout file', (y) =>
+    .command('export [overrides..]', 'Export a training run or checkpoint (teacher as HF folder + dino_head.safetensors), or --weights as an HF folder / original-layout file', (y) =>
       modelOptions(y)
-        .positional('overrides', { type: 'string', array: true, describe: 'Model overrides key=value, e.g. model.num_register_tokens=0' })
+        .positional('overrides', { type: 'string', array: true, describe: 'A run folder or checkpoint to export, and/or model overrides key=value' })
         .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Output folder (hf) or .safetensors file (original)' })
         .option('format', { choices: ['hf', 'original'] as const, default: 'hf' as const, describe: 'hf folder, or one file with original DINOv2 names' })
         .option('dtype', { choices: ['f32', 'bf16', 'f16'] as const, default: 'f32' as const, describe: 'Stored dtype' })
         .check((a) => {
-          if (!a.weights && !a.arch) throw new Error('export: give --weights, or --arch <preset> for a random-initialised model.\nExample usage: cxformer export --weights model.safetensors --out exported/');
-          const bad = ((a.overrides as string[] | undefined) ?? []).filter((s) => !isOverride(String(s)));
-          if (bad.length) throw new Error(`export: unexpected argument(s) ${bad.join(' ')}: only key=value model overrides are positional`);
+          const pos = ((a.overrides as string[] | undefined) ?? []).map(String);
+          const sources = pos.filter((s) => !isOverride(s));
+          if (sources.length > 1) throw new Error(`export: one run folder or checkpoint at a time, got ${sources.join(' ')}`);
+          if (sources.length && (a.weights || a.arch)) throw new Error('export: give either a run/checkpoint or --weights/--arch, not both');
+          if (!sources.length && !a.weights && !a.arch) throw new Error('export: give a run folder or checkpoint, --weights, or --arch <preset> for a random-initialised model.\nExample usage: cxformer export runs/demo --out exported/');
           return true;
         }),
     )
@@ -99,7 +127,7 @@ export function buildParser(args: readonly string[]): Argv {
           return true;
         }),
     )
-    .demandCommand(1, 'Give a command: embed, info, export or phantom.')
+    .demandCommand(1, 'Give a command: train, embed, info, export, synth or phantom.')
     .strict()
     .help()
     .alias('h', 'help')

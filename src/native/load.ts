@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type * as Binding from './binding/binding.js';
 
 export type NativeBinding = typeof Binding;
-export type { NamedTensor, NativeBackbone } from './binding/binding.js';
+export type { NamedTensor, NativeBackbone, NativeTrainer } from './binding/binding.js';
 
 /** An error from cxformer with a stable `code` (CXF_WEIGHTS, CXF_SHAPE, CXF_TORCH, CXF_ARG, …). */
 export class CxformerError extends Error {

@@ -1,6 +1,7 @@
 //! cxformer native core: the DINOv2 Vision Transformer with registers on LibTorch (through tch),
 //! safetensors weights in the HF and original DINOv2 layouts, and runtime settings.
 //! No Node-API types here: crates/node is the only binding.
+pub mod augment;
 pub mod backbone;
 pub mod config;
 pub mod error;

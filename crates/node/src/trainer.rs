@@ -1,6 +1,7 @@
 //! The SSL trainer across N-API: create (from scratch, pretrained weights or a checkpoint), step on
 //! explicit crops or on decoded images + a crop plan, save/load checkpoints. Every call is an AsyncTask.
 use crate::{guarded, invalid, js_error, tensor_from};
+use cxformer_core::augment::{ImageCrops, multicrop, parse_crops};
 use cxformer_core::ssl::{SslBatch, SslConfig, SslModel, StepRecord, StepSchedule, checkpoint, init};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -23,6 +24,9 @@ struct TrainerOptions {
     /// Pretrained heads (dino_head.safetensors).
     init_heads: Option<String>,
 }
+
+const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
 
 fn cpu() -> String {
     "cpu".into()
@@ -94,9 +98,16 @@ struct StepOptions {
     of: Option<i64>,
 }
 
+/// Where a step's crops come from.
+enum StepInput {
+    Crops(SslBatch),
+    /// Decoded uint8 gray images + crop plan, augmented natively on the training device.
+    Images { images: Vec<Tensor>, crops: Vec<ImageCrops>, global_size: i64, local_size: i64, masks: Tensor },
+}
+
 pub struct StepTask {
     inner: Shared,
-    batch: Option<SslBatch>,
+    input: Option<StepInput>,
     options: StepOptions,
 }
 
@@ -108,8 +119,17 @@ impl Task for StepTask {
     type JsValue = String;
     fn compute(&mut self) -> napi::Result<StepRecord> {
         guarded("step", || {
-            let batch = self.batch.take().ok_or_else(|| invalid("step task ran twice"))?;
+            let input = self.input.take().ok_or_else(|| invalid("step task ran twice"))?;
             let mut inner = lock(&self.inner)?;
+            let batch = match input {
+                StepInput::Crops(b) => b,
+                StepInput::Images { images, crops, global_size, local_size, masks } => {
+                    let mc = multicrop(&images, &crops, global_size, local_size, inner.model.device, IMAGENET_MEAN, IMAGENET_STD)
+                        .map_err(js_error)?;
+                    let local_crops = (mc.locals.size()[0] > 0).then_some(mc.locals);
+                    SslBatch { global_crops: mc.globals, local_crops, masks }
+                }
+            };
             let o = &self.options;
             // Stochastic depth draws from LibTorch's generator: seed it from (seed, iteration) so a resumed run
             // draws what the uninterrupted run drew.
@@ -216,7 +236,51 @@ impl NativeTrainer {
             _ => return Err(invalid("locals and localsShape must be given together")),
         };
         let masks = masks_tensor(&masks, &masks_shape)?;
-        Ok(AsyncTask::new(StepTask { inner: self.inner.clone(), batch: Some(SslBatch { global_crops, local_crops, masks }), options }))
+        Ok(AsyncTask::new(StepTask {
+            inner: self.inner.clone(),
+            input: Some(StepInput::Crops(SslBatch { global_crops, local_crops, masks })),
+            options,
+        }))
+    }
+
+    /// One step on decoded images: `images` holds the uint8 gray planes back to back, `sizes` their
+    /// [h0, w0, h1, w1, …]; `crops` is the JSON crop plan (one {globals, locals} per image, crop-major output);
+    /// the multi-crop augmentation runs natively on the training device (ImageNet mean/std).
+    #[napi(ts_return_type = "Promise<string>")]
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_images(
+        &self,
+        images: Uint8Array,
+        sizes: Vec<i64>,
+        crops: String,
+        global_size: i64,
+        local_size: i64,
+        masks: Uint8Array,
+        masks_shape: Vec<i64>,
+        options: String,
+    ) -> napi::Result<AsyncTask<StepTask>> {
+        let options: StepOptions = serde_json::from_str(&options).map_err(|e| invalid(format!("step options: {e}")))?;
+        if sizes.len() % 2 != 0 || sizes.iter().any(|&s| s <= 0) {
+            return Err(invalid(format!("sizes must be [h0, w0, h1, w1, …] with positive values, got {} values", sizes.len())));
+        }
+        let total: i64 = sizes.chunks(2).map(|c| c[0] * c[1]).sum();
+        if total as usize != images.len() {
+            return Err(invalid(format!("images has {} bytes but sizes describe {total}", images.len())));
+        }
+        let mut planes = Vec::with_capacity(sizes.len() / 2);
+        let mut off = 0usize;
+        for c in sizes.chunks(2) {
+            let n = (c[0] * c[1]) as usize;
+            planes.push(Tensor::from_slice(&images[off..off + n]).reshape([c[0], c[1]]));
+            off += n;
+        }
+        let crops = parse_crops(&crops).map_err(js_error)?;
+        let masks = masks_tensor(&masks, &masks_shape)?;
+        Ok(AsyncTask::new(StepTask {
+            inner: self.inner.clone(),
+            input: Some(StepInput::Images { images: planes, crops, global_size, local_size, masks }),
+            options,
+        }))
     }
 
     /// Writes a checkpoint (atomic); `iteration` is the last completed iteration.

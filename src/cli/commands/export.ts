@@ -6,7 +6,16 @@ import { CxformerError } from '../../native/load.js';
 import { type Args, progress, splitPositionals } from './common.js';
 
 export async function run(a: Args): Promise<number> {
-  const { overrides } = splitPositionals(a.overrides);
+  const { inputs, overrides } = splitPositionals(a.overrides);
+  if (inputs[0] !== undefined) {
+    // A training run or checkpoint: teacher backbone (HF) + dino_head.safetensors.
+    const { exportRun, checkpointOf } = await import('../../train/export.js');
+    const ckpt = await checkpointOf(inputs[0]);
+    const out = path.resolve(String(a.out));
+    await exportRun(ckpt, out, { dtype: a.dtype as 'f32' | 'bf16' | 'f16' });
+    progress(false).done(`export: teacher of ${ckpt} -> ${out} (config.json, model.safetensors, preprocessor_config.json, dino_head.safetensors)`);
+    return 0;
+  }
   const resolved = await resolveModel({ weights: a.weights as string | undefined, arch: a.arch as string | undefined, overrides });
   const out = path.resolve(String(a.out));
   if (a.format === 'original' && !out.endsWith('.safetensors')) {

@@ -1,0 +1,343 @@
+/**
+ * `cxformer train`: the pretraining loop (spec §3, style habit 7). TypeScript owns the config, the data, the
+ * sampler, the per-iteration schedule values, crop plans and iBOT masks (all from (seed, rank, iteration));
+ * the native trainer runs augmentation + step. Output folder:
+ *   resolved.yaml, metrics.jsonl, train.log, checkpoints/ckpt-<iteration>.safetensors, exported/ (HF + dino_head).
+ * Re-running on the same folder resumes from the newest checkpoint (identical to an uninterrupted run).
+ */
+import { existsSync } from 'node:fs';
+import { appendFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { collateMasks } from '../augment/masking.js';
+import { planBatch, type MultiCropConfig } from '../augment/plan.js';
+import { PURPOSE, rngFor } from '../augment/rng.js';
+import { buildSchedules, type ScheduleValues } from '../augment/schedule.js';
+import { threadCount } from '../backbone.js';
+import { loadPretrainConfig, sameRunConfig, writeResolvedConfig, type PretrainConfig, type PretrainDerived } from '../config/pretrain.js';
+import { loadImageDataset, type DatasetItem } from '../data/manifest.js';
+import { synthDataset } from '../data/synth.js';
+import { ConfigError, type VitConfig } from '../model/config.js';
+import { resolveModel } from '../model/weights.js';
+import { call, callSync, CxformerError, native, type NativeTrainer } from '../native/load.js';
+import { loadTrainImage, type GrayImage } from './images.js';
+import { IterationSampler } from './sampler.js';
+
+/** Images generated into <output>/data when data.root is null. */
+export const PHANTOM_IMAGES = 256;
+
+/** The loss terms and gradient norms of one step (native StepRecord). */
+export interface StepRecord {
+  total_loss: number;
+  dino_local_crops_loss: number;
+  dino_global_crops_loss: number;
+  ibot_loss: number;
+  koleo_loss: number;
+  grad_norm_backbone: number;
+  grad_norm_dino_head: number;
+  grad_norm_ibot_head: number;
+  n_masked: number;
+}
+
+export interface TrainEvent {
+  kind: 'start' | 'step' | 'checkpoint' | 'done' | 'log';
+  iteration?: number;
+  total?: number;
+  record?: StepRecord & ScheduleValues & { images_per_s: number };
+  message?: string;
+  etaSeconds?: number;
+}
+
+export interface TrainOptions {
+  /** Config files (paths or preset names), merged over configs/pretrain/default.yaml. */
+  configs?: string[];
+  /** Dotted key=value overrides. */
+  overrides?: string[];
+  /** Resume into a folder whose resolved.yaml differs in training keys. */
+  force?: boolean;
+  onEvent?: (e: TrainEvent) => void;
+  signal?: AbortSignal;
+  /** Stop after this iteration (exclusive upper bound), for tests of interruption. */
+  stopAfter?: number;
+}
+
+export interface TrainResult {
+  output: string;
+  lastIteration: number;
+  interrupted: boolean;
+  exported: string | null;
+}
+
+const CKPT_RE = /^ckpt-(\d+)\.safetensors$/;
+
+async function checkpoints(dir: string): Promise<Array<{ it: number; file: string }>> {
+  if (!existsSync(dir)) return [];
+  return (await readdir(dir))
+    .map((f) => ({ m: CKPT_RE.exec(f), f }))
+    .filter((x): x is { m: RegExpExecArray; f: string } => x.m !== null)
+    .map((x) => ({ it: Number(x.m[1]), file: path.join(dir, x.f) }))
+    .sort((a, b) => a.it - b.it);
+}
+
+/** The native SSL configuration from the resolved YAML config. */
+export function sslConfig(c: PretrainConfig, d: PretrainDerived, vit: VitConfig): Record<string, unknown> {
+  const head = (k: 'dino' | 'ibot') => ({
+    in_dim: vit.embed_dim,
+    out_dim: c[k].head_n_prototypes,
+    hidden_dim: c[k].head_hidden_dim,
+    bottleneck_dim: c[k].head_bottleneck_dim,
+    nlayers: c[k].head_nlayers,
+  });
+  return {
+    model: vit,
+    dino_head: head('dino'),
+    ibot_head: c.ibot.separate_head ? head('ibot') : null,
+    dino_loss_weight: c.dino.loss_weight,
+    ibot_loss_weight: c.ibot.loss_weight,
+    koleo_loss_weight: c.dino.koleo_loss_weight,
+    centering: c.train.centering,
+    center_momentum: c.train.center_momentum,
+    student_temp: c.train.student_temp,
+    sinkhorn_iterations: 3,
+    n_global_crops: d.n_global_crops,
+    n_local_crops: c.crops.local_crops_number,
+    clip_grad: c.optim.clip_grad,
+    layerwise_decay: c.optim.layerwise_decay,
+    patch_embed_lr_mult: c.optim.patch_embed_lr_mult,
+    adamw_betas: c.optim.adamw_betas,
+    adamw_eps: c.optim.adamw_eps,
+    precision: c.compute.precision === 'bf16' ? 'bf16' : 'f32',
+  };
+}
+
+/** Backbone architecture: from init.weights when continuing (their config wins), else from the config. */
+async function backboneConfig(c: PretrainConfig, d: PretrainDerived): Promise<{ vit: VitConfig; initFile: string | null }> {
+  if (!c.init.weights) return { vit: d.vit, initFile: null };
+  const r = await resolveModel({ weights: c.init.weights });
+  // Training behaviour comes from the run's config; the structure from the weights.
+  const vit: VitConfig = {
+    ...r.config,
+    drop_path_rate: c.model.drop_path_rate,
+    drop_path_uniform: c.model.drop_path_uniform,
+    interpolation: { ...c.model.interpolation },
+  };
+  return { vit, initFile: r.weights?.file ?? null };
+}
+
+/** Runs (or resumes) a pretraining run. */
+export async function train(o: TrainOptions): Promise<TrainResult> {
+  const emit = o.onEvent ?? (() => undefined);
+  const { config: c, derived: d } = await loadPretrainConfig({ files: o.configs ?? [], overrides: o.overrides ?? [] });
+  const out = path.resolve(c.output);
+  const ckDir = path.join(out, 'checkpoints');
+  await mkdir(ckDir, { recursive: true });
+  const log = async (msg: string) => {
+    await appendFile(path.join(out, 'train.log'), `${new Date().toISOString()} ${msg}\n`);
+    emit({ kind: 'log', message: msg });
+  };
+
+  // ---- the run folder: new, or a resume of the same configuration ----
+  const resolvedPath = path.join(out, 'resolved.yaml');
+  const existing = await checkpoints(ckDir);
+  if (existsSync(resolvedPath)) {
+    const prev = await loadPretrainConfig({ files: [resolvedPath], overrides: [`output=${c.output}`] });
+    const diff = sameRunConfig(prev.config, c);
+    if (diff.length && !o.force) {
+      throw new ConfigError(
+        `${out} holds a run with a different configuration (${diff.join(', ')} differ from its resolved.yaml). ` +
+          'Choose another output folder, or pass --force to resume it with the new values.',
+      );
+    }
+  }
+  await writeResolvedConfig(out, c, d);
+  for (const m of d.lr_messages) await log(m);
+
+  // ---- data ----
+  let root = c.data.root;
+  if (root === null) {
+    root = path.join(out, 'data');
+    if (!existsSync(path.join(root, 'dataset.json'))) {
+      await log(`data.root is null: generating ${PHANTOM_IMAGES} phantom chest radiographs into ${root}`);
+      await synthDataset({ out: root, n: PHANTOM_IMAGES, seed: c.seed, size: 512 });
+    }
+  }
+  const dataset = await loadImageDataset({ root, manifest: c.data.manifest ?? undefined, pathColumn: c.data.path_column });
+  const items: DatasetItem[] = dataset.items;
+  const B = c.train.batch_size_per_gpu;
+  if (items.length < B) {
+    throw new CxformerError('CXF_INPUT', `${dataset.source}: ${items.length} images, fewer than train.batch_size_per_gpu=${B}`);
+  }
+  await log(`data: ${items.length} images from ${dataset.source}`);
+
+  // ---- native trainer ----
+  const { vit, initFile } = await backboneConfig(c, d);
+  const bind = native();
+  callSync('setThreads', () => bind.setThreads(threadCount(c.compute.threads)));
+  const trainer: NativeTrainer = await call('createTrainer', () =>
+    bind.createTrainer(
+      JSON.stringify({
+        ssl: sslConfig(c, d, vit),
+        device: c.compute.device,
+        seed: c.seed,
+        initWeights: existing.length ? undefined : initFile ?? undefined,
+        initHeads: existing.length ? undefined : c.init.heads ?? undefined,
+      }),
+    ),
+  );
+  let start = 0;
+  const latest = existing[existing.length - 1];
+  if (latest) {
+    const md = await call('loadCheckpoint', () => trainer.loadCheckpoint(latest.file));
+    start = Number(md.cxformer_iteration) + 1;
+    await log(`resuming from ${latest.file} at iteration ${start}`);
+  } else if (initFile) {
+    await log(`initialised from ${initFile}: ${trainer.initReport}`);
+  }
+
+  const total = d.total_iterations;
+  const sched = buildSchedules({
+    epochs: c.optim.epochs,
+    epochLength: c.train.OFFICIAL_EPOCH_LENGTH,
+    baseLr: d.lr,
+    minLr: d.min_lr,
+    warmupEpochs: c.optim.warmup_epochs,
+    weightDecay: c.optim.weight_decay,
+    weightDecayEnd: c.optim.weight_decay_end,
+    momentumTeacher: c.teacher.momentum_teacher,
+    finalMomentumTeacher: c.teacher.final_momentum_teacher,
+    warmupTeacherTemp: c.teacher.warmup_teacher_temp,
+    teacherTemp: c.teacher.teacher_temp,
+    warmupTeacherTempEpochs: c.teacher.warmup_teacher_temp_epochs,
+    freezeLastLayerEpochs: c.optim.freeze_last_layer_epochs,
+  });
+  const mc: MultiCropConfig = {
+    globalSize: c.crops.global_crops_size,
+    localSize: c.crops.local_crops_size,
+    nGlobal: 2,
+    nLocal: c.crops.local_crops_number,
+    globalScale: c.crops.global_crops_scale,
+    localScale: c.crops.local_crops_scale,
+    affine: c.crops.global_affine,
+  };
+  const accum = c.optim.accumulate_grad_batches;
+  const rank = 0;
+  // Each micro-batch of an iteration reads its own part of the stream.
+  const sampler = new IterationSampler(items.length, B, c.seed, rank, 1);
+  const bad = new Set<number>();
+  const imgOpts = { equalize: c.data.equalize, baseSize: c.data.base_size };
+
+  /** The B images of stream slot `slot` (iteration·accum + micro); unreadable ones are replaced by the next position. */
+  const loadBatch = async (slot: number): Promise<GrayImage[]> => {
+    const positions = sampler.positions(slot);
+    return Promise.all(
+      positions.map(async (pos) => {
+        for (let probe = 0; ; probe++) {
+          // Probe 0 is the sampled image; an unreadable one is replaced by the next dataset index (deterministic).
+          const idx = (sampler.at(pos) + probe) % items.length;
+          if (bad.has(idx)) continue;
+          const item = items[idx] as DatasetItem;
+          try {
+            return await loadTrainImage(item.path, imgOpts);
+          } catch (e) {
+            bad.add(idx);
+            await log(`skipping unreadable image ${item.path}: ${(e as Error).message}`);
+            if (bad.size > c.data.max_bad_fraction * items.length) {
+              throw new CxformerError(
+                'CXF_INPUT',
+                `${bad.size} of ${items.length} images are unreadable, more than data.max_bad_fraction=${c.data.max_bad_fraction}; see ${path.join(out, 'train.log')}`,
+              );
+            }
+          }
+        }
+      }),
+    );
+  };
+
+  const metrics = path.join(out, 'metrics.jsonl');
+  const saveCkpt = async (it: number) => {
+    const file = path.join(ckDir, `ckpt-${String(it).padStart(7, '0')}.safetensors`);
+    await call('saveCheckpoint', () => trainer.saveCheckpoint(file, it, { cxformer_run_config: JSON.stringify(c) }));
+    const all = await checkpoints(ckDir);
+    if (c.checkpoint.keep_last > 0) for (const old of all.slice(0, -c.checkpoint.keep_last)) await rm(old.file, { force: true });
+    emit({ kind: 'checkpoint', iteration: it, message: file });
+    return file;
+  };
+
+  emit({ kind: 'start', iteration: start, total });
+  let last = start - 1;
+  let interrupted = false;
+  const stopAt = Math.min(total, o.stopAfter ?? total);
+  let next = start < stopAt ? loadBatch(start * accum) : undefined;
+  const t0 = performance.now();
+  for (let it = start; it < stopAt; it++) {
+    if (o.signal?.aborted) {
+      interrupted = true;
+      break;
+    }
+    const values = sched.at(it);
+    const tStep = performance.now();
+    let rec: StepRecord | undefined;
+    for (let micro = 0; micro < accum; micro++) {
+      const slot = it * accum + micro;
+      const images = await (next as Promise<GrayImage[]>);
+      // Prefetch the next micro-batch while the native step runs (sharp decodes on the libuv pool).
+      const nextSlot = slot + 1;
+      next = nextSlot < stopAt * accum ? loadBatch(nextSlot) : undefined;
+      next?.catch(() => undefined);
+      const crops = planBatch(c.seed, rank, slot, images.map((im) => [im.height, im.width] as [number, number]), mc);
+      const masks = collateMasks(rngFor(c.seed, rank, slot, PURPOSE.masks), 2 * B, d.global_grid, d.global_grid, {
+        maskProbability: c.ibot.loss_weight > 0 ? c.ibot.mask_sample_probability : 0,
+        ratioMin: c.ibot.mask_ratio_min_max[0],
+        ratioMax: c.ibot.mask_ratio_min_max[1],
+        maxNumPatches: d.max_mask_patches,
+      });
+      const planes = new Uint8Array(images.reduce((n, im) => n + im.data.length, 0));
+      let off = 0;
+      for (const im of images) {
+        planes.set(im.data, off);
+        off += im.data.length;
+      }
+      const json = await call(`step ${it}`, () =>
+        trainer.stepImages(
+          planes,
+          images.flatMap((im) => [im.height, im.width]),
+          JSON.stringify(crops),
+          mc.globalSize,
+          mc.localSize,
+          masks.masks,
+          [2 * B, d.global_patches],
+          JSON.stringify({ iteration: it, schedule: values, micro, of: accum }),
+        ),
+      );
+      rec = JSON.parse(json) as StepRecord;
+    }
+    last = it;
+    const dt = (performance.now() - tStep) / 1000;
+    const record = { ...(rec as StepRecord), ...values, images_per_s: (B * accum) / dt };
+    if (it % c.log.period_iterations === 0 || it === stopAt - 1) {
+      await appendFile(metrics, `${JSON.stringify({ iteration: it, ...record })}\n`);
+    }
+    const done = it - start + 1;
+    const eta = ((performance.now() - t0) / 1000 / done) * (total - it - 1);
+    emit({ kind: 'step', iteration: it, total, record, etaSeconds: eta });
+    if ((it + 1) % c.checkpoint.period_iterations === 0 && it + 1 < total) await saveCkpt(it);
+  }
+  if (last >= start || existing.length === 0) {
+    // Final (or interruption) checkpoint, unless the periodic one just wrote it.
+    const have = await checkpoints(ckDir);
+    if (have[have.length - 1]?.it !== last && last >= 0) await saveCkpt(last);
+  }
+  let exported: string | null = null;
+  if (!interrupted && last === total - 1) {
+    const { exportRun } = await import('./export.js');
+    exported = await exportRun(out, path.join(out, 'exported'));
+    await log(`exported the teacher to ${exported}`);
+  }
+  if (interrupted) await log(`interrupted after iteration ${last}; re-run the same command to resume`);
+  emit({ kind: 'done', iteration: last, total, message: exported ?? undefined });
+  return { output: out, lastIteration: last, interrupted, exported };
+}
+
+/** Reads resolved.yaml of a run folder (for export and tools). */
+export async function readRunConfig(dir: string): Promise<string> {
+  return readFile(path.join(dir, 'resolved.yaml'), 'utf8');
+}
