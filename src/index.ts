@@ -16,6 +16,10 @@ export {
 } from './model/config.js';
 export { detectLayout, inferConfig, locateWeights, resolveModel, type Layout, type ResolvedModel } from './model/weights.js';
 export { CxformerError } from './native/load.js';
+export { train, type TrainEvent, type TrainOptions, type TrainResult, type StepRecord } from './train/run.js';
+export { Trainer, type TrainerBatch, type Crops } from './train/trainer.js';
+export { exportRun } from './train/export.js';
+export * from './config/pretrain.js';
 export { renderPhantom, writePhantoms } from './data/phantom.js';
 export * from './image/index.js';
 export * from './io/index.js';

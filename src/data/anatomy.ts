@@ -288,7 +288,7 @@ export function sampleChest(p: PatientAnatomy, rnd: () => number, rndFindings: (
   return g;
 }
 
-/** Puts one nodule, fully inside aerated lung (not in fluid, a pneumothorax, the heart or another nodule). */
+/** Puts one nodule, fully inside aerated lung (not in fluid, a pneumothorax, the heart, the hilum or another nodule). */
 function placeNodule(g: ChestGeometry, rnd: () => number): void {
   for (let attempt = 0; attempt < 500; attempt++) {
     const side: Side = rnd() < 0.5 ? 0 : 1;
@@ -306,8 +306,10 @@ function placeNodule(g: ChestGeometry, rnd: () => number): void {
       ok = aeratedLung(g, pu, pv) === side;
     }
     for (const o of g.nodules) if (Math.hypot(o.u - u, o.v - v) < 2 * (o.r + r)) ok = false;
+    // away from the hilum, where vessels would hide it
+    if (Math.hypot(t - L.hilumT, v - L.hilumV) < 0.07 + r) ok = false;
     if (ok) {
-      g.nodules.push({ side, u, v, r, amp: uniform(rnd, 0.13, 0.2) });
+      g.nodules.push({ side, u, v, r, amp: uniform(rnd, 0.2, 0.28) });
       return;
     }
   }
@@ -497,7 +499,7 @@ export function renderChest(g: ChestGeometry, n: number, rnd: () => number): { p
               A += mark * (1 + 6 * gap) * (1 - fluid);
             } else {
               // Pneumothorax space: air only, no markings; the visceral pleural line at the collapsed lung edge.
-              A -= (0.03 + 0.34 * (1 - depth)) * (1 - fluid);
+              A -= (0.015 + 0.2 * (1 - depth)) * (1 - fluid);
             }
             if (gap > 0 && phi < -2 * lineW && phiC < lineW && phiC > -lineW) A += 0.07 * (1 - fluid);
           }

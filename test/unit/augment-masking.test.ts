@@ -83,9 +83,9 @@ describe('blockMask: hand-traced draws', () => {
   });
 
   it('skips shapes not strictly smaller than the grid without drawing a position', () => {
-    // aspect ≈ 1/0.3: h = round(√(4·3.33)) = 4 ≥ 3 → rejected; then 2×2 at top floor(0.99·2) = 1, left 0.
-    const r = generateBlockMask(scripted([0, 0.99999999, 0, 0.5, 0.99, 0.2]), 3, 3, 4);
-    expect(ones(r.mask)).toEqual([3, 4, 6, 7]);
+    // aspect ≈ 1/0.3: h = round(√(4·3.33)) = 4, not < 4 → rejected; then 2×2 at top floor(0.99·3) = 2, left 0.
+    const r = generateBlockMask(scripted([0, 0.99999999, 0, 0.5, 0.99, 0.2]), 4, 4, 4);
+    expect(ones(r.mask)).toEqual([8, 9, 12, 13]);
   });
 
   it('rejects blocks with more new cells than the budget', () => {
@@ -190,6 +190,10 @@ describe('collateMasks', () => {
     expect(c.upperBound).toBe(38 + 51 + 64 + 76 + 89 + 102 + 115 + 128); // 256 × 0.15, 0.2, …, 0.5 truncated
     // 4 rows of 4×4: probs (0.1, 0.3, 0.5); 16 × float32(0.3) = 4.8000002 → 4, 16 × 0.5 = 8.
     expect(collateMasks(rngFor(0, 0, 0, 'masks'), 4, 4, 4, { maxNumPatches: 8 }).upperBound).toBe(12);
+    // float32 matters: 16 rows of 12×15 = 180 cells, probs[5] = f32(0.35) = 0.34999999404, and the float32 product
+    // 180·0.34999999404 = 62.9999989 rounds to 63.0, so that row contributes 63 (float64 arithmetic would give 62):
+    // 27 + 36 + 45 + 54 + 63 + 72 + 81 + 90.
+    expect(collateMasks(rngFor(0, 0, 0, 'masks'), 16, 12, 15, { maxNumPatches: 90 }).upperBound).toBe(468);
     // CXformer per GPU: 2 × 64 crops on the 37×37 grid, 64 masked rows with ratios 0.1 + 0.4·i/64.
     let ub = 0;
     for (let i = 1; i <= 64; i++) ub += Math.trunc(1369 * (0.1 + (0.4 * i) / 64));

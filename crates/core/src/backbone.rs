@@ -21,7 +21,7 @@ pub enum Precision {
 
 /// LibTorch's default CPU generator is process-global: building a model draws from it, so seeding and
 /// initialising must not interleave with another thread building a model.
-static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+pub(crate) static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 pub struct Backbone {
     pub vs: nn::VarStore,

@@ -152,9 +152,12 @@ impl SslModel {
                 cfg.n_global_crops
             )));
         }
-        tch::manual_seed(seed);
-        let student = Branch::new(&cfg, device)?;
-        let teacher = Branch::new(&cfg, device)?;
+        let (student, teacher) = {
+            // Seeding and drawing the initial weights must not interleave with another thread's draws.
+            let _rng = crate::backbone::RNG_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+            tch::manual_seed(seed);
+            (Branch::new(&cfg, device)?, Branch::new(&cfg, device)?)
+        };
         let k_dino = cfg.dino_head.out_dim;
         let k_ibot = cfg.ibot_head.as_ref().map(|h| h.out_dim).unwrap_or(k_dino);
         let mut params = Vec::new();
