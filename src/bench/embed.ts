@@ -12,13 +12,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { loadBackbone, threadCount } from '../backbone.js';
 import { native } from '../native/load.js';
-
-/** Forward FLOPs of one image (2 per multiply-add): patch embedding, qkv/proj/FFN matmuls, QKᵀ and AV. */
-export function forwardFlops(size: number, d = 384, depth = 12, registers = 4, patch = 14): number {
-  const n = (size / patch) ** 2;
-  const t = 1 + registers + n;
-  return n * 2 * d * 3 * patch * patch + depth * t * (24 * d * d + 4 * t * d);
-}
+import { forwardFlops } from './flops.js';
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);

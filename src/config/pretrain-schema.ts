@@ -123,7 +123,6 @@ export interface PretrainConfig {
   };
   log: {
     period_iterations: number;
-    tensorboard: boolean;
   };
 }
 
@@ -244,7 +243,6 @@ export const PRETRAIN_SCHEMA: SchemaOf<PretrainConfig> = {
   },
   log: {
     period_iterations: int(1),
-    tensorboard: bool(),
   },
 };
 

@@ -237,10 +237,9 @@ export function sampleChest(p: PatientAnatomy, rnd: () => number, rndFindings: (
   const halfH = Math.sqrt(a * a * sin * sin + b * b * cos * cos);
   const heart: HeartGeometry = { cu: width / 2 - p.heartRightFrac * width, cv: ll.domeV + 0.03 - halfH, a, b, tilt };
 
-  const vOffset = shiftV;
   const g: ChestGeometry = {
     cx,
-    cy: 0.5 + vOffset,
+    cy: 0.5 + shiftV,
     angle,
     neckHalf: uniform(rnd, 0.07, 0.09) * p.scale,
     torsoHalf: (rl.lmax + ll.lmax) / 2 + uniform(rnd, 0.06, 0.08),
@@ -288,32 +287,38 @@ export function sampleChest(p: PatientAnatomy, rnd: () => number, rndFindings: (
   return g;
 }
 
-/** Puts one nodule, fully inside aerated lung (not in fluid, a pneumothorax, the heart, the hilum or another nodule). */
+/**
+ * Puts one nodule, fully inside aerated lung (not in fluid, a pneumothorax, the heart, the hilum or another nodule).
+ * When little aerated lung is left (bilateral effusions, a large pneumothorax, a big heart) the radius and the
+ * margins are relaxed step by step.
+ */
 function placeNodule(g: ChestGeometry, rnd: () => number): void {
-  for (let attempt = 0; attempt < 500; attempt++) {
+  for (let attempt = 0; attempt < 1500; attempt++) {
+    const stage = attempt < 500 ? 0 : attempt < 1000 ? 1 : 2;
     const side: Side = rnd() < 0.5 ? 0 : 1;
     const L = g.lungs[side];
-    const r = uniform(rnd, 0.013, 0.026) * (attempt > 250 ? 0.6 : 1);
+    const r = stage === 2 ? 0.008 : uniform(rnd, 0.013, 0.026) * (stage === 1 ? 0.6 : 1);
     const t = uniform(rnd, L.medial, L.lmax);
     const v = uniform(rnd, L.top, L.cpV);
     const u = side === 1 ? t : -t;
+    const rim = stage === 2 ? 1 : 1.25;
     let ok = true;
     for (let k = 0; k <= 16 && ok; k++) {
-      // centre, then 16 points just outside the rim
+      // centre, then 16 points on (or just outside) the rim
       const th = (k * Math.PI) / 8;
-      const pu = k === 0 ? u : u + 1.25 * r * Math.cos(th);
-      const pv = k === 0 ? v : v + 1.25 * r * Math.sin(th);
+      const pu = k === 0 ? u : u + rim * r * Math.cos(th);
+      const pv = k === 0 ? v : v + rim * r * Math.sin(th);
       ok = aeratedLung(g, pu, pv) === side;
     }
-    for (const o of g.nodules) if (Math.hypot(o.u - u, o.v - v) < 2 * (o.r + r)) ok = false;
+    for (const o of g.nodules) if (Math.hypot(o.u - u, o.v - v) < (stage === 2 ? 1.2 : 2) * (o.r + r)) ok = false;
     // away from the hilum, where vessels would hide it
-    if (Math.hypot(t - L.hilumT, v - L.hilumV) < 0.07 + r) ok = false;
+    if (Math.hypot(t - L.hilumT, v - L.hilumV) < (stage === 0 ? 0.07 : 0.03) + r) ok = false;
     if (ok) {
       g.nodules.push({ side, u, v, r, amp: uniform(rnd, 0.2, 0.28) });
       return;
     }
   }
-  throw new Error('placeNodule: no room for a nodule (geometry out of range)');
+  throw new Error('placeNodule: no room for a nodule in the aerated lung (geometry out of range)');
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -548,7 +553,7 @@ export function renderChest(g: ChestGeometry, n: number, rnd: () => number): { p
           const p = (v - g.ribStart - f) / g.ribSpacing;
           const k = Math.round(p);
           if (k >= 0 && k < g.ribCount) {
-            const d = (p - k) / 0.21;
+            const d = ((p - k) * g.ribSpacing) / ribHalf;
             if (d > -1 && d < 1) A += 0.085 * Math.sqrt(1 - d * d) * (0.75 + 0.25 * d * d);
           }
           // Anterior ribs: fainter, running down and medially from the lateral wall.

@@ -107,7 +107,7 @@ export interface SynthImage {
   /** Cardiothoracic ratio of the drawn heart (heart width / outer lung width, before rotation). */
   ctr: number;
   effusion: { side: 'left' | 'right'; size: 'small' | 'moderate' }[];
-  /** Nodule centres and diameters in pixels (x to the right, y down, pixel centres at integer + ½ … i.e. pixel units). */
+  /** Nodule centres and diameters in pixels: x to the right, y down from the top-left image corner (pixel (i, j) covers [i, i+1)×[j, j+1)). */
   nodules: { side: 'left' | 'right'; x: number; y: number; diameterPx: number }[];
   pneumothorax: { side: 'left' | 'right'; size: 'small' | 'large'; gapPx: number } | null;
 }

@@ -7,6 +7,7 @@
  */
 import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { collateMasks } from '../augment/masking.js';
 import { planBatch, type MultiCropConfig } from '../augment/plan.js';
@@ -22,6 +23,22 @@ import { call, callSync, CxformerError, native, type NativeTrainer } from '../na
 import { loadTrainImage, type GrayImage } from './images.js';
 import { IterationSampler } from './sampler.js';
 
+/** Runs at most `n` of the given async jobs at once. */
+function limiter(n: number) {
+  let active = 0;
+  const waiting: Array<() => void> = [];
+  return async <T>(job: () => Promise<T>): Promise<T> => {
+    if (active >= n) await new Promise<void>((resolve) => waiting.push(resolve));
+    active++;
+    try {
+      return await job();
+    } finally {
+      active--;
+      waiting.shift()?.();
+    }
+  };
+}
+
 /** Images generated into <output>/data when data.root is null. */
 export const PHANTOM_IMAGES = 256;
 
@@ -36,6 +53,14 @@ export interface StepRecord {
   grad_norm_dino_head: number;
   grad_norm_ibot_head: number;
   n_masked: number;
+  /** Milliseconds per stage of the step (native), and waiting for decoded data (TypeScript). */
+  ms_augment: number;
+  ms_teacher: number;
+  ms_student: number;
+  ms_backward: number;
+  ms_optimizer: number;
+  ms_ema: number;
+  ms_data_wait: number;
 }
 
 export interface TrainEvent {
@@ -58,6 +83,8 @@ export interface TrainOptions {
   signal?: AbortSignal;
   /** Stop after this iteration (exclusive upper bound), for tests of interruption. */
   stopAfter?: number;
+  /** Synchronise CUDA between stages so the per-stage timings are exact (benchmarks). */
+  profile?: boolean;
 }
 
 export interface TrainResult {
@@ -225,11 +252,14 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const bad = new Set<number>();
   const imgOpts = { equalize: c.data.equalize, baseSize: c.data.base_size };
 
+  // At most data.decode_workers decodes in flight (0 = one per core); sharp decodes on libuv's pool.
+  const limit = limiter(c.data.decode_workers > 0 ? c.data.decode_workers : availableParallelism());
+
   /** The B images of stream slot `slot` (iteration·accum + micro); unreadable ones are replaced by the next position. */
   const loadBatch = async (slot: number): Promise<GrayImage[]> => {
     const positions = sampler.positions(slot);
     return Promise.all(
-      positions.map(async (pos) => {
+      positions.map((pos) => limit(async () => {
         for (let probe = 0; ; probe++) {
           // Probe 0 is the sampled image; an unreadable one is replaced by the next dataset index (deterministic).
           const idx = (sampler.at(pos) + probe) % items.length;
@@ -248,7 +278,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
             }
           }
         }
-      }),
+      })),
     );
   };
 
@@ -266,7 +296,21 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   let last = start - 1;
   let interrupted = false;
   const stopAt = Math.min(total, o.stopAfter ?? total);
-  let next = start < stopAt ? loadBatch(start * accum) : undefined;
+  // Prefetch: micro-batches up to data.prefetch_batches ahead are decoded while the native step runs.
+  const ahead = new Map<number, Promise<GrayImage[]>>();
+  const lastSlot = stopAt * accum;
+  const fetchSlot = (slot: number): Promise<GrayImage[]> => {
+    for (let s = slot; s <= Math.min(slot + c.data.prefetch_batches, lastSlot - 1); s++) {
+      if (!ahead.has(s)) {
+        const p = loadBatch(s);
+        p.catch(() => undefined); // surfaced when awaited
+        ahead.set(s, p);
+      }
+    }
+    const p = ahead.get(slot) ?? loadBatch(slot);
+    ahead.delete(slot);
+    return p;
+  };
   const t0 = performance.now();
   for (let it = start; it < stopAt; it++) {
     if (o.signal?.aborted) {
@@ -276,13 +320,12 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     const values = sched.at(it);
     const tStep = performance.now();
     let rec: StepRecord | undefined;
+    let waited = 0;
     for (let micro = 0; micro < accum; micro++) {
       const slot = it * accum + micro;
-      const images = await (next as Promise<GrayImage[]>);
-      // Prefetch the next micro-batch while the native step runs (sharp decodes on the libuv pool).
-      const nextSlot = slot + 1;
-      next = nextSlot < stopAt * accum ? loadBatch(nextSlot) : undefined;
-      next?.catch(() => undefined);
+      const tw = performance.now();
+      const images = await fetchSlot(slot);
+      waited += performance.now() - tw;
       const crops = planBatch(c.seed, rank, slot, images.map((im) => [im.height, im.width] as [number, number]), mc);
       const masks = collateMasks(rngFor(c.seed, rank, slot, PURPOSE.masks), 2 * B, d.global_grid, d.global_grid, {
         maskProbability: c.ibot.loss_weight > 0 ? c.ibot.mask_sample_probability : 0,
@@ -305,10 +348,10 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
           mc.localSize,
           masks.masks,
           [2 * B, d.global_patches],
-          JSON.stringify({ iteration: it, schedule: values, micro, of: accum }),
+          JSON.stringify({ iteration: it, schedule: values, micro, of: accum, profile: o.profile ?? false }),
         ),
       );
-      rec = JSON.parse(json) as StepRecord;
+      rec = { ...(JSON.parse(json) as StepRecord), ms_data_wait: waited };
     }
     last = it;
     const dt = (performance.now() - tStep) / 1000;

@@ -67,7 +67,7 @@ pub struct NamedTensor {
     pub data: Float32Array,
 }
 
-fn named(name: &str, t: &Tensor) -> napi::Result<NamedTensor> {
+pub(crate) fn named(name: &str, t: &Tensor) -> napi::Result<NamedTensor> {
     let t = t.to_kind(Kind::Float).contiguous();
     let v = Vec::<f32>::try_from(t.flatten(0, -1)).map_err(|e| js_error(e.into()))?;
     Ok(NamedTensor { name: name.to_string(), shape: t.size(), data: Float32Array::new(v) })

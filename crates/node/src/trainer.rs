@@ -96,6 +96,9 @@ struct StepOptions {
     micro: Option<i64>,
     #[serde(default)]
     of: Option<i64>,
+    /// Synchronise CUDA at stage boundaries for exact per-stage timings.
+    #[serde(default)]
+    profile: bool,
 }
 
 /// Where a step's crops come from.
@@ -121,12 +124,21 @@ impl Task for StepTask {
         guarded("step", || {
             let input = self.input.take().ok_or_else(|| invalid("step task ran twice"))?;
             let mut inner = lock(&self.inner)?;
+            inner.model.profile = self.options.profile;
+            let t_aug = std::time::Instant::now();
+            let mut ms_augment = 0.0;
             let batch = match input {
                 StepInput::Crops(b) => b,
                 StepInput::Images { images, crops, global_size, local_size, masks } => {
                     let mc = multicrop(&images, &crops, global_size, local_size, inner.model.device, IMAGENET_MEAN, IMAGENET_STD)
                         .map_err(js_error)?;
                     let local_crops = (mc.locals.size()[0] > 0).then_some(mc.locals);
+                    if let tch::Device::Cuda(i) = inner.model.device {
+                        if self.options.profile {
+                            tch::Cuda::synchronize(i as i64);
+                        }
+                    }
+                    ms_augment = t_aug.elapsed().as_secs_f64() * 1e3;
                     SslBatch { global_crops: mc.globals, local_crops, masks }
                 }
             };
@@ -135,10 +147,11 @@ impl Task for StepTask {
             // draws what the uninterrupted run drew.
             tch::manual_seed(inner.seed.wrapping_mul(1_000_003).wrapping_add(o.iteration));
             let (micro, of) = (o.micro.unwrap_or(0), o.of.unwrap_or(1).max(1));
-            let rec = inner
+            let mut rec = inner
                 .model
                 .forward_backward(&batch, &o.schedule, o.iteration, 1.0 / of as f64)
                 .map_err(js_error)?;
+            rec.ms_augment = ms_augment;
             if micro + 1 >= of {
                 inner.model.apply_update(rec, &o.schedule).map_err(js_error)
             } else {
@@ -260,20 +273,7 @@ impl NativeTrainer {
         options: String,
     ) -> napi::Result<AsyncTask<StepTask>> {
         let options: StepOptions = serde_json::from_str(&options).map_err(|e| invalid(format!("step options: {e}")))?;
-        if sizes.len() % 2 != 0 || sizes.iter().any(|&s| s <= 0) {
-            return Err(invalid(format!("sizes must be [h0, w0, h1, w1, …] with positive values, got {} values", sizes.len())));
-        }
-        let total: i64 = sizes.chunks(2).map(|c| c[0] * c[1]).sum();
-        if total as usize != images.len() {
-            return Err(invalid(format!("images has {} bytes but sizes describe {total}", images.len())));
-        }
-        let mut planes = Vec::with_capacity(sizes.len() / 2);
-        let mut off = 0usize;
-        for c in sizes.chunks(2) {
-            let n = (c[0] * c[1]) as usize;
-            planes.push(Tensor::from_slice(&images[off..off + n]).reshape([c[0], c[1]]));
-            off += n;
-        }
+        let planes = planes_from(&images, &sizes)?;
         let crops = parse_crops(&crops).map_err(js_error)?;
         let masks = masks_tensor(&masks, &masks_shape)?;
         Ok(AsyncTask::new(StepTask {
@@ -294,4 +294,42 @@ impl NativeTrainer {
     pub fn load_checkpoint(&self, path: String) -> AsyncTask<LoadTask> {
         AsyncTask::new(LoadTask { inner: self.inner.clone(), path })
     }
+}
+
+/// Runs the multi-crop augmentation alone (to preview crops, or to benchmark it): same inputs as
+/// `NativeTrainer.stepImages`; returns `globals` (n_g·B, 3, G, G) and `locals` (n_l·B, 3, L, L), normalised.
+#[napi(catch_unwind)]
+pub fn multicrop_images(
+    images: Uint8Array,
+    sizes: Vec<i64>,
+    crops: String,
+    global_size: i64,
+    local_size: i64,
+    device: Option<String>,
+) -> napi::Result<Vec<crate::NamedTensor>> {
+    guarded("multicropImages", || {
+        let planes = planes_from(&images, &sizes)?;
+        let crops = parse_crops(&crops).map_err(js_error)?;
+        let device = cxformer_core::runtime::parse_device(device.as_deref().unwrap_or("cpu")).map_err(js_error)?;
+        let mc = multicrop(&planes, &crops, global_size, local_size, device, IMAGENET_MEAN, IMAGENET_STD).map_err(js_error)?;
+        Ok(vec![crate::named("globals", &mc.globals)?, crate::named("locals", &mc.locals)?])
+    })
+}
+
+fn planes_from(images: &[u8], sizes: &[i64]) -> napi::Result<Vec<Tensor>> {
+    if sizes.len() % 2 != 0 || sizes.iter().any(|&s| s <= 0) {
+        return Err(invalid(format!("sizes must be [h0, w0, h1, w1, …] with positive values, got {} values", sizes.len())));
+    }
+    let total: i64 = sizes.chunks(2).map(|c| c[0] * c[1]).sum();
+    if total as usize != images.len() {
+        return Err(invalid(format!("images has {} bytes but sizes describe {total}", images.len())));
+    }
+    let mut planes = Vec::with_capacity(sizes.len() / 2);
+    let mut off = 0usize;
+    for c in sizes.chunks(2) {
+        let n = (c[0] * c[1]) as usize;
+        planes.push(Tensor::from_slice(&images[off..off + n]).reshape([c[0], c[1]]));
+        off += n;
+    }
+    Ok(planes)
 }

@@ -81,6 +81,14 @@ pub struct StepRecord {
     pub grad_norm_dino_head: f64,
     pub grad_norm_ibot_head: f64,
     pub n_masked: i64,
+    /// Wall-clock milliseconds per stage (CUDA work is synchronised at each boundary only when
+    /// [`SslModel::profile`] is set; otherwise GPU stages overlap and the split is indicative).
+    pub ms_augment: f64,
+    pub ms_teacher: f64,
+    pub ms_student: f64,
+    pub ms_backward: f64,
+    pub ms_optimizer: f64,
+    pub ms_ema: f64,
 }
 
 /// One student or teacher: backbone + heads, each in its own VarStore (so clipping, EMA and checkpoint
@@ -141,6 +149,8 @@ pub struct SslModel {
     pub ibot_center: Centering,
     pub optimizer: AdamW,
     pub dist: Box<dyn Collective>,
+    /// Synchronise CUDA at stage boundaries so that the per-stage timings are exact (benchmarks).
+    pub profile: bool,
 }
 
 impl SslModel {
@@ -182,6 +192,7 @@ impl SslModel {
             teacher,
             optimizer,
             dist: Box::new(SingleProcess),
+            profile: false,
         };
         m.copy_student_to_teacher()?;
         Ok(m)
@@ -220,6 +231,18 @@ impl SslModel {
         Ok(rec)
     }
 
+    /// Milliseconds since `t`, after synchronising CUDA when profiling.
+    fn lap(&self, t: &mut std::time::Instant) -> f64 {
+        if self.profile {
+            if let Device::Cuda(i) = self.device {
+                tch::Cuda::synchronize(i as i64);
+            }
+        }
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        *t = std::time::Instant::now();
+        ms
+    }
+
     /// Forward and backward of one (micro-)batch; gradients accumulate (scaled by `loss_scale`, e.g.
     /// 1/accumulation steps). Losses are checked for NaN/Inf before anything is modified.
     pub fn forward_backward(&mut self, batch: &SslBatch, sched: &StepSchedule, iteration: i64, loss_scale: f64) -> Result<StepRecord> {
@@ -246,6 +269,7 @@ impl SslModel {
             Precision::Bf16 => Some(AutocastGuard::bf16(if dev.is_cuda() { AutocastDevice::Cuda } else { AutocastDevice::Cpu })?),
         };
 
+        let mut clock = std::time::Instant::now();
         // ---- teacher targets (no gradients, eval mode) ----
         let mut new_stats: Option<(Tensor, Tensor)> = None;
         let (teacher_dino, teacher_ibot) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
@@ -280,6 +304,7 @@ impl SslModel {
             Ok((d, i))
         })?;
 
+        let ms_teacher = self.lap(&mut clock);
         // ---- student forward ----
         let sg = self.student.backbone.forward(&globals, &ForwardOptions { masks: Some(masks.shallow_clone()), train: true, ..Default::default() })?;
         let student_global_cls = sg.cls.shallow_clone();
@@ -316,7 +341,10 @@ impl SslModel {
             Tensor::zeros([], (Kind::Float, dev))
         };
         let total = (&dino_local + &dino_global) * cfg.dino_loss_weight + &koleo + &ibot * cfg.ibot_loss_weight;
-        let rec = StepRecord {
+        let ms_student = self.lap(&mut clock);
+        let mut rec = StepRecord {
+            ms_teacher,
+            ms_student,
             total_loss: total.double_value(&[]),
             dino_local_crops_loss: dino_local.double_value(&[]),
             dino_global_crops_loss: dino_global.double_value(&[]),
@@ -342,6 +370,7 @@ impl SslModel {
             self.ibot_center.set_pending(i);
         }
         (total * loss_scale).f_backward()?;
+        rec.ms_backward = self.lap(&mut clock);
         Ok(rec)
     }
 
@@ -357,6 +386,7 @@ impl SslModel {
                 }
             }
         }
+        let mut clock = std::time::Instant::now();
         let clip = self.cfg.clip_grad;
         let norms: Vec<f64> = self
             .student
@@ -372,7 +402,9 @@ impl SslModel {
         rec.grad_norm_dino_head = norms[1];
         rec.grad_norm_ibot_head = norms.get(2).copied().unwrap_or(0.0);
         self.optimizer.update(sched.lr, sched.last_layer_lr, sched.wd);
+        rec.ms_optimizer = self.lap(&mut clock);
         self.ema(sched.momentum)?;
+        rec.ms_ema = self.lap(&mut clock);
         Ok(rec)
     }
 
