@@ -4,7 +4,8 @@
 #   1. the runtime report (torch, CUDA, cuDNN, threads) through the carried addon,
 #   2. the Rust golden tests on CUDA (and on CPU) against the server's LibTorch,
 #   3. the CLI golden check on CUDA (embed --device cuda on the reference inputs),
-#   4. the embedding benchmark on CUDA (f32 and bf16, 224 and 518 px, MFU against BENCH_PEAK_TFLOPS).
+#   4. the embedding benchmark on CUDA (f32 and bf16, 224 and 518 px, MFU against BENCH_PEAK_TFLOPS),
+#   5. the pretraining step at CXformer's real sizes (518/98, batch 64, K=16384, bf16) with its stage split.
 # Results: $RESULTS (default $OUT or out/gpu-results): one log per step and summary.txt.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -46,5 +47,7 @@ step augment-cuda env CXF_TEST_DEVICE="$device" "$kit/bin/augment" --test-thread
 step cli-cuda "$NODE" "$kit/dist/bench/golden-check.js" "$device"
 step bench-cuda env BENCH_DEVICE="$device" BENCH_RUNS="${BENCH_RUNS:-10}" BENCH_BATCH="${BENCH_BATCH:-32}" \
   BENCH_PEAK_TFLOPS="${BENCH_PEAK_TFLOPS:-989}" "$NODE" "$kit/dist/bench/embed.js"
+step train-cuda env BENCH_REAL=1 BENCH_DEVICE="$device" BENCH_PRECISION=bf16 BENCH_STEPS="${BENCH_TRAIN_STEPS:-13}" "$NODE" "$kit/dist/bench/train.js"
 cp bench-results/embed.json "$results/bench-embed.json" 2>/dev/null || true
+cp bench-results/train.json "$results/bench-train.json" 2>/dev/null || true
 echo "gpu-check: results in $results" | tee -a "$summary"

@@ -59,7 +59,7 @@ async function main() {
     'checkpoint.period_iterations=100000',
     'checkpoint.keep_last=1',
   ];
-  const recs: Array<StepRecord & { images_per_s: number }> = [];
+  const recs: Array<StepRecord & { images_per_s: number; it_per_s: number }> = [];
   const t0 = performance.now();
   await train({ overrides, profile: true, onEvent: (e) => e.kind === 'step' && e.record && recs.push(e.record), stopAfter: steps });
   const wall = (performance.now() - t0) / 1000;

@@ -67,7 +67,7 @@ export interface TrainEvent {
   kind: 'start' | 'step' | 'checkpoint' | 'done' | 'log';
   iteration?: number;
   total?: number;
-  record?: StepRecord & ScheduleValues & { images_per_s: number };
+  record?: StepRecord & ScheduleValues & { images_per_s: number; it_per_s: number };
   message?: string;
   etaSeconds?: number;
 }
@@ -355,7 +355,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     }
     last = it;
     const dt = (performance.now() - tStep) / 1000;
-    const record = { ...(rec as StepRecord), ...values, images_per_s: (B * accum) / dt };
+    const record = { ...(rec as StepRecord), ...values, images_per_s: (B * accum) / dt, it_per_s: 1 / dt };
     if (it % c.log.period_iterations === 0 || it === stopAt - 1) {
       await appendFile(metrics, `${JSON.stringify({ iteration: it, ...record })}\n`);
     }
