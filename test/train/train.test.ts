@@ -138,6 +138,9 @@ describe('cxformer train', () => {
     const r = cli(['train', '--config', 'demo', ...tiny(path.join(tmp, 'run-empty'), [`data.root=${empty}`]), '-q']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/empty/i);
+    const missing = cli(['train', '--config', 'demo', ...tiny(path.join(tmp, 'run-m'), [`data.root=${path.join(tmp, 'nope')}`]), '-q']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/nope/);
     const u = cli(['train', '--config', 'demo', ...tiny(path.join(tmp, 'run-u'), ['optim.lr=1'])]);
     expect(u.code).toBe(2);
     expect(u.stderr).toMatch(/optim\.lr/);

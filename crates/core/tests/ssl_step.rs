@@ -125,3 +125,41 @@ fn resume_from_state_is_exact() {
     let e = o.load_state(&sa, "ckpt.safetensors").unwrap_err().to_string();
     assert!(e.contains("ckpt.safetensors") && e.contains("nothing was loaded"), "{e}");
 }
+
+#[test]
+fn dino_head_matches_manual_weight_norm() {
+    use cxformer_core::ssl::head::DinoHead;
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let cfg = HeadConfig { in_dim: 6, out_dim: 5, hidden_dim: 7, bottleneck_dim: 4, nlayers: 3 };
+    let head = DinoHead::new(vs.root(), &cfg);
+    let v = vs.variables();
+    assert_eq!(v["last_layer.weight_g"].size(), vec![5, 1]);
+    assert_eq!(v["last_layer.weight_g"].min().double_value(&[]), 1.0, "g starts at 1");
+    let x = Tensor::randn([3, 6], (Kind::Float, Device::Cpu));
+    let lin = |h: &Tensor, i: usize| h.linear(&v[&format!("mlp.{i}.weight")], Some(&v[&format!("mlp.{i}.bias")]));
+    let h = lin(&lin(&lin(&x, 0).gelu("none"), 2).gelu("none"), 4);
+    let h = &h / h.norm_scalaropt_dim(2, [1i64].as_slice(), true);
+    let w = &v["last_layer.weight_v"] / v["last_layer.weight_v"].norm_scalaropt_dim(2, [1i64].as_slice(), true) * &v["last_layer.weight_g"];
+    let want = h.matmul(&w.transpose(0, 1));
+    let got = tch::no_grad(|| head.forward(&x));
+    assert!((got - want).abs().max().double_value(&[]) < 1e-6);
+    // g is trainable: scaling g scales the logits of that prototype.
+    tch::no_grad(|| {
+        let _ = v["last_layer.weight_g"].get(2).fill_(3.0);
+    });
+    let scaled = tch::no_grad(|| head.forward(&x));
+    let base = h.matmul(&w.transpose(0, 1));
+    assert!((scaled.select(1, 2) - base.select(1, 2) * 3.0).abs().max().double_value(&[]) < 1e-5);
+}
+
+#[test]
+fn bf16_autocast_step_on_cpu() {
+    let mut c = cfg(CenteringKind::Centering, true);
+    c.precision = Precision::Bf16;
+    let mut m = SslModel::new(c, Device::Cpu, 0).unwrap();
+    let r = m.step(&batch(4, 4), &SCHED, 0).unwrap();
+    assert!(r.total_loss.is_finite());
+    // Parameters and optimizer state stay float32 under autocast.
+    assert_eq!(m.student.backbone_vs.variables()["pos_embed"].kind(), Kind::Float);
+    assert_eq!(m.optimizer.slots[0].exp_avg.kind(), Kind::Float);
+}
