@@ -127,11 +127,25 @@ describe('cxformer train', () => {
       await writeFile(path.join(bad, 'images', f), await readFile(path.join(data, 'images', f)));
     }
     await writeFile(path.join(bad, 'images', 'broken.png'), Buffer.from('\x89PNG\r\n\x1a\nnot really'));
+    // Also covers Sinkhorn-Knopp targets, a separate iBOT head and gradient accumulation through the loop.
     const run = (frac: string, out: string) =>
-      train({ configs: ['demo'], overrides: [...tiny(out, [`data.root=${bad}`, `data.max_bad_fraction=${frac}`, 'optim.epochs=1', 'optim.warmup_epochs=0'])] });
+      train({
+        configs: ['demo'],
+        overrides: [
+          ...tiny(out, [`data.root=${bad}`, `data.max_bad_fraction=${frac}`, 'optim.epochs=1', 'optim.warmup_epochs=0']),
+          'train.centering=sinkhorn_knopp',
+          'ibot.separate_head=true',
+          'ibot.head_n_prototypes=128',
+          'optim.accumulate_grad_batches=2',
+        ],
+      });
     await expect(run('0', path.join(tmp, 'bad-strict'))).rejects.toThrow(/1 of 9 images are unreadable.*max_bad_fraction=0/);
     const ok = await run('0.2', path.join(tmp, 'bad-lenient'));
     expect(ok.lastIteration).toBe(5);
+    const recs = (await readFile(path.join(tmp, 'bad-lenient', 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+    expect(recs.every((r) => Number.isFinite(r.total_loss) && r.grad_norm_ibot_head > 0)).toBe(true);
+    // accumulation multiplies the peak lr (spec §1): 2 × 3e-4 at the end of a 0-epoch warm-up.
+    expect(recs[0].lr).toBeCloseTo(6e-4, 10);
     expect(await readFile(path.join(tmp, 'bad-lenient', 'train.log'), 'utf8')).toMatch(/skipping unreadable image .*broken\.png/);
     const empty = path.join(tmp, 'empty');
     await mkdir(empty, { recursive: true });
