@@ -12,13 +12,9 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { loadBackbone, threadCount } from '../backbone.js';
 import { native } from '../native/load.js';
-import { forwardFlops } from './flops.js';
+import { forwardFlops, median } from './flops.js';
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
+
 
 async function main() {
   const device = process.env.BENCH_DEVICE ?? 'cpu';

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { collateMasks } from '../augment/masking.js';
 import { planBatch, type MultiCropConfig } from '../augment/plan.js';
 import { PURPOSE, rngFor } from '../augment/rng.js';
-import { buildSchedules, type ScheduleValues } from '../augment/schedule.js';
+import { buildSchedules, type ScheduleValues, type Schedules } from '../augment/schedule.js';
 import { threadCount } from '../backbone.js';
 import { loadPretrainConfig, sameRunConfig, writeResolvedConfig, type PretrainConfig, type PretrainDerived } from '../config/pretrain.js';
 import { loadImageDataset, type DatasetItem } from '../data/manifest.js';
@@ -136,6 +136,25 @@ export function sslConfig(c: PretrainConfig, d: PretrainDerived, vit: VitConfig)
   };
 }
 
+/** The per-iteration schedules of a run (lr and min lr after the scaling rule and accumulation). */
+export function runSchedules(c: PretrainConfig, d: PretrainDerived): Schedules {
+  return buildSchedules({
+    epochs: c.optim.epochs,
+    epochLength: c.train.OFFICIAL_EPOCH_LENGTH,
+    baseLr: d.lr,
+    minLr: d.min_lr,
+    warmupEpochs: c.optim.warmup_epochs,
+    weightDecay: c.optim.weight_decay,
+    weightDecayEnd: c.optim.weight_decay_end,
+    momentumTeacher: c.teacher.momentum_teacher,
+    finalMomentumTeacher: c.teacher.final_momentum_teacher,
+    warmupTeacherTemp: c.teacher.warmup_teacher_temp,
+    teacherTemp: c.teacher.teacher_temp,
+    warmupTeacherTempEpochs: c.teacher.warmup_teacher_temp_epochs,
+    freezeLastLayerEpochs: c.optim.freeze_last_layer_epochs,
+  });
+}
+
 /** Backbone architecture: from init.weights when continuing (their config wins), else from the config. */
 async function backboneConfig(c: PretrainConfig, d: PretrainDerived): Promise<{ vit: VitConfig; initFile: string | null }> {
   if (!c.init.weights) return { vit: d.vit, initFile: null };
@@ -221,21 +240,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   }
 
   const total = d.total_iterations;
-  const sched = buildSchedules({
-    epochs: c.optim.epochs,
-    epochLength: c.train.OFFICIAL_EPOCH_LENGTH,
-    baseLr: d.lr,
-    minLr: d.min_lr,
-    warmupEpochs: c.optim.warmup_epochs,
-    weightDecay: c.optim.weight_decay,
-    weightDecayEnd: c.optim.weight_decay_end,
-    momentumTeacher: c.teacher.momentum_teacher,
-    finalMomentumTeacher: c.teacher.final_momentum_teacher,
-    warmupTeacherTemp: c.teacher.warmup_teacher_temp,
-    teacherTemp: c.teacher.teacher_temp,
-    warmupTeacherTempEpochs: c.teacher.warmup_teacher_temp_epochs,
-    freezeLastLayerEpochs: c.optim.freeze_last_layer_epochs,
-  });
+  const sched = runSchedules(c, d);
   const mc: MultiCropConfig = {
     globalSize: c.crops.global_crops_size,
     localSize: c.crops.local_crops_size,

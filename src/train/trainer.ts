@@ -7,11 +7,11 @@
  * const t = await Trainer.create({ configs: ['demo'], overrides: ['output=runs/x'] });
  * const rec = await t.step({ globals, locals, masks }, 0);
  */
-import { buildSchedules, type ScheduleValues, type Schedules } from '../augment/schedule.js';
+import type { ScheduleValues, Schedules } from '../augment/schedule.js';
 import { threadCount } from '../backbone.js';
 import { loadPretrainConfig, type PretrainConfig, type PretrainDerived } from '../config/pretrain.js';
 import { call, callSync, CxformerError, native, type NativeTrainer } from '../native/load.js';
-import { sslConfig, type StepRecord } from './run.js';
+import { runSchedules, sslConfig, type StepRecord } from './run.js';
 
 /** float32 NCHW data with its shape. */
 export interface Crops {
@@ -47,21 +47,7 @@ export class Trainer {
     const handle = await call('createTrainer', () =>
       bind.createTrainer(JSON.stringify({ ssl: sslConfig(c, d, d.vit), device: c.compute.device, seed: c.seed, initHeads: c.init.heads ?? undefined })),
     );
-    const schedules = buildSchedules({
-      epochs: c.optim.epochs,
-      epochLength: c.train.OFFICIAL_EPOCH_LENGTH,
-      baseLr: d.lr,
-      minLr: d.min_lr,
-      warmupEpochs: c.optim.warmup_epochs,
-      weightDecay: c.optim.weight_decay,
-      weightDecayEnd: c.optim.weight_decay_end,
-      momentumTeacher: c.teacher.momentum_teacher,
-      finalMomentumTeacher: c.teacher.final_momentum_teacher,
-      warmupTeacherTemp: c.teacher.warmup_teacher_temp,
-      teacherTemp: c.teacher.teacher_temp,
-      warmupTeacherTempEpochs: c.teacher.warmup_teacher_temp_epochs,
-      freezeLastLayerEpochs: c.optim.freeze_last_layer_epochs,
-    });
+    const schedules = runSchedules(c, d);
     return new Trainer(handle, c, d, schedules);
   }
 
