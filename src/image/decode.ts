@@ -11,6 +11,7 @@
 import { readFile } from 'node:fs/promises';
 import sharp, { type Metadata, type OutputInfo, type Sharp } from 'sharp';
 
+import { decodeDicomBytes, looksLikeDicom } from './dicom.js';
 import { ImageError } from './errors.js';
 
 /** A decoded image. */
@@ -26,7 +27,7 @@ export interface DecodedImage {
   /** Samples in row-major HWC order (channels fastest): `data[(y * width + x) * channels + c]`. */
   data: Uint8Array | Uint16Array;
   /** The container format. */
-  format: 'png' | 'jpeg';
+  format: 'png' | 'jpeg' | 'dicom';
 }
 
 const EXPECTED = 'a PNG (8- or 16-bit, gray or RGB, optional alpha) or JPEG image';
@@ -63,6 +64,8 @@ export async function decodeImage(path: string): Promise<DecodedImage> {
     const found = err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'a directory' : err.message;
     throw new ImageError(path, `expected ${EXPECTED}, found ${found}`);
   }
+  // DICOM ("DICM" at byte 128, or a .dcm/.dicom name): 16-bit gray after the modality and VOI transforms (see dicom.ts).
+  if (looksLikeDicom(path, bytes)) return decodeDicomBytes(bytes, path);
   const kind = sniff(bytes);
   if ('other' in kind) throw new ImageError(path, `expected ${EXPECTED}, found ${kind.other}`);
   const format = kind.format;

@@ -3,6 +3,7 @@
  */
 export { ImageError } from './errors.js';
 export { decodeImage, type DecodedImage } from './decode.js';
+export { decodeDicom, decodeDicomFloat, type DicomImage, type DicomDecodeOptions } from './dicom.js';
 export { rgbToGray, to8Bit, splitChannels, grayPlane8, rgbPlanes8 } from './gray.js';
 export { equalizeHist, equalizeHistLut, histogram256 } from './equalize.js';
 export {
