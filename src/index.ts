@@ -26,5 +26,6 @@ export { loadImageDataset, shardIndices, type ImageDataset, type DatasetItem } f
 export { rleEncode, rleDecode } from './data/rle.js';
 export { parseCsv } from './data/csv.js';
 export { DataError } from './data/errors.js';
+export * from './cache/index.js';
 export * from './image/index.js';
 export * from './io/index.js';

@@ -23,6 +23,8 @@ async function main(): Promise<number> {
     switch (cmd) {
       case 'train':
         return await (await import('./commands/train.js')).run(argv);
+      case 'prepare':
+        return await (await import('./commands/prepare.js')).run(argv);
       case 'synth':
         return await (await import('./commands/synth.js')).run(argv);
       case 'embed':

@@ -4,7 +4,7 @@
  */
 import yargs, { type Argv } from 'yargs';
 
-export const COMMANDS = ['train', 'embed', 'info', 'export', 'synth', 'phantom'] as const;
+export const COMMANDS = ['train', 'prepare', 'embed', 'info', 'export', 'synth', 'phantom'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 /** A `key=value` argument is a config override (e.g. `model.num_heads=3`), anything else an input. */
@@ -52,6 +52,22 @@ export function buildParser(args: readonly string[]): Argv {
           if (bad.length) throw new Error(`train: unexpected argument(s) ${bad.join(' ')}: give config files with --config and overrides as key=value.\nExample usage: cxformer train --config demo output=runs/demo`);
           return true;
         }),
+    )
+    .command('prepare', 'Decode a dataset once into a packed, checksummed, memory-mappable cache (resumable, parallel)', (y) =>
+      y
+        .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Cache folder' })
+        .option('root', { type: 'string', demandOption: true, describe: 'Dataset root folder' })
+        .option('manifest', { type: 'string', describe: 'CSV listing the images (relative to --root); default: every image under --root' })
+        .option('path-column', { type: 'string', describe: 'Manifest column holding the image path (default Path)' })
+        .option('size', { type: 'string', describe: "Shorter side after resizing (e.g. 518, 1024) or 'none' (default 518)" })
+        .option('bit-depth', { type: 'string', describe: '8 (CXformer 8-bit gray) or 16 (keeps >= 12-bit precision) (default 8)' })
+        .option('workers', { type: 'number', describe: 'Worker threads (default: one per core)' })
+        .option('min-side', { type: 'number', describe: 'Skip images whose shorter side is below this (default 32)' })
+        .option('max-bad-fraction', { type: 'number', describe: 'Fail when more than this fraction of images is unreadable (default 0.01)' })
+        .option('overwrite', { type: 'boolean', describe: 'Rebuild a cache made with other settings' })
+        .option('retry-skipped', { type: 'boolean', describe: 'Retry images a complete run skipped' })
+        .option('allow-missing', { type: 'boolean', describe: 'Drop manifest rows whose file is missing (counted)' })
+        .option('quiet', { alias: 'q', type: 'boolean', describe: 'No progress output' }),
     )
     .command('synth', 'Generate the built-in phantom chest-radiograph dataset (images, labels.csv, masks.csv, reports.csv)', (y) =>
       y
@@ -127,7 +143,7 @@ export function buildParser(args: readonly string[]): Argv {
           return true;
         }),
     )
-    .demandCommand(1, 'Give a command: train, embed, info, export, synth or phantom.')
+    .demandCommand(1, 'Give a command: train, prepare, embed, info, export, synth or phantom.')
     .strict()
     .help()
     .alias('h', 'help')
