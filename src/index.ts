@@ -27,5 +27,6 @@ export { rleEncode, rleDecode } from './data/rle.js';
 export { parseCsv } from './data/csv.js';
 export { DataError } from './data/errors.js';
 export * from './cache/index.js';
+export * from './datasets/index.js';
 export * from './image/index.js';
 export * from './io/index.js';

@@ -3,7 +3,7 @@
  * Defaults live only in the YAML file; this file holds types and ranges. Keys are snake_case as in DINOv2.
  */
 import { PRESETS, type FfnKind, type PosInterp, type PresetName, type VitConfig } from '../model/config.js';
-import { bool, int, num, oneOf, pair, pattern, str, type SchemaOf } from './tree.js';
+import { bool, int, num, oneOf, pair, pattern, Rule, str, type SchemaOf } from './tree.js';
 
 export type Centering = 'centering' | 'sinkhorn_knopp';
 export type ScalingRule = 'none' | 'sqrt_wrt_1024';
@@ -49,6 +49,10 @@ export interface PretrainConfig {
     decode_workers: number;
     prefetch_batches: number;
     base_size: number | null;
+    cache: string | null;
+    /** Public-dataset adapters (see src/datasets): each {name, root, ...options}; replaces root/manifest. */
+    datasets: DatasetEntry[] | null;
+    mixture: 'proportional' | 'weighted';
   };
   model: PretrainModelConfig;
   init: {
@@ -130,6 +134,30 @@ const MAX_PROTOTYPES = 1 << 20;
 const positive = num([0, false]);
 const nonNegative = num([0, true]);
 const unit = num([0, true], [1, true]);
+
+/** One entry of data.datasets: `name` and `root`, plus the adapter's options in snake_case. */
+export interface DatasetEntry {
+  name: string;
+  root: string;
+  weight?: number;
+  [option: string]: unknown;
+}
+
+const DATASET_ENTRY_NAMES = ['chexpert', 'mimic', 'nih', 'padchest', 'brax', 'vindr', 'rsna', 'folder', 'csv'];
+const datasetList = new Rule(
+  `a list of {name: ${DATASET_ENTRY_NAMES.join('|')}, root: <folder>, weight?: number > 0, views?, split?, manifest?, …}`,
+  (v) =>
+    Array.isArray(v) &&
+    v.length > 0 &&
+    v.every(
+      (e) =>
+        typeof e === 'object' &&
+        e !== null &&
+        DATASET_ENTRY_NAMES.includes((e as DatasetEntry).name) &&
+        typeof (e as DatasetEntry).root === 'string' &&
+        ((e as DatasetEntry).weight === undefined || (typeof (e as DatasetEntry).weight === 'number' && ((e as DatasetEntry).weight as number) > 0)),
+    ),
+);
 const belowOne = num([0, true], [1, false]);
 const scaleRange = pair(num([0, false], [1, true]), true, 'a list [min, max] with 0 < min <= max <= 1');
 
@@ -146,6 +174,9 @@ export const PRETRAIN_SCHEMA: SchemaOf<PretrainConfig> = {
     decode_workers: int(0),
     prefetch_batches: int(0),
     base_size: int(1).orNull(),
+    cache: str('a prepared-cache folder path').orNull(),
+    datasets: datasetList.orNull(),
+    mixture: oneOf(['proportional', 'weighted']),
   },
   model: {
     arch: oneOf(Object.keys(PRESETS)),

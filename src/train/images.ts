@@ -1,12 +1,15 @@
 /**
- * Training images: decode (sharp, off the main thread) → 8-bit gray (PIL 'L') → optional OpenCV histogram
- * equalisation → optional one-time resize of the shorter side (sharp, cubic) → a uint8 plane that the native
- * multi-crop executor turns into crops on the training device.
+ * Training images: decode (sharp / DICOM) → 8-bit gray (PIL 'L') → optional resize of the shorter side to
+ * `data.base_size` (PIL-compatible bicubic, the conversion `cxformer prepare` stores) → optional OpenCV histogram
+ * equalisation → a uint8 plane that the native multi-crop executor turns into crops on the training device.
+ * Reading a prepared cache made with the same shorter side gives exactly the same planes.
+ * With base_size null, equalisation runs at full resolution, CXformer's order.
  */
-import sharp from 'sharp';
+import { convertForCache } from '../cache/convert.js';
+import type { PreparedCache } from '../cache/reader.js';
 import { decodeImage } from '../image/decode.js';
 import { equalizeHist } from '../image/equalize.js';
-import { grayPlane8 } from '../image/gray.js';
+import { to8Bit } from '../image/gray.js';
 
 /** One decoded training image: row-major uint8 gray, height × width. */
 export interface GrayImage {
@@ -21,27 +24,20 @@ export interface TrainImageOptions {
   baseSize: number | null;
 }
 
+function finish(data: Uint8Array, height: number, width: number, o: TrainImageOptions): GrayImage {
+  return { data: o.equalize ? equalizeHist(data) : data, height, width };
+}
+
 /** Decodes one training image. Throws an ImageError naming the file when it cannot be read. */
 export async function loadTrainImage(path: string, o: TrainImageOptions): Promise<GrayImage> {
   const img = await decodeImage(path);
-  let data = grayPlane8(img);
-  if (o.equalize) data = equalizeHist(data);
-  let { height, width } = img;
-  if (o.baseSize !== null && Math.min(height, width) !== o.baseSize) {
-    const s = o.baseSize / Math.min(height, width);
-    const w = Math.max(1, Math.round(width * s));
-    const h = Math.max(1, Math.round(height * s));
-    const out = await sharp(data, { raw: { width, height, channels: 1 } })
-      .resize(w, h, { kernel: 'cubic', fit: 'fill' })
-      .extractChannel(0)
-      .raw()
-      .toBuffer({ resolveWithObject: true });
-    if (out.info.channels !== 1 || out.data.length !== out.info.width * out.info.height) {
-      throw new Error(`${path}: resize returned ${out.info.channels} channels, expected 1`);
-    }
-    data = new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.byteLength);
-    height = out.info.height;
-    width = out.info.width;
-  }
-  return { data, height, width };
+  const c = convertForCache(img, { shorterSide: o.baseSize, bitDepth: 8, minSide: 1 });
+  return finish(c.data as Uint8Array, c.height, c.width, o);
+}
+
+/** Reads one record of a prepared cache (8- or 16-bit) as a training image. */
+export async function loadCachedImage(cache: PreparedCache, index: number, o: TrainImageOptions): Promise<GrayImage> {
+  const r = await cache.read(index);
+  const data = r.data instanceof Uint16Array ? to8Bit(r.data) : r.data;
+  return finish(data, r.height, r.width, o);
 }

@@ -20,7 +20,9 @@ import { synthDataset } from '../data/synth.js';
 import { ConfigError, type VitConfig } from '../model/config.js';
 import { resolveModel } from '../model/weights.js';
 import { call, callSync, CxformerError, native, type NativeTrainer } from '../native/load.js';
-import { loadTrainImage, type GrayImage } from './images.js';
+import { loadCachedImage, loadTrainImage, type GrayImage } from './images.js';
+import { openCache } from '../cache/reader.js';
+import { loadDataset, mixDatasets, planRecords, type CxrRecord, type DatasetSpec } from '../datasets/index.js';
 import { IterationSampler } from './sampler.js';
 
 /** Runs at most `n` of the given async jobs at once. */
@@ -197,22 +199,61 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   await writeResolvedConfig(out, c, d);
   for (const m of d.lr_messages) await log(m);
 
-  // ---- data ----
-  let root = c.data.root;
-  if (root === null) {
-    root = path.join(out, 'data');
-    if (!existsSync(path.join(root, 'dataset.json'))) {
-      await log(`data.root is null: generating ${PHANTOM_IMAGES} phantom chest radiographs into ${root}`);
-      await synthDataset({ out: root, n: PHANTOM_IMAGES, seed: c.seed, size: 512 });
-    }
-  }
-  const dataset = await loadImageDataset({ root, manifest: c.data.manifest ?? undefined, pathColumn: c.data.path_column });
-  const items: DatasetItem[] = dataset.items;
+  // ---- data: a prepared cache, or image files (folder / CSV manifest / built-in phantoms) ----
   const B = c.train.batch_size_per_gpu;
-  if (items.length < B) {
-    throw new CxformerError('CXF_INPUT', `${dataset.source}: ${items.length} images, fewer than train.batch_size_per_gpu=${B}`);
+  const imgOpts = { equalize: c.data.equalize, baseSize: c.data.base_size };
+  let n: number;
+  let source: string;
+  let describe: (idx: number) => string;
+  let readImage: (idx: number) => Promise<GrayImage>;
+  if (c.data.cache) {
+    const cache = await openCache(c.data.cache);
+    if (c.data.base_size !== null && cache.settings.shorterSide !== c.data.base_size) {
+      throw new ConfigError(
+        `data.cache ${cache.dir} was prepared with shorter side ${cache.settings.shorterSide ?? 'none'}, but data.base_size is ${c.data.base_size}; ` +
+          'set data.base_size to the same value (or null), or prepare another cache',
+      );
+    }
+    n = cache.records.length;
+    source = `${cache.dir} (prepared cache, ${cache.settings.bitDepth}-bit)`;
+    describe = (idx) => `${cache.dir} record ${idx} (${cache.records[idx]?.id})`;
+    readImage = (idx) => loadCachedImage(cache, idx, imgOpts);
+  } else if (c.data.datasets) {
+    // Public datasets in their official layouts, mixed for pretraining (spec §1: concatenated = proportional).
+    const sources = [];
+    for (const [k, entry] of c.data.datasets.entries()) {
+      const { weight, ...rest } = entry;
+      const spec = Object.fromEntries(Object.entries(rest).map(([key, v]) => [key.replace(/_([a-z])/g, (_m, ch: string) => ch.toUpperCase()), v]));
+      const ds = await loadDataset({ seed: c.seed, ...spec } as unknown as DatasetSpec);
+      await log(`data.datasets[${k}]: ${entry.name} at ${entry.root}: ${ds.records.length} images`);
+      sources.push({ records: ds.records, weight });
+    }
+    const plan = mixDatasets(sources, { mode: c.data.mixture, seed: c.seed });
+    const records = planRecords(plan, sources);
+    n = records.length;
+    source = `${c.data.datasets.length} dataset(s), ${c.data.mixture} mixture`;
+    describe = (idx) => (records[idx] as CxrRecord).path;
+    readImage = (idx) => loadTrainImage((records[idx] as CxrRecord).path, imgOpts);
+  } else {
+    let root = c.data.root;
+    if (root === null) {
+      root = path.join(out, 'data');
+      if (!existsSync(path.join(root, 'dataset.json'))) {
+        await log(`data.root is null: generating ${PHANTOM_IMAGES} phantom chest radiographs into ${root}`);
+        await synthDataset({ out: root, n: PHANTOM_IMAGES, seed: c.seed, size: 512 });
+      }
+    }
+    const dataset = await loadImageDataset({ root, manifest: c.data.manifest ?? undefined, pathColumn: c.data.path_column });
+    const items: DatasetItem[] = dataset.items;
+    n = items.length;
+    source = dataset.source;
+    describe = (idx) => (items[idx] as DatasetItem).path;
+    readImage = (idx) => loadTrainImage((items[idx] as DatasetItem).path, imgOpts);
   }
-  await log(`data: ${items.length} images from ${dataset.source}`);
+  if (n < B) {
+    throw new CxformerError('CXF_INPUT', `${source}: ${n} images, fewer than train.batch_size_per_gpu=${B}`);
+  }
+  await log(`data: ${n} images from ${source}`);
 
   // ---- native trainer ----
   const { vit, initFile } = await backboneConfig(c, d);
@@ -253,9 +294,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const accum = c.optim.accumulate_grad_batches;
   const rank = 0;
   // Each micro-batch of an iteration reads its own part of the stream.
-  const sampler = new IterationSampler(items.length, B, c.seed, rank, 1);
+  const sampler = new IterationSampler(n, B, c.seed, rank, 1);
   const bad = new Set<number>();
-  const imgOpts = { equalize: c.data.equalize, baseSize: c.data.base_size };
 
   // At most data.decode_workers decodes in flight (0 = one per core); sharp decodes on libuv's pool.
   const limit = limiter(c.data.decode_workers > 0 ? c.data.decode_workers : availableParallelism());
@@ -267,18 +307,17 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       positions.map((pos) => limit(async () => {
         for (let probe = 0; ; probe++) {
           // Probe 0 is the sampled image; an unreadable one is replaced by the next dataset index (deterministic).
-          const idx = (sampler.at(pos) + probe) % items.length;
+          const idx = (sampler.at(pos) + probe) % n;
           if (bad.has(idx)) continue;
-          const item = items[idx] as DatasetItem;
           try {
-            return await loadTrainImage(item.path, imgOpts);
+            return await readImage(idx);
           } catch (e) {
             bad.add(idx);
-            await log(`skipping unreadable image ${item.path}: ${(e as Error).message}`);
-            if (bad.size > c.data.max_bad_fraction * items.length) {
+            await log(`skipping unreadable image ${describe(idx)}: ${(e as Error).message}`);
+            if (bad.size > c.data.max_bad_fraction * n) {
               throw new CxformerError(
                 'CXF_INPUT',
-                `${bad.size} of ${items.length} images are unreadable, more than data.max_bad_fraction=${c.data.max_bad_fraction}; see ${path.join(out, 'train.log')}`,
+                `${bad.size} of ${n} images are unreadable, more than data.max_bad_fraction=${c.data.max_bad_fraction}; see ${path.join(out, 'train.log')}`,
               );
             }
           }

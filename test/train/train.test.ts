@@ -114,6 +114,18 @@ describe('cxformer train', () => {
     expect(await maxDiff(path.join(out, 'checkpoints', 'ckpt-0000011.safetensors'), path.join(outB, 'checkpoints', 'ckpt-0000011.safetensors'))).toBe(0);
     expect(await readFile(path.join(outB, 'train.log'), 'utf8')).toMatch(/resuming from .*ckpt-0000005\.safetensors at iteration 6/);
 
+    // ---- a prepared cache (same shorter side) trains exactly like the raw files ----
+    const cacheDir = path.join(tmp, 'cache');
+    const prep = cli(['prepare', '--out', cacheDir, '--root', data, '--size', '96', '-q']);
+    expect(prep.code, prep.stderr).toBe(0);
+    const outC = path.join(tmp, 'run-cache');
+    const fromCache = await train({ configs: ['demo'], overrides: tiny(outC, [`data.cache=${cacheDir}`]) });
+    expect(fromCache.lastIteration).toBe(11);
+    expect(await maxDiff(path.join(out, 'checkpoints', 'ckpt-0000011.safetensors'), path.join(outC, 'checkpoints', 'ckpt-0000011.safetensors'))).toBe(0);
+    await expect(train({ configs: ['demo'], overrides: tiny(path.join(tmp, 'run-c2'), [`data.cache=${cacheDir}`, 'data.base_size=64']) })).rejects.toThrow(
+      /prepared with shorter side 96, but data.base_size is 64/,
+    );
+
     // ---- another configuration in the same folder is refused unless forced ----
     await expect(train({ configs: ['demo'], overrides: tiny(outB, ['optim.base_lr=0.001']) })).rejects.toThrow(/optim\.base_lr.*--force/);
     const forced = await train({ configs: ['demo'], overrides: tiny(outB, ['optim.base_lr=0.001']), force: true });
@@ -147,6 +159,21 @@ describe('cxformer train', () => {
     // accumulation multiplies the peak lr (spec §1): 2 × 3e-4 at the end of a 0-epoch warm-up.
     expect(recs[0].lr).toBeCloseTo(6e-4, 10);
     expect(await readFile(path.join(tmp, 'bad-lenient', 'train.log'), 'utf8')).toMatch(/skipping unreadable image .*broken\.png/);
+    // data.datasets: an image folder and a CheXpert-style CSV (the phantoms' labels.csv), mixed by weight.
+    const mixed = await train({
+      configs: ['demo'],
+      overrides: [
+        ...tiny(path.join(tmp, 'mixed'), ['optim.epochs=1', 'optim.warmup_epochs=0']),
+        `data.datasets=[{name: folder, root: ${bad}, weight: 1}, {name: csv, root: ${data}, manifest: labels.csv, weight: 3}]`,
+        'data.mixture=weighted',
+        'data.max_bad_fraction=0.2',
+      ],
+    });
+    expect(mixed.lastIteration).toBe(5);
+    expect(await readFile(path.join(tmp, 'mixed', 'train.log'), 'utf8')).toMatch(/data\.datasets\[1\]: csv at .*: 16 images/);
+    await expect(
+      train({ configs: ['demo'], overrides: [...tiny(path.join(tmp, 'mixed2')), 'data.datasets=[{name: imagenet, root: x}]'] }),
+    ).rejects.toThrow(/data\.datasets/);
     const empty = path.join(tmp, 'empty');
     await mkdir(empty, { recursive: true });
     const r = cli(['train', '--config', 'demo', ...tiny(path.join(tmp, 'run-empty'), [`data.root=${empty}`]), '-q']);
