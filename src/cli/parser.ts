@@ -57,6 +57,9 @@ export function buildParser(args: readonly string[]): Argv {
       y
         .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Cache folder' })
         .option('root', { type: 'string', demandOption: true, describe: 'Dataset root folder' })
+        .option('dataset', { type: 'string', describe: 'Read --root as a public dataset in its official layout: chexpert, mimic, nih, padchest, brax, vindr, rsna (default: a folder or --manifest CSV)' })
+        .option('views', { type: 'string', describe: 'With --dataset: keep these views, e.g. PA,AP' })
+        .option('split', { type: 'string', describe: 'With --dataset: keep this split (train, valid, test)' })
         .option('manifest', { type: 'string', describe: 'CSV listing the images (relative to --root); default: every image under --root' })
         .option('path-column', { type: 'string', describe: 'Manifest column holding the image path (default Path)' })
         .option('size', { type: 'string', describe: "Shorter side after resizing (e.g. 518, 1024) or 'none' (default 518)" })

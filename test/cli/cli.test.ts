@@ -175,6 +175,46 @@ describe('cxformer CLI', () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  it('prepare --dataset chexpert keeps patient, view and labels in the cache index', async () => {
+    // root = the CheXpert-v1.0-small folder itself: train.csv's Path starts with that folder's name.
+    const root = path.join(tmp, 'CheXpert-v1.0-small');
+    const rows = [
+      ['CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg', 'Female', '68', 'Frontal', 'AP', '', '1.0'],
+      ['CheXpert-v1.0-small/train/patient00001/study1/view2_lateral.jpg', 'Female', '68', 'Lateral', '', '', '1.0'],
+      ['CheXpert-v1.0-small/train/patient00002/study1/view1_frontal.jpg', 'Male', '40', 'Frontal', 'PA', '1.0', ''],
+    ];
+    const { mkdir } = await import('node:fs/promises');
+    for (const r of rows) {
+      const file = path.join(tmp, r[0] as string);
+      await mkdir(path.dirname(file), { recursive: true });
+      await copyFile(images[0] as string, file);
+    }
+    // CheXpert's header: 14 observations after the view columns; Cardiomegaly is the 3rd.
+    const obs = ['No Finding', 'Enlarged Cardiomediastinum', 'Cardiomegaly', 'Lung Opacity', 'Lung Lesion', 'Edema', 'Consolidation', 'Pneumonia', 'Atelectasis', 'Pneumothorax', 'Pleural Effusion', 'Pleural Other', 'Fracture', 'Support Devices'];
+    const header = `Path,Sex,Age,Frontal/Lateral,AP/PA,${obs.join(',')}`;
+    const line = (r: string[]) => [...r.slice(0, 5), r[5], '', r[6], ...Array(11).fill('')].join(',');
+    await writeFile(path.join(root, 'train.csv'), [header, ...rows.map(line)].join('\n') + '\n');
+    await writeFile(path.join(root, 'valid.csv'), `${header}\n`);
+    const cacheDir = path.join(tmp, 'chexpert-cache');
+    const r = cli(['prepare', '--dataset', 'chexpert', '--root', root, '--views', 'PA,AP', '--out', cacheDir, '--size', '64', '-q']);
+    expect(r.code, r.stderr).toBe(0);
+    const { openCache } = await import('../../src/cache/reader.js');
+    const cache = await openCache(cacheDir);
+    try {
+      expect(cache.records.length).toBe(2);
+      const metas = cache.records.map((rec) => rec.meta as Record<string, unknown>);
+      expect(metas.map((m) => [m.dataset, m.patient, m.view])).toEqual([
+        ['chexpert', 'patient00001', 'AP'],
+        ['chexpert', 'patient00002', 'PA'],
+      ]);
+      expect((metas[0]?.labels as Record<string, unknown>).Cardiomegaly).toBe(1);
+      const img = await cache.read(0, { verify: true });
+      expect(Math.min(img.height, img.width)).toBe(64);
+    } finally {
+      await cache.close();
+    }
+  });
+
   it('export of a random-initialised preset gives a folder that info and embed accept', async () => {
     const dir = path.join(tmp, 'rand-tiny');
     const e = cli(['export', '--arch', 'vit_small', 'model.depth=2', 'model.img_size=56', '--out', dir]);

@@ -155,14 +155,37 @@ export function formatSummary(r: PrepareResult): string {
 /** cxformer prepare --out DIR --root ROOT [...] */
 export async function run(a: Record<string, unknown>): Promise<number> {
   const o = parsePrepareArgs(a);
-  const ds = await loadImageDataset({
-    root: o.root,
-    ...(o.manifest !== undefined ? { manifest: o.manifest } : {}),
-    ...(o.pathColumn !== undefined ? { pathColumn: o.pathColumn } : {}),
-    allowMissing: o.allowMissing,
-  });
+  const dataset = opt(a, 'dataset');
+  let items: Array<{ id: string; path: string; meta: Record<string, unknown> }>;
+  let skippedMissing = 0;
+  if (dataset !== undefined && dataset !== 'folder' && dataset !== 'csv') {
+    // A public dataset in its official layout: the index keeps dataset, patient, study, view, labels, split, masks.
+    const views = opt(a, 'views');
+    const split = opt(a, 'split');
+    const { loadDataset } = await import('../../datasets/index.js');
+    const ds = await loadDataset({
+      name: String(dataset),
+      root: o.root,
+      ...(views !== undefined ? { views: String(views).split(',').map((v) => v.trim()) } : {}),
+      ...(split !== undefined ? { split: String(split) } : {}),
+    } as unknown as import('../../datasets/index.js').DatasetSpec);
+    items = ds.records.map((r) => ({
+      id: `${r.dataset}:${r.id}`,
+      path: r.path,
+      meta: { dataset: r.dataset, patient: r.patient, study: r.study, view: r.view, sex: r.sex, age: r.age, split: r.split, labels: r.labels, masks: r.masks },
+    }));
+  } else {
+    const ds = await loadImageDataset({
+      root: o.root,
+      ...(o.manifest !== undefined ? { manifest: o.manifest } : {}),
+      ...(o.pathColumn !== undefined ? { pathColumn: o.pathColumn } : {}),
+      allowMissing: o.allowMissing,
+    });
+    items = ds.items.map((it) => ({ id: it.id, path: it.path, meta: it.row ?? {} }));
+    skippedMissing = ds.skippedMissing;
+  }
   const bar = progress(o.quiet);
-  if (ds.skippedMissing > 0) bar.done(`prepare: ${ds.skippedMissing} manifest rows skipped because their file does not exist (--allow-missing)`);
+  if (skippedMissing > 0) bar.done(`prepare: ${skippedMissing} manifest rows skipped because their file does not exist (--allow-missing)`);
   const tty = process.stderr.isTTY === true;
   const every = tty ? 200 : 10_000;
   let last = 0;
@@ -172,7 +195,7 @@ export async function run(a: Record<string, unknown>): Promise<number> {
   try {
     const r = await prepareCache({
       out: o.out,
-      items: ds.items.map((it) => ({ id: it.id, path: it.path, meta: it.row ?? {} })),
+      items,
       shorterSide: o.shorterSide,
       bitDepth: o.bitDepth,
       workers: o.workers,
