@@ -1,7 +1,7 @@
 /**
  * Data-path benchmark (part of `npm run bench`): `cxformer prepare` throughput on generated 2048×2048 16-bit
  * PNGs, and the throughput at which training receives images (decode → gray → resize to 518 → equalise) from
- * a prepared 8-bit cache versus decoding 2048×2048 JPEGs on the fly. Writes bench-results/data.json.
+ * a prepared 8-bit cache versus decoding 2048×2048 JPEGs on the fly; and prepare on 12-bit DICOMs. Writes bench-results/data.json.
  * Env: BENCH_IMAGES (default 16).
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -10,6 +10,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { prepareCache } from '../cache/prepare.js';
 import { openCache } from '../cache/reader.js';
+import { imagePixel, TS, writeDicom } from '../image/dicom/writer.js';
 import { loadCachedImage, loadTrainImage } from '../train/images.js';
 
 async function main() {
@@ -35,6 +36,27 @@ async function main() {
     await sharp(p16).toColourspace('b-w').jpeg({ quality: 95 }).toFile(p8);
     jpg.push(p8);
   }
+  // The same images as 12-bit DICOMs (explicit VR little endian, window centre/width).
+  const dcm: string[] = [];
+  for (let k = 0; k < n; k++) {
+    const px = new Uint16Array(S * S);
+    let s = k * 7919 + 1;
+    for (let i = 0; i < px.length; i++) {
+      s = (s * 1103515245 + 12345) >>> 0;
+      px[i] = ((i % S) + Math.floor(i / S) + (s >>> 24)) & 0x0fff;
+    }
+    const file = path.join(tmp, `img${k}.dcm`);
+    await writeDicom(file, {
+      transferSyntax: TS.explicitLE,
+      elements: [
+        ...imagePixel({ rows: S, columns: S, bitsAllocated: 16, bitsStored: 12 }),
+        { tag: 0x00281050, vr: 'DS', value: '2048' },
+        { tag: 0x00281051, vr: 'DS', value: '4096' },
+        { tag: 0x7fe00010, vr: 'OW', value: Array.from(px) },
+      ],
+    });
+    dcm.push(file);
+  }
   const items = png.map((p, i) => ({ id: `img${i}`, path: p }));
   const runs: Record<string, number> = {};
   for (const [label, shorterSide, bitDepth] of [
@@ -45,6 +67,11 @@ async function main() {
     const t = performance.now();
     await prepareCache({ out: path.join(tmp, `cache-${label}`), items, shorterSide, bitDepth, workers: os.availableParallelism() });
     runs[label] = n / ((performance.now() - t) / 1000);
+  }
+  {
+    const t = performance.now();
+    await prepareCache({ out: path.join(tmp, 'cache-dicom'), items: dcm.map((p, i) => ({ id: `dcm${i}`, path: p })), shorterSide: 518, bitDepth: 16, workers: os.availableParallelism() });
+    runs['dicom_12bit_518_16bit'] = n / ((performance.now() - t) / 1000);
   }
   const o = { equalize: true, baseSize: 518 };
   const cache = await openCache(path.join(tmp, 'cache-518_8bit'));

@@ -221,8 +221,12 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   } else if (c.data.datasets) {
     // Public datasets in their official layouts, mixed for pretraining (spec §1: concatenated = proportional).
     const sources = [];
+    const equalize: boolean[] = [];
     for (const [k, entry] of c.data.datasets.entries()) {
-      const { weight, ...rest } = entry;
+      // Per-entry `equalize` overrides data.equalize (CXformer: on for every dataset but RSNA).
+      const { weight, equalize: eq, ...rest } = entry;
+      if (eq !== undefined && typeof eq !== 'boolean') throw new ConfigError(`data.datasets[${k}].equalize: expected true or false, got ${JSON.stringify(eq)}`);
+      equalize.push(eq ?? c.data.equalize);
       const spec = Object.fromEntries(Object.entries(rest).map(([key, v]) => [key.replace(/_([a-z])/g, (_m, ch: string) => ch.toUpperCase()), v]));
       const ds = await loadDataset({ seed: c.seed, ...spec } as unknown as DatasetSpec);
       await log(`data.datasets[${k}]: ${entry.name} at ${entry.root}: ${ds.records.length} images`);
@@ -233,7 +237,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     n = records.length;
     source = `${c.data.datasets.length} dataset(s), ${c.data.mixture} mixture`;
     describe = (idx) => (records[idx] as CxrRecord).path;
-    readImage = (idx) => loadTrainImage((records[idx] as CxrRecord).path, imgOpts);
+    readImage = (idx) => loadTrainImage((records[idx] as CxrRecord).path, { ...imgOpts, equalize: equalize[plan.source[idx] as number] as boolean });
   } else {
     let root = c.data.root;
     if (root === null) {
