@@ -28,5 +28,6 @@ export { parseCsv } from './data/csv.js';
 export { DataError } from './data/errors.js';
 export * from './cache/index.js';
 export * from './datasets/index.js';
+export * from './eval/index.js';
 export * from './image/index.js';
 export * from './io/index.js';

@@ -25,7 +25,7 @@
 import { mulberry32 } from '../data/random.js';
 import {
   averagePrecisionFromCurve,
-  binaryClfCurveOrdered,
+  binaryClfCurveSorted,
   classColumn,
   flattenLabelled,
   numRows,
@@ -121,42 +121,50 @@ export function drawResample(rnd: () => number, units: readonly (readonly number
   return drawn;
 }
 
-/** One class (or the flattened micro data) prepared for weighted evaluation. */
+/** One class (or the flattened micro data) prepared for weighted evaluation, sorted by decreasing score. */
 interface Prepared {
   scores: Float64Array;
   labels: Uint8Array;
-  order: Uint32Array;
   /** Sample (row) index of each entry, to look up its weight. */
   rows: Uint32Array;
+  /** Number of distinct scores. */
+  distinct: number;
   point: { auroc: MetricResult; ap: MetricResult };
 }
 
 function prepare(scores: Float64Array, labels: Uint8Array, rows: Uint32Array, nPos: number, nNeg: number): Prepared {
   const order = orderByScoreDesc(scores);
+  const s = Float64Array.from(order, (i) => scores[i]!);
+  const y = Uint8Array.from(order, (i) => labels[i]!);
+  const r = Uint32Array.from(order, (i) => rows[i]!);
+  let distinct = 0;
+  for (let j = 0; j < s.length; j++) if (j === 0 || s[j] !== s[j - 1]) distinct++;
   const why = undefinedReason(nPos, nNeg);
   let point: Prepared['point'];
   if (why !== undefined) point = { auroc: { value: null, reason: why }, ap: { value: null, reason: why } };
   else {
-    const c = binaryClfCurveOrdered(scores, labels, order);
+    const c = binaryClfCurveSorted(s, y);
     point = { auroc: { value: rocAucFromCurve(c) }, ap: { value: averagePrecisionFromCurve(c) } };
   }
-  return { scores, labels, order, rows, point };
+  return { scores: s, labels: y, rows: r, distinct, point };
 }
 
 /** Weighted AUROC and AP of a prepared class; null when the resample has a single label value. */
 function evalWeighted(p: Prepared, counts: Float64Array, w: Float64Array): { auroc: number; ap: number } | null {
   let pos = 0;
-  let neg = 0;
-  for (let j = 0; j < p.rows.length; j++) {
-    const c = counts[p.rows[j]!]!;
+  let total = 0;
+  const rows = p.rows;
+  const labels = p.labels;
+  const m = rows.length;
+  for (let j = 0; j < m; j++) {
+    const c = counts[rows[j]!]!;
     w[j] = c;
-    if (c > 0) {
-      if (p.labels[j] === 1) pos += c;
-      else neg += c;
-    }
+    total += c;
+    pos += labels[j]! * c;
   }
+  const neg = total - pos;
   if (pos === 0 || neg === 0) return null;
-  const curve = binaryClfCurveOrdered(p.scores, p.labels, p.order, w);
+  const curve = binaryClfCurveSorted(p.scores, p.labels, w.subarray(0, m), p.distinct);
   return { auroc: rocAucFromCurve(curve), ap: averagePrecisionFromCurve(curve) };
 }
 

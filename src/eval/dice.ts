@@ -21,12 +21,12 @@ import { percentileSorted } from './stats.js';
 export type LabelMap = Uint8Array | Int8Array | Uint16Array | Int16Array | Uint32Array | Int32Array | readonly number[];
 
 /** The CheXmask class names for classes 1..3 (spec §5.2). */
-export const CHEXMASK_STRUCTURES: readonly string[] = ['left lung', 'right lung', 'heart'];
+export const DICE_STRUCTURES: readonly string[] = ['left lung', 'right lung', 'heart'];
 
 export interface DiceOptions {
   /** Number of foreground classes K (classes 1..K). */
   numClasses: number;
-  /** Names of classes 1..K (default CHEXMASK_STRUCTURES when K = 3, else "class k"). */
+  /** Names of classes 1..K (default DICE_STRUCTURES when K = 3, else "class k"). */
   names?: readonly string[];
   /** Extra merged structures: name → class indices (e.g. { lungs: [1, 2] }). */
   merged?: Readonly<Record<string, readonly number[]>>;
@@ -90,7 +90,7 @@ export class DiceAccumulator {
     const K = opts.numClasses;
     if (!Number.isInteger(K) || K < 1 || K > 65535) throw new RangeError(`numClasses must be an integer in [1, 65535], got ${K}`);
     this.numClasses = K;
-    const names = opts.names !== undefined ? [...opts.names] : K === CHEXMASK_STRUCTURES.length ? [...CHEXMASK_STRUCTURES] : Array.from({ length: K }, (_, k) => `class ${k + 1}`);
+    const names = opts.names !== undefined ? [...opts.names] : K === DICE_STRUCTURES.length ? [...DICE_STRUCTURES] : Array.from({ length: K }, (_, k) => `class ${k + 1}`);
     if (names.length !== K) throw new RangeError(`names has ${names.length} entries, expected ${K}`);
     this.names = names;
     const merged: Record<string, readonly number[]> = { ...(opts.lungs === true ? { lungs: [1, 2] } : {}), ...(opts.merged ?? {}) };

@@ -122,8 +122,8 @@ export function orderByScoreDesc(scores: Float64Array): Uint32Array {
 
 /**
  * scikit-learn's `_binary_clf_curve` over samples visited in `order` (decreasing score), with optional non-negative
- * sample weights (integer weights = duplicated samples, as in a bootstrap resample). A run of equal scores whose total
- * weight is zero produces no point: with duplicated samples that score would not occur at all.
+ * sample weights indexed like `scores` (integer weights = duplicated samples, as in a bootstrap resample). A run of
+ * equal scores whose total weight is zero produces no point: with duplicated samples that score would not occur.
  */
 export function binaryClfCurveOrdered(
   scores: ArrayLike<number>,
@@ -132,28 +132,47 @@ export function binaryClfCurveOrdered(
   weights?: ArrayLike<number>,
 ): BinaryClfCurve {
   const m = order.length;
-  const fps = new Float64Array(m);
-  const tps = new Float64Array(m);
-  const thr = new Float64Array(m);
+  const s = new Float64Array(m);
+  const y = new Uint8Array(m);
+  const w = weights === undefined ? undefined : new Float64Array(m);
+  for (let j = 0; j < m; j++) {
+    const i = order[j] as number;
+    s[j] = scores[i] as number;
+    y[j] = labels[i] as number;
+    if (w !== undefined) w[j] = weights![i] as number;
+  }
+  return binaryClfCurveSorted(s, y, w);
+}
+
+/**
+ * `_binary_clf_curve` of samples already sorted by decreasing score, with optional weights in the same order (see
+ * binaryClfCurveOrdered). Sequential access: the fast path of the bootstrap. `distinct`, when given, must be the
+ * number of distinct scores (it sizes the output buffers).
+ */
+export function binaryClfCurveSorted(scores: ArrayLike<number>, labels: ArrayLike<number>, weights?: ArrayLike<number>, distinct?: number): BinaryClfCurve {
+  const m = scores.length;
+  // `distinct` (the number of distinct scores, when known) bounds the number of points
+  const cap = distinct ?? m;
+  const fps = new Float64Array(cap);
+  const tps = new Float64Array(cap);
+  const thr = new Float64Array(cap);
   let k = 0;
   let tp = 0;
   let fp = 0;
   let groupWeight = 0;
   for (let j = 0; j < m; j++) {
-    const i = order[j] as number;
-    const w = weights === undefined ? 1 : (weights[i] as number);
+    const w = weights === undefined ? 1 : (weights[j] as number);
     if (w !== 0) {
-      if (labels[i] === 1) tp += w;
+      if (labels[j] === 1) tp += w;
       else fp += w;
       groupWeight += w;
     }
-    const s = scores[i] as number;
-    const last = j === m - 1 || (scores[order[j + 1] as number] as number) !== s;
-    if (last) {
+    const sj = scores[j] as number;
+    if (j === m - 1 || (scores[j + 1] as number) !== sj) {
       if (groupWeight > 0) {
         fps[k] = fp;
         tps[k] = tp;
-        thr[k] = s;
+        thr[k] = sj;
         k++;
       }
       groupWeight = 0;
@@ -169,33 +188,29 @@ export function binaryClfCurve(d: Labelled): BinaryClfCurve {
 
 /** roc_curve from `_binary_clf_curve` output; needs at least one positive and one negative. */
 export function rocFromCurve(c: BinaryClfCurve, dropIntermediate = true): RocCurve {
-  let { fps, tps, thresholds } = c;
+  const { fps, tps, thresholds } = c;
   const m = fps.length;
-  if (dropIntermediate && m > 2) {
-    const keep: number[] = [0];
-    for (let i = 1; i < m - 1; i++) {
+  const fpr = new Float64Array(m + 1);
+  const tpr = new Float64Array(m + 1);
+  const th = new Float64Array(m + 1);
+  th[0] = Number.POSITIVE_INFINITY;
+  const fN = fps[m - 1]!;
+  const tN = tps[m - 1]!;
+  const drop = dropIntermediate && m > 2;
+  let n = 1;
+  for (let i = 0; i < m; i++) {
+    if (drop && i > 0 && i < m - 1) {
+      // np.diff(x, 2) at i − 1: (x[i+1] − x[i]) − (x[i] − x[i−1]); drop when both are zero (collinear point)
       const d2f = fps[i + 1]! - fps[i]! - (fps[i]! - fps[i - 1]!);
       const d2t = tps[i + 1]! - tps[i]! - (tps[i]! - tps[i - 1]!);
-      if (d2f !== 0 || d2t !== 0) keep.push(i);
+      if (d2f === 0 && d2t === 0) continue;
     }
-    keep.push(m - 1);
-    fps = Float64Array.from(keep, (i) => fps[i]!);
-    tps = Float64Array.from(keep, (i) => tps[i]!);
-    thresholds = Float64Array.from(keep, (i) => thresholds[i]!);
+    fpr[n] = fps[i]! / fN;
+    tpr[n] = tps[i]! / tN;
+    th[n] = thresholds[i]!;
+    n++;
   }
-  const n = fps.length + 1;
-  const fpr = new Float64Array(n);
-  const tpr = new Float64Array(n);
-  const th = new Float64Array(n);
-  th[0] = Number.POSITIVE_INFINITY;
-  const fN = fps[fps.length - 1]!;
-  const tN = tps[tps.length - 1]!;
-  for (let i = 1; i < n; i++) {
-    fpr[i] = fps[i - 1]! / fN;
-    tpr[i] = tps[i - 1]! / tN;
-    th[i] = thresholds[i - 1]!;
-  }
-  return { fpr, tpr, thresholds: th };
+  return { fpr: fpr.subarray(0, n), tpr: tpr.subarray(0, n), thresholds: th.subarray(0, n) };
 }
 
 /** numpy's `trapezoid(y, x)`: Σ (x[i+1] − x[i])·(y[i+1] + y[i]) / 2 with pairwise summation. */

@@ -138,13 +138,38 @@ function legend(f: Frame, entries: readonly LegendEntry[]): string[] {
   return out;
 }
 
-function polyline(f: Frame, xs: readonly number[], ys: readonly number[], color: string, dash: string, cls: string): string {
-  const pts: string[] = [];
+/**
+ * Pixel coordinates of a curve, rounded to 0.01 px, without repeated points and without the middle points of
+ * horizontal or vertical runs (step curves of large test sets stay small; the drawing is unchanged).
+ */
+export function curvePixels(xs: readonly number[], ys: readonly number[], toX: (v: number) => number, toY: (v: number) => number): [number, number][] {
+  const pts: [number, number][] = [];
   for (let i = 0; i < xs.length; i++) {
     const x = xs[i]!;
     const y = ys[i]!;
-    if (Number.isFinite(x) && Number.isFinite(y)) pts.push(`${f2(sx(f, x))},${f2(sy(f, y))}`);
+    if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
+    const p: [number, number] = [Math.round(toX(x) * 100) / 100, Math.round(toY(y) * 100) / 100];
+    const last = pts[pts.length - 1];
+    if (last !== undefined && last[0] === p[0] && last[1] === p[1]) continue;
+    const prev = pts[pts.length - 2];
+    if (prev !== undefined && last !== undefined && ((prev[0] === last[0] && last[0] === p[0]) || (prev[1] === last[1] && last[1] === p[1]))) {
+      // extend an axis-aligned run only when it keeps going in the same direction
+      const dx1 = last[0] - prev[0];
+      const dy1 = last[1] - prev[1];
+      const dx2 = p[0] - last[0];
+      const dy2 = p[1] - last[1];
+      if (dx1 * dx2 >= 0 && dy1 * dy2 >= 0) {
+        pts[pts.length - 1] = p;
+        continue;
+      }
+    }
+    pts.push(p);
   }
+  return pts;
+}
+
+function polyline(f: Frame, xs: readonly number[], ys: readonly number[], color: string, dash: string, cls: string): string {
+  const pts = curvePixels(xs, ys, (v) => sx(f, v), (v) => sy(f, v)).map(([x, y]) => `${x},${y}`);
   const d = dash !== '' ? ` stroke-dasharray="${dash}"` : '';
   return `<polyline class="${cls}" points="${pts.join(' ')}" fill="none" stroke="${color}" stroke-width="2" stroke-linejoin="round"${d}/>`;
 }

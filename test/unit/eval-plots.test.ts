@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { mulberry32 } from '../../src/data/random.js';
 import { averagePrecision, calibrationCurve, precisionRecallCurve, rocCurve } from '../../src/eval/metrics.js';
-import { calibrationSvg, escapeXml, niceStep, prStepPoints, prSvg, rocSvg, svgSize, svgToPng, writePlot } from '../../src/eval/plots.js';
+import { calibrationSvg, curvePixels, escapeXml, niceStep, prStepPoints, prSvg, rocSvg, svgSize, svgToPng, writePlot } from '../../src/eval/plots.js';
 
 let dir = '';
 beforeAll(async () => {
@@ -91,6 +91,25 @@ describe('precision–recall SVG', () => {
     expect(svg).toContain('>Recall (sensitivity)</text>');
     expect(svg).toContain('>Precision (PPV)</text>');
     expect(count(svg, /<polyline class="curve"/g)).toBe(1);
+  });
+
+  it('curvePixels drops repeated points and the middle of straight axis-aligned runs, keeping reversals', () => {
+    const id = (v: number): number => v * 100;
+    expect(curvePixels([0, 0, 0.5, 1, 1, 1], [0, 1, 1, 1, 1, 0.5], id, id)).toEqual([
+      [0, 0],
+      [0, 100],
+      [100, 100],
+      [100, 50],
+    ]);
+    expect(curvePixels([0, 1, 0.5], [0, 0, 0], id, id)).toEqual([
+      [0, 0],
+      [100, 0],
+      [50, 0],
+    ]);
+    expect(curvePixels([0, Number.NaN, 0.5], [0, 1, 0.25], id, id)).toEqual([
+      [0, 0],
+      [50, 25],
+    ]);
   });
 
   it('prStepPoints follows matplotlib steps-post', () => {
