@@ -9,18 +9,9 @@ import { loadBrax } from '../../src/datasets/brax.js';
 import { CHEXPERT_5 } from '../../src/datasets/classes.js';
 import { labelTargets, resolvePolicy } from '../../src/datasets/policy.js';
 import { filterViews } from '../../src/datasets/select.js';
+import { rejected } from './datasets-helpers.js';
 
 const ROOT = fileURLToPath(new URL('../fixtures/datasets/brax', import.meta.url));
-
-async function rejected(p: Promise<unknown>): Promise<DataError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(DataError);
-    return e as DataError;
-  }
-  throw new Error('expected a DataError');
-}
 
 describe('loadBrax', () => {
   it('reads the master spreadsheet: path column, patient, study, sex, age group, view', async () => {

@@ -12,22 +12,13 @@ import { loadChexpert } from '../../src/datasets/chexpert.js';
 import { loadMimic } from '../../src/datasets/mimic.js';
 import { loadNih } from '../../src/datasets/nih.js';
 import type { CxrRecord } from '../../src/datasets/types.js';
+import { rejected } from './datasets-helpers.js';
 
 const FIX = fileURLToPath(new URL('../fixtures/datasets', import.meta.url));
 const MASKS = path.join(FIX, 'chexmask');
 const D1 = '02aa804e-bde0afdd-112c0b34-7bc16630-4e384014';
 const D2 = '174413ec-4ec4c1f7-34ea26b7-c5f994f8-79ef1962';
 const D4 = 'e084de3b-be89b11e-20fe3f9f-9c8d8dfe-4cfd202c';
-
-async function rejected(p: Promise<unknown>): Promise<DataError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(DataError);
-    return e as DataError;
-  }
-  throw new Error('expected a DataError');
-}
 
 const ones = (m: Uint8Array): number => m.reduce((a, b) => a + b, 0);
 

@@ -10,24 +10,9 @@ import { loadChexpert } from '../../src/datasets/chexpert.js';
 import { CXFORMER_U_ONES, labelTargets, type LabelPolicy } from '../../src/datasets/policy.js';
 import { filterViews } from '../../src/datasets/select.js';
 import type { CxrRecord } from '../../src/datasets/types.js';
+import { rejected, byId } from './datasets-helpers.js';
 
 const ROOT = fileURLToPath(new URL('../fixtures/datasets/chexpert', import.meta.url));
-
-async function rejected(p: Promise<unknown>): Promise<DataError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(DataError);
-    return e as DataError;
-  }
-  throw new Error('expected a DataError');
-}
-
-const byId = (rs: CxrRecord[], id: string): CxrRecord => {
-  const r = rs.find((x) => x.id === id);
-  if (!r) throw new Error(`no record ${id}`);
-  return r;
-};
 
 /** Targets of one record over CHEXPERT_5 (Atelectasis, Cardiomegaly, Consolidation, Edema, Pleural Effusion). */
 function five(r: CxrRecord, policy: LabelPolicy): { t: number[]; m: number[] } {

@@ -6,18 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { DataError } from '../../src/data/errors.js';
 import { CHEXPERT_5, NIH_8, RSNA_1, VINDR_7, loadDataset, type DatasetSpec } from '../../src/datasets/index.js';
+import { rejected } from './datasets-helpers.js';
 
 const FIX = fileURLToPath(new URL('../fixtures/datasets', import.meta.url));
-
-async function rejected(p: Promise<unknown>): Promise<DataError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(DataError);
-    return e as DataError;
-  }
-  throw new Error('expected a DataError');
-}
 
 let tmp: string;
 beforeAll(async () => {

@@ -10,6 +10,7 @@ import { loadMimic } from '../../src/datasets/mimic.js';
 import { labelTargets } from '../../src/datasets/policy.js';
 import { filterViews } from '../../src/datasets/select.js';
 import type { CxrRecord } from '../../src/datasets/types.js';
+import { rejected, byId } from './datasets-helpers.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/datasets/mimic', import.meta.url));
 const FILES = ['mimic-cxr-2.0.0-metadata.csv', 'mimic-cxr-2.0.0-chexpert.csv', 'mimic-cxr-2.0.0-split.csv'];
@@ -21,22 +22,6 @@ const D4 = 'e084de3b-be89b11e-20fe3f9f-9c8d8dfe-4cfd202c';
 const D5 = '68b5c4b1-227d0485-9cc38c3f-7b84ab51-4b472714';
 const D6 = '096052b7-d256dc40-453a102b-fa7d01c6-1b22c6b4';
 const D7 = 'a917c883-720a5bbf-02c84fc6-98ad00ac-c562ff80';
-
-async function rejected(p: Promise<unknown>): Promise<DataError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(DataError);
-    return e as DataError;
-  }
-  throw new Error('expected a DataError');
-}
-
-const byId = (rs: CxrRecord[], id: string): CxrRecord => {
-  const r = rs.find((x) => x.id === id);
-  if (!r) throw new Error(`no record ${id}`);
-  return r;
-};
 
 let gzRoot: string;
 beforeAll(async () => {

@@ -10,25 +10,10 @@ import { loadNih } from '../../src/datasets/nih.js';
 import { labelTargets } from '../../src/datasets/policy.js';
 import { filterViews, relabel } from '../../src/datasets/select.js';
 import type { CxrRecord } from '../../src/datasets/types.js';
+import { rejected, byId } from './datasets-helpers.js';
 
 const ROOT = fileURLToPath(new URL('../fixtures/datasets/nih', import.meta.url));
 const ROOT_2017 = fileURLToPath(new URL('../fixtures/datasets/nih-2017', import.meta.url));
-
-async function rejected(p: Promise<unknown>): Promise<DataError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(DataError);
-    return e as DataError;
-  }
-  throw new Error('expected a DataError');
-}
-
-const byId = (rs: CxrRecord[], id: string): CxrRecord => {
-  const r = rs.find((x) => x.id === id);
-  if (!r) throw new Error(`no record ${id}`);
-  return r;
-};
 
 let tmp: string;
 beforeAll(async () => {

@@ -10,6 +10,7 @@ import { loadPadchest, PADCHEST_MISSING_IMAGES, parsePythonStringList } from '..
 import { labelTargets, resolvePolicy } from '../../src/datasets/policy.js';
 import { filterViews, relabel } from '../../src/datasets/select.js';
 import type { CxrRecord } from '../../src/datasets/types.js';
+import { rejected, byId } from './datasets-helpers.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/datasets/padchest', import.meta.url));
 const CSV = 'PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv';
@@ -21,22 +22,6 @@ const R5 = '216840111366964013962490064942014134093945580_01-178-104.png';
 const R6 = '216840111366964012373310883942009152114636712_00-102-045.png'; // blank Labels
 const R7 = '216840111366964012819207061112010307142602253_04-014-084.png'; // a known missing image
 const R8 = '216840111366964012283393834152009027130040739_00-105-157.png';
-
-async function rejected(p: Promise<unknown>): Promise<DataError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(DataError);
-    return e as DataError;
-  }
-  throw new Error('expected a DataError');
-}
-
-const byId = (rs: CxrRecord[], id: string): CxrRecord => {
-  const r = rs.find((x) => x.id === id);
-  if (!r) throw new Error(`no record ${id}`);
-  return r;
-};
 
 let root: string;
 beforeAll(async () => {

@@ -7,18 +7,9 @@ import { describe, expect, it } from 'vitest';
 import { DataError } from '../../src/data/errors.js';
 import { loadRsna } from '../../src/datasets/rsna.js';
 import { assignSplits, filterViews } from '../../src/datasets/select.js';
+import { rejected } from './datasets-helpers.js';
 
 const ROOT = fileURLToPath(new URL('../fixtures/datasets/rsna', import.meta.url));
-
-async function rejected(p: Promise<unknown>): Promise<DataError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(DataError);
-    return e as DataError;
-  }
-  throw new Error('expected a DataError');
-}
 
 describe('loadRsna', () => {
   it('gives one record per patientId with the majority Target (ties → 0)', async () => {

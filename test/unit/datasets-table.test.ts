@@ -7,16 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCsv } from '../../src/data/csv.js';
 import { DataError } from '../../src/data/errors.js';
 import { findFile, readTable, requireColumns, scanTable } from '../../src/datasets/table.js';
-
-async function rejected(p: Promise<unknown>): Promise<DataError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(DataError);
-    return e as DataError;
-  }
-  throw new Error('expected a DataError');
-}
+import { rejected } from './datasets-helpers.js';
 
 let dir: string;
 beforeAll(async () => {

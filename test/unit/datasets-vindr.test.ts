@@ -10,6 +10,7 @@ import { majorityVote } from '../../src/datasets/common.js';
 import { labelTargets, resolvePolicy } from '../../src/datasets/policy.js';
 import { loadVindr } from '../../src/datasets/vindr.js';
 import type { CxrRecord } from '../../src/datasets/types.js';
+import { rejected, byId } from './datasets-helpers.js';
 
 const ROOT = fileURLToPath(new URL('../fixtures/datasets/vindr', import.meta.url));
 const A = '000434271f63a053c4128a0ba6352c7f';
@@ -17,22 +18,6 @@ const B = '00053190460d56c53cc3e57321387478';
 const C = '0005e8e3701dfb1dd93d53e2ff537b6e';
 const D = '002a34c58c5b758217ed1f584ccbcfe9';
 const E = '004f33259ee4aef671c2b95d54e4be68';
-
-async function rejected(p: Promise<unknown>): Promise<DataError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(DataError);
-    return e as DataError;
-  }
-  throw new Error('expected a DataError');
-}
-
-const byId = (rs: CxrRecord[], id: string): CxrRecord => {
-  const r = rs.find((x) => x.id === id);
-  if (!r) throw new Error(`no record ${id}`);
-  return r;
-};
 
 describe('majorityVote', () => {
   it('is 1 only when ones outnumber zeros; ties give 0; nulls do not vote', () => {
