@@ -20,7 +20,7 @@ export interface ImageDatasetSpec {
   manifest?: string;
   /** Manifest column holding each image's path (relative to `root`, or absolute). @default 'Path' */
   pathColumn?: string;
-  /** File extensions listed when there is no manifest (case-insensitive, with the dot). @default ['.png', '.jpg', '.jpeg'] */
+  /** File extensions listed when there is no manifest (case-insensitive, with the dot). @default ['.png', '.jpg', '.jpeg', '.dcm', '.dicom'] */
   extensions?: string[];
   /** Skip manifest rows whose file does not exist (counted in `skippedMissing`) instead of failing. @default false */
   allowMissing?: boolean;
@@ -47,7 +47,7 @@ export interface ImageDataset {
   skippedMissing: number;
 }
 
-export const DEFAULT_IMAGE_EXTENSIONS: readonly string[] = ['.png', '.jpg', '.jpeg'];
+export const DEFAULT_IMAGE_EXTENSIONS: readonly string[] = ['.png', '.jpg', '.jpeg', '.dcm', '.dicom'];
 
 /** `a\b/./c.png` → `a/b/c.png` (posix, no `./`). */
 function normalizeId(p: string): string {

@@ -67,7 +67,7 @@ export interface SelectionOptions {
 
 /** A plain image folder (every image under root, via `loadImageDataset`). */
 export interface FolderOptions extends AdapterOptions {
-  /** File extensions, with the dot. @default ['.png', '.jpg', '.jpeg'] */
+  /** File extensions, with the dot. @default ['.png', '.jpg', '.jpeg', '.dcm', '.dicom'] */
   extensions?: string[];
 }
 

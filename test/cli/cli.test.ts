@@ -175,6 +175,25 @@ describe('cxformer CLI', () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  it('embed reads DICOM inputs (windowed 12-bit MONOCHROME1)', async () => {
+    const { imagePixel, TS, writeDicom } = await import('../../src/image/dicom/writer.js');
+    const file = path.join(tmp, 'chest.dcm');
+    const px = Array.from({ length: 56 * 56 }, (_, i) => (i * 37) % 4096);
+    await writeDicom(file, {
+      transferSyntax: TS.explicitLE,
+      elements: [
+        ...imagePixel({ rows: 56, columns: 56, bitsAllocated: 16, bitsStored: 12, photometric: 'MONOCHROME1' }),
+        { tag: 0x00281050, vr: 'DS', value: '2048' },
+        { tag: 0x00281051, vr: 'DS', value: '4096' },
+        { tag: 0x7fe00010, vr: 'OW', value: px },
+      ],
+    });
+    const out = path.join(tmp, 'dcm-feat.safetensors');
+    const r = cli(['embed', '--weights', TINY, file, '--out', out, '--resize', 'none', '--crop', 'none', '-q']);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readSafetensors(out)).tensors.get('cls')?.shape).toEqual([1, 96]);
+  });
+
   it('prepare --dataset chexpert keeps patient, view and labels in the cache index', async () => {
     // root = the CheXpert-v1.0-small folder itself: train.csv's Path starts with that folder's name.
     const root = path.join(tmp, 'CheXpert-v1.0-small');

@@ -110,7 +110,7 @@ describe('loadImageDataset', () => {
   it('filters by the given extensions and fails on an empty dataset', async () => {
     expect((await loadImageDataset({ root, extensions: ['.gif'] })).items.map((i) => i.id)).toEqual(['a/z.gif']);
     const e = await rejected(loadImageDataset({ root: path.join(root, 'empty') }));
-    expect(e.message).toMatch(/empty dataset: no image files \(\.png, \.jpg, \.jpeg\) under .*empty/);
+    expect(e.message).toMatch(/empty dataset: no image files \(\.png, \.jpg, \.jpeg, \.dcm, \.dicom\) under .*empty/);
     expect((await rejected(loadImageDataset({ root: path.join(root, 'nope') }))).message).toMatch(/dataset root is not a folder \(or does not exist\): .*nope/);
   });
 

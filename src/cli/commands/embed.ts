@@ -9,7 +9,7 @@ import { resolveModel } from '../../model/weights.js';
 import { CxformerError } from '../../native/load.js';
 import { type Args, preprocessOverrides, progress, splitPositionals } from './common.js';
 
-const IMAGE_EXT = /\.(png|jpe?g)$/i;
+const IMAGE_EXT = /\.(png|jpe?g|dcm|dicom)$/i;
 
 /** One unit of work: a batch of images, or a slice of a pixel_values tensor file. */
 type Batch = { kind: 'images'; names: string[]; paths: string[] } | { kind: 'tensor'; names: string[]; file: string; start: number; count: number };
@@ -42,7 +42,7 @@ async function planBatches(inputs: string[], batchSize: number, inChans: number)
     } else if (IMAGE_EXT.test(input)) {
       images.push(input);
     } else {
-      throw new CxformerError('CXF_INPUT', `${input}: expected an image (.png, .jpg, .jpeg) or a .safetensors file with "pixel_values"`);
+      throw new CxformerError('CXF_INPUT', `${input}: expected an image (.png, .jpg, .jpeg, .dcm, .dicom) or a .safetensors file with "pixel_values"`);
     }
   }
   flush();
