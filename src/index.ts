@@ -29,5 +29,6 @@ export { DataError } from './data/errors.js';
 export * from './cache/index.js';
 export * from './datasets/index.js';
 export * from './eval/index.js';
+export { fitLinearProbe, predictProbe } from './finetune/probe.js';
 export * from './image/index.js';
 export * from './io/index.js';

@@ -6,6 +6,7 @@ pub mod backbone;
 pub mod config;
 pub mod error;
 pub mod model;
+pub mod probe;
 pub mod runtime;
 pub mod shim;
 pub mod ssl;

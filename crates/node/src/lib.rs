@@ -15,6 +15,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 use tch::{Device, Kind, Tensor};
 
+mod probe;
 mod trainer;
 
 pub(crate) fn js_error(e: CoreError) -> napi::Error {
