@@ -23,6 +23,10 @@ async function main(): Promise<number> {
     switch (cmd) {
       case 'train':
         return await (await import('./commands/train.js')).run(argv);
+      case 'finetune':
+        return await (await import('./commands/finetune.js')).run(argv);
+      case 'evaluate':
+        return await (await import('./commands/finetune.js')).evaluate(argv);
       case 'prepare':
         return await (await import('./commands/prepare.js')).run(argv);
       case 'synth':

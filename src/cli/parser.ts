@@ -4,7 +4,7 @@
  */
 import yargs, { type Argv } from 'yargs';
 
-export const COMMANDS = ['train', 'prepare', 'embed', 'info', 'export', 'synth', 'phantom'] as const;
+export const COMMANDS = ['train', 'finetune', 'evaluate', 'prepare', 'embed', 'info', 'export', 'synth', 'phantom'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 /** A `key=value` argument is a config override (e.g. `model.num_heads=3`), anything else an input. */
@@ -34,6 +34,29 @@ function preprocessOptions(y: Argv) {
     .option('crop', { type: 'string', describe: "Centre crop side in px, HxW, or 'none' (default: from preprocessor_config.json, else 518)" });
 }
 
+function labelledData(y: Argv) {
+  return y
+    .option('dataset', { type: 'string', default: 'csv', describe: 'chexpert, mimic, nih, padchest, brax, vindr, rsna, or csv (a manifest with label columns)' })
+    .option('root', { type: 'string', demandOption: true, describe: 'Dataset root folder' })
+    .option('manifest', { type: 'string', describe: 'csv: the manifest (relative to --root)' })
+    .option('path-column', { type: 'string', default: 'Path', describe: 'csv: image path column' })
+    .option('patient-column', { type: 'string', default: 'Patient', describe: 'csv: patient id column' })
+    .option('split-column', { type: 'string', default: 'Split', describe: 'csv: split column (train / valid / test)' })
+    .option('classes', { type: 'string', demandOption: true, describe: 'Comma-separated class names (csv: the label columns)' })
+    .option('views', { type: 'string', describe: 'Keep these views, e.g. PA,AP' })
+    .option('split', { type: 'string', describe: 'evaluate: the split to evaluate (default test)' })
+    .option('uncertain', { choices: ['ones', 'zeros', 'ignore'] as const, describe: 'Uncertain (-1) labels (default: the dataset default)' })
+    .option('blank', { choices: ['zero', 'ignore', 'uncertain'] as const, describe: 'Blank labels (default: the dataset default)' })
+    .option('batch-size', { alias: 'b', type: 'number', default: 8, describe: 'Images per forward pass' })
+    .option('bootstrap', { type: 'number', default: 1000, describe: 'Bootstrap resamples for the CIs (0 = none)' })
+    .check((a) => {
+      const bad = ((a.overrides as string[] | undefined) ?? []).filter((s) => !isOverride(String(s)));
+      if (bad.length) throw new Error(`unexpected argument(s) ${bad.join(' ')}: only key=value backbone overrides are positional`);
+      if (!a.weights && !a.arch) throw new Error('give --weights <folder|file|run checkpoint>, or --arch <preset> for a random-initialised backbone');
+      return true;
+    });
+}
+
 export function buildParser(args: readonly string[]): Argv {
   return yargs([...args])
     .scriptName('cxformer')
@@ -52,6 +75,26 @@ export function buildParser(args: readonly string[]): Argv {
           if (bad.length) throw new Error(`train: unexpected argument(s) ${bad.join(' ')}: give config files with --config and overrides as key=value.\nExample usage: cxformer train --config demo output=runs/demo`);
           return true;
         }),
+    )
+    .command('finetune [overrides..]', 'Classification on a frozen backbone (linear probe): features once, native head training, evaluation report', (y) =>
+      preprocessOptions(labelledData(modelOptions(y)))
+        .positional('overrides', { type: 'string', array: true, describe: 'Backbone overrides key=value' })
+        .option('task', { choices: ['classification'] as const, default: 'classification' as const, describe: 'Downstream task (segmentation arrives with its issue)' })
+        .option('mode', { choices: ['linear'] as const, default: 'linear' as const, describe: 'linear: frozen backbone, cached features (full fine-tuning arrives later)' })
+        .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Output folder (features, head.safetensors, history.jsonl, eval/)' })
+        .option('cls-layers', { type: 'number', default: 4, describe: 'CLS tokens of the last n blocks (after the final norm) in the features' })
+        .option('avgpool', { type: 'boolean', default: true, describe: "Append the mean of the last block's patch tokens" })
+        .option('epochs', { type: 'number', default: 100, describe: 'Head training epochs' })
+        .option('lr', { type: 'number', default: 5e-5, describe: 'Head learning rate (spec §5.1: 5e-5)' })
+        .option('head-batch-size', { type: 'number', default: 10, describe: 'Head training batch (spec §5.1: 10)' })
+        .option('hidden', { type: 'string', describe: 'Hidden widths of an MLP head, e.g. 512,256 (default: linear)' })
+        .example('$0 finetune --weights runs/demo/exported --dataset csv --root runs/demo/data --manifest labels.csv --classes Cardiomegaly,"Pleural Effusion" --out runs/probe', 'phantom findings'),
+    )
+    .command('evaluate [overrides..]', 'Evaluate a trained head on a dataset split: predictions.csv, metrics.json (AUROC/AUPRC with bootstrap CIs), plots, report.md', (y) =>
+      preprocessOptions(labelledData(modelOptions(y)))
+        .positional('overrides', { type: 'string', array: true, describe: 'Backbone overrides key=value' })
+        .option('head', { type: 'string', demandOption: true, describe: 'head.safetensors written by finetune' })
+        .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Report folder' }),
     )
     .command('prepare', 'Decode a dataset once into a packed, checksummed, memory-mappable cache (resumable, parallel)', (y) =>
       y

@@ -1,0 +1,166 @@
+/**
+ * Classification on a frozen backbone (linear probe; spec §5.1 and the DINOv2 linear protocol): features are
+ * computed once (src/finetune/features.ts), a head is trained natively (src/finetune/probe.ts) on the train
+ * split with the validation split monitored, and the test split (or validation when there is none) is
+ * evaluated with per-class and macro AUROC/AUPRC, bootstrap CIs, curves and predictions (src/eval).
+ * Outputs in `out/`: features-<split>.safetensors, head.safetensors, history.jsonl, eval/ (report).
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { loadBackbone, type Backbone } from '../backbone.js';
+import { loadDataset, type CxrRecord, type DatasetSpec, type LabelPolicy } from '../datasets/index.js';
+import { writeEvaluationReport, type EvaluationReport } from '../eval/report.js';
+import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
+import { CxformerError } from '../native/load.js';
+import { extractFeatures, type FeatureOptions } from './features.js';
+import { fitLinearProbe, predictProbe, type ProbeConfig, type ProbeHead } from './probe.js';
+
+export interface BackboneChoice {
+  weights?: string;
+  arch?: string;
+  overrides?: string[];
+  device?: string;
+  threads?: number;
+  seed?: number;
+}
+
+export interface LinearProbeOptions {
+  backbone: BackboneChoice;
+  /** Dataset with labels (adapters or csv); its records' `split` decides train / valid / test. */
+  dataset: DatasetSpec;
+  classes: string[];
+  policy?: Partial<LabelPolicy>;
+  features?: FeatureOptions;
+  probe?: ProbeConfig;
+  out: string;
+  /** Bootstrap resamples of the report (0 = point estimates). @default 1000 */
+  bootstrap?: number;
+  log?: (msg: string) => void;
+}
+
+interface Labelled {
+  records: CxrRecord[];
+  targets: Float32Array;
+  mask: Uint8Array;
+}
+
+async function labelled(spec: DatasetSpec, classes: string[], policy?: Partial<LabelPolicy>): Promise<Labelled> {
+  const ds = await loadDataset({ ...spec, classes, ...(policy ? { policy } : {}) } as DatasetSpec);
+  if (!ds.targets || !ds.mask) throw new CxformerError('CXF_INPUT', 'the dataset returned no targets for the class list');
+  return { records: ds.records, targets: ds.targets, mask: ds.mask };
+}
+
+function subset(l: Labelled, keep: (r: CxrRecord) => boolean, C: number): Labelled {
+  const idx = l.records.map((r, i) => (keep(r) ? i : -1)).filter((i) => i >= 0);
+  const targets = new Float32Array(idx.length * C);
+  const mask = new Uint8Array(idx.length * C);
+  idx.forEach((i, k) => {
+    targets.set(l.targets.subarray(i * C, (i + 1) * C), k * C);
+    mask.set(l.mask.subarray(i * C, (i + 1) * C), k * C);
+  });
+  return { records: idx.map((i) => l.records[i] as CxrRecord), targets, mask };
+}
+
+/** Labels as the report wants them: 1 / 0 / NaN (masked). */
+function reportLabels(l: Labelled): Float32Array {
+  return l.targets.map((v, i) => (l.mask[i] ? v : Number.NaN));
+}
+
+async function features(model: Backbone, l: Labelled, o: FeatureOptions, file: string, log: (m: string) => void) {
+  log(`features: ${l.records.length} images → ${file}`);
+  const f = await extractFeatures(model, l.records.map((r) => r.path), o);
+  await writeSafetensors(file, { features: { dtype: 'F32', shape: f.shape, data: f.data } }, { ids: JSON.stringify(l.records.map((r) => r.id)) });
+  return f;
+}
+
+/** Writes head.safetensors (tensors of the native head, config and feature layout in the metadata). */
+async function saveHead(file: string, head: ProbeHead, meta: Record<string, string>): Promise<void> {
+  const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
+  for (const t of head.tensors) tensors[t.name] = { dtype: 'F32', shape: t.shape, data: t.data };
+  await writeSafetensors(file, tensors, { format: 'cxformer-probe-head', config: JSON.stringify(head.config), ...meta });
+}
+
+/** Reads a head written by {@link linearProbe}. */
+export async function loadHead(file: string): Promise<{ head: ProbeHead; classes: string[]; features: FeatureOptions }> {
+  const st = await readSafetensors(file);
+  const md = st.metadata ?? {};
+  if (md.format !== 'cxformer-probe-head') throw new CxformerError('CXF_INPUT', `${file}: not a cxformer classification head (metadata format is ${md.format ?? 'missing'})`);
+  const tensors = [...st.tensors.entries()].map(([name, t]) => ({ name, shape: t.shape, data: t.data as Float32Array }));
+  return {
+    head: { config: JSON.parse(md.config ?? '{}'), tensors } as ProbeHead,
+    classes: JSON.parse(md.classes ?? '[]') as string[],
+    features: JSON.parse(md.feature_options ?? '{}') as FeatureOptions,
+  };
+}
+
+async function report(dir: string, head: ProbeHead, f: { data: Float32Array; shape: [number, number] }, l: Labelled, classes: string[], bootstrap: number, title: string): Promise<EvaluationReport> {
+  const probs = predictProbe(head, f);
+  return writeEvaluationReport(dir, {
+    classes,
+    scores: probs.data,
+    labels: reportLabels(l),
+    ids: l.records.map((r) => r.id),
+    patientIds: l.records.map((r) => r.patient),
+    bootstrap: bootstrap > 0 ? { n: bootstrap, seed: 0 } : false,
+    title,
+  });
+}
+
+/** Trains and evaluates a linear probe; returns the evaluation report of the held-out split. */
+export async function linearProbe(o: LinearProbeOptions): Promise<EvaluationReport & { history: unknown[] }> {
+  const log = o.log ?? (() => undefined);
+  await mkdir(o.out, { recursive: true });
+  const C = o.classes.length;
+  const all = await labelled(o.dataset, o.classes, o.policy);
+  const train = subset(all, (r) => r.split === 'train' || r.split === undefined, C);
+  const valid = subset(all, (r) => r.split === 'valid', C);
+  const test = subset(all, (r) => r.split === 'test', C);
+  const held = test.records.length ? test : valid;
+  if (!train.records.length || !held.records.length) {
+    throw new CxformerError(
+      'CXF_INPUT',
+      `linear probe: need train and valid/test records, found train ${train.records.length}, valid ${valid.records.length}, test ${test.records.length} (give splits in the data, e.g. a Split column, or splitFractions)`,
+    );
+  }
+  log(`data: train ${train.records.length}, valid ${valid.records.length}, test ${test.records.length}; classes ${o.classes.join(', ')}`);
+  const model = await loadBackbone(o.backbone);
+  const fo = o.features ?? {};
+  const fTrain = await features(model, train, fo, path.join(o.out, 'features-train.safetensors'), log);
+  const fValid = valid.records.length ? await features(model, valid, fo, path.join(o.out, 'features-valid.safetensors'), log) : null;
+  const fHeld = held === valid && fValid ? fValid : await features(model, held, fo, path.join(o.out, 'features-test.safetensors'), log);
+  const fit = await fitLinearProbe({
+    features: fTrain,
+    targets: { data: train.targets, shape: [train.records.length, C] },
+    mask: train.mask,
+    ...(fValid ? { val: { features: fValid, targets: { data: valid.targets, shape: [valid.records.length, C] }, mask: valid.mask } } : {}),
+    config: o.probe ?? {},
+    device: o.backbone.device ?? 'cpu',
+  });
+  await writeFile(path.join(o.out, 'history.jsonl'), fit.history.map((h) => JSON.stringify(h)).join('\n') + '\n');
+  await saveHead(path.join(o.out, 'head.safetensors'), fit.head, {
+    classes: JSON.stringify(o.classes),
+    feature_options: JSON.stringify({ clsLayers: fo.clsLayers ?? 4, avgpool: fo.avgpool ?? true }),
+    backbone: model.resolved.weights?.file ?? `random:${o.backbone.arch}`,
+  });
+  const rep = await report(path.join(o.out, 'eval'), fit.head, fHeld, held, o.classes, o.bootstrap ?? 1000, `Linear probe (${held === test ? 'test' : 'valid'} split)`);
+  return { ...rep, history: fit.history };
+}
+
+/** Evaluates a saved head on a dataset split with the same backbone. */
+export async function evaluateHead(o: {
+  backbone: BackboneChoice;
+  head: string;
+  dataset: DatasetSpec;
+  policy?: Partial<LabelPolicy>;
+  out: string;
+  bootstrap?: number;
+  /** Preprocessing on top of the weights' own (use what the head was trained with). */
+  preprocess?: FeatureOptions['preprocess'];
+}): Promise<EvaluationReport> {
+  const h = await loadHead(o.head);
+  const l = await labelled(o.dataset, h.classes, o.policy);
+  if (!l.records.length) throw new CxformerError('CXF_INPUT', 'evaluate: the dataset selection is empty');
+  const model = await loadBackbone(o.backbone);
+  const f = await extractFeatures(model, l.records.map((r) => r.path), { ...h.features, ...(o.preprocess ? { preprocess: o.preprocess } : {}) });
+  return report(o.out, h.head, f, l, h.classes, o.bootstrap ?? 1000, 'Evaluation');
+}
