@@ -125,6 +125,20 @@ export interface PretrainConfig {
     period_iterations: number;
     keep_last: number;
   };
+  probe: {
+    enabled: boolean;
+    root: string | null;
+    manifest: string;
+    path_column: string;
+    patient_column: string;
+    split_column: string;
+    classes: string[];
+    max_images: number;
+    k: number;
+    temperature: number;
+    linear_epochs: number;
+    linear_lr: number;
+  };
   log: {
     period_iterations: number;
   };
@@ -268,6 +282,20 @@ export const PRETRAIN_SCHEMA: SchemaOf<PretrainConfig> = {
     precision: oneOf(['fp32', 'bf16']),
     threads: int(0),
   },
+  probe: {
+    enabled: bool(),
+    root: str('a folder path').orNull(),
+    manifest: str('a CSV file path'),
+    path_column: str('a column name'),
+    patient_column: str('a column name'),
+    split_column: str('a column name'),
+    classes: new Rule('a non-empty list of class names', (v) => Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'string' && x.length > 0)),
+    max_images: int(2),
+    k: int(1),
+    temperature: num([0, false]),
+    linear_epochs: int(1),
+    linear_lr: num([0, false]),
+  },
   checkpoint: {
     period_iterations: int(1),
     keep_last: int(0),
@@ -286,6 +314,7 @@ export const RESUME_SAFE_KEYS: readonly string[] = [
   'data.max_bad_fraction',
   'data.decode_workers',
   'data.prefetch_batches',
+  'probe',
   'compute.device',
   'compute.threads',
   'checkpoint',

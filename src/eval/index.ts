@@ -5,3 +5,4 @@ export * from './metrics.js';
 export * from './plots.js';
 export * from './report.js';
 export { pairwiseSum, percentile, percentileSorted } from './stats.js';
+export { knnScores, type KnnOptions } from './knn.js';

@@ -38,19 +38,19 @@ export interface LinearProbeOptions {
   log?: (msg: string) => void;
 }
 
-interface Labelled {
+export interface Labelled {
   records: CxrRecord[];
   targets: Float32Array;
   mask: Uint8Array;
 }
 
-async function labelled(spec: DatasetSpec, classes: string[], policy?: Partial<LabelPolicy>): Promise<Labelled> {
+export async function labelled(spec: DatasetSpec, classes: string[], policy?: Partial<LabelPolicy>): Promise<Labelled> {
   const ds = await loadDataset({ ...spec, classes, ...(policy ? { policy } : {}) } as DatasetSpec);
   if (!ds.targets || !ds.mask) throw new CxformerError('CXF_INPUT', 'the dataset returned no targets for the class list');
   return { records: ds.records, targets: ds.targets, mask: ds.mask };
 }
 
-function subset(l: Labelled, keep: (r: CxrRecord) => boolean, C: number): Labelled {
+export function subset(l: Labelled, keep: (r: CxrRecord) => boolean, C: number): Labelled {
   const idx = l.records.map((r, i) => (keep(r) ? i : -1)).filter((i) => i >= 0);
   const targets = new Float32Array(idx.length * C);
   const mask = new Uint8Array(idx.length * C);

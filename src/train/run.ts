@@ -23,6 +23,7 @@ import { call, callSync, CxformerError, native, type NativeTrainer } from '../na
 import { loadCachedImage, loadTrainImage, type GrayImage } from './images.js';
 import { openCache } from '../cache/reader.js';
 import { loadDataset, mixDatasets, planRecords, type CxrRecord, type DatasetSpec } from '../datasets/index.js';
+import { createProber, type Prober } from './probe.js';
 import { IterationSampler } from './sampler.js';
 
 /** Runs at most `n` of the given async jobs at once. */
@@ -206,6 +207,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   let source: string;
   let describe: (idx: number) => string;
   let readImage: (idx: number) => Promise<GrayImage>;
+  let dataRoot: string | null = null;
   if (c.data.cache) {
     const cache = await openCache(c.data.cache);
     if (c.data.base_size !== null && cache.settings.shorterSide !== c.data.base_size) {
@@ -247,6 +249,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         await synthDataset({ out: root, n: PHANTOM_IMAGES, seed: c.seed, size: 512 });
       }
     }
+    dataRoot = root;
     const dataset = await loadImageDataset({ root, manifest: c.data.manifest ?? undefined, pathColumn: c.data.path_column });
     const items: DatasetItem[] = dataset.items;
     n = items.length;
@@ -331,12 +334,31 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   };
 
   const metrics = path.join(out, 'metrics.jsonl');
-  const saveCkpt = async (it: number) => {
+  let prober: Prober | null = null;
+  if (c.probe.enabled) {
+    const root = c.probe.root ?? dataRoot;
+    if (root === null) throw new ConfigError('probe.enabled needs probe.root when the training data come from data.cache or data.datasets');
+    prober = await createProber(c, root);
+  }
+  const saveCkpt = async (it: number, probe = true) => {
     const file = path.join(ckDir, `ckpt-${String(it).padStart(7, '0')}.safetensors`);
     await call('saveCheckpoint', () => trainer.saveCheckpoint(file, it, { cxformer_run_config: JSON.stringify(c) }));
     const all = await checkpoints(ckDir);
     if (c.checkpoint.keep_last > 0) for (const old of all.slice(0, -c.checkpoint.keep_last)) await rm(old.file, { force: true });
     emit({ kind: 'checkpoint', iteration: it, message: file });
+    if (prober && probe) {
+      let r;
+      try {
+        r = await prober.run(file);
+      } catch (e) {
+        // A probe never stops training (e.g. features of a diverging model): log it and go on.
+        await log(`probe at iteration ${it} failed: ${(e as Error).message}`);
+        return file;
+      }
+      await appendFile(metrics, `${JSON.stringify({ iteration: it, ...r })}\n`);
+      const f = (v: number | null) => (v === null ? 'n/a' : v.toFixed(3));
+      await log(`probe at iteration ${it}: kNN macro AUROC ${f(r.probe_knn_macro_auroc)}, linear macro AUROC ${f(r.probe_linear_macro_auroc)} (${r.probe_train_images}/${r.probe_valid_images} images, ${r.probe_seconds.toFixed(1)} s)`);
+    }
     return file;
   };
 
@@ -415,7 +437,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   if (last >= start || existing.length === 0) {
     // Final (or interruption) checkpoint, unless the periodic one just wrote it.
     const have = await checkpoints(ckDir);
-    if (have[have.length - 1]?.it !== last && last >= 0) await saveCkpt(last);
+    if (have[have.length - 1]?.it !== last && last >= 0) await saveCkpt(last, !interrupted);
   }
   let exported: string | null = null;
   if (!interrupted && last === total - 1) {

@@ -61,6 +61,27 @@ describe('cxformer finetune / evaluate (linear probe)', () => {
     expect(await readFile(path.join(ev, 'predictions.csv'), 'utf8')).toBe(await readFile(path.join(out, 'eval', 'predictions.csv'), 'utf8'));
   });
 
+  it('pretraining probes (kNN and linear) are logged at each checkpoint', async () => {
+    const out = path.join(tmp, 'pretrain');
+    const r = cli([
+      'train', '--config', 'demo', `output=${out}`, `data.root=${data}`, 'data.base_size=96', 'model.depth=2',
+      'crops.global_crops_size=56', 'crops.local_crops_size=28', 'crops.local_crops_number=2', 'train.batch_size_per_gpu=4',
+      'train.OFFICIAL_EPOCH_LENGTH=4', 'optim.epochs=2', 'optim.warmup_epochs=1', 'dino.head_n_prototypes=256',
+      'checkpoint.period_iterations=4', 'compute.threads=1', 'probe.enabled=true', 'probe.linear_epochs=3', '-q',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = (await readFile(path.join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+    const probes = lines.filter((l) => 'probe_knn_macro_auroc' in l);
+    expect(probes.map((p) => p.iteration)).toEqual([3, 7]);
+    for (const p of probes) {
+      expect(p.probe_knn_macro_auroc).toBeGreaterThanOrEqual(0);
+      expect(p.probe_knn_macro_auroc).toBeLessThanOrEqual(1);
+      expect(p.probe_linear_macro_auroc).toBeGreaterThanOrEqual(0);
+      expect(p.probe_train_images).toBeGreaterThan(p.probe_valid_images);
+    }
+    expect(await readFile(path.join(out, 'train.log'), 'utf8')).toMatch(/probe at iteration 7: kNN macro AUROC/);
+  });
+
   it('bad input is named', () => {
     const r = cli(['finetune', ...BACKBONE, '--root', data, '--manifest', 'labels.csv', '--classes', 'Cardiomegaly,Fracture', '--out', path.join(tmp, 'x')]);
     expect(r.code).toBe(2);

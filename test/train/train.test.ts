@@ -35,6 +35,7 @@ const tiny = (out: string, extra: string[] = []) => [
   'dino.head_n_prototypes=256',
   'checkpoint.period_iterations=4',
   'compute.threads=1',
+  'probe.enabled=false',
   ...extra,
 ];
 
