@@ -2,6 +2,10 @@
  * The command-line grammar (yargs), as data: parsing never loads LibTorch and runs nothing, so tests call
  * {@link parseCli} directly and `--help` / argument errors stay fast. src/cli/main.ts dispatches.
  */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { load } from 'js-yaml';
 import yargs, { type Argv } from 'yargs';
 
 export const COMMANDS = ['train', 'finetune', 'evaluate', 'prepare', 'embed', 'info', 'export', 'synth', 'phantom'] as const;
@@ -34,8 +38,28 @@ function preprocessOptions(y: Argv) {
     .option('crop', { type: 'string', describe: "Centre crop side in px, HxW, or 'none' (default: from preprocessor_config.json, else 518)" });
 }
 
+/** Downstream presets shipped in configs/downstream/ (a name there, or a YAML file path). */
+export const DOWNSTREAM_DIR = fileURLToPath(new URL('../../configs/downstream/', import.meta.url));
+
+/** Reads a downstream config (YAML mapping of option names to values) for yargs' `.config()`. */
+export function loadDownstreamConfig(file: string): Record<string, unknown> {
+  let p = file;
+  if (!existsSync(p)) {
+    const preset = path.join(DOWNSTREAM_DIR, `${path.basename(file).replace(/\.ya?ml$/, '')}.yaml`);
+    if (!existsSync(preset)) {
+      const names = existsSync(DOWNSTREAM_DIR) ? readdirSync(DOWNSTREAM_DIR).filter((f) => f.endsWith('.yaml')).map((f) => f.slice(0, -5)) : [];
+      throw new Error(`--config ${path.basename(file)}: no such file, and not a preset (${names.join(', ')})`);
+    }
+    p = preset;
+  }
+  const v = load(readFileSync(p, 'utf8'));
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`--config ${p}: expected a YAML mapping of option names to values`);
+  return v as Record<string, unknown>;
+}
+
 function labelledData(y: Argv) {
   return y
+    .config('config', 'Downstream preset (chexpert, nih, rsna, vindr, phantom; configs/downstream/) or YAML file of option values; command-line options win', loadDownstreamConfig)
     .option('dataset', { type: 'string', default: 'csv', describe: 'chexpert, mimic, nih, padchest, brax, vindr, rsna, or csv (a manifest with label columns)' })
     .option('root', { type: 'string', demandOption: true, describe: 'Dataset root folder' })
     .option('manifest', { type: 'string', describe: 'csv: the manifest (relative to --root)' })

@@ -43,6 +43,19 @@ describe('argument grammar (no process, no LibTorch)', () => {
     expect(a['batch-size']).toBe(8);
     expect(a.layers).toBe('-1,-2');
   });
+  it('downstream presets fill options and the command line wins', () => {
+    const a = parseCli(['finetune', '--config', 'chexpert', '--root', 'r', '--weights', 'w', '--out', 'o', '--epochs', '7']);
+    expect(a.dataset).toBe('chexpert');
+    expect(a.classes).toBe('Atelectasis,Cardiomegaly,Consolidation,Edema,Pleural Effusion');
+    expect(a.uncertain).toBe('ones');
+    expect(a.views).toBe('PA,AP');
+    expect(a.epochs).toBe(7);
+    expect(a.lr).toBe(0.00005);
+    const r = parseCli(['finetune', '--config', 'rsna', '--root', 'r', '--weights', 'w', '--out', 'o']);
+    expect([r.classes, r.equalize]).toEqual(['Pneumonia', false]);
+    expect(() => parseCli(['finetune', '--config', 'imagenet', '--root', 'r', '--weights', 'w', '--out', 'o'])).toThrow(/not a preset \(chexpert, nih, phantom, rsna, vindr\)/);
+  });
+
   it('rejects unknown options, missing inputs, bad layers and bad batch sizes', () => {
     expect(() => parseCli(['embed', '--weights', 'w', 'a.png', '--out', 'o', '--bogus'])).toThrow(/Unknown argument: bogus/);
     expect(() => parseCli(['embed', '--weights', 'w', '--out', 'o'])).toThrow(/at least one image/);
