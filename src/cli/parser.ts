@@ -112,6 +112,8 @@ export function buildParser(args: readonly string[]): Argv {
         .option('lr', { type: 'number', default: 5e-5, describe: 'Head learning rate (spec §5.1: 5e-5)' })
         .option('head-batch-size', { type: 'number', default: 10, describe: 'Head training batch (spec §5.1: 10)' })
         .option('hidden', { type: 'string', describe: 'Hidden widths of an MLP head, e.g. 512,256 (default: linear)' })
+        .option('select-best', { choices: ['valAuroc', 'valLoss', 'last'] as const, default: 'valAuroc' as const, describe: 'Which epoch to keep (with a validation split)' })
+        .option('patience', { type: 'number', default: 0, describe: 'Early stopping: epochs without a better validation score (0 = off)' })
         .example('$0 finetune --weights runs/demo/exported --dataset csv --root runs/demo/data --manifest labels.csv --classes Cardiomegaly,"Pleural Effusion" --out runs/probe', 'phantom findings'),
     )
     .command('evaluate [overrides..]', 'Evaluate a trained head on a dataset split: predictions.csv, metrics.json (AUROC/AUPRC with bootstrap CIs), plots, report.md', (y) =>

@@ -133,14 +133,17 @@ export async function linearProbe(o: LinearProbeOptions): Promise<EvaluationRepo
     targets: { data: train.targets, shape: [train.records.length, C] },
     mask: train.mask,
     ...(fValid ? { val: { features: fValid, targets: { data: valid.targets, shape: [valid.records.length, C] }, mask: valid.mask } } : {}),
-    config: o.probe ?? {},
+    // Keep the epoch with the best validation macro AUROC (spec §5.1: best model by val macro_auroc).
+    config: { ...(fValid ? { selectBest: 'valAuroc' as const } : {}), ...o.probe },
     device: o.backbone.device ?? 'cpu',
   });
+  log(`head: ${fit.history.length} epochs, kept epoch ${fit.bestEpoch ?? 'last'}${fValid ? ' (best validation macro AUROC)' : ''}`);
   await writeFile(path.join(o.out, 'history.jsonl'), fit.history.map((h) => JSON.stringify(h)).join('\n') + '\n');
   await saveHead(path.join(o.out, 'head.safetensors'), fit.head, {
     classes: JSON.stringify(o.classes),
     feature_options: JSON.stringify({ clsLayers: fo.clsLayers ?? 4, avgpool: fo.avgpool ?? true }),
     backbone: model.resolved.weights?.file ?? `random:${o.backbone.arch}`,
+    best_epoch: String(fit.bestEpoch ?? ''),
   });
   const rep = await report(path.join(o.out, 'eval'), fit.head, fHeld, held, o.classes, o.bootstrap ?? 1000, `Linear probe (${held === test ? 'test' : 'valid'} split)`);
   return { ...rep, history: fit.history };

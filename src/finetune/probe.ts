@@ -46,6 +46,10 @@ export interface ProbeConfig {
   task?: 'multilabel' | 'binary' | 'multiclass';
   /** Max total gradient norm, 0 = off. @default 1.0 */
   clipGrad?: number;
+  /** With validation data: keep the epoch with the best validation macro AUROC or loss. @default 'last' */
+  selectBest?: 'last' | 'valAuroc' | 'valLoss';
+  /** Stop after this many epochs without a better validation score (0 = never). @default 0 */
+  patience?: number;
 }
 
 /** The config a head was actually trained with (every default filled in). */
@@ -85,6 +89,8 @@ export interface ProbeEpoch {
   skippedBatches: number;
   /** Validation loss after the epoch; null without validation data or supervised validation entries. */
   valLoss: number | null;
+  /** Validation macro AUROC after the epoch (with selectBest 'valAuroc'). */
+  valAuroc?: number | null;
 }
 
 /** A trained head: `head.<i>.weight` (out, in) and `head.<i>.bias` (out) per Linear layer, and its config. */
@@ -96,6 +102,8 @@ export interface ProbeHead {
 export interface FitProbeResult {
   head: ProbeHead;
   history: ProbeEpoch[];
+  /** The epoch whose weights `head` holds. */
+  bestEpoch: number | null;
 }
 
 function checkMatrix(m: Matrix, what: string): void {
@@ -138,6 +146,7 @@ export async function fitLinearProbe(opts: FitProbeOptions): Promise<FitProbeRes
   return {
     head: { config: JSON.parse(out.config) as ResolvedProbeConfig, tensors: out.head },
     history: JSON.parse(out.history) as ProbeEpoch[],
+    bestEpoch: out.bestEpoch ?? null,
   };
 }
 

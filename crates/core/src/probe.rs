@@ -94,6 +94,83 @@ pub struct ProbeConfig {
     /// Max total gradient L2 norm; 0 = no clipping. @default 1.0
     #[serde(default = "d_clip")]
     pub clip_grad: f64,
+    /// With validation data: return the head of the epoch with the best validation macro AUROC ("valAuroc",
+    /// one-vs-rest for multiclass) or lowest validation loss ("valLoss"); "last" keeps the final epoch. @default "last"
+    #[serde(default)]
+    pub select_best: SelectBest,
+    /// With `select_best` ≠ last: stop after this many epochs without improvement (0 = never). @default 0
+    #[serde(default)]
+    pub patience: i64,
+}
+
+/// Which epoch's head `fit` returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SelectBest {
+    #[default]
+    Last,
+    ValAuroc,
+    ValLoss,
+}
+
+/// AUROC of one class (Mann–Whitney with average ranks for ties, = scikit-learn's roc_auc_score); None when
+/// only one label value is present.
+pub fn auroc(scores: &[f64], labels: &[bool]) -> Option<f64> {
+    let npos = labels.iter().filter(|&&l| l).count();
+    let nneg = labels.len() - npos;
+    if npos == 0 || nneg == 0 {
+        return None;
+    }
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    let mut rank_sum_pos = 0.0;
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && scores[idx[j + 1]] == scores[idx[i]] {
+            j += 1;
+        }
+        let avg_rank = (i + j) as f64 / 2.0 + 1.0; // 1-based average rank of the tie group
+        for &k in &idx[i..=j] {
+            if labels[k] {
+                rank_sum_pos += avg_rank;
+            }
+        }
+        i = j + 1;
+    }
+    Some((rank_sum_pos - (npos * (npos + 1)) as f64 / 2.0) / (npos * nneg) as f64)
+}
+
+/// Macro AUROC of a head on a split over the classes defined there (multiclass: one-vs-rest on column-0
+/// class indices); None when no class is defined.
+fn macro_auroc(layers: &[(Tensor, Tensor)], x: &Tensor, y: &Tensor, m: &Tensor, task: ProbeTask) -> Result<Option<f64>> {
+    let logits = tch::no_grad(|| forward(layers, x))?;
+    let probs = match task {
+        ProbeTask::Multiclass => logits.f_softmax(-1, Kind::Float)?,
+        _ => logits.f_sigmoid()?,
+    };
+    let c = probs.size()[1];
+    let p = Vec::<Vec<f32>>::try_from(probs.f_to_device(Device::Cpu)?)?;
+    let yy = Vec::<Vec<f32>>::try_from(y.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?)?;
+    let mm = Vec::<Vec<f32>>::try_from(m.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?)?;
+    let mut vals = Vec::new();
+    for k in 0..c as usize {
+        let (mut s, mut l) = (Vec::new(), Vec::new());
+        for r in 0..p.len() {
+            let (col, lab) = match task {
+                ProbeTask::Multiclass => (0, yy[r][0] as usize == k),
+                _ => (k, yy[r][k] > 0.5),
+            };
+            if mm[r][col] > 0.0 {
+                s.push(p[r][k] as f64);
+                l.push(lab);
+            }
+        }
+        if let Some(a) = auroc(&s, &l) {
+            vals.push(a);
+        }
+    }
+    Ok((!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64))
 }
 
 fn d_lr() -> f64 {
@@ -132,6 +209,8 @@ impl Default for ProbeConfig {
             pos_weight: None,
             task: d_task(),
             clip_grad: d_clip(),
+            select_best: SelectBest::Last,
+            patience: 0,
         }
     }
 }
@@ -362,6 +441,9 @@ pub struct EpochRecord {
     /// Loss over the supervised validation entries after the epoch; null without validation data or when
     /// none of its entries is supervised.
     pub val_loss: Option<f64>,
+    /// Validation macro AUROC after the epoch (only with `select_best: valAuroc`).
+    #[serde(default)]
+    pub val_auroc: Option<f64>,
 }
 
 /// A trained head: weights on the CPU (float32), the config it was trained with and its history.
@@ -371,6 +453,8 @@ pub struct FittedHead {
     /// (i counts Linear layers only: 0..=hidden.len()).
     pub layers: Vec<(Tensor, Tensor)>,
     pub history: Vec<EpochRecord>,
+    /// The epoch whose weights these are (the last one unless `select_best` chose another).
+    pub best_epoch: Option<i64>,
 }
 
 /// `(features, targets, mask)` of a split.
@@ -524,6 +608,7 @@ pub fn fit(
     let spe = steps_per_epoch(n, cfg.batch_size);
     let mut step = 0i64;
     let mut history = Vec::new();
+    let mut best: Option<(f64, i64, Vec<(Tensor, Tensor)>)> = None;
     for epoch in 0..cfg.epochs {
         let perm = Tensor::from_slice(&epoch_permutation(n, cfg.seed, epoch)).f_to_device(device)?;
         let (mut sum, mut count, mut skipped, mut lr) = (0.0, 0i64, 0i64, 0.0);
@@ -559,6 +644,10 @@ pub fn fit(
             }
             None => None,
         };
+        let val_auroc = match (&val, cfg.select_best) {
+            (Some((vx, vy, vm)), SelectBest::ValAuroc) => macro_auroc(&layers, vx, vy, vm, cfg.task)?,
+            _ => None,
+        };
         let rec = EpochRecord {
             epoch,
             steps: step,
@@ -567,17 +656,41 @@ pub fn fit(
             train_entries: count,
             skipped_batches: skipped,
             val_loss,
+            val_auroc,
         };
         history.push(rec.clone());
+        // Best-epoch selection on the validation split (higher AUROC / lower loss), with patience.
+        let score = match cfg.select_best {
+            SelectBest::ValAuroc => val_auroc,
+            SelectBest::ValLoss => val_loss.map(|l| -l),
+            SelectBest::Last => None,
+        };
+        if let Some(sc) = score {
+            if best.as_ref().is_none_or(|(b, _, _)| sc > *b) {
+                let snap = layers
+                    .iter()
+                    .map(|(w, b)| Ok((w.f_detach_copy()?, b.f_detach_copy()?)))
+                    .collect::<Result<Vec<_>>>()?;
+                best = Some((sc, epoch, snap));
+            } else if cfg.patience > 0 && epoch - best.as_ref().map(|b| b.1).unwrap_or(epoch) >= cfg.patience {
+                on_epoch(rec);
+                break;
+            }
+        }
         if !on_epoch(rec) {
             break;
         }
     }
+    let last_epoch = history.last().map(|r| r.epoch);
+    let (layers, best_epoch) = match best {
+        Some((_, e, snap)) => (snap, Some(e)),
+        None => (layers, last_epoch),
+    };
     let layers = layers
         .iter()
         .map(|(w, b)| Ok((w.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?, b.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?)))
         .collect::<Result<_>>()?;
-    Ok(FittedHead { config: cfg.clone(), layers, history })
+    Ok(FittedHead { config: cfg.clone(), layers, history, best_epoch })
 }
 
 /// Metadata key of the safetensors header holding the config JSON.
@@ -648,7 +761,7 @@ impl FittedHead {
         if let Some(extra) = tensors.keys().find(|k| !expected.contains(*k)) {
             bail_shape!("head: unexpected tensor '{extra}' (hidden {:?} gives {n_layers} layers)", config.hidden);
         }
-        let head = FittedHead { config, layers, history: Vec::new() };
+        let head = FittedHead { config, layers, history: Vec::new(), best_epoch: None };
         head.config.validate(head.out_features())?;
         Ok(head)
     }

@@ -478,3 +478,39 @@ fn config_json_is_camel_case_with_defaults() {
     assert!(e.contains("learningRate"), "{e}");
     assert!(ProbeConfig::from_json(r#"{"schedule":"linear"}"#).is_err());
 }
+
+#[test]
+fn auroc_matches_sklearn_hand_cases() {
+    use cxformer_core::probe::auroc as rank_auroc;
+    // scikit-learn's roc_auc_score docstring example: 0.75.
+    assert_eq!(rank_auroc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]), Some(0.75));
+    // A tied positive/negative pair counts 1/2; all-equal scores give 0.5; one label value → undefined.
+    assert_eq!(rank_auroc(&[0.5, 0.5, 0.9], &[true, false, true]), Some(0.75));
+    assert_eq!(rank_auroc(&[0.3, 0.3, 0.3, 0.3], &[true, false, true, false]), Some(0.5));
+    assert_eq!(rank_auroc(&[0.3, 0.4], &[true, true]), None);
+}
+
+#[test]
+fn best_epoch_by_validation_auroc_and_patience() {
+    let (x, y) = separable(200, 8, 2, 11);
+    let (vx, vy) = separable(80, 8, 2, 12);
+    let (m, vm) = (ones_mask(&y), ones_mask(&vy));
+    let mut c = cfg(12, 0.05);
+    c.select_best = cxformer_core::probe::SelectBest::ValAuroc;
+    let head = fit(&x, &y, &m, Some((&vx, &vy, &vm)), &c, Device::Cpu, all_epochs).unwrap();
+    let aurocs: Vec<f64> = head.history.iter().map(|r| r.val_auroc.expect("valAuroc recorded")).collect();
+    let best = aurocs.iter().cloned().fold(f64::MIN, f64::max);
+    let first_best = aurocs.iter().position(|&a| a == best).unwrap() as i64;
+    assert_eq!(head.best_epoch, Some(first_best), "{aurocs:?}");
+    // The returned weights are that epoch's: their validation AUROC equals the recorded best.
+    let probs = head.predict(&vx).unwrap();
+    let mean = (auroc(&column(&probs, 0), &column(&vy, 0)) + auroc(&column(&probs, 1), &column(&vy, 1))) / 2.0;
+    assert!((mean - best).abs() < 1e-9, "{mean} vs {best}");
+    // Patience 1 with an impossible-to-beat first epoch stops after two epochs.
+    c.select_best = cxformer_core::probe::SelectBest::ValLoss;
+    c.patience = 1;
+    c.lr = 0.0; // nothing changes: epoch 0 stays the best, epoch 1 does not improve → stop
+    let still = fit(&x, &y, &m, Some((&vx, &vy, &vm)), &c, Device::Cpu, all_epochs).unwrap();
+    assert_eq!(still.history.len(), 2);
+    assert_eq!(still.best_epoch, Some(0));
+}

@@ -100,12 +100,14 @@ impl Split {
 
 /// A trained head: `head` holds `head.<i>.weight` (out, in) and `head.<i>.bias` (out) per Linear layer,
 /// `history` the per-epoch records (JSON array of {epoch, steps, lr, trainLoss, trainEntries, skippedBatches,
-/// valLoss}), `config` the ProbeConfig actually used (defaults filled in, JSON).
+/// valLoss, valAuroc}), `config` the ProbeConfig actually used (defaults filled in, JSON).
 #[napi(object)]
 pub struct FittedProbe {
     pub head: Vec<NamedTensor>,
     pub history: String,
     pub config: String,
+    /// The epoch whose weights `head` holds (`selectBest` may pick one before the last).
+    pub best_epoch: Option<i64>,
 }
 
 pub struct FitTask {
@@ -117,7 +119,7 @@ pub struct FitTask {
 }
 
 impl Task for FitTask {
-    type Output = (Vec<(String, Tensor)>, String, String);
+    type Output = (Vec<(String, Tensor)>, String, String, Option<i64>);
     type JsValue = FittedProbe;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
@@ -143,13 +145,13 @@ impl Task for FitTask {
                 return Err(js_error(CoreError::Cancelled));
             }
             let history = serde_json::to_string(&head.history).expect("serializable");
-            Ok((head.tensors().into_iter().collect(), history, head.config.to_json()))
+            Ok((head.tensors().into_iter().collect(), history, head.config.to_json(), head.best_epoch))
         })
     }
 
     fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<FittedProbe> {
         let head = out.0.iter().map(|(n, t)| named(n, t)).collect::<napi::Result<_>>()?;
-        Ok(FittedProbe { head, history: out.1, config: out.2 })
+        Ok(FittedProbe { head, history: out.1, config: out.2, best_epoch: out.3 })
     }
 }
 

@@ -58,6 +58,8 @@ export async function run(a: Args): Promise<number> {
       epochs: Number(a.epochs),
       lr: Number(a.lr),
       batchSize: Number(a['head-batch-size']),
+      selectBest: a['select-best'] as 'valAuroc' | 'valLoss' | 'last',
+      patience: Number(a.patience),
       ...(a.hidden ? { hidden: (list(a.hidden) ?? []).map(Number) } : {}),
     },
     out: String(a.out),
