@@ -2,7 +2,7 @@
 # Builds, on this CPU machine, everything scripts/gpu-check.sh needs on a GPU server that has a pip torch 2.11
 # but no Rust toolchain, no node and no network (toolchain.md §11):
 #   out/gpu-kit.tar.xz = addon built with --features cuda (+ loader), cargo test binaries (cuda feature),
-#                        dist/ (the TS build), production node_modules, node (xz), golden fixtures.
+#                        dist/ (the TS build), configs/, production node_modules, node (xz), golden fixtures.
 # Usage: bash scripts/gpu-kit.sh   (after scripts/setup.sh)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -24,6 +24,7 @@ cargo test --release --locked -p cxformer-core --features cuda --no-run --messag
 # 3. TypeScript build, production dependencies, node itself, golden fixtures, the check script.
 npm run --silent build
 cp -r dist "$kit/dist"
+cp -r configs "$kit/configs"
 cp package.json "$kit/"
 mkdir -p "$kit/node_modules"
 npm ls --omit=dev --all --parseable 2>/dev/null | tail -n +2 | while read -r dir; do
