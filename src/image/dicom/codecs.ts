@@ -247,41 +247,33 @@ function toWords(data: Uint8Array, info: FrameInfo, name: string, log: string[])
   return words;
 }
 
+/** Decodes one frame with a WASM decoder class of a cornerstone codec package. */
+async function decodeWithWasm(
+  loaded: Promise<{ module: Record<string, unknown>; log: string[] }>,
+  className: string,
+  kind: string,
+  codec: string,
+  planar: (r: ReturnType<typeof wasmFrame>) => boolean,
+  frame: Uint8Array,
+): Promise<CodecFrame> {
+  const { module, log } = await loaded;
+  const Ctor = module[className] as new () => WasmDecoder;
+  const r = wasmFrame(new Ctor(), frame, kind, log);
+  const words = toWords(r.data, r, kind, log);
+  return { width: r.width, height: r.height, components: r.componentCount, precision: r.bitsPerSample, words, planar: planar(r), codec };
+}
+
 /** JPEG-LS (lossless and near-lossless) with CharLS. */
 async function decodeJpegLs(frame: Uint8Array): Promise<CodecFrame> {
   charls ??= loadWasm('@cornerstonejs/codec-charls/decodewasmjs');
-  const { module, log } = await charls;
-  const Ctor = module.JpegLSDecoder as new () => WasmDecoder;
-  const r = wasmFrame(new Ctor(), frame, 'JPEG-LS', log);
-  const words = toWords(r.data, r, 'JPEG-LS', log);
   // CharLS returns interleave mode "none" (0) component by component, line and sample modes pixel-interleaved.
-  return {
-    width: r.width,
-    height: r.height,
-    components: r.componentCount,
-    precision: r.bitsPerSample,
-    words,
-    planar: r.componentCount > 1 && r.interleave === 0,
-    codec: 'JPEG-LS (CharLS)',
-  };
+  return decodeWithWasm(charls, 'JpegLSDecoder', 'JPEG-LS', 'JPEG-LS (CharLS)', (r) => r.componentCount > 1 && r.interleave === 0, frame);
 }
 
 /** JPEG 2000 codestreams (reversible or irreversible; the inverse component transform is OpenJPEG's). */
 async function decodeJpeg2000(frame: Uint8Array): Promise<CodecFrame> {
   openjpeg ??= loadWasm('@cornerstonejs/codec-openjpeg/decodewasmjs');
-  const { module, log } = await openjpeg;
-  const Ctor = module.J2KDecoder as new () => WasmDecoder;
-  const r = wasmFrame(new Ctor(), frame, 'JPEG 2000', log);
-  const words = toWords(r.data, r, 'JPEG 2000', log);
-  return {
-    width: r.width,
-    height: r.height,
-    components: r.componentCount,
-    precision: r.bitsPerSample,
-    words,
-    planar: false,
-    codec: 'JPEG 2000 (OpenJPEG)',
-  };
+  return decodeWithWasm(openjpeg, 'J2KDecoder', 'JPEG 2000', 'JPEG 2000 (OpenJPEG)', () => false, frame);
 }
 
 function firstLine(e: unknown): string {
