@@ -91,9 +91,7 @@ export function blockMask(rng: Rng, gridH: number, gridW: number, numMasking: nu
  * which Python evaluates left to right as ((0.5·S)//p · S)//p. This equals N/2 only for 224/14 (128); it is
  * 666 for 518/14 (N = 1369) and 21 for 98/14 (spec §7 item 6). Keep it a config value; this is its default.
  */
-export function defaultMaxMaskPatches(imgSize: number, patch: number): number {
-  return Math.floor((Math.floor((0.5 * imgSize) / patch) * imgSize) / patch);
-}
+export { referenceMaxMaskPatches as defaultMaxMaskPatches } from '../config/pretrain-derive.js';
 
 export interface CollateMaskOptions {
   /** Fraction of the images that get a mask. @default 0.5 */

@@ -6,7 +6,7 @@
  * Re-running on the same folder resumes from the newest checkpoint (identical to an uninterrupted run).
  */
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { collateMasks } from '../augment/masking.js';
@@ -448,9 +448,4 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   if (interrupted) await log(`interrupted after iteration ${last}; re-run the same command to resume`);
   emit({ kind: 'done', iteration: last, total, message: exported ?? undefined });
   return { output: out, lastIteration: last, interrupted, exported };
-}
-
-/** Reads resolved.yaml of a run folder (for export and tools). */
-export async function readRunConfig(dir: string): Promise<string> {
-  return readFile(path.join(dir, 'resolved.yaml'), 'utf8');
 }

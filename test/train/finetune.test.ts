@@ -86,6 +86,9 @@ describe('cxformer finetune / evaluate (linear probe)', () => {
     const r = cli(['finetune', ...BACKBONE, '--root', data, '--manifest', 'labels.csv', '--classes', 'Cardiomegaly,Fracture', '--out', path.join(tmp, 'x')]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/Fracture/);
+    const noManifest = cli(['finetune', ...BACKBONE, '--root', data, '--classes', 'Nodule', '--out', path.join(tmp, 'x2')]);
+    expect(noManifest.code).toBe(2);
+    expect(noManifest.stderr).toMatch(/--dataset csv needs --manifest/);
     const h = cli(['evaluate', ...BACKBONE, '--head', path.join(data, 'labels.csv'), '--root', data, '--manifest', 'labels.csv', '--classes', 'Nodule', '--out', path.join(tmp, 'y')]);
     expect(h.code).not.toBe(0);
     expect(h.stderr).toMatch(/labels\.csv/);

@@ -1,5 +1,6 @@
 /** `cxformer finetune` (linear probe) and `cxformer evaluate`. */
 import type { DatasetSpec } from '../../datasets/index.js';
+import { CxformerError } from '../../native/load.js';
 import { type Args, preprocessOverrides, progress, splitPositionals } from './common.js';
 
 const list = (v: unknown) => (v === undefined ? undefined : String(v).split(',').map((s) => s.trim()).filter(Boolean));
@@ -12,6 +13,9 @@ function datasetSpec(a: Args, classes: string[], split?: string): DatasetSpec {
     ...(split ? { split } : {}),
   };
   if (name === 'csv') {
+    if (a.manifest === undefined) {
+      throw new CxformerError('CXF_ARG', `--dataset csv needs --manifest <file.csv> (relative to --root ${a.root}) with ${a['path-column']}, ${a['split-column']} and the label columns; or give --dataset chexpert|mimic|nih|padchest|brax|vindr|rsna`);
+    }
     return {
       name: 'csv',
       ...common,
