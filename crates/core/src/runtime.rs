@@ -3,15 +3,27 @@ use crate::error::{Error, Result};
 use crate::shim;
 use tch::{Cuda, Device};
 
+static THREADS: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
 /// Sets LibTorch's intra-op thread count. `None` or 0 = all cores (`std::thread::available_parallelism`).
-/// Always set explicitly: LibTorch's own detection can pick fewer than the machine has.
+/// Always set explicitly: LibTorch's own detection can pick fewer than the machine has. The OpenMP thread
+/// count is per calling thread, so work running on other threads calls [`apply_threads`] first.
 pub fn set_threads(n: Option<usize>) -> usize {
     let n = match n {
         Some(n) if n > 0 => n,
         _ => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     };
+    THREADS.store(n as i32, std::sync::atomic::Ordering::Relaxed);
     tch::set_num_threads(n as i32);
     n
+}
+
+/// Applies the count of the last [`set_threads`] to the calling thread (e.g. a libuv worker running a task).
+pub fn apply_threads() {
+    let n = THREADS.load(std::sync::atomic::Ordering::Relaxed);
+    if n > 0 && tch::get_num_threads() != n {
+        tch::set_num_threads(n);
+    }
 }
 
 /// Parses "cpu", "cuda" or "cuda:N" and checks that the device exists.

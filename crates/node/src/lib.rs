@@ -33,6 +33,8 @@ pub(crate) fn invalid(msg: impl Into<String>) -> napi::Error {
 
 /// Runs `f`, turning a panic (tch's non-`f_` methods panic on C++ errors) into a JS error.
 pub(crate) fn guarded<T>(what: &str, f: impl FnOnce() -> napi::Result<T>) -> napi::Result<T> {
+    // Tasks run on libuv threads, whose OpenMP thread count is their own: apply the configured one.
+    cxformer_core::runtime::apply_threads();
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(p) => {
