@@ -27,6 +27,8 @@ async function main(): Promise<number> {
         return await (await import('./commands/finetune.js')).run(argv);
       case 'evaluate':
         return await (await import('./commands/finetune.js')).evaluate(argv);
+      case 'launch':
+        return await (await import('./commands/launch.js')).run(argv);
       case 'prepare':
         return await (await import('./commands/prepare.js')).run(argv);
       case 'synth':

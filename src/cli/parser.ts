@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { load } from 'js-yaml';
 import yargs, { type Argv } from 'yargs';
 
-export const COMMANDS = ['train', 'finetune', 'evaluate', 'prepare', 'embed', 'info', 'export', 'synth', 'phantom'] as const;
+export const COMMANDS = ['train', 'finetune', 'evaluate', 'launch', 'prepare', 'embed', 'info', 'export', 'synth', 'phantom'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 /** A `key=value` argument is a config override (e.g. `model.num_heads=3`), anything else an input. */
@@ -121,6 +121,30 @@ export function buildParser(args: readonly string[]): Argv {
         .positional('overrides', { type: 'string', array: true, describe: 'Backbone overrides key=value' })
         .option('head', { type: 'string', demandOption: true, describe: 'head.safetensors written by finetune' })
         .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Report folder' }),
+    )
+    .command('launch', 'Run train or finetune as N data-parallel ranks on this node (torchrun-style): cxformer launch --nproc-per-node N -- train …', (y) =>
+      y
+        .option('nproc-per-node', { type: 'number', demandOption: true, describe: 'Ranks on this node (one per GPU, or CPU processes with Gloo)' })
+        .option('nnodes', { type: 'number', default: 1, describe: 'Nodes taking part (run the same command on each, with its --node-rank)' })
+        .option('node-rank', { type: 'number', default: 0, describe: 'Index of this node, 0..nnodes-1' })
+        .option('master-addr', { type: 'string', describe: 'Host of node 0 (default 127.0.0.1; required with --nnodes > 1)' })
+        .option('master-port', { type: 'number', describe: 'Rendezvous port on the master (default: a free port; required with --nnodes > 1)' })
+        .option('grace-s', { type: 'number', default: 10, describe: 'Seconds between SIGTERM and SIGKILL when stopping the ranks after one failed' })
+        .option('prefix', { type: 'boolean', default: true, describe: 'Prefix each output line with [rank k] (--no-prefix: raw output)' })
+        .option('exec', { type: 'boolean', default: false, describe: 'Run the command after -- as it is (any program), instead of cxformer <command>' })
+        .example('$0 launch --nproc-per-node 8 -- train --config cxformer_small init.weights=… data.root=/data/cxr output=runs/s', 'one node, 8 GPUs')
+        .example('$0 launch --nproc-per-node 2 -- train --config demo output=runs/demo2 compute.device=cpu', 'two CPU ranks (Gloo) on this machine')
+        .check((a) => {
+          const child = a._.slice(1).map(String);
+          if (!child.length) throw new Error('launch: give the command to run after --, e.g. cxformer launch --nproc-per-node 2 -- train --config demo output=runs/demo2');
+          if (!a.exec && !['train', 'finetune'].includes(child[0] as string)) throw new Error(`launch: the command after -- must be train or finetune (or pass --exec to run any program), got '${child[0]}'`);
+          for (const k of ['nproc-per-node', 'nnodes'] as const) if (!(Number.isInteger(a[k]) && (a[k] as number) >= 1)) throw new Error(`launch: --${k} must be an integer >= 1, got ${a[k]}`);
+          if (!(Number.isInteger(a['node-rank']) && (a['node-rank'] as number) >= 0 && (a['node-rank'] as number) < (a.nnodes as number))) throw new Error(`launch: --node-rank must be an integer in 0..${(a.nnodes as number) - 1}, got ${a['node-rank']}`);
+          if ((a.nnodes as number) > 1 && (a['master-addr'] === undefined || a['master-port'] === undefined)) throw new Error('launch: with --nnodes > 1 give --master-addr <host of node 0> and --master-port <port>, the same on every node');
+          if (a['master-port'] !== undefined && !(Number.isInteger(a['master-port']) && (a['master-port'] as number) >= 1 && (a['master-port'] as number) <= 65535)) throw new Error(`launch: --master-port must be a port 1..65535, got ${a['master-port']}`);
+          if (!(typeof a['grace-s'] === 'number' && (a['grace-s'] as number) >= 0)) throw new Error(`launch: --grace-s must be a number >= 0, got ${a['grace-s']}`);
+          return true;
+        }),
     )
     .command('prepare', 'Decode a dataset once into a packed, checksummed, memory-mappable cache (resumable, parallel)', (y) =>
       y
