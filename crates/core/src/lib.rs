@@ -5,6 +5,7 @@ pub mod augment;
 pub mod backbone;
 pub mod config;
 pub mod error;
+pub mod finetune;
 pub mod model;
 pub mod probe;
 pub mod runtime;

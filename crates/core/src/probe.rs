@@ -359,7 +359,7 @@ pub fn epoch_permutation(n: i64, seed: i64, epoch: i64) -> Vec<i64> {
 }
 
 /// Initial (weight, bias) per layer on the CPU, see the module docs.
-fn init_layers(widths: &[i64], seed: i64) -> Vec<(Tensor, Tensor)> {
+pub(crate) fn init_layers(widths: &[i64], seed: i64) -> Vec<(Tensor, Tensor)> {
     let mut rng = Rng::new(seed, INIT_STREAM);
     let last = widths.len() - 2;
     (0..widths.len() - 1)
@@ -380,7 +380,7 @@ fn init_layers(widths: &[i64], seed: i64) -> Vec<(Tensor, Tensor)> {
 }
 
 /// The head's logits: Linear → GELU → … → Linear.
-fn forward(layers: &[(Tensor, Tensor)], x: &Tensor) -> Result<Tensor> {
+pub(crate) fn forward(layers: &[(Tensor, Tensor)], x: &Tensor) -> Result<Tensor> {
     let mut h = x.shallow_clone();
     for (i, (w, b)) in layers.iter().enumerate() {
         h = h.f_linear(w, Some(b))?;
@@ -526,7 +526,7 @@ fn prepare(
 }
 
 /// Multiclass: every supervised row's column 0 must be an integer class index in 0..C.
-fn check_classes(what: &str, y: &Tensor, m: &Tensor, c: i64) -> Result<()> {
+pub(crate) fn check_classes(what: &str, y: &Tensor, m: &Tensor, c: i64) -> Result<()> {
     let y0 = y.f_select(1, 0)?.f_to_device(Device::Cpu)?;
     let m0 = m.f_select(1, 0)?.f_to_device(Device::Cpu)?;
     let ys = Vec::<f32>::try_from(&y0)?;

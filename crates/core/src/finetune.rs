@@ -1,0 +1,580 @@
+//! Full fine-tuning of the backbone for classification (spec §5.1, as meant: the backbone gets gradients — the
+//! shipped recipe's inverted `no_grad` (spec §7.7) is not reproduced).
+//!
+//! - **Model**: the ViT ([`crate::model::Vit`]) + a head on the DINOv2 linear-protocol features, exactly those of the
+//!   linear mode (src/finetune/features.ts): concat[CLS token of each of the last `clsLayers` blocks after the final
+//!   norm] (+ with `avgpool` the mean of the last block's normed patch tokens, registers excluded), then the head of
+//!   [`crate::probe`] (linear `N(0, 0.01²)`/0, or an MLP with GELU), initialised from the same seeded stream. A head
+//!   and backbone exported from here ([`FineTuner::export`]) are therefore evaluated by `cxformer evaluate` unchanged.
+//! - **Loss**: [`crate::probe::masked_loss`]: masked BCE-with-logits over the supervised entries (`multilabel`,
+//!   `binary`, optional per-class `posWeight`) or softmax cross-entropy (`multiclass`, class index in column 0 of the
+//!   targets, row supervised when `mask[:, 0]` ≠ 0). Computed in float32 (outside autocast). A batch without a
+//!   supervised entry (on every process) has loss 0, takes **no optimizer update**, and only advances the schedule.
+//! - **Optimizer**: AdamW ([`crate::ssl::optim::AdamW`], torch semantics) with parameter groups:
+//!   head lr = `headLr`; a backbone parameter gets `backboneLr · layerwiseDecay^(depth + 1 − layer_id)` with
+//!   DINOv2/BEiT's layer ids (0 for patch_embed / pos_embed / cls_token / register_tokens / mask_token, i + 1 for
+//!   blocks.i, depth + 1 for the final norm; [`crate::ssl::optim::backbone_group`]) and × `patchEmbedLrMult` for
+//!   patch_embed.*. Weight decay (`weightDecay`, decoupled) applies to weight matrices only: never to biases,
+//!   norms, LayerScale gammas, pos_embed, cls_token, register_tokens or mask_token. `backboneLr = 0` freezes the
+//!   backbone (no gradients are computed for it).
+//! - **Schedule, per scheduled step** s (a train-step call; S = `stepsPerEpoch`, T = epochs·S, W = warmupEpochs·S):
+//!   factor(s) = linspace(0, 1, W)[s] during the warm-up, then ½(1 + cos(π(s − W)/(T − W))) (`cosine`, 0 from T on)
+//!   or 1 (`constant`); every group's lr is its base lr × factor(s) (the probe's schedule, [`crate::probe::lr_at`]).
+//! - **Step order**: forward (bf16 autocast when `precision` is bf16; meant for CUDA, f32 on the CPU) → loss → NaN
+//!   check (nothing modified on failure) → backward → gradient all-reduce (sum ÷ world, [`Collective`]) → total-norm
+//!   clipping over all parameters (`clipGrad`, HF Trainer's max_grad_norm 1.0) → AdamW.
+//! - **Randomness**: stochastic depth (`model.drop_path_rate`) draws from LibTorch's generator, seeded from
+//!   (seed, step) before each step, so a resumed run draws what the uninterrupted run drew. Data order and
+//!   augmentations are chosen by the caller.
+//! - **State**: [`FineTuner::save_state`] writes model, optimizer moments, step counters and caller metadata (epoch,
+//!   batch position…) as one safetensors file, atomically; [`FineTuner::load_state`] restores it strictly.
+use crate::backbone::Precision;
+use crate::bail_shape;
+use crate::config::VitConfig;
+use crate::error::{Error, Result};
+use crate::model::{ForwardOptions, Vit};
+use crate::probe::{FittedHead, ProbeConfig, ProbeTask, Schedule, check_classes, forward, init_layers, masked_loss};
+use crate::shim::{AutocastDevice, AutocastGuard};
+use crate::ssl::dist::{Collective, SingleProcess};
+use crate::ssl::optim::{AdamW, ParamGroup, backbone_group, clip_grad_norm};
+use crate::weights::{LoadReport, SaveLayout, WeightFile, load_backbone, save_backbone, write_safetensors};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use tch::{Device, Kind, Tensor, nn};
+
+/// Fine-tuning settings (camelCase JSON, unknown fields rejected). Defaults: spec §5.1's recipe with the backbone
+/// actually trained (head lr 5e-5, backbone lr 5e-7, wd 0, constant lr, clip 1.0, seed 7479, 100 epochs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FinetuneConfig {
+    /// The backbone architecture (snake_case VitConfig JSON).
+    pub model: VitConfig,
+    /// Number of outputs C.
+    pub num_classes: i64,
+    /// CLS tokens of the last n blocks in the features. @default 4
+    #[serde(default = "d_cls_layers")]
+    pub cls_layers: i64,
+    /// Append the mean of the last block's patch tokens. @default true
+    #[serde(default = "d_true")]
+    pub avgpool: bool,
+    /// Hidden widths of an MLP head ([] = linear). @default []
+    #[serde(default)]
+    pub hidden: Vec<i64>,
+    /// @default "multilabel"
+    #[serde(default = "d_task")]
+    pub task: ProbeTask,
+    /// BCE positive-class weight per class (multilabel/binary). @default null
+    #[serde(default)]
+    pub pos_weight: Option<Vec<f64>>,
+    /// @default 5e-5
+    #[serde(default = "d_head_lr")]
+    pub head_lr: f64,
+    /// Base lr of the backbone (before layer-wise decay); 0 freezes it. @default 5e-7
+    #[serde(default = "d_backbone_lr")]
+    pub backbone_lr: f64,
+    /// Layer-wise lr decay (1 = off). @default 1
+    #[serde(default = "d_one")]
+    pub layerwise_decay: f64,
+    /// Extra lr multiplier of patch_embed.* (DINOv2: 0.2). @default 1
+    #[serde(default = "d_one")]
+    pub patch_embed_lr_mult: f64,
+    /// Decoupled weight decay of weight matrices. @default 0
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// @default 100
+    #[serde(default = "d_epochs")]
+    pub epochs: i64,
+    /// @default 0
+    #[serde(default)]
+    pub warmup_epochs: i64,
+    /// @default "constant"
+    #[serde(default = "d_schedule")]
+    pub schedule: Schedule,
+    /// Scheduled steps per epoch (⌈N / batch⌉ of the caller's loader). @default 1
+    #[serde(default = "d_steps")]
+    pub steps_per_epoch: i64,
+    /// Max total gradient norm, 0 = off. @default 1
+    #[serde(default = "d_one")]
+    pub clip_grad: f64,
+    /// @default "f32"
+    #[serde(default = "d_precision")]
+    pub precision: Precision,
+    /// Head initialisation and stochastic-depth seed. @default 7479
+    #[serde(default = "d_seed")]
+    pub seed: i64,
+    /// @default [0.9, 0.999]
+    #[serde(default = "d_betas")]
+    pub adamw_betas: [f64; 2],
+    /// @default 1e-8
+    #[serde(default = "d_eps")]
+    pub adamw_eps: f64,
+}
+
+fn d_cls_layers() -> i64 {
+    4
+}
+fn d_true() -> bool {
+    true
+}
+fn d_task() -> ProbeTask {
+    ProbeTask::Multilabel
+}
+fn d_head_lr() -> f64 {
+    5e-5
+}
+fn d_backbone_lr() -> f64 {
+    5e-7
+}
+fn d_one() -> f64 {
+    1.0
+}
+fn d_epochs() -> i64 {
+    100
+}
+fn d_schedule() -> Schedule {
+    Schedule::Constant
+}
+fn d_steps() -> i64 {
+    1
+}
+fn d_precision() -> Precision {
+    Precision::F32
+}
+fn d_seed() -> i64 {
+    7479
+}
+fn d_betas() -> [f64; 2] {
+    [0.9, 0.999]
+}
+fn d_eps() -> f64 {
+    1e-8
+}
+
+impl FinetuneConfig {
+    pub fn from_json(s: &str) -> Result<Self> {
+        serde_json::from_str(s).map_err(|e| Error::Config(format!("finetune config: {e}")))
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("serializable")
+    }
+
+    /// The head part as a probe config (the saved head's metadata; `cxformer evaluate` reads it).
+    pub fn probe_config(&self) -> ProbeConfig {
+        ProbeConfig {
+            hidden: self.hidden.clone(),
+            lr: self.head_lr,
+            weight_decay: self.weight_decay,
+            epochs: self.epochs,
+            warmup_epochs: self.warmup_epochs,
+            schedule: self.schedule,
+            seed: self.seed,
+            pos_weight: self.pos_weight.clone(),
+            task: self.task,
+            clip_grad: self.clip_grad,
+            ..ProbeConfig::default()
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        let bad = |m: String| Err(Error::Config(m));
+        let nonneg = |name: &str, v: f64| -> Result<()> {
+            if v.is_finite() && v >= 0.0 { Ok(()) } else { Err(Error::Config(format!("{name} must be a finite number ≥ 0, got {v}"))) }
+        };
+        if !(self.head_lr.is_finite() && self.head_lr > 0.0) {
+            return bad(format!("headLr must be a finite number > 0, got {}", self.head_lr));
+        }
+        nonneg("backboneLr", self.backbone_lr)?;
+        nonneg("weightDecay", self.weight_decay)?;
+        nonneg("clipGrad", self.clip_grad)?;
+        if !(self.layerwise_decay.is_finite() && self.layerwise_decay > 0.0 && self.layerwise_decay <= 1.0) {
+            return bad(format!("layerwiseDecay must be in (0, 1] (1 = off), got {}", self.layerwise_decay));
+        }
+        nonneg("patchEmbedLrMult", self.patch_embed_lr_mult)?;
+        if !(1..=self.model.depth).contains(&self.cls_layers) {
+            return bad(format!("clsLayers must be in 1..={} (the model's depth), got {}", self.model.depth, self.cls_layers));
+        }
+        if self.steps_per_epoch < 1 {
+            return bad(format!("stepsPerEpoch must be ≥ 1, got {}", self.steps_per_epoch));
+        }
+        if !(self.adamw_betas.iter().all(|b| (0.0..1.0).contains(b)) && self.adamw_eps > 0.0) {
+            return bad(format!("adamwBetas must lie in [0, 1) and adamwEps be > 0, got {:?} and {}", self.adamw_betas, self.adamw_eps));
+        }
+        // Epochs, warm-up, hidden widths, task against C and posWeight: the probe's rules.
+        self.probe_config().validate(self.num_classes)
+    }
+
+    /// Feature width F = (clsLayers + avgpool)·D.
+    pub fn feature_dim(&self) -> i64 {
+        (self.cls_layers + self.avgpool as i64) * self.model.embed_dim
+    }
+
+    /// The schedule factor of scheduled step `step` (see the module docs).
+    pub fn lr_factor(&self, step: i64) -> f64 {
+        let pc = ProbeConfig { lr: 1.0, ..self.probe_config() };
+        crate::probe::lr_at(&pc, step, self.steps_per_epoch)
+    }
+}
+
+/// Weight-decay multiplier of a fine-tuned parameter: 1 for weight matrices, 0 for biases, norms, LayerScale
+/// gammas, position embedding and the learned tokens (BEiT / timm `no_weight_decay`).
+pub fn finetune_wd_mult(name: &str) -> f64 {
+    let tokens = ["pos_embed", "cls_token", "register_tokens", "mask_token"];
+    if name.ends_with(".bias") || name.contains("norm") || name.contains("gamma") || tokens.iter().any(|t| name.ends_with(t)) {
+        0.0
+    } else {
+        1.0
+    }
+}
+
+/// The group of backbone parameter `name` (original DINOv2 names) relative to the head lr: lr_mult =
+/// (backboneLr / headLr)·decay^(depth + 1 − layer_id)·(patch_embed ? patchEmbedLrMult : 1).
+pub fn finetune_backbone_group(cfg: &FinetuneConfig, name: &str) -> ParamGroup {
+    let g = backbone_group(name, cfg.model.depth, cfg.layerwise_decay, cfg.patch_embed_lr_mult);
+    ParamGroup { lr_mult: g.lr_mult * cfg.backbone_lr / cfg.head_lr, wd_mult: finetune_wd_mult(name), is_last_layer: false }
+}
+
+/// What one training step reports.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StepReport {
+    /// The scheduled step this was (0-based).
+    pub step: i64,
+    /// Loss over the batch's supervised entries (0 when none).
+    pub loss: f64,
+    /// Supervised entries (rows for multiclass) in the batch (this process).
+    pub entries: i64,
+    /// Head lr of the step (a backbone group's lr is this × its multiplier).
+    pub lr: f64,
+    /// Total gradient norm before clipping (0 when skipped).
+    pub grad_norm: f64,
+    /// No update was taken (nothing supervised on any process).
+    pub skipped: bool,
+}
+
+/// Predictions of a batch: probabilities (B, C) float32 on the CPU and, with targets, the summed loss and count.
+pub struct Prediction {
+    pub probs: Tensor,
+    pub logits: Tensor,
+    pub loss_sum: Option<f64>,
+    pub entries: Option<i64>,
+}
+
+pub struct FineTuner {
+    pub cfg: FinetuneConfig,
+    pub device: Device,
+    pub vs: nn::VarStore,
+    pub vit: Vit,
+    /// (weight (out, in), bias (out)) per head layer, on the device.
+    pub head: Vec<(Tensor, Tensor)>,
+    pub optimizer: AdamW,
+    /// Gradient averaging across processes (SingleProcess by default).
+    pub dist: Box<dyn Collective>,
+    /// Scheduled steps taken (train-step calls, skipped batches included).
+    pub step: i64,
+    pos_weight: Option<Tensor>,
+}
+
+/// Metadata key / value of a fine-tuning state file.
+pub const STATE_FORMAT: (&str, &str) = ("format", "cxformer-finetune-state");
+/// Metadata key of the config JSON in a state file.
+pub const STATE_CONFIG: &str = "cxformer_finetune_config";
+
+fn sorted_vars(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+impl FineTuner {
+    /// Backbone from `init_weights` (strict load, any supported layout) or DINOv2's from-scratch init seeded with
+    /// `seed`; head from the config's seed; fresh AdamW. Returns the load report when weights were given.
+    pub fn new(cfg: FinetuneConfig, device: Device, init_weights: Option<&Path>, seed: i64) -> Result<(Self, Option<LoadReport>)> {
+        cfg.validate()?;
+        let vs = nn::VarStore::new(device);
+        let vit = {
+            let _rng = crate::backbone::RNG_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+            tch::manual_seed(seed);
+            let vit = Vit::new(&vs.root(), &cfg.model)?;
+            crate::model::init_from_scratch(&vs);
+            vit
+        };
+        let report = match init_weights {
+            Some(p) => Some(load_backbone(&vs, &WeightFile::open(p)?)?),
+            None => None,
+        };
+        let mut widths = vec![cfg.feature_dim()];
+        widths.extend(&cfg.hidden);
+        widths.push(cfg.num_classes);
+        let head: Vec<(Tensor, Tensor)> = init_layers(&widths, cfg.seed)
+            .into_iter()
+            .map(|(w, b)| Ok((w.f_to_device(device)?.set_requires_grad(true), b.f_to_device(device)?.set_requires_grad(true))))
+            .collect::<Result<_>>()?;
+        let frozen = cfg.backbone_lr == 0.0;
+        let mut params = Vec::new();
+        for (name, t) in sorted_vars(&vs) {
+            if frozen {
+                let _ = t.set_requires_grad(false);
+            }
+            let g = finetune_backbone_group(&cfg, &name);
+            params.push((format!("backbone.{name}"), t, g));
+        }
+        for (i, (w, b)) in head.iter().enumerate() {
+            params.push((format!("head.{i}.weight"), w.shallow_clone(), ParamGroup { lr_mult: 1.0, wd_mult: 1.0, is_last_layer: false }));
+            params.push((format!("head.{i}.bias"), b.shallow_clone(), ParamGroup { lr_mult: 1.0, wd_mult: 0.0, is_last_layer: false }));
+        }
+        let optimizer = AdamW::new(params, cfg.adamw_betas[0], cfg.adamw_betas[1], cfg.adamw_eps);
+        let pos_weight = match &cfg.pos_weight {
+            Some(p) => Some(Tensor::f_from_slice(&p.iter().map(|&v| v as f32).collect::<Vec<_>>())?.f_to_device(device)?),
+            None => None,
+        };
+        Ok((FineTuner { cfg, device, vs, vit, head, optimizer, dist: Box::new(SingleProcess), step: 0, pos_weight }, report))
+    }
+
+    /// (parameter name, lr multiplier relative to the head lr, weight-decay multiplier) of every optimised parameter.
+    pub fn groups(&self) -> Vec<(String, f64, f64)> {
+        self.optimizer.slots.iter().map(|s| (s.name.clone(), s.group.lr_mult, s.group.wd_mult)).collect()
+    }
+
+    fn autocast(&self) -> Result<Option<AutocastGuard>> {
+        Ok(match self.cfg.precision {
+            Precision::F32 => None,
+            Precision::Bf16 => Some(AutocastGuard::bf16(if self.device.is_cuda() { AutocastDevice::Cuda } else { AutocastDevice::Cpu })?),
+        })
+    }
+
+    /// Features (B, F) float32 of normalised pixels (B, 3, H, W) on the device (see the module docs).
+    pub fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let n = self.cfg.cls_layers;
+        let out = self.vit.forward(
+            x,
+            &ForwardOptions { masks: None, intermediate_layers: (-n..0).collect(), norm_intermediates: true, train },
+        )?;
+        let mut parts: Vec<Tensor> = out.intermediates.iter().map(|t| t.f_select(1, 0)).collect::<std::result::Result<_, _>>()?;
+        if self.cfg.avgpool {
+            parts.push(out.patches.f_to_kind(Kind::Float)?.f_mean_dim(&[1i64][..], false, Kind::Float)?);
+        }
+        let parts: Vec<Tensor> = parts.into_iter().map(|p| p.f_to_kind(Kind::Float)).collect::<std::result::Result<_, _>>()?;
+        Ok(Tensor::f_cat(&parts, 1)?)
+    }
+
+    /// Logits (B, C) float32 on the device.
+    fn logits(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let _ac = self.autocast()?;
+        let f = self.features(x, train)?;
+        Ok(forward(&self.head, &f)?.f_to_kind(Kind::Float)?)
+    }
+
+    fn check_pixels(&self, x: &Tensor) -> Result<()> {
+        if x.dim() != 4 || x.kind() != Kind::Float {
+            bail_shape!("pixel values: expected a (B, 3, H, W) float32 tensor, got {:?} {:?}", x.size(), x.kind());
+        }
+        if x.size()[0] == 0 {
+            bail_shape!("pixel values: empty batch {:?}", x.size());
+        }
+        Ok(())
+    }
+
+    /// Targets (B, C) float and mask (B, C) bool on the device, checked against the batch and C.
+    fn check_targets(&self, b: i64, y: &Tensor, m: &Tensor) -> Result<(Tensor, Tensor)> {
+        let c = self.cfg.num_classes;
+        if y.size() != [b, c] || m.size() != [b, c] {
+            bail_shape!("targets {:?} and mask {:?} must both be (B, C) = [{b}, {c}]", y.size(), m.size());
+        }
+        let y = y.f_to_kind(Kind::Float)?;
+        let m = if m.kind() == Kind::Bool { m.shallow_clone() } else { m.f_ne(0)? };
+        if self.cfg.task == ProbeTask::Multiclass {
+            check_classes("batch", &y, &m, c)?;
+        } else {
+            let bad = y.f_isfinite()?.f_logical_not()?.f_logical_and(&m)?.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+            if bad > 0 {
+                bail_shape!("targets: {bad} supervised (unmasked) entries are NaN or infinite");
+            }
+        }
+        Ok((y.f_to_device(self.device)?, m.f_to_device(self.device)?))
+    }
+
+    /// One training step on normalised pixels (B, 3, S, S), targets and mask (B, C) (nonzero = supervised).
+    /// Errors: Shape for bad inputs, NonFinite when the loss is NaN/∞ (before anything is modified).
+    pub fn train_step(&mut self, x: &Tensor, y: &Tensor, m: &Tensor) -> Result<StepReport> {
+        self.check_pixels(x)?;
+        let b = x.size()[0];
+        let (y, m) = self.check_targets(b, y, m)?;
+        let x = x.f_to_device(self.device)?;
+        let step = self.step;
+        let lr = self.cfg.head_lr * self.cfg.lr_factor(step);
+        // Stochastic depth: seeded from (seed, step), so a resumed run draws the same.
+        tch::manual_seed(self.cfg.seed.wrapping_mul(1_000_003).wrapping_add(step));
+        let logits = self.logits(&x, true)?;
+        let (loss, k) = masked_loss(&logits, &y, &m, self.cfg.task, self.pos_weight.as_ref())?;
+        let lv = loss.f_double_value(&[])?;
+        if !lv.is_finite() {
+            return Err(Error::NonFinite { iteration: step, term: "fine-tuning train loss".into(), value: lv });
+        }
+        // Supervised entries over every process decide whether an update happens (the same decision everywhere).
+        let world = self.dist.world();
+        let total = if world > 1 {
+            let mut t = Tensor::from(k as f64).f_to_device(self.device)?;
+            self.dist.all_reduce_sum(&mut t)?;
+            t.f_double_value(&[])?.round() as i64
+        } else {
+            k
+        };
+        self.step += 1;
+        if total == 0 {
+            return Ok(StepReport { step, loss: 0.0, entries: 0, lr, grad_norm: 0.0, skipped: true });
+        }
+        loss.f_backward()?;
+        if world > 1 {
+            for s in &self.optimizer.slots {
+                let mut g = s.param.grad();
+                if g.defined() {
+                    self.dist.all_reduce_sum(&mut g)?;
+                    let _ = g.f_div_scalar_(world as f64)?;
+                }
+            }
+        }
+        let params: Vec<&Tensor> = self.optimizer.slots.iter().map(|s| &s.param).collect();
+        let grad_norm = clip_grad_norm(&params, self.cfg.clip_grad);
+        self.optimizer.update(lr, lr, self.cfg.weight_decay);
+        Ok(StepReport { step, loss: lv, entries: k, lr, grad_norm, skipped: false })
+    }
+
+    /// Eval-mode predictions (no gradients) of normalised pixels; with targets/mask also the summed loss over the
+    /// supervised entries and their count (mean = loss_sum / entries).
+    pub fn predict(&self, x: &Tensor, targets: Option<(&Tensor, &Tensor)>) -> Result<Prediction> {
+        self.check_pixels(x)?;
+        let b = x.size()[0];
+        let checked = match targets {
+            Some((y, m)) => Some(self.check_targets(b, y, m)?),
+            None => None,
+        };
+        tch::no_grad(|| {
+            let x = x.f_to_device(self.device)?;
+            let logits = self.logits(&x, false)?;
+            let probs = match self.cfg.task {
+                ProbeTask::Multiclass => logits.f_softmax(1, Kind::Float)?,
+                _ => logits.f_sigmoid()?,
+            };
+            let (loss_sum, entries) = match &checked {
+                Some((y, m)) => {
+                    let (l, k) = masked_loss(&logits, y, m, self.cfg.task, self.pos_weight.as_ref())?;
+                    (Some(l.f_double_value(&[])? * k as f64), Some(k))
+                }
+                None => (None, None),
+            };
+            Ok(Prediction {
+                probs: probs.f_to_device(Device::Cpu)?,
+                logits: logits.f_to_device(Device::Cpu)?,
+                loss_sum,
+                entries,
+            })
+        })
+    }
+
+    /// Every tensor of the training state: `backbone.<name>`, `head.<i>.weight|bias`, `optim.exp_avg.<param>`,
+    /// `optim.exp_avg_sq.<param>`, `optim.step`, `finetune.step`.
+    pub fn state(&self) -> Result<BTreeMap<String, Tensor>> {
+        let mut out = BTreeMap::new();
+        for (name, t) in sorted_vars(&self.vs) {
+            out.insert(format!("backbone.{name}"), t.f_detach()?.f_to_device(Device::Cpu)?);
+        }
+        for (i, (w, b)) in self.head.iter().enumerate() {
+            out.insert(format!("head.{i}.weight"), w.f_detach()?.f_to_device(Device::Cpu)?);
+            out.insert(format!("head.{i}.bias"), b.f_detach()?.f_to_device(Device::Cpu)?);
+        }
+        for s in &self.optimizer.slots {
+            out.insert(format!("optim.exp_avg.{}", s.name), s.exp_avg.f_to_device(Device::Cpu)?);
+            out.insert(format!("optim.exp_avg_sq.{}", s.name), s.exp_avg_sq.f_to_device(Device::Cpu)?);
+        }
+        out.insert("optim.step".into(), Tensor::from(self.optimizer.step));
+        out.insert("finetune.step".into(), Tensor::from(self.step));
+        Ok(out)
+    }
+
+    /// Writes the state (atomically) with `metadata` (the caller's epoch / batch position / history…), the
+    /// format tag and the config.
+    pub fn save_state(&self, path: &Path, mut metadata: HashMap<String, String>) -> Result<()> {
+        metadata.insert(STATE_FORMAT.0.into(), STATE_FORMAT.1.into());
+        metadata.insert(STATE_CONFIG.into(), self.cfg.to_json());
+        write_safetensors(path, &self.state()?, metadata)
+    }
+
+    /// Restores a state written by [`FineTuner::save_state`] with the same configuration: every tensor present
+    /// with its shape, nothing extra, else nothing is loaded. Returns the file's metadata.
+    pub fn load_state(&mut self, path: &Path) -> Result<HashMap<String, String>> {
+        let file = WeightFile::open(path)?;
+        let md = file.metadata();
+        if md.get(STATE_FORMAT.0).map(String::as_str) != Some(STATE_FORMAT.1) {
+            return Err(Error::weights(path, "not a cxformer fine-tuning state (metadata format is not cxformer-finetune-state)"));
+        }
+        if let Some(c) = md.get(STATE_CONFIG) {
+            let saved = FinetuneConfig::from_json(c).map_err(|e| Error::weights(path, e.to_string()))?;
+            if saved != self.cfg {
+                return Err(Error::weights(
+                    path,
+                    format!("the state was written with another fine-tuning configuration; nothing was loaded.\n  file: {}\n  now:  {}", c, self.cfg.to_json()),
+                ));
+            }
+        }
+        let state = file.tensors()?;
+        let expect = self.state()?;
+        let missing: Vec<&String> = expect.keys().filter(|k| !state.contains_key(*k)).collect();
+        let unexpected: Vec<&String> = state.keys().filter(|k| !expect.contains_key(*k)).collect();
+        let mismatched: Vec<String> = expect
+            .iter()
+            .filter_map(|(k, v)| state.get(k).filter(|t| t.size() != v.size()).map(|t| format!("{k} (file {:?}, model {:?})", t.size(), v.size())))
+            .collect();
+        if !missing.is_empty() || !unexpected.is_empty() || !mismatched.is_empty() {
+            return Err(Error::weights(
+                path,
+                format!(
+                    "state does not match the model; nothing was loaded.\n  missing: {:?}\n  unexpected: {:?}\n  shape mismatch: {:?}",
+                    missing.iter().take(10).collect::<Vec<_>>(),
+                    unexpected.iter().take(10).collect::<Vec<_>>(),
+                    mismatched.iter().take(10).collect::<Vec<_>>()
+                ),
+            ));
+        }
+        tch::no_grad(|| -> Result<()> {
+            for (name, mut t) in self.vs.variables() {
+                t.f_copy_(&state[&format!("backbone.{name}")])?;
+            }
+            for (i, (w, b)) in self.head.iter_mut().enumerate() {
+                w.f_copy_(&state[&format!("head.{i}.weight")])?;
+                b.f_copy_(&state[&format!("head.{i}.bias")])?;
+            }
+            for s in self.optimizer.slots.iter_mut() {
+                s.exp_avg.f_copy_(&state[&format!("optim.exp_avg.{}", s.name)])?;
+                s.exp_avg_sq.f_copy_(&state[&format!("optim.exp_avg_sq.{}", s.name)])?;
+            }
+            Ok(())
+        })?;
+        self.optimizer.step = state["optim.step"].f_int64_value(&[])?;
+        self.step = state["finetune.step"].f_int64_value(&[])?;
+        Ok(md)
+    }
+
+    /// The head as a [`FittedHead`] (CPU copies), as the linear mode saves it.
+    pub fn fitted_head(&self) -> Result<FittedHead> {
+        let mut t = BTreeMap::new();
+        for (i, (w, b)) in self.head.iter().enumerate() {
+            t.insert(format!("head.{i}.weight"), w.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?);
+            t.insert(format!("head.{i}.bias"), b.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?);
+        }
+        FittedHead::from_tensors(self.cfg.probe_config(), &t)
+    }
+
+    /// Writes the backbone (HF layout, float32, with its config in the metadata) and the head (the linear mode's
+    /// `cxformer-probe-head` file, `head_metadata` added), each atomically.
+    pub fn export(&self, backbone_file: &Path, head_file: &Path, head_metadata: HashMap<String, String>) -> Result<()> {
+        let mut md = HashMap::new();
+        md.insert("format".to_string(), "pt".to_string());
+        md.insert("cxformer_config".to_string(), self.cfg.model.to_json());
+        md.insert("cxformer_layout".to_string(), "hf".to_string());
+        save_backbone(&self.vs, backbone_file, SaveLayout::Hf, Kind::Float, md)?;
+        self.fitted_head()?.save(head_file, head_metadata)
+    }
+}
