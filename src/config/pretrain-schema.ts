@@ -121,6 +121,10 @@ export interface PretrainConfig {
     precision: Precision;
     threads: number;
   };
+  dist: {
+    backend: 'auto' | 'gloo' | 'nccl';
+    timeout_s: number;
+  };
   checkpoint: {
     period_iterations: number;
     keep_last: number;
@@ -282,6 +286,10 @@ export const PRETRAIN_SCHEMA: SchemaOf<PretrainConfig> = {
     precision: oneOf(['fp32', 'bf16']),
     threads: int(0),
   },
+  dist: {
+    backend: oneOf(['auto', 'gloo', 'nccl']),
+    timeout_s: int(1),
+  },
   probe: {
     enabled: bool(),
     root: str('a folder path').orNull(),
@@ -317,6 +325,7 @@ export const RESUME_SAFE_KEYS: readonly string[] = [
   'probe',
   'compute.device',
   'compute.threads',
+  'dist',
   'checkpoint',
   'log',
 ];

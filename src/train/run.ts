@@ -25,6 +25,8 @@ import { openCache } from '../cache/reader.js';
 import { loadDataset, mixDatasets, planRecords, type CxrRecord, type DatasetSpec } from '../datasets/index.js';
 import { createProber, type Prober } from './probe.js';
 import { IterationSampler } from './sampler.js';
+import { describeDistEnv, rankDevice, resolveDistEnv } from '../dist/env.js';
+import { agreeStop, allOrNothing, broadcastInt, joinProcessGroup, type ProcessGroup } from '../dist/group.js';
 
 /** Runs at most `n` of the given async jobs at once. */
 function limiter(n: number) {
@@ -94,10 +96,15 @@ export interface TrainResult {
   output: string;
   lastIteration: number;
   interrupted: boolean;
+  /** Rank 0 only (null on the other ranks). */
   exported: string | null;
+  /** This process's rank and the number of data-parallel ranks (1 without a launcher). */
+  rank: number;
+  worldSize: number;
 }
 
 const CKPT_RE = /^ckpt-(\d+)\.safetensors$/;
+const ckptPath = (dir: string, it: number) => path.join(dir, `ckpt-${String(it).padStart(7, '0')}.safetensors`);
 
 async function checkpoints(dir: string): Promise<Array<{ it: number; file: string }>> {
   if (!existsSync(dir)) return [];
@@ -175,114 +182,177 @@ async function backboneConfig(c: PretrainConfig, d: PretrainDerived): Promise<{ 
 /** Runs (or resumes) a pretraining run. */
 export async function train(o: TrainOptions): Promise<TrainResult> {
   const emit = o.onEvent ?? (() => undefined);
-  const { config: c, derived: d } = await loadPretrainConfig({ files: o.configs ?? [], overrides: o.overrides ?? [] });
+  // Data parallel (docs/distributed.md): the ranks come from the environment (cxformer launch, torchrun, Slurm).
+  const dist = resolveDistEnv();
+  const { rank, worldSize: world } = dist;
+  const lead = rank === 0;
+  const { config: c, derived: d } = await loadPretrainConfig({ files: o.configs ?? [], overrides: o.overrides ?? [], world });
   const out = path.resolve(c.output);
   const ckDir = path.join(out, 'checkpoints');
-  await mkdir(ckDir, { recursive: true });
-  const log = async (msg: string) => {
-    await appendFile(path.join(out, 'train.log'), `${new Date().toISOString()} ${msg}\n`);
-    emit({ kind: 'log', message: msg });
+  if (lead) await mkdir(ckDir, { recursive: true });
+  /** Rank 0 writes train.log and reports; the other ranks report only their own problems (`everyRank`). */
+  const log = async (msg: string, everyRank = false) => {
+    if (lead) await appendFile(path.join(out, 'train.log'), `${new Date().toISOString()} ${msg}\n`);
+    if (lead || everyRank) emit({ kind: 'log', message: lead ? msg : `rank ${rank}: ${msg}` });
   };
+  const device = rankDevice(c.compute.device, dist);
+  // Ranks sharing a node share its cores: compute.threads 0 means cores / local ranks (cxformer launch sets
+  // CXFORMER_THREADS to that) instead of all cores each.
+  const threads =
+    c.compute.threads > 0 || dist.localWorldSize === 1 ? c.compute.threads : threadCount() || Math.max(1, Math.floor(availableParallelism() / dist.localWorldSize));
+  const pg: ProcessGroup | null = await joinProcessGroup({ env: dist, timeoutS: c.dist.timeout_s, backend: c.dist.backend, device });
+  try {
+    return await trainRanked(o, { c, d, out, ckDir, log, emit, rank, world, lead, device, threads, pg, describe: describeDistEnv(dist) });
+  } finally {
+    pg?.destroy();
+  }
+}
+
+interface RankContext {
+  c: PretrainConfig;
+  d: PretrainDerived;
+  out: string;
+  ckDir: string;
+  log: (msg: string, everyRank?: boolean) => Promise<void>;
+  emit: (e: TrainEvent) => void;
+  rank: number;
+  world: number;
+  lead: boolean;
+  device: string;
+  threads: number;
+  pg: ProcessGroup | null;
+  describe: string;
+}
+
+async function trainRanked(o: TrainOptions, x: RankContext): Promise<TrainResult> {
+  const { c, d, out, ckDir, log, emit, rank, world, lead, pg } = x;
 
   // ---- the run folder: new, or a resume of the same configuration ----
   const resolvedPath = path.join(out, 'resolved.yaml');
-  const existing = await checkpoints(ckDir);
-  if (existsSync(resolvedPath)) {
-    const prev = await loadPretrainConfig({ files: [resolvedPath], overrides: [`output=${c.output}`] });
-    const diff = sameRunConfig(prev.config, c);
-    if (diff.length && !o.force) {
-      throw new ConfigError(
-        `${out} holds a run with a different configuration (${diff.join(', ')} differ from its resolved.yaml). ` +
-          'Choose another output folder, or pass --force to resume it with the new values.',
-      );
+  await allOrNothing(pg, 'checking the run folder', async () => {
+    if (lead && existsSync(resolvedPath)) {
+      const prev = await loadPretrainConfig({ files: [resolvedPath], overrides: [`output=${c.output}`] });
+      const diff = sameRunConfig(prev.config, c);
+      if (diff.length && !o.force) {
+        throw new ConfigError(
+          `${out} holds a run with a different configuration (${diff.join(', ')} differ from its resolved.yaml). ` +
+            'Choose another output folder, or pass --force to resume it with the new values.',
+        );
+      }
     }
-  }
-  await writeResolvedConfig(out, c, d);
-  for (const m of d.lr_messages) await log(m);
-
-  // ---- data: a prepared cache, or image files (folder / CSV manifest / built-in phantoms) ----
-  const B = c.train.batch_size_per_gpu;
-  const imgOpts = { equalize: c.data.equalize, baseSize: c.data.base_size };
-  let n: number;
-  let source: string;
-  let describe: (idx: number) => string;
-  let readImage: (idx: number) => Promise<GrayImage>;
-  let dataRoot: string | null = null;
-  if (c.data.cache) {
-    const cache = await openCache(c.data.cache);
-    if (c.data.base_size !== null && cache.settings.shorterSide !== c.data.base_size) {
-      throw new ConfigError(
-        `data.cache ${cache.dir} was prepared with shorter side ${cache.settings.shorterSide ?? 'none'}, but data.base_size is ${c.data.base_size}; ` +
-          'set data.base_size to the same value (or null), or prepare another cache',
-      );
-    }
-    n = cache.records.length;
-    source = `${cache.dir} (prepared cache, ${cache.settings.bitDepth}-bit)`;
-    describe = (idx) => `${cache.dir} record ${idx} (${cache.records[idx]?.id})`;
-    readImage = (idx) => loadCachedImage(cache, idx, imgOpts);
-  } else if (c.data.datasets) {
-    // Public datasets in their official layouts, mixed for pretraining (spec §1: concatenated = proportional).
-    const sources = [];
-    const equalize: boolean[] = [];
-    for (const [k, entry] of c.data.datasets.entries()) {
-      // Per-entry `equalize` overrides data.equalize (CXformer: on for every dataset but RSNA).
-      const { weight, equalize: eq, ...rest } = entry;
-      if (eq !== undefined && typeof eq !== 'boolean') throw new ConfigError(`data.datasets[${k}].equalize: expected true or false, got ${JSON.stringify(eq)}`);
-      equalize.push(eq ?? c.data.equalize);
-      const spec = Object.fromEntries(Object.entries(rest).map(([key, v]) => [key.replace(/_([a-z])/g, (_m, ch: string) => ch.toUpperCase()), v]));
-      const ds = await loadDataset({ seed: c.seed, ...spec } as unknown as DatasetSpec);
-      await log(`data.datasets[${k}]: ${entry.name} at ${entry.root}: ${ds.records.length} images`);
-      sources.push({ records: ds.records, weight });
-    }
-    const plan = mixDatasets(sources, { mode: c.data.mixture, seed: c.seed });
-    const records = planRecords(plan, sources);
-    n = records.length;
-    source = `${c.data.datasets.length} dataset(s), ${c.data.mixture} mixture`;
-    describe = (idx) => (records[idx] as CxrRecord).path;
-    readImage = (idx) => loadTrainImage((records[idx] as CxrRecord).path, { ...imgOpts, equalize: equalize[plan.source[idx] as number] as boolean });
-  } else {
-    let root = c.data.root;
-    if (root === null) {
-      root = path.join(out, 'data');
+    if (lead) await writeResolvedConfig(out, c, d);
+    // The built-in phantoms are generated once, by rank 0, before any rank reads them.
+    if (lead && !c.data.cache && !c.data.datasets && c.data.root === null) {
+      const root = path.join(out, 'data');
       if (!existsSync(path.join(root, 'dataset.json'))) {
         await log(`data.root is null: generating ${PHANTOM_IMAGES} phantom chest radiographs into ${root}`);
         await synthDataset({ out: root, n: PHANTOM_IMAGES, seed: c.seed, size: 512 });
       }
     }
-    dataRoot = root;
-    const dataset = await loadImageDataset({ root, manifest: c.data.manifest ?? undefined, pathColumn: c.data.path_column });
-    const items: DatasetItem[] = dataset.items;
-    n = items.length;
-    source = dataset.source;
-    describe = (idx) => (items[idx] as DatasetItem).path;
-    readImage = (idx) => loadTrainImage((items[idx] as DatasetItem).path, imgOpts);
+  });
+  if (world > 1) {
+    await log(`distributed: ${world} ranks, backend ${pg?.backend() ?? '?'}, this is ${x.describe}, device ${x.device}`);
+    await log(
+      `global batch = ${c.train.batch_size_per_gpu} per rank × ${world} ranks = ${d.global_batch_size}` +
+        (c.optim.accumulate_grad_batches > 1 ? ` (× ${c.optim.accumulate_grad_batches} accumulated = ${d.images_per_step} images per step)` : ''),
+    );
   }
-  if (n < B) {
-    throw new CxformerError('CXF_INPUT', `${source}: ${n} images, fewer than train.batch_size_per_gpu=${B}`);
-  }
-  await log(`data: ${n} images from ${source}`);
+  for (const m of d.lr_messages) await log(m);
+
+  // ---- data: a prepared cache, or image files (folder / CSV manifest / built-in phantoms) ----
+  const B = c.train.batch_size_per_gpu;
+  const data = await allOrNothing(pg, 'loading the data', async () => {
+    const imgOpts = { equalize: c.data.equalize, baseSize: c.data.base_size };
+    let n: number;
+    let source: string;
+    let describe: (idx: number) => string;
+    let readImage: (idx: number) => Promise<GrayImage>;
+    let dataRoot: string | null = null;
+    if (c.data.cache) {
+      const cache = await openCache(c.data.cache);
+      if (c.data.base_size !== null && cache.settings.shorterSide !== c.data.base_size) {
+        throw new ConfigError(
+          `data.cache ${cache.dir} was prepared with shorter side ${cache.settings.shorterSide ?? 'none'}, but data.base_size is ${c.data.base_size}; ` +
+            'set data.base_size to the same value (or null), or prepare another cache',
+        );
+      }
+      n = cache.records.length;
+      source = `${cache.dir} (prepared cache, ${cache.settings.bitDepth}-bit)`;
+      describe = (idx) => `${cache.dir} record ${idx} (${cache.records[idx]?.id})`;
+      readImage = (idx) => loadCachedImage(cache, idx, imgOpts);
+    } else if (c.data.datasets) {
+      // Public datasets in their official layouts, mixed for pretraining (spec §1: concatenated = proportional).
+      const sources = [];
+      const equalize: boolean[] = [];
+      for (const [k, entry] of c.data.datasets.entries()) {
+        // Per-entry `equalize` overrides data.equalize (CXformer: on for every dataset but RSNA).
+        const { weight, equalize: eq, ...rest } = entry;
+        if (eq !== undefined && typeof eq !== 'boolean') throw new ConfigError(`data.datasets[${k}].equalize: expected true or false, got ${JSON.stringify(eq)}`);
+        equalize.push(eq ?? c.data.equalize);
+        const spec = Object.fromEntries(Object.entries(rest).map(([key, v]) => [key.replace(/_([a-z])/g, (_m, ch: string) => ch.toUpperCase()), v]));
+        const ds = await loadDataset({ seed: c.seed, ...spec } as unknown as DatasetSpec);
+        await log(`data.datasets[${k}]: ${entry.name} at ${entry.root}: ${ds.records.length} images`);
+        sources.push({ records: ds.records, weight });
+      }
+      const plan = mixDatasets(sources, { mode: c.data.mixture, seed: c.seed });
+      const records = planRecords(plan, sources);
+      n = records.length;
+      source = `${c.data.datasets.length} dataset(s), ${c.data.mixture} mixture`;
+      describe = (idx) => (records[idx] as CxrRecord).path;
+      readImage = (idx) => loadTrainImage((records[idx] as CxrRecord).path, { ...imgOpts, equalize: equalize[plan.source[idx] as number] as boolean });
+    } else {
+      const root = c.data.root ?? path.join(out, 'data');
+      dataRoot = root;
+      const dataset = await loadImageDataset({ root, manifest: c.data.manifest ?? undefined, pathColumn: c.data.path_column });
+      const items: DatasetItem[] = dataset.items;
+      n = items.length;
+      source = dataset.source;
+      describe = (idx) => (items[idx] as DatasetItem).path;
+      readImage = (idx) => loadTrainImage((items[idx] as DatasetItem).path, imgOpts);
+    }
+    if (n < B * world) {
+      throw new CxformerError(
+        'CXF_INPUT',
+        world > 1
+          ? `${source}: ${n} images, fewer than train.batch_size_per_gpu=${B} × ${world} ranks (each rank reads its own ${Math.floor(n / world)} per pass)`
+          : `${source}: ${n} images, fewer than train.batch_size_per_gpu=${B}`,
+      );
+    }
+    await log(`data: ${n} images from ${source}` + (world > 1 ? `; each rank reads a disjoint shard of ${Math.floor(n / world)} per pass` : ''));
+    return { n, describe, readImage, dataRoot };
+  });
+  const { n, describe, readImage, dataRoot } = data;
 
   // ---- native trainer ----
-  const { vit, initFile } = await backboneConfig(c, d);
+  // Resume: rank 0 picks the newest checkpoint and every rank loads that same file (the output folder must be
+  // on a file system all nodes share). -1 = a fresh run.
+  const newest = lead ? ((await checkpoints(ckDir)).at(-1)?.it ?? -1) : -1;
+  const resumeIt = pg ? (await broadcastInt(pg, newest + 1)) - 1 : newest;
+  const resumeFile = resumeIt >= 0 ? ckptPath(ckDir, resumeIt) : null;
+  const { vit, initFile } = await allOrNothing(pg, 'reading init.weights', () => backboneConfig(c, d));
   const bind = native();
-  callSync('setThreads', () => bind.setThreads(threadCount(c.compute.threads)));
-  const trainer: NativeTrainer = await call('createTrainer', () =>
-    bind.createTrainer(
-      JSON.stringify({
-        ssl: sslConfig(c, d, vit),
-        device: c.compute.device,
-        seed: c.seed,
-        initWeights: existing.length ? undefined : initFile ?? undefined,
-        initHeads: existing.length ? undefined : c.init.heads ?? undefined,
-      }),
-    ),
-  );
+  callSync('setThreads', () => bind.setThreads(threadCount(x.threads)));
+  // With a process group, the native trainer broadcasts rank 0's parameters at creation, all-reduces gradients
+  // and the centering / Sinkhorn-Knopp statistics, and returns losses averaged over the ranks.
+  const createTrainer = bind.createTrainer as unknown as (options: string, processGroup?: ProcessGroup) => Promise<NativeTrainer>;
+  const options = JSON.stringify({
+    ssl: sslConfig(c, d, vit),
+    device: x.device,
+    seed: c.seed,
+    initWeights: resumeFile ? undefined : initFile ?? undefined,
+    initHeads: resumeFile ? undefined : c.init.heads ?? undefined,
+  });
+  const trainer: NativeTrainer = await call('createTrainer', () => (pg ? createTrainer(options, pg) : createTrainer(options)));
   let start = 0;
-  const latest = existing[existing.length - 1];
-  if (latest) {
-    const md = await call('loadCheckpoint', () => trainer.loadCheckpoint(latest.file));
-    start = Number(md.cxformer_iteration) + 1;
-    await log(`resuming from ${latest.file} at iteration ${start}`);
+  if (resumeFile) {
+    start = await allOrNothing(pg, `resuming from ${resumeFile}`, async () => {
+      if (!existsSync(resumeFile)) {
+        throw new CxformerError('CXF_DIST', `rank ${rank} cannot see ${resumeFile} chosen by rank 0: put the output folder on a file system shared by all nodes`);
+      }
+      const md = await call('loadCheckpoint', () => trainer.loadCheckpoint(resumeFile));
+      return Number(md.cxformer_iteration) + 1;
+    });
+    await log(`resuming from ${resumeFile} at iteration ${start}` + (world > 1 ? ` (all ${world} ranks)` : ''));
   } else if (initFile) {
     await log(`initialised from ${initFile}: ${trainer.initReport}`);
   }
@@ -299,9 +369,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     affine: c.crops.global_affine,
   };
   const accum = c.optim.accumulate_grad_batches;
-  const rank = 0;
-  // Each micro-batch of an iteration reads its own part of the stream.
-  const sampler = new IterationSampler(n, B, c.seed, rank, 1);
+  // Each micro-batch of an iteration reads its own part of the stream; each rank its own shard of every pass.
+  const sampler = new IterationSampler(n, B, c.seed, rank, world);
   const bad = new Set<number>();
 
   // At most data.decode_workers decodes in flight (0 = one per core); sharp decodes on libuv's pool.
@@ -320,7 +389,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
             return await readImage(idx);
           } catch (e) {
             bad.add(idx);
-            await log(`skipping unreadable image ${describe(idx)}: ${(e as Error).message}`);
+            await log(`skipping unreadable image ${describe(idx)}: ${(e as Error).message}`, true);
             if (bad.size > c.data.max_bad_fraction * n) {
               throw new CxformerError(
                 'CXF_INPUT',
@@ -335,13 +404,21 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 
   const metrics = path.join(out, 'metrics.jsonl');
   let prober: Prober | null = null;
-  if (c.probe.enabled) {
+  // Probes run on rank 0 only, while the other ranks wait at the checkpoint (within dist.timeout_s).
+  if (c.probe.enabled && lead) {
     const root = c.probe.root ?? dataRoot;
     if (root === null) throw new ConfigError('probe.enabled needs probe.root when the training data come from data.cache or data.datasets');
     prober = await createProber(c, root);
   }
-  const saveCkpt = async (it: number, probe = true) => {
-    const file = path.join(ckDir, `ckpt-${String(it).padStart(7, '0')}.safetensors`);
+  let lastSaved = resumeIt;
+  /** Rank 0 writes the checkpoint (and probes it); every rank waits until that went well. */
+  const saveCkpt = (it: number, probe = true) =>
+    allOrNothing(pg, `checkpoint at iteration ${it}`, async () => {
+      lastSaved = it;
+      if (lead) await writeCkpt(it, probe);
+    });
+  const writeCkpt = async (it: number, probe: boolean) => {
+    const file = ckptPath(ckDir, it);
     await call('saveCheckpoint', () => trainer.saveCheckpoint(file, it, { cxformer_run_config: JSON.stringify(c) }));
     const all = await checkpoints(ckDir);
     if (c.checkpoint.keep_last > 0) for (const old of all.slice(0, -c.checkpoint.keep_last)) await rm(old.file, { force: true });
@@ -383,7 +460,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   };
   const t0 = performance.now();
   for (let it = start; it < stopAt; it++) {
-    if (o.signal?.aborted) {
+    // Every rank stops at the same iteration (one all-reduce of the flag per step).
+    if (pg ? await agreeStop(pg, o.signal?.aborted ?? false) : o.signal?.aborted) {
       interrupted = true;
       break;
     }
@@ -425,27 +503,31 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     }
     last = it;
     const dt = (performance.now() - tStep) / 1000;
-    const record = { ...(rec as StepRecord), ...values, images_per_s: (B * accum) / dt, it_per_s: 1 / dt };
-    if (it % c.log.period_iterations === 0 || it === stopAt - 1) {
+    // Losses come back averaged over the ranks; images_per_s counts every rank's images.
+    const record = { ...(rec as StepRecord), ...values, images_per_s: (B * accum * world) / dt, it_per_s: 1 / dt };
+    if (lead && (it % c.log.period_iterations === 0 || it === stopAt - 1)) {
       await appendFile(metrics, `${JSON.stringify({ iteration: it, ...record })}\n`);
     }
     const done = it - start + 1;
     const eta = ((performance.now() - t0) / 1000 / done) * (total - it - 1);
-    emit({ kind: 'step', iteration: it, total, record, etaSeconds: eta });
+    if (lead) emit({ kind: 'step', iteration: it, total, record, etaSeconds: eta });
     if ((it + 1) % c.checkpoint.period_iterations === 0 && it + 1 < total) await saveCkpt(it);
   }
-  if (last >= start || existing.length === 0) {
-    // Final (or interruption) checkpoint, unless the periodic one just wrote it.
-    const have = await checkpoints(ckDir);
-    if (have[have.length - 1]?.it !== last && last >= 0) await saveCkpt(last, !interrupted);
+  // Final (or interruption) checkpoint, unless the periodic one just wrote it.
+  if (last >= 0 && lastSaved !== last) await saveCkpt(last, !interrupted);
+  // Debugging aid (docs/distributed.md): every rank writes its own final state, to compare ranks.
+  const dumpDir = process.env.CXFORMER_DIST_DUMP_DIR;
+  if (dumpDir && last >= 0) {
+    await mkdir(dumpDir, { recursive: true });
+    await call('saveCheckpoint', () => trainer.saveCheckpoint(path.join(dumpDir, `rank-${rank}.safetensors`), last, { cxformer_run_config: JSON.stringify(c) }));
   }
   let exported: string | null = null;
-  if (!interrupted && last === total - 1) {
+  if (lead && !interrupted && last === total - 1) {
     const { exportRun } = await import('./export.js');
     exported = await exportRun(out, path.join(out, 'exported'));
     await log(`exported the teacher to ${exported}`);
   }
   if (interrupted) await log(`interrupted after iteration ${last}; re-run the same command to resume`);
   emit({ kind: 'done', iteration: last, total, message: exported ?? undefined });
-  return { output: out, lastIteration: last, interrupted, exported };
+  return { output: out, lastIteration: last, interrupted, exported, rank, worldSize: world };
 }

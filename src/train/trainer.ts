@@ -12,6 +12,7 @@ import { threadCount } from '../backbone.js';
 import { loadPretrainConfig, type PretrainConfig, type PretrainDerived } from '../config/pretrain.js';
 import { call, callSync, CxformerError, native, type NativeTrainer } from '../native/load.js';
 import { runSchedules, sslConfig, type StepRecord } from './run.js';
+import type { ProcessGroup } from '../dist/group.js';
 
 /** float32 NCHW data with its shape. */
 export interface Crops {
@@ -36,17 +37,23 @@ export class Trainer {
     readonly schedules: Schedules,
   ) {}
 
-  /** Resolves the config (files + overrides over configs/pretrain/default.yaml) and builds the native trainer. */
-  static async create(o: { configs?: string[]; overrides?: string[] }): Promise<Trainer> {
-    const { config: c, derived: d } = await loadPretrainConfig({ files: o.configs ?? [], overrides: o.overrides ?? [] });
+  /**
+   * Resolves the config (files + overrides over configs/pretrain/default.yaml) and builds the native trainer.
+   * With `processGroup` (from `joinProcessGroup`, docs/distributed.md) the trainer is one data-parallel rank:
+   * rank 0's parameters are broadcast at creation, gradients and centering / Sinkhorn-Knopp statistics are
+   * all-reduced, and `step` returns losses averaged over the ranks; each rank passes its own part of the batch.
+   */
+  static async create(o: { configs?: string[]; overrides?: string[]; processGroup?: ProcessGroup | null; device?: string }): Promise<Trainer> {
+    const pg = o.processGroup ?? null;
+    const { config: c, derived: d } = await loadPretrainConfig({ files: o.configs ?? [], overrides: o.overrides ?? [], world: pg?.worldSize ?? 1 });
     if (c.init.weights) {
       throw new CxformerError('CXF_CONFIG', 'Trainer.create: init.weights is handled by `cxformer train`; load weights there or start from scratch');
     }
     const bind = native();
     callSync('setThreads', () => bind.setThreads(threadCount(c.compute.threads)));
-    const handle = await call('createTrainer', () =>
-      bind.createTrainer(JSON.stringify({ ssl: sslConfig(c, d, d.vit), device: c.compute.device, seed: c.seed, initHeads: c.init.heads ?? undefined })),
-    );
+    const create = bind.createTrainer as unknown as (options: string, processGroup?: ProcessGroup) => Promise<NativeTrainer>;
+    const options = JSON.stringify({ ssl: sslConfig(c, d, d.vit), device: o.device ?? c.compute.device, seed: c.seed, initHeads: c.init.heads ?? undefined });
+    const handle = await call('createTrainer', () => (pg ? create(options, pg) : create(options)));
     const schedules = runSchedules(c, d);
     return new Trainer(handle, c, d, schedules);
   }

@@ -277,7 +277,7 @@ describe('errors', () => {
     const msg = await errorOf(() => loadPretrainConfig({ files: [f], overrides: [OUT] }));
     expect(msg).toBe(
       `Unknown key 'epochs' (from ${f}). Valid keys at the top level: ` +
-        'output, seed, data, model, init, dino, ibot, train, optim, teacher, crops, compute, probe, checkpoint, log',
+        'output, seed, data, model, init, dino, ibot, train, optim, teacher, crops, compute, dist, probe, checkpoint, log',
     );
   });
 

@@ -9,6 +9,7 @@ pub mod finetune;
 pub mod model;
 pub mod probe;
 pub mod runtime;
+pub mod seg;
 pub mod shim;
 pub mod ssl;
 pub mod weights;

@@ -17,6 +17,7 @@ use tch::{Device, Kind, Tensor};
 
 mod finetune;
 mod probe;
+mod seg;
 mod trainer;
 
 pub(crate) fn js_error(e: CoreError) -> napi::Error {
