@@ -502,9 +502,10 @@ impl FineTuner {
         write_safetensors(path, &self.state()?, metadata)
     }
 
-    /// Restores a state written by [`FineTuner::save_state`] with the same configuration: every tensor present
-    /// with its shape, nothing extra, else nothing is loaded. Returns the file's metadata.
-    pub fn load_state(&mut self, path: &Path) -> Result<HashMap<String, String>> {
+    /// Restores a state written by [`FineTuner::save_state`]: every tensor present with its shape, nothing extra,
+    /// else nothing is loaded. A state written with another configuration is refused unless `allow_config_change`
+    /// (resuming with new training values on purpose). Returns the file's metadata.
+    pub fn load_state(&mut self, path: &Path, allow_config_change: bool) -> Result<HashMap<String, String>> {
         let file = WeightFile::open(path)?;
         let md = file.metadata();
         if md.get(STATE_FORMAT.0).map(String::as_str) != Some(STATE_FORMAT.1) {
@@ -512,7 +513,7 @@ impl FineTuner {
         }
         if let Some(c) = md.get(STATE_CONFIG) {
             let saved = FinetuneConfig::from_json(c).map_err(|e| Error::weights(path, e.to_string()))?;
-            if saved != self.cfg {
+            if saved != self.cfg && !allow_config_change {
                 return Err(Error::weights(
                     path,
                     format!("the state was written with another fine-tuning configuration; nothing was loaded.\n  file: {}\n  now:  {}", c, self.cfg.to_json()),

@@ -148,7 +148,7 @@ fn learns_and_resumes_exactly() {
 
     // A fresh tuner loaded from the state after step 5 and run on the same batches ends bit-identical.
     let (mut b, _) = FineTuner::new(v, Device::Cpu, None, 7).unwrap();
-    let md = b.load_state(&file).unwrap();
+    let md = b.load_state(&file, false).unwrap();
     assert_eq!(md.get("epoch").map(String::as_str), Some("1"));
     assert_eq!((b.step, b.optimizer.step), (6, 6));
     for s in 6..12u64 {
@@ -163,8 +163,14 @@ fn learns_and_resumes_exactly() {
 
     // A state of another configuration is refused, naming the difference.
     let (mut c, _) = FineTuner::new(cfg_json(r#", "headLr": 2e-2"#), Device::Cpu, None, 7).unwrap();
-    let e = c.load_state(&file).unwrap_err().to_string();
+    let e = c.load_state(&file, false).unwrap_err().to_string();
     assert!(e.contains("another fine-tuning configuration") && e.contains("state.safetensors"), "{e}");
+    // … unless asked to (the shapes still have to match: a head of another width is refused).
+    c.load_state(&file, true).unwrap();
+    assert_eq!(c.step, 6);
+    let (mut d, _) = FineTuner::new(cfg_json(r#", "hidden": [4]"#), Device::Cpu, None, 7).unwrap();
+    let e = d.load_state(&file, true).unwrap_err().to_string();
+    assert!(e.contains("nothing was loaded") && e.contains("head.0.weight"), "{e}");
 }
 
 #[test]

@@ -175,6 +175,7 @@ impl Task for SaveTask {
 pub struct LoadTask {
     inner: Shared,
     path: String,
+    force: bool,
 }
 
 impl Task for LoadTask {
@@ -183,7 +184,7 @@ impl Task for LoadTask {
     fn compute(&mut self) -> napi::Result<Self::Output> {
         guarded("loadState", || {
             let mut ft = lock(&self.inner)?;
-            ft.load_state(&PathBuf::from(&self.path)).map_err(js_error)
+            ft.load_state(&PathBuf::from(&self.path), self.force).map_err(js_error)
         })
     }
     fn resolve(&mut self, _env: Env, o: Self::Output) -> napi::Result<Self::JsValue> {
@@ -335,10 +336,11 @@ impl NativeFinetuner {
         AsyncTask::new(SaveTask { inner: self.inner.clone(), path, metadata: metadata.unwrap_or_default() })
     }
 
-    /// Restores a state written by `saveState` with the same configuration (strict); resolves to its metadata.
+    /// Restores a state written by `saveState` (strict on tensors; another configuration only with `force`);
+    /// resolves to its metadata.
     #[napi(ts_return_type = "Promise<Record<string, string>>")]
-    pub fn load_state(&self, path: String) -> AsyncTask<LoadTask> {
-        AsyncTask::new(LoadTask { inner: self.inner.clone(), path })
+    pub fn load_state(&self, path: String, force: Option<bool>) -> AsyncTask<LoadTask> {
+        AsyncTask::new(LoadTask { inner: self.inner.clone(), path, force: force.unwrap_or(false) })
     }
 
     /// Writes the backbone (HF names, float32) and the head (`cxformer-probe-head`, `headMetadata` added), atomically.
