@@ -9,11 +9,24 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 say() { printf '\n== setup: %s\n' "$*"; }
 t0=$SECONDS
 
-# apt: nothing is required on this image (g++, python3 with venv, node 20, cargo come with it). Fail early and
+# apt: only libgloo-dev (below); g++, python3 with venv, node 20 and cargo come with the image. Fail early and
 # clearly if one is missing.
 for tool in python3 node npm cargo g++; do
   command -v "$tool" >/dev/null || { echo "setup: '$tool' is required but not on PATH" >&2; exit 1; }
 done
+
+# Gloo's headers (multi-process training): the PyPI wheel does not ship them; Debian's libgloo-dev does (a
+# different gloo snapshot, which is fine: the c10d classes hold gloo objects only through pointers). Only when missing.
+if [ ! -f /usr/include/gloo/context.h ] && [ -z "${CXF_GLOO_INCLUDE:-}" ]; then
+  say "apt: libgloo-dev (gloo headers for c10d's ProcessGroupGloo)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libgloo-dev
+  elif command -v sudo >/dev/null; then
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libgloo-dev
+  else
+    echo "setup: warning: /usr/include/gloo is missing and apt needs root: multi-process training will be compiled out" >&2
+  fi
+fi
 
 say "python venv + torch==2.11.0"
 [ -x .venv/bin/python ] || python3 -m venv .venv

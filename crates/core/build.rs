@@ -5,6 +5,10 @@
 //!   propagated to dependents: crates/node's build.rs emits its own).
 //! * Compiles `csrc/shim.cc`, the project's only C++ (LibTorch APIs that tch does not bind), against the
 //!   same LibTorch headers, with the C++ ABI read from that torch.
+//! * c10d: Gloo needs `-DUSE_C10D_GLOO` and gloo's headers, which the PyPI wheel lacks; they come from Debian's
+//!   `libgloo-dev` (scripts/setup.sh) or `CXF_GLOO_INCLUDE`. Without them Gloo is compiled out (`CXF_WITH_GLOO`
+//!   undefined: creating a process group reports how to fix it). NCCL (`CXF_WITH_NCCL`) is compiled in only with
+//!   the `cuda` feature, a `libtorch_cuda.so`, `nccl.h` and the CUDA runtime headers (the wheel's nvidia-* packages).
 use std::{env, path::PathBuf, process::Command};
 
 fn env_var_rerun(name: &str) -> Option<String> {
@@ -32,13 +36,51 @@ fn main() {
     let inc = torch_root.join("include");
     println!("cargo:rerun-if-changed=csrc/shim.cc");
     println!("cargo:rerun-if-changed=csrc/shim.h");
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    build
         .cpp(true)
         .file("csrc/shim.cc")
         .include(&inc)
         .include(inc.join("torch/csrc/api/include"))
         .flag("-std=c++17")
-        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"));
+    // Gloo (CPU collectives).
+    let gloo_dirs: Vec<PathBuf> = env_var_rerun("CXF_GLOO_INCLUDE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([inc.clone(), PathBuf::from("/usr/include"), PathBuf::from("/usr/local/include")])
+        .collect();
+    match gloo_dirs.iter().find(|d| d.join("gloo/context.h").exists()) {
+        Some(d) => {
+            println!("cargo:rerun-if-changed={}", d.join("gloo/context.h").display());
+            build.include(d).define("USE_C10D_GLOO", None).define("CXF_WITH_GLOO", None);
+        }
+        None => println!(
+            "cargo:warning=gloo headers not found (apt-get install libgloo-dev, or set CXF_GLOO_INCLUDE): multi-process training is compiled out"
+        ),
+    }
+    // NCCL (CUDA collectives): only in CUDA builds, with nccl.h and the CUDA runtime headers at hand.
+    if env::var_os("CARGO_FEATURE_CUDA").is_some() && lib.join("libtorch_cuda.so").exists() {
+        let site = torch_root.parent().map(|p| p.join("nvidia")).unwrap_or_default();
+        let mut nccl = vec![site.join("nccl/include"), PathBuf::from("/usr/include")];
+        let mut cuda = vec![site.join("cu13/include"), site.join("cuda_runtime/include"), PathBuf::from("/usr/local/cuda/include")];
+        if let Some(d) = env_var_rerun("CXF_NCCL_INCLUDE") {
+            nccl.insert(0, PathBuf::from(d));
+        }
+        if let Some(d) = env_var_rerun("CXF_CUDA_INCLUDE") {
+            cuda.insert(0, PathBuf::from(d));
+        }
+        let nccl = nccl.into_iter().find(|d| d.join("nccl.h").exists());
+        // The wheel's nvidia/cu13 headers lack crt/host_config.h (part of the CUDA toolkit's nvcc): a toolkit is needed.
+        let cuda = cuda.into_iter().find(|d| d.join("cuda_runtime_api.h").exists() && d.join("crt/host_config.h").exists());
+        match (nccl, cuda) {
+            (Some(n), Some(c)) => {
+                build.include(n).include(c).define("USE_C10D_NCCL", None).define("CXF_WITH_NCCL", None);
+            }
+            _ => println!("cargo:warning=nccl.h or the CUDA toolkit headers (cuda_runtime_api.h with crt/host_config.h) not found: the NCCL backend is compiled out"),
+        }
+    }
+    build
         .flag_if_supported("-Wno-unused-parameter")
         .debug(false)
         .opt_level(2)

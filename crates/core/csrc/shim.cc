@@ -7,10 +7,29 @@
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
+// c10d: ProcessGroupGloo.hpp is empty without USE_C10D_GLOO (build.rs defines it) and includes <gloo/...>, which the
+// PyPI wheel does not ship: build.rs points at Debian's libgloo-dev headers (see docs/toolchain notes). Only
+// shared_ptrs to gloo types appear in the c10d classes we construct, so their layout does not depend on the gloo
+// snapshot; everything else runs inside libtorch_cpu.
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#ifdef CXF_WITH_GLOO
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/Types.hpp>
+#include <torch/csrc/distributed/c10d/Work.hpp>
+#ifdef CXF_WITH_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <mutex>
+#include <sstream>
 #include <string>
+#include <vector>
 
 namespace {
 thread_local std::string last_error;
@@ -74,6 +93,370 @@ int cxf_set_tf32(int matmul, int cudnn) {
     at::globalContext().setAllowTF32CuBLAS(matmul != 0);
     at::globalContext().setAllowTF32CuDNN(cudnn != 0);
   })
+}
+
+}  // extern "C"
+
+// ---- c10d ----------------------------------------------------------------------------------------------------
+
+struct cxf_pg {
+  c10::intrusive_ptr<c10d::Store> store;  // the TCPStore (cxf/* keys); backends get a PrefixStore over it
+  c10::intrusive_ptr<c10d::Backend> backend;
+  int rank = 0;
+  int world = 1;
+  std::chrono::milliseconds timeout{0};
+  std::string host;
+  int port = 0;
+  std::string backend_name;
+};
+
+// A work item copies what its error messages need, so that it stays valid after its group is freed.
+struct cxf_work {
+  c10::intrusive_ptr<c10d::Work> work;
+  std::vector<at::Tensor> keep;  // tensors the collective reads or writes, alive until freed
+  bool average = false;
+  c10::intrusive_ptr<c10d::Store> store;
+  int rank = 0;
+  int world = 1;
+  std::chrono::milliseconds timeout{0};
+  std::string host;
+  int port = 0;
+  std::string what;
+};
+
+namespace {
+
+std::string seconds(std::chrono::milliseconds ms) {
+  std::ostringstream o;
+  const double s = ms.count() / 1000.0;
+  if (ms.count() % 1000 == 0) {
+    o << ms.count() / 1000 << " s";
+  } else {
+    o << s << " s";
+  }
+  return o.str();
+}
+
+// The first line of a c10d/Gloo message, without the C++ frames that follow "Exception raised from".
+std::string first_line(const std::string &m) {
+  std::string s = m;
+  const auto cut = s.find("\nException raised from");
+  if (cut != std::string::npos) s = s.substr(0, cut);
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+bool contains(const std::string &s, const char *needle) { return s.find(needle) != std::string::npos; }
+
+std::vector<uint8_t> bytes(const std::string &s) { return std::vector<uint8_t>(s.begin(), s.end()); }
+
+std::string text(const std::vector<uint8_t> &v) { return std::string(v.begin(), v.end()); }
+
+std::string rank_key(const char *what, int r) { return std::string("cxf/") + what + "/" + std::to_string(r); }
+
+// Waits for `key` until the deadline; false on timeout (any other error propagates).
+bool wait_key(c10d::Store &store, const std::string &key, std::chrono::steady_clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  if (left.count() < 1) left = std::chrono::milliseconds(1);
+  try {
+    store.wait({key}, left);
+    return true;
+  } catch (const std::exception &e) {
+    const std::string m = e.what();
+    if (contains(m, "imeout") || contains(m, "timed out")) return false;
+    throw;
+  }
+}
+
+// What the peers recorded with cxf_pg_report_error, as " rank r reported: …" clauses (best effort: the store lives
+// in rank 0's process and may be gone).
+std::string peer_reports(const cxf_work &w) {
+  std::string out;
+  if (!w.store) return out;
+  try {
+    for (int r = 0; r < w.world; ++r) {
+      if (r == w.rank) continue;
+      const std::string key = rank_key("error", r);
+      if (w.store->check({key})) out += "; rank " + std::to_string(r) + " reported: " + text(w.store->get(key));
+    }
+  } catch (const std::exception &) {
+    if (w.rank != 0)
+      out += "; the rendezvous store on rank 0 (" + w.host + ":" + std::to_string(w.port) +
+             ") is unreachable, so rank 0 has probably exited";
+  }
+  return out;
+}
+
+cxf_work *issue(cxf_pg *pg, c10::intrusive_ptr<c10d::Work> w, std::vector<at::Tensor> keep, bool average,
+                std::string what) {
+  auto *out = new cxf_work();
+  out->work = std::move(w);
+  out->keep = std::move(keep);
+  out->average = average;
+  out->store = pg->store;
+  out->rank = pg->rank;
+  out->world = pg->world;
+  out->timeout = pg->timeout;
+  out->host = pg->host;
+  out->port = pg->port;
+  out->what = std::move(what);
+  return out;
+}
+
+at::Tensor &tensor_arg(void *p, const char *what) {
+  if (!p) throw std::invalid_argument(std::string(what) + ": null tensor");
+  auto &t = *static_cast<at::Tensor *>(p);
+  if (!t.defined()) throw std::invalid_argument(std::string(what) + ": undefined tensor");
+  if (!t.is_contiguous()) throw std::invalid_argument(std::string(what) + ": tensor must be contiguous");
+  return t;
+}
+
+cxf_pg *checked(cxf_pg *pg) {
+  if (!pg || !pg->backend) throw std::invalid_argument("the process group was destroyed");
+  return pg;
+}
+
+}  // namespace
+
+extern "C" {
+
+int cxf_dist_has_gloo(void) {
+#ifdef CXF_WITH_GLOO
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+int cxf_dist_has_nccl(void) {
+#ifdef CXF_WITH_NCCL
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+int cxf_pg_create(const char *host_c, int port, int rank, int world, int64_t timeout_ms, int backend, int device_index,
+                  cxf_pg **out) {
+  CXF_PROTECT({
+    const std::string host = host_c ? host_c : "";
+    const std::string where = host + ":" + std::to_string(port);
+    if (world < 1) throw std::invalid_argument("worldSize must be at least 1, got " + std::to_string(world));
+    if (rank < 0 || rank >= world)
+      throw std::invalid_argument("rank " + std::to_string(rank) + " is outside [0, " + std::to_string(world) + ")");
+    if (port < 1 || port > 65535) throw std::invalid_argument("masterPort " + std::to_string(port) + " is not a TCP port");
+    if (timeout_ms < 1) throw std::invalid_argument("timeoutMs must be positive");
+    if (host.empty()) throw std::invalid_argument("masterAddr is empty");
+    const std::chrono::milliseconds timeout(timeout_ms);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+
+    auto pg = std::make_unique<cxf_pg>();
+    pg->rank = rank;
+    pg->world = world;
+    pg->timeout = timeout;
+    pg->host = host;
+    pg->port = port;
+
+    // 1. TCPStore: rank 0 serves; everyone (rank 0 included) connects as a client.
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<std::uint16_t>(port);
+    so.isServer = rank == 0;
+    so.numWorkers = std::nullopt;
+    so.waitWorkers = false;  // joining is checked below, with messages that name the missing rank
+    so.timeout = timeout;
+    try {
+      pg->store = c10::make_intrusive<c10d::TCPStore>(host, so);
+    } catch (const std::exception &e) {
+      const std::string m = e.what();
+      if (rank == 0 && (contains(m, "EADDRINUSE") || contains(m, "already in use")))
+        throw std::runtime_error("port " + std::to_string(port) + " on " + host +
+                                 " is already in use (rank 0 hosts the rendezvous store there; choose another "
+                                 "master port or stop the process holding it)");
+      if (rank == 0)
+        throw std::runtime_error("rank 0 could not start the rendezvous store on " + where + ": " + first_line(m));
+      throw std::runtime_error("could not reach the master " + where + " within " + seconds(timeout) + " (rank " +
+                               std::to_string(rank) + "; is rank 0 running and is the address reachable from here?): " +
+                               first_line(m));
+    }
+
+    // 2. Claim the rank and publish the world size; then every rank checks every other rank's world size.
+    const int64_t claims = pg->store->add(rank_key("rank", rank), 1);
+    if (claims > 1)
+      throw std::runtime_error("rank " + std::to_string(rank) + " joined " + where +
+                               " twice: another process already claimed it (duplicate RANK)");
+    pg->store->set(rank_key("world", rank), bytes(std::to_string(world)));
+    for (int r = 0; r < world; ++r) {
+      if (r == rank) continue;
+      const std::string key = rank_key("world", r);
+      if (!wait_key(*pg->store, key, deadline)) {
+        std::string missing;
+        for (int q = 0; q < world; ++q)
+          if (q != rank && !pg->store->check({rank_key("world", q)}))
+            missing += (missing.empty() ? "" : ", ") + std::to_string(q);
+        throw std::runtime_error("timed out after " + seconds(timeout) + " waiting for rank(s) " + missing +
+                                 " of worldSize " + std::to_string(world) + " to join " + where + " (this is rank " +
+                                 std::to_string(rank) + ")");
+      }
+      const std::string theirs = text(pg->store->get(key));
+      if (theirs != std::to_string(world))
+        throw std::runtime_error("world-size mismatch: rank " + std::to_string(rank) + " has worldSize " +
+                                 std::to_string(world) + " but rank " + std::to_string(r) + " has worldSize " + theirs);
+    }
+
+    // 3. The backend, rendezvousing through its own key prefix.
+    auto prefixed = c10::make_intrusive<c10d::PrefixStore>(backend == 1 ? "nccl" : "gloo", pg->store);
+    if (backend == 0) {
+#ifdef CXF_WITH_GLOO
+      auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+      const char *ifname = std::getenv("GLOO_SOCKET_IFNAME");
+      if (ifname && *ifname) {
+        std::string first = ifname;
+        first = first.substr(0, first.find(','));
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(first));
+      } else if (host == "localhost" || host.rfind("127.", 0) == 0) {
+        // A loopback master means a single machine: bind the peers to loopback too.
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+      } else {
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+      }
+      opts->threads = 2;
+      try {
+        pg->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, rank, world, opts);
+      } catch (const std::exception &e) {
+        throw std::runtime_error("Gloo could not connect the " + std::to_string(world) + " ranks within " +
+                                 seconds(timeout) + ": " + first_line(e.what()));
+      }
+      pg->backend_name = "gloo";
+#else
+      throw std::runtime_error("the Gloo backend is not compiled into this build: gloo's headers were missing when it "
+                               "was built (run scripts/setup.sh, which installs Debian's libgloo-dev, then rebuild)");
+#endif
+    } else if (backend == 1) {
+#ifdef CXF_WITH_NCCL
+      if (device_index < 0) throw std::invalid_argument("the NCCL backend needs a CUDA device index");
+      auto opts = c10d::ProcessGroupNCCL::Options::create();
+      opts->timeout = timeout;
+      pg->backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(prefixed, rank, world, opts);
+      pg->backend->setBoundDeviceId(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device_index)));
+      pg->backend_name = "nccl";
+#else
+      (void)device_index;
+      throw std::runtime_error("the NCCL backend is not compiled into this build (build cxformer with the 'cuda' "
+                               "feature against a CUDA LibTorch with NCCL headers); use 'gloo'");
+#endif
+    } else {
+      throw std::invalid_argument("unknown backend id " + std::to_string(backend));
+    }
+    *out = pg.release();
+  })
+}
+
+void cxf_pg_free(cxf_pg *pg) {
+  try {
+    delete pg;
+  } catch (...) {
+  }
+}
+
+int cxf_pg_all_reduce(cxf_pg *pg, void *tensor, int op, cxf_work **out) {
+  CXF_PROTECT({
+    checked(pg);
+    auto &t = tensor_arg(tensor, "all_reduce");
+    std::vector<at::Tensor> v{t};
+    c10d::AllreduceOptions o;
+    o.reduceOp = c10d::ReduceOp::SUM;  // Gloo has no AVG: average = sum / world on completion
+    o.timeout = pg->timeout;
+    auto w = pg->backend->allreduce(v, o);
+    *out = issue(pg, std::move(w), std::move(v), op == 1,
+                 std::string("all_reduce(") + (op == 1 ? "avg" : "sum") + ", " + std::to_string(t.numel()) + " values)");
+  })
+}
+
+int cxf_pg_broadcast(cxf_pg *pg, void *tensor, int root, cxf_work **out) {
+  CXF_PROTECT({
+    checked(pg);
+    auto &t = tensor_arg(tensor, "broadcast");
+    if (root < 0 || root >= pg->world)
+      throw std::invalid_argument("broadcast root " + std::to_string(root) + " is outside [0, " +
+                                  std::to_string(pg->world) + ")");
+    std::vector<at::Tensor> v{t};
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    o.rootTensor = 0;
+    o.timeout = pg->timeout;
+    auto w = pg->backend->broadcast(v, o);
+    *out = issue(pg, std::move(w), std::move(v), false,
+                 "broadcast(root " + std::to_string(root) + ", " + std::to_string(t.numel()) + " values)");
+  })
+}
+
+int cxf_pg_all_gather(cxf_pg *pg, void *input, void **outputs, int n_outputs, cxf_work **out) {
+  CXF_PROTECT({
+    checked(pg);
+    auto &t = tensor_arg(input, "all_gather input");
+    if (n_outputs != pg->world)
+      throw std::invalid_argument("all_gather needs " + std::to_string(pg->world) + " output tensors, got " +
+                                  std::to_string(n_outputs));
+    std::vector<at::Tensor> in{t};
+    std::vector<std::vector<at::Tensor>> outs(1);
+    for (int i = 0; i < n_outputs; ++i) {
+      auto &o = tensor_arg(outputs[i], "all_gather output");
+      if (o.sizes() != t.sizes() || o.scalar_type() != t.scalar_type())
+        throw std::invalid_argument("all_gather output " + std::to_string(i) + " does not match the input's shape/dtype");
+      outs[0].push_back(o);
+    }
+    c10d::AllgatherOptions o;
+    o.timeout = pg->timeout;
+    auto w = pg->backend->allgather(outs, in, o);
+    std::vector<at::Tensor> keep = outs[0];
+    keep.push_back(t);
+    *out = issue(pg, std::move(w), std::move(keep), false, "all_gather(" + std::to_string(t.numel()) + " values)");
+  })
+}
+
+int cxf_pg_barrier(cxf_pg *pg, cxf_work **out) {
+  CXF_PROTECT({
+    checked(pg);
+    c10d::BarrierOptions o;
+    o.timeout = pg->timeout;
+    auto w = pg->backend->barrier(o);
+    *out = issue(pg, std::move(w), {}, false, "barrier");
+  })
+}
+
+int cxf_pg_report_error(cxf_pg *pg, const char *msg) {
+  CXF_PROTECT({
+    if (pg && pg->store) pg->store->set(rank_key("error", pg->rank), bytes(msg ? msg : "error"));
+  })
+}
+
+int cxf_work_wait(cxf_work *w) {
+  CXF_PROTECT({
+    if (!w || !w->work) throw std::invalid_argument("null work handle");
+    try {
+      // Gloo enforces the group's timeout inside the collective; this bound is the backstop.
+      w->work->wait(w->timeout + std::chrono::milliseconds(2000));
+    } catch (const std::exception &e) {
+      std::string m = first_line(e.what());
+      if (contains(m, "Operation timed out")) m = "no completion within the timeout";
+      const std::string msg = "rank " + std::to_string(w->rank) + ": " + w->what + " failed (timeout " +
+                              seconds(w->timeout) + "): " + m;
+      try {
+        if (w->store) w->store->set(rank_key("error", w->rank), bytes(msg));
+      } catch (...) {
+      }
+      throw std::runtime_error(msg + peer_reports(*w));
+    }
+    if (w->average && w->world > 1)
+      for (auto &t : w->keep) t.div_(w->world);
+  })
+}
+
+void cxf_work_free(cxf_work *w) {
+  try {
+    delete w;
+  } catch (...) {
+  }
 }
 
 }  // extern "C"

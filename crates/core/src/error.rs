@@ -28,6 +28,10 @@ pub enum Error {
     /// The caller asked the work to stop.
     #[error("cancelled")]
     Cancelled,
+    /// A distributed (c10d) failure: rendezvous, a collective that failed or timed out, a destroyed group.
+    /// The message names the operation, the timeout and, where known, the peer.
+    #[error("{0}")]
+    Dist(String),
 }
 
 impl Error {
@@ -48,6 +52,7 @@ impl Error {
             Error::Shim(_) => "CXF_TORCH",
             Error::Cancelled => "CXF_CANCELLED",
             Error::NonFinite { .. } => "CXF_NONFINITE",
+            Error::Dist(_) => "CXF_DIST",
         }
     }
 }

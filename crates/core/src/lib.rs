@@ -4,6 +4,7 @@
 pub mod augment;
 pub mod backbone;
 pub mod config;
+pub mod dist;
 pub mod error;
 pub mod finetune;
 pub mod model;

@@ -13,6 +13,56 @@ unsafe extern "C" {
     fn cxf_set_tf32(matmul: c_int, cudnn: c_int) -> c_int;
 }
 
+/// The c10d half of csrc/shim.cc (process groups); the safe wrapper is [`crate::dist::ProcessGroup`].
+pub(crate) mod c10d {
+    use std::ffi::{c_char, c_int, c_void};
+
+    #[repr(C)]
+    pub struct CxfPg {
+        _private: [u8; 0],
+    }
+    #[repr(C)]
+    pub struct CxfWork {
+        _private: [u8; 0],
+    }
+
+    unsafe extern "C" {
+        pub fn cxf_dist_has_gloo() -> c_int;
+        pub fn cxf_dist_has_nccl() -> c_int;
+        pub fn cxf_pg_create(
+            host: *const c_char,
+            port: c_int,
+            rank: c_int,
+            world: c_int,
+            timeout_ms: i64,
+            backend: c_int,
+            device_index: c_int,
+            out: *mut *mut CxfPg,
+        ) -> c_int;
+        pub fn cxf_pg_free(pg: *mut CxfPg);
+        pub fn cxf_pg_all_reduce(pg: *mut CxfPg, tensor: *mut c_void, op: c_int, out: *mut *mut CxfWork) -> c_int;
+        pub fn cxf_pg_broadcast(pg: *mut CxfPg, tensor: *mut c_void, root: c_int, out: *mut *mut CxfWork) -> c_int;
+        pub fn cxf_pg_all_gather(pg: *mut CxfPg, input: *mut c_void, outputs: *mut *mut c_void, n: c_int, out: *mut *mut CxfWork) -> c_int;
+        pub fn cxf_pg_barrier(pg: *mut CxfPg, out: *mut *mut CxfWork) -> c_int;
+        pub fn cxf_pg_report_error(pg: *mut CxfPg, msg: *const c_char) -> c_int;
+        pub fn cxf_work_wait(w: *mut CxfWork) -> c_int;
+        pub fn cxf_work_free(w: *mut CxfWork);
+    }
+
+    /// `rc` of a c10d call as a Result: the shim's thread-local message becomes `Error::Dist`.
+    pub fn check(rc: c_int) -> crate::error::Result<()> {
+        if rc == 0 {
+            return Ok(());
+        }
+        Err(crate::error::Error::Dist(super::last_error()))
+    }
+}
+
+fn last_error() -> String {
+    // SAFETY: cxf_last_error returns a pointer to a thread-local NUL-terminated string owned by the shim.
+    unsafe { CStr::from_ptr(cxf_last_error()) }.to_string_lossy().into_owned()
+}
+
 /// TF32 on CUDA (cuBLAS matmuls, cuDNN convolutions). Off = float32 results that match the CPU to ~1e-6.
 pub fn set_tf32(matmul: bool, cudnn: bool) -> Result<()> {
     check(unsafe { cxf_set_tf32(matmul as c_int, cudnn as c_int) })
@@ -22,9 +72,7 @@ fn check(rc: c_int) -> Result<()> {
     if rc == 0 {
         return Ok(());
     }
-    // SAFETY: cxf_last_error returns a pointer to a thread-local NUL-terminated string owned by the shim.
-    let msg = unsafe { CStr::from_ptr(cxf_last_error()) }.to_string_lossy().into_owned();
-    Err(Error::Shim(msg))
+    Err(Error::Shim(last_error()))
 }
 
 /// LibTorch's build and parallelism report (`torch.__config__.show()` and `parallel_info()`), as text.

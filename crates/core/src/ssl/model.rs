@@ -7,6 +7,7 @@ use super::loss::{dino_losses, ibot_loss, koleo_weighted};
 use super::optim::{AdamW, ParamGroup, backbone_group, clip_grad_norm, head_group};
 use crate::backbone::Precision;
 use crate::config::VitConfig;
+use crate::dist::{all_reduce_mean_grads, broadcast_tensors};
 use crate::error::{Error, Result};
 use crate::model::{ForwardOptions, Vit};
 use crate::shim::{AutocastDevice, AutocastGuard};
@@ -69,7 +70,8 @@ pub struct SslBatch {
     pub masks: Tensor,
 }
 
-/// What a step reports (all losses as the reference logs them before any division for display).
+/// What a step reports (all losses as the reference logs them before any division for display). With a
+/// process group the losses are means over the ranks and `n_masked` is the sum over the ranks (spec §3.8 step 6).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct StepRecord {
     pub total_loss: f64,
@@ -196,6 +198,58 @@ impl SslModel {
         };
         m.copy_student_to_teacher()?;
         Ok(m)
+    }
+
+    /// Joins a process group (data parallelism, DDP semantics): with W > 1 every rank's state becomes rank 0's
+    /// ([`SslModel::sync_from_rank0`]); from then on the teacher statistics, the gradients and the logged losses
+    /// are reduced across ranks. Call it on every rank, after any initialisation from weights.
+    pub fn set_dist(&mut self, dist: Box<dyn Collective>) -> Result<()> {
+        self.dist = dist;
+        self.sync_from_rank0()
+    }
+
+    /// Broadcasts rank 0's whole training state (student and teacher parameters and buffers, AdamW moments and
+    /// step count, DINO/iBOT centres and their pending statistics) to every rank. Collective: every rank must
+    /// call it (set_dist does; so must a checkpoint load under a process group, which makes the ranks agree
+    /// even when they read different files). No-op on one process.
+    pub fn sync_from_rank0(&mut self) -> Result<()> {
+        let dist = self.dist.as_ref();
+        if dist.world() <= 1 {
+            return Ok(());
+        }
+        let mut ts: Vec<Tensor> = Vec::new();
+        for branch in [&self.student, &self.teacher] {
+            for (_, vs) in branch.stores() {
+                ts.extend(sorted_vars(vs).into_iter().map(|(_, t)| t));
+            }
+        }
+        for s in &self.optimizer.slots {
+            ts.push(s.exp_avg.shallow_clone());
+            ts.push(s.exp_avg_sq.shallow_clone());
+        }
+        // Pending centre statistics may be absent: agree on their presence first (rank 0's wins).
+        let mut flags = Tensor::from_slice(&[
+            self.dino_center.pending().is_some() as i64,
+            self.ibot_center.pending().is_some() as i64,
+            self.optimizer.step,
+        ]);
+        dist.broadcast(&mut flags, 0)?;
+        let flags: Vec<i64> = Vec::<i64>::try_from(&flags)?;
+        let dev = self.device;
+        let pend = |c: &Centering, on: bool| -> Option<Tensor> {
+            on.then(|| c.pending().map(|p| p.copy()).unwrap_or_else(|| c.center.zeros_like()))
+        };
+        let dino_pending = pend(&self.dino_center, flags[0] != 0);
+        let ibot_pending = pend(&self.ibot_center, flags[1] != 0);
+        let centers = [self.dino_center.center.copy(), self.ibot_center.center.copy()];
+        ts.extend(centers.iter().map(|t| t.shallow_clone()));
+        ts.extend(dino_pending.iter().chain(ibot_pending.iter()).map(|t| t.shallow_clone()));
+        broadcast_tensors(dist, &ts, 0)?;
+        self.optimizer.step = flags[2];
+        let [dc, ic] = centers;
+        self.dino_center.restore(dc.to_device(dev), dino_pending);
+        self.ibot_center.restore(ic.to_device(dev), ibot_pending);
+        Ok(())
     }
 
     /// teacher ← student (all submodules), as DINOv2 does once before training.
@@ -341,16 +395,30 @@ impl SslModel {
             Tensor::zeros([], (Kind::Float, dev))
         };
         let total = (&dino_local + &dino_global) * cfg.dino_loss_weight + &koleo + &ibot * cfg.ibot_loss_weight;
+        // The logged values: one small all-reduce (means over ranks, masked count summed). It happens before
+        // the finiteness check so that a NaN on any rank stops every rank at the same point.
+        let mut scalars = Tensor::stack(
+            &[&total, &dino_local, &dino_global, &ibot, &koleo].map(|t| t.detach().to_kind(Kind::Double).to_device(dev)),
+            0,
+        );
+        let mut masked = Tensor::from_slice(&[n_masked as f64]).to_device(dev);
+        if self.dist.world() > 1 {
+            scalars = Tensor::cat(&[scalars, masked], 0);
+            self.dist.all_reduce_sum(&mut scalars)?;
+            masked = scalars.narrow(0, 5, 1);
+            scalars = scalars.narrow(0, 0, 5) / self.dist.world() as f64;
+        }
+        let v: Vec<f64> = Vec::<f64>::try_from(&scalars.to_device(tch::Device::Cpu))?;
         let ms_student = self.lap(&mut clock);
         let mut rec = StepRecord {
             ms_teacher,
             ms_student,
-            total_loss: total.double_value(&[]),
-            dino_local_crops_loss: dino_local.double_value(&[]),
-            dino_global_crops_loss: dino_global.double_value(&[]),
-            ibot_loss: ibot.double_value(&[]),
-            koleo_loss: koleo.double_value(&[]),
-            n_masked,
+            total_loss: v[0],
+            dino_local_crops_loss: v[1],
+            dino_global_crops_loss: v[2],
+            ibot_loss: v[3],
+            koleo_loss: v[4],
+            n_masked: masked.double_value(&[0]).round() as i64,
             ..Default::default()
         };
         for (name, v) in [
@@ -376,15 +444,11 @@ impl SslModel {
 
     /// Gradient reduction (seam) → clip per student submodule → AdamW with the schedule → EMA teacher.
     pub fn apply_update(&mut self, mut rec: StepRecord, sched: &StepSchedule) -> Result<StepRecord> {
-        // Data parallelism: gradients are summed/averaged across ranks here (no-op on one process).
+        // Data parallelism (DDP): gradients are averaged across ranks in 25 MB buckets before clipping
+        // (no-op on one process).
         if self.dist.world() > 1 {
-            for s in &self.optimizer.slots {
-                let mut g = s.param.grad();
-                if g.defined() {
-                    self.dist.all_reduce_sum(&mut g)?;
-                    let _ = g.g_div_scalar_(self.dist.world() as f64);
-                }
-            }
+            let params: Vec<Tensor> = self.optimizer.slots.iter().map(|s| s.param.shallow_clone()).collect();
+            all_reduce_mean_grads(self.dist.as_ref(), &params)?;
         }
         let mut clock = std::time::Instant::now();
         let clip = self.cfg.clip_grad;
@@ -435,6 +499,8 @@ impl SslModel {
     }
 
     /// Restores [`SslModel::state`]; every tensor must be present with the right shape (no partial loads).
+    /// Under a process group (W > 1) this is collective: every rank loads, then rank 0's state is broadcast
+    /// ([`SslModel::sync_from_rank0`]), so the ranks agree exactly whatever file each one read.
     pub fn load_state(&mut self, state: &BTreeMap<String, Tensor>, source: &str) -> Result<()> {
         let expect = self.state();
         let missing: Vec<&String> = expect.keys().filter(|k| !state.contains_key(*k) && !k.ends_with("_pending")).collect();
@@ -472,6 +538,6 @@ impl SslModel {
         self.optimizer.step = state["optim.step"].int64_value(&[]);
         self.dino_center.restore(state["center.dino"].to_device(dev), state.get("center.dino_pending").map(|t| t.to_device(dev)));
         self.ibot_center.restore(state["center.ibot"].to_device(dev), state.get("center.ibot_pending").map(|t| t.to_device(dev)));
-        Ok(())
+        self.sync_from_rank0()
     }
 }
