@@ -66,7 +66,7 @@ function labelledData(y: Argv) {
     .option('path-column', { type: 'string', default: 'Path', describe: 'csv: image path column' })
     .option('patient-column', { type: 'string', default: 'Patient', describe: 'csv: patient id column' })
     .option('split-column', { type: 'string', default: 'Split', describe: 'csv: split column (train / valid / test)' })
-    .option('classes', { type: 'string', demandOption: true, describe: 'Comma-separated class names (csv: the label columns)' })
+    .option('classes', { type: 'string', describe: 'Comma-separated class names (csv: the label columns); required except for --task segmentation' })
     .option('views', { type: 'string', describe: 'Keep these views, e.g. PA,AP' })
     .option('split', { type: 'string', describe: 'evaluate: the split to evaluate (default test)' })
     .option('uncertain', { choices: ['ones', 'zeros', 'ignore'] as const, describe: 'Uncertain (-1) labels (default: the dataset default)' })
@@ -76,9 +76,35 @@ function labelledData(y: Argv) {
     .check((a) => {
       const bad = ((a.overrides as string[] | undefined) ?? []).filter((s) => !isOverride(String(s)));
       if (bad.length) throw new Error(`unexpected argument(s) ${bad.join(' ')}: only key=value backbone overrides are positional`);
-      if (!a.weights && !a.arch) throw new Error('give --weights <folder|file|run checkpoint>, or --arch <preset> for a random-initialised backbone');
+      if (a.task !== 'segmentation' && a.classes === undefined) throw new Error('Missing required argument: classes');
+      if (!a.weights && !a.arch && !(a.task === 'segmentation' && a.head !== undefined)) throw new Error('give --weights <folder|file|run checkpoint>, or --arch <preset> for a random-initialised backbone');
       return true;
     });
+}
+
+/** Options of `--task segmentation` (finetune and evaluate; docs/segmentation.md). */
+function segmentationOptions(y: Argv) {
+  return y
+    .option('masks', { type: 'string', describe: 'segmentation: CheXmask-style mask table (relative to --masks-root; default by source, e.g. OriginalResolution/MIMIC-CXR-JPG.csv, masks.csv for csv)' })
+    .option('masks-source', { choices: ['mimic', 'chexpert', 'nih', 'padchest', 'vindr', 'csv'] as const, describe: 'segmentation: which CheXmask table (default: the dataset, csv for --dataset csv)' })
+    .option('masks-root', { type: 'string', describe: 'segmentation: CheXmask folder (default --root)' })
+    .option('min-dice-rca', { type: 'number', describe: "segmentation: keep masks with CheXmask's 'Dice RCA (Mean)' >= this" })
+    .option('seg-head', { choices: ['linear', 'progressive'] as const, describe: "segmentation head: linear (CXformer: 1x1 conv on the last block + bilinear) or progressive (several blocks, convolutional upsampling) (default linear)" })
+    .option('seg-layers', { type: 'string', describe: 'progressive head: blocks whose patch tokens are used (default -4,-3,-2,-1)' })
+    .option('seg-hidden', { type: 'number', describe: 'progressive head: channels after the projection (default 256)' })
+    .option('seg-unfreeze', { type: 'boolean', describe: 'segmentation: train the backbone too (default frozen, as spec §5.2)' })
+    .option('seg-backbone-lr', { type: 'number', describe: 'segmentation with --seg-unfreeze: backbone lr (default 1e-5)' })
+    .option('seg-weight-decay', { type: 'number', describe: 'segmentation: AdamW weight decay (default 1e-4)' })
+    .option('seg-warmup-epochs', { type: 'number', describe: 'segmentation: linear warm-up epochs before the cosine (default 0)' })
+    .option('seg-hflip', { type: 'number', describe: 'segmentation: horizontal-flip probability, with left/right lung labels swapped (default 0: a flipped PA film puts the heart on the wrong side)' })
+    .option('seg-augment', { type: 'boolean', describe: 'segmentation: affine + intensity augmentation (default true)' })
+    .option('seg-precision', { choices: ['f32', 'bf16'] as const, describe: 'segmentation: f32, or bf16 autocast (default f32)' })
+    .option('seg-max-train', { type: 'number', describe: 'segmentation: use at most this many training images (seeded sample)' })
+    .option('overlays', { type: 'number', describe: 'segmentation: overlay PNGs for a seeded sample of this many evaluated images (default 16)' })
+    .option('overlay-ids', { type: 'string', describe: 'segmentation evaluate: overlays for these record ids (comma-separated)' })
+    .option('eval-batch-size', { type: 'number', describe: 'segmentation: images per forward pass when predicting (default 8)' })
+    .option('force', { type: 'boolean', describe: 'segmentation: resume an output folder whose run.json has other settings' })
+    .option('quiet', { alias: 'q', type: 'boolean', describe: 'No progress output' });
 }
 
 export function buildParser(args: readonly string[]): Argv {
@@ -101,25 +127,42 @@ export function buildParser(args: readonly string[]): Argv {
         }),
     )
     .command('finetune [overrides..]', 'Classification on a frozen backbone (linear probe): features once, native head training, evaluation report', (y) =>
-      preprocessOptions(labelledData(modelOptions(y)))
+      segmentationOptions(preprocessOptions(labelledData(modelOptions(y))))
         .positional('overrides', { type: 'string', array: true, describe: 'Backbone overrides key=value' })
-        .option('task', { choices: ['classification'] as const, default: 'classification' as const, describe: 'Downstream task (segmentation arrives with its issue)' })
-        .option('mode', { choices: ['linear'] as const, default: 'linear' as const, describe: 'linear: frozen backbone, cached features (full fine-tuning arrives later)' })
+        .option('task', { choices: ['classification', 'segmentation'] as const, default: 'classification' as const, describe: 'Downstream task: classification, or segmentation (lungs and heart, CheXmask masks; see docs/segmentation.md)' })
+        .option('mode', { choices: ['linear', 'full'] as const, default: 'linear' as const, describe: 'linear: frozen backbone, cached features; full: fine-tune backbone + head (augmentations, layer-wise lr decay, resume)' })
+        .option('label-type', { choices: ['multilabel', 'binary', 'multiclass'] as const, default: 'multilabel' as const, describe: 'multilabel (sigmoids), binary (one class), multiclass (one-hot classes, softmax; adds accuracy)' })
         .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Output folder (features, head.safetensors, history.jsonl, eval/)' })
         .option('cls-layers', { type: 'number', default: 4, describe: 'CLS tokens of the last n blocks (after the final norm) in the features' })
         .option('avgpool', { type: 'boolean', default: true, describe: "Append the mean of the last block's patch tokens" })
         .option('epochs', { type: 'number', default: 100, describe: 'Head training epochs' })
         .option('lr', { type: 'number', default: 5e-5, describe: 'Head learning rate (spec §5.1: 5e-5)' })
-        .option('head-batch-size', { type: 'number', default: 10, describe: 'Head training batch (spec §5.1: 10)' })
+        .option('head-batch-size', { type: 'number', default: 10, describe: 'Training batch per optimizer step: feature rows (linear) or images (full) (spec §5.1: 10)' })
         .option('hidden', { type: 'string', describe: 'Hidden widths of an MLP head, e.g. 512,256 (default: linear)' })
-        .option('select-best', { choices: ['valAuroc', 'valLoss', 'last'] as const, default: 'valAuroc' as const, describe: 'Which epoch to keep (with a validation split)' })
+        .option('select-best', { choices: ['valAuroc', 'valAuprc', 'valLoss', 'last'] as const, default: 'valAuroc' as const, describe: 'Which epoch to keep (with a validation split; valAuprc: full mode)' })
         .option('patience', { type: 'number', default: 0, describe: 'Early stopping: epochs without a better validation score (0 = off)' })
-        .example('$0 finetune --weights runs/demo/exported --dataset csv --root runs/demo/data --manifest labels.csv --classes Cardiomegaly,"Pleural Effusion" --out runs/probe', 'phantom findings'),
+        .option('backbone-lr', { type: 'number', default: 5e-7, describe: 'full: backbone learning rate before layer-wise decay (spec §5.1: 5e-7; 0 = frozen)' })
+        .option('layer-decay', { type: 'number', default: 1, describe: 'full: layer-wise lr decay (1 = off; e.g. 0.75)' })
+        .option('patch-embed-lr-mult', { type: 'number', default: 1, describe: 'full: extra lr multiplier of the patch embedding (DINOv2: 0.2)' })
+        .option('weight-decay', { type: 'number', default: 0, describe: 'full: AdamW weight decay of weight matrices (never biases, norms, tokens)' })
+        .option('warmup-epochs', { type: 'number', default: 0, describe: 'full: linear lr warm-up epochs' })
+        .option('schedule', { choices: ['constant', 'cosine'] as const, default: 'constant' as const, describe: 'full: lr schedule after the warm-up' })
+        .option('clip-grad', { type: 'number', default: 1, describe: 'full: max total gradient norm (0 = off)' })
+        .option('drop-path', { type: 'number', describe: "full: stochastic depth rate (default: the model's)" })
+        .option('precision', { choices: ['f32', 'bf16'] as const, describe: 'full: compute precision (default: bf16 autocast on CUDA, f32 on the CPU)' })
+        .option('train-seed', { type: 'number', default: 7479, describe: 'full: head init, data order, augmentation and stochastic-depth seed (spec §5.1: 7479)' })
+        .option('pos-weight', { type: 'string', describe: 'full: BCE positive-class weights, one per class, e.g. 2,1,1' })
+        .option('checkpoint-steps', { type: 'number', default: 0, describe: 'full: also save the training state every N steps (0 = at epoch ends)' })
+        .option('force', { type: 'boolean', default: false, describe: 'full: resume an --out folder whose finetune.json has other settings' })
+        .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress output (train.log and metrics.jsonl are still written)' })
+        .example('$0 finetune --weights runs/demo/exported --dataset csv --root runs/demo/data --manifest labels.csv --classes Cardiomegaly,"Pleural Effusion" --out runs/probe', 'phantom findings')
+        .example('$0 finetune --config chexpert --mode full --root /data/CheXpert-v1.0-small --weights models/cxformer-small --out runs/chexpert-ft', 'full fine-tuning; re-run to resume'),
     )
     .command('evaluate [overrides..]', 'Evaluate a trained head on a dataset split: predictions.csv, metrics.json (AUROC/AUPRC with bootstrap CIs), plots, report.md', (y) =>
-      preprocessOptions(labelledData(modelOptions(y)))
+      segmentationOptions(preprocessOptions(labelledData(modelOptions(y))))
         .positional('overrides', { type: 'string', array: true, describe: 'Backbone overrides key=value' })
-        .option('head', { type: 'string', demandOption: true, describe: 'head.safetensors written by finetune' })
+        .option('task', { choices: ['classification', 'segmentation'] as const, default: 'classification' as const, describe: 'classification, or segmentation (--head = best.safetensors of a segmentation run)' })
+        .option('head', { type: 'string', demandOption: true, describe: 'head.safetensors written by finetune (segmentation: best.safetensors)' })
         .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Report folder' }),
     )
     .command('launch', 'Run train or finetune as N data-parallel ranks on this node (torchrun-style): cxformer launch --nproc-per-node N -- train …', (y) =>

@@ -27,8 +27,12 @@ import { CHEXMASK_STRUCTURES } from './classes.js';
 import { findFile, optionalColumn, requireColumns, scanTable } from './table.js';
 import type { CxrRecord } from './types.js';
 
-/** The datasets CheXmask covers (CANDID-PTX, in early versions, is not supported). */
-export type ChexmaskSource = 'mimic' | 'chexpert' | 'nih' | 'padchest' | 'vindr';
+/**
+ * The datasets CheXmask covers (CANDID-PTX, in early versions, is not supported), and `csv`: any CheXmask-style table
+ * (id column, `Height`, `Width`, structure RLE columns) joined to the records of a CSV manifest on their id (the
+ * manifest's path cell), such as the phantom dataset's `masks.csv` (`cxformer synth`).
+ */
+export type ChexmaskSource = 'mimic' | 'chexpert' | 'nih' | 'padchest' | 'vindr' | 'csv';
 
 /** File name and image id column of each source's table. */
 export const CHEXMASK_FILES: Readonly<Record<ChexmaskSource, { file: string; idColumn: string }>> = {
@@ -37,6 +41,7 @@ export const CHEXMASK_FILES: Readonly<Record<ChexmaskSource, { file: string; idC
   nih: { file: 'ChestX-Ray8.csv', idColumn: 'Image Index' },
   padchest: { file: 'Padchest.csv', idColumn: 'ImageID' },
   vindr: { file: 'VinDr-CXR.csv', idColumn: 'image_id' },
+  csv: { file: 'masks.csv', idColumn: 'Path' },
 };
 
 export interface ChexmaskOptions {

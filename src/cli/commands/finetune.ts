@@ -49,6 +49,7 @@ function policy(a: Args) {
 }
 
 export async function run(a: Args): Promise<number> {
+  if (a.task === 'segmentation') return (await import('./segment.js')).run(a);
   const { linearProbe } = await import('../../finetune/classify.js');
   const classes = list(a.classes) ?? [];
   const log = progress(false);
@@ -76,6 +77,7 @@ export async function run(a: Args): Promise<number> {
 }
 
 export async function evaluate(a: Args): Promise<number> {
+  if (a.task === 'segmentation') return (await import('./segment.js')).evaluate(a);
   const { evaluateHead } = await import('../../finetune/classify.js');
   const { loadHead } = await import('../../finetune/classify.js');
   const classes = (await loadHead(String(a.head))).classes;

@@ -1,0 +1,162 @@
+/**
+ * `cxformer finetune --task segmentation` (train + evaluate a segmentation head, src/segment/train.ts) and
+ * `cxformer evaluate --task segmentation` (a saved model on a split, src/segment/evaluate.ts).
+ *
+ * The finetune options shared with classification (`--epochs`, `--lr`, `--batch-size`) have classification
+ * defaults in the parser; for segmentation, values not given on the command line or in the `--config` file take
+ * the segmentation defaults of spec §5.2 instead (5 epochs, lr 5e-3, batch 64).
+ */
+import path from 'node:path';
+import type { ChexmaskSource, DatasetSpec } from '../../datasets/index.js';
+import { CxformerError } from '../../native/load.js';
+import type { MaskSource } from '../../segment/data.js';
+import type { SegConfig } from '../../segment/native.js';
+import { loadDownstreamConfig } from '../parser.js';
+import { type Args, preprocessOverrides, progress, splitPositionals } from './common.js';
+
+const list = (v: unknown) => (v === undefined ? undefined : String(v).split(',').map((s) => s.trim()).filter(Boolean));
+
+/** Segmentation defaults for options whose parser defaults are the classification ones. */
+export const SEG_DEFAULTS = { epochs: 5, lr: 5e-3, 'batch-size': 64 } as const;
+
+/** Whether option `name` was given on the command line or in the --config file (not a parser default). */
+function explicit(a: Args, name: string, argv: readonly string[]): boolean {
+  if (argv.some((s) => s === `--${name}` || s.startsWith(`--${name}=`) || (name === 'batch-size' && (s === '-b' || s.startsWith('-b=') || /^-b\d/.test(s))))) return true;
+  if (a.config !== undefined) {
+    try {
+      return name in loadDownstreamConfig(String(a.config));
+    } catch {
+      return false;
+    }
+  }
+  return false;
+}
+
+/** The value of a shared option: explicit value, else the segmentation default. */
+export function segOption(a: Args, name: keyof typeof SEG_DEFAULTS, argv: readonly string[] = process.argv.slice(2)): number {
+  return explicit(a, name, argv) ? Number(a[name]) : SEG_DEFAULTS[name];
+}
+
+function datasetSpec(a: Args, split?: string): DatasetSpec {
+  const name = String(a.dataset);
+  const common = {
+    root: String(a.root),
+    ...(a.views !== undefined ? { views: list(a.views) } : {}),
+    ...(split ? { split } : {}),
+  };
+  if (name === 'csv') {
+    if (a.manifest === undefined) {
+      throw new CxformerError('CXF_ARG', `--dataset csv needs --manifest <file.csv> (relative to --root ${a.root}) with ${a['path-column']} and ${a['split-column']} columns, and --masks <CheXmask-style table>; or give --dataset mimic|chexpert|nih|padchest|vindr with --masks-root <CheXmask folder>`);
+    }
+    return {
+      name: 'csv',
+      ...common,
+      manifest: String(a.manifest),
+      pathColumn: String(a['path-column']),
+      patientColumn: String(a['patient-column']),
+      splitColumn: String(a['split-column']),
+    } as unknown as DatasetSpec;
+  }
+  return { name, ...common } as unknown as DatasetSpec;
+}
+
+const SOURCES: readonly ChexmaskSource[] = ['mimic', 'chexpert', 'nih', 'padchest', 'vindr', 'csv'];
+
+function maskSource(a: Args): MaskSource {
+  const dataset = String(a.dataset);
+  const source = (a['masks-source'] ?? (dataset === 'csv' ? 'csv' : dataset)) as ChexmaskSource;
+  if (!SOURCES.includes(source)) {
+    throw new CxformerError('CXF_ARG', `segmentation: CheXmask has no table for dataset '${dataset}'; give --masks-source (${SOURCES.join(', ')}) and --masks <table>`);
+  }
+  const root = path.resolve(String(a['masks-root'] ?? a.root));
+  return {
+    source,
+    root,
+    ...(a.masks !== undefined ? { csv: String(a.masks) } : {}),
+    ...(a['min-dice-rca'] !== undefined ? { minDiceRca: Number(a['min-dice-rca']) } : {}),
+  };
+}
+
+function backbone(a: Args) {
+  const { overrides } = splitPositionals(a.overrides);
+  return {
+    ...(a.weights !== undefined ? { weights: String(a.weights) } : {}),
+    ...(a.arch !== undefined ? { arch: String(a.arch) } : {}),
+    overrides,
+    device: String(a.device),
+    ...(a.threads !== undefined ? { threads: Number(a.threads) } : {}),
+    seed: Number(a.seed ?? 0),
+  };
+}
+
+function segConfig(a: Args, lr: number): SegConfig {
+  return {
+    head: (a['seg-head'] ?? 'linear') as 'linear' | 'progressive',
+    lr,
+    ...(a['seg-layers'] !== undefined ? { layers: (list(a['seg-layers']) ?? []).map(Number) } : {}),
+    ...(a['seg-hidden'] !== undefined ? { hidden: Number(a['seg-hidden']) } : {}),
+    unfreeze: Boolean(a['seg-unfreeze']),
+    ...(a['seg-backbone-lr'] !== undefined ? { backboneLr: Number(a['seg-backbone-lr']) } : {}),
+    ...(a['seg-weight-decay'] !== undefined ? { weightDecay: Number(a['seg-weight-decay']) } : {}),
+    ...(a['seg-precision'] !== undefined ? { precision: a['seg-precision'] as 'f32' | 'bf16' } : {}),
+    seed: Number(a.seed ?? 0),
+  };
+}
+
+const fmt = (v: number | undefined | null) => (v === undefined || v === null ? 'n/a' : v.toFixed(4));
+
+export async function run(a: Args): Promise<number> {
+  const { trainSegmentation } = await import('../../segment/train.js');
+  const quiet = Boolean(a.quiet);
+  const log = progress(quiet);
+  const res = await trainSegmentation({
+    backbone: backbone(a),
+    dataset: datasetSpec(a),
+    masks: maskSource(a),
+    preprocess: preprocessOverrides(a),
+    seg: segConfig(a, segOption(a, 'lr')),
+    epochs: segOption(a, 'epochs'),
+    batchSize: segOption(a, 'batch-size'),
+    ...(a['seg-warmup-epochs'] !== undefined ? { warmupEpochs: Number(a['seg-warmup-epochs']) } : {}),
+    augment: { ...(a['seg-hflip'] !== undefined ? { hflipP: Number(a['seg-hflip']) } : {}), ...(a['seg-augment'] === false ? { affineP: 0, jitterP: 0 } : {}) },
+    seed: Number(a.seed ?? 0),
+    ...(a['seg-max-train'] !== undefined ? { maxTrain: Number(a['seg-max-train']) } : {}),
+    out: String(a.out),
+    bootstrap: Number(a.bootstrap),
+    overlays: Number(a.overlays ?? 16),
+    ...(a['eval-batch-size'] !== undefined ? { evalBatchSize: Number(a['eval-batch-size']) } : {}),
+    force: Boolean(a.force),
+    log: (m) => log.done(m),
+    progress: (m) => log.update(m),
+  });
+  if (res.evaluation) {
+    const p = res.evaluation.metrics.pooled;
+    log.done(`finetune (segmentation): Dice lungs ${fmt(p.lungs)}, heart ${fmt(p.heart)}, dice_avg ${fmt(p.dice_avg)}; report ${res.evaluation.files.report}`);
+  }
+  return 0;
+}
+
+export async function evaluate(a: Args): Promise<number> {
+  const { loadSegmenter } = await import('../../segment/train.js');
+  const { loadSegRecords, loadSamples } = await import('../../segment/data.js');
+  const { evaluateSamples } = await import('../../segment/evaluate.js');
+  const log = progress(Boolean(a.quiet));
+  const { model, settings } = await loadSegmenter(String(a.head), backbone(a));
+  const split = String(a.split ?? 'test');
+  const recs = await loadSegRecords(datasetSpec(a, split), maskSource(a));
+  // The run's preprocessing, with the flags given here on top.
+  const pre = { ...(settings?.preprocess ?? {}), ...preprocessOverrides(a) };
+  const samples = await loadSamples(recs.all, pre, (d, t) => log.update(`loading ${d}/${t}`));
+  const res = await evaluateSamples(model, samples, {
+    out: String(a.out),
+    bootstrap: Number(a.bootstrap),
+    seed: Number(a.seed ?? 0),
+    overlays: a['overlay-ids'] !== undefined ? (list(a['overlay-ids']) ?? []) : Number(a.overlays ?? 16),
+    batchSize: Number(a['eval-batch-size'] ?? 8),
+    title: `Segmentation evaluation (${split} split)`,
+    log: (m) => log.done(m),
+  });
+  const p = res.metrics.pooled;
+  log.done(`evaluate (segmentation): Dice lungs ${fmt(p.lungs)}, heart ${fmt(p.heart)}, dice_avg ${fmt(p.dice_avg)}; ${res.files.metrics}, ${res.files.report}`);
+  return 0;
+}
