@@ -15,6 +15,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 use tch::{Device, Kind, Tensor};
 
+mod dist;
 mod finetune;
 mod probe;
 mod seg;

@@ -1,6 +1,8 @@
 //! The SSL trainer across N-API: create (from scratch, pretrained weights or a checkpoint), step on
 //! explicit crops or on decoded images + a crop plan, save/load checkpoints. Every call is an AsyncTask.
+use crate::dist::NativeProcessGroup;
 use crate::{guarded, invalid, js_error, tensor_from};
+use cxformer_core::dist::ProcessGroup;
 use cxformer_core::augment::{ImageCrops, multicrop, parse_crops};
 use cxformer_core::ssl::{SslBatch, SslConfig, SslModel, StepRecord, StepSchedule, checkpoint, init};
 use napi::bindgen_prelude::*;
@@ -35,6 +37,8 @@ fn cpu() -> String {
 pub struct Inner {
     model: SslModel,
     seed: i64,
+    /// The process group of a data-parallel run (world > 1), shared with its JS handle.
+    pg: Option<Arc<ProcessGroup>>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -45,6 +49,7 @@ fn lock(s: &Shared) -> napi::Result<std::sync::MutexGuard<'_, Inner>> {
 
 pub struct CreateTask {
     options: String,
+    pg: Option<Arc<ProcessGroup>>,
 }
 
 impl Task for CreateTask {
@@ -65,7 +70,13 @@ impl Task for CreateTask {
                 let keys = init::init_heads(&mut model, &PathBuf::from(h)).map_err(js_error)?;
                 report.insert("initHeads".into(), keys.len().into());
             }
-            Ok((Inner { model, seed: o.seed }, serde_json::Value::Object(report).to_string()))
+            // Data parallelism: rank 0's initial state is broadcast (collective: every rank creates its trainer).
+            let pg = self.pg.take().filter(|pg| pg.world() > 1);
+            if let Some(pg) = &pg {
+                model.set_dist(Box::new(pg.clone())).map_err(js_error)?;
+                report.insert("worldSize".into(), pg.world().into());
+            }
+            Ok((Inner { model, seed: o.seed, pg }, serde_json::Value::Object(report).to_string()))
         })
     }
     fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<NativeTrainer> {
@@ -74,10 +85,12 @@ impl Task for CreateTask {
 }
 
 /// Builds the SSL model (student, EMA teacher, heads, AdamW) off the JS thread. `options`: JSON
-/// `{ssl, device?, seed?, initWeights?, initHeads?}`.
+/// `{ssl, device?, seed?, initWeights?, initHeads?}`. With a `processGroup` of worldSize > 1 the trainer is
+/// data-parallel (DDP): every rank must create it (rank 0's initial state is broadcast), and every step, and
+/// every `loadCheckpoint`, is collective; step records hold losses averaged over the ranks.
 #[napi(ts_return_type = "Promise<NativeTrainer>")]
-pub fn create_trainer(options: String) -> AsyncTask<CreateTask> {
-    AsyncTask::new(CreateTask { options })
+pub fn create_trainer(options: String, process_group: Option<&NativeProcessGroup>) -> AsyncTask<CreateTask> {
+    AsyncTask::new(CreateTask { options, pg: process_group.map(|p| p.pg.clone()) })
 }
 
 #[napi]
@@ -145,18 +158,20 @@ impl Task for StepTask {
             let o = &self.options;
             // Stochastic depth draws from LibTorch's generator: seed it from (seed, iteration) so a resumed run
             // draws what the uninterrupted run drew.
-            tch::manual_seed(inner.seed.wrapping_mul(1_000_003).wrapping_add(o.iteration));
+            // Each rank draws its own stream (rank 0 = the single-process stream).
+            let rank = inner.pg.as_ref().map(|p| p.rank()).unwrap_or(0);
+            tch::manual_seed(inner.seed.wrapping_mul(1_000_003).wrapping_add(o.iteration).wrapping_add(rank << 40));
             let (micro, of) = (o.micro.unwrap_or(0), o.of.unwrap_or(1).max(1));
-            let mut rec = inner
-                .model
-                .forward_backward(&batch, &o.schedule, o.iteration, 1.0 / of as f64)
-                .map_err(js_error)?;
-            rec.ms_augment = ms_augment;
-            if micro + 1 >= of {
-                inner.model.apply_update(rec, &o.schedule).map_err(js_error)
-            } else {
-                Ok(rec)
+            let inner = &mut *inner;
+            let result = inner.model.forward_backward(&batch, &o.schedule, o.iteration, 1.0 / of as f64).and_then(|mut rec| {
+                rec.ms_augment = ms_augment;
+                if micro + 1 >= of { inner.model.apply_update(rec, &o.schedule) } else { Ok(rec) }
+            });
+            if let (Err(e), Some(pg)) = (&result, &inner.pg) {
+                // Let the peers' failing collectives name this rank and its error.
+                pg.report_error(&format!("iteration {}: [{}] {e}", o.iteration, e.code()));
             }
+            result.map_err(js_error)
         })
     }
     fn resolve(&mut self, _env: Env, out: StepRecord) -> napi::Result<String> {

@@ -1,0 +1,216 @@
+//! Process groups across N-API (data parallelism over c10d, cxformer_core::dist): create one per rank, run
+//! collectives on Float32Arrays (metrics, tests), and hand it to `createTrainer` for DDP training. Every call
+//! that talks to peers is an AsyncTask; failures reject with `[CXF_DIST] …`.
+use crate::{guarded, invalid, js_error};
+use cxformer_core::dist::{BackendChoice, PgOptions, ProcessGroup, ReduceOp};
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tch::Tensor;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ProcessGroupOptions {
+    rank: i64,
+    world_size: i64,
+    /// Address of rank 0, which hosts the rendezvous store.
+    master_addr: String,
+    master_port: u32,
+    /// Rendezvous and per-collective timeout.
+    timeout_ms: u64,
+    /// "gloo" | "nccl" | "auto". @default "auto"
+    #[serde(default)]
+    backend: Option<String>,
+    /// The training device ("cpu", "cuda", "cuda:N"). @default "cpu"
+    #[serde(default)]
+    device: Option<String>,
+}
+
+pub struct CreateProcessGroupTask {
+    options: String,
+}
+
+impl Task for CreateProcessGroupTask {
+    type Output = ProcessGroup;
+    type JsValue = NativeProcessGroup;
+    fn compute(&mut self) -> napi::Result<ProcessGroup> {
+        guarded("createProcessGroup", || {
+            let o: ProcessGroupOptions =
+                serde_json::from_str(&self.options).map_err(|e| invalid(format!("createProcessGroup options: {e}")))?;
+            if o.master_port == 0 || o.master_port > 65535 {
+                return Err(invalid(format!("masterPort {} is not a TCP port (1-65535)", o.master_port)));
+            }
+            if o.timeout_ms == 0 {
+                return Err(invalid("timeoutMs must be positive"));
+            }
+            let backend: BackendChoice = o.backend.as_deref().unwrap_or("auto").parse().map_err(js_error)?;
+            let device = cxformer_core::runtime::parse_device(o.device.as_deref().unwrap_or("cpu")).map_err(js_error)?;
+            ProcessGroup::new(&PgOptions {
+                rank: o.rank,
+                world: o.world_size,
+                master_addr: o.master_addr,
+                master_port: o.master_port as u16,
+                timeout: Duration::from_millis(o.timeout_ms),
+                backend,
+                device,
+            })
+            .map_err(js_error)
+        })
+    }
+    fn resolve(&mut self, _env: Env, pg: ProcessGroup) -> napi::Result<NativeProcessGroup> {
+        Ok(NativeProcessGroup { pg: Arc::new(pg) })
+    }
+}
+
+/// Joins a process group off the JS thread: `options` is JSON `{rank, worldSize, masterAddr, masterPort,
+/// timeoutMs, backend?: 'gloo'|'nccl'|'auto', device?}`. Rank 0 starts the rendezvous store on
+/// masterAddr:masterPort; resolves once all ranks joined with the same worldSize (rejects with `[CXF_DIST]`
+/// on a port in use, an unreachable master, a world-size mismatch, a duplicate rank or a rank that never joins).
+#[napi(ts_return_type = "Promise<NativeProcessGroup>")]
+pub fn create_process_group(options: String) -> AsyncTask<CreateProcessGroupTask> {
+    AsyncTask::new(CreateProcessGroupTask { options })
+}
+
+/// One rank's membership in a process group. Collectives must be called in the same order on every rank, and
+/// not while a step of a trainer sharing this group is running.
+#[napi]
+pub struct NativeProcessGroup {
+    pub(crate) pg: Arc<ProcessGroup>,
+}
+
+enum Op {
+    AllReduce(ReduceOp),
+    Broadcast(i64),
+    AllGather,
+    Barrier,
+}
+
+pub struct CollectiveTask {
+    pg: Arc<ProcessGroup>,
+    data: Vec<f32>,
+    op: Op,
+}
+
+impl CollectiveTask {
+    fn run(&mut self) -> napi::Result<Vec<Vec<f32>>> {
+        let what = match self.op {
+            Op::AllReduce(_) => "allReduce",
+            Op::Broadcast(_) => "broadcast",
+            Op::AllGather => "allGather",
+            Op::Barrier => "barrier",
+        };
+        guarded(what, || {
+            let t = Tensor::from_slice(&self.data);
+            let out = match self.op {
+                Op::AllReduce(op) => self.pg.all_reduce(&t, op).map(|_| vec![t]),
+                Op::Broadcast(root) => self.pg.broadcast(&t, root).map(|_| vec![t]),
+                Op::AllGather => self.pg.all_gather(&t),
+                Op::Barrier => self.pg.barrier().map(|_| vec![]),
+            }
+            .map_err(js_error)?;
+            out.iter().map(|t| Vec::<f32>::try_from(t).map_err(|e| js_error(e.into()))).collect()
+        })
+    }
+}
+
+pub struct ArrayTask(CollectiveTask);
+impl Task for ArrayTask {
+    type Output = Vec<f32>;
+    type JsValue = Float32Array;
+    fn compute(&mut self) -> napi::Result<Vec<f32>> {
+        Ok(self.0.run()?.pop().unwrap_or_default())
+    }
+    fn resolve(&mut self, _env: Env, v: Vec<f32>) -> napi::Result<Float32Array> {
+        Ok(Float32Array::new(v))
+    }
+}
+
+pub struct GatherTask(CollectiveTask);
+impl Task for GatherTask {
+    type Output = Vec<Vec<f32>>;
+    type JsValue = Vec<Float32Array>;
+    fn compute(&mut self) -> napi::Result<Vec<Vec<f32>>> {
+        self.0.run()
+    }
+    fn resolve(&mut self, _env: Env, v: Vec<Vec<f32>>) -> napi::Result<Vec<Float32Array>> {
+        Ok(v.into_iter().map(Float32Array::new).collect())
+    }
+}
+
+pub struct BarrierTask(CollectiveTask);
+impl Task for BarrierTask {
+    type Output = ();
+    type JsValue = ();
+    fn compute(&mut self) -> napi::Result<()> {
+        self.0.run().map(|_| ())
+    }
+    fn resolve(&mut self, _env: Env, _v: ()) -> napi::Result<()> {
+        Ok(())
+    }
+}
+
+#[napi]
+impl NativeProcessGroup {
+    /// This process's rank.
+    #[napi(getter)]
+    pub fn rank(&self) -> i64 {
+        self.pg.rank()
+    }
+
+    /// Number of processes.
+    #[napi(getter)]
+    pub fn world_size(&self) -> i64 {
+        self.pg.world()
+    }
+
+    /// "gloo" or "nccl".
+    #[napi]
+    pub fn backend(&self) -> String {
+        self.pg.backend().to_string()
+    }
+
+    /// Element-wise sum or average over all ranks (the array is copied; resolves to the result).
+    #[napi(ts_args_type = "data: Float32Array, op: 'sum' | 'avg'", ts_return_type = "Promise<Float32Array>")]
+    pub fn all_reduce(&self, data: Float32Array, op: String) -> napi::Result<AsyncTask<ArrayTask>> {
+        let op = match op.as_str() {
+            "sum" => ReduceOp::Sum,
+            "avg" => ReduceOp::Avg,
+            o => return Err(invalid(format!("allReduce op '{o}': expected 'sum' or 'avg'"))),
+        };
+        Ok(AsyncTask::new(ArrayTask(self.task(data.to_vec(), Op::AllReduce(op)))))
+    }
+
+    /// Rank `root`'s array on every rank (same length everywhere).
+    #[napi(ts_return_type = "Promise<Float32Array>")]
+    pub fn broadcast(&self, data: Float32Array, root: u32) -> napi::Result<AsyncTask<ArrayTask>> {
+        if root as i64 >= self.pg.world() {
+            return Err(invalid(format!("broadcast root {root} is outside [0, worldSize {})", self.pg.world())));
+        }
+        Ok(AsyncTask::new(ArrayTask(self.task(data.to_vec(), Op::Broadcast(root as i64)))))
+    }
+
+    /// Every rank's array (same length everywhere), in rank order.
+    #[napi(ts_return_type = "Promise<Float32Array[]>")]
+    pub fn all_gather(&self, data: Float32Array) -> AsyncTask<GatherTask> {
+        AsyncTask::new(GatherTask(self.task(data.to_vec(), Op::AllGather)))
+    }
+
+    /// Resolves once every rank has called it.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn barrier(&self) -> AsyncTask<BarrierTask> {
+        AsyncTask::new(BarrierTask(self.task(vec![], Op::Barrier)))
+    }
+
+    /// Leaves the group now (frees the backend; on rank 0 also the store, so call it last there). Later calls,
+    /// including steps of a trainer sharing the group, reject with `[CXF_DIST] … destroyed`. Idempotent.
+    #[napi]
+    pub fn destroy(&self) {
+        self.pg.destroy();
+    }
+
+    fn task(&self, data: Vec<f32>, op: Op) -> CollectiveTask {
+        CollectiveTask { pg: self.pg.clone(), data, op }
+    }
+}
