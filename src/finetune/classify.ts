@@ -13,6 +13,7 @@ import { writeEvaluationReport, type EvaluationReport } from '../eval/report.js'
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { CxformerError } from '../native/load.js';
 import { extractFeatures, type FeatureOptions } from './features.js';
+import { annotateReport, checkLabelType, multiclassAccuracy, nativeTargets, type LabelType } from './labels.js';
 import { fitLinearProbe, predictProbe, type ProbeConfig, type ProbeHead } from './probe.js';
 
 export interface BackboneChoice {
@@ -29,6 +30,8 @@ export interface LinearProbeOptions {
   /** Dataset with labels (adapters or csv); its records' `split` decides train / valid / test. */
   dataset: DatasetSpec;
   classes: string[];
+  /** multilabel (default), binary (one class) or multiclass (one-hot, mutually exclusive classes). */
+  labelType?: LabelType;
   policy?: Partial<LabelPolicy>;
   features?: FeatureOptions;
   probe?: ProbeConfig;
@@ -62,7 +65,7 @@ export function subset(l: Labelled, keep: (r: CxrRecord) => boolean, C: number):
 }
 
 /** Labels as the report wants them: 1 / 0 / NaN (masked). */
-function reportLabels(l: Labelled): Float32Array {
+export function reportLabels(l: Labelled): Float32Array {
   return l.targets.map((v, i) => (l.mask[i] ? v : Number.NaN));
 }
 
@@ -95,15 +98,34 @@ export async function loadHead(file: string): Promise<{ head: ProbeHead; classes
 
 async function report(dir: string, head: ProbeHead, f: { data: Float32Array; shape: [number, number] }, l: Labelled, classes: string[], bootstrap: number, title: string): Promise<EvaluationReport> {
   const probs = predictProbe(head, f);
-  return writeEvaluationReport(dir, {
+  return writeClassificationReport(dir, probs.data, l, classes, (head.config.task ?? 'multilabel') as LabelType, bootstrap, title);
+}
+
+/**
+ * The evaluation report of probabilities (N, C) on a labelled split (src/eval), with the label type recorded and,
+ * for multiclass, the accuracy.
+ */
+export async function writeClassificationReport(
+  dir: string,
+  probs: Float32Array,
+  l: Labelled,
+  classes: string[],
+  labelType: LabelType,
+  bootstrap: number,
+  title: string,
+): Promise<EvaluationReport> {
+  const rep = await writeEvaluationReport(dir, {
     classes,
-    scores: probs.data,
+    scores: probs,
     labels: reportLabels(l),
     ids: l.records.map((r) => r.id),
     patientIds: l.records.map((r) => r.patient),
     bootstrap: bootstrap > 0 ? { n: bootstrap, seed: 0 } : false,
     title,
   });
+  const acc = labelType === 'multiclass' ? multiclassAccuracy(probs, l.targets, l.mask, classes.length) : undefined;
+  const m = await annotateReport(rep.files, labelType, acc);
+  return { ...rep, metrics: m as unknown as EvaluationReport['metrics'] };
 }
 
 /** Trains and evaluates a linear probe; returns the evaluation report of the held-out split. */
@@ -111,6 +133,10 @@ export async function linearProbe(o: LinearProbeOptions): Promise<EvaluationRepo
   const log = o.log ?? (() => undefined);
   await mkdir(o.out, { recursive: true });
   const C = o.classes.length;
+  const labelType = checkLabelType(o.labelType ?? 'multilabel', o.classes);
+  if ((o.probe?.selectBest as string | undefined) === 'valAuprc') {
+    throw new CxformerError('CXF_ARG', '--select-best valAuprc is available with --mode full; the linear mode keeps the best valAuroc, valLoss or the last epoch');
+  }
   const all = await labelled(o.dataset, o.classes, o.policy);
   const train = subset(all, (r) => r.split === 'train' || r.split === undefined, C);
   const valid = subset(all, (r) => r.split === 'valid', C);
@@ -128,13 +154,16 @@ export async function linearProbe(o: LinearProbeOptions): Promise<EvaluationRepo
   const fTrain = await features(model, train, fo, path.join(o.out, 'features-train.safetensors'), log);
   const fValid = valid.records.length ? await features(model, valid, fo, path.join(o.out, 'features-valid.safetensors'), log) : null;
   const fHeld = held === valid && fValid ? fValid : await features(model, held, fo, path.join(o.out, 'features-test.safetensors'), log);
+  const nt = (l: Labelled) => nativeTargets(labelType, l.targets, l.mask, C, l.records.map((r) => r.id), o.classes);
+  const tTrain = nt(train);
+  const tValid = fValid ? nt(valid) : null;
   const fit = await fitLinearProbe({
     features: fTrain,
-    targets: { data: train.targets, shape: [train.records.length, C] },
-    mask: train.mask,
-    ...(fValid ? { val: { features: fValid, targets: { data: valid.targets, shape: [valid.records.length, C] }, mask: valid.mask } } : {}),
+    targets: { data: tTrain.targets, shape: [train.records.length, C] },
+    mask: tTrain.mask,
+    ...(fValid && tValid ? { val: { features: fValid, targets: { data: tValid.targets, shape: [valid.records.length, C] }, mask: tValid.mask } } : {}),
     // Keep the epoch with the best validation macro AUROC (spec §5.1: best model by val macro_auroc).
-    config: { ...(fValid ? { selectBest: 'valAuroc' as const } : {}), ...o.probe },
+    config: { ...(fValid ? { selectBest: 'valAuroc' as const } : {}), ...o.probe, task: labelType },
     device: o.backbone.device ?? 'cpu',
   });
   log(`head: ${fit.history.length} epochs, kept epoch ${fit.bestEpoch ?? 'last'}${fValid ? ' (best validation macro AUROC)' : ''}`);
@@ -159,11 +188,13 @@ export async function evaluateHead(o: {
   bootstrap?: number;
   /** Preprocessing on top of the weights' own (use what the head was trained with). */
   preprocess?: FeatureOptions['preprocess'];
+  /** Report title. @default 'Evaluation' */
+  title?: string;
 }): Promise<EvaluationReport> {
   const h = await loadHead(o.head);
   const l = await labelled(o.dataset, h.classes, o.policy);
   if (!l.records.length) throw new CxformerError('CXF_INPUT', 'evaluate: the dataset selection is empty');
   const model = await loadBackbone(o.backbone);
   const f = await extractFeatures(model, l.records.map((r) => r.path), { ...h.features, ...(o.preprocess ? { preprocess: o.preprocess } : {}) });
-  return report(o.out, h.head, f, l, h.classes, o.bootstrap ?? 1000, 'Evaluation');
+  return report(o.out, h.head, f, l, h.classes, o.bootstrap ?? 1000, o.title ?? 'Evaluation');
 }

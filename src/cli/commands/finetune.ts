@@ -1,4 +1,4 @@
-/** `cxformer finetune` (linear probe) and `cxformer evaluate`. */
+/** `cxformer finetune` (linear probe or full fine-tuning) and `cxformer evaluate`. */
 import type { DatasetSpec } from '../../datasets/index.js';
 import { CxformerError } from '../../native/load.js';
 import { type Args, preprocessOverrides, progress, splitPositionals } from './common.js';
@@ -48,15 +48,100 @@ function policy(a: Args) {
   return Object.keys(p).length ? p : undefined;
 }
 
+function numbers(name: string, v: unknown): number[] | undefined {
+  const l = list(v);
+  if (l === undefined) return undefined;
+  const n = l.map(Number);
+  if (n.some((x) => !Number.isFinite(x))) throw new CxformerError('CXF_ARG', `--${name}: expected comma-separated numbers, got '${v}'`);
+  return n;
+}
+
+const fmt = (s: number) => (s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(Math.floor(s % 60)).padStart(2, '0')}s` : `${s.toFixed(0)}s`);
+
+/** `--mode full`: fine-tunes backbone + head with a progress bar; Ctrl-C saves the state (re-run to resume). */
+async function runFull(a: Args, classes: string[]): Promise<number> {
+  const { fullFinetune } = await import('../../finetune/full.js');
+  const quiet = Boolean(a.quiet);
+  const bar = progress(quiet);
+  const abort = new AbortController();
+  const onSigint = () => {
+    bar.done('interrupt: saving the fine-tuning state… (Ctrl-C again to quit at once)');
+    abort.abort();
+    process.once('SIGINT', () => process.exit(130));
+  };
+  process.once('SIGINT', onSigint);
+  try {
+    const res = await fullFinetune({
+      backbone: backbone(a),
+      dataset: datasetSpec(a, classes),
+      classes,
+      labelType: a['label-type'] as 'multilabel' | 'binary' | 'multiclass',
+      ...(policy(a) ? { policy: policy(a) } : {}),
+      features: { clsLayers: Number(a['cls-layers']), avgpool: Boolean(a.avgpool) },
+      preprocess: preprocessOverrides(a),
+      train: {
+        epochs: Number(a.epochs),
+        batchSize: Number(a['head-batch-size']),
+        headLr: Number(a.lr),
+        backboneLr: Number(a['backbone-lr']),
+        layerwiseDecay: Number(a['layer-decay']),
+        patchEmbedLrMult: Number(a['patch-embed-lr-mult']),
+        weightDecay: Number(a['weight-decay']),
+        warmupEpochs: Number(a['warmup-epochs']),
+        schedule: a.schedule as 'constant' | 'cosine',
+        clipGrad: Number(a['clip-grad']),
+        ...(a.precision !== undefined ? { precision: a.precision as 'f32' | 'bf16' } : {}),
+        ...(a['drop-path'] !== undefined ? { dropPath: Number(a['drop-path']) } : {}),
+        seed: Number(a['train-seed']),
+        ...(a.hidden ? { hidden: numbers('hidden', a.hidden) } : {}),
+        ...(a['pos-weight'] !== undefined ? { posWeight: numbers('pos-weight', a['pos-weight']) } : {}),
+        selectBest: a['select-best'] as 'valAuroc' | 'valAuprc' | 'valLoss' | 'last',
+        patience: Number(a.patience),
+        evalBatchSize: Number(a['batch-size']),
+        checkpointSteps: Number(a['checkpoint-steps']),
+      },
+      out: String(a.out),
+      bootstrap: Number(a.bootstrap),
+      force: Boolean(a.force),
+      signal: abort.signal,
+      onEvent: (e) => {
+        if (e.kind === 'step' && e.totalSteps) {
+          const done = (e.step ?? 0) + 1;
+          const w = 24;
+          const fill = Math.round((done / e.totalSteps) * w);
+          bar.update(
+            `[${'#'.repeat(fill)}${'.'.repeat(w - fill)}] step ${done}/${e.totalSteps} epoch ${e.epoch} loss ${e.loss?.toFixed(4)} lr ${e.lr?.toExponential(2)} ` +
+              `${e.imagesPerS?.toFixed(1)} img/s ETA ${fmt(e.etaSeconds ?? 0)}`,
+          );
+        } else if (e.kind === 'log' && e.message) bar.done(e.message);
+      },
+    });
+    if (res.interrupted) {
+      bar.done(`finetune: interrupted; state in ${res.out}/checkpoints — re-run the same command to resume`);
+      return 130;
+    }
+    const m = res.report?.metrics as unknown as { macro?: { auroc?: { value: number | null } }; accuracy?: { value: number | null } } | undefined;
+    bar.done(
+      `finetune: ${res.report?.split} macro AUROC ${m?.macro?.auroc?.value ?? 'n/a'}${m?.accuracy ? `, accuracy ${m.accuracy.value ?? 'n/a'}` : ''} (best epoch ${res.bestEpoch ?? 'last'}); ` +
+        `model ${res.bestModel}, head ${res.bestHead}; report ${res.report?.files.report}`,
+    );
+    return 0;
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+  }
+}
+
 export async function run(a: Args): Promise<number> {
   if (a.task === 'segmentation') return (await import('./segment.js')).run(a);
-  const { linearProbe } = await import('../../finetune/classify.js');
   const classes = list(a.classes) ?? [];
-  const log = progress(false);
+  if (a.mode === 'full') return runFull(a, classes);
+  const { linearProbe } = await import('../../finetune/classify.js');
+  const log = progress(Boolean(a.quiet));
   const res = await linearProbe({
     backbone: backbone(a),
     dataset: datasetSpec(a, classes),
     classes,
+    labelType: a['label-type'] as 'multilabel' | 'binary' | 'multiclass',
     ...(policy(a) ? { policy: policy(a) } : {}),
     features: { clsLayers: Number(a['cls-layers']), avgpool: Boolean(a.avgpool), batchSize: Number(a['batch-size']), preprocess: preprocessOverrides(a) },
     probe: {
@@ -65,7 +150,8 @@ export async function run(a: Args): Promise<number> {
       batchSize: Number(a['head-batch-size']),
       selectBest: a['select-best'] as 'valAuroc' | 'valLoss' | 'last',
       patience: Number(a.patience),
-      ...(a.hidden ? { hidden: (list(a.hidden) ?? []).map(Number) } : {}),
+      seed: Number(a['train-seed']),
+      ...(a.hidden ? { hidden: numbers('hidden', a.hidden) } : {}),
     },
     out: String(a.out),
     bootstrap: Number(a.bootstrap),

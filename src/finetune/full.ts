@@ -1,0 +1,521 @@
+/**
+ * Full fine-tuning of the backbone for classification (spec §5.1 with the backbone actually trained; §7.7): the
+ * native fine-tuner (crates/core/src/finetune.rs) holds backbone + head (the linear mode's feature layout and head)
+ * and AdamW with separate head / backbone learning rates and layer-wise decay; TypeScript owns the data, the epoch
+ * order, the §5.1 train augmentations (src/finetune/augment.ts, executed natively), validation, model selection,
+ * early stopping, checkpoints and the final report.
+ *
+ * Output folder (`out`):
+ *   finetune.json                 the resolved settings (a re-run with other values refuses unless `force`)
+ *   checkpoints/state.safetensors the whole training state (model, AdamW moments, step) + position, best, history
+ *   best/model/                   HF folder of the selected backbone (config.json, model.safetensors, preprocessor)
+ *   best/head.safetensors         its head (`cxformer evaluate --weights best/model --head best/head.safetensors`)
+ *   metrics.jsonl, train.log      one line per epoch; log
+ *   eval/                         test (else validation) report of the selected model, as the linear mode's
+ * Re-running the same command resumes from the state (mid-epoch positions included) and ends exactly as an
+ * uninterrupted run: the epoch order comes from (seed, epoch), the augmentations from (seed, step), stochastic depth
+ * from (seed, step).
+ */
+import { existsSync } from 'node:fs';
+import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { PURPOSE, rngFor } from '../augment/rng.js';
+import { threadCount, toHfPreprocessorConfig, writeJsonAtomic } from '../backbone.js';
+import { writeFileAtomic } from '../data/fsutil.js';
+import type { DatasetSpec, LabelPolicy } from '../datasets/index.js';
+import { multiLabelAveragePrecision, multiLabelRocAuc } from '../eval/metrics.js';
+import type { EvaluationReport } from '../eval/report.js';
+import { resolvePreprocessOptions, type PreprocessOptions } from '../image/options.js';
+import { preprocessBatch, type PreprocessedBatch } from '../image/preprocess.js';
+import { ConfigError, toHfConfig } from '../model/config.js';
+import { resolveModel } from '../model/weights.js';
+import type { NativeFinetuner } from '../native/binding/binding.js';
+import { call, callSync, CxformerError, native } from '../native/load.js';
+import { loadTrainImage, type GrayImage } from '../train/images.js';
+import { planFinetuneBatch } from './augment.js';
+import { evaluateHead, labelled, reportLabels, subset, type BackboneChoice, type Labelled } from './classify.js';
+import { checkLabelType, multiclassAccuracy, nativeTargets, type LabelType } from './labels.js';
+
+/** Training settings of the full mode (omitted = default; defaults: spec §5.1 with the backbone trained). */
+export interface FullTrainConfig {
+  /** @default 100 */
+  epochs?: number;
+  /** Images per optimizer step. @default 10 */
+  batchSize?: number;
+  /** Head learning rate. @default 5e-5 */
+  headLr?: number;
+  /** Backbone base learning rate (before layer-wise decay); 0 freezes it. @default 5e-7 */
+  backboneLr?: number;
+  /** Layer-wise lr decay (1 = off; BEiT/DINOv2 fine-tuning uses 0.65–0.9). @default 1 */
+  layerwiseDecay?: number;
+  /** Extra lr multiplier of the patch embedding. @default 1 */
+  patchEmbedLrMult?: number;
+  /** Decoupled weight decay of weight matrices (never biases, norms, tokens, pos_embed). @default 0 */
+  weightDecay?: number;
+  /** Linear warm-up from 0, in epochs. @default 0 */
+  warmupEpochs?: number;
+  /** @default 'constant' */
+  schedule?: 'cosine' | 'constant';
+  /** Max total gradient norm, 0 = off. @default 1 */
+  clipGrad?: number;
+  /** 'bf16' autocast or 'f32'. @default bf16 on CUDA, f32 on the CPU */
+  precision?: 'f32' | 'bf16';
+  /** Head init, data order, augmentation and stochastic-depth seed. @default 7479 */
+  seed?: number;
+  /** Hidden widths of an MLP head. @default [] */
+  hidden?: number[];
+  /** BCE positive-class weights (one per class; multilabel/binary). @default null */
+  posWeight?: number[] | null;
+  /** Stochastic depth rate of the backbone during fine-tuning. @default the model's (0 for released weights) */
+  dropPath?: number;
+  /** Model selection on the validation split: macro AUROC / AUPRC (higher) or loss (lower), or the last epoch. @default 'valAuroc' */
+  selectBest?: 'valAuroc' | 'valAuprc' | 'valLoss' | 'last';
+  /** Stop after this many epochs without a better validation score (0 = never). @default 0 */
+  patience?: number;
+  /** Images per evaluation forward pass. @default 8 */
+  evalBatchSize?: number;
+  /** Also save the state every this many steps (0 = at epoch ends only). @default 0 */
+  checkpointSteps?: number;
+}
+
+export interface FullFinetuneEvent {
+  kind: 'start' | 'step' | 'epoch' | 'log' | 'done';
+  epoch?: number;
+  step?: number;
+  totalSteps?: number;
+  loss?: number;
+  lr?: number;
+  imagesPerS?: number;
+  etaSeconds?: number;
+  record?: EpochRecord;
+  message?: string;
+}
+
+export interface FullFinetuneOptions {
+  backbone: BackboneChoice;
+  dataset: DatasetSpec;
+  classes: string[];
+  labelType?: LabelType;
+  policy?: Partial<LabelPolicy>;
+  /** Feature layout of the head (as the linear mode). */
+  features?: { clsLayers?: number; avgpool?: boolean };
+  /** Evaluation transform on top of the weights' own preprocessing; its crop side is the training crop side. */
+  preprocess?: Partial<PreprocessOptions>;
+  train?: FullTrainConfig;
+  out: string;
+  /** Bootstrap resamples of the final report (0 = point estimates). @default 1000 */
+  bootstrap?: number;
+  /** Resume into a folder whose finetune.json has other values. */
+  force?: boolean;
+  onEvent?: (e: FullFinetuneEvent) => void;
+  signal?: AbortSignal;
+  /** Stop (saving the state) once this many steps have been taken in total: tests of interruption. */
+  stopAfterSteps?: number;
+}
+
+/** One epoch in metrics.jsonl. */
+export interface EpochRecord {
+  epoch: number;
+  /** Scheduled steps so far. */
+  step: number;
+  /** Head lr of the epoch's last step. */
+  lr: number;
+  train_loss: number | null;
+  train_entries: number;
+  skipped_batches: number;
+  val_loss: number | null;
+  val_macro_auroc: number | null;
+  val_macro_auprc: number | null;
+  val_accuracy?: number | null;
+  /** The selected epoch so far. */
+  best_epoch: number | null;
+  images_per_s: number;
+  seconds: number;
+}
+
+export interface FullFinetuneResult {
+  out: string;
+  interrupted: boolean;
+  history: EpochRecord[];
+  bestEpoch: number | null;
+  /** The held-out report (null when interrupted). */
+  report: (EvaluationReport & { split: 'test' | 'valid' }) | null;
+  bestModel: string;
+  bestHead: string;
+}
+
+/** Position and bookkeeping stored with the state. */
+interface Progress {
+  epoch: number;
+  batch: number;
+  done: boolean;
+  best: { epoch: number; score: number } | null;
+  history: EpochRecord[];
+  running: { sum: number; entries: number; skipped: number; images: number; seconds: number; lr: number };
+}
+
+const STATE = 'state.safetensors';
+
+function resolvedTrain(t: FullTrainConfig, device: string): Required<Omit<FullTrainConfig, 'dropPath'>> & { dropPath: number | null } {
+  return {
+    epochs: t.epochs ?? 100,
+    batchSize: t.batchSize ?? 10,
+    headLr: t.headLr ?? 5e-5,
+    backboneLr: t.backboneLr ?? 5e-7,
+    layerwiseDecay: t.layerwiseDecay ?? 1,
+    patchEmbedLrMult: t.patchEmbedLrMult ?? 1,
+    weightDecay: t.weightDecay ?? 0,
+    warmupEpochs: t.warmupEpochs ?? 0,
+    schedule: t.schedule ?? 'constant',
+    clipGrad: t.clipGrad ?? 1,
+    precision: t.precision ?? (device.startsWith('cuda') ? 'bf16' : 'f32'),
+    seed: t.seed ?? 7479,
+    hidden: t.hidden ?? [],
+    posWeight: t.posWeight ?? null,
+    dropPath: t.dropPath ?? null,
+    selectBest: t.selectBest ?? 'valAuroc',
+    patience: t.patience ?? 0,
+    evalBatchSize: t.evalBatchSize ?? 8,
+    checkpointSteps: t.checkpointSteps ?? 0,
+  };
+}
+
+const SELECT = ['valAuroc', 'valAuprc', 'valLoss', 'last'] as const;
+
+function checkTrain(t: ReturnType<typeof resolvedTrain>): void {
+  const int = (name: string, v: number, min: number) => {
+    if (!(Number.isInteger(v) && v >= min)) throw new CxformerError('CXF_ARG', `${name} must be an integer ≥ ${min}, got ${v}`);
+  };
+  int('epochs', t.epochs, 1);
+  int('batch size', t.batchSize, 1);
+  int('patience', t.patience, 0);
+  int('eval batch size', t.evalBatchSize, 1);
+  int('checkpoint steps', t.checkpointSteps, 0);
+  if (!(SELECT as readonly string[]).includes(t.selectBest)) {
+    throw new CxformerError('CXF_ARG', `--select-best: expected one of ${SELECT.join(', ')}, got '${t.selectBest}'`);
+  }
+  if (t.dropPath !== null && !(t.dropPath >= 0 && t.dropPath < 1)) throw new CxformerError('CXF_ARG', `drop path must be in [0, 1), got ${t.dropPath}`);
+}
+
+/** Squared-side crop size of the evaluation transform (also the training crop side). */
+function cropSide(p: PreprocessOptions): number {
+  const c = p.crop;
+  if (typeof c === 'number') return c;
+  if (Array.isArray(c) && c[0] === c[1]) return c[0];
+  throw new CxformerError('CXF_ARG', `full fine-tuning trains on square crops: give --crop <side> (the evaluation crop, e.g. 518), got ${JSON.stringify(c)}`);
+}
+
+/** Validation / test probabilities and loss of the current model, in batches of preprocessed images. */
+class EvalSet {
+  private cache = new Map<number, PreprocessedBatch>();
+  constructor(
+    readonly l: Labelled,
+    readonly native: { targets: Float32Array; mask: Uint8Array },
+    readonly pre: PreprocessOptions,
+    readonly batch: number,
+    readonly keep: boolean,
+  ) {}
+
+  async run(ft: NativeFinetuner, C: number, signal?: AbortSignal): Promise<{ probs: Float32Array; loss: number | null }> {
+    const n = this.l.records.length;
+    const probs = new Float32Array(n * C);
+    let sum = 0;
+    let entries = 0;
+    for (let s = 0, k = 0; s < n; s += this.batch, k++) {
+      if (signal?.aborted) throw new CxformerError('CXF_CANCELLED', 'evaluation cancelled');
+      let b = this.cache.get(k);
+      if (!b) {
+        b = await preprocessBatch(this.l.records.slice(s, s + this.batch).map((r) => r.path), this.pre);
+        if (this.keep) this.cache.set(k, b);
+      }
+      const rows = b.shape[0];
+      const p = await call('finetune predict', () =>
+        ft.predict(b.data, [...b.shape], this.native.targets.subarray(s * C, (s + rows) * C), [rows, C], this.native.mask.subarray(s * C, (s + rows) * C)),
+      );
+      probs.set(p.probs.data, s * C);
+      sum += p.lossSum ?? 0;
+      entries += p.entries ?? 0;
+    }
+    return { probs, loss: entries > 0 ? sum / entries : null };
+  }
+}
+
+/** Validation metrics of probabilities on a labelled split. */
+function valMetrics(probs: Float32Array, l: Labelled, C: number, labelType: LabelType) {
+  const data = { numClasses: C, scores: probs, labels: reportLabels(l) };
+  const auroc = multiLabelRocAuc(data).macro.value;
+  const auprc = multiLabelAveragePrecision(data).macro.value;
+  const acc = labelType === 'multiclass' ? multiclassAccuracy(probs, l.targets, l.mask, C).value : undefined;
+  return { auroc, auprc, acc };
+}
+
+/** Fine-tunes backbone + head, keeps the best epoch, evaluates it on the held-out split. Resumes automatically. */
+export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetuneResult> {
+  const emit = o.onEvent ?? (() => undefined);
+  const out = path.resolve(o.out);
+  const ckDir = path.join(out, 'checkpoints');
+  const bestDir = path.join(out, 'best');
+  const bestModel = path.join(bestDir, 'model');
+  const bestHead = path.join(bestDir, 'head.safetensors');
+  const statePath = path.join(ckDir, STATE);
+  await mkdir(ckDir, { recursive: true });
+  const log = async (msg: string) => {
+    await appendFile(path.join(out, 'train.log'), `${new Date().toISOString()} ${msg}\n`);
+    emit({ kind: 'log', message: msg });
+  };
+
+  // ---- settings ----
+  const device = o.backbone.device ?? 'cpu';
+  const t = resolvedTrain(o.train ?? {}, device);
+  checkTrain(t);
+  const C = o.classes.length;
+  const labelType = checkLabelType(o.labelType ?? 'multilabel', o.classes);
+  const clsLayers = o.features?.clsLayers ?? 4;
+  const avgpool = o.features?.avgpool ?? true;
+  const resolved = await resolveModel({ weights: o.backbone.weights, arch: o.backbone.arch, overrides: o.backbone.overrides ?? [] });
+  const vit = { ...resolved.config, ...(t.dropPath !== null ? { drop_path_rate: t.dropPath } : {}) };
+  const pre = resolvePreprocessOptions({ ...(resolved.preprocess ?? {}), ...o.preprocess });
+  const size = cropSide(pre);
+  if (size % vit.patch_size !== 0) throw new CxformerError('CXF_ARG', `--crop ${size} must be a multiple of the patch size ${vit.patch_size}`);
+
+  // ---- data ----
+  const all = await labelled(o.dataset, o.classes, o.policy);
+  const train = subset(all, (r) => r.split === 'train' || r.split === undefined, C);
+  const valid = subset(all, (r) => r.split === 'valid', C);
+  const test = subset(all, (r) => r.split === 'test', C);
+  if (!train.records.length || !(valid.records.length || test.records.length)) {
+    throw new CxformerError(
+      'CXF_INPUT',
+      `full fine-tuning: need train and valid/test records, found train ${train.records.length}, valid ${valid.records.length}, test ${test.records.length} (give splits in the data, e.g. a Split column)`,
+    );
+  }
+  const ids = (l: Labelled) => l.records.map((r) => r.id);
+  const nTrain = nativeTargets(labelType, train.targets, train.mask, C, ids(train), o.classes);
+  const nValid = nativeTargets(labelType, valid.targets, valid.mask, C, ids(valid), o.classes);
+  const selectBest = valid.records.length ? t.selectBest : 'last';
+  const N = train.records.length;
+  const B = t.batchSize;
+  const S = Math.ceil(N / B);
+
+  // ---- the run folder ----
+  const settings = {
+    format: 'cxformer-finetune/1',
+    classes: o.classes,
+    labelType,
+    dataset: o.dataset,
+    policy: o.policy ?? null,
+    backbone: { weights: resolved.weights?.file ?? null, arch: o.backbone.arch ?? null, overrides: o.backbone.overrides ?? [], seed: o.backbone.seed ?? 0 },
+    features: { clsLayers, avgpool },
+    preprocess: pre,
+    train: t,
+  };
+  const settingsPath = path.join(out, 'finetune.json');
+  const resuming = existsSync(statePath);
+  if (resuming && existsSync(settingsPath)) {
+    const prev = JSON.parse(await readFile(settingsPath, 'utf8')) as Record<string, unknown>;
+    const diff = Object.keys(settings).filter((k) => JSON.stringify(prev[k]) !== JSON.stringify((settings as Record<string, unknown>)[k]));
+    const trainDiff = diff.includes('train')
+      ? Object.keys(t).filter((k) => JSON.stringify((prev.train as Record<string, unknown>)?.[k]) !== JSON.stringify((t as Record<string, unknown>)[k])).map((k) => `train.${k}`)
+      : [];
+    const names = [...diff.filter((d) => d !== 'train'), ...trainDiff];
+    if (names.length && !o.force) {
+      throw new ConfigError(
+        `${out} holds a fine-tuning run with other settings (${names.join(', ')} differ from its finetune.json). ` +
+          'Choose another --out folder, or pass --force to resume it with the new values.',
+      );
+    }
+  }
+  await writeJsonAtomic(settingsPath, settings);
+  await log(`data: train ${N}, valid ${valid.records.length}, test ${test.records.length}; ${labelType} over ${o.classes.join(', ')}`);
+
+  // ---- native fine-tuner ----
+  const bind = native();
+  callSync('setThreads', () => bind.setThreads(threadCount(o.backbone.threads)));
+  const config = {
+    model: vit,
+    numClasses: C,
+    clsLayers,
+    avgpool,
+    hidden: t.hidden,
+    task: labelType,
+    posWeight: t.posWeight,
+    headLr: t.headLr,
+    backboneLr: t.backboneLr,
+    layerwiseDecay: t.layerwiseDecay,
+    patchEmbedLrMult: t.patchEmbedLrMult,
+    weightDecay: t.weightDecay,
+    epochs: t.epochs,
+    warmupEpochs: t.warmupEpochs,
+    schedule: t.schedule,
+    stepsPerEpoch: S,
+    clipGrad: t.clipGrad,
+    precision: t.precision,
+    seed: t.seed,
+  };
+  const ft: NativeFinetuner = await call('createFinetuner', () =>
+    bind.createFinetuner(JSON.stringify({ config, device, seed: o.backbone.seed ?? 0, ...(resuming ? {} : resolved.weights ? { initWeights: resolved.weights.file } : {}) })),
+  );
+  let prog: Progress = { epoch: 0, batch: 0, done: false, best: null, history: [], running: { sum: 0, entries: 0, skipped: 0, images: 0, seconds: 0, lr: 0 } };
+  if (resuming) {
+    const md = await call('loadState', () => ft.loadState(statePath, o.force ?? false));
+    prog = JSON.parse(md.cxformer_progress ?? 'null') as Progress;
+    if (!prog) throw new CxformerError('CXF_WEIGHTS', `${statePath}: no cxformer_progress metadata (not written by cxformer finetune --mode full)`);
+    // metrics.jsonl is rewritten from the state's history: lines written after the state are dropped.
+    await writeFileAtomic(path.join(out, 'metrics.jsonl'), prog.history.map((h) => `${JSON.stringify(h)}\n`).join(''));
+    await log(`resuming from ${statePath} at epoch ${prog.epoch}, batch ${prog.batch} (step ${ft.steps})${prog.done ? ': training is complete' : ''}`);
+  } else {
+    await writeFileAtomic(path.join(out, 'metrics.jsonl'), '');
+    await log(`backbone: ${resolved.configSource}; ${resolved.weights ? `weights ${resolved.weights.file}` : `random initialisation (seed ${o.backbone.seed ?? 0})`}`);
+    await log(`settings: ${JSON.stringify(t)}; crop ${size} px, ${S} steps per epoch`);
+  }
+
+  const saveState = async () => {
+    await call('saveState', () => ft.saveState(statePath, { cxformer_progress: JSON.stringify(prog) }));
+  };
+  const headMeta = (epoch: number) => ({
+    classes: JSON.stringify(o.classes),
+    feature_options: JSON.stringify({ clsLayers, avgpool }),
+    backbone: 'best/model (fine-tuned)',
+    best_epoch: String(epoch),
+    label_type: labelType,
+  });
+  const exportBest = async (epoch: number) => {
+    await mkdir(bestModel, { recursive: true });
+    await call('exportModel', () => ft.exportModel(path.join(bestModel, 'model.safetensors'), bestHead, headMeta(epoch)));
+    await writeJsonAtomic(path.join(bestModel, 'config.json'), toHfConfig(vit));
+    await writeJsonAtomic(path.join(bestModel, 'preprocessor_config.json'), toHfPreprocessorConfig(pre));
+  };
+
+  // Validation images are preprocessed once and kept when they fit in 1 GiB.
+  const keep = valid.records.length * 3 * size * size * 4 <= 2 ** 30;
+  const valSet = valid.records.length ? new EvalSet(valid, nValid, pre, t.evalBatchSize, keep) : null;
+  const imgOpts = { equalize: pre.equalize, baseSize: null };
+
+  const total = t.epochs * S;
+  emit({ kind: 'start', epoch: prog.epoch, step: ft.steps, totalSteps: total });
+  let interrupted = false;
+  const t0 = performance.now();
+  const step0 = ft.steps;
+  const loadBatch = (idx: number[]): Promise<GrayImage[]> => Promise.all(idx.map((i) => loadTrainImage((train.records[i] as Labelled['records'][number]).path, imgOpts)));
+  outer: while (!prog.done && prog.epoch < t.epochs) {
+    const epoch = prog.epoch;
+    const perm = rngFor(t.seed, 0, epoch, 'finetune-order').permutation(N);
+    const batchIdx = (b: number) => perm.slice(b * B, Math.min(N, (b + 1) * B));
+    let next: Promise<GrayImage[]> | null = prog.batch < S ? loadBatch(batchIdx(prog.batch)) : null;
+    next?.catch(() => undefined);
+    for (let b = prog.batch; b < S; b++) {
+      if (o.signal?.aborted || (o.stopAfterSteps !== undefined && ft.steps >= o.stopAfterSteps)) {
+        interrupted = true;
+        break outer;
+      }
+      const tb = performance.now();
+      const idx = batchIdx(b);
+      const images = await (next as Promise<GrayImage[]>);
+      next = b + 1 < S ? loadBatch(batchIdx(b + 1)) : null;
+      next?.catch(() => undefined);
+      const step = ft.steps;
+      const crops = planFinetuneBatch(t.seed, step, images.map((im) => [im.height, im.width] as [number, number]), size);
+      const planes = new Uint8Array(images.reduce((a, im) => a + im.data.length, 0));
+      let off = 0;
+      for (const im of images) {
+        planes.set(im.data, off);
+        off += im.data.length;
+      }
+      const targets = new Float32Array(idx.length * C);
+      const mask = new Uint8Array(idx.length * C);
+      idx.forEach((i, k) => {
+        targets.set(nTrain.targets.subarray(i * C, (i + 1) * C), k * C);
+        mask.set(nTrain.mask.subarray(i * C, (i + 1) * C), k * C);
+      });
+      const rec = JSON.parse(
+        await call(`finetune step ${step}`, () =>
+          ft.stepImages(planes, images.flatMap((im) => [im.height, im.width]), JSON.stringify(crops), size, targets, [idx.length, C], mask),
+        ),
+      ) as { step: number; loss: number; entries: number; lr: number; gradNorm: number; skipped: boolean };
+      const dt = (performance.now() - tb) / 1000;
+      const r = prog.running;
+      r.sum += rec.loss * rec.entries;
+      r.entries += rec.entries;
+      r.skipped += rec.skipped ? 1 : 0;
+      r.images += idx.length;
+      r.seconds += dt;
+      r.lr = rec.lr;
+      prog.batch = b + 1;
+      const doneSteps = ft.steps - step0;
+      const eta = ((performance.now() - t0) / 1000 / Math.max(1, doneSteps)) * (total - ft.steps);
+      emit({ kind: 'step', epoch, step, totalSteps: total, loss: rec.loss, lr: rec.lr, imagesPerS: idx.length / dt, etaSeconds: eta });
+      if (t.checkpointSteps > 0 && ft.steps % t.checkpointSteps === 0 && b + 1 < S) await saveState();
+    }
+
+    // ---- end of epoch: validation, selection, early stopping, state ----
+    const r = prog.running;
+    let val: { probs: Float32Array; loss: number | null } = { probs: new Float32Array(0), loss: null };
+    let vm: { auroc: number | null; auprc: number | null; acc?: number | null } = { auroc: null, auprc: null };
+    if (valSet) {
+      val = await valSet.run(ft, C, o.signal);
+      vm = valMetrics(val.probs, valid, C, labelType);
+    }
+    const score = selectBest === 'valAuroc' ? vm.auroc : selectBest === 'valAuprc' ? vm.auprc : selectBest === 'valLoss' ? (val.loss === null ? null : -val.loss) : null;
+    const improved = selectBest === 'last' || (score !== null && (prog.best === null || score > prog.best.score));
+    if (improved) {
+      prog.best = { epoch, score: score ?? 0 };
+      await exportBest(epoch);
+    }
+    const record: EpochRecord = {
+      epoch,
+      step: ft.steps,
+      lr: r.lr,
+      train_loss: r.entries > 0 ? r.sum / r.entries : null,
+      train_entries: r.entries,
+      skipped_batches: r.skipped,
+      val_loss: val.loss,
+      val_macro_auroc: vm.auroc,
+      val_macro_auprc: vm.auprc,
+      ...(labelType === 'multiclass' ? { val_accuracy: vm.acc ?? null } : {}),
+      best_epoch: prog.best?.epoch ?? null,
+      images_per_s: r.seconds > 0 ? r.images / r.seconds : 0,
+      seconds: r.seconds,
+    };
+    prog.history.push(record);
+    prog.epoch = epoch + 1;
+    prog.batch = 0;
+    prog.running = { sum: 0, entries: 0, skipped: 0, images: 0, seconds: 0, lr: 0 };
+    const f = (v: number | null | undefined) => (v === null || v === undefined ? 'n/a' : v.toFixed(4));
+    const stop = t.patience > 0 && selectBest !== 'last' && prog.best !== null && epoch - prog.best.epoch >= t.patience;
+    if (stop || prog.epoch >= t.epochs) prog.done = true;
+    await saveState();
+    await appendFile(path.join(out, 'metrics.jsonl'), `${JSON.stringify(record)}\n`);
+    await log(
+      `epoch ${epoch}: train loss ${f(record.train_loss)}, val loss ${f(val.loss)}, val macro AUROC ${f(vm.auroc)}, AUPRC ${f(vm.auprc)}` +
+        `${labelType === 'multiclass' ? `, accuracy ${f(vm.acc)}` : ''}; best epoch ${record.best_epoch ?? 'n/a'}${stop ? ` — early stop (patience ${t.patience})` : ''}`,
+    );
+    emit({ kind: 'epoch', epoch, record });
+  }
+  if (interrupted) {
+    await saveState();
+    await log(`interrupted at epoch ${prog.epoch}, batch ${prog.batch} (step ${ft.steps}); re-run the same command to resume`);
+    emit({ kind: 'done', message: 'interrupted' });
+    return { out, interrupted, history: prog.history, bestEpoch: prog.best?.epoch ?? null, report: null, bestModel, bestHead };
+  }
+  if (!existsSync(bestHead)) {
+    // No epoch had a defined validation score: keep the final model.
+    await log(`no epoch had a defined validation ${selectBest}: keeping the last epoch`);
+    await exportBest(prog.history.at(-1)?.epoch ?? 0);
+  }
+
+  // ---- held-out evaluation of the selected model, through the same path as `cxformer evaluate` ----
+  const heldSplit = test.records.length ? 'test' : 'valid';
+  await log(`evaluating the model of epoch ${prog.best?.epoch ?? 'last'} on the ${heldSplit} split`);
+  const rep = await evaluateHead({
+    backbone: { weights: bestModel, device, threads: o.backbone.threads },
+    head: bestHead,
+    dataset: { ...o.dataset, split: heldSplit } as DatasetSpec,
+    ...(o.policy ? { policy: o.policy } : {}),
+    out: path.join(out, 'eval'),
+    bootstrap: o.bootstrap ?? 1000,
+    preprocess: pre,
+    title: `Full fine-tuning (${heldSplit} split)`,
+  });
+  emit({ kind: 'done', message: rep.files.report });
+  return { out, interrupted: false, history: prog.history, bestEpoch: prog.best?.epoch ?? null, report: { ...rep, split: heldSplit }, bestModel, bestHead };
+}
