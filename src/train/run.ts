@@ -345,13 +345,14 @@ async function trainRanked(o: TrainOptions, x: RankContext): Promise<TrainResult
   const trainer: NativeTrainer = await call('createTrainer', () => (pg ? createTrainer(options, pg) : createTrainer(options)));
   let start = 0;
   if (resumeFile) {
-    start = await allOrNothing(pg, `resuming from ${resumeFile}`, async () => {
+    await allOrNothing(pg, `finding ${resumeFile}`, async () => {
       if (!existsSync(resumeFile)) {
         throw new CxformerError('CXF_DIST', `rank ${rank} cannot see ${resumeFile} chosen by rank 0: put the output folder on a file system shared by all nodes`);
       }
-      const md = await call('loadCheckpoint', () => trainer.loadCheckpoint(resumeFile));
-      return Number(md.cxformer_iteration) + 1;
     });
+    // Collective with a process group: every rank reads the file, then rank 0's state is broadcast.
+    const md = await call('loadCheckpoint', () => trainer.loadCheckpoint(resumeFile));
+    start = Number(md.cxformer_iteration) + 1;
     await log(`resuming from ${resumeFile} at iteration ${start}` + (world > 1 ? ` (all ${world} ranks)` : ''));
   } else if (initFile) {
     await log(`initialised from ${initFile}: ${trainer.initReport}`);
