@@ -38,10 +38,7 @@ export interface ProcessGroupOptions {
 export async function joinProcessGroup(o: ProcessGroupOptions): Promise<ProcessGroup | null> {
   const env = o.env ?? resolveDistEnv();
   if (env.worldSize === 1) return null;
-  const bind = native() as unknown as { createProcessGroup?: (options: string) => Promise<ProcessGroup> };
-  if (typeof bind.createProcessGroup !== 'function') {
-    throw new CxformerError('CXF_DIST', 'this build of the native addon has no process groups; rebuild it (npm run build:native)');
-  }
+  const bind = native();
   const create = bind.createProcessGroup.bind(bind);
   return call(`process group (${describeDistEnv(env)})`, () =>
     create(

@@ -334,7 +334,6 @@ async function trainRanked(o: TrainOptions, x: RankContext): Promise<TrainResult
   callSync('setThreads', () => bind.setThreads(threadCount(x.threads)));
   // With a process group, the native trainer broadcasts rank 0's parameters at creation, all-reduces gradients
   // and the centering / Sinkhorn-Knopp statistics, and returns losses averaged over the ranks.
-  const createTrainer = bind.createTrainer as unknown as (options: string, processGroup?: ProcessGroup) => Promise<NativeTrainer>;
   const options = JSON.stringify({
     ssl: sslConfig(c, d, vit),
     device: x.device,
@@ -342,7 +341,7 @@ async function trainRanked(o: TrainOptions, x: RankContext): Promise<TrainResult
     initWeights: resumeFile ? undefined : initFile ?? undefined,
     initHeads: resumeFile ? undefined : c.init.heads ?? undefined,
   });
-  const trainer: NativeTrainer = await call('createTrainer', () => (pg ? createTrainer(options, pg) : createTrainer(options)));
+  const trainer: NativeTrainer = await call('createTrainer', () => bind.createTrainer(options, pg));
   let start = 0;
   if (resumeFile) {
     await allOrNothing(pg, `finding ${resumeFile}`, async () => {

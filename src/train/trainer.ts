@@ -51,9 +51,8 @@ export class Trainer {
     }
     const bind = native();
     callSync('setThreads', () => bind.setThreads(threadCount(c.compute.threads)));
-    const create = bind.createTrainer as unknown as (options: string, processGroup?: ProcessGroup) => Promise<NativeTrainer>;
     const options = JSON.stringify({ ssl: sslConfig(c, d, d.vit), device: o.device ?? c.compute.device, seed: c.seed, initHeads: c.init.heads ?? undefined });
-    const handle = await call('createTrainer', () => (pg ? create(options, pg) : create(options)));
+    const handle = await call('createTrainer', () => bind.createTrainer(options, pg));
     const schedules = runSchedules(c, d);
     return new Trainer(handle, c, d, schedules);
   }

@@ -119,7 +119,7 @@ describe('process group (Gloo, 2 ranks on 127.0.0.1)', () => {
     const [ra, rb] = await Promise.all([a.done, b.done]);
     expect(ra.code).not.toBe(0);
     expect(rb.code).not.toBe(0);
-    expect(`${ra.stderr}\n${rb.stderr}`).toMatch(/world size/i);
+    expect(`${ra.stderr}\n${rb.stderr}`).toMatch(/world-size mismatch: rank 1 has worldSize 3 but rank 0 has worldSize 2/);
   });
 });
 
