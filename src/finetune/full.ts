@@ -149,6 +149,8 @@ interface Progress {
   epoch: number;
   batch: number;
   done: boolean;
+  /** Training ended by early stopping (patience). */
+  stopped?: boolean;
   best: { epoch: number; score: number } | null;
   history: EpochRecord[];
   running: { sum: number; entries: number; skipped: number; images: number; seconds: number; lr: number };
@@ -360,6 +362,8 @@ export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetune
     const md = await call('loadState', () => ft.loadState(statePath, o.force ?? false));
     prog = JSON.parse(md.cxformer_progress ?? 'null') as Progress;
     if (!prog) throw new CxformerError('CXF_WEIGHTS', `${statePath}: no cxformer_progress metadata (not written by cxformer finetune --mode full)`);
+    // Forced to more epochs: a run that ended by its epoch count (not by early stopping) continues.
+    if (prog.done && !prog.stopped && prog.epoch < t.epochs) prog.done = false;
     // metrics.jsonl is rewritten from the state's history: lines written after the state are dropped.
     await writeFileAtomic(path.join(out, 'metrics.jsonl'), prog.history.map((h) => `${JSON.stringify(h)}\n`).join(''));
     await log(`resuming from ${statePath} at epoch ${prog.epoch}, batch ${prog.batch} (step ${ft.steps})${prog.done ? ': training is complete' : ''}`);
@@ -483,6 +487,7 @@ export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetune
     const f = (v: number | null | undefined) => (v === null || v === undefined ? 'n/a' : v.toFixed(4));
     const stop = t.patience > 0 && selectBest !== 'last' && prog.best !== null && epoch - prog.best.epoch >= t.patience;
     if (stop || prog.epoch >= t.epochs) prog.done = true;
+    if (stop) prog.stopped = true;
     await saveState();
     await appendFile(path.join(out, 'metrics.jsonl'), `${JSON.stringify(record)}\n`);
     await log(
