@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm run bench`: the TypeScript end-to-end embedding benchmark (dist/bench/embed.js), the pretraining
 # step benchmark (dist/bench/train.js), the data-path benchmark (dist/bench/data.js), the
-# linear-probe head benchmark (dist/bench/finetune.js), the 1- vs 2-rank data-parallel step (dist/bench/dist.js), then the cargo
+# linear-probe head benchmark (dist/bench/finetune.js), the segmentation step/inference benchmark (dist/bench/segment.js), the 1- vs 2-rank data-parallel step (dist/bench/dist.js), then the cargo
 # benches of the core (criterion: ViT-S forward, attention, matmul). Results: bench-results/ and target/criterion/.
 # BENCH_SKIP_CARGO=1 runs only the first part.
 set -euo pipefail
@@ -11,6 +11,7 @@ node dist/bench/embed.js
 node dist/bench/train.js
 node dist/bench/data.js
 node dist/bench/finetune.js
+node dist/bench/segment.js
 node dist/bench/dist.js
 if [ "${BENCH_SKIP_CARGO:-0}" != 1 ]; then
   bash scripts/cargo.sh bench --locked -p cxformer-core --bench embed

@@ -90,7 +90,7 @@ function segmentationOptions(y: Argv) {
     .option('masks-root', { type: 'string', describe: 'segmentation: CheXmask folder (default --root)' })
     .option('min-dice-rca', { type: 'number', describe: "segmentation: keep masks with CheXmask's 'Dice RCA (Mean)' >= this" })
     .option('seg-head', { choices: ['linear', 'progressive'] as const, describe: "segmentation head: linear (CXformer: 1x1 conv on the last block + bilinear) or progressive (several blocks, convolutional upsampling) (default linear)" })
-    .option('seg-layers', { type: 'string', describe: 'progressive head: blocks whose patch tokens are used (default -4,-3,-2,-1)' })
+    .option('seg-layers', { type: 'string', describe: 'progressive head: blocks whose patch tokens are used, e.g. --seg-layers=-4,-3,-2,-1 (default: the last 4, or all blocks of a shallower model)' })
     .option('seg-hidden', { type: 'number', describe: 'progressive head: channels after the projection (default 256)' })
     .option('seg-unfreeze', { type: 'boolean', describe: 'segmentation: train the backbone too (default frozen, as spec §5.2)' })
     .option('seg-backbone-lr', { type: 'number', describe: 'segmentation with --seg-unfreeze: backbone lr (default 1e-5)' })

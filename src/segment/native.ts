@@ -15,7 +15,7 @@ export interface SegConfig {
   head?: 'linear' | 'progressive';
   /** Classes including background. @default 4 */
   numClasses?: number;
-  /** progressive: blocks used (negative from the end). @default [-4, -3, -2, -1] */
+  /** progressive: blocks used (negative from the end); [] = the last min(4, depth). @default [] */
   layers?: number[];
   /** progressive: channels after the projection. @default 256 */
   hidden?: number;

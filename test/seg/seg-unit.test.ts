@@ -165,7 +165,7 @@ describe('CLI options of --task segmentation', () => {
     expect(segOption(parseCli(b), 'batch-size', b)).toBe(4);
     const p = ['finetune', '--config', 'phantom_seg', '--root', 'r', '--weights', 'w', '--out', 'o'];
     const c = parseCli(p);
-    expect([c.task, c['masks-source'], segOption(c, 'epochs', p), segOption(c, 'lr', p)]).toEqual(['segmentation', 'csv', 30, 0.02]);
+    expect([c.task, c['masks-source'], segOption(c, 'epochs', p), segOption(c, 'lr', p)]).toEqual(['segmentation', 'csv', 30, 0.005]);
     const m = parseCli(['finetune', '--config', 'chexmask', '--root', 'r', '--weights', 'w', '--out', 'o']);
     expect([m.dataset, m['seg-max-train'], m.crop]).toEqual(['mimic', 2000, '518']);
     expect(() => parseCli(['finetune', '--root', 'r', '--weights', 'w', '--out', 'o'])).toThrow(/classes/);

@@ -4,7 +4,7 @@
 //! - **Heads.** `linear` is CXformer's head: the last block's patch tokens after the final norm (registers
 //!   stripped), (B, N, D) → (B, D, h, w) over the patch grid → `Conv2d(D, C, 1)` → bilinear upsampling
 //!   (align_corners false) to the input size H×W. `progressive` is the stronger option users expect: the normed
-//!   patch tokens of several blocks (`layers`, default the last four) concatenated on the channels (B, L·D, h, w)
+//!   patch tokens of several blocks (`layers`, default the last four, or all of a shallower model) concatenated on the channels (B, L·D, h, w)
 //!   → `Conv2d(L·D, hidden, 1)` → GELU → `stages` × [bilinear ×2 → `Conv2d(c, c/2, 3, padding 1)` → GELU]
 //!   → `Conv2d(c, C, 1)` → bilinear upsampling to H×W. Every convolution starts from PyTorch's default init
 //!   (weight and bias U(−1/√fan_in, 1/√fan_in)), drawn from LibTorch's generator seeded with `seed`.
@@ -53,7 +53,8 @@ pub struct SegConfig {
     /// Classes including background (CheXmask: 4). @default 4
     #[serde(default = "d_classes")]
     pub num_classes: i64,
-    /// progressive: blocks whose normed patch tokens are used (negative = from the end). @default [-4, -3, -2, -1]
+    /// progressive: blocks whose normed patch tokens are used (negative = from the end); [] = the last min(4, depth)
+    /// blocks. @default []
     #[serde(default = "d_layers")]
     pub layers: Vec<i64>,
     /// progressive: channels after the first projection. @default 256
@@ -93,7 +94,7 @@ fn d_classes() -> i64 {
     4
 }
 fn d_layers() -> Vec<i64> {
-    vec![-4, -3, -2, -1]
+    Vec::new()
 }
 fn d_hidden() -> i64 {
     256
@@ -144,9 +145,6 @@ impl SegConfig {
             }
         }
         if self.head == SegHeadKind::Progressive {
-            if self.layers.is_empty() {
-                return bad("layers must name at least one block for the progressive head".into());
-            }
             if let Some(l) = self.layers.iter().find(|&&l| l < -depth || l >= depth) {
                 return bad(format!("layers: block {l} does not exist, the backbone has {depth} blocks (0..{} or -{depth}..-1)", depth - 1));
             }
@@ -278,8 +276,12 @@ pub struct SegModel {
 impl SegModel {
     /// Adds a freshly initialised head (seeded with `cfg.seed`) to `backbone`; freezes the backbone unless
     /// `cfg.unfreeze`.
-    pub fn new(cfg: SegConfig, mut backbone: Backbone) -> Result<Self> {
-        cfg.validate(backbone.vit.cfg.depth)?;
+    pub fn new(mut cfg: SegConfig, mut backbone: Backbone) -> Result<Self> {
+        let depth = backbone.vit.cfg.depth;
+        if cfg.head == SegHeadKind::Progressive && cfg.layers.is_empty() {
+            cfg.layers = (-depth.min(4)..0).collect();
+        }
+        cfg.validate(depth)?;
         let device = backbone.device();
         let head_vs = nn::VarStore::new(device);
         let head = {

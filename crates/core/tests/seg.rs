@@ -95,6 +95,10 @@ fn progressive_head_shapes_and_layers() {
     let last = out.intermediates[0].narrow(1, 3, 16); // CLS + 2 registers
     let reference = golden("vit_tiny_outputs.safetensors", "x_norm_patchtokens_56");
     assert!(max_abs_diff(&last, &reference) < 1e-4);
+    // Default layers: the last min(4, depth) blocks, here all 3 of the tiny model (3 × 96 input channels).
+    let d = model(SegConfig { head: SegHeadKind::Progressive, hidden: 8, stages: 1, ..SegConfig::default() });
+    assert_eq!(d.cfg.layers, vec![-3, -2, -1]);
+    assert_eq!(d.head_vs.variables()["proj.weight"].size(), [8, 288, 1, 1]);
     // Non-square input: 56×28 gives a 4×2 grid and logits at 56×28.
     let z = m.logits(&inputs().narrow(3, 0, 28).contiguous(), false).unwrap();
     assert_eq!(z.size(), [2, 4, 56, 28]);
