@@ -439,7 +439,7 @@ async function trainRanked(o: TrainOptions, x: RankContext): Promise<TrainResult
     return file;
   };
 
-  emit({ kind: 'start', iteration: start, total });
+  if (lead) emit({ kind: 'start', iteration: start, total });
   let last = start - 1;
   let interrupted = false;
   const stopAt = Math.min(total, o.stopAfter ?? total);

@@ -178,7 +178,9 @@ describe('cxformer launch (CLI)', () => {
   it('forwards SIGINT to each rank once and exits with their code', async () => {
     const child = spawn(process.execPath, [MAIN, 'launch', '--nproc-per-node', '2', '--exec', '--', process.execPath, script('sigint.mjs')], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
+    let err = '';
     let sent = false;
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       if (!sent && (out.match(/ready/g) ?? []).length === 2) {
@@ -189,5 +191,6 @@ describe('cxformer launch (CLI)', () => {
     const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
     expect(code).toBe(130);
     expect(out.split('\n').filter((l) => l.includes('got SIGINT')).sort()).toEqual(['[rank 0] got SIGINT 1', '[rank 1] got SIGINT 1']);
+    expect(err).toMatch(/launch: stopped: rank 0 exited with code 130, rank 1 exited with code 130/);
   });
 });

@@ -147,7 +147,7 @@ describe('2 ranks × b = 1 rank × 2b (Trainer API on explicit batches, KoLeo of
           expect(Math.abs(l2a[s][k] - l1[s][k]), `${k} step ${s}`).toBeLessThan(1e-4 * Math.max(1, Math.abs(l1[s][k])));
         }
       }
-    });
+    }, 240_000);
   }
 });
 
@@ -179,7 +179,36 @@ describe('cxformer launch -- train on 2 CPU ranks', () => {
     expect(await readFile(path.join(again, 'train.log'), 'utf8')).toMatch(/resuming from .*ckpt-0000007\.safetensors at iteration 8 \(all 2 ranks\)/);
     expect(await maxDiff(path.join(dump2, 'rank-0.safetensors'), path.join(dump2, 'rank-1.safetensors'))).toBe(0);
     expect(await maxDiff(path.join(out, 'checkpoints', 'ckpt-0000011.safetensors'), path.join(again, 'checkpoints', 'ckpt-0000011.safetensors'))).toBe(0);
-  });
+  }, 300_000);
+
+  it('Ctrl-C: the ranks agree on the iteration to stop at, rank 0 checkpoints it, all exit 130', async () => {
+    const out = path.join(tmp, 'sigint');
+    const launcher = spawn(process.execPath, [MAIN, 'launch', '--nproc-per-node', '2', '--', 'train', '--config', 'demo', ...tiny(out, ['optim.epochs=1000'])], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, CXFORMER_THREADS: '1' },
+    });
+    let text = '';
+    let sent = false;
+    const onData = (d: Buffer) => {
+      text += d.toString();
+      // A step line of rank 0: both ranks are inside the training loop.
+      if (!sent && /\[rank 0\] \[\d+\/6000\] loss/.test(text)) {
+        sent = true;
+        launcher.kill('SIGINT');
+      }
+    };
+    launcher.stdout.on('data', onData);
+    launcher.stderr.on('data', onData);
+    const code = await new Promise<number | null>((resolve) => launcher.on('close', resolve));
+    expect(sent).toBe(true);
+    expect(code).toBe(130);
+    // Neither rank failed in a collective (that would be exit 1): the stop was agreed.
+    expect(text).toMatch(/launch: stopped: rank 0 exited with code 130, rank 1 exited with code 130/);
+    const m = /\[rank 0\] train: interrupted after iteration (\d+)/.exec(text);
+    expect(m, text).not.toBeNull();
+    expect(text).not.toMatch(/\[rank 1\] train: interrupted/);
+    expect(await readdir(path.join(out, 'checkpoints'))).toContain(`ckpt-${m![1]!.padStart(7, '0')}.safetensors`);
+  }, 240_000);
 
   it('a SIGKILLed rank ends the run with an error naming it (launcher and direct ranks)', async () => {
     // Through the launcher: it reports the killed rank and stops the other.
@@ -225,5 +254,5 @@ describe('cxformer launch -- train on 2 CPU ranks', () => {
     await r1.done;
     expect(res0.code).not.toBe(0);
     expect(res0.stderr).toMatch(/rank 1/);
-  });
+  }, 240_000);
 });

@@ -37,10 +37,11 @@ export async function run(a: Args): Promise<number> {
       );
     },
   });
-  if (res.failed) {
+  if (res.failed && !res.failed.stopped) {
     process.stderr.write(`launch: failed: rank ${res.failed.rank} ${describeExit(res.failed)}\n`);
   } else if (res.code !== 0) {
-    process.stderr.write(`launch: a rank ended abnormally (exit ${res.code})\n`);
+    // Stopped by a forwarded signal: how each rank ended (all 130 = a clean, agreed stop of cxformer train).
+    process.stderr.write(`launch: stopped: ${res.exits.map((e) => `rank ${e.rank} ${describeExit(e)}`).join(', ')}\n`);
   } else {
     process.stderr.write(`launch: all ${res.exits.length} rank(s) finished\n`);
   }

@@ -58,10 +58,10 @@ export async function run(a: Args): Promise<number> {
     });
     if (tty) process.stderr.write('\n');
     if (res.interrupted) {
-      process.stderr.write(`train: interrupted after iteration ${res.lastIteration}; re-run the same command to resume\n`);
+      if (res.rank === 0) process.stderr.write(`train: interrupted after iteration ${res.lastIteration}; re-run the same command to resume\n`);
       return 130;
     }
-    process.stderr.write(`train: done (${res.output}); exported teacher: ${res.exported ?? 'n/a'}\n`);
+    if (res.rank === 0) process.stderr.write(`train: done (${res.output}); exported teacher: ${res.exported ?? 'n/a'}\n`);
     return 0;
   } finally {
     process.removeListener('SIGINT', onSigint);
