@@ -202,7 +202,10 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     c.compute.threads > 0 || dist.localWorldSize === 1 ? c.compute.threads : threadCount() || Math.max(1, Math.floor(availableParallelism() / dist.localWorldSize));
   const pg: ProcessGroup | null = await joinProcessGroup({ env: dist, timeoutS: c.dist.timeout_s, backend: c.dist.backend, device });
   try {
-    return await trainRanked(o, { c, d, out, ckDir, log, emit, rank, world, lead, device, threads, pg, describe: describeDistEnv(dist) });
+    const res = await trainRanked(o, { c, d, out, ckDir, log, emit, rank, world, lead, device, threads, pg, describe: describeDistEnv(dist) });
+    // Rank 0 hosts the rendezvous store: nobody leaves before everyone is done with the group.
+    await pg?.barrier();
+    return res;
   } finally {
     pg?.destroy();
   }

@@ -85,4 +85,5 @@ for (let s = 0; s < steps; s++) {
 await mkdir(out, { recursive: true });
 await t.save(path.join(out, `rank-${env.rank}.safetensors`), steps - 1);
 await writeFile(path.join(out, `losses-${env.rank}.json`), JSON.stringify(losses));
+await pg?.barrier();
 pg?.destroy();
