@@ -59,25 +59,31 @@ fn main() {
             "cargo:warning=gloo headers not found (apt-get install libgloo-dev, or set CXF_GLOO_INCLUDE): multi-process training is compiled out"
         ),
     }
-    // NCCL (CUDA collectives): only in CUDA builds, with nccl.h and the CUDA runtime headers at hand.
+    // NCCL (CUDA collectives): only in CUDA builds, with nccl.h and the CUDA headers at hand. The wheel's
+    // nvidia/cu13/include lacks crt/host_config.h and nv/target (the toolkit's nvcc and CCCL parts): a CUDA toolkit
+    // (/usr/local/cuda/include) or CXF_CUDA_INCLUDE (a PATH-style list of folders) must supply them.
     if env::var_os("CARGO_FEATURE_CUDA").is_some() && lib.join("libtorch_cuda.so").exists() {
         let site = torch_root.parent().map(|p| p.join("nvidia")).unwrap_or_default();
         let mut nccl = vec![site.join("nccl/include"), PathBuf::from("/usr/include")];
-        let mut cuda = vec![site.join("cu13/include"), site.join("cuda_runtime/include"), PathBuf::from("/usr/local/cuda/include")];
         if let Some(d) = env_var_rerun("CXF_NCCL_INCLUDE") {
             nccl.insert(0, PathBuf::from(d));
         }
-        if let Some(d) = env_var_rerun("CXF_CUDA_INCLUDE") {
-            cuda.insert(0, PathBuf::from(d));
-        }
+        let mut cuda: Vec<PathBuf> = env_var_rerun("CXF_CUDA_INCLUDE").map(|v| env::split_paths(&v).collect()).unwrap_or_default();
+        cuda.extend([PathBuf::from("/usr/local/cuda/include"), site.join("cu13/include")]);
+        let cuda: Vec<PathBuf> = cuda.into_iter().filter(|d| d.is_dir()).collect();
+        let has = |f: &str| cuda.iter().any(|d| d.join(f).exists());
         let nccl = nccl.into_iter().find(|d| d.join("nccl.h").exists());
-        // The wheel's nvidia/cu13 headers lack crt/host_config.h (part of the CUDA toolkit's nvcc): a toolkit is needed.
-        let cuda = cuda.into_iter().find(|d| d.join("cuda_runtime_api.h").exists() && d.join("crt/host_config.h").exists());
-        match (nccl, cuda) {
-            (Some(n), Some(c)) => {
-                build.include(n).include(c).define("USE_C10D_NCCL", None).define("CXF_WITH_NCCL", None);
+        match nccl {
+            Some(n) if has("cuda_runtime_api.h") && has("crt/host_config.h") && has("nv/target") => {
+                build.include(n);
+                for d in &cuda {
+                    build.include(d);
+                }
+                build.define("USE_C10D_NCCL", None).define("CXF_WITH_NCCL", None);
             }
-            _ => println!("cargo:warning=nccl.h or the CUDA toolkit headers (cuda_runtime_api.h with crt/host_config.h) not found: the NCCL backend is compiled out"),
+            _ => println!(
+                "cargo:warning=nccl.h or the CUDA toolkit headers (cuda_runtime_api.h, crt/host_config.h, nv/target) not found: the NCCL backend is compiled out"
+            ),
         }
     }
     build

@@ -128,6 +128,16 @@ impl ProcessGroup {
         if backend == 1 && !o.device.is_cuda() {
             return Err(Error::Dist(format!("the NCCL backend needs a CUDA device, got {:?} (use 'gloo' on CPU)", o.device)));
         }
+        if backend == 1 && !has_nccl() {
+            return Err(Error::Dist(
+                "the NCCL backend is not compiled into this build (build with the 'cuda' feature against a CUDA LibTorch \
+                 with NCCL and CUDA toolkit headers); use 'gloo'"
+                    .into(),
+            ));
+        }
+        if backend == 1 && !tch::Cuda::is_available() {
+            return Err(Error::Dist("the NCCL backend needs CUDA, but no CUDA device is available".into()));
+        }
         let device_index = match o.device {
             Device::Cuda(i) => i as c_int,
             _ => -1,

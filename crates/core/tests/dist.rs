@@ -4,7 +4,7 @@
 //! end in a clear error, not a hang.
 use cxformer_core::Error;
 use cxformer_core::dist::{
-    BackendChoice, PgOptions, ProcessGroup, ReduceOp, all_reduce_mean_grads, broadcast_parameters, has_gloo,
+    BackendChoice, PgOptions, ProcessGroup, ReduceOp, all_reduce_mean_grads, broadcast_parameters, has_gloo, has_nccl,
 };
 use cxformer_core::ssl::dist::{Collective, SingleProcess};
 use std::net::TcpListener;
@@ -163,6 +163,12 @@ fn invalid_ranks_are_refused() {
     assert!(msg.contains("rank 2 is outside [0, worldSize 2)"), "{msg}");
     let msg = dist_msg(ProcessGroup::new(&PgOptions { backend: BackendChoice::Nccl, ..opts(0, 1, free_port(), 1_000) }));
     assert!(msg.contains("NCCL backend needs a CUDA device"), "{msg}");
+    // On a machine without CUDA (or a build without NCCL) asking for NCCL on a CUDA device is a clear error.
+    if !(has_nccl() && tch::Cuda::is_available()) {
+        let o = PgOptions { backend: BackendChoice::Nccl, device: Device::Cuda(0), ..opts(0, 1, free_port(), 1_000) };
+        let msg = dist_msg(ProcessGroup::new(&o));
+        assert!(msg.contains("not compiled into this build") || msg.contains("no CUDA device is available"), "{msg}");
+    }
 }
 
 #[test]
