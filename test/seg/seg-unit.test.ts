@@ -3,10 +3,14 @@
  * trip, mapping back to the original resolution), Dice on hand cases (empty prediction, empty ground truth, both
  * empty, lungs merged), the bootstrap, the lr schedule, joint augmentations and the option defaults of the CLI.
  */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { synthDataset } from '../../src/data/synth.js';
 import { rleDecode, rleEncode } from '../../src/data/rle.js';
 import { affinePair, augmentPair, normalizeBatch } from '../../src/segment/augment.js';
-import { classMap, classMapToRle, fileStem, toOriginal, type Geometry, type SegSample } from '../../src/segment/data.js';
+import { classMap, classMapToRle, fileStem, loadSample, loadSegRecords, resizeLabels, toOriginal, type Geometry, type SegSample } from '../../src/segment/data.js';
 import { bootstrapDice, diceReport, perImageCounts } from '../../src/segment/evaluate.js';
 import { contours, overlayRgb } from '../../src/segment/overlay.js';
 import { segLr } from '../../src/segment/train.js';
@@ -47,6 +51,40 @@ describe('CheXmask RLE and class maps', () => {
     expect(row(1)).toEqual([0, 0, 1, 1, 2, 2, 0, 0]);
     expect(row(2)).toEqual([0, 0, 3, 3, 0, 0, 0, 0]);
     expect(fileStem('images/P00001_01.png')).toBe('images__P00001_01');
+  });
+});
+
+describe('segmentation data (phantom masks.csv)', () => {
+  it('joins masks to manifest records, follows the image geometry with nearest, names bad masks', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'cxf-segdata-'));
+    try {
+      await synthDataset({ out: dir, n: 8, seed: 1, size: 56 });
+      const spec = { name: 'csv', root: dir, manifest: 'labels.csv', patientColumn: 'Patient', splitColumn: 'Split' } as never;
+      const recs = await loadSegRecords(spec, { source: 'csv', root: dir });
+      expect(recs.all.length).toBe(8);
+      expect(recs.train.length + recs.valid.length + recs.test.length).toBe(8);
+      const r = recs.all[0]!;
+      const full = classMap(r.masks!);
+      // At 56 px nothing is resized; at 28 px the mask is the nearest resize of the class map.
+      const a = await loadSample(r, { resize: 56, crop: 56, equalize: false });
+      expect([...a.mask!]).toEqual([...full]);
+      const b = await loadSample(r, { resize: 28, crop: 28 });
+      expect([...b.mask!]).toEqual([...resizeLabels(full, 56, 56, 28, 28)]);
+      expect(b.geometry).toEqual({ width: 56, height: 56, resizedWidth: 28, resizedHeight: 28, left: 0, top: 0, outWidth: 28, outHeight: 28 });
+      // A mask stored at half resolution (same aspect) is brought to the image size first.
+      const half = resizeLabels(full, 56, 56, 28, 28);
+      const c = await loadSample({ ...r, masks: { height: 28, width: 28, rle: classMapToRle(half, 28, 28) } }, { resize: 56, crop: 56 });
+      expect([...c.mask!]).toEqual([...resizeLabels(half, 28, 28, 56, 56)]);
+      // Another aspect ratio: not this image's mask.
+      await expect(loadSample({ ...r, masks: { height: 56, width: 28, rle: { 'Left Lung': '', 'Right Lung': '', Heart: '' } } }, {})).rejects.toThrow(
+        new RegExp(`mask of '${r.id}' is 28×56 .* aspect ratios differ`),
+      );
+      // A table whose ids match no record.
+      await writeFile(path.join(dir, 'other.csv'), 'Path,Height,Width,Left Lung,Right Lung,Heart\nnope.png,56,56,1 1,,\n');
+      await expect(loadSegRecords(spec, { source: 'csv', root: dir, csv: 'other.csv' })).rejects.toThrow(/no record of dataset 'csv' \(8 records, ids such as 'images\/P00001_01.png'/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
