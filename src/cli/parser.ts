@@ -57,6 +57,16 @@ export function loadDownstreamConfig(file: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
+function configLoads(file: unknown): boolean {
+  if (file === undefined) return true;
+  try {
+    loadDownstreamConfig(String(file));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function labelledData(y: Argv) {
   return y
     .config('config', 'Downstream preset (chexpert, nih, rsna, vindr, phantom; configs/downstream/) or YAML file of option values; command-line options win', loadDownstreamConfig)
@@ -76,7 +86,8 @@ function labelledData(y: Argv) {
     .check((a) => {
       const bad = ((a.overrides as string[] | undefined) ?? []).filter((s) => !isOverride(String(s)));
       if (bad.length) throw new Error(`unexpected argument(s) ${bad.join(' ')}: only key=value backbone overrides are positional`);
-      if (a.task !== 'segmentation' && a.classes === undefined) throw new Error('Missing required argument: classes');
+      // (A broken --config reports its own error; do not mask it with this one.)
+      if (a.task !== 'segmentation' && a.classes === undefined && configLoads(a.config)) throw new Error('Missing required argument: classes');
       if (!a.weights && !a.arch && !(a.task === 'segmentation' && a.head !== undefined)) throw new Error('give --weights <folder|file|run checkpoint>, or --arch <preset> for a random-initialised backbone');
       return true;
     });
