@@ -102,6 +102,22 @@ impl CollectiveTask {
             Op::Barrier => "barrier",
         };
         guarded(what, || {
+            if !matches!(self.op, Op::Barrier) {
+                // c10d does not check that the ranks passed equal lengths (a mismatch can silently give one rank a
+                // wrong result): agree on them first, one small all-gather.
+                let lens = self
+                    .pg
+                    .all_gather(&Tensor::from_slice(&[self.data.len() as i64]))
+                    .map_err(|e| js_error(cxformer_core::Error::Dist(format!("{what} (agreeing on lengths): {e}"))))?;
+                let lens: Vec<i64> = lens.iter().map(|t| t.int64_value(&[0])).collect();
+                if lens.iter().any(|&l| l != lens[0]) {
+                    let each: Vec<String> = lens.iter().enumerate().map(|(r, l)| format!("rank {r}: {l}")).collect();
+                    return Err(js_error(cxformer_core::Error::Dist(format!(
+                        "{what}: the ranks passed arrays of different lengths ({})",
+                        each.join(", ")
+                    ))));
+                }
+            }
             let t = Tensor::from_slice(&self.data);
             let out = match self.op {
                 Op::AllReduce(op) => self.pg.all_reduce(&t, op).map(|_| vec![t]),
@@ -109,7 +125,10 @@ impl CollectiveTask {
                 Op::AllGather => self.pg.all_gather(&t),
                 Op::Barrier => self.pg.barrier().map(|_| vec![]),
             }
-            .map_err(js_error)?;
+            .map_err(|e| match e {
+                cxformer_core::Error::Dist(m) => js_error(cxformer_core::Error::Dist(format!("{what}: {m}"))),
+                e => js_error(e),
+            })?;
             out.iter().map(|t| Vec::<f32>::try_from(t).map_err(|e| js_error(e.into()))).collect()
         })
     }
