@@ -316,8 +316,12 @@ export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetune
   if (resuming && existsSync(settingsPath)) {
     const prev = JSON.parse(await readFile(settingsPath, 'utf8')) as Record<string, unknown>;
     const diff = Object.keys(settings).filter((k) => JSON.stringify(prev[k]) !== JSON.stringify((settings as Record<string, unknown>)[k]));
+    // The evaluation batch and the checkpoint period do not change the result.
+    const free = new Set(['evalBatchSize', 'checkpointSteps']);
     const trainDiff = diff.includes('train')
-      ? Object.keys(t).filter((k) => JSON.stringify((prev.train as Record<string, unknown>)?.[k]) !== JSON.stringify((t as Record<string, unknown>)[k])).map((k) => `train.${k}`)
+      ? Object.keys(t)
+          .filter((k) => !free.has(k) && JSON.stringify((prev.train as Record<string, unknown>)?.[k]) !== JSON.stringify((t as Record<string, unknown>)[k]))
+          .map((k) => `train.${k}`)
       : [];
     const names = [...diff.filter((d) => d !== 'train'), ...trainDiff];
     if (names.length && !o.force) {
