@@ -158,6 +158,28 @@ fn unreachable_master_times_out_with_its_address() {
 }
 
 #[test]
+fn workers_wait_for_a_master_that_starts_late() {
+    let port = free_port();
+    let sums = std::thread::scope(|s| {
+        let late_master = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(1500));
+            let pg = ProcessGroup::new(&opts(0, 2, port, 10_000)).unwrap();
+            let t = Tensor::from_slice(&[1.0f32]);
+            pg.all_reduce(&t, ReduceOp::Sum).unwrap();
+            values(&t)
+        });
+        let worker = s.spawn(|| {
+            let pg = ProcessGroup::new(&opts(1, 2, port, 10_000)).unwrap();
+            let t = Tensor::from_slice(&[2.0f32]);
+            pg.all_reduce(&t, ReduceOp::Sum).unwrap();
+            values(&t)
+        });
+        [late_master.join().unwrap(), worker.join().unwrap()]
+    });
+    assert_eq!(sums, [vec![3.0], vec![3.0]]);
+}
+
+#[test]
 fn invalid_ranks_are_refused() {
     let msg = dist_msg(ProcessGroup::new(&opts(2, 2, free_port(), 1_000)));
     assert!(msg.contains("rank 2 is outside [0, worldSize 2)"), "{msg}");
