@@ -396,6 +396,11 @@ impl SegModel {
             return Err(Error::Config(format!("segmentation step: lr must be a finite number ≥ 0, got {lr}")));
         }
         let target = labels.f_to_kind(Kind::Int64)?.f_to_device(self.device())?;
+        if self.cfg.unfreeze {
+            // Stochastic depth of a trained backbone draws from LibTorch's generator: seed it from (seed, step) so a
+            // resumed run draws what the uninterrupted run drew.
+            tch::manual_seed(self.cfg.seed.wrapping_mul(1_000_003).wrapping_add(self.opt.step));
+        }
         let z = self.logits(images, true)?;
         let (loss, ce, dice) = ce_dice_loss(&z, &target, 1e-6)?;
         let lv = loss.f_double_value(&[])?;
