@@ -149,6 +149,11 @@ export async function trainSegmentation(o: SegTrainOptions): Promise<SegTrainRes
   for (const [k, v, min] of [['epochs', epochs, 1], ['batchSize', B, 1], ['warmupEpochs', o.warmupEpochs ?? 0, 0]] as const) {
     if (!(Number.isInteger(v) && v >= min)) throw new CxformerError('CXF_ARG', `segmentation: ${k} must be an integer ≥ ${min}, got ${v}`);
   }
+  for (const [k, v] of Object.entries({ hflipP: o.augment?.hflipP, affineP: o.augment?.affineP, jitterP: o.augment?.jitterP })) {
+    if (v !== undefined && !(v >= 0 && v <= 1)) throw new CxformerError('CXF_ARG', `segmentation: augmentation probability ${k} must be in [0, 1], got ${v}`);
+  }
+  if (o.maxTrain !== undefined && !(Number.isInteger(o.maxTrain) && o.maxTrain >= 1)) throw new CxformerError('CXF_ARG', `segmentation: maxTrain must be a positive integer, got ${o.maxTrain}`);
+  if (o.overlays !== undefined && !(Number.isInteger(o.overlays) && o.overlays >= 0)) throw new CxformerError('CXF_ARG', `segmentation: overlays must be an integer ≥ 0, got ${o.overlays}`);
   const out = path.resolve(o.out);
   await mkdir(out, { recursive: true });
 
