@@ -6,7 +6,8 @@
  * - the output files: checkpoints, metrics.jsonl, metrics.json, per-image CSV, PNG masks, CheXmask RLE of the
  *   predictions at the original size (decoded and checked), overlays;
  * - `evaluate --task segmentation` on the saved best model reproduces the Dice of the run's evaluation;
- * - an interrupted run resumed on its folder ends exactly where the uninterrupted run ends.
+ * - an interrupted run resumed on its folder ends exactly where the uninterrupted run ends;
+ * - an unfrozen backbone is saved with its head and restored for evaluation.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -18,7 +19,8 @@ import { parseCsv } from '../../src/data/csv.js';
 import { synthDataset } from '../../src/data/synth.js';
 import { diceFromCounts } from '../../src/eval/dice.js';
 import { loadSamples, loadSegRecords, classMap, type SegSample } from '../../src/segment/data.js';
-import { trainSegmentation } from '../../src/segment/train.js';
+import { evaluateSamples } from '../../src/segment/evaluate.js';
+import { loadSegmenter, trainSegmentation } from '../../src/segment/train.js';
 import { goldenFile, repoRoot } from '../unit/golden.js';
 
 const MAIN = path.join(repoRoot, 'dist', 'cli', 'main.js');
@@ -145,6 +147,12 @@ describe('cxformer finetune --task segmentation (phantom data)', () => {
     expect(rest.history).toEqual(full.history.map((h, i) => ({ ...h, seconds: rest.history[i]!.seconds })));
     expect(rest.evaluation!.metrics.pooled).toEqual(full.evaluation!.metrics.pooled);
     expect(full.evaluation!.metrics.pooled.lungs).toBeGreaterThan(0.6);
+    // An unfrozen backbone is saved with the head and restored by loadSegmenter (backbone from the run's metadata).
+    const unf = await trainSegmentation({ ...common, seg: { head: 'linear', lr: 0.02, unfreeze: true, backboneLr: 1e-4 }, epochs: 2, out: path.join(tmp, 'unfrozen') });
+    const { model } = await loadSegmenter(path.join(tmp, 'unfrozen', 'best.safetensors'), {});
+    expect(model.config.unfreeze).toBe(true);
+    const again = await evaluateSamples(model, await loadSamples((await loadSegRecords(common.dataset, common.masks)).test, common.preprocess), { out: path.join(tmp, 'unfrozen-eval'), bootstrap: 0, overlays: 0 });
+    expect(again.metrics.pooled).toEqual(unf.evaluation!.metrics.pooled);
     // A different setting on the same folder is refused, naming it.
     await expect(trainSegmentation({ ...common, epochs: 7, out: path.join(tmp, 'resumed') })).rejects.toThrow(/epochs differ/);
   });
