@@ -137,7 +137,7 @@ export function buildParser(args: readonly string[]): Argv {
           return true;
         }),
     )
-    .command('finetune [overrides..]', 'Classification on a frozen backbone (linear probe): features once, native head training, evaluation report', (y) =>
+    .command('finetune [overrides..]', 'Classification (linear probe on frozen features, or --mode full) or --task segmentation (lungs and heart on CheXmask masks): training, evaluation report', (y) =>
       segmentationOptions(preprocessOptions(labelledData(modelOptions(y))))
         .positional('overrides', { type: 'string', array: true, describe: 'Backbone overrides key=value' })
         .option('task', { choices: ['classification', 'segmentation'] as const, default: 'classification' as const, describe: 'Downstream task: classification, or segmentation (lungs and heart, CheXmask masks; see docs/segmentation.md)' })
@@ -169,7 +169,7 @@ export function buildParser(args: readonly string[]): Argv {
         .example('$0 finetune --weights runs/demo/exported --dataset csv --root runs/demo/data --manifest labels.csv --classes Cardiomegaly,"Pleural Effusion" --out runs/probe', 'phantom findings')
         .example('$0 finetune --config chexpert --mode full --root /data/CheXpert-v1.0-small --weights models/cxformer-small --out runs/chexpert-ft', 'full fine-tuning; re-run to resume'),
     )
-    .command('evaluate [overrides..]', 'Evaluate a trained head on a dataset split: predictions.csv, metrics.json (AUROC/AUPRC with bootstrap CIs), plots, report.md', (y) =>
+    .command('evaluate [overrides..]', 'Evaluate a trained head on a dataset split: predictions.csv, metrics.json (AUROC/AUPRC with bootstrap CIs), plots, report.md; --task segmentation: Dice, masks, overlays', (y) =>
       segmentationOptions(preprocessOptions(labelledData(modelOptions(y))))
         .positional('overrides', { type: 'string', array: true, describe: 'Backbone overrides key=value' })
         .option('task', { choices: ['classification', 'segmentation'] as const, default: 'classification' as const, describe: 'classification, or segmentation (--head = best.safetensors of a segmentation run)' })
