@@ -140,7 +140,7 @@ export function buildParser(args: readonly string[]): Argv {
     .command('finetune [overrides..]', 'Classification (linear probe on frozen features, or --mode full) or --task segmentation (lungs and heart on CheXmask masks): training, evaluation report', (y) =>
       segmentationOptions(preprocessOptions(labelledData(modelOptions(y))))
         .positional('overrides', { type: 'string', array: true, describe: 'Backbone overrides key=value' })
-        .option('task', { choices: ['classification', 'segmentation'] as const, default: 'classification' as const, describe: 'Downstream task: classification, or segmentation (lungs and heart, CheXmask masks; see docs/segmentation.md)' })
+        .option('task', { choices: ['classification', 'segmentation'] as const, default: 'classification' as const, describe: 'Downstream task: classification, or segmentation (lungs and heart, CheXmask masks; see docs/segmentation.md; unless given, --epochs 5, --lr 5e-3, --batch-size 64)' })
         .option('mode', { choices: ['linear', 'full'] as const, default: 'linear' as const, describe: 'linear: frozen backbone, cached features; full: fine-tune backbone + head (augmentations, layer-wise lr decay, resume)' })
         .option('label-type', { choices: ['multilabel', 'binary', 'multiclass'] as const, default: 'multilabel' as const, describe: 'multilabel (sigmoids), binary (one class), multiclass (one-hot classes, softmax; adds accuracy)' })
         .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Output folder (features, head.safetensors, history.jsonl, eval/)' })
