@@ -10,6 +10,7 @@
  * percentile interval [(1 − level)/2, (1 + level)/2] of the replicates, with their median.
  *
  * Files written into `out/`: `metrics.json`, `per_image.csv` (id, Dice per structure, pixel counts), `report.md`,
+ * `dice_per_image.svg|png` (the per-image Dice distribution: box, whiskers, one dot per image),
  * `predictions/<stem>.png` (class-index PNGs at the model input size), `predictions.csv` (CheXmask-style RLE of
  * each prediction mapped back to the original image size: `Path` = record id, `Height`, `Width`, `Left Lung`,
  * `Right Lung`, `Heart`) and `overlays/<stem>.png` for a seeded sample of `overlays` images (or the ids given).
@@ -25,7 +26,8 @@ import { percentileSorted } from '../eval/stats.js';
 import { normalizeBatch } from './augment.js';
 import { classMapToRle, fileStem, SEG_CLASS_NAMES, toOriginal, type SegSample } from './data.js';
 import type { Segmenter } from './native.js';
-import { writeMaskPng, writeOverlayPng } from './overlay.js';
+import { writePlot } from '../eval/plots.js';
+import { diceDistributionSvg, writeMaskPng, writeOverlayPng } from './overlay.js';
 
 /** Structures reported: the three classes, then "lungs" = classes 1 and 2. */
 export const SEG_REPORT_STRUCTURES: readonly { name: string; classes: number[] }[] = [
@@ -190,7 +192,7 @@ export interface SegEvalOptions {
 
 export interface SegEvaluation {
   metrics: SegMetricsJson;
-  files: { metrics: string; perImage: string; report: string; predictions?: string; masks?: string; overlays: string[] };
+  files: { metrics: string; perImage: string; report: string; distribution: string; predictions?: string; masks?: string; overlays: string[] };
 }
 
 export interface SegMetricsJson {
@@ -229,11 +231,13 @@ export async function evaluateSamples(model: Segmenter, samples: readonly SegSam
     conventions:
       'argmax predictions at the model input size; pooled Dice = 2·Σ|P∩G| / Σ(|P|+|G|) over all pixels of the set (1 when both are empty); per-image Dice with empty union = 1; lungs = left ∪ right lung; dice_avg = mean pooled Dice of left lung, right lung, heart (spec §5.2)',
   };
-  const files: SegEvaluation['files'] = { metrics: path.join(o.out, 'metrics.json'), perImage: path.join(o.out, 'per_image.csv'), report: path.join(o.out, 'report.md'), overlays: [] };
+  const files: SegEvaluation['files'] = { metrics: path.join(o.out, 'metrics.json'), perImage: path.join(o.out, 'per_image.csv'), report: path.join(o.out, 'report.md'), distribution: path.join(o.out, 'dice_per_image.svg'), overlays: [] };
   await writeFileAtomic(files.metrics, `${JSON.stringify(metrics, null, 2)}\n`);
   const names = SEG_REPORT_STRUCTURES.map((s) => s.name);
   const rows = samples.map((s, i) => [s.id, ...names.map((n) => String(byName.get(n)!.perImage[i])), ...names.flatMap((_, k) => [...counts[k]![i]!].map(String))]);
   await writeFileAtomic(files.perImage, formatCsv(['id', ...names.map((n) => `dice ${n}`), ...names.flatMap((n) => [`${n} intersection`, `${n} predicted`, `${n} truth`])], rows));
+
+  await writePlot(o.out, 'dice_per_image', diceDistributionSvg(rep.structures.map((s) => ({ name: s.name, values: s.perImage, q1: s.q1, median: s.median, q3: s.q3, min: s.min, max: s.max })), `Per-image Dice (${samples.length} images)`));
 
   if (o.writePredictions ?? true) {
     const dir = path.join(o.out, 'predictions');
@@ -296,6 +300,8 @@ export function renderSegReport(m: SegMetricsJson, overlays: readonly string[]):
     `| **dice_avg** (3 classes) | ${fmt(m.pooled.dice_avg)}${ci('dice_avg', 'pooled')} | | | |`,
     '',
     m.conventions,
+    '',
+    '![per-image Dice](dice_per_image.png)',
     '',
     ...(overlays.length ? ['## Overlays', '', 'Predicted contours: left lung blue, right lung green, heart red; ground truth yellow.', '', ...overlays.map((f) => `![${f}](${f})`)] : []),
     '',

@@ -76,3 +76,46 @@ export async function writeMaskPng(file: string, map: Uint8Array, w: number, h: 
 export async function writeOverlayPng(file: string, image: Uint8Array, w: number, h: number, pred: Uint8Array, truth?: Uint8Array): Promise<void> {
   await writeFileAtomic(file, await encodePng(overlayRgb(image, w, h, pred, truth), w, h, 3));
 }
+
+/**
+ * SVG of the per-image Dice distribution: one row per structure on a 0–1 axis, a box from the first to the third
+ * quartile with the median, whiskers to min and max, and every image as a dot (deterministic vertical jitter).
+ */
+export function diceDistributionSvg(rows: readonly { name: string; values: ArrayLike<number>; q1: number; median: number; q3: number; min: number; max: number }[], title = 'Per-image Dice'): string {
+  const W = 560;
+  const left = 110;
+  const right = 20;
+  const rowH = 48;
+  const top = 36;
+  const H = top + rows.length * rowH + 40;
+  const x = (v: number) => left + Math.max(0, Math.min(1, v)) * (W - left - right);
+  const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  const colours = ['#2878ff', '#28dc50', '#ff3232', '#9467bd', '#8c564b'];
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${esc(title)}</text>`,
+  ];
+  for (let t = 0; t <= 10; t += 2) {
+    const xx = x(t / 10).toFixed(1);
+    parts.push(`<line x1="${xx}" y1="${top - 6}" x2="${xx}" y2="${H - 34}" stroke="#ddd"/>`, `<text x="${xx}" y="${H - 18}" text-anchor="middle">${(t / 10).toFixed(1)}</text>`);
+  }
+  rows.forEach((r, k) => {
+    const cy = top + k * rowH + rowH / 2;
+    const c = colours[k % colours.length]!;
+    parts.push(`<text x="${left - 8}" y="${cy + 4}" text-anchor="end">${esc(r.name)}</text>`);
+    if (Number.isFinite(r.median)) {
+      parts.push(
+        `<line x1="${x(r.min).toFixed(1)}" y1="${cy}" x2="${x(r.max).toFixed(1)}" y2="${cy}" stroke="${c}"/>`,
+        `<rect x="${x(r.q1).toFixed(1)}" y="${cy - 12}" width="${Math.max(1, x(r.q3) - x(r.q1)).toFixed(1)}" height="24" fill="${c}" fill-opacity="0.25" stroke="${c}"/>`,
+        `<line x1="${x(r.median).toFixed(1)}" y1="${cy - 12}" x2="${x(r.median).toFixed(1)}" y2="${cy + 12}" stroke="${c}" stroke-width="2"/>`,
+      );
+    }
+    for (let i = 0; i < r.values.length; i++) {
+      const jitter = (((i * 2654435761) >>> 0) / 2 ** 32 - 0.5) * 16;
+      parts.push(`<circle cx="${x(r.values[i]!).toFixed(1)}" cy="${(cy + jitter).toFixed(1)}" r="2" fill="${c}" fill-opacity="0.7"/>`);
+    }
+  });
+  parts.push(`<text x="${(left + W - right) / 2}" y="${H - 4}" text-anchor="middle">Dice</text>`, '</svg>');
+  return parts.join('\n');
+}

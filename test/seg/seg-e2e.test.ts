@@ -70,7 +70,7 @@ describe('cxformer finetune --task segmentation (phantom data)', () => {
     const out = path.join(tmp, 'run');
     const r = cli(['finetune', '--config', 'phantom_seg', '--root', data, '--weights', WEIGHTS(), '--out', out, '--threads', '1', '-q']);
     expect(r.code, r.stderr).toBe(0);
-    for (const f of ['run.json', 'metrics.jsonl', 'last.safetensors', 'best.safetensors', 'eval/metrics.json', 'eval/per_image.csv', 'eval/report.md', 'eval/predictions.csv']) {
+    for (const f of ['run.json', 'metrics.jsonl', 'last.safetensors', 'best.safetensors', 'eval/metrics.json', 'eval/per_image.csv', 'eval/report.md', 'eval/predictions.csv', 'eval/dice_per_image.svg', 'eval/dice_per_image.png']) {
       expect(existsSync(path.join(out, f)), f).toBe(true);
     }
     const m = JSON.parse(await readFile(path.join(out, 'eval', 'metrics.json'), 'utf8'));
