@@ -7,7 +7,8 @@
  * metrics.jsonl (`it_per_s` per iteration, rank 0). The CPU cores are split between the ranks (1 rank: all
  * cores; N ranks: cores / N threads each, as `cxformer launch` does). Writes bench-results/dist.json.
  *
- * Env: BENCH_DEVICE (cpu | cuda), BENCH_NPROC (ranks of the second run, default 2), BENCH_STEPS.
+ * Env: BENCH_DEVICE (cpu | cuda), BENCH_NPROC (ranks of the second run, default 2), BENCH_STEPS, BENCH_REPEATS
+ * (alternating runs of each setup, default 2; medians reported).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -41,6 +42,7 @@ async function main() {
   const device = process.env.BENCH_DEVICE ?? 'cpu';
   const nproc = Number(process.env.BENCH_NPROC ?? 2);
   const steps = Number(process.env.BENCH_STEPS ?? 13);
+  const repeats = Number(process.env.BENCH_REPEATS ?? 2);
   const cores = os.availableParallelism();
   const B = 8;
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'cxf-bench-dist-'));
@@ -66,12 +68,26 @@ async function main() {
     'log.period_iterations=1',
     'probe.enabled=false',
   ];
-  const one = await runRanks(1, path.join(tmp, 'one'), overrides, cores);
-  const many = await runRanks(nproc, path.join(tmp, 'many'), overrides, Math.max(1, Math.floor(cores / nproc)));
+  // Alternate the two setups (1, N, 1, N, …) so that load from other work on the machine hits both alike.
+  const ones: Array<{ stepMs: number; imagesPerS: number; wallS: number }> = [];
+  const manys: typeof ones = [];
+  for (let k = 0; k < repeats; k++) {
+    ones.push(await runRanks(1, path.join(tmp, `one-${k}`), overrides, cores));
+    manys.push(await runRanks(nproc, path.join(tmp, `many-${k}`), overrides, Math.max(1, Math.floor(cores / nproc))));
+  }
+  const summary = (runs: typeof ones) => ({
+    stepMs: median(runs.map((r) => r.stepMs)),
+    imagesPerS: median(runs.map((r) => r.imagesPerS)),
+    wallS: median(runs.map((r) => r.wallS)),
+    runs: runs.map((r) => ({ stepMs: Math.round(r.stepMs), imagesPerS: Number(r.imagesPerS.toFixed(2)) })),
+  });
+  const one = summary(ones);
+  const many = summary(manys);
   const result = {
     machine: `${os.cpus()[0]?.model ?? 'cpu'} (${cores} logical CPUs)`,
     device,
-    load_note: 'measured while other jobs may share the machine; see BENCHMARKS.md',
+    load_avg_1min_at_end: 0,
+    repeats,
     config: { batch_per_rank: B, global: 98, local: 42, n_local: 4, K: 4096, backbone: 'vit_small p14 reg4 (12 blocks)', precision: 'fp32' },
     steps: { total: steps, warmup: 3 },
     one_rank: { ranks: 1, threads_per_rank: cores, global_batch: B, ...one },
@@ -79,6 +95,7 @@ async function main() {
     step_time_ratio: many.stepMs / one.stepMs,
     throughput_ratio: many.imagesPerS / one.imagesPerS,
   };
+  result.load_avg_1min_at_end = Number(os.loadavg()[0]?.toFixed(2));
   await mkdir('bench-results', { recursive: true });
   await writeFile('bench-results/dist.json', `${JSON.stringify(result, null, 2)}\n`);
   process.stdout.write(
@@ -86,7 +103,7 @@ async function main() {
       `data-parallel step (${device}, fp32, batch ${B} per rank, ${cores} cores):`,
       `  1 rank  × ${cores} threads: ${one.stepMs.toFixed(0)} ms/step, ${one.imagesPerS.toFixed(2)} images/s (global batch ${B})`,
       `  ${nproc} ranks × ${result.ranks.threads_per_rank} thread(s): ${many.stepMs.toFixed(0)} ms/step, ${many.imagesPerS.toFixed(2)} images/s (global batch ${B * nproc})`,
-      `  step time ×${result.step_time_ratio.toFixed(2)}, throughput ×${result.throughput_ratio.toFixed(2)}`,
+      `  step time ×${result.step_time_ratio.toFixed(2)}, throughput ×${result.throughput_ratio.toFixed(2)} (medians of ${repeats} alternating runs; per run: 1 rank ${one.runs.map((r) => r.stepMs).join(' / ')} ms, ${nproc} ranks ${many.runs.map((r) => r.stepMs).join(' / ')} ms; load average ${result.load_avg_1min_at_end})`,
       '',
     ].join('\n'),
   );

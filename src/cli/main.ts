@@ -19,6 +19,8 @@ async function main(): Promise<number> {
   if (usageError) return 2;
   if (argv.help) return 0;
   const cmd = String(argv._[0]) as CommandName;
+  // A rank of `cxformer launch` stops when its launcher dies.
+  if (process.env.CXFORMER_LAUNCHER_PID) (await import('../dist/launch.js')).exitWithLauncher();
   try {
     switch (cmd) {
       case 'train':

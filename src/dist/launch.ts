@@ -210,6 +210,7 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
         MASTER_ADDR: L.masterAddr,
         MASTER_PORT: String(L.masterPort),
         CXFORMER_THREADS: threads,
+        CXFORMER_LAUNCHER_PID: String(process.pid),
       };
       const child = spawn(o.command, o.args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       children.push(child);
@@ -267,4 +268,20 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
     if (signalled) code = signalled.signal ? 128 + signalNumber(signalled.signal) : (signalled.code ?? 1);
   }
   return { code, failed: f, exits, masterAddr: L.masterAddr, masterPort: L.masterPort };
+}
+
+/**
+ * In a rank started by {@link launch} (CXFORMER_LAUNCHER_PID set): exits when the launcher is gone (killed with
+ * SIGKILL, so it could not stop its ranks), checked every second. The cxformer CLI calls it at start.
+ */
+export function exitWithLauncher(env: NodeJS.ProcessEnv = process.env): void {
+  const pid = Number(env.CXFORMER_LAUNCHER_PID);
+  if (!Number.isInteger(pid) || pid <= 1 || process.ppid !== pid) return;
+  const timer = setInterval(() => {
+    if (process.ppid !== pid) {
+      process.stderr.write(`rank ${env.RANK ?? '?'}: the launcher (pid ${pid}) is gone; stopping\n`);
+      process.exit(1);
+    }
+  }, 1000);
+  timer.unref();
 }

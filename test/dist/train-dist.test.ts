@@ -210,6 +210,33 @@ describe('cxformer launch -- train on 2 CPU ranks', () => {
     expect(await readdir(path.join(out, 'checkpoints'))).toContain(`ckpt-${m![1]!.padStart(7, '0')}.safetensors`);
   }, 240_000);
 
+  it('ranks stop by themselves when their launcher is SIGKILLed', async () => {
+    const out = path.join(tmp, 'kill-launcher');
+    const launcher = spawn(process.execPath, [MAIN, 'launch', '--nproc-per-node', '2', '--', 'train', '--config', 'demo', ...tiny(out, ['optim.epochs=1000'])], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, CXFORMER_THREADS: '1' },
+    });
+    let text = '';
+    const ranks: number[] = [];
+    await new Promise<void>((resolve) => {
+      const onData = (d: Buffer) => {
+        text += d.toString();
+        if (!ranks.length && /\[rank 0\] train: iterations/.test(text)) {
+          ranks.push(...spawnSync('pgrep', ['-P', String(launcher.pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number));
+          launcher.kill('SIGKILL');
+          resolve();
+        }
+      };
+      launcher.stdout.on('data', onData);
+      launcher.stderr.on('data', onData);
+    });
+    expect(ranks).toHaveLength(2);
+    // Gone = no /proc entry, or a zombie waiting for a reaper.
+    const alive = (pid: number) => existsSync(`/proc/${pid}/stat`) && !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    while (ranks.some(alive)) await new Promise((r) => setTimeout(r, 200));
+    expect(ranks.filter(alive)).toEqual([]);
+  }, 240_000);
+
   it('a SIGKILLed rank ends the run with an error naming it (launcher and direct ranks)', async () => {
     // Through the launcher: it reports the killed rank and stops the other.
     const out = path.join(tmp, 'kill-launch');
