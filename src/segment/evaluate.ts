@@ -37,8 +37,14 @@ export const SEG_REPORT_STRUCTURES: readonly { name: string; classes: number[] }
   { name: 'lungs', classes: [1, 2] },
 ];
 
+/** Normalisation of the model input (the preprocessing's mean and std; default ImageNet). */
+export interface InputNorm {
+  mean?: readonly number[];
+  std?: readonly number[];
+}
+
 /** Predicts class maps for samples (in order), `batchSize` images per forward pass. */
-export async function predictSamples(model: Segmenter, samples: readonly SegSample[], batchSize = 8, onProgress?: (done: number, total: number) => void): Promise<Uint8Array[]> {
+export async function predictSamples(model: Segmenter, samples: readonly SegSample[], batchSize = 8, onProgress?: (done: number, total: number) => void, norm: InputNorm = {}): Promise<Uint8Array[]> {
   const out: Uint8Array[] = [];
   for (let s = 0; s < samples.length; s += batchSize) {
     const batch = samples.slice(s, s + batchSize);
@@ -49,7 +55,7 @@ export async function predictSamples(model: Segmenter, samples: readonly SegSamp
       }
     }
     const hw = g.outWidth * g.outHeight;
-    const x = normalizeBatch(batch.map((b) => b.image), g.outWidth, g.outHeight);
+    const x = normalizeBatch(batch.map((b) => b.image), g.outWidth, g.outHeight, norm.mean, norm.std);
     const { labels } = await model.predict(x, [batch.length, 3, g.outHeight, g.outWidth]);
     batch.forEach((_, i) => out.push(labels.slice(i * hw, (i + 1) * hw)));
     onProgress?.(Math.min(s + batchSize, samples.length), samples.length);
@@ -186,6 +192,8 @@ export interface SegEvalOptions {
   /** Write the predicted masks (PNG + RLE CSV). @default true */
   writePredictions?: boolean;
   batchSize?: number;
+  /** Input normalisation (the run's preprocessing mean/std). @default ImageNet */
+  norm?: InputNorm;
   title?: string;
   log?: (msg: string) => void;
 }
@@ -214,7 +222,7 @@ export async function evaluateSamples(model: Segmenter, samples: readonly SegSam
   const log = o.log ?? (() => undefined);
   if (samples.length === 0) throw new RangeError('segmentation evaluation: no images');
   await mkdir(o.out, { recursive: true });
-  const preds = await predictSamples(model, samples, o.batchSize ?? 8, (d, t) => log(`predict ${d}/${t}`));
+  const preds = await predictSamples(model, samples, o.batchSize ?? 8, (d, t) => log(`predict ${d}/${t}`), o.norm ?? {});
   const rep = diceReport(preds, samples);
   const counts = perImageCounts(preds, samples.map((s) => s.mask!));
   const nb = o.bootstrap ?? 1000;

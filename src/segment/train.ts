@@ -254,7 +254,7 @@ export async function trainSegmentation(o: SegTrainOptions): Promise<SegTrainRes
     let valDice: Record<string, number> | null = null;
     let avg: number | null = null;
     if (valid.length) {
-      const rep = diceReport(await predictSamples(model, valid, o.evalBatchSize ?? 8), valid);
+      const rep = diceReport(await predictSamples(model, valid, o.evalBatchSize ?? 8, undefined, pre), valid);
       valDice = Object.fromEntries(rep.structures.map((s) => [s.name, s.pooled]));
       avg = rep.diceAvg;
     }
@@ -299,6 +299,7 @@ export async function trainSegmentation(o: SegTrainOptions): Promise<SegTrainRes
       seed,
       overlays: o.overlays ?? 16,
       batchSize: o.evalBatchSize ?? 8,
+      norm: pre,
       title: `Segmentation (${recs.test.length ? 'test' : 'valid'} split, best epoch ${(state.bestEpoch ?? 0) + 1})`,
       log,
     });

@@ -145,7 +145,8 @@ export async function evaluate(a: Args): Promise<number> {
   const split = String(a.split ?? 'test');
   const recs = await loadSegRecords(datasetSpec(a, split), maskSource(a));
   // The run's preprocessing, with the flags given here on top.
-  const pre = { ...(settings?.preprocess ?? {}), ...preprocessOverrides(a) };
+  const { resolvePreprocessOptions } = await import('../../image/options.js');
+  const pre = resolvePreprocessOptions({ ...(settings?.preprocess ?? {}), ...preprocessOverrides(a) });
   const samples = await loadSamples(recs.all, pre, (d, t) => log.update(`loading ${d}/${t}`));
   const res = await evaluateSamples(model, samples, {
     out: String(a.out),
@@ -153,6 +154,7 @@ export async function evaluate(a: Args): Promise<number> {
     seed: Number(a.seed ?? 0),
     overlays: a['overlay-ids'] !== undefined ? (list(a['overlay-ids']) ?? []) : Number(a.overlays ?? 16),
     batchSize: Number(a['eval-batch-size'] ?? 8),
+    norm: pre,
     title: `Segmentation evaluation (${split} split)`,
     log: (m) => log.done(m),
   });
