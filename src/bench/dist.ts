@@ -7,7 +7,8 @@
  * metrics.jsonl (`it_per_s` per iteration, rank 0). The CPU cores are split between the ranks (1 rank: all
  * cores; N ranks: cores / N threads each, as `cxformer launch` does). Writes bench-results/dist.json.
  *
- * Env: BENCH_DEVICE (cpu | cuda), BENCH_NPROC (ranks of the second run, default 2), BENCH_STEPS, BENCH_REPEATS
+ * Env: BENCH_REAL=1 (CXformer's sizes as in train.js: 518/98 px, 8 locals, batch 64, K=16384, separate iBOT head,
+ * bf16; GPU), BENCH_DEVICE (cpu | cuda), BENCH_NPROC (ranks of the second run, default 2), BENCH_STEPS, BENCH_REPEATS
  * (alternating runs of each setup, default 2; medians reported).
  */
 import { spawnSync } from 'node:child_process';
@@ -44,25 +45,26 @@ async function main() {
   const steps = Number(process.env.BENCH_STEPS ?? 13);
   const repeats = Number(process.env.BENCH_REPEATS ?? 2);
   const cores = os.availableParallelism();
-  const B = 8;
+  const real = process.env.BENCH_REAL === '1';
+  const B = real ? 64 : 8;
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'cxf-bench-dist-'));
   const data = path.join(tmp, 'data');
   await synthDataset({ out: data, n: Math.max(2 * B * nproc, 32), seed: 1, size: 512 });
   const overrides = [
     `data.root=${data}`,
     `compute.device=${device}`,
-    'compute.precision=fp32',
+    `compute.precision=${real ? 'bf16' : 'fp32'}`,
     `train.batch_size_per_gpu=${B}`,
     `train.OFFICIAL_EPOCH_LENGTH=${steps}`,
     'optim.epochs=1',
     'optim.warmup_epochs=0',
-    'crops.global_crops_size=98',
-    'crops.local_crops_size=42',
-    'crops.local_crops_number=4',
-    'dino.head_n_prototypes=4096',
-    'dino.head_bottleneck_dim=256',
-    'ibot.separate_head=false',
-    'ibot.head_n_prototypes=4096',
+    `crops.global_crops_size=${real ? 518 : 98}`,
+    `crops.local_crops_size=${real ? 98 : 42}`,
+    `crops.local_crops_number=${real ? 8 : 4}`,
+    `dino.head_n_prototypes=${real ? 16384 : 4096}`,
+    `dino.head_bottleneck_dim=${real ? 384 : 256}`,
+    `ibot.separate_head=${real}`,
+    `ibot.head_n_prototypes=${real ? 16384 : 4096}`,
     'checkpoint.period_iterations=100000',
     'checkpoint.keep_last=1',
     'log.period_iterations=1',
@@ -88,7 +90,9 @@ async function main() {
     device,
     load_avg_1min_at_end: 0,
     repeats,
-    config: { batch_per_rank: B, global: 98, local: 42, n_local: 4, K: 4096, backbone: 'vit_small p14 reg4 (12 blocks)', precision: 'fp32' },
+    config: real
+      ? { batch_per_rank: B, global: 518, local: 98, n_local: 8, K: 16384, separate_ibot_head: true, backbone: 'vit_small p14 reg4 (12 blocks)', precision: 'bf16' }
+      : { batch_per_rank: B, global: 98, local: 42, n_local: 4, K: 4096, separate_ibot_head: false, backbone: 'vit_small p14 reg4 (12 blocks)', precision: 'fp32' },
     steps: { total: steps, warmup: 3 },
     one_rank: { ranks: 1, threads_per_rank: cores, global_batch: B, ...one },
     ranks: { ranks: nproc, threads_per_rank: Math.max(1, Math.floor(cores / nproc)), global_batch: B * nproc, ...many },
@@ -100,7 +104,7 @@ async function main() {
   await writeFile('bench-results/dist.json', `${JSON.stringify(result, null, 2)}\n`);
   process.stdout.write(
     [
-      `data-parallel step (${device}, fp32, batch ${B} per rank, ${cores} cores):`,
+      `data-parallel step (${device}, ${real ? 'bf16, real CXformer sizes' : 'fp32'}, batch ${B} per rank, ${cores} cores):`,
       `  1 rank  × ${cores} threads: ${one.stepMs.toFixed(0)} ms/step, ${one.imagesPerS.toFixed(2)} images/s (global batch ${B})`,
       `  ${nproc} ranks × ${result.ranks.threads_per_rank} thread(s): ${many.stepMs.toFixed(0)} ms/step, ${many.imagesPerS.toFixed(2)} images/s (global batch ${B * nproc})`,
       `  step time ×${result.step_time_ratio.toFixed(2)}, throughput ×${result.throughput_ratio.toFixed(2)} (medians of ${repeats} alternating runs; per run: 1 rank ${one.runs.map((r) => r.stepMs).join(' / ')} ms, ${nproc} ranks ${many.runs.map((r) => r.stepMs).join(' / ')} ms; load average ${result.load_avg_1min_at_end})`,
