@@ -94,4 +94,17 @@ export async function allOrNothing<T>(pg: ProcessGroup | null, what: string, pha
   return value as T;
 }
 
+/**
+ * A communication error of a 2-rank group names the peer (the only other rank) when the native message does not:
+ * Gloo reports a lost connection by address (`Read error [127.0.0.1]:11423: Connection reset by peer`).
+ */
+export function namePeer(e: unknown, pg: ProcessGroup | null): unknown {
+  if (!pg || pg.worldSize !== 2 || !(e instanceof CxformerError) || e.code !== 'CXF_DIST') return e;
+  const other = 1 - pg.rank;
+  if (new RegExp(`\\brank ${other}\\b`).test(e.message)) return e;
+  const named = new CxformerError('CXF_DIST', `${e.message} (peer: rank ${other}, the only other rank)`, { cause: e.cause ?? e });
+  named.stack = e.stack;
+  return named;
+}
+
 export { rankDevice, resolveDistEnv, describeDistEnv, type DistEnv };

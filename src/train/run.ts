@@ -26,7 +26,7 @@ import { loadDataset, mixDatasets, planRecords, type CxrRecord, type DatasetSpec
 import { createProber, type Prober } from './probe.js';
 import { IterationSampler } from './sampler.js';
 import { describeDistEnv, rankDevice, resolveDistEnv } from '../dist/env.js';
-import { agreeStop, allOrNothing, broadcastInt, joinProcessGroup, type ProcessGroup } from '../dist/group.js';
+import { agreeStop, allOrNothing, broadcastInt, joinProcessGroup, namePeer, type ProcessGroup } from '../dist/group.js';
 
 /** Runs at most `n` of the given async jobs at once. */
 function limiter(n: number) {
@@ -206,6 +206,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     // Rank 0 hosts the rendezvous store: nobody leaves before everyone is done with the group.
     await pg?.barrier();
     return res;
+  } catch (e) {
+    throw namePeer(e, pg);
   } finally {
     pg?.destroy();
   }
