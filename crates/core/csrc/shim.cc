@@ -22,6 +22,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -29,6 +30,7 @@
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -281,28 +283,81 @@ int cxf_pg_create(const char *host_c, int port, int rank, int world, int64_t tim
                                first_line(m));
     }
 
-    // 2. Claim the rank and publish the world size; then every rank checks every other rank's world size.
+    // 2. Claim the rank and publish the world size. Rank 0 is the authority: it checks every rank's world size and
+    //    publishes its verdict (cxf/ready = "ok <world>" or the error), then, on an error, lingers until the joined
+    //    ranks have read it (it hosts the store, so leaving at once would cut them off mid-read).
     const int64_t claims = pg->store->add(rank_key("rank", rank), 1);
     if (claims > 1)
       throw std::runtime_error("rank " + std::to_string(rank) + " joined " + where +
                                " twice: another process already claimed it (duplicate RANK)");
     pg->store->set(rank_key("world", rank), bytes(std::to_string(world)));
-    for (int r = 0; r < world; ++r) {
-      if (r == rank) continue;
-      const std::string key = rank_key("world", r);
-      if (!wait_key(*pg->store, key, deadline)) {
-        std::string missing;
-        for (int q = 0; q < world; ++q)
-          if (q != rank && !pg->store->check({rank_key("world", q)}))
-            missing += (missing.empty() ? "" : ", ") + std::to_string(q);
-        throw std::runtime_error("timed out after " + seconds(timeout) + " waiting for rank(s) " + missing +
-                                 " of worldSize " + std::to_string(world) + " to join " + where + " (this is rank " +
-                                 std::to_string(rank) + ")");
+    if (rank == 0) {
+      std::string verdict;
+      for (int r = 1; r < world && verdict.empty(); ++r) {
+        const std::string key = rank_key("world", r);
+        if (!wait_key(*pg->store, key, deadline)) {
+          std::string missing;
+          for (int q = 1; q < world; ++q)
+            if (!pg->store->check({rank_key("world", q)})) missing += (missing.empty() ? "" : ", ") + std::to_string(q);
+          verdict = "timed out after " + seconds(timeout) + " waiting for rank(s) " + missing + " of worldSize " +
+                    std::to_string(world) + " to join " + where;
+          break;
+        }
+        const std::string theirs = text(pg->store->get(key));
+        if (theirs != std::to_string(world))
+          verdict = "world-size mismatch: rank 0 has worldSize " + std::to_string(world) + " but rank " +
+                    std::to_string(r) + " has worldSize " + theirs;
       }
-      const std::string theirs = text(pg->store->get(key));
+      if (verdict.empty()) {
+        pg->store->set("cxf/ready", bytes("ok " + std::to_string(world)));
+      } else {
+        pg->store->set("cxf/ready", bytes(verdict));
+        int64_t joined = 0;
+        for (int q = 1; q < world; ++q) joined += pg->store->check({rank_key("world", q)}) ? 1 : 0;
+        const auto linger = std::chrono::steady_clock::now() + std::min(timeout, std::chrono::milliseconds(5000));
+        while (pg->store->add("cxf/acked", 0) < joined && std::chrono::steady_clock::now() < linger)
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        throw std::runtime_error(verdict + " (this is rank 0)");
+      }
+    } else {
+      // Rank 0 may have started later than this rank: allow it its own full timeout.
+      const auto ready_deadline = deadline + timeout;
+      std::string verdict;
+      std::string mismatch;
+      bool confirmed = false;
+      try {
+        // Rank 0's world size first (it publishes it as soon as it has started the store): a mismatch is reported
+        // from this rank's point of view too. Rank 0 waits for this rank's acknowledgement before it leaves.
+        if (wait_key(*pg->store, rank_key("world", 0), ready_deadline)) {
+          const std::string theirs = text(pg->store->get(rank_key("world", 0)));
+          if (theirs != std::to_string(world)) {
+            pg->store->add("cxf/acked", 1);
+            mismatch = "world-size mismatch: rank " + std::to_string(rank) + " has worldSize " + std::to_string(world) +
+                      " but rank 0 has worldSize " + theirs + " (this is rank " + std::to_string(rank) + ")";
+          }
+        }
+        if (mismatch.empty()) confirmed = wait_key(*pg->store, "cxf/ready", ready_deadline);
+        if (confirmed) {
+          verdict = text(pg->store->get("cxf/ready"));
+          pg->store->add("cxf/acked", 1);
+        }
+      } catch (const std::exception &e) {
+        if (!mismatch.empty()) throw std::runtime_error(mismatch);
+        throw std::runtime_error("lost the rendezvous store on rank 0 (" + where +
+                                 ") before the group was confirmed: rank 0 has probably failed or exited (" +
+                                 first_line(e.what()) + ")");
+      }
+      if (!mismatch.empty()) throw std::runtime_error(mismatch);
+      if (!confirmed)
+        throw std::runtime_error("timed out after " + seconds(timeout * 2) + " waiting for rank 0 to confirm that all " +
+                                 std::to_string(world) + " ranks joined " + where + " (this is rank " +
+                                 std::to_string(rank) + ")");
+      if (verdict.rfind("ok ", 0) != 0) throw std::runtime_error(verdict + " (reported by rank 0; this is rank " +
+                                                                 std::to_string(rank) + ")");
+      const std::string theirs = verdict.substr(3);
       if (theirs != std::to_string(world))
         throw std::runtime_error("world-size mismatch: rank " + std::to_string(rank) + " has worldSize " +
-                                 std::to_string(world) + " but rank " + std::to_string(r) + " has worldSize " + theirs);
+                                 std::to_string(world) + " but rank 0 has worldSize " + theirs);
     }
 
     // 3. The backend, rendezvousing through its own key prefix.

@@ -374,13 +374,32 @@ fn unflatten_into(flat: &Tensor, ts: &[Tensor], idx: &[usize]) -> Result<()> {
 
 /// Averages the gradients of `params` over all ranks (DDP): gradients are flattened into buckets of
 /// [`BUCKET_BYTES`], all buckets are all-reduced together (issued asynchronously, then waited), divided by W
-/// and written back. Parameters without a gradient are skipped (they must lack it on every rank). No-op on
+/// and written back. The ranks first agree on which parameters have a gradient (one small all-reduce): one that
+/// has it on some ranks only (e.g. the iBOT head on a rank without masked patches) gets a zero gradient where it
+/// is missing, so every rank reduces the same buckets; one without a gradient anywhere is left without. No-op on
 /// one process.
 pub fn all_reduce_mean_grads(dist: &dyn Collective, params: &[Tensor]) -> Result<()> {
     if dist.world() <= 1 {
         return Ok(());
     }
-    let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
+    let mut has = Tensor::from_slice(&params.iter().map(|p| p.grad().defined() as i64).collect::<Vec<_>>());
+    dist.all_reduce_sum(&mut has)?;
+    let has: Vec<i64> = Vec::<i64>::try_from(&has)?;
+    let missing: Vec<&Tensor> = params.iter().zip(&has).filter(|(p, n)| **n > 0 && !p.grad().defined()).map(|(p, _)| p).collect();
+    if !missing.is_empty() {
+        // A zero-valued backward through each missing parameter materialises a zero gradient.
+        tch::with_grad(|| -> Result<()> {
+            let mut zero = Tensor::zeros([], (Kind::Float, missing[0].device()));
+            for p in &missing {
+                zero = zero + (*p * 0.0).sum(Kind::Float).to_device(missing[0].device());
+            }
+            Ok(zero.f_backward()?)
+        })?;
+    }
+    let grads: Vec<Tensor> = params.iter().zip(&has).filter(|(_, n)| **n > 0).map(|(p, _)| p.grad()).collect();
+    if let Some(g) = grads.iter().find(|g| !g.defined()) {
+        return Err(Error::Dist(format!("a parameter of shape {:?} has no gradient after materialising zeros", g.size())));
+    }
     let groups = buckets(&grads, BUCKET_BYTES);
     let mut flats: Vec<Tensor> = groups.iter().map(|g| flatten(&grads, g)).collect();
     dist.all_reduce_sum_many(&mut flats)?;

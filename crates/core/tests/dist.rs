@@ -115,18 +115,25 @@ fn ddp_helpers_average_gradients_and_broadcast_parameters() {
         let p1 = (Tensor::ones([3, 2], (Kind::Float, Device::Cpu)) * base as f64).set_requires_grad(true);
         let p2 = (Tensor::ones([5], (Kind::Float, Device::Cpu)) * (10.0 * base) as f64).set_requires_grad(true);
         let p3 = Tensor::ones([2], (Kind::Float, Device::Cpu)).set_requires_grad(true); // never gets a gradient
-        broadcast_parameters(pg, &[p1.shallow_clone(), p2.shallow_clone(), p3.shallow_clone()]).unwrap();
-        // Gradients: d/dp1 of sum(p1·c) = c with c = base, d/dp2 of sum(p2²) = 2·p2 = 20.
-        ((&p1 * base as f64).sum(Kind::Float) + (&p2 * &p2).sum(Kind::Float)).backward();
-        all_reduce_mean_grads(pg, &[p1.shallow_clone(), p2.shallow_clone(), p3.shallow_clone()]).unwrap();
-        (values(&p1), values(&p2), values(&p1.grad()), values(&p2.grad()), p3.grad().defined())
+        let p4 = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true); // gets one on rank 0 only
+        let all = [p1.shallow_clone(), p2.shallow_clone(), p3.shallow_clone(), p4.shallow_clone()];
+        broadcast_parameters(pg, &all).unwrap();
+        // Gradients: d/dp1 of sum(p1·c) = c with c = base, d/dp2 of sum(p2²) = 2·p2 = 20, d/dp4 of sum(4·p4) = 4.
+        let mut loss = (&p1 * base as f64).sum(Kind::Float) + (&p2 * &p2).sum(Kind::Float);
+        if r == 0 {
+            loss = loss + (&p4 * 4.0).sum(Kind::Float);
+        }
+        loss.backward();
+        all_reduce_mean_grads(pg, &all).unwrap();
+        (values(&p1), values(&p2), values(&p1.grad()), values(&p2.grad()), p3.grad().defined(), values(&p4.grad()))
     });
-    for (p1, p2, g1, g2, g3) in out {
+    for (p1, p2, g1, g2, g3, g4) in out {
         assert_eq!(p1, vec![1.0; 6]);
         assert_eq!(p2, vec![10.0; 5]);
         assert_eq!(g1, vec![1.5; 6], "mean of 1 and 2");
         assert_eq!(g2, vec![20.0; 5]);
         assert!(!g3);
+        assert_eq!(g4, vec![2.0; 3], "mean of 4 (rank 0) and a zero gradient (rank 1)");
     }
 }
 
@@ -202,8 +209,8 @@ fn world_size_mismatch_is_reported_by_both_ranks() {
         (a.join().unwrap(), b.join().unwrap())
     });
     let (a, b) = (dist_msg(a), dist_msg(b));
-    assert!(a.contains("world-size mismatch: rank 0 has worldSize 2 but rank 1 has worldSize 3"), "{a}");
-    assert!(b.contains("world-size mismatch: rank 1 has worldSize 3 but rank 0 has worldSize 2"), "{b}");
+    assert!(a.contains("world-size mismatch: rank 0 has worldSize 2 but rank 1 has worldSize 3 (this is rank 0)"), "{a}");
+    assert!(b.contains("world-size mismatch: rank 1 has worldSize 3 but rank 0 has worldSize 2 (this is rank 1)"), "{b}");
 }
 
 #[test]
@@ -225,8 +232,26 @@ fn duplicate_rank_is_refused() {
     });
     let msgs: Vec<String> = results.into_iter().map(dist_msg).collect();
     assert!(msgs[2].contains("rank 1 joined 127.0.0.1:") && msgs[2].contains("twice"), "{}", msgs[2]);
-    // The others time out naming the rank that never came.
+    // The others time out naming the rank that never came (rank 1 learns it from rank 0).
     assert!(msgs[0].contains("waiting for rank(s) 2 of worldSize 3"), "{}", msgs[0]);
+    assert!(msgs[1].contains("waiting for rank(s) 2 of worldSize 3") && msgs[1].contains("reported by rank 0"), "{}", msgs[1]);
+}
+
+#[test]
+fn rank_beyond_rank_0s_world_is_refused() {
+    // Rank 0 and rank 1 agree on worldSize 2; a third process believes in worldSize 3.
+    let port = free_port();
+    let r = std::thread::scope(|s| {
+        let h: Vec<_> = [(0, 2), (1, 2), (2, 3)]
+            .into_iter()
+            .map(|(r, w)| s.spawn(move || ProcessGroup::new(&opts(r, w, port, 5_000)).map(|pg| pg.world())))
+            .collect();
+        h.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+    });
+    assert_eq!(r[0].as_ref().ok(), Some(&2));
+    assert_eq!(r[1].as_ref().ok(), Some(&2));
+    let m = dist_msg(r.into_iter().nth(2).unwrap());
+    assert!(m.contains("world-size mismatch: rank 2 has worldSize 3 but rank 0 has worldSize 2"), "{m}");
 }
 
 #[test]
