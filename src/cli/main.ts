@@ -22,6 +22,17 @@ async function main(): Promise<number> {
   // A rank of `cxformer launch` stops when its launcher dies.
   if (process.env.CXFORMER_LAUNCHER_PID) (await import('../dist/launch.js')).exitWithLauncher();
   try {
+    // Only `train` runs data parallel; a fine-tuning started as several ranks would have them all write one folder.
+    if (cmd === 'finetune' && (process.env.RANK || process.env.WORLD_SIZE || process.env.SLURM_NTASKS)) {
+      const { resolveDistEnv } = await import('../dist/env.js');
+      const world = resolveDistEnv().worldSize;
+      if (world > 1) {
+        process.stderr.write(
+          `cxformer finetune: started as ${world} ranks (torchrun/Slurm variables), but fine-tuning runs as one process; start it once (inside a Slurm allocation: RANK=0 WORLD_SIZE=1 cxformer finetune …)\n`,
+        );
+        return 2;
+      }
+    }
     switch (cmd) {
       case 'train':
         return await (await import('./commands/train.js')).run(argv);

@@ -158,17 +158,35 @@ describe('cxformer launch (CLI)', () => {
     expect(noCmd.stderr).toMatch(/give the command to run after --/);
     const wrong = cli(['launch', '--nproc-per-node', '2', '--', 'embed', 'a.png']);
     expect(wrong.code).toBe(2);
-    expect(wrong.stderr).toMatch(/must be train or finetune \(or pass --exec to run any program\), got 'embed'/);
+    expect(wrong.stderr).toMatch(/must be train \(or pass --exec to run any program\), got 'embed'/);
+    const ft = cli(['launch', '--nproc-per-node', '2', '--', 'finetune', '--arch', 'vit_small']);
+    expect(ft.code).toBe(2);
+    expect(ft.stderr).toMatch(/data-parallel fine-tuning is not available yet/);
     const multi = cli(['launch', '--nproc-per-node', '2', '--nnodes', '2', '--', 'train']);
     expect(multi.code).toBe(2);
     expect(multi.stderr).toMatch(/--nnodes > 1 give --master-addr/);
     expect(multi.libtorch).toBe(false);
   });
 
+  it('finetune refuses to run as several ranks (torchrun or Slurm variables), before loading LibTorch', () => {
+    const args = ['finetune', '--arch', 'vit_small', '--dataset', 'csv', '--root', tmp, '--manifest', 'm.csv', '--classes', 'A', '--out', path.join(tmp, 'ft')];
+    const run = (env: NodeJS.ProcessEnv) => {
+      const r = spawnSync(process.execPath, ['--require', PROBE, MAIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+      return { code: r.status, stderr: r.stderr, libtorch: /libtorch_loaded=true/.test(r.stderr) };
+    };
+    const tr = run({ RANK: '0', WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1' });
+    expect(tr.code).toBe(2);
+    expect(tr.stderr).toMatch(/cxformer finetune: started as 2 ranks \(torchrun\/Slurm variables\), but fine-tuning runs as one process/);
+    expect(tr.libtorch).toBe(false);
+    const sl = run({ SLURM_PROCID: '0', SLURM_NTASKS: '4', SLURM_LOCALID: '0', SLURM_JOB_NODELIST: 'n1' });
+    expect(sl.code).toBe(2);
+    expect(sl.stderr).toMatch(/started as 4 ranks/);
+  });
+
   it('passes the arguments after -- unchanged and names a failed rank', () => {
     const ok = cli(['launch', '--nproc-per-node', '2', '--exec', '--', process.execPath, '-e', 'console.log(process.argv.slice(1).join(" "))', '0.10', '1e3']);
     expect(ok.code).toBe(0);
-    expect(ok.stdout.trim().split('\n')).toEqual(['[rank 0] 0.10 1e3', '[rank 1] 0.10 1e3']);
+    expect(ok.stdout.trim().split('\n').sort()).toEqual(['[rank 0] 0.10 1e3', '[rank 1] 0.10 1e3']);
     expect(ok.stderr).toMatch(/launch: all 2 rank\(s\) finished/);
     const bad = cli(['launch', '--nproc-per-node', '2', '--grace-s', '30', '--exec', '--', process.execPath, script('fail.mjs'), tmp]);
     expect(bad.code).toBe(3);
