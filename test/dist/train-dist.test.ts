@@ -111,6 +111,14 @@ describe('process group (Gloo, 2 ranks on 127.0.0.1)', () => {
     }
   });
 
+  it('an unreachable master is a clear error naming the address', async () => {
+    const port = await freePort();
+    const r = rank(1, 2, port, [path.join(HELPERS, 'pg-rank.mjs'), tmp, repoRoot, '2']);
+    const res = await r.done;
+    expect(res.code).not.toBe(0);
+    expect(res.stderr).toMatch(new RegExp(`CXF_DIST.*could not reach the master 127\\.0\\.0\\.1:${port} within 2 s \\(rank 1;`));
+  });
+
   it('a world-size mismatch is a clear error on both ranks', async () => {
     const port = await freePort();
     const script = [path.join(HELPERS, 'pg-rank.mjs'), tmp, repoRoot, '10'];
