@@ -358,6 +358,13 @@ async function trainRanked(o: TrainOptions, x: RankContext): Promise<TrainResult
     const md = await call('loadCheckpoint', () => trainer.loadCheckpoint(resumeFile));
     start = Number(md.cxformer_iteration) + 1;
     await log(`resuming from ${resumeFile} at iteration ${start}` + (world > 1 ? ` (all ${world} ranks)` : ''));
+    const before = Number(md.cxformer_world_size ?? 1);
+    if (before !== world) {
+      await log(
+        `warning: the checkpoint was written by a run of ${before} rank(s), this run has ${world}: the global batch changes from ` +
+          `${c.train.batch_size_per_gpu * before} to ${d.global_batch_size} (lr by the scaling rule above) and the data order differs from an uninterrupted run`,
+      );
+    }
   } else if (initFile) {
     await log(`initialised from ${initFile}: ${trainer.initReport}`);
   }
@@ -424,7 +431,7 @@ async function trainRanked(o: TrainOptions, x: RankContext): Promise<TrainResult
     });
   const writeCkpt = async (it: number, probe: boolean) => {
     const file = ckptPath(ckDir, it);
-    await call('saveCheckpoint', () => trainer.saveCheckpoint(file, it, { cxformer_run_config: JSON.stringify(c) }));
+    await call('saveCheckpoint', () => trainer.saveCheckpoint(file, it, { cxformer_run_config: JSON.stringify(c), cxformer_world_size: String(world) }));
     const all = await checkpoints(ckDir);
     if (c.checkpoint.keep_last > 0) for (const old of all.slice(0, -c.checkpoint.keep_last)) await rm(old.file, { force: true });
     emit({ kind: 'checkpoint', iteration: it, message: file });

@@ -187,6 +187,14 @@ describe('cxformer launch -- train on 2 CPU ranks', () => {
     expect(await readFile(path.join(again, 'train.log'), 'utf8')).toMatch(/resuming from .*ckpt-0000007\.safetensors at iteration 8 \(all 2 ranks\)/);
     expect(await maxDiff(path.join(dump2, 'rank-0.safetensors'), path.join(dump2, 'rank-1.safetensors'))).toBe(0);
     expect(await maxDiff(path.join(out, 'checkpoints', 'ckpt-0000011.safetensors'), path.join(again, 'checkpoints', 'ckpt-0000011.safetensors'))).toBe(0);
+    expect(await readFile(path.join(again, 'train.log'), 'utf8')).not.toMatch(/warning: the checkpoint was written by/);
+
+    // The same folder on one process: allowed, with a warning about the changed global batch.
+    const single = cli(['train', '--config', 'demo', ...tiny(again), '-q']);
+    expect(single.code, single.stderr).toBe(0);
+    expect(await readFile(path.join(again, 'train.log'), 'utf8')).toMatch(
+      /warning: the checkpoint was written by a run of 2 rank\(s\), this run has 1: the global batch changes from 4 to 2/,
+    );
   }, 300_000);
 
   it('Ctrl-C: the ranks agree on the iteration to stop at, rank 0 checkpoints it, all exit 130', async () => {
