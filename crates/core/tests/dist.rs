@@ -107,6 +107,30 @@ fn collectives_on_two_ranks() {
     }
 }
 
+/// One rank on the test device (CXF_TEST_DEVICE; scripts/gpu-check.sh sets cuda): NCCL there when compiled in,
+/// else Gloo (staging CUDA tensors through host memory).
+#[test]
+fn single_rank_group_on_the_test_device() {
+    let device = match std::env::var("CXF_TEST_DEVICE").as_deref() {
+        Ok("cuda") => Device::Cuda(0),
+        Ok(d) if d.starts_with("cuda:") => Device::Cuda(d[5..].parse().unwrap()),
+        _ => Device::Cpu,
+    };
+    let pg = ProcessGroup::new(&PgOptions { device, ..opts(0, 1, free_port(), 10_000) }).unwrap();
+    let want = if device.is_cuda() && has_nccl() { "nccl" } else { "gloo" };
+    assert_eq!(pg.backend(), want);
+    let t = Tensor::from_slice(&[1.0f32, -2.0, 3.5]).to_device(device);
+    pg.all_reduce(&t, ReduceOp::Sum).unwrap();
+    pg.all_reduce(&t, ReduceOp::Avg).unwrap();
+    pg.broadcast(&t, 0).unwrap();
+    let g = pg.all_gather(&t).unwrap();
+    pg.barrier().unwrap();
+    assert_eq!(t.device(), device);
+    assert_eq!(values(&t.to_device(Device::Cpu)), vec![1.0, -2.0, 3.5]);
+    assert_eq!(g.len(), 1);
+    assert_eq!(values(&g[0].to_device(Device::Cpu)), vec![1.0, -2.0, 3.5]);
+}
+
 #[test]
 fn ddp_helpers_average_gradients_and_broadcast_parameters() {
     let out = with_ranks(2, 20_000, |r, pg| {
