@@ -7,7 +7,8 @@
  *   predictions at the original size (decoded and checked), overlays;
  * - `evaluate --task segmentation` on the saved best model reproduces the Dice of the run's evaluation;
  * - an interrupted run resumed on its folder ends exactly where the uninterrupted run ends;
- * - an unfrozen backbone is saved with its head and restored for evaluation.
+ * - an unfrozen backbone is saved with its head and restored for evaluation;
+ * - the native step's loss equals src/eval/dice.ts's ceDiceLoss on the natively predicted logits.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -64,6 +65,27 @@ function pooled(preds: Uint8Array[], truth: SegSample[]): Record<string, number>
     }),
   );
 }
+
+describe('native segmentation step', () => {
+  it('reports the ce_dice_loss of src/eval/dice.ts on the logits it predicts (independent implementations)', async () => {
+    const { readSafetensors } = await import('../../src/io/safetensors.js');
+    const { ceDiceLoss } = await import('../../src/eval/dice.js');
+    const { resolveModel } = await import('../../src/model/weights.js');
+    const { Segmenter } = await import('../../src/segment/native.js');
+    const px = (await readSafetensors(goldenFile('vit_tiny_inputs.safetensors'))).tensors.get('pixel_values_56')!;
+    const x = px.data as Float32Array; // (2, 3, 56, 56)
+    const r = await resolveModel({ weights: WEIGHTS() });
+    const model = await Segmenter.create({ seg: {}, backbone: r.config, weights: r.weights!.file, threads: 1 });
+    const labels = Uint8Array.from({ length: 2 * 56 * 56 }, (_, i) => ((i % 56) >> 4) % 4); // 4 vertical bands
+    const { logits } = await model.predict(x, [2, 3, 56, 56], true);
+    const expected = ceDiceLoss(logits!, labels, { batch: 2, classes: 4, pixels: 56 * 56 });
+    const rec = await model.step(x, [2, 3, 56, 56], labels, 0);
+    expect(rec.loss).toBeCloseTo(expected, 5);
+    expect(rec.step).toBe(1);
+    // Wrong label count: a clear argument error.
+    await expect(model.step(x, [2, 3, 56, 56], new Uint8Array(10), 1e-3)).rejects.toThrow(/labels: 10 values, expected B·H·W/);
+  });
+});
 
 describe('cxformer finetune --task segmentation (phantom data)', () => {
   it('trains well above the trivial baselines and writes predictions, RLE and overlays', async () => {
