@@ -11,6 +11,10 @@ kit=out/gpu-kit
 rm -rf "$kit" out/gpu-kit.tar.xz
 mkdir -p "$kit/binding" "$kit/bin" "$kit/golden"
 
+# 0. CUDA toolkit headers for the NCCL backend (the torch wheel's nvidia-* packages lack crt/host_config.h and
+#    nv/target); without them the kit's c10d has Gloo only (docs/distributed.md, "Backends").
+.venv/bin/pip install --disable-pip-version-check -q nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85
+
 # 1. The addon, linked with libtorch_cuda kept in NEEDED (cargo feature `cuda`).
 npx napi build --platform --release --manifest-path crates/node/Cargo.toml --package-json-path package.json \
   --output-dir "$kit/binding" --js binding.cjs --dts binding.d.ts --features cuda -- --locked

@@ -35,6 +35,15 @@ if ! .venv/bin/python -c 'import torch, sys; sys.exit(torch.__version__.split("+
 fi
 .venv/bin/python -c 'import torch; print("torch", torch.__version__, "cxx11abi", torch._C._GLIBCXX_USE_CXX11_ABI)' 2>/dev/null
 
+# CUDA builds (`bash scripts/setup.sh --features cuda` on a GPU server): NCCL needs CUDA toolkit headers that the
+# torch wheel's nvidia-* packages lack (crt/host_config.h, nv/target); PyPI's nvidia-cuda-crt/-cccl supply them
+# into the venv's nvidia/cu13/include, where crates/core/build.rs looks (docs/distributed.md, "Backends").
+case " $* " in
+  *" --features cuda "*|*" --features=cuda "*)
+    say "CUDA toolkit headers for NCCL (nvidia-cuda-crt, nvidia-cuda-cccl)"
+    .venv/bin/pip install --disable-pip-version-check -q nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85 ;;
+esac
+
 say "npm ci"
 npm ci --no-audit --no-fund --loglevel=error
 
