@@ -119,6 +119,13 @@ describe('process group (Gloo, 2 ranks on 127.0.0.1)', () => {
     expect(res.stderr).toMatch(new RegExp(`CXF_DIST.*could not reach the master 127\\.0\\.0\\.1:${port} within 2 s \\(rank 1;`));
   });
 
+  it('a rank that never joins is named by rank 0 after the timeout', async () => {
+    const port = await freePort();
+    const res = await rank(0, 2, port, [path.join(HELPERS, 'pg-rank.mjs'), tmp, repoRoot, '2']).done;
+    expect(res.code).not.toBe(0);
+    expect(res.stderr).toMatch(new RegExp(`CXF_DIST.*timed out after 2 s waiting for rank\\(s\\) 1 of worldSize 2 to join 127\\.0\\.0\\.1:${port}`));
+  });
+
   it('a world-size mismatch is a clear error on both ranks', async () => {
     const port = await freePort();
     const script = [path.join(HELPERS, 'pg-rank.mjs'), tmp, repoRoot, '10'];
