@@ -16,6 +16,7 @@
  *   3. Otherwise a single process (rank 0 of 1).
  * Setting RANK=0 WORLD_SIZE=1 therefore runs one process even inside a Slurm allocation.
  */
+import { availableParallelism } from 'node:os';
 import { CxformerError } from '../native/load.js';
 
 export type DistSource = 'torchrun' | 'slurm' | 'single';
@@ -244,6 +245,18 @@ export function rankDevice(configured: string, d: DistEnv, env: Env = process.en
     );
   }
   return `cuda:${d.localRank}`;
+}
+
+/**
+ * LibTorch threads of this rank. A configured count > 0 is kept; 0 ("all cores") becomes, when several ranks share
+ * the node, CXFORMER_THREADS if set (`cxformer launch` sets cores / ranks) or else cores / local ranks (at least 1),
+ * so that the ranks do not oversubscribe the CPU.
+ */
+export function rankThreads(configured: number, d: DistEnv, env: Env = process.env, cores = availableParallelism()): number {
+  if (configured > 0 || d.localWorldSize === 1) return configured;
+  const fromEnv = env.CXFORMER_THREADS;
+  if (fromEnv !== undefined && /^\d+$/.test(fromEnv.trim()) && Number(fromEnv) > 0) return Number(fromEnv);
+  return Math.max(1, Math.floor(cores / d.localWorldSize));
 }
 
 /** One line describing the rank, for logs: `rank 1/4 (node 0, local 1/4, torchrun), master 10.0.0.1:29500`. */

@@ -25,7 +25,7 @@ import { openCache } from '../cache/reader.js';
 import { loadDataset, mixDatasets, planRecords, type CxrRecord, type DatasetSpec } from '../datasets/index.js';
 import { createProber, type Prober } from './probe.js';
 import { IterationSampler } from './sampler.js';
-import { describeDistEnv, rankDevice, resolveDistEnv } from '../dist/env.js';
+import { describeDistEnv, rankDevice, rankThreads, resolveDistEnv } from '../dist/env.js';
 import { agreeStop, allOrNothing, broadcastInt, joinProcessGroup, namePeer, type ProcessGroup } from '../dist/group.js';
 
 /** Runs at most `n` of the given async jobs at once. */
@@ -196,10 +196,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     if (lead || everyRank) emit({ kind: 'log', message: lead ? msg : `rank ${rank}: ${msg}` });
   };
   const device = rankDevice(c.compute.device, dist);
-  // Ranks sharing a node share its cores: compute.threads 0 means cores / local ranks (cxformer launch sets
-  // CXFORMER_THREADS to that) instead of all cores each.
-  const threads =
-    c.compute.threads > 0 || dist.localWorldSize === 1 ? c.compute.threads : threadCount() || Math.max(1, Math.floor(availableParallelism() / dist.localWorldSize));
+  // Ranks sharing a node share its cores: compute.threads 0 means cores / local ranks, not all cores each.
+  const threads = rankThreads(c.compute.threads, dist);
   const pg: ProcessGroup | null = await joinProcessGroup({ env: dist, timeoutS: c.dist.timeout_s, backend: c.dist.backend, device });
   try {
     const res = await trainRanked(o, { c, d, out, ckDir, log, emit, rank, world, lead, device, threads, pg, describe: describeDistEnv(dist) });

@@ -13,6 +13,7 @@ import { loadPretrainConfig, type PretrainConfig, type PretrainDerived } from '.
 import { call, callSync, CxformerError, native, type NativeTrainer } from '../native/load.js';
 import { runSchedules, sslConfig, type StepRecord } from './run.js';
 import type { ProcessGroup } from '../dist/group.js';
+import { rankDevice, rankThreads, resolveDistEnv } from '../dist/env.js';
 
 /** float32 NCHW data with its shape. */
 export interface Crops {
@@ -42,6 +43,8 @@ export class Trainer {
    * With `processGroup` (from `joinProcessGroup`, docs/distributed.md) the trainer is one data-parallel rank:
    * rank 0's parameters are broadcast at creation, gradients and centering / Sinkhorn-Knopp statistics are
    * all-reduced, and `step` returns losses averaged over the ranks; each rank passes its own part of the batch.
+   * Such a rank trains on `device` (default: compute.device, `cuda` meaning cuda:<LOCAL_RANK>) with compute.threads 0
+   * meaning cores / local ranks.
    */
   static async create(o: { configs?: string[]; overrides?: string[]; processGroup?: ProcessGroup | null; device?: string }): Promise<Trainer> {
     const pg = o.processGroup ?? null;
@@ -50,8 +53,9 @@ export class Trainer {
       throw new CxformerError('CXF_CONFIG', 'Trainer.create: init.weights is handled by `cxformer train`; load weights there or start from scratch');
     }
     const bind = native();
-    callSync('setThreads', () => bind.setThreads(threadCount(c.compute.threads)));
-    const options = JSON.stringify({ ssl: sslConfig(c, d, d.vit), device: o.device ?? c.compute.device, seed: c.seed, initHeads: c.init.heads ?? undefined });
+    const dist = pg ? resolveDistEnv() : null;
+    callSync('setThreads', () => bind.setThreads(threadCount(dist ? rankThreads(c.compute.threads, dist) : c.compute.threads)));
+    const options = JSON.stringify({ ssl: sslConfig(c, d, d.vit), device: o.device ?? (dist ? rankDevice(c.compute.device, dist) : c.compute.device), seed: c.seed, initHeads: c.init.heads ?? undefined });
     const handle = await call('createTrainer', () => bind.createTrainer(options, pg));
     const schedules = runSchedules(c, d);
     return new Trainer(handle, c, d, schedules);

@@ -4,7 +4,7 @@
  * Expected values are written out by hand from the Slurm/torchrun documentation.
  */
 import { describe, expect, it } from 'vitest';
-import { describeDistEnv, expandNodelist, parseTasksPerNode, rankDevice, resolveDistEnv, slurmMasterPort } from '../../src/dist/env.js';
+import { describeDistEnv, expandNodelist, parseTasksPerNode, rankDevice, rankThreads, resolveDistEnv, slurmMasterPort } from '../../src/dist/env.js';
 
 describe('expandNodelist', () => {
   it('expands ranges and lists with zero padding, several names and groups', () => {
@@ -133,5 +133,17 @@ describe('rankDevice', () => {
   it('refuses a rank without a GPU and one GPU for several local ranks', () => {
     expect(() => rankDevice('cuda', two, { CUDA_VISIBLE_DEVICES: '' })).toThrow(/LOCAL_RANK=1 has no GPU: CUDA_VISIBLE_DEVICES='' exposes 0 device/);
     expect(() => rankDevice('cuda:0', two, {})).toThrow(/compute.device=cuda:0 with 2 ranks on this node/);
+  });
+});
+
+describe('rankThreads', () => {
+  const four = resolveDistEnv({ RANK: '1', WORLD_SIZE: '8', LOCAL_RANK: '1', LOCAL_WORLD_SIZE: '4', MASTER_ADDR: 'h' });
+  it('splits the cores between the local ranks unless a count is configured', () => {
+    expect(rankThreads(0, four, {}, 16)).toBe(4);
+    expect(rankThreads(0, four, {}, 2)).toBe(1);
+    expect(rankThreads(0, four, { CXFORMER_THREADS: '3' }, 16)).toBe(3);
+    expect(rankThreads(6, four, { CXFORMER_THREADS: '3' }, 16)).toBe(6);
+    // One rank on the node: 0 keeps meaning all cores.
+    expect(rankThreads(0, resolveDistEnv({}), {}, 16)).toBe(0);
   });
 });
