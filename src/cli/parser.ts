@@ -163,7 +163,7 @@ export function buildParser(args: readonly string[]): Argv {
         .option('precision', { choices: ['f32', 'bf16'] as const, describe: 'full: compute precision (default: bf16 autocast on CUDA, f32 on the CPU)' })
         .option('train-seed', { type: 'number', default: 7479, describe: 'full: head init, data order, augmentation and stochastic-depth seed (spec §5.1: 7479)' })
         .option('pos-weight', { type: 'string', describe: 'full: BCE positive-class weights, one per class, e.g. 2,1,1' })
-        .option('checkpoint-steps', { type: 'number', default: 0, describe: 'full: also save the training state every N steps (0 = at epoch ends)' })
+        .option('checkpoint-steps', { type: 'number', default: 0, describe: 'full and segmentation: also save the training state every N steps (0 = at epoch ends)' })
         .option('force', { type: 'boolean', default: false, describe: 'full: resume an --out folder whose finetune.json has other settings' })
         .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress output (train.log and metrics.jsonl are still written)' })
         .example('$0 finetune --weights runs/demo/exported --dataset csv --root runs/demo/data --manifest labels.csv --classes Cardiomegaly,"Pleural Effusion" --out runs/probe', 'phantom findings')

@@ -16,8 +16,10 @@
  * - `last.safetensors` (weights + AdamW state, written atomically after every epoch; its metadata `seg_state`
  *   holds the epoch, step, best epoch/Dice and history), `best.safetensors` (weights of the best epoch, no optimizer);
  * - `eval/`: the evaluation of the best weights (src/segment/evaluate.ts).
- * Re-running the same command on the folder resumes after the last completed epoch (bit-identical continuation of
- * the schedule, the permutations and the augmentations); different training settings are refused unless `force`.
+ * Re-running the same command on the folder resumes from `last.safetensors` — after the last completed epoch, or
+ * inside an epoch when it was written mid-epoch (Ctrl-C / `signal`, `checkpointSteps`) — as a bit-identical
+ * continuation of the schedule, the permutations and the augmentations; different training settings are refused
+ * unless `force`.
  */
 import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -73,6 +75,12 @@ export interface SegTrainOptions {
   logEvery?: number;
   /** Stop after this many epochs in this call (the run can be resumed); for tests of resuming. */
   stopAfterEpochs?: number;
+  /** Stop after this many optimizer steps in this call, saving a mid-epoch checkpoint; for tests of resuming. */
+  stopAfterSteps?: number;
+  /** Also save `last.safetensors` every this many steps inside an epoch (0 = at epoch ends only). @default 0 */
+  checkpointSteps?: number;
+  /** Aborting stops after the current step with a mid-epoch checkpoint (the CLI aborts on Ctrl-C). */
+  signal?: AbortSignal;
   /** Resume a folder whose run.json has other training settings. @default false */
   force?: boolean;
   log?: (msg: string) => void;
@@ -104,6 +112,8 @@ interface SegState {
   /** Completed epochs. */
   epoch: number;
   step: number;
+  /** Progress inside epoch `epoch` when the checkpoint was written mid-epoch. */
+  inEpoch?: { batches: number; sumLoss: number; sumDice: number; seen: number; seconds: number; lr: number } | null;
   bestEpoch: number | null;
   bestDiceAvg: number | null;
   history: SegEpochRecord[];
@@ -114,8 +124,10 @@ export interface SegTrainResult {
   bestEpoch: number | null;
   evaluation: SegEvaluation | null;
   files: { last: string; best: string; metrics: string; run: string };
-  /** Whether the run stopped early (stopAfterEpochs) and can be resumed. */
+  /** Whether the run stopped early (stopAfterEpochs/Steps, or aborted) and can be resumed. */
   partial: boolean;
+  /** Whether it stopped because `signal` was aborted. */
+  interrupted: boolean;
 }
 
 /** The training-relevant settings recorded in run.json (compared on resume). */
@@ -203,7 +215,7 @@ export async function trainSegmentation(o: SegTrainOptions): Promise<SegTrainRes
     const md = await model.load(files.last);
     state = JSON.parse(md.seg_state ?? 'null') as SegState;
     if (!state) throw new CxformerError('CXF_WEIGHTS', `${files.last}: no seg_state metadata; not a checkpoint of this command`);
-    log(`resuming after epoch ${state.epoch} (step ${state.step})`);
+    log(state.inEpoch ? `resuming inside epoch ${state.epoch + 1} after batch ${state.inEpoch.batches} (step ${state.step})` : `resuming after epoch ${state.epoch} (step ${state.step})`);
     // Drop metric lines of the interrupted epoch.
     if (existsSync(files.metrics)) {
       const kept = (await readFile(files.metrics, 'utf8')).split('\n').filter((l) => l.trim() && (JSON.parse(l) as { step: number }).step <= state.step);
@@ -220,15 +232,21 @@ export async function trainSegmentation(o: SegTrainOptions): Promise<SegTrainRes
   const warm = (o.warmupEpochs ?? 0) * spe;
   const logEvery = o.logEvery ?? 10;
   let ran = 0;
-  for (let epoch = state.epoch; epoch < epochs; epoch++) {
+  let steps = 0;
+  let interrupted = false;
+  let halt = false;
+  const saveLast = (epoch: number) => model.save(files.last, true, { epoch: String(epoch), seg_state: JSON.stringify(state), run: JSON.stringify(settings) });
+  for (let epoch = state.epoch; epoch < epochs && !halt; epoch++) {
     if (o.stopAfterEpochs !== undefined && ran >= o.stopAfterEpochs) break;
-    const t0 = Date.now();
+    const resume = state.inEpoch ?? null;
+    const t0 = Date.now() - (resume?.seconds ?? 0) * 1000;
     const order = shuffleInPlace(train.map((_, i) => i), mulberry32(hashSeed(seed, epoch)));
-    let sumLoss = 0;
-    let sumDice = 0;
-    let seen = 0;
+    let sumLoss = resume?.sumLoss ?? 0;
+    let sumDice = resume?.sumDice ?? 0;
+    let seen = resume?.seen ?? 0;
+    let lastLr = resume?.lr ?? 0;
     let rec: SegStepRecord | undefined;
-    for (let b = 0; b < spe; b++) {
+    for (let b = resume?.batches ?? 0; b < spe; b++) {
       const idx = order.slice(b * B, (b + 1) * B);
       const imgs: Uint8Array[] = [];
       const labels = new Uint8Array(idx.length * W * H);
@@ -247,9 +265,25 @@ export async function trainSegmentation(o: SegTrainOptions): Promise<SegTrainRes
       seen += idx.length;
       const ips = (idx.length * 1000) / Math.max(1, Date.now() - ts);
       prog(`epoch ${epoch + 1}/${epochs} step ${b + 1}/${spe} loss ${rec.loss.toFixed(4)} lr ${lr.toExponential(2)} ${ips.toFixed(1)} img/s`);
+      lastLr = rec.lr;
       if (logEvery > 0 && (state.step % logEvery === 0 || b === spe - 1)) {
         await appendFile(files.metrics, `${JSON.stringify({ kind: 'step', epoch, ...rec, imagesPerS: ips })}\n`);
       }
+      steps++;
+      interrupted = o.signal?.aborted === true;
+      const stop = interrupted || (o.stopAfterSteps !== undefined && steps >= o.stopAfterSteps);
+      halt ||= stop;
+      if (b < spe - 1 && (stop || (o.checkpointSteps && state.step % o.checkpointSteps === 0))) {
+        // Mid-epoch checkpoint: the epoch's permutation, augmentation streams and lr all follow from (seed, epoch,
+        // step), so the sums and the batch count are all a resume needs.
+        state.inEpoch = { batches: b + 1, sumLoss, sumDice, seen, seconds: (Date.now() - t0) / 1000, lr: lastLr };
+        await saveLast(epoch);
+        if (stop) {
+          log(`${interrupted ? 'interrupted' : 'stopped'} in epoch ${epoch + 1} after batch ${b + 1} (step ${state.step}); re-run the same command to resume`);
+          return { history: state.history, bestEpoch: state.bestEpoch, evaluation: null, files, partial: true, interrupted };
+        }
+      }
+      if (stop) break;
     }
     let valDice: Record<string, number> | null = null;
     let avg: number | null = null;
@@ -267,7 +301,7 @@ export async function trainSegmentation(o: SegTrainOptions): Promise<SegTrainRes
       kind: 'epoch',
       epoch,
       step: state.step,
-      lr: rec?.lr ?? 0,
+      lr: lastLr,
       trainLoss: sumLoss / Math.max(1, seen),
       trainSoftDice: sumDice / Math.max(1, seen),
       valDice,
@@ -276,17 +310,16 @@ export async function trainSegmentation(o: SegTrainOptions): Promise<SegTrainRes
       bestDiceAvg: state.bestDiceAvg,
       seconds: (Date.now() - t0) / 1000,
     };
-    state = { ...state, epoch: epoch + 1, history: [...state.history, er] };
-    const md = { epoch: String(epoch + 1) };
-    if (improved) await model.save(files.best, false, { ...md, best_dice_avg: String(avg ?? ''), run: JSON.stringify(settings) });
-    await model.save(files.last, true, { ...md, seg_state: JSON.stringify(state), run: JSON.stringify(settings) });
+    state = { ...state, epoch: epoch + 1, inEpoch: null, history: [...state.history, er] };
+    if (improved) await model.save(files.best, false, { epoch: String(epoch + 1), best_dice_avg: String(avg ?? ''), run: JSON.stringify(settings) });
+    await saveLast(epoch + 1);
     await appendFile(files.metrics, `${JSON.stringify(er)}\n`);
     log(`epoch ${epoch + 1}/${epochs}: train loss ${er.trainLoss.toFixed(4)}${avg !== null ? `, valid dice_avg ${avg.toFixed(4)} (${Object.entries(valDice!).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ')})` : ''}${improved ? ' *best*' : ''}`);
     ran++;
   }
   if (state.epoch < epochs) {
-    log(`stopped after epoch ${state.epoch} of ${epochs}; re-run the same command to resume`);
-    return { history: state.history, bestEpoch: state.bestEpoch, evaluation: null, files, partial: true };
+    log(`${interrupted ? 'interrupted' : 'stopped'} after epoch ${state.epoch} of ${epochs}; re-run the same command to resume`);
+    return { history: state.history, bestEpoch: state.bestEpoch, evaluation: null, files, partial: true, interrupted };
   }
 
   // ---- evaluation of the best weights ----
@@ -306,7 +339,7 @@ export async function trainSegmentation(o: SegTrainOptions): Promise<SegTrainRes
   } else {
     log('no valid or test split: skipped the evaluation');
   }
-  return { history: state.history, bestEpoch: state.bestEpoch, evaluation, files, partial: false };
+  return { history: state.history, bestEpoch: state.bestEpoch, evaluation, files, partial: false, interrupted: false };
 }
 
 /** Loads a trained segmentation model (best.safetensors or last.safetensors of a run) with its backbone. */

@@ -6,7 +6,8 @@
  * - the output files: checkpoints, metrics.jsonl, metrics.json, per-image CSV, PNG masks, CheXmask RLE of the
  *   predictions at the original size (decoded and checked), overlays;
  * - `evaluate --task segmentation` on the saved best model reproduces the Dice of the run's evaluation;
- * - an interrupted run resumed on its folder ends exactly where the uninterrupted run ends;
+ * - a run stopped after an epoch, inside an epoch or by an aborted signal (Ctrl-C) and resumed on its folder ends
+ *   exactly where the uninterrupted run ends;
  * - an unfrozen backbone is saved with its head and restored for evaluation;
  * - the native step's loss equals src/eval/dice.ts's ceDiceLoss on the natively predicted logits.
  */
@@ -166,9 +167,21 @@ describe('cxformer finetune --task segmentation (phantom data)', () => {
     expect(part.partial).toBe(true);
     expect(part.history).toHaveLength(2);
     const rest = await trainSegmentation({ ...common, out: path.join(tmp, 'resumed') });
-    expect(rest.history).toEqual(full.history.map((h, i) => ({ ...h, seconds: rest.history[i]!.seconds })));
+    expect(rest.history.map((h) => ({ ...h, seconds: 0 }))).toEqual(full.history.map((h) => ({ ...h, seconds: 0 })));
     expect(rest.evaluation!.metrics.pooled).toEqual(full.evaluation!.metrics.pooled);
     expect(full.evaluation!.metrics.pooled.lungs).toBeGreaterThan(0.6);
+    // Mid-epoch: an aborted signal stops after one step (4 steps per epoch here), a step budget stops inside
+    // epoch 2; both leave a checkpoint the next call continues exactly.
+    const ac = new AbortController();
+    ac.abort();
+    const cut = path.join(tmp, 'mid');
+    const i1 = await trainSegmentation({ ...common, out: cut, signal: ac.signal });
+    expect([i1.partial, i1.interrupted, i1.history.length]).toEqual([true, true, 0]);
+    const i2 = await trainSegmentation({ ...common, out: cut, stopAfterSteps: 5 });
+    expect([i2.partial, i2.interrupted, i2.history.length]).toEqual([true, false, 1]);
+    const i3 = await trainSegmentation({ ...common, out: cut });
+    expect(i3.history.map((h) => ({ ...h, seconds: 0 }))).toEqual(full.history.map((h) => ({ ...h, seconds: 0 })));
+    expect(i3.evaluation!.metrics.pooled).toEqual(full.evaluation!.metrics.pooled);
     // An unfrozen backbone is saved with the head and restored by loadSegmenter (backbone from the run's metadata).
     const unf = await trainSegmentation({ ...common, seg: { head: 'linear', lr: 0.02, unfreeze: true, backboneLr: 1e-4 }, epochs: 2, out: path.join(tmp, 'unfrozen') });
     const { model } = await loadSegmenter(path.join(tmp, 'unfrozen', 'best.safetensors'), {});

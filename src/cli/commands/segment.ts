@@ -109,7 +109,17 @@ export async function run(a: Args): Promise<number> {
   const { trainSegmentation } = await import('../../segment/train.js');
   const quiet = Boolean(a.quiet);
   const log = progress(quiet);
+  // Ctrl-C: stop after the current step with a mid-epoch checkpoint; a second Ctrl-C quits at once.
+  const ac = new AbortController();
+  const onInt = () => {
+    if (ac.signal.aborted) process.exit(130);
+    ac.abort();
+    log.done('Ctrl-C: stopping after the current step (press again to quit now)');
+  };
+  process.on('SIGINT', onInt);
   const res = await trainSegmentation({
+    signal: ac.signal,
+    ...(a['checkpoint-steps'] !== undefined ? { checkpointSteps: Number(a['checkpoint-steps']) } : {}),
     backbone: backbone(a),
     dataset: datasetSpec(a),
     masks: maskSource(a),
@@ -128,7 +138,8 @@ export async function run(a: Args): Promise<number> {
     force: Boolean(a.force),
     log: (m) => log.done(m),
     progress: (m) => log.update(m),
-  });
+  }).finally(() => process.off('SIGINT', onInt));
+  if (res.interrupted) return 130;
   if (res.evaluation) {
     const p = res.evaluation.metrics.pooled;
     log.done(`finetune (segmentation): Dice lungs ${fmt(p.lungs)}, heart ${fmt(p.heart)}, dice_avg ${fmt(p.dice_avg)}; report ${res.evaluation.files.report}`);
