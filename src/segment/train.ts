@@ -13,8 +13,9 @@
  * - `run.json`: the resolved settings (data, preprocessing, head, schedule, backbone);
  * - `metrics.jsonl`: one `{"kind":"step",…}` line every `logEvery` steps and one `{"kind":"epoch",…}` line per
  *   epoch (train loss, validation Dice per structure, `dice_avg`, best so far, seconds);
- * - `last.safetensors` (weights + AdamW state, written atomically after every epoch; its metadata `seg_state`
- *   holds the epoch, step, best epoch/Dice and history), `best.safetensors` (weights of the best epoch, no optimizer);
+ * - `last.safetensors` (weights + AdamW state, written atomically after every epoch, every `checkpointSteps` steps
+ *   and when stopped; its metadata `seg_state` holds the epoch, step, position inside the epoch, best epoch/Dice
+ *   and history), `best.safetensors` (weights of the best epoch, no optimizer);
  * - `eval/`: the evaluation of the best weights (src/segment/evaluate.ts).
  * Re-running the same command on the folder resumes from `last.safetensors` — after the last completed epoch, or
  * inside an epoch when it was written mid-epoch (Ctrl-C / `signal`, `checkpointSteps`) — as a bit-identical
