@@ -46,6 +46,7 @@ step golden-cpu env CXF_TEST_DEVICE=cpu "$kit/bin/golden" --test-threads=1
 step rust-other sh -c "for b in '$kit'/bin/*; do case \$b in */golden) continue;; esac; \$b --test-threads=1 || exit 1; done"
 # The CUDA-vs-CPU augmentation test is ignored by default (it needs a GPU).
 [ "$device" = cpu ] || step augment-cuda env CXF_TEST_DEVICE="$device" "$kit/bin/augment" --test-threads=1 --include-ignored
+[ "$device" = cpu ] || step seg-tests-cuda env CXF_TEST_DEVICE="$device" "$kit/bin/seg" --test-threads=1
 step cli-cuda "$NODE" "$kit/dist/bench/golden-check.js" "$device"
 step bench-cuda env BENCH_DEVICE="$device" BENCH_RUNS="${BENCH_RUNS:-10}" BENCH_BATCH="${BENCH_BATCH:-32}" \
   BENCH_PEAK_TFLOPS="${BENCH_PEAK_TFLOPS:-989}" "$NODE" "$kit/dist/bench/embed.js"

@@ -3,14 +3,19 @@
 //! unfrozen backbones, strict save/load with optimizer state, and the error messages for bad inputs.
 mod common;
 
-use common::{golden, load_tiny, max_abs_diff};
+use common::{golden, load_tiny, max_abs_diff, test_device};
 use cxformer_core::seg::{SegConfig, SegHeadKind, SegModel, ce_dice_loss};
 use cxformer_core::{Error, ForwardOptions, Precision};
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
 
+/// On CXF_TEST_DEVICE (default cpu; scripts/gpu-check.sh style: CXF_TEST_DEVICE=cuda runs these on the GPU).
 fn model(cfg: SegConfig) -> SegModel {
-    SegModel::new(cfg, load_tiny(Device::Cpu)).expect("seg model")
+    SegModel::new(cfg, load_tiny(test_device())).expect("seg model")
+}
+
+fn cpu(t: Tensor) -> Tensor {
+    t.to_device(Device::Cpu)
 }
 
 fn inputs() -> Tensor {
@@ -42,14 +47,14 @@ fn bilinear(src: &[f64], h: usize, w: usize, oh: usize, ow: usize) -> Vec<f64> {
 fn linear_head_matches_manual_conv_and_upsampling() {
     let m = model(SegConfig::default());
     let x = inputs(); // (2, 3, 56, 56): a 4×4 patch grid, D = 96
-    let z = m.logits(&x, false).unwrap();
+    let z = cpu(m.logits(&x, false).unwrap());
     assert_eq!(z.size(), [2, 4, 56, 56]);
     // Manual: normed patch tokens of the last block (golden reference output), 1×1 conv = W·t + b per patch,
     // then bilinear upsampling of each 4×4 class map to 56×56.
     let patches = golden("vit_tiny_outputs.safetensors", "x_norm_patchtokens_56"); // (2, 16, 96)
     let vars = m.head_vs.variables();
-    let w = Vec::<f32>::try_from(vars["conv.weight"].reshape([4 * 96])).unwrap();
-    let b = Vec::<f32>::try_from(&vars["conv.bias"]).unwrap();
+    let w = Vec::<f32>::try_from(cpu(vars["conv.weight"].reshape([4 * 96]))).unwrap();
+    let b = Vec::<f32>::try_from(cpu(vars["conv.bias"].shallow_clone())).unwrap();
     assert_eq!(vars["conv.weight"].size(), [4, 96, 1, 1]);
     let p = Vec::<f32>::try_from(patches.flatten(0, -1)).unwrap();
     let zz = Vec::<f32>::try_from(z.flatten(0, -1)).unwrap();
@@ -92,7 +97,7 @@ fn progressive_head_shapes_and_layers() {
     // block they equal the golden `x_norm_patchtokens`.
     let bb = load_tiny(Device::Cpu);
     let out = bb.vit.forward(&inputs(), &ForwardOptions { intermediate_layers: vec![-1], norm_intermediates: true, ..Default::default() }).unwrap();
-    let last = out.intermediates[0].narrow(1, 3, 16); // CLS + 2 registers
+    let last = out.intermediates[0].narrow(1, 3, 16); // CLS + 2 registers (CPU: the reference is CPU f32)
     let reference = golden("vit_tiny_outputs.safetensors", "x_norm_patchtokens_56");
     assert!(max_abs_diff(&last, &reference) < 1e-4);
     // Default layers: the last min(4, depth) blocks, here all 3 of the tiny model (3 × 96 input channels).
@@ -206,7 +211,7 @@ fn unfrozen_resume_with_stochastic_depth_is_exact() {
     // the uninterrupted run's draws.
     let mut vit = common::tiny_config();
     vit.drop_path_rate = 0.3;
-    let make = || SegModel::new(SegConfig { num_classes: 2, unfreeze: true, backbone_lr: 1e-3, ..SegConfig::default() }, cxformer_core::Backbone::load(&vit, common::tiny_weights(), Device::Cpu).unwrap().0).unwrap();
+    let make = || SegModel::new(SegConfig { num_classes: 2, unfreeze: true, backbone_lr: 1e-3, ..SegConfig::default() }, cxformer_core::Backbone::load(&vit, common::tiny_weights(), test_device()).unwrap().0).unwrap();
     let dir = common::tmpdir("seg-dp");
     let file = dir.join("s.safetensors");
     let x = inputs();
@@ -230,7 +235,7 @@ fn bad_inputs_are_named() {
     assert!(e.contains("class indices must be in 0..3") && e.contains("7..=7"), "{e}");
     let e = m.train_step(&x, &Tensor::zeros([2, 28, 28], (Kind::Uint8, Device::Cpu)), 1e-3).unwrap_err().to_string();
     assert!(e.contains("expected shape [2, 56, 56]"), "{e}");
-    let e = SegModel::new(SegConfig { head: SegHeadKind::Progressive, layers: vec![5], ..SegConfig::default() }, load_tiny(Device::Cpu))
+    let e = SegModel::new(SegConfig { head: SegHeadKind::Progressive, layers: vec![5], ..SegConfig::default() }, load_tiny(test_device()))
         .err()
         .unwrap()
         .to_string();
@@ -243,7 +248,7 @@ fn bad_inputs_are_named() {
 fn bf16_autocast_stays_close_to_f32() {
     let x = inputs();
     let a = model(SegConfig::default());
-    let b = SegModel::new(SegConfig { precision: Precision::Bf16, ..SegConfig::default() }, load_tiny(Device::Cpu)).unwrap();
+    let b = SegModel::new(SegConfig { precision: Precision::Bf16, ..SegConfig::default() }, load_tiny(test_device())).unwrap();
     let (za, zb) = (a.logits(&x, false).unwrap(), b.logits(&x, false).unwrap());
     assert_eq!(zb.kind(), Kind::Float);
     let scale = za.abs().max().double_value(&[]);
