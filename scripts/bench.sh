@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm run bench`: the TypeScript end-to-end embedding benchmark (dist/bench/embed.js), the pretraining
 # step benchmark (dist/bench/train.js), the data-path benchmark (dist/bench/data.js), the
-# linear-probe head benchmark (dist/bench/finetune.js), the segmentation step/inference benchmark (dist/bench/segment.js), the 1- vs 2-rank data-parallel step (dist/bench/dist.js), then the cargo
+# classification benchmark (dist/bench/finetune.js: features, fine-tuning step, linear-probe head), the segmentation step/inference benchmark (dist/bench/segment.js), the 1- vs 2-rank data-parallel step (dist/bench/dist.js), then the cargo
 # benches of the core (criterion: ViT-S forward, attention, matmul). Results: bench-results/ and target/criterion/.
 # BENCH_SKIP_CARGO=1 runs only the first part.
 set -euo pipefail

@@ -3,7 +3,8 @@
  * 1. linear-probe features: images/s of the feature forward (last 4 blocks' normed CLS + patch mean, batch 8,
  *    224 px, f32; pixel tensors, decoding excluded), median of BENCH_RUNS;
  * 2. full fine-tuning step: images/s of one training step (forward in train mode, masked BCE, backward through the
- *    backbone, clipping, AdamW over 22 M parameters; batch 10, 224 px, 5 classes), on normalised pixels and on
+ *    backbone, clipping, AdamW over 22 M parameters; batch 10, 224 px, 5 classes; bf16 autocast on CUDA, as
+ *    `finetune --mode full`), on normalised pixels and on
  *    256-px gray images with the §5.1 augmentations executed natively; median of BENCH_RUNS after a warm-up;
  * 3. the linear-probe head itself (5·384 = 1920 features → 5 classes, batch 10, lr 5e-5, spec §5.1) on N random
  *    feature rows, a few epochs.
@@ -43,7 +44,7 @@ async function backboneRates(device: string, runs: number) {
   const B = 10;
   const C = 5;
   const ft = await native().createFinetuner(
-    JSON.stringify({ config: { model: presetConfig('vit_small'), numClasses: C, headLr: 5e-5, backboneLr: 5e-7, stepsPerEpoch: 1000 }, device }),
+    JSON.stringify({ config: { model: presetConfig('vit_small'), numClasses: C, headLr: 5e-5, backboneLr: 5e-7, stepsPerEpoch: 1000, precision: device.startsWith('cuda') ? 'bf16' : 'f32' }, device }),
   );
   const x = pixels(B);
   const y = new Float32Array(B * C).map((_, i) => (i % 3 === 0 ? 1 : 0));
