@@ -27,7 +27,7 @@ import { multiLabelAveragePrecision, multiLabelRocAuc } from '../eval/metrics.js
 import type { EvaluationReport } from '../eval/report.js';
 import { resolvePreprocessOptions, type PreprocessOptions } from '../image/options.js';
 import { preprocessBatch, type PreprocessedBatch } from '../image/preprocess.js';
-import { ConfigError, toHfConfig } from '../model/config.js';
+import { ConfigError, INTERP_HF_SIZE, INTERP_REGISTERS_AA, toHfConfig } from '../model/config.js';
 import { resolveModel } from '../model/weights.js';
 import type { NativeFinetuner } from '../native/binding/binding.js';
 import { call, callSync, CxformerError, native } from '../native/load.js';
@@ -275,7 +275,11 @@ export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetune
   const clsLayers = o.features?.clsLayers ?? 4;
   const avgpool = o.features?.avgpool ?? true;
   const resolved = await resolveModel({ weights: o.backbone.weights, arch: o.backbone.arch, overrides: o.backbone.overrides ?? [] });
-  const vit = { ...resolved.config, ...(t.dropPath !== null ? { drop_path_rate: t.dropPath } : {}) };
+  // The position-embedding interpolation of the exported HF family (with registers: antialiased bicubic to the
+  // size; without: bicubic to the size), so `cxformer evaluate` on best/model computes what was trained. It differs
+  // from a checkpoint's original DINOv2 rule only when --crop differs from the model's img_size.
+  const family = resolved.config.num_register_tokens > 0 ? INTERP_REGISTERS_AA : INTERP_HF_SIZE;
+  const vit = { ...resolved.config, interpolation: { ...family }, ...(t.dropPath !== null ? { drop_path_rate: t.dropPath } : {}) };
   const pre = resolvePreprocessOptions({ ...(resolved.preprocess ?? {}), ...o.preprocess });
   const size = cropSide(pre);
   if (size % vit.patch_size !== 0) throw new CxformerError('CXF_ARG', `--crop ${size} must be a multiple of the patch size ${vit.patch_size}`);
@@ -375,6 +379,10 @@ export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetune
     await writeFileAtomic(path.join(out, 'metrics.jsonl'), '');
     await log(`backbone: ${resolved.configSource}; ${resolved.weights ? `weights ${resolved.weights.file}` : `random initialisation (seed ${o.backbone.seed ?? 0})`}`);
     await log(`settings: ${JSON.stringify(t)}; crop ${size} px, ${S} steps per epoch`);
+    const was = resolved.config.interpolation;
+    if (size !== vit.img_size && (was.offset !== family.offset || was.antialias !== family.antialias)) {
+      await log(`position embeddings: interpolated with the exported HF family's rule (offset ${family.offset}, antialias ${family.antialias}) instead of the weights' (offset ${was.offset}, antialias ${was.antialias})`);
+    }
   }
 
   const saveState = async () => {

@@ -70,6 +70,7 @@ async function runFull(a: Args, classes: string[]): Promise<number> {
     process.once('SIGINT', () => process.exit(130));
   };
   process.once('SIGINT', onSigint);
+  let lastLine = 0;
   try {
     const res = await fullFinetune({
       backbone: backbone(a),
@@ -107,6 +108,9 @@ async function runFull(a: Args, classes: string[]): Promise<number> {
       onEvent: (e) => {
         if (e.kind === 'step' && e.totalSteps) {
           const done = (e.step ?? 0) + 1;
+          // Without a terminal: one line every 2 s at most (and the last step), as `train`.
+          if (!process.stderr.isTTY && Date.now() - lastLine < 2000 && done !== e.totalSteps) return;
+          lastLine = Date.now();
           const w = 24;
           const fill = Math.round((done / e.totalSteps) * w);
           bar.update(
