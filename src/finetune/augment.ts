@@ -23,9 +23,12 @@ export const FINETUNE_AUGMENT = {
   blurSigma: [0.1, 2.0] as [number, number],
 } as const;
 
-/** One §5.1 train crop of an imgH × imgW source at side `size`, drawn in the transform's order. */
-export function planFinetuneCrop(rng: Rng, imgH: number, imgW: number, size: number): CropParams {
-  const b = randomResizedCrop(rng, imgH, imgW, FINETUNE_AUGMENT.scale, AUGMENT.ratio);
+/**
+ * One §5.1 train crop of an imgH × imgW source at side `size`, drawn in the transform's order. `scale` replaces
+ * RandomResizedCrop's area range (§5.1: 0.08–1).
+ */
+export function planFinetuneCrop(rng: Rng, imgH: number, imgW: number, size: number, scale: [number, number] = FINETUNE_AUGMENT.scale): CropParams {
+  const b = randomResizedCrop(rng, imgH, imgW, scale, AUGMENT.ratio);
   const flip = rng.bernoulli(FINETUNE_AUGMENT.flip);
   const affine = randomAffineParams(rng, FINETUNE_AUGMENT.affine, size);
   const jitter = rng.bernoulli(FINETUNE_AUGMENT.jitter) ? colorJitterParams(rng, FINETUNE_AUGMENT.jitterStrength) : null;
@@ -34,6 +37,6 @@ export function planFinetuneCrop(rng: Rng, imgH: number, imgW: number, size: num
 }
 
 /** The crop plans of one training batch (one global crop per image, no locals). */
-export function planFinetuneBatch(seed: number, step: number, sizes: Array<[number, number]>, size: number): ImageCrops[] {
-  return sizes.map(([h, w], k) => ({ globals: [planFinetuneCrop(rngFor(seed, 0, step, PURPOSE.crops, k), h, w, size)], locals: [] }));
+export function planFinetuneBatch(seed: number, step: number, sizes: Array<[number, number]>, size: number, scale: [number, number] = FINETUNE_AUGMENT.scale): ImageCrops[] {
+  return sizes.map(([h, w], k) => ({ globals: [planFinetuneCrop(rngFor(seed, 0, step, PURPOSE.crops, k), h, w, size, scale)], locals: [] }));
 }

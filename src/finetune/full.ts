@@ -68,6 +68,8 @@ export interface FullTrainConfig {
   posWeight?: number[] | null;
   /** Stochastic depth rate of the backbone during fine-tuning. @default the model's (0 for released weights) */
   dropPath?: number;
+  /** Area range of the train RandomResizedCrop (spec §5.1: [0.08, 1]). @default [0.08, 1] */
+  cropScale?: [number, number];
   /** Model selection on the validation split: macro AUROC / AUPRC (higher) or loss (lower), or the last epoch. @default 'valAuroc' */
   selectBest?: 'valAuroc' | 'valAuprc' | 'valLoss' | 'last';
   /** Stop after this many epochs without a better validation score (0 = never). @default 0 */
@@ -175,6 +177,7 @@ function resolvedTrain(t: FullTrainConfig, device: string): Required<Omit<FullTr
     hidden: t.hidden ?? [],
     posWeight: t.posWeight ?? null,
     dropPath: t.dropPath ?? null,
+    cropScale: t.cropScale ?? [0.08, 1],
     selectBest: t.selectBest ?? 'valAuroc',
     patience: t.patience ?? 0,
     evalBatchSize: t.evalBatchSize ?? 8,
@@ -197,6 +200,10 @@ function checkTrain(t: ReturnType<typeof resolvedTrain>): void {
     throw new CxformerError('CXF_ARG', `--select-best: expected one of ${SELECT.join(', ')}, got '${t.selectBest}'`);
   }
   if (t.dropPath !== null && !(t.dropPath >= 0 && t.dropPath < 1)) throw new CxformerError('CXF_ARG', `drop path must be in [0, 1), got ${t.dropPath}`);
+  const [lo, hi] = t.cropScale;
+  if (!(t.cropScale.length === 2 && lo > 0 && lo <= hi && hi <= 1)) {
+    throw new CxformerError('CXF_ARG', `crop scale must be two numbers 0 < min ≤ max ≤ 1 (spec §5.1: 0.08,1), got ${t.cropScale.join(',')}`);
+  }
 }
 
 /** Squared-side crop size of the evaluation transform (also the training crop side). */
@@ -430,7 +437,7 @@ export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetune
       next = b + 1 < S ? loadBatch(batchIdx(b + 1)) : null;
       next?.catch(() => undefined);
       const step = ft.steps;
-      const crops = planFinetuneBatch(t.seed, step, images.map((im) => [im.height, im.width] as [number, number]), size);
+      const crops = planFinetuneBatch(t.seed, step, images.map((im) => [im.height, im.width] as [number, number]), size, t.cropScale);
       const planes = new Uint8Array(images.reduce((a, im) => a + im.data.length, 0));
       let off = 0;
       for (const im of images) {

@@ -174,6 +174,9 @@ describe('label types', () => {
     const twoPos = cli([...base, '--manifest', 'multiclass-bad.csv', '--classes', 'Normal,Abnormal', '--label-type', 'multiclass', '--mode', 'full']);
     expect(twoPos.code).toBe(2);
     expect(twoPos.stderr).toMatch(/image \S+ has 2 positive classes \(Normal, Abnormal\)/);
+    const scale = cli([...base, '--manifest', 'labels.csv', '--classes', 'Nodule', '--mode', 'full', '--crop-scale', '0.5,1.5']);
+    expect(scale.code).toBe(2);
+    expect(scale.stderr).toMatch(/crop scale must be two numbers 0 < min ≤ max ≤ 1 \(spec §5\.1: 0\.08,1\), got 0\.5,1\.5/);
     const posWeight = cli([...base, '--manifest', 'labels.csv', '--classes', 'Nodule', '--mode', 'full', '--pos-weight', 'x']);
     expect(posWeight.code).toBe(2);
     expect(posWeight.stderr).toMatch(/--pos-weight: expected comma-separated numbers, got 'x'/);
