@@ -67,9 +67,23 @@ function configLoads(file: unknown): boolean {
   }
 }
 
-function labelledData(y: Argv) {
+/**
+ * `evaluate --config <preset>`: a preset is written for `finetune`; evaluate takes its data and preprocessing keys
+ * and leaves out the training-only ones (epochs, lr, mode, …; the head file records what evaluation needs).
+ * Keys that no command knows still fail when the same file is given to `finetune`.
+ */
+function evaluateConfigLoader(y: Argv) {
+  return (file: string): Record<string, unknown> => {
+    // yargs has getOptions() at runtime; its typings leave it out.
+    const { key } = (y as unknown as { getOptions(): { key: Record<string, unknown> } }).getOptions();
+    const known = new Set(Object.keys(key));
+    return Object.fromEntries(Object.entries(loadDownstreamConfig(file)).filter(([k]) => known.has(k)));
+  };
+}
+
+function labelledData(y: Argv, command: 'finetune' | 'evaluate' = 'finetune') {
   return y
-    .config('config', 'Downstream preset (chexpert, nih, rsna, vindr, phantom; configs/downstream/) or YAML file of option values; command-line options win', loadDownstreamConfig)
+    .config('config', 'Downstream preset (chexpert, nih, rsna, vindr, phantom; configs/downstream/) or YAML file of option values; command-line options win', command === 'evaluate' ? evaluateConfigLoader(y) : loadDownstreamConfig)
     .option('dataset', { type: 'string', default: 'csv', describe: 'chexpert, mimic, nih, padchest, brax, vindr, rsna, or csv (a manifest with label columns)' })
     .option('root', { type: 'string', demandOption: true, describe: 'Dataset root folder' })
     .option('manifest', { type: 'string', describe: 'csv: the manifest (relative to --root)' })
@@ -171,7 +185,7 @@ export function buildParser(args: readonly string[]): Argv {
         .example('$0 finetune --config chexpert --mode full --root /data/CheXpert-v1.0-small --weights models/cxformer-small --out runs/chexpert-ft', 'full fine-tuning; re-run to resume'),
     )
     .command('evaluate [overrides..]', 'Evaluate a trained head on a dataset split: predictions.csv, metrics.json (AUROC/AUPRC with bootstrap CIs), plots, report.md; --task segmentation: Dice, masks, overlays', (y) =>
-      segmentationOptions(preprocessOptions(labelledData(modelOptions(y))))
+      segmentationOptions(preprocessOptions(labelledData(modelOptions(y), 'evaluate')))
         .positional('overrides', { type: 'string', array: true, describe: 'Backbone overrides key=value' })
         .option('task', { choices: ['classification', 'segmentation'] as const, default: 'classification' as const, describe: 'classification, or segmentation (--head = best.safetensors of a segmentation run)' })
         .option('head', { type: 'string', demandOption: true, describe: 'head.safetensors written by finetune (segmentation: best.safetensors)' })

@@ -56,6 +56,18 @@ describe('argument grammar (no process, no LibTorch)', () => {
     expect(() => parseCli(['finetune', '--config', 'imagenet', '--root', 'r', '--weights', 'w', '--out', 'o'])).toThrow(/not a preset \(chexmask, chexpert, nih, phantom, phantom_seg, rsna, vindr\)/);
   });
 
+  it('evaluate takes a preset\'s data and preprocessing keys and leaves out its training keys', () => {
+    const e = parseCli(['evaluate', '--config', 'chexpert', '--root', 'r', '--weights', 'w', '--head', 'h', '--out', 'o']);
+    expect([e.dataset, e.uncertain, e.views, e.equalize, e.bootstrap]).toEqual(['chexpert', 'ones', 'PA,AP', true, 500]);
+    expect(e.classes).toBe('Atelectasis,Cardiomegaly,Consolidation,Edema,Pleural Effusion');
+    for (const k of ['epochs', 'lr', 'mode', 'backbone-lr', 'select-best']) expect(e[k]).toBeUndefined();
+    // every shipped preset is usable with evaluate; unknown command-line options still fail
+    for (const p of ['chexmask', 'chexpert', 'nih', 'phantom', 'phantom_seg', 'rsna', 'vindr']) {
+      expect(() => parseCli(['evaluate', '--config', p, '--root', 'r', '--weights', 'w', '--head', 'h', '--out', 'o'])).not.toThrow();
+    }
+    expect(() => parseCli(['evaluate', '--config', 'chexpert', '--root', 'r', '--weights', 'w', '--head', 'h', '--out', 'o', '--epochs', '3'])).toThrow(/Unknown argument: epochs/);
+  });
+
   it('rejects unknown options, missing inputs, bad layers and bad batch sizes', () => {
     expect(() => parseCli(['embed', '--weights', 'w', 'a.png', '--out', 'o', '--bogus'])).toThrow(/Unknown argument: bogus/);
     expect(() => parseCli(['embed', '--weights', 'w', '--out', 'o'])).toThrow(/at least one image/);
