@@ -386,15 +386,19 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsHe
  * array type of each dtype). Each tensor is read into its own freshly allocated, aligned buffer, so unaligned
  * offsets in the file are fine and the arrays share no memory.
  *
+ * `opts.select` reads only the tensors whose names it accepts (the whole header is still validated), e.g. the heads
+ * of a multi-GB training checkpoint.
+ *
  * @throws SafetensorsError for any malformed header or data (e.g. a BOOL byte other than 0 or 1).
  */
-export async function readSafetensors(path: string): Promise<SafetensorsContents> {
+export async function readSafetensors(path: string, opts: { select?: (name: string) => boolean } = {}): Promise<SafetensorsContents> {
   assertLittleEndianHost(path);
   const fh = await openForRead(path);
   try {
     const header = await readHeaderFrom(fh, path);
     const tensors = new Map<string, LoadedTensor>();
     for (const [key, info] of header.tensors) {
+      if (opts.select && !opts.select(key)) continue;
       const [begin, end] = info.dataOffsets;
       const bytes = await readExactly(fh, path, header.dataStart + begin, end - begin, `tensor ${JSON.stringify(key)}`);
       tensors.set(key, { dtype: info.dtype, shape: [...info.shape], data: decodeTensorBytes(path, key, info.dtype, bytes) });

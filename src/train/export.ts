@@ -38,10 +38,12 @@ export async function exportRun(source: string, outDir: string, opts: { dtype?: 
     dtype: opts.dtype ?? 'f32',
     preprocess: { ...defaultPreprocess, equalize: run?.data?.equalize ?? true, resize: size, crop: size },
   });
-  const st = await readSafetensors(ckpt);
+  // Only the teacher heads are read from the checkpoint (not the student, teacher backbone and optimizer moments).
+  const headKey = /^teacher\.((dino|ibot)_head\..+)$/;
+  const st = await readSafetensors(ckpt, { select: (name) => headKey.test(name) });
   const heads: Record<string, TensorToWrite> = {};
   for (const [name, t] of st.tensors) {
-    const m = /^teacher\.((dino|ibot)_head\..+)$/.exec(name);
+    const m = headKey.exec(name);
     if (m) heads[m[1] as string] = { dtype: t.dtype, shape: t.shape, data: t.data as Float32Array };
   }
   await writeSafetensors(path.join(outDir, 'dino_head.safetensors'), heads, {

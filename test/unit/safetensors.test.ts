@@ -254,6 +254,21 @@ describe('readSafetensors rejects malformed files', () => {
     expect(h.tensors.get('m')).toEqual({ dtype: 'BOOL', shape: [3], dataOffsets: [0, 3] });
     await expect(readSafetensors(p)).rejects.toThrow(/tensor "m": expected BOOL bytes to be 0 or 1, found 7 at element 1/);
   });
+
+  it('select reads only the chosen tensors, after validating the whole header', async () => {
+    const data = Buffer.alloc(12);
+    data.writeFloatLE(2.5, 0);
+    data.set([1, 9, 0, 0], 4); // a bad BOOL tensor that a selective read never decodes
+    data.writeFloatLE(-1, 8);
+    const p = await put(stBytes({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, m: { dtype: 'BOOL', shape: [4], data_offsets: [4, 8] }, b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] } }, data));
+    const got = await readSafetensors(p, { select: (k) => k !== 'm' });
+    expect([...got.tensors.keys()].sort()).toEqual(['a', 'b']);
+    expect([...(got.tensors.get('b')?.data as Float32Array)]).toEqual([-1]);
+    await expect(readSafetensors(p)).rejects.toThrow(/tensor "m": expected BOOL bytes/);
+    // the header is still checked in full
+    const bad = await put(stBytes({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, c: { dtype: 'F32', shape: [2], data_offsets: [4, 99] } }, 12));
+    await expect(readSafetensors(bad, { select: (k) => k === 'a' })).rejects.toThrow(/c/);
+  });
 });
 
 describe('readSafetensors layout handling', () => {
