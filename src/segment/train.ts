@@ -30,21 +30,15 @@ import { writeFileAtomic } from '../data/fsutil.js';
 import { hashSeed, mulberry32, shuffleInPlace } from '../data/random.js';
 import { resolvePreprocessOptions, type PreprocessOptions } from '../image/options.js';
 import { resolveModel } from '../model/weights.js';
+import type { BackboneChoice } from '../finetune/classify.js';
 import { CxformerError } from '../native/load.js';
 import { augmentPair, normalizeBatch, type SegAugmentOptions } from './augment.js';
 import { loadSamples, loadSegRecords, SEG_NUM_CLASSES, type MaskSource, type SegSample } from './data.js';
 import { diceReport, evaluateSamples, predictSamples, type SegEvaluation } from './evaluate.js';
 import { Segmenter, type SegConfig, type SegStepRecord } from './native.js';
 
-export interface SegBackboneChoice {
-  weights?: string;
-  arch?: string;
-  overrides?: string[];
-  device?: string;
-  threads?: number;
-  /** Seed of a random initialisation (no weights). */
-  seed?: number;
-}
+/** The encoder of a segmentation run: the same choice as classification's (weights, or a seeded random preset). */
+export type SegBackboneChoice = BackboneChoice;
 
 export interface SegTrainOptions {
   backbone: SegBackboneChoice;

@@ -1,4 +1,5 @@
 /** Helpers shared by CLI commands (argument → option conversion, progress). */
+import type { DatasetSpec } from '../../datasets/index.js';
 import type { PreprocessOptions } from '../../image/options.js';
 import { CxformerError } from '../../native/load.js';
 import { isOverride } from '../parser.js';
@@ -46,4 +47,36 @@ export function progress(quiet: boolean) {
       process.stderr.write(tty ? `\r\x1b[2K${msg}\n` : `${msg}\n`);
     },
   };
+}
+
+/** A comma-separated option as a list (undefined when absent). */
+export const list = (v: unknown): string[] | undefined => (v === undefined ? undefined : String(v).split(',').map((s) => s.trim()).filter(Boolean));
+
+/**
+ * The dataset named by `--dataset` / `--root` / `--views` (finetune, evaluate, segmentation). `csv` also takes
+ * `--manifest` and the column options, with `labelColumns` as its label columns; `csvHint` says what else a csv run
+ * needs when `--manifest` is missing.
+ */
+export function datasetSpec(a: Args, opts: { split?: string; labelColumns?: string[]; csvHint: string }): DatasetSpec {
+  const name = String(a.dataset);
+  const common = {
+    root: String(a.root),
+    ...(a.views !== undefined ? { views: list(a.views) } : {}),
+    ...(opts.split ? { split: opts.split } : {}),
+  };
+  if (name === 'csv') {
+    if (a.manifest === undefined) {
+      throw new CxformerError('CXF_ARG', `--dataset csv needs --manifest <file.csv> (relative to --root ${a.root}) with ${opts.csvHint}`);
+    }
+    return {
+      name: 'csv',
+      ...common,
+      manifest: String(a.manifest),
+      pathColumn: String(a['path-column']),
+      patientColumn: String(a['patient-column']),
+      splitColumn: String(a['split-column']),
+      ...(opts.labelColumns ? { labelColumns: opts.labelColumns } : {}),
+    } as unknown as DatasetSpec;
+  }
+  return { name, ...common } as unknown as DatasetSpec;
 }

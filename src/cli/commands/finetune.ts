@@ -1,32 +1,15 @@
 /** `cxformer finetune` (linear probe or full fine-tuning) and `cxformer evaluate`. */
 import type { DatasetSpec } from '../../datasets/index.js';
 import { CxformerError } from '../../native/load.js';
-import { type Args, preprocessOverrides, progress, splitPositionals } from './common.js';
+import { type Args, datasetSpec, list, preprocessOverrides, progress, splitPositionals } from './common.js';
 
-const list = (v: unknown) => (v === undefined ? undefined : String(v).split(',').map((s) => s.trim()).filter(Boolean));
-
-function datasetSpec(a: Args, classes: string[], split?: string): DatasetSpec {
-  const name = String(a.dataset);
-  const common = {
-    root: String(a.root),
-    ...(a.views !== undefined ? { views: list(a.views) } : {}),
+/** The labelled dataset of a classification run (csv: the class names are its label columns). */
+function classificationData(a: Args, classes: string[], split?: string): DatasetSpec {
+  return datasetSpec(a, {
     ...(split ? { split } : {}),
-  };
-  if (name === 'csv') {
-    if (a.manifest === undefined) {
-      throw new CxformerError('CXF_ARG', `--dataset csv needs --manifest <file.csv> (relative to --root ${a.root}) with ${a['path-column']}, ${a['split-column']} and the label columns; or give --dataset chexpert|mimic|nih|padchest|brax|vindr|rsna`);
-    }
-    return {
-      name: 'csv',
-      ...common,
-      manifest: String(a.manifest ?? ''),
-      pathColumn: String(a['path-column']),
-      patientColumn: String(a['patient-column']),
-      splitColumn: String(a['split-column']),
-      labelColumns: classes,
-    } as unknown as DatasetSpec;
-  }
-  return { name, ...common } as unknown as DatasetSpec;
+    labelColumns: classes,
+    csvHint: `${a['path-column']}, ${a['split-column']} and the label columns; or give --dataset chexpert|mimic|nih|padchest|brax|vindr|rsna`,
+  });
 }
 
 function backbone(a: Args) {
@@ -74,7 +57,7 @@ async function runFull(a: Args, classes: string[]): Promise<number> {
   try {
     const res = await fullFinetune({
       backbone: backbone(a),
-      dataset: datasetSpec(a, classes),
+      dataset: classificationData(a, classes),
       classes,
       labelType: a['label-type'] as 'multilabel' | 'binary' | 'multiclass',
       ...(policy(a) ? { policy: policy(a) } : {}),
@@ -144,7 +127,7 @@ export async function run(a: Args): Promise<number> {
   const log = progress(Boolean(a.quiet));
   const res = await linearProbe({
     backbone: backbone(a),
-    dataset: datasetSpec(a, classes),
+    dataset: classificationData(a, classes),
     classes,
     labelType: a['label-type'] as 'multilabel' | 'binary' | 'multiclass',
     ...(policy(a) ? { policy: policy(a) } : {}),
@@ -179,7 +162,7 @@ export async function evaluate(a: Args): Promise<number> {
   const res = await evaluateHead({
     backbone: backbone(a),
     head: String(a.head),
-    dataset: datasetSpec(a, classes, String(a.split ?? 'test')),
+    dataset: classificationData(a, classes, String(a.split ?? 'test')),
     ...(policy(a) ? { policy: policy(a) } : {}),
     out: String(a.out),
     bootstrap: Number(a.bootstrap),

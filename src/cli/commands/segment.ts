@@ -12,9 +12,8 @@ import { CxformerError } from '../../native/load.js';
 import type { MaskSource } from '../../segment/data.js';
 import type { SegConfig } from '../../segment/native.js';
 import { loadDownstreamConfig } from '../parser.js';
-import { type Args, preprocessOverrides, progress, splitPositionals } from './common.js';
+import { type Args, datasetSpec, list, preprocessOverrides, progress, splitPositionals } from './common.js';
 
-const list = (v: unknown) => (v === undefined ? undefined : String(v).split(',').map((s) => s.trim()).filter(Boolean));
 
 /** Segmentation defaults for options whose parser defaults are the classification ones. */
 export const SEG_DEFAULTS = { epochs: 5, lr: 5e-3, 'batch-size': 64 } as const;
@@ -37,27 +36,9 @@ export function segOption(a: Args, name: keyof typeof SEG_DEFAULTS, argv: readon
   return explicit(a, name, argv) ? Number(a[name]) : SEG_DEFAULTS[name];
 }
 
-function datasetSpec(a: Args, split?: string): DatasetSpec {
-  const name = String(a.dataset);
-  const common = {
-    root: String(a.root),
-    ...(a.views !== undefined ? { views: list(a.views) } : {}),
-    ...(split ? { split } : {}),
-  };
-  if (name === 'csv') {
-    if (a.manifest === undefined) {
-      throw new CxformerError('CXF_ARG', `--dataset csv needs --manifest <file.csv> (relative to --root ${a.root}) with ${a['path-column']} and ${a['split-column']} columns, and --masks <CheXmask-style table>; or give --dataset mimic|chexpert|nih|padchest|vindr with --masks-root <CheXmask folder>`);
-    }
-    return {
-      name: 'csv',
-      ...common,
-      manifest: String(a.manifest),
-      pathColumn: String(a['path-column']),
-      patientColumn: String(a['patient-column']),
-      splitColumn: String(a['split-column']),
-    } as unknown as DatasetSpec;
-  }
-  return { name, ...common } as unknown as DatasetSpec;
+/** The dataset of a segmentation run (csv: images only; the masks come from --masks). */
+function segmentationData(a: Args, split?: string): DatasetSpec {
+  return datasetSpec(a, { ...(split ? { split } : {}), csvHint: `${a['path-column']} and ${a['split-column']} columns, and --masks <CheXmask-style table>; or give --dataset mimic|chexpert|nih|padchest|vindr with --masks-root <CheXmask folder>` });
 }
 
 const SOURCES: readonly ChexmaskSource[] = ['mimic', 'chexpert', 'nih', 'padchest', 'vindr', 'csv'];
@@ -121,7 +102,7 @@ export async function run(a: Args): Promise<number> {
     signal: ac.signal,
     ...(a['checkpoint-steps'] !== undefined ? { checkpointSteps: Number(a['checkpoint-steps']) } : {}),
     backbone: backbone(a),
-    dataset: datasetSpec(a),
+    dataset: segmentationData(a),
     masks: maskSource(a),
     preprocess: preprocessOverrides(a),
     seg: segConfig(a, segOption(a, 'lr')),
@@ -154,7 +135,7 @@ export async function evaluate(a: Args): Promise<number> {
   const log = progress(Boolean(a.quiet));
   const { model, settings } = await loadSegmenter(String(a.head), backbone(a));
   const split = String(a.split ?? 'test');
-  const recs = await loadSegRecords(datasetSpec(a, split), maskSource(a));
+  const recs = await loadSegRecords(segmentationData(a, split), maskSource(a));
   // The run's preprocessing, with the flags given here on top.
   const { resolvePreprocessOptions } = await import('../../image/options.js');
   const pre = resolvePreprocessOptions({ ...(settings?.preprocess ?? {}), ...preprocessOverrides(a) });
