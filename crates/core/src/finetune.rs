@@ -20,12 +20,19 @@
 //! - **Schedule, per scheduled step** s (a train-step call; S = `stepsPerEpoch`, T = epochs·S, W = warmupEpochs·S):
 //!   factor(s) = linspace(0, 1, W)[s] during the warm-up, then ½(1 + cos(π(s − W)/(T − W))) (`cosine`, 0 from T on)
 //!   or 1 (`constant`); every group's lr is its base lr × factor(s) (the probe's schedule, [`crate::probe::lr_at`]).
-//! - **Step order**: forward (bf16 autocast when `precision` is bf16; meant for CUDA, f32 on the CPU) → loss → NaN
-//!   check (nothing modified on failure) → backward → gradient all-reduce (sum ÷ world, [`Collective`]) → total-norm
-//!   clipping over all parameters (`clipGrad`, HF Trainer's max_grad_norm 1.0) → AdamW.
+//! - **Step order**: forward (bf16 autocast when `precision` is bf16; meant for CUDA, f32 on the CPU) → loss →
+//!   (data parallel: one all-reduce of [supervised entries, loss · entries]) → NaN check (nothing modified on
+//!   failure; with several processes every one stops at the same step) → backward → gradient all-reduce
+//!   ([`Collective`]) → total-norm clipping over all parameters (`clipGrad`, HF Trainer's max_grad_norm 1.0) → AdamW.
+//! - **Data parallelism** ([`FineTuner::set_dist`]): rank 0's whole state is broadcast when a process group is
+//!   set and after every [`FineTuner::load_state`]. The gradient is the mean over **every supervised entry of all
+//!   processes** (each rank back-propagates its loss × kᵣ·W/K, kᵣ its entries, K their sum, then gradients are
+//!   averaged): exactly the single-process gradient of the concatenated batch, also when the ranks' batches hold
+//!   different numbers of supervised entries (a rank with none contributes zero). The reported loss and entries
+//!   are those of the whole global batch.
 //! - **Randomness**: stochastic depth (`model.drop_path_rate`) draws from LibTorch's generator, seeded from
-//!   (seed, step) before each step, so a resumed run draws what the uninterrupted run drew. Data order and
-//!   augmentations are chosen by the caller.
+//!   (seed, step, rank) before each step (rank 0 draws the single-process stream), so a resumed run draws what the
+//!   uninterrupted run drew. Data order and augmentations are chosen by the caller.
 //! - **State**: [`FineTuner::save_state`] writes model, optimizer moments, step counters and caller metadata (epoch,
 //!   batch position…) as one safetensors file, atomically; [`FineTuner::load_state`] restores it strictly.
 use crate::backbone::Precision;
@@ -35,6 +42,7 @@ use crate::error::{Error, Result};
 use crate::model::{ForwardOptions, Vit};
 use crate::probe::{FittedHead, ProbeConfig, ProbeTask, Schedule, check_classes, forward, init_layers, masked_loss};
 use crate::shim::{AutocastDevice, AutocastGuard};
+use crate::dist::{all_reduce_mean_grads, broadcast_tensors};
 use crate::ssl::dist::{Collective, SingleProcess};
 use crate::ssl::optim::{AdamW, ParamGroup, backbone_group, clip_grad_norm};
 use crate::weights::{LoadReport, SaveLayout, WeightFile, load_backbone, save_backbone, write_safetensors};
@@ -242,9 +250,9 @@ pub fn finetune_backbone_group(cfg: &FinetuneConfig, name: &str) -> ParamGroup {
 pub struct StepReport {
     /// The scheduled step this was (0-based).
     pub step: i64,
-    /// Loss over the batch's supervised entries (0 when none).
+    /// Loss over the batch's supervised entries (0 when none); data parallel: over the global batch's.
     pub loss: f64,
-    /// Supervised entries (rows for multiclass) in the batch (this process).
+    /// Supervised entries (rows for multiclass) in the batch (of every process: the global batch).
     pub entries: i64,
     /// Head lr of the step (a backbone group's lr is this × its multiplier).
     pub lr: f64,
@@ -333,6 +341,39 @@ impl FineTuner {
         Ok((FineTuner { cfg, device, vs, vit, head, optimizer, dist: Box::new(SingleProcess), step: 0, pos_weight }, report))
     }
 
+    /// Joins a process group (data parallelism): with W > 1 every rank's state becomes rank 0's
+    /// ([`FineTuner::sync_from_rank0`]); from then on gradients and the reported loss are global. Collective: call
+    /// it on every rank, after the initialisation from weights.
+    pub fn set_dist(&mut self, dist: Box<dyn Collective>) -> Result<()> {
+        self.dist = dist;
+        self.sync_from_rank0()
+    }
+
+    /// Broadcasts rank 0's training state (backbone parameters and buffers, head, AdamW moments, optimizer and
+    /// schedule step counts) to every rank. Collective; no-op on one process.
+    pub fn sync_from_rank0(&mut self) -> Result<()> {
+        let dist = self.dist.as_ref();
+        if dist.world() <= 1 {
+            return Ok(());
+        }
+        let mut ts: Vec<Tensor> = sorted_vars(&self.vs).into_iter().map(|(_, t)| t).collect();
+        for (w, b) in &self.head {
+            ts.push(w.shallow_clone());
+            ts.push(b.shallow_clone());
+        }
+        for s in &self.optimizer.slots {
+            ts.push(s.exp_avg.shallow_clone());
+            ts.push(s.exp_avg_sq.shallow_clone());
+        }
+        tch::no_grad(|| broadcast_tensors(dist, &ts, 0))?;
+        let mut steps = Tensor::from_slice(&[self.optimizer.step, self.step]);
+        dist.broadcast(&mut steps, 0)?;
+        let steps: Vec<i64> = Vec::<i64>::try_from(&steps)?;
+        self.optimizer.step = steps[0];
+        self.step = steps[1];
+        Ok(())
+    }
+
     /// (parameter name, lr multiplier relative to the head lr, weight-decay multiplier) of every optimised parameter.
     pub fn groups(&self) -> Vec<(String, f64, f64)> {
         self.optimizer.slots.iter().map(|s| (s.name.clone(), s.group.lr_mult, s.group.wd_mult)).collect()
@@ -405,41 +446,44 @@ impl FineTuner {
         let x = x.f_to_device(self.device)?;
         let step = self.step;
         let lr = self.cfg.head_lr * self.cfg.lr_factor(step);
-        // Stochastic depth: seeded from (seed, step), so a resumed run draws the same.
-        tch::manual_seed(self.cfg.seed.wrapping_mul(1_000_003).wrapping_add(step));
+        // Stochastic depth: seeded from (seed, step, rank), so a resumed run draws the same; rank 0 draws the
+        // single-process stream.
+        let world = self.dist.world();
+        let rank = if world > 1 { self.dist.rank() } else { 0 };
+        tch::manual_seed(self.cfg.seed.wrapping_mul(1_000_003).wrapping_add(step).wrapping_add(rank << 40));
         let logits = self.logits(&x, true)?;
         let (loss, k) = masked_loss(&logits, &y, &m, self.cfg.task, self.pos_weight.as_ref())?;
-        let lv = loss.f_double_value(&[])?;
+        let mut lv = loss.f_double_value(&[])?;
+        // Supervised entries over every process decide whether an update happens (the same decision everywhere);
+        // the loss of the global batch is Σ lossᵣ·kᵣ / K. One small all-reduce, before the finiteness check, so
+        // that a NaN on any rank stops every rank at the same step.
+        let mut total = k;
+        if world > 1 {
+            let mut t = Tensor::from_slice(&[k as f64, if k > 0 { lv * k as f64 } else { 0.0 }]).f_to_device(self.device)?;
+            self.dist.all_reduce_sum(&mut t)?;
+            let v: Vec<f64> = Vec::<f64>::try_from(&t.f_to_device(Device::Cpu)?)?;
+            total = v[0].round() as i64;
+            lv = if total > 0 { v[1] / total as f64 } else { 0.0 };
+        }
         if !lv.is_finite() {
             return Err(Error::NonFinite { iteration: step, term: "fine-tuning train loss".into(), value: lv });
         }
-        // Supervised entries over every process decide whether an update happens (the same decision everywhere).
-        let world = self.dist.world();
-        let total = if world > 1 {
-            let mut t = Tensor::from(k as f64).f_to_device(self.device)?;
-            self.dist.all_reduce_sum(&mut t)?;
-            t.f_double_value(&[])?.round() as i64
-        } else {
-            k
-        };
         self.step += 1;
         if total == 0 {
             return Ok(StepReport { step, loss: 0.0, entries: 0, lr, grad_norm: 0.0, skipped: true });
         }
-        loss.f_backward()?;
         if world > 1 {
-            for s in &self.optimizer.slots {
-                let mut g = s.param.grad();
-                if g.defined() {
-                    self.dist.all_reduce_sum(&mut g)?;
-                    let _ = g.f_div_scalar_(world as f64)?;
-                }
-            }
+            // Σᵣ (kᵣ·W/K)·∇lossᵣ / W = the gradient of the mean over all K supervised entries.
+            loss.f_mul_scalar(k as f64 * world as f64 / total as f64)?.f_backward()?;
+            let params: Vec<Tensor> = self.optimizer.slots.iter().map(|s| s.param.shallow_clone()).collect();
+            all_reduce_mean_grads(self.dist.as_ref(), &params)?;
+        } else {
+            loss.f_backward()?;
         }
         let params: Vec<&Tensor> = self.optimizer.slots.iter().map(|s| &s.param).collect();
         let grad_norm = clip_grad_norm(&params, self.cfg.clip_grad);
         self.optimizer.update(lr, lr, self.cfg.weight_decay);
-        Ok(StepReport { step, loss: lv, entries: k, lr, grad_norm, skipped: false })
+        Ok(StepReport { step, loss: lv, entries: total, lr, grad_norm, skipped: false })
     }
 
     /// Eval-mode predictions (no gradients) of normalised pixels; with targets/mask also the summed loss over the
@@ -504,7 +548,8 @@ impl FineTuner {
 
     /// Restores a state written by [`FineTuner::save_state`]: every tensor present with its shape, nothing extra,
     /// else nothing is loaded. A state written with another configuration is refused unless `allow_config_change`
-    /// (resuming with new training values on purpose). Returns the file's metadata.
+    /// (resuming with new training values on purpose). Returns the file's metadata. Under a process group (W > 1)
+    /// this is collective: every rank loads, then rank 0's state is broadcast ([`FineTuner::sync_from_rank0`]).
     pub fn load_state(&mut self, path: &Path, allow_config_change: bool) -> Result<HashMap<String, String>> {
         let file = WeightFile::open(path)?;
         let md = file.metadata();
@@ -555,6 +600,7 @@ impl FineTuner {
         })?;
         self.optimizer.step = state["optim.step"].f_int64_value(&[])?;
         self.step = state["finetune.step"].f_int64_value(&[])?;
+        self.sync_from_rank0()?;
         Ok(md)
     }
 

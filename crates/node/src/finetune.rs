@@ -1,8 +1,12 @@
 //! Full fine-tuning across N-API (crates/core/src/finetune.rs has every convention): create a fine-tuner, train
 //! steps on decoded images + a crop plan (augmented natively) or on normalised pixels, predict, save/load the
 //! training state, export backbone + head. Every call is an AsyncTask; calls on one instance are serialised.
+//! With a process group (worldSize > 1) the fine-tuner is data-parallel: creation, every step and every
+//! `loadState` are collective (docs/distributed.md).
+use crate::dist::NativeProcessGroup;
 use crate::{NamedTensor, guarded, invalid, js_error, named, tensor_from};
 use cxformer_core::augment::{multicrop, parse_crops};
+use cxformer_core::dist::ProcessGroup;
 use cxformer_core::finetune::{FineTuner, FinetuneConfig, StepReport};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -39,10 +43,11 @@ fn lock(s: &Shared) -> napi::Result<std::sync::MutexGuard<'_, FineTuner>> {
 
 pub struct CreateTask {
     options: String,
+    pg: Option<Arc<ProcessGroup>>,
 }
 
 impl Task for CreateTask {
-    type Output = (FineTuner, String);
+    type Output = (FineTuner, String, Option<Arc<ProcessGroup>>);
     type JsValue = NativeFinetuner;
     fn compute(&mut self) -> napi::Result<Self::Output> {
         guarded("createFinetuner", || {
@@ -50,30 +55,40 @@ impl Task for CreateTask {
             let cfg = FinetuneConfig::from_json(&o.config.to_string()).map_err(js_error)?;
             let device = cxformer_core::runtime::parse_device(o.device.as_deref().unwrap_or("cpu")).map_err(js_error)?;
             let init = o.init_weights.as_ref().map(PathBuf::from);
-            let (ft, report) = FineTuner::new(cfg, device, init.as_deref(), o.seed).map_err(js_error)?;
+            let (mut ft, report) = FineTuner::new(cfg, device, init.as_deref(), o.seed).map_err(js_error)?;
             let report = match report {
                 Some(r) => serde_json::to_string(&r).expect("serializable"),
                 None => format!("{{\"random_init\":true,\"seed\":{}}}", o.seed),
             };
-            Ok((ft, report))
+            // Data parallelism: rank 0's initial state is broadcast (collective: every rank creates its fine-tuner).
+            let pg = self.pg.take().filter(|pg| pg.world() > 1);
+            if let Some(pg) = &pg {
+                ft.set_dist(Box::new(pg.clone())).map_err(js_error)?;
+            }
+            Ok((ft, report, pg))
         })
     }
     fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<NativeFinetuner> {
-        Ok(NativeFinetuner { inner: Arc::new(Mutex::new(out.0)), report: out.1 })
+        Ok(NativeFinetuner { inner: Arc::new(Mutex::new(out.0)), report: out.1, pg: out.2 })
     }
 }
 
 /// Builds a fine-tuner (backbone + classification head + AdamW) off the JS thread. `options`: JSON
-/// `{config, device?, initWeights?, seed?}`.
+/// `{config, device?, initWeights?, seed?}`. With a `processGroup` of worldSize > 1 the fine-tuner is
+/// data-parallel: every rank must create it (rank 0's initial state is broadcast), and every step and every
+/// `loadState` is collective (each rank reads the file, then rank 0's state is broadcast); step reports hold the
+/// loss and supervised entries of the global batch, gradients are averaged over all its supervised entries.
 #[napi(ts_return_type = "Promise<NativeFinetuner>")]
-pub fn create_finetuner(options: String) -> AsyncTask<CreateTask> {
-    AsyncTask::new(CreateTask { options })
+pub fn create_finetuner(options: String, process_group: Option<&NativeProcessGroup>) -> AsyncTask<CreateTask> {
+    AsyncTask::new(CreateTask { options, pg: process_group.map(|p| p.pg.clone()) })
 }
 
 #[napi]
 pub struct NativeFinetuner {
     inner: Shared,
     report: String,
+    /// The process group of a data-parallel run (world > 1), shared with its JS handle.
+    pg: Option<Arc<ProcessGroup>>,
 }
 
 enum StepInput {
@@ -83,6 +98,7 @@ enum StepInput {
 
 pub struct StepTask {
     inner: Shared,
+    pg: Option<Arc<ProcessGroup>>,
     input: Option<StepInput>,
     targets: Tensor,
     mask: Tensor,
@@ -112,7 +128,12 @@ impl Task for StepTask {
                     multicrop(&planes, &crops, size, size, ft.device, IMAGENET_MEAN, IMAGENET_STD).map_err(js_error)?.globals
                 }
             };
-            ft.train_step(&x, &self.targets, &self.mask).map_err(js_error)
+            let result = ft.train_step(&x, &self.targets, &self.mask);
+            if let (Err(e), Some(pg)) = (&result, &self.pg) {
+                // Let the peers' failing collectives name this rank and its error.
+                pg.report_error(&format!("fine-tuning step {}: [{}] {e}", ft.step, e.code()));
+            }
+            result.map_err(js_error)
         })
     }
     fn resolve(&mut self, _env: Env, out: StepReport) -> napi::Result<String> {
@@ -258,6 +279,12 @@ impl NativeFinetuner {
         Ok(lock(&self.inner)?.cfg.to_json())
     }
 
+    /// Ranks of the data-parallel group (1 without a process group).
+    #[napi(getter)]
+    pub fn world_size(&self) -> i64 {
+        self.pg.as_ref().map(|p| p.world()).unwrap_or(1)
+    }
+
     /// Scheduled steps taken (train-step calls, skipped batches included).
     #[napi(getter)]
     pub fn steps(&self) -> napi::Result<i64> {
@@ -293,7 +320,7 @@ impl NativeFinetuner {
     ) -> napi::Result<AsyncTask<StepTask>> {
         let planes = planes_from(&images, &sizes)?;
         let (targets, mask) = targets_of(&targets, &targets_shape, &mask)?;
-        Ok(AsyncTask::new(StepTask { inner: self.inner.clone(), input: Some(StepInput::Images { planes, crops, size }), targets, mask }))
+        Ok(AsyncTask::new(StepTask { inner: self.inner.clone(), pg: self.pg.clone(), input: Some(StepInput::Images { planes, crops, size }), targets, mask }))
     }
 
     /// One step on normalised pixels (B, 3, H, W) float32.
@@ -308,7 +335,7 @@ impl NativeFinetuner {
     ) -> napi::Result<AsyncTask<StepTask>> {
         let x = tensor_from(&pixels, &shape, "pixels")?;
         let (targets, mask) = targets_of(&targets, &targets_shape, &mask)?;
-        Ok(AsyncTask::new(StepTask { inner: self.inner.clone(), input: Some(StepInput::Pixels(x)), targets, mask }))
+        Ok(AsyncTask::new(StepTask { inner: self.inner.clone(), pg: self.pg.clone(), input: Some(StepInput::Pixels(x)), targets, mask }))
     }
 
     /// Eval-mode probabilities of normalised pixels; with targets + mask also the summed loss and entry count.
