@@ -22,13 +22,17 @@ async function main(): Promise<number> {
   // A rank of `cxformer launch` stops when its launcher dies.
   if (process.env.CXFORMER_LAUNCHER_PID) (await import('../dist/launch.js')).exitWithLauncher();
   try {
-    // Only `train` runs data parallel; a fine-tuning started as several ranks would have them all write one folder.
-    if (cmd === 'finetune' && (process.env.RANK || process.env.WORLD_SIZE || process.env.SLURM_NTASKS)) {
+    // `train` and `finetune --mode full` (classification) run data parallel; the linear mode and segmentation run as
+    // one process (started as several ranks they would all write one folder).
+    const dataParallel = argv.mode === 'full' && (argv.task ?? 'classification') === 'classification';
+    if (cmd === 'finetune' && !dataParallel && (process.env.RANK || process.env.WORLD_SIZE || process.env.SLURM_NTASKS)) {
       const { resolveDistEnv } = await import('../dist/env.js');
       const world = resolveDistEnv().worldSize;
       if (world > 1) {
         process.stderr.write(
-          `cxformer finetune: started as ${world} ranks (torchrun/Slurm variables), but fine-tuning runs as one process; start it once (inside a Slurm allocation: RANK=0 WORLD_SIZE=1 cxformer finetune …)\n`,
+          `cxformer finetune: started as ${world} ranks (torchrun/Slurm variables), but only --mode full (classification) trains data parallel; ` +
+            `${argv.task === 'segmentation' ? '--task segmentation' : 'the linear mode (features are computed once, the head fit is cheap)'} runs as one process: ` +
+            'start it once (inside a Slurm allocation: RANK=0 WORLD_SIZE=1 cxformer finetune …)\n',
         );
         return 2;
       }

@@ -15,6 +15,18 @@
  * Re-running the same command resumes from the state (mid-epoch positions included) and ends exactly as an
  * uninterrupted run: the epoch order comes from (seed, epoch), the augmentations from (seed, step), stochastic depth
  * from (seed, step).
+ *
+ * Data parallel (docs/distributed.md, "cxformer finetune --mode full"): started as several ranks (cxformer launch,
+ * torchrun, Slurm) the ranks join a process group; `batchSize` is per rank and the global batch G = batchSize × W.
+ * Each epoch's permutation (the single-process one) is cut into ⌈N / G⌉ global batches; rank r takes the r-th of W
+ * contiguous, disjoint, near-equal slices of each; a slice that would be empty (fewer images left than ranks) is one
+ * padding image with no supervised entry, which contributes nothing. Every rank therefore takes the same number of
+ * steps, every image is seen once per epoch, and the augmentation of an image is keyed by its position in the
+ * global batch; with the native fine-tuner's gradient (the mean over every supervised entry of the global batch)
+ * W ranks × b train as one process × W·b (stochastic depth aside: each rank draws its own). Validation: each rank
+ * predicts a contiguous share of the validation split, the predictions are all-gathered, every rank computes the
+ * same metrics, and rank 0's selection / early-stop decision is broadcast. Rank 0 alone writes the folder and
+ * evaluates the selected model on the held-out split (after the other ranks left).
  */
 import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readFile } from 'node:fs/promises';
@@ -27,6 +39,8 @@ import { multiLabelAveragePrecision, multiLabelRocAuc } from '../eval/metrics.js
 import type { EvaluationReport } from '../eval/report.js';
 import { resolvePreprocessOptions, type PreprocessOptions } from '../image/options.js';
 import { preprocessBatch, type PreprocessedBatch } from '../image/preprocess.js';
+import { describeDistEnv, rankDevice, rankThreads, resolveDistEnv, type DistEnv } from '../dist/env.js';
+import { agreeStop, allOrNothing, broadcastInt, joinProcessGroup, namePeer, type ProcessGroup } from '../dist/group.js';
 import { ConfigError, INTERP_HF_SIZE, INTERP_REGISTERS_AA, toHfConfig } from '../model/config.js';
 import { resolveModel } from '../model/weights.js';
 import type { NativeFinetuner } from '../native/binding/binding.js';
@@ -113,6 +127,8 @@ export interface FullFinetuneOptions {
   signal?: AbortSignal;
   /** Stop (saving the state) once this many steps have been taken in total: tests of interruption. */
   stopAfterSteps?: number;
+  /** Data parallel runs (started as several ranks): collective timeout and backend. @default {timeoutS: 600, backend: 'auto'} */
+  dist?: { timeoutS?: number; backend?: 'auto' | 'gloo' | 'nccl' };
 }
 
 /** One epoch in metrics.jsonl. */
@@ -144,6 +160,9 @@ export interface FullFinetuneResult {
   report: (EvaluationReport & { split: 'test' | 'valid' }) | null;
   bestModel: string;
   bestHead: string;
+  /** This process's rank and the number of data-parallel ranks (1 without a launcher); only rank 0 has a report. */
+  rank: number;
+  worldSize: number;
 }
 
 /** Position and bookkeeping stored with the state. */
@@ -225,28 +244,64 @@ class EvalSet {
     readonly keep: boolean,
   ) {}
 
-  async run(ft: NativeFinetuner, C: number, signal?: AbortSignal): Promise<{ probs: Float32Array; loss: number | null }> {
-    const n = this.l.records.length;
-    const probs = new Float32Array(n * C);
+  /** Records lo..hi − 1 (default all): their probabilities, summed loss and supervised entries. */
+  async run(ft: NativeFinetuner, C: number, signal?: AbortSignal, lo = 0, hi = this.l.records.length): Promise<{ probs: Float32Array; sum: number; entries: number }> {
+    const probs = new Float32Array((hi - lo) * C);
     let sum = 0;
     let entries = 0;
-    for (let s = 0, k = 0; s < n; s += this.batch, k++) {
+    for (let s = lo, k = 0; s < hi; s += this.batch, k++) {
       if (signal?.aborted) throw new CxformerError('CXF_CANCELLED', 'evaluation cancelled');
       let b = this.cache.get(k);
       if (!b) {
-        b = await preprocessBatch(this.l.records.slice(s, s + this.batch).map((r) => r.path), this.pre);
+        b = await preprocessBatch(this.l.records.slice(s, Math.min(hi, s + this.batch)).map((r) => r.path), this.pre);
         if (this.keep) this.cache.set(k, b);
       }
       const rows = b.shape[0];
       const p = await call('finetune predict', () =>
         ft.predict(b.data, [...b.shape], this.native.targets.subarray(s * C, (s + rows) * C), [rows, C], this.native.mask.subarray(s * C, (s + rows) * C)),
       );
-      probs.set(p.probs.data, s * C);
+      probs.set(p.probs.data, (s - lo) * C);
       sum += p.lossSum ?? 0;
       entries += p.entries ?? 0;
     }
-    return { probs, loss: entries > 0 ? sum / entries : null };
+    return { probs, sum, entries };
   }
+}
+
+/** Rank r's contiguous share lo..hi − 1 of n items over W ranks (near-equal; empty when n < W for some ranks). */
+function share(n: number, r: number, W: number): [number, number] {
+  return [Math.floor((r * n) / W), Math.floor(((r + 1) * n) / W)];
+}
+
+/**
+ * Validation over every rank: each predicts its share, the shares are all-gathered (padded to one length: the
+ * native all-gather needs equal lengths), so every rank holds the probabilities of the whole split in order.
+ */
+async function runValidation(set: EvalSet, ft: NativeFinetuner, C: number, pg: ProcessGroup | null, signal?: AbortSignal): Promise<{ probs: Float32Array; loss: number | null }> {
+  const n = set.l.records.length;
+  if (!pg) {
+    const r = await set.run(ft, C, signal);
+    return { probs: r.probs, loss: r.entries > 0 ? r.sum / r.entries : null };
+  }
+  const W = pg.worldSize;
+  const [lo, hi] = share(n, pg.rank, W);
+  const part = await allOrNothing(pg, 'validation', () => set.run(ft, C, signal, lo, hi));
+  const rows = Math.ceil(n / W);
+  const buf = new Float32Array(rows * C + 2);
+  buf.set(part.probs);
+  buf[rows * C] = part.sum;
+  buf[rows * C + 1] = part.entries;
+  const all = await call('gather validation predictions', () => pg.allGather(buf));
+  const probs = new Float32Array(n * C);
+  let sum = 0;
+  let entries = 0;
+  all.forEach((g, r) => {
+    const [a, b] = share(n, r, W);
+    probs.set(g.subarray(0, (b - a) * C), a * C);
+    sum += g[rows * C] as number;
+    entries += g[rows * C + 1] as number;
+  });
+  return { probs, loss: entries > 0 ? sum / entries : null };
 }
 
 /** Validation metrics of probabilities on a labelled split. */
@@ -258,24 +313,41 @@ function valMetrics(probs: Float32Array, l: Labelled, C: number, labelType: Labe
   return { auroc, auprc, acc };
 }
 
-/** Fine-tunes backbone + head, keeps the best epoch, evaluates it on the held-out split. Resumes automatically. */
+/**
+ * Fine-tunes backbone + head, keeps the best epoch, evaluates it on the held-out split. Resumes automatically.
+ * Started as several ranks (torchrun / Slurm / cxformer launch variables), it trains data parallel (see the top).
+ */
 export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetuneResult> {
+  const env = resolveDistEnv();
+  const device = rankDevice(o.backbone.device ?? 'cpu', env);
+  const pg = await joinProcessGroup({ env, timeoutS: o.dist?.timeoutS ?? 600, backend: o.dist?.backend ?? 'auto', device });
+  try {
+    return await finetuneRanked(o, env, device, pg);
+  } catch (e) {
+    throw namePeer(e, pg);
+  } finally {
+    pg?.destroy();
+  }
+}
+
+async function finetuneRanked(o: FullFinetuneOptions, env: DistEnv, device: string, pg: ProcessGroup | null): Promise<FullFinetuneResult> {
   const emit = o.onEvent ?? (() => undefined);
+  const { rank, worldSize: world } = env;
+  const lead = rank === 0;
   const out = path.resolve(o.out);
   const ckDir = path.join(out, 'checkpoints');
   const bestDir = path.join(out, 'best');
   const bestModel = path.join(bestDir, 'model');
   const bestHead = path.join(bestDir, 'head.safetensors');
   const statePath = path.join(ckDir, STATE);
-  await mkdir(ckDir, { recursive: true });
-  const log = async (msg: string) => {
-    await appendFile(path.join(out, 'train.log'), `${new Date().toISOString()} ${msg}\n`);
-    emit({ kind: 'log', message: msg });
+  /** Rank 0 writes train.log and reports; the other ranks report only their own problems (`everyRank`). */
+  const log = async (msg: string, everyRank = false) => {
+    if (lead) await appendFile(path.join(out, 'train.log'), `${new Date().toISOString()} ${msg}\n`);
+    if (lead || everyRank) emit({ kind: 'log', message: lead ? msg : `rank ${rank}: ${msg}` });
   };
 
   // ---- settings ----
-  const device = o.backbone.device ?? 'cpu';
-  const t = resolvedTrain(o.train ?? {}, device);
+  const t = resolvedTrain(o.train ?? {}, o.backbone.device ?? 'cpu');
   checkTrain(t);
   const C = o.classes.length;
   const labelType = checkLabelType(o.labelType ?? 'multilabel', o.classes);
@@ -308,7 +380,9 @@ export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetune
   const selectBest = valid.records.length ? t.selectBest : 'last';
   const N = train.records.length;
   const B = t.batchSize;
-  const S = Math.ceil(N / B);
+  // The global batch (one optimizer step) and the steps per epoch; every rank takes S steps.
+  const G = B * world;
+  const S = Math.ceil(N / G);
 
   // ---- the run folder ----
   const settings = {
@@ -321,10 +395,26 @@ export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetune
     features: { clsLayers, avgpool },
     preprocess: pre,
     train: t,
+    // The global batch is batchSize × ranks: another number of ranks is another run (unless --force).
+    ...(world > 1 ? { worldSize: world } : {}),
   };
   const settingsPath = path.join(out, 'finetune.json');
-  const resuming = existsSync(statePath);
-  if (resuming && existsSync(settingsPath)) {
+  // Rank 0 decides whether this is a resume; every rank must then see the same state file.
+  const resuming = pg ? (await broadcastInt(pg, lead && existsSync(statePath) ? 1 : 0)) === 1 : existsSync(statePath);
+  await allOrNothing(pg, 'checking the run folder', async () => {
+    if (!lead) {
+      if (resuming && !existsSync(statePath)) {
+        throw new CxformerError('CXF_DIST', `rank ${rank} cannot see ${statePath} found by rank 0: put the output folder on a file system shared by all nodes`);
+      }
+      return;
+    }
+    await mkdir(ckDir, { recursive: true });
+    await checkSettings();
+    await writeJsonAtomic(settingsPath, settings);
+    await log(`data: train ${N}, valid ${valid.records.length}, test ${test.records.length}; ${labelType} over ${o.classes.join(', ')}`);
+  });
+  async function checkSettings() {
+    if (!(resuming && existsSync(settingsPath))) return;
     const prev = JSON.parse(await readFile(settingsPath, 'utf8')) as Record<string, unknown>;
     const diff = Object.keys(settings).filter((k) => JSON.stringify(prev[k]) !== JSON.stringify((settings as Record<string, unknown>)[k]));
     // The evaluation batch and the checkpoint period do not change the result.
@@ -342,12 +432,19 @@ export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetune
       );
     }
   }
-  await writeJsonAtomic(settingsPath, settings);
-  await log(`data: train ${N}, valid ${valid.records.length}, test ${test.records.length}; ${labelType} over ${o.classes.join(', ')}`);
+  if (world > 1) {
+    await log(`distributed: ${world} ranks, backend ${pg?.backend() ?? '?'}, this is ${describeDistEnv(env)}, device ${device}`);
+    await log(`data: each rank takes a disjoint share of every global batch (${B} images per rank), ${S} steps per epoch on every rank`);
+  }
+  await log(
+    `global batch = ${B} per rank × ${world} rank(s) = ${G}; learning rates are used as given (head ${t.headLr}, backbone ${t.backboneLr}): ` +
+      'fine-tuning applies no lr scaling rule, so another number of ranks changes the global batch at the same lr',
+  );
 
   // ---- native fine-tuner ----
   const bind = native();
-  callSync('setThreads', () => bind.setThreads(threadCount(o.backbone.threads)));
+  // Ranks sharing a node share its cores.
+  callSync('setThreads', () => bind.setThreads(rankThreads(threadCount(o.backbone.threads), env)));
   const config = {
     model: vit,
     numClasses: C,
@@ -369,21 +466,25 @@ export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetune
     precision: t.precision,
     seed: t.seed,
   };
+  // Collective with a process group: rank 0's initial state is broadcast to every rank.
   const ft: NativeFinetuner = await call('createFinetuner', () =>
-    bind.createFinetuner(JSON.stringify({ config, device, seed: o.backbone.seed ?? 0, ...(resuming ? {} : resolved.weights ? { initWeights: resolved.weights.file } : {}) })),
+    bind.createFinetuner(JSON.stringify({ config, device, seed: o.backbone.seed ?? 0, ...(resuming ? {} : resolved.weights ? { initWeights: resolved.weights.file } : {}) }), pg ?? undefined),
   );
   let prog: Progress = { epoch: 0, batch: 0, done: false, best: null, history: [], running: { sum: 0, entries: 0, skipped: 0, images: 0, seconds: 0, lr: 0 } };
   if (resuming) {
+    // Collective with a process group: every rank reads the file, then rank 0's state is broadcast.
     const md = await call('loadState', () => ft.loadState(statePath, o.force ?? false));
     prog = JSON.parse(md.cxformer_progress ?? 'null') as Progress;
     if (!prog) throw new CxformerError('CXF_WEIGHTS', `${statePath}: no cxformer_progress metadata (not written by cxformer finetune --mode full)`);
     // Forced to more epochs: a run that ended by its epoch count (not by early stopping) continues.
     if (prog.done && !prog.stopped && prog.epoch < t.epochs) prog.done = false;
     // metrics.jsonl is rewritten from the state's history: lines written after the state are dropped.
-    await writeFileAtomic(path.join(out, 'metrics.jsonl'), prog.history.map((h) => `${JSON.stringify(h)}\n`).join(''));
-    await log(`resuming from ${statePath} at epoch ${prog.epoch}, batch ${prog.batch} (step ${ft.steps})${prog.done ? ': training is complete' : ''}`);
+    if (lead) await writeFileAtomic(path.join(out, 'metrics.jsonl'), prog.history.map((h) => `${JSON.stringify(h)}\n`).join(''));
+    await log(
+      `resuming from ${statePath} at epoch ${prog.epoch}, batch ${prog.batch} (step ${ft.steps})${world > 1 ? ` (all ${world} ranks)` : ''}${prog.done ? ': training is complete' : ''}`,
+    );
   } else {
-    await writeFileAtomic(path.join(out, 'metrics.jsonl'), '');
+    if (lead) await writeFileAtomic(path.join(out, 'metrics.jsonl'), '');
     await log(`backbone: ${resolved.configSource}; ${resolved.weights ? `weights ${resolved.weights.file}` : `random initialisation (seed ${o.backbone.seed ?? 0})`}`);
     await log(`settings: ${JSON.stringify(t)}; crop ${size} px, ${S} steps per epoch`);
     const was = resolved.config.interpolation;
@@ -392,9 +493,13 @@ export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetune
     }
   }
 
-  const saveState = async () => {
-    await call('saveState', () => ft.saveState(statePath, { cxformer_progress: JSON.stringify(prog) }));
-  };
+  /** Rank 0 writes the state (and what `also` writes); every rank learns whether that went well. */
+  const saveState = (also?: () => Promise<void>) =>
+    allOrNothing(pg, `saving the state at step ${ft.steps}`, async () => {
+      if (!lead) return;
+      await call('saveState', () => ft.saveState(statePath, { cxformer_progress: JSON.stringify(prog), cxformer_world_size: String(world) }));
+      await also?.();
+    });
   const headMeta = (epoch: number) => ({
     classes: JSON.stringify(o.classes),
     feature_options: JSON.stringify({ clsLayers, avgpool }),
@@ -415,7 +520,7 @@ export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetune
   const imgOpts = { equalize: pre.equalize, baseSize: null };
 
   const total = t.epochs * S;
-  emit({ kind: 'start', epoch: prog.epoch, step: ft.steps, totalSteps: total });
+  if (lead) emit({ kind: 'start', epoch: prog.epoch, step: ft.steps, totalSteps: total });
   let interrupted = false;
   const t0 = performance.now();
   const step0 = ft.steps;
@@ -423,21 +528,37 @@ export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetune
   outer: while (!prog.done && prog.epoch < t.epochs) {
     const epoch = prog.epoch;
     const perm = rngFor(t.seed, 0, epoch, 'finetune-order').permutation(N);
-    const batchIdx = (b: number) => perm.slice(b * B, Math.min(N, (b + 1) * B));
+    /**
+     * This rank's part of global batch b: its contiguous share of perm[b·G …], `first` = the position of its first
+     * image in the global batch (keys the augmentation), `size` = the global batch's images. An empty share is one
+     * padding image without supervised entries.
+     */
+    const part = (b: number) => {
+      const lo = b * G;
+      const size = Math.min(N, lo + G) - lo;
+      const [x, y] = share(size, rank, world);
+      return y > x ? { idx: perm.slice(lo + x, lo + y), first: x, size, pad: false } : { idx: [perm[lo] as number], first: G + rank, size, pad: true };
+    };
+    const batchIdx = (b: number) => part(b).idx;
     let next: Promise<GrayImage[]> | null = prog.batch < S ? loadBatch(batchIdx(prog.batch)) : null;
     next?.catch(() => undefined);
     for (let b = prog.batch; b < S; b++) {
-      if (o.signal?.aborted || (o.stopAfterSteps !== undefined && ft.steps >= o.stopAfterSteps)) {
+      const stopHere = (o.signal?.aborted ?? false) || (o.stopAfterSteps !== undefined && ft.steps >= o.stopAfterSteps);
+      // Every rank stops at the same step (one all-reduce of the flag per step).
+      if (pg ? await agreeStop(pg, stopHere) : stopHere) {
         interrupted = true;
         break outer;
       }
       const tb = performance.now();
-      const idx = batchIdx(b);
+      const { idx, first, size: globalSize, pad } = part(b);
       const images = await (next as Promise<GrayImage[]>);
       next = b + 1 < S ? loadBatch(batchIdx(b + 1)) : null;
       next?.catch(() => undefined);
       const step = ft.steps;
-      const crops = planFinetuneBatch(t.seed, step, images.map((im) => [im.height, im.width] as [number, number]), size, t.cropScale);
+      // Image k of the global batch is augmented from rngFor(seed, 0, step, crops, k) whatever rank holds it: the plan
+      // of the first `first` positions (other ranks' images) is drawn with stand-in sizes and dropped.
+      const sizes = images.map((im) => [im.height, im.width] as [number, number]);
+      const crops = planFinetuneBatch(t.seed, step, [...Array<[number, number]>(first).fill(sizes[0] as [number, number]), ...sizes], size, t.cropScale).slice(first);
       const planes = new Uint8Array(images.reduce((a, im) => a + im.data.length, 0));
       let off = 0;
       for (const im of images) {
@@ -448,7 +569,7 @@ export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetune
       const mask = new Uint8Array(idx.length * C);
       idx.forEach((i, k) => {
         targets.set(nTrain.targets.subarray(i * C, (i + 1) * C), k * C);
-        mask.set(nTrain.mask.subarray(i * C, (i + 1) * C), k * C);
+        if (!pad) mask.set(nTrain.mask.subarray(i * C, (i + 1) * C), k * C);
       });
       const rec = JSON.parse(
         await call(`finetune step ${step}`, () =>
@@ -460,13 +581,14 @@ export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetune
       r.sum += rec.loss * rec.entries;
       r.entries += rec.entries;
       r.skipped += rec.skipped ? 1 : 0;
-      r.images += idx.length;
+      // The step's loss and entries are those of the global batch (every rank holds the same values).
+      r.images += globalSize;
       r.seconds += dt;
       r.lr = rec.lr;
       prog.batch = b + 1;
       const doneSteps = ft.steps - step0;
       const eta = ((performance.now() - t0) / 1000 / Math.max(1, doneSteps)) * (total - ft.steps);
-      emit({ kind: 'step', epoch, step, totalSteps: total, loss: rec.loss, lr: rec.lr, imagesPerS: idx.length / dt, etaSeconds: eta });
+      if (lead) emit({ kind: 'step', epoch, step, totalSteps: total, loss: rec.loss, lr: rec.lr, imagesPerS: globalSize / dt, etaSeconds: eta });
       if (t.checkpointSteps > 0 && ft.steps % t.checkpointSteps === 0 && b + 1 < S) await saveState();
     }
 
@@ -475,15 +597,17 @@ export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetune
     let val: { probs: Float32Array; loss: number | null } = { probs: new Float32Array(0), loss: null };
     let vm: { auroc: number | null; auprc: number | null; acc?: number | null } = { auroc: null, auprc: null };
     if (valSet) {
-      val = await valSet.run(ft, C, o.signal);
+      val = await runValidation(valSet, ft, C, pg, o.signal);
       vm = valMetrics(val.probs, valid, C, labelType);
     }
     const score = selectBest === 'valAuroc' ? vm.auroc : selectBest === 'valAuprc' ? vm.auprc : selectBest === 'valLoss' ? (val.loss === null ? null : -val.loss) : null;
-    const improved = selectBest === 'last' || (score !== null && (prog.best === null || score > prog.best.score));
-    if (improved) {
-      prog.best = { epoch, score: score ?? 0 };
-      await exportBest(epoch);
+    let improved = selectBest === 'last' || (score !== null && (prog.best === null || score > prog.best.score));
+    if (pg) {
+      // Every rank computed the same metrics from the same gathered predictions; rank 0's decision is still the one taken.
+      const d = await call('broadcast the epoch decision', () => pg.broadcast(Float32Array.of(improved ? 1 : 0), 0));
+      improved = d[0] === 1;
     }
+    if (improved) prog.best = { epoch, score: score ?? 0 };
     const record: EpochRecord = {
       epoch,
       step: ft.steps,
@@ -504,23 +628,37 @@ export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetune
     prog.batch = 0;
     prog.running = { sum: 0, entries: 0, skipped: 0, images: 0, seconds: 0, lr: 0 };
     const f = (v: number | null | undefined) => (v === null || v === undefined ? 'n/a' : v.toFixed(4));
+    // The same on every rank: prog.best follows rank 0's broadcast decision.
     const stop = t.patience > 0 && selectBest !== 'last' && prog.best !== null && epoch - prog.best.epoch >= t.patience;
     if (stop || prog.epoch >= t.epochs) prog.done = true;
     if (stop) prog.stopped = true;
-    await saveState();
-    await appendFile(path.join(out, 'metrics.jsonl'), `${JSON.stringify(record)}\n`);
-    await log(
-      `epoch ${epoch}: train loss ${f(record.train_loss)}, val loss ${f(val.loss)}, val macro AUROC ${f(vm.auroc)}, AUPRC ${f(vm.auprc)}` +
-        `${labelType === 'multiclass' ? `, accuracy ${f(vm.acc)}` : ''}; best epoch ${record.best_epoch ?? 'n/a'}${stop ? ` — early stop (patience ${t.patience})` : ''}`,
-    );
-    emit({ kind: 'epoch', epoch, record });
+    await saveState(async () => {
+      if (improved) await exportBest(epoch);
+      await appendFile(path.join(out, 'metrics.jsonl'), `${JSON.stringify(record)}\n`);
+      await log(
+        `epoch ${epoch}: train loss ${f(record.train_loss)}, val loss ${f(val.loss)}, val macro AUROC ${f(vm.auroc)}, AUPRC ${f(vm.auprc)}` +
+          `${labelType === 'multiclass' ? `, accuracy ${f(vm.acc)}` : ''}; best epoch ${record.best_epoch ?? 'n/a'}${stop ? ` — early stop (patience ${t.patience})` : ''}`,
+      );
+    });
+    if (lead) emit({ kind: 'epoch', epoch, record });
   }
+  // Debugging aid (docs/distributed.md): every rank writes its own final state, to compare ranks.
+  const dumpDir = process.env.CXFORMER_DIST_DUMP_DIR;
+  if (dumpDir) {
+    await mkdir(dumpDir, { recursive: true });
+    await call('saveState', () => ft.saveState(path.join(dumpDir, `rank-${rank}.safetensors`), { cxformer_progress: JSON.stringify(prog) }));
+  }
+  const result = { out, interrupted, history: prog.history, bestEpoch: prog.best?.epoch ?? null, report: null, bestModel, bestHead, rank, worldSize: world };
   if (interrupted) {
-    await saveState();
-    await log(`interrupted at epoch ${prog.epoch}, batch ${prog.batch} (step ${ft.steps}); re-run the same command to resume`);
-    emit({ kind: 'done', message: 'interrupted' });
-    return { out, interrupted, history: prog.history, bestEpoch: prog.best?.epoch ?? null, report: null, bestModel, bestHead };
+    await saveState(() => log(`interrupted at epoch ${prog.epoch}, batch ${prog.batch} (step ${ft.steps}); re-run the same command to resume`));
+    await pg?.barrier();
+    if (lead) emit({ kind: 'done', message: 'interrupted' });
+    return result;
   }
+  // Training is over on every rank: the others leave (rank 0 hosts the rendezvous store and leaves last); rank 0
+  // evaluates the selected model alone, as one process.
+  await pg?.barrier();
+  if (!lead) return result;
   if (!existsSync(bestHead)) {
     // No epoch had a defined validation score: keep the final model.
     await log(`no epoch had a defined validation ${selectBest}: keeping the last epoch`);
@@ -541,5 +679,5 @@ export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetune
     title: `Full fine-tuning (${heldSplit} split)`,
   });
   emit({ kind: 'done', message: rep.files.report });
-  return { out, interrupted: false, history: prog.history, bestEpoch: prog.best?.epoch ?? null, report: { ...rep, split: heldSplit }, bestModel, bestHead };
+  return { ...result, report: { ...rep, split: heldSplit } };
 }

@@ -105,9 +105,11 @@ async function runFull(a: Args, classes: string[]): Promise<number> {
       },
     });
     if (res.interrupted) {
-      bar.done(`finetune: interrupted; state in ${res.out}/checkpoints — re-run the same command to resume`);
+      if (res.rank === 0) bar.done(`finetune: interrupted; state in ${res.out}/checkpoints — re-run the same command to resume`);
       return 130;
     }
+    // Data parallel: rank 0 writes the outputs and evaluates; the other ranks are done after training.
+    if (res.rank > 0) return 0;
     const m = res.report?.metrics as unknown as { macro?: { auroc?: { value: number | null } }; accuracy?: { value: number | null } } | undefined;
     bar.done(
       `finetune: ${res.report?.split} macro AUROC ${m?.macro?.auroc?.value ?? 'n/a'}${m?.accuracy ? `, accuracy ${m.accuracy.value ?? 'n/a'}` : ''} (best epoch ${res.bestEpoch ?? 'last'}); ` +
