@@ -175,6 +175,7 @@ export function buildParser(args: readonly string[]): Argv {
         .option('clip-grad', { type: 'number', default: 1, describe: 'Max total gradient norm (0 = off)' })
         .option('drop-path', { type: 'number', describe: "full: stochastic depth rate (default: the model's)" })
         .option('crop-scale', { type: 'string', describe: 'full: area range of the train RandomResizedCrop, min,max (spec §5.1: 0.08,1)' })
+        .option('augment', { choices: ['spec', 'light', 'none'] as const, describe: 'full: train transform: spec §5.1, light (without its RandomAffine), none (sanity checks) (default: spec)' })
         .option('precision', { choices: ['f32', 'bf16'] as const, describe: 'full: compute precision (default: bf16 autocast on CUDA, f32 on the CPU)' })
         .option('train-seed', { type: 'number', default: 7479, describe: 'full: head init, data order, augmentation and stochastic-depth seed (spec §5.1: 7479)' })
         .option('pos-weight', { type: 'string', describe: 'full: BCE positive-class weights, one per class, e.g. 2,1,1' })

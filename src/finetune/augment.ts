@@ -10,6 +10,7 @@
  * scheduled step `step`, so a resumed run augments exactly as the uninterrupted one.
  */
 import { AUGMENT, colorJitterParams, randomAffineParams, randomResizedCrop, type CropParams, type ImageCrops } from '../augment/plan.js';
+import { pyRound } from '../augment/pymath.js';
 import { PURPOSE, rngFor, type Rng } from '../augment/rng.js';
 
 /** spec §5.1 train-transform constants. */
@@ -36,7 +37,37 @@ export function planFinetuneCrop(rng: Rng, imgH: number, imgW: number, size: num
   return { box: [b.top, b.left, b.height, b.width], flip, affine, jitter, grayscale: false, blurSigma, solarize: false };
 }
 
+/**
+ * Train-transform variants (`--augment`):
+ * - `spec`: the §5.1 transform above;
+ * - `light`: the same without the RandomAffine (crop, flip, colour jitter, blur; the same draws otherwise);
+ * - `none`: no random op: the centred square of side min(H, W) (offsets rounded as torchvision's CenterCrop)
+ *   resized to S — the evaluation transform's resize-shorter-side + centre crop up to resampling order; for sanity
+ *   checks (the loop must fit a small train set) and ablations.
+ */
+export const FINETUNE_AUGMENTS = ['spec', 'light', 'none'] as const;
+export type FinetuneAugment = (typeof FINETUNE_AUGMENTS)[number];
+
+/** The whole-image (centred square) plan of `none`. */
+export function centreCrop(imgH: number, imgW: number): CropParams {
+  const side = Math.min(imgH, imgW);
+  const top = pyRound((imgH - side) / 2);
+  const left = pyRound((imgW - side) / 2);
+  return { box: [top, left, side, side], flip: false, affine: null, jitter: null, grayscale: false, blurSigma: null, solarize: false };
+}
+
 /** The crop plans of one training batch (one global crop per image, no locals). */
-export function planFinetuneBatch(seed: number, step: number, sizes: Array<[number, number]>, size: number, scale: [number, number] = FINETUNE_AUGMENT.scale): ImageCrops[] {
-  return sizes.map(([h, w], k) => ({ globals: [planFinetuneCrop(rngFor(seed, 0, step, PURPOSE.crops, k), h, w, size, scale)], locals: [] }));
+export function planFinetuneBatch(
+  seed: number,
+  step: number,
+  sizes: Array<[number, number]>,
+  size: number,
+  scale: [number, number] = FINETUNE_AUGMENT.scale,
+  augment: FinetuneAugment = 'spec',
+): ImageCrops[] {
+  return sizes.map(([h, w], k) => {
+    if (augment === 'none') return { globals: [centreCrop(h, w)], locals: [] };
+    const c = planFinetuneCrop(rngFor(seed, 0, step, PURPOSE.crops, k), h, w, size, scale);
+    return { globals: [augment === 'light' ? { ...c, affine: null } : c], locals: [] };
+  });
 }

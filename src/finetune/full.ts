@@ -46,7 +46,7 @@ import { resolveModel } from '../model/weights.js';
 import type { NativeFinetuner } from '../native/binding/binding.js';
 import { call, callSync, CxformerError, native } from '../native/load.js';
 import { loadTrainImage, type GrayImage } from '../train/images.js';
-import { planFinetuneBatch } from './augment.js';
+import { FINETUNE_AUGMENTS, planFinetuneBatch, type FinetuneAugment } from './augment.js';
 import { evaluateHead, labelled, reportLabels, subset, type BackboneChoice, type Labelled } from './classify.js';
 import { checkLabelType, multiclassAccuracy, nativeTargets, type LabelType } from './labels.js';
 
@@ -84,6 +84,8 @@ export interface FullTrainConfig {
   dropPath?: number;
   /** Area range of the train RandomResizedCrop (spec §5.1: [0.08, 1]). @default [0.08, 1] */
   cropScale?: [number, number];
+  /** Train transform: §5.1 ('spec'), without its RandomAffine ('light'), or none (src/finetune/augment.ts). @default 'spec' */
+  augment?: FinetuneAugment;
   /** Model selection on the validation split: macro AUROC / AUPRC (higher) or loss (lower), or the last epoch. @default 'valAuroc' */
   selectBest?: 'valAuroc' | 'valAuprc' | 'valLoss' | 'last';
   /** Stop after this many epochs without a better validation score (0 = never). @default 0 */
@@ -197,6 +199,7 @@ function resolvedTrain(t: FullTrainConfig, device: string): Required<Omit<FullTr
     posWeight: t.posWeight ?? null,
     dropPath: t.dropPath ?? null,
     cropScale: t.cropScale ?? [0.08, 1],
+    augment: t.augment ?? 'spec',
     selectBest: t.selectBest ?? 'valAuroc',
     patience: t.patience ?? 0,
     evalBatchSize: t.evalBatchSize ?? 8,
@@ -219,6 +222,9 @@ function checkTrain(t: ReturnType<typeof resolvedTrain>): void {
     throw new CxformerError('CXF_ARG', `--select-best: expected one of ${SELECT.join(', ')}, got '${t.selectBest}'`);
   }
   if (t.dropPath !== null && !(t.dropPath >= 0 && t.dropPath < 1)) throw new CxformerError('CXF_ARG', `drop path must be in [0, 1), got ${t.dropPath}`);
+  if (!(FINETUNE_AUGMENTS as readonly string[]).includes(t.augment)) {
+    throw new CxformerError('CXF_ARG', `--augment: expected one of ${FINETUNE_AUGMENTS.join(', ')}, got '${t.augment}'`);
+  }
   const [lo, hi] = t.cropScale;
   if (!(t.cropScale.length === 2 && lo > 0 && lo <= hi && hi <= 1)) {
     throw new CxformerError('CXF_ARG', `crop scale must be two numbers 0 < min ≤ max ≤ 1 (spec §5.1: 0.08,1), got ${t.cropScale.join(',')}`);
@@ -558,7 +564,7 @@ async function finetuneRanked(o: FullFinetuneOptions, env: DistEnv, device: stri
       // Image k of the global batch is augmented from rngFor(seed, 0, step, crops, k) whatever rank holds it: the plan
       // of the first `first` positions (other ranks' images) is drawn with stand-in sizes and dropped.
       const sizes = images.map((im) => [im.height, im.width] as [number, number]);
-      const crops = planFinetuneBatch(t.seed, step, [...Array<[number, number]>(first).fill(sizes[0] as [number, number]), ...sizes], size, t.cropScale).slice(first);
+      const crops = planFinetuneBatch(t.seed, step, [...Array<[number, number]>(first).fill(sizes[0] as [number, number]), ...sizes], size, t.cropScale, t.augment).slice(first);
       const planes = new Uint8Array(images.reduce((a, im) => a + im.data.length, 0));
       let off = 0;
       for (const im of images) {

@@ -77,6 +77,7 @@ async function runFull(a: Args, classes: string[]): Promise<number> {
         ...(a.precision !== undefined ? { precision: a.precision as 'f32' | 'bf16' } : {}),
         ...(a['drop-path'] !== undefined ? { dropPath: Number(a['drop-path']) } : {}),
         ...(a['crop-scale'] !== undefined ? { cropScale: numbers('crop-scale', a['crop-scale']) as [number, number] } : {}),
+        ...(a.augment !== undefined ? { augment: a.augment as 'spec' | 'light' | 'none' } : {}),
         seed: Number(a['train-seed']),
         ...(a.hidden ? { hidden: numbers('hidden', a.hidden) } : {}),
         ...(a['pos-weight'] !== undefined ? { posWeight: numbers('pos-weight', a['pos-weight']) } : {}),
