@@ -3,10 +3,11 @@
  * `cxformer launch --nproc-per-node 2 -- finetune --mode full …`: 2 ranks × b train the model of 1 rank × 2b (with
  * the §5.1 augmentations, keyed by the position in the global batch, and a last global batch of one image: one
  * rank pads), the ranks end bit-identical, rank 0 alone writes, a 2-rank run resumes to exactly the uninterrupted
- * result; the linear mode is refused under the launcher.
+ * result (at an epoch end through the CLI, mid-epoch through the library); the linear mode and segmentation are
+ * refused under the launcher.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -150,6 +151,32 @@ describe('cxformer launch -- finetune --mode full (2 ranks)', () => {
     expect(await maxDiff(path.join(dumpRes, 'rank-0.safetensors'), path.join(dumpRes, 'rank-1.safetensors'))).toBe(0);
     expect(await maxDiff(path.join(dumpRes, 'rank-0.safetensors'), path.join(dumpTwo, 'rank-0.safetensors'), params)).toBe(0);
     expect(noTimes(await jsonl(path.join(res, 'metrics.jsonl')))).toEqual(noTimes(m2));
+  });
+
+  it('a 2-rank run interrupted mid-epoch (library, stopAfterSteps) resumes to exactly the uninterrupted result', async () => {
+    // 21 images, 3 per rank: global batches of 6, 6, 6 and 3 (the last split 1 / 2), 4 steps per epoch.
+    const helper = path.join(repoRoot, 'test', 'dist', 'helpers', 'finetune-rank.mjs');
+    const run = (out: string, results: string, env: NodeJS.ProcessEnv, stop?: number) => {
+      const r = cli(['launch', '--nproc-per-node', '2', '--grace-s', '5', '--exec', '--', process.execPath, helper, repoRoot, data, out, results, ...(stop ? [String(stop)] : [])], env);
+      expect(r.code, r.stderr + r.stdout).toBe(0);
+    };
+    const results = async (dir: string) => [0, 1].map((k) => JSON.parse(readFileSync(path.join(dir, `result-${k}.json`), 'utf8')));
+    const whole = path.join(tmp, 'lib-whole');
+    run(whole, path.join(tmp, 'res-whole'), { CXFORMER_DIST_DUMP_DIR: path.join(tmp, 'dump-lib-whole') });
+    expect(await results(path.join(tmp, 'res-whole'))).toEqual([0, 1].map((k) => ({ rank: k, worldSize: 2, interrupted: false, epochs: 2 })));
+    const cut = path.join(tmp, 'lib-cut');
+    // Step 5 = epoch 1, batch 1: both ranks stop there.
+    run(cut, path.join(tmp, 'res-cut1'), {}, 5);
+    expect(await results(path.join(tmp, 'res-cut1'))).toEqual([0, 1].map((k) => ({ rank: k, worldSize: 2, interrupted: true, epochs: 1 })));
+    run(cut, path.join(tmp, 'res-cut2'), { CXFORMER_DIST_DUMP_DIR: path.join(tmp, 'dump-lib-cut') });
+    expect(await readFile(path.join(cut, 'train.log'), 'utf8')).toMatch(/resuming from .*state\.safetensors at epoch 1, batch 1 \(step 5\) \(all 2 ranks\)/);
+    const mw = await jsonl(path.join(whole, 'metrics.jsonl'));
+    expect(mw.map((e) => e.step)).toEqual([4, 8]);
+    expect(noTimes(await jsonl(path.join(cut, 'metrics.jsonl')))).toEqual(noTimes(mw));
+    const dump = (name: string, k: number) => path.join(tmp, name, `rank-${k}.safetensors`);
+    expect(await maxDiff(dump('dump-lib-cut', 0), dump('dump-lib-cut', 1))).toBe(0);
+    expect(await maxDiff(dump('dump-lib-cut', 0), dump('dump-lib-whole', 0))).toBe(0);
+    expect(await readFile(path.join(cut, 'eval', 'predictions.csv'), 'utf8')).toBe(await readFile(path.join(whole, 'eval', 'predictions.csv'), 'utf8'));
   });
 
   it('the linear mode and segmentation are refused under the launcher, before starting ranks', () => {
