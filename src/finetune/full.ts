@@ -499,12 +499,16 @@ async function finetuneRanked(o: FullFinetuneOptions, env: DistEnv, device: stri
     }
   }
 
-  /** Rank 0 writes the state (and what `also` writes); every rank learns whether that went well. */
-  const saveState = (also?: () => Promise<void>) =>
+  /**
+   * Rank 0 writes the state (after `before`, e.g. the export of a new best, so that a state never names a best epoch
+   * whose export is missing; then `after`); every rank learns whether that went well.
+   */
+  const saveState = (w: { before?: () => Promise<void>; after?: () => Promise<void> } = {}) =>
     allOrNothing(pg, `saving the state at step ${ft.steps}`, async () => {
       if (!lead) return;
+      await w.before?.();
       await call('saveState', () => ft.saveState(statePath, { cxformer_progress: JSON.stringify(prog), cxformer_world_size: String(world) }));
-      await also?.();
+      await w.after?.();
     });
   const headMeta = (epoch: number) => ({
     classes: JSON.stringify(o.classes),
@@ -638,13 +642,15 @@ async function finetuneRanked(o: FullFinetuneOptions, env: DistEnv, device: stri
     const stop = t.patience > 0 && selectBest !== 'last' && prog.best !== null && epoch - prog.best.epoch >= t.patience;
     if (stop || prog.epoch >= t.epochs) prog.done = true;
     if (stop) prog.stopped = true;
-    await saveState(async () => {
-      if (improved) await exportBest(epoch);
-      await appendFile(path.join(out, 'metrics.jsonl'), `${JSON.stringify(record)}\n`);
-      await log(
-        `epoch ${epoch}: train loss ${f(record.train_loss)}, val loss ${f(val.loss)}, val macro AUROC ${f(vm.auroc)}, AUPRC ${f(vm.auprc)}` +
-          `${labelType === 'multiclass' ? `, accuracy ${f(vm.acc)}` : ''}; best epoch ${record.best_epoch ?? 'n/a'}${stop ? ` — early stop (patience ${t.patience})` : ''}`,
-      );
+    await saveState({
+      ...(improved ? { before: () => exportBest(epoch) } : {}),
+      after: async () => {
+        await appendFile(path.join(out, 'metrics.jsonl'), `${JSON.stringify(record)}\n`);
+        await log(
+          `epoch ${epoch}: train loss ${f(record.train_loss)}, val loss ${f(val.loss)}, val macro AUROC ${f(vm.auroc)}, AUPRC ${f(vm.auprc)}` +
+            `${labelType === 'multiclass' ? `, accuracy ${f(vm.acc)}` : ''}; best epoch ${record.best_epoch ?? 'n/a'}${stop ? ` — early stop (patience ${t.patience})` : ''}`,
+        );
+      },
     });
     if (lead) emit({ kind: 'epoch', epoch, record });
   }
@@ -656,7 +662,7 @@ async function finetuneRanked(o: FullFinetuneOptions, env: DistEnv, device: stri
   }
   const result = { out, interrupted, history: prog.history, bestEpoch: prog.best?.epoch ?? null, report: null, bestModel, bestHead, rank, worldSize: world };
   if (interrupted) {
-    await saveState(() => log(`interrupted at epoch ${prog.epoch}, batch ${prog.batch} (step ${ft.steps}); re-run the same command to resume`));
+    await saveState({ after: () => log(`interrupted at epoch ${prog.epoch}, batch ${prog.batch} (step ${ft.steps}); re-run the same command to resume`) });
     await pg?.barrier();
     if (lead) emit({ kind: 'done', message: 'interrupted' });
     return result;
