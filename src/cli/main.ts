@@ -22,16 +22,16 @@ async function main(): Promise<number> {
   // A rank of `cxformer launch` stops when its launcher dies.
   if (process.env.CXFORMER_LAUNCHER_PID) (await import('../dist/launch.js')).exitWithLauncher();
   try {
-    // `train` and `finetune --mode full` (classification) run data parallel; the linear mode and segmentation run as
-    // one process (started as several ranks they would all write one folder).
-    const dataParallel = argv.mode === 'full' && (argv.task ?? 'classification') === 'classification';
+    // `train`, `finetune --mode full` (classification) and `finetune --task segmentation` run data parallel; the
+    // linear mode runs as one process (started as several ranks they would all write one folder).
+    const dataParallel = argv.mode === 'full' || argv.task === 'segmentation';
     if (cmd === 'finetune' && !dataParallel && (process.env.RANK || process.env.WORLD_SIZE || process.env.SLURM_NTASKS)) {
       const { resolveDistEnv } = await import('../dist/env.js');
       const world = resolveDistEnv().worldSize;
       if (world > 1) {
         process.stderr.write(
-          `cxformer finetune: started as ${world} ranks (torchrun/Slurm variables), but only --mode full (classification) trains data parallel; ` +
-            `${argv.task === 'segmentation' ? '--task segmentation' : 'the linear mode (features are computed once, the head fit is cheap)'} runs as one process: ` +
+          `cxformer finetune: started as ${world} ranks (torchrun/Slurm variables), but only --mode full (classification) and --task segmentation train data parallel; ` +
+            'the linear mode (features are computed once, the head fit is cheap) runs as one process: ' +
             'start it once (inside a Slurm allocation: RANK=0 WORLD_SIZE=1 cxformer finetune …)\n',
         );
         return 2;

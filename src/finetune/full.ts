@@ -41,6 +41,7 @@ import { resolvePreprocessOptions, type PreprocessOptions } from '../image/optio
 import { preprocessBatch, type PreprocessedBatch } from '../image/preprocess.js';
 import { describeDistEnv, rankDevice, rankThreads, resolveDistEnv, type DistEnv } from '../dist/env.js';
 import { agreeStop, allOrNothing, broadcastInt, joinProcessGroup, namePeer, type ProcessGroup } from '../dist/group.js';
+import { share } from '../dist/shard.js';
 import { ConfigError, INTERP_HF_SIZE, INTERP_REGISTERS_AA, toHfConfig } from '../model/config.js';
 import { resolveModel } from '../model/weights.js';
 import type { NativeFinetuner } from '../native/binding/binding.js';
@@ -272,11 +273,6 @@ class EvalSet {
     }
     return { probs, sum, entries };
   }
-}
-
-/** Rank r's contiguous share lo..hi − 1 of n items over W ranks (near-equal; empty when n < W for some ranks). */
-function share(n: number, r: number, W: number): [number, number] {
-  return [Math.floor((r * n) / W), Math.floor(((r + 1) * n) / W)];
 }
 
 /**

@@ -4,6 +4,7 @@
  */
 import path from 'node:path';
 import { threadCount } from '../backbone.js';
+import type { ProcessGroup } from '../dist/group.js';
 import type { VitConfig } from '../model/config.js';
 import { call, callSync, native, type NativeBinding } from '../native/load.js';
 
@@ -54,6 +55,11 @@ export interface SegmenterOptions {
   seed?: number;
   device?: string;
   threads?: number;
+  /**
+   * Data parallel (docs/distributed.md): the process group of the run. Creating the segmenter is then collective
+   * (rank 0's initial state is broadcast) and so is every {@link Segmenter.step}.
+   */
+  processGroup?: ProcessGroup | null;
 }
 
 export class Segmenter {
@@ -63,7 +69,10 @@ export class Segmenter {
     const bind = native();
     callSync('setThreads', () => bind.setThreads(threadCount(o.threads)));
     const h = await call('createSegmenter', () =>
-      bind.createSegmenter(JSON.stringify({ seg: o.seg, backbone: o.backbone, ...(o.weights ? { weights: o.weights } : {}), seed: o.seed ?? 0, device: o.device ?? 'cpu' })),
+      bind.createSegmenter(
+        JSON.stringify({ seg: o.seg, backbone: o.backbone, ...(o.weights ? { weights: o.weights } : {}), seed: o.seed ?? 0, device: o.device ?? 'cpu' }),
+        o.processGroup ?? undefined,
+      ),
     );
     return new Segmenter(h);
   }
@@ -73,12 +82,21 @@ export class Segmenter {
     return JSON.parse(this.handle.config) as Required<SegConfig>;
   }
 
+  /** Ranks of the data-parallel group (1 without one). */
+  get worldSize(): number {
+    return Number(this.handle.worldSize);
+  }
+
   /** Optimizer steps taken. */
   get steps(): number {
     return Number(this.handle.steps);
   }
 
-  /** One training step: `pixels` NCHW normalised [B, 3, H, W], `labels` B·H·W class indices, head lr `lr`. */
+  /**
+   * One training step: `pixels` NCHW normalised [B, 3, H, W], `labels` B·H·W class indices, head lr `lr`. Data
+   * parallel: collective, this rank's share of the global batch (B may be 0 on a rank); the record is the global
+   * batch's.
+   */
   async step(pixels: Float32Array, shape: [number, number, number, number], labels: Uint8Array, lr: number): Promise<SegStepRecord> {
     return JSON.parse(await call('segmentation step', () => this.handle.step(pixels, shape, labels, lr))) as SegStepRecord;
   }
@@ -94,8 +112,13 @@ export class Segmenter {
     await call('segmentation save', () => this.handle.save(path.resolve(file), withOptimizer, metadata));
   }
 
-  /** Loads a state written by {@link save} (strict); returns its metadata. */
+  /** Loads a state written by {@link save} (strict); returns its metadata. Local, also in a data-parallel run. */
   async load(file: string): Promise<Record<string, string>> {
     return call('segmentation load', () => this.handle.load(path.resolve(file)));
+  }
+
+  /** Collective: every rank takes rank 0's state (after {@link load} on every rank, to resume); no-op alone. */
+  async syncFromRank0(): Promise<void> {
+    await call('segmentation sync from rank 0', () => this.handle.syncFromRank0());
   }
 }

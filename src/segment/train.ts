@@ -21,17 +21,31 @@
  * inside an epoch when it was written mid-epoch (Ctrl-C / `signal`, `checkpointSteps`) — as a bit-identical
  * continuation of the schedule, the permutations and the augmentations; different training settings are refused
  * unless `force`.
+ *
+ * Data parallel (docs/distributed.md, "cxformer finetune --task segmentation"): started as several ranks (cxformer
+ * launch, torchrun, Slurm) the ranks join a process group; `batchSize` is per rank and the global batch G =
+ * batchSize × W. Each epoch's permutation (the single-process one) is cut into ⌈N / G⌉ global batches; rank r takes
+ * the r-th of W contiguous, disjoint, near-equal slices of each (possibly empty); the augmentation of an image is
+ * keyed by (seed, epoch, image), whatever rank holds it, and the native step's gradient is that of the whole global
+ * batch, so W ranks × b train as one process × W·b. Validation: each rank predicts a contiguous share, the class
+ * maps are all-gathered and every rank computes the same Dice; rank 0's "best epoch" decision is broadcast. Rank 0
+ * alone writes the folder and evaluates the best weights (predictions, overlays) after the other ranks left; every
+ * rank loads `last.safetensors` to resume, then takes rank 0's state.
  */
 import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { DatasetSpec } from '../datasets/index.js';
+import { threadCount } from '../backbone.js';
 import { writeFileAtomic } from '../data/fsutil.js';
 import { hashSeed, mulberry32, shuffleInPlace } from '../data/random.js';
+import { describeDistEnv, rankDevice, rankThreads, resolveDistEnv, type DistEnv } from '../dist/env.js';
+import { agreeStop, allOrNothing, broadcastInt, joinProcessGroup, namePeer, type ProcessGroup } from '../dist/group.js';
+import { share } from '../dist/shard.js';
 import { resolvePreprocessOptions, type PreprocessOptions } from '../image/options.js';
 import { resolveModel } from '../model/weights.js';
 import type { BackboneChoice } from '../finetune/classify.js';
-import { CxformerError } from '../native/load.js';
+import { call, CxformerError } from '../native/load.js';
 import { augmentPair, normalizeBatch, type SegAugmentOptions } from './augment.js';
 import { loadSamples, loadSegRecords, SEG_NUM_CLASSES, type MaskSource, type SegSample } from './data.js';
 import { diceReport, evaluateSamples, predictSamples, type SegEvaluation } from './evaluate.js';
@@ -50,7 +64,7 @@ export interface SegTrainOptions {
   seg?: SegConfig;
   /** @default 5 */
   epochs?: number;
-  /** @default 64 (spec §5.2) */
+  /** Images per optimizer step (per rank in a data-parallel run: the global batch is batchSize × ranks). @default 64 (spec §5.2) */
   batchSize?: number;
   /** Linear warm-up epochs before the cosine. @default 0 */
   warmupEpochs?: number;
@@ -80,6 +94,12 @@ export interface SegTrainOptions {
   force?: boolean;
   log?: (msg: string) => void;
   progress?: (msg: string) => void;
+  /**
+   * Data parallel, when the process was started as one of several ranks (torchrun / Slurm / cxformer launch
+   * variables): seconds to wait for the other ranks (rendezvous and every collective; default 600) and the backend
+   * (default auto: gloo on cpu, nccl on cuda).
+   */
+  dist?: { timeoutS?: number; backend?: 'auto' | 'gloo' | 'nccl' };
 }
 
 /** Learning rate of optimizer step `step` (0-based) of `total`, `warmup` steps of linear warm-up, then cosine to 0. */
@@ -123,10 +143,13 @@ export interface SegTrainResult {
   partial: boolean;
   /** Whether it stopped because `signal` was aborted. */
   interrupted: boolean;
+  /** This process's rank and the number of ranks (0 and 1 for a single process); only rank 0 evaluates. */
+  rank: number;
+  worldSize: number;
 }
 
 /** The training-relevant settings recorded in run.json (compared on resume). */
-function runSettings(o: SegTrainOptions, backbone: { config: unknown; weights: string | null }, pre: PreprocessOptions, seg: Required<SegConfig>) {
+function runSettings(o: SegTrainOptions, backbone: { config: unknown; weights: string | null }, pre: PreprocessOptions, seg: Required<SegConfig>, world = 1) {
   return {
     dataset: o.dataset,
     masks: o.masks,
@@ -139,17 +162,56 @@ function runSettings(o: SegTrainOptions, backbone: { config: unknown; weights: s
     seed: o.seed ?? 0,
     maxTrain: o.maxTrain ?? null,
     backbone: { weights: backbone.weights, config: backbone.config, seed: o.backbone.seed ?? 0 },
+    // The global batch is batchSize × ranks: another number of ranks is another run (unless force).
+    ...(world > 1 ? { worldSize: world } : {}),
   };
+}
+
+/** The training, validation and held-out samples (one size, a multiple of the patch size). */
+async function loadData(o: SegTrainOptions, pre: PreprocessOptions, patch: number, seed: number, log: (m: string) => void, prog: (m: string) => void) {
+  const recs = await loadSegRecords(o.dataset, o.masks);
+  let trainRecs = recs.train;
+  if (o.maxTrain !== undefined && trainRecs.length > o.maxTrain) {
+    const keep = new Set(shuffleInPlace(trainRecs.map((_, i) => i), mulberry32(hashSeed(seed, 0x2000))).slice(0, o.maxTrain));
+    trainRecs = trainRecs.filter((_, i) => keep.has(i));
+  }
+  if (!trainRecs.length) throw new CxformerError('CXF_INPUT', `segmentation: no training images with masks (train ${recs.train.length}, valid ${recs.valid.length}, test ${recs.test.length})`);
+  log(`data: train ${trainRecs.length}, valid ${recs.valid.length}, test ${recs.test.length} images with masks`);
+  const load = (rs: typeof trainRecs, what: string) => loadSamples(rs, pre, (d, t) => prog(`loading ${what} ${d}/${t}`));
+  const train = await load(trainRecs, 'train');
+  const valid = await load(recs.valid, 'valid');
+  const held = recs.test.length ? await load(recs.test, 'test') : valid;
+  const g = train[0]!.geometry;
+  const [W, H] = [g.outWidth, g.outHeight];
+  if (H % patch || W % patch) {
+    throw new CxformerError('CXF_ARG', `segmentation: the input size ${W}×${H} must be a multiple of the patch size ${patch} (set crop)`);
+  }
+  return { recs, train, valid, held, W, H };
 }
 
 function diffKeys(a: Record<string, unknown>, b: Record<string, unknown>): string[] {
   return [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
 }
 
-/** Trains (or resumes) and evaluates a segmentation head. */
+/**
+ * Trains (or resumes) and evaluates a segmentation head. Started as several ranks (torchrun / Slurm / cxformer launch
+ * variables), it trains data parallel (see the top); only rank 0's result carries the evaluation.
+ */
 export async function trainSegmentation(o: SegTrainOptions): Promise<SegTrainResult> {
-  const log = o.log ?? (() => undefined);
-  const prog = o.progress ?? (() => undefined);
+  checkOptions(o);
+  const env = resolveDistEnv();
+  const device = rankDevice(o.backbone.device ?? 'cpu', env);
+  const pg = await joinProcessGroup({ env, timeoutS: o.dist?.timeoutS ?? 600, backend: o.dist?.backend ?? 'auto', device });
+  try {
+    return await trainRanked(o, env, device, pg);
+  } catch (e) {
+    throw namePeer(e, pg);
+  } finally {
+    pg?.destroy();
+  }
+}
+
+function checkOptions(o: SegTrainOptions): void {
   const epochs = o.epochs ?? 5;
   const B = o.batchSize ?? 64;
   const seed = o.seed ?? 0;
@@ -161,68 +223,130 @@ export async function trainSegmentation(o: SegTrainOptions): Promise<SegTrainRes
   }
   if (o.maxTrain !== undefined && !(Number.isInteger(o.maxTrain) && o.maxTrain >= 1)) throw new CxformerError('CXF_ARG', `segmentation: maxTrain must be a positive integer, got ${o.maxTrain}`);
   if (o.overlays !== undefined && !(Number.isInteger(o.overlays) && o.overlays >= 0)) throw new CxformerError('CXF_ARG', `segmentation: overlays must be an integer ≥ 0, got ${o.overlays}`);
+}
+
+/** Pixels of 3 class maps' bytes per float32 (exact integers < 2^24): the all-gather carries float32 arrays. */
+function packLabels(maps: readonly Uint8Array[], hw: number, images: number): Float32Array {
+  const bytes = new Uint8Array(images * hw);
+  maps.forEach((m, i) => bytes.set(m, i * hw));
+  const out = new Float32Array(Math.ceil(bytes.length / 3));
+  for (let k = 0; k < out.length; k++) out[k] = (bytes[3 * k] ?? 0) + 256 * (bytes[3 * k + 1] ?? 0) + 65536 * (bytes[3 * k + 2] ?? 0);
+  return out;
+}
+
+function unpackLabels(packed: Float32Array, hw: number, images: number): Uint8Array[] {
+  const bytes = new Uint8Array(images * hw);
+  for (let j = 0; j < bytes.length; j++) bytes[j] = Math.floor((packed[Math.floor(j / 3)] as number) / 256 ** (j % 3)) % 256;
+  return Array.from({ length: images }, (_, i) => bytes.slice(i * hw, (i + 1) * hw));
+}
+
+/**
+ * Class maps of every sample: alone, predicted here; data parallel, each rank predicts its contiguous share and the
+ * maps are all-gathered (padded to one length), so every rank holds all of them in order.
+ */
+async function predictAll(model: Segmenter, samples: readonly SegSample[], batchSize: number, pre: PreprocessOptions, pg: ProcessGroup | null): Promise<Uint8Array[]> {
+  if (!pg) return predictSamples(model, samples, batchSize, undefined, pre);
+  const n = samples.length;
+  const W = pg.worldSize;
+  const g = samples[0]!.geometry;
+  const hw = g.outWidth * g.outHeight;
+  const [lo, hi] = share(n, pg.rank, W);
+  const mine = await allOrNothing(pg, 'validation', () => predictSamples(model, samples.slice(lo, hi), batchSize, undefined, pre));
+  const rows = Math.ceil(n / W);
+  const all = await call('gather validation predictions', () => pg.allGather(packLabels(mine, hw, rows)));
+  return all.flatMap((p, r) => {
+    const [a, b] = share(n, r, W);
+    return unpackLabels(p, hw, b - a);
+  });
+}
+
+async function trainRanked(o: SegTrainOptions, env: DistEnv, device: string, pg: ProcessGroup | null): Promise<SegTrainResult> {
+  const { rank, worldSize: world } = env;
+  const lead = rank === 0;
+  // Rank 0 reports; the other ranks report only their errors (thrown).
+  const log = lead ? (o.log ?? (() => undefined)) : () => undefined;
+  const prog = lead ? (o.progress ?? (() => undefined)) : () => undefined;
+  const epochs = o.epochs ?? 5;
+  const B = o.batchSize ?? 64;
+  const seed = o.seed ?? 0;
   const out = path.resolve(o.out);
-  await mkdir(out, { recursive: true });
+  if (lead) await mkdir(out, { recursive: true });
 
   const resolved = await resolveModel(o.backbone);
   const pre = resolvePreprocessOptions({ ...(resolved.preprocess ?? {}), ...(o.preprocess ?? {}) });
   if (pre.crop === null && pre.resize === null) throw new CxformerError('CXF_ARG', 'segmentation needs images of one size: set crop (e.g. 518) or an exact resize HxW');
 
-  // ---- data ----
-  const recs = await loadSegRecords(o.dataset, o.masks);
-  let trainRecs = recs.train;
-  if (o.maxTrain !== undefined && trainRecs.length > o.maxTrain) {
-    const keep = new Set(shuffleInPlace(trainRecs.map((_, i) => i), mulberry32(hashSeed(seed, 0x2000))).slice(0, o.maxTrain));
-    trainRecs = trainRecs.filter((_, i) => keep.has(i));
-  }
-  const heldRecs = recs.test.length ? recs.test : recs.valid;
-  if (!trainRecs.length) throw new CxformerError('CXF_INPUT', `segmentation: no training images with masks (train ${recs.train.length}, valid ${recs.valid.length}, test ${recs.test.length})`);
-  log(`data: train ${trainRecs.length}, valid ${recs.valid.length}, test ${recs.test.length} images with masks`);
-  const load = (rs: typeof trainRecs, what: string) => loadSamples(rs, pre, (d, t) => prog(`loading ${what} ${d}/${t}`));
-  const train = await load(trainRecs, 'train');
-  const valid = await load(recs.valid, 'valid');
-  const held = recs.test.length ? await load(recs.test, 'test') : valid;
-  const g = train[0]!.geometry;
-  const [W, H] = [g.outWidth, g.outHeight];
-  if (H % resolved.config.patch_size || W % resolved.config.patch_size) {
-    throw new CxformerError('CXF_ARG', `segmentation: the input size ${W}×${H} must be a multiple of the patch size ${resolved.config.patch_size} (set crop)`);
-  }
+  // ---- data (every rank loads it; a failure on one rank stops all) ----
+  const data = await allOrNothing(pg, 'loading the data', () => loadData(o, pre, resolved.config.patch_size, seed, log, prog));
+  const { recs, train, valid, held, W, H } = data;
 
   // ---- model and run folder ----
+  // Collective with a process group: rank 0's initial state is broadcast to every rank.
   const model = await Segmenter.create({
     seg: { numClasses: SEG_NUM_CLASSES, ...(o.seg ?? {}) },
     backbone: resolved.config,
     ...(resolved.weights ? { weights: resolved.weights.file } : {}),
     seed: o.backbone.seed ?? 0,
-    device: o.backbone.device ?? 'cpu',
-    ...(o.backbone.threads !== undefined ? { threads: o.backbone.threads } : {}),
+    device,
+    // Ranks sharing a node share its cores.
+    threads: rankThreads(threadCount(o.backbone.threads), env),
+    processGroup: pg,
   });
   const segCfg = model.config;
-  const settings = runSettings(o, { config: resolved.config, weights: resolved.weights?.file ?? null }, pre, segCfg);
+  const settings = runSettings(o, { config: resolved.config, weights: resolved.weights?.file ?? null }, pre, segCfg, world);
   const files = { run: path.join(out, 'run.json'), last: path.join(out, 'last.safetensors'), best: path.join(out, 'best.safetensors'), metrics: path.join(out, 'metrics.jsonl') };
   let state: SegState = { epoch: 0, step: 0, bestEpoch: null, bestDiceAvg: null, history: [] };
-  if (existsSync(files.run) && existsSync(files.last)) {
+  // Rank 0 decides whether this is a resume; every rank must then see the checkpoint.
+  const found = existsSync(files.run) && existsSync(files.last);
+  const resuming = pg ? (await broadcastInt(pg, lead && found ? 1 : 0)) === 1 : found;
+  await allOrNothing(pg, 'checking the run folder', async () => {
+    if (!lead) {
+      if (resuming && !existsSync(files.last)) {
+        throw new CxformerError('CXF_DIST', `rank ${rank} cannot see ${files.last} found by rank 0: put the output folder on a file system shared by all nodes`);
+      }
+      return;
+    }
+    if (!resuming) return;
     const prev = JSON.parse(await readFile(files.run, 'utf8')) as Record<string, unknown>;
     const diff = diffKeys(prev, settings as unknown as Record<string, unknown>);
     if (diff.length && !o.force) {
       throw new CxformerError('CXF_CONFIG', `${out} holds a segmentation run with other settings (${diff.join(', ')} differ); choose another output folder, or pass --force to resume it with the new values`);
     }
-    const md = await model.load(files.last);
-    state = JSON.parse(md.seg_state ?? 'null') as SegState;
-    if (!state) throw new CxformerError('CXF_WEIGHTS', `${files.last}: no seg_state metadata; not a checkpoint of this command`);
+  });
+  if (resuming) {
+    // Every rank reads the checkpoint, then takes rank 0's state (collective).
+    state = await allOrNothing(pg, 'loading the checkpoint', async () => {
+      const md = await model.load(files.last);
+      const st = JSON.parse(md.seg_state ?? 'null') as SegState;
+      if (!st) throw new CxformerError('CXF_WEIGHTS', `${files.last}: no seg_state metadata; not a checkpoint of this command`);
+      return st;
+    });
+    await model.syncFromRank0();
     log(state.inEpoch ? `resuming inside epoch ${state.epoch + 1} after batch ${state.inEpoch.batches} (step ${state.step})` : `resuming after epoch ${state.epoch} (step ${state.step})`);
-    // Drop metric lines of the interrupted epoch.
-    if (existsSync(files.metrics)) {
-      const kept = (await readFile(files.metrics, 'utf8')).split('\n').filter((l) => l.trim() && (JSON.parse(l) as { step: number }).step <= state.step);
-      await writeFileAtomic(files.metrics, kept.map((l) => `${l}\n`).join(''));
-    }
-  } else {
-    await writeFile(files.metrics, '');
   }
-  await writeFileAtomic(files.run, `${JSON.stringify(settings, null, 2)}\n`);
+  await allOrNothing(pg, 'writing the run folder', async () => {
+    if (!lead) return;
+    if (resuming) {
+      // Drop metric lines of the interrupted epoch.
+      if (existsSync(files.metrics)) {
+        const kept = (await readFile(files.metrics, 'utf8')).split('\n').filter((l) => l.trim() && (JSON.parse(l) as { step: number }).step <= state.step);
+        await writeFileAtomic(files.metrics, kept.map((l) => `${l}\n`).join(''));
+      }
+    } else {
+      await writeFile(files.metrics, '');
+    }
+    await writeFileAtomic(files.run, `${JSON.stringify(settings, null, 2)}\n`);
+  });
+  const G = B * world;
+  if (world > 1) {
+    log(`distributed: ${world} ranks, backend ${pg?.backend() ?? '?'}, this is ${describeDistEnv(env)}, device ${device}`);
+    log(`global batch = ${B} per rank × ${world} ranks = ${G}; the lr is used as given (no scaling rule): another number of ranks changes the global batch at the same lr`);
+  }
+  /** Rank 0 alone writes; every rank learns whether that went well. */
+  const write = (what: string, f: () => Promise<unknown>) => allOrNothing(pg, what, async () => (lead ? void (await f()) : undefined));
 
   // ---- training ----
-  const spe = Math.ceil(train.length / B);
+  const spe = Math.ceil(train.length / G);
   const total = epochs * spe;
   const warm = (o.warmupEpochs ?? 0) * spe;
   const logEvery = o.logEvery ?? 10;
@@ -230,6 +354,7 @@ export async function trainSegmentation(o: SegTrainOptions): Promise<SegTrainRes
   let steps = 0;
   let interrupted = false;
   let halt = false;
+  const result = (evaluation: SegEvaluation | null, partial: boolean): SegTrainResult => ({ history: state.history, bestEpoch: state.bestEpoch, evaluation, files, partial, interrupted, rank, worldSize: world });
   const saveLast = (epoch: number) => model.save(files.last, true, { epoch: String(epoch), seg_state: JSON.stringify(state), run: JSON.stringify(settings) });
   for (let epoch = state.epoch; epoch < epochs && !halt; epoch++) {
     if (o.stopAfterEpochs !== undefined && ran >= o.stopAfterEpochs) break;
@@ -242,7 +367,10 @@ export async function trainSegmentation(o: SegTrainOptions): Promise<SegTrainRes
     let lastLr = resume?.lr ?? 0;
     let rec: SegStepRecord | undefined;
     for (let b = resume?.batches ?? 0; b < spe; b++) {
-      const idx = order.slice(b * B, (b + 1) * B);
+      // This rank's contiguous share of global batch b (empty when it holds fewer images than ranks).
+      const global = order.slice(b * G, (b + 1) * G);
+      const [x0, x1] = share(global.length, rank, world);
+      const idx = global.slice(x0, x1);
       const imgs: Uint8Array[] = [];
       const labels = new Uint8Array(idx.length * W * H);
       idx.forEach((i, k) => {
@@ -253,29 +381,34 @@ export async function trainSegmentation(o: SegTrainOptions): Promise<SegTrainRes
       });
       const lr = segLr(segCfg.lr, state.step, total, warm);
       const ts = Date.now();
+      // The record holds the loss of the whole global batch (every rank the same).
       rec = await model.step(normalizeBatch(imgs, W, H, pre.mean, pre.std), [idx.length, 3, H, W], labels, lr);
       state.step = rec.step;
-      sumLoss += rec.loss * idx.length;
-      sumDice += rec.softDice * idx.length;
-      seen += idx.length;
-      const ips = (idx.length * 1000) / Math.max(1, Date.now() - ts);
+      sumLoss += rec.loss * global.length;
+      sumDice += rec.softDice * global.length;
+      seen += global.length;
+      const ips = (global.length * 1000) / Math.max(1, Date.now() - ts);
       prog(`epoch ${epoch + 1}/${epochs} step ${b + 1}/${spe} loss ${rec.loss.toFixed(4)} lr ${lr.toExponential(2)} ${ips.toFixed(1)} img/s`);
       lastLr = rec.lr;
-      if (logEvery > 0 && (state.step % logEvery === 0 || b === spe - 1)) {
+      if (lead && logEvery > 0 && (state.step % logEvery === 0 || b === spe - 1)) {
         await appendFile(files.metrics, `${JSON.stringify({ kind: 'step', epoch, ...rec, imagesPerS: ips })}\n`);
       }
       steps++;
-      interrupted = o.signal?.aborted === true;
-      const stop = interrupted || (o.stopAfterSteps !== undefined && steps >= o.stopAfterSteps);
+      const byCount = o.stopAfterSteps !== undefined && steps >= o.stopAfterSteps;
+      const want = o.signal?.aborted === true || byCount;
+      // Every rank stops at the same step (one all-reduce of the flag per step).
+      const stop = pg ? await agreeStop(pg, want) : want;
+      interrupted = stop && (o.signal?.aborted === true || !byCount);
       halt ||= stop;
       if (b < spe - 1 && (stop || (o.checkpointSteps && state.step % o.checkpointSteps === 0))) {
         // Mid-epoch checkpoint: the epoch's permutation, augmentation streams and lr all follow from (seed, epoch,
         // step), so the sums and the batch count are all a resume needs.
         state.inEpoch = { batches: b + 1, sumLoss, sumDice, seen, seconds: (Date.now() - t0) / 1000, lr: lastLr };
-        await saveLast(epoch);
+        await write(`saving the checkpoint at step ${state.step}`, () => saveLast(epoch));
         if (stop) {
           log(`${interrupted ? 'interrupted' : 'stopped'} in epoch ${epoch + 1} after batch ${b + 1} (step ${state.step}); re-run the same command to resume`);
-          return { history: state.history, bestEpoch: state.bestEpoch, evaluation: null, files, partial: true, interrupted };
+          await pg?.barrier();
+          return result(null, true);
         }
       }
       if (stop) break;
@@ -283,11 +416,16 @@ export async function trainSegmentation(o: SegTrainOptions): Promise<SegTrainRes
     let valDice: Record<string, number> | null = null;
     let avg: number | null = null;
     if (valid.length) {
-      const rep = diceReport(await predictSamples(model, valid, o.evalBatchSize ?? 8, undefined, pre), valid);
+      const rep = diceReport(await predictAll(model, valid, o.evalBatchSize ?? 8, pre, pg), valid);
       valDice = Object.fromEntries(rep.structures.map((s) => [s.name, s.pooled]));
       avg = rep.diceAvg;
     }
-    const improved = avg !== null ? state.bestDiceAvg === null || avg > state.bestDiceAvg : true; // no validation: keep the last
+    let improved = avg !== null ? state.bestDiceAvg === null || avg > state.bestDiceAvg : true; // no validation: keep the last
+    if (pg) {
+      // Every rank computed the same Dice from the same gathered maps; rank 0's decision is still the one taken.
+      const d = await call('broadcast the epoch decision', () => pg.broadcast(Float32Array.of(improved ? 1 : 0), 0));
+      improved = d[0] === 1;
+    }
     if (improved) {
       state.bestEpoch = epoch;
       state.bestDiceAvg = avg;
@@ -306,18 +444,29 @@ export async function trainSegmentation(o: SegTrainOptions): Promise<SegTrainRes
       seconds: (Date.now() - t0) / 1000,
     };
     state = { ...state, epoch: epoch + 1, inEpoch: null, history: [...state.history, er] };
-    if (improved) await model.save(files.best, false, { epoch: String(epoch + 1), best_dice_avg: String(avg ?? ''), run: JSON.stringify(settings) });
-    await saveLast(epoch + 1);
-    await appendFile(files.metrics, `${JSON.stringify(er)}\n`);
+    await write(`saving epoch ${epoch + 1}`, async () => {
+      if (improved) await model.save(files.best, false, { epoch: String(epoch + 1), best_dice_avg: String(avg ?? ''), run: JSON.stringify(settings) });
+      await saveLast(epoch + 1);
+      await appendFile(files.metrics, `${JSON.stringify(er)}\n`);
+    });
     log(`epoch ${epoch + 1}/${epochs}: train loss ${er.trainLoss.toFixed(4)}${avg !== null ? `, valid dice_avg ${avg.toFixed(4)} (${Object.entries(valDice!).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ')})` : ''}${improved ? ' *best*' : ''}`);
     ran++;
   }
+  // Debugging aid (docs/distributed.md): every rank writes its own final state, to compare ranks.
+  const dumpDir = process.env.CXFORMER_DIST_DUMP_DIR;
+  if (dumpDir) {
+    await mkdir(dumpDir, { recursive: true });
+    await model.save(path.join(dumpDir, `rank-${rank}.safetensors`), true, { seg_state: JSON.stringify(state) });
+  }
+  // The other ranks leave together (rank 0 hosts the rendezvous store and leaves last).
+  await pg?.barrier();
   if (state.epoch < epochs) {
     log(`${interrupted ? 'interrupted' : 'stopped'} after epoch ${state.epoch} of ${epochs}; re-run the same command to resume`);
-    return { history: state.history, bestEpoch: state.bestEpoch, evaluation: null, files, partial: true, interrupted };
+    return result(null, true);
   }
+  if (!lead) return result(null, false);
 
-  // ---- evaluation of the best weights ----
+  // ---- evaluation of the best weights (rank 0 alone, as one process) ----
   let evaluation: SegEvaluation | null = null;
   if (held.length) {
     await model.load(files.best);
@@ -334,7 +483,7 @@ export async function trainSegmentation(o: SegTrainOptions): Promise<SegTrainRes
   } else {
     log('no valid or test split: skipped the evaluation');
   }
-  return { history: state.history, bestEpoch: state.bestEpoch, evaluation, files, partial: false, interrupted: false };
+  return result(evaluation, false);
 }
 
 /** Loads a trained segmentation model (best.safetensors or last.safetensors of a run) with its backbone. */

@@ -158,11 +158,12 @@ describe('cxformer launch (CLI)', () => {
     expect(noCmd.stderr).toMatch(/give the command to run after --/);
     const wrong = cli(['launch', '--nproc-per-node', '2', '--', 'embed', 'a.png']);
     expect(wrong.code).toBe(2);
-    expect(wrong.stderr).toMatch(/must be train or finetune --mode full \(or pass --exec to run any program\), got 'embed'/);
-    // finetune runs data parallel only with --mode full (the linear mode is refused before any rank starts).
+    expect(wrong.stderr).toMatch(/must be train, finetune --mode full or finetune --task segmentation \(or pass --exec to run any program\), got 'embed'/);
+    // finetune runs data parallel only with --mode full or --task segmentation (the linear mode is refused before any
+    // rank starts).
     const ft = cli(['launch', '--nproc-per-node', '2', '--', 'finetune', '--arch', 'vit_small']);
     expect(ft.code).toBe(2);
-    expect(ft.stderr).toMatch(/finetune trains data parallel only with --mode full \(classification\)/);
+    expect(ft.stderr).toMatch(/finetune trains data parallel only with --mode full \(classification\) or --task segmentation; the linear mode .* runs as one process/);
     expect(ft.libtorch).toBe(false);
     const multi = cli(['launch', '--nproc-per-node', '2', '--nnodes', '2', '--', 'train']);
     expect(multi.code).toBe(2);
@@ -178,7 +179,9 @@ describe('cxformer launch (CLI)', () => {
     };
     const tr = run({ RANK: '0', WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1' });
     expect(tr.code).toBe(2);
-    expect(tr.stderr).toMatch(/cxformer finetune: started as 2 ranks \(torchrun\/Slurm variables\), but only --mode full \(classification\) trains data parallel; the linear mode .* runs as one process/);
+    expect(tr.stderr).toMatch(
+      /cxformer finetune: started as 2 ranks \(torchrun\/Slurm variables\), but only --mode full \(classification\) and --task segmentation train data parallel; the linear mode .* runs as one process/,
+    );
     expect(tr.libtorch).toBe(false);
     const sl = run({ SLURM_PROCID: '0', SLURM_NTASKS: '4', SLURM_LOCALID: '0', SLURM_JOB_NODELIST: 'n1' });
     expect(sl.code).toBe(2);

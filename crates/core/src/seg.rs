@@ -21,8 +21,19 @@
 //! - **State** ([`SegModel::save`] / [`SegModel::load`]): one safetensors file, written atomically, holding
 //!   `head.*` (the head's variables), `backbone.*` (original DINOv2 names, only when unfrozen) and, for resuming,
 //!   `optim.exp_avg.<param>` / `optim.exp_avg_sq.<param>` with the step count in the metadata. Loading is strict.
+//! - **Data parallelism** ([`SegModel::set_dist`], docs/distributed.md): rank 0's whole state (backbone, head, AdamW
+//!   moments and step) is broadcast when a process group is set and by [`SegModel::sync_from_rank0`] (call it on
+//!   every rank after [`SegModel::load`], which stays local so that one rank can load a model alone). Every image
+//!   of the global batch weighs the same in the loss (CE is a pixel mean, Dice a mean over images × classes, all
+//!   images of a batch have one size), so each rank back-propagates its loss × bᵣ·W/B (bᵣ its images, B their sum)
+//!   and the gradients are averaged: exactly the single-process gradient of the concatenated batch, also for
+//!   unequal shares; a rank with an empty share (0 images) contributes zero. The step record's loss, CE and soft
+//!   Dice are those of the global batch (one all-reduce, before the finiteness check, so every rank stops at the
+//!   same step). Stochastic depth of an unfrozen backbone is seeded from (seed, step, rank).
 use crate::backbone::{Backbone, Precision, RNG_LOCK};
 use crate::bail_shape;
+use crate::dist::{all_reduce_mean_grads, broadcast_tensors};
+use crate::ssl::dist::{Collective, SingleProcess};
 use crate::error::{Error, Result};
 use crate::model::ForwardOptions;
 use crate::shim::{AutocastDevice, AutocastGuard};
@@ -271,6 +282,8 @@ pub struct SegModel {
     pub head_vs: nn::VarStore,
     pub head: Head,
     opt: AdamW,
+    /// The process group of a data-parallel run ([`SingleProcess`] otherwise).
+    dist: Box<dyn Collective>,
 }
 
 impl SegModel {
@@ -307,7 +320,40 @@ impl SegModel {
             backbone.vs.freeze();
         }
         let opt = AdamW::new(params, 0.9, 0.999, 1e-8);
-        Ok(SegModel { cfg, backbone, head_vs, head, opt })
+        Ok(SegModel { cfg, backbone, head_vs, head, opt, dist: Box::new(SingleProcess) })
+    }
+
+    /// Joins a process group (data parallelism): with W > 1 every rank's state becomes rank 0's
+    /// ([`SegModel::sync_from_rank0`]); from then on gradients and step records are those of the global batch.
+    /// Collective: call it on every rank.
+    pub fn set_dist(&mut self, dist: Box<dyn Collective>) -> Result<()> {
+        self.dist = dist;
+        self.sync_from_rank0()
+    }
+
+    /// Ranks of the process group (1 without one).
+    pub fn world(&self) -> i64 {
+        self.dist.world().max(1)
+    }
+
+    /// Broadcasts rank 0's state (backbone variables, frozen or not, head, AdamW moments and step) to every rank.
+    /// Collective; no-op on one process.
+    pub fn sync_from_rank0(&mut self) -> Result<()> {
+        let dist = self.dist.as_ref();
+        if dist.world() <= 1 {
+            return Ok(());
+        }
+        let mut ts: Vec<Tensor> = sorted(&self.backbone.vs).into_iter().map(|(_, t)| t).collect();
+        ts.extend(sorted(&self.head_vs).into_iter().map(|(_, t)| t));
+        for s in &self.opt.slots {
+            ts.push(s.exp_avg.shallow_clone());
+            ts.push(s.exp_avg_sq.shallow_clone());
+        }
+        tch::no_grad(|| broadcast_tensors(dist, &ts, 0))?;
+        let mut step = Tensor::from_slice(&[self.opt.step]);
+        dist.broadcast(&mut step, 0)?;
+        self.opt.step = step.f_int64_value(&[0])?;
+        Ok(())
     }
 
     pub fn device(&self) -> Device {
@@ -378,6 +424,8 @@ impl SegModel {
     /// One optimizer step on a batch: `images` (B, 3, H, W) float32 (normalised), `labels` (B, H, W) class indices
     /// (any integer kind) in 0..C; `lr` the head's learning rate for this step (the backbone's is
     /// lr · backboneLr / lr). Errors: Shape for bad inputs, NonFinite when the loss is NaN/∞ (nothing updated).
+    /// Data parallel (see the module docs): collective; this rank's share of the global batch, which may be empty
+    /// (B = 0) on some ranks; the record holds the global batch's loss, CE and soft Dice.
     pub fn train_step(&mut self, images: &Tensor, labels: &Tensor, lr: f64) -> Result<SegStepRecord> {
         self.check_images(images)?;
         let (b, _, h, w) = images.size4()?;
@@ -387,39 +435,65 @@ impl SegModel {
         if labels.is_floating_point() {
             bail_shape!("labels: expected integer class indices, got {:?}", labels.kind());
         }
+        let world = self.dist.world();
+        if b == 0 && world <= 1 {
+            bail_shape!("images: the batch is empty (an empty share is allowed only for a rank of a data-parallel run)");
+        }
         let c = self.cfg.num_classes;
-        let (lo, hi) = (labels.f_min()?.f_int64_value(&[])?, labels.f_max()?.f_int64_value(&[])?);
-        if lo < 0 || hi >= c {
-            bail_shape!("labels: class indices must be in 0..{} (numClasses {c}), found values in {lo}..={hi}", c - 1);
+        if b > 0 {
+            let (lo, hi) = (labels.f_min()?.f_int64_value(&[])?, labels.f_max()?.f_int64_value(&[])?);
+            if lo < 0 || hi >= c {
+                bail_shape!("labels: class indices must be in 0..{} (numClasses {c}), found values in {lo}..={hi}", c - 1);
+            }
         }
         if !(lr.is_finite() && lr >= 0.0) {
             return Err(Error::Config(format!("segmentation step: lr must be a finite number ≥ 0, got {lr}")));
         }
-        let target = labels.f_to_kind(Kind::Int64)?.f_to_device(self.device())?;
+        let rank = if world > 1 { self.dist.rank() } else { 0 };
         if self.cfg.unfreeze {
-            // Stochastic depth of a trained backbone draws from LibTorch's generator: seed it from (seed, step) so a
-            // resumed run draws what the uninterrupted run drew.
-            tch::manual_seed(self.cfg.seed.wrapping_mul(1_000_003).wrapping_add(self.opt.step));
+            // Stochastic depth of a trained backbone draws from LibTorch's generator: seed it from (seed, step, rank)
+            // so a resumed run draws what the uninterrupted run drew (rank 0 draws the single-process stream).
+            tch::manual_seed(self.cfg.seed.wrapping_mul(1_000_003).wrapping_add(self.opt.step).wrapping_add(rank << 40));
         }
-        let z = self.logits(images, true)?;
-        let (loss, ce, dice) = ce_dice_loss(&z, &target, 1e-6)?;
-        let lv = loss.f_double_value(&[])?;
+        let (loss, mut lv, mut cev, mut dv) = if b > 0 {
+            let target = labels.f_to_kind(Kind::Int64)?.f_to_device(self.device())?;
+            let z = self.logits(images, true)?;
+            let (loss, ce, dice) = ce_dice_loss(&z, &target, 1e-6)?;
+            let (lv, cev, dv) = (loss.f_double_value(&[])?, ce.f_double_value(&[])?, dice.f_double_value(&[])?);
+            (Some(loss), lv, cev, dv)
+        } else {
+            (None, 0.0, 0.0, 0.0)
+        };
+        // The global batch: B = Σ bᵣ images, its loss terms Σ termᵣ·bᵣ / B (one all-reduce, before the finiteness
+        // check, so that a NaN on any rank stops every rank at the same step).
+        let mut total = b;
+        if world > 1 {
+            let bf = b as f64;
+            let mut t = Tensor::from_slice(&[bf, lv * bf, cev * bf, dv * bf]).f_to_device(self.device())?;
+            self.dist.all_reduce_sum(&mut t)?;
+            let v: Vec<f64> = Vec::<f64>::try_from(&t.f_to_device(Device::Cpu)?)?;
+            total = v[0].round() as i64;
+            let n = total.max(1) as f64;
+            (lv, cev, dv) = (v[1] / n, v[2] / n, v[3] / n);
+        }
         if !lv.is_finite() {
-            // Drop any gradient state: nothing was backpropagated yet.
+            // Nothing was backpropagated yet: nothing is modified.
             return Err(Error::NonFinite { iteration: self.opt.step, term: "segmentation loss".into(), value: lv });
         }
-        loss.f_backward()?;
+        if world > 1 {
+            // Σᵣ (bᵣ·W/B)·∇lossᵣ / W = the gradient of the loss of the whole global batch.
+            if let Some(loss) = &loss {
+                loss.f_mul_scalar(b as f64 * world as f64 / total as f64)?.f_backward()?;
+            }
+            let params: Vec<Tensor> = self.opt.slots.iter().map(|s| s.param.shallow_clone()).collect();
+            all_reduce_mean_grads(self.dist.as_ref(), &params)?;
+        } else if let Some(loss) = &loss {
+            loss.f_backward()?;
+        }
         let refs: Vec<&Tensor> = self.opt.slots.iter().map(|s| &s.param).collect();
         let grad_norm = clip_grad_norm(&refs, self.cfg.clip_grad);
         self.opt.update(lr, lr, self.cfg.weight_decay);
-        Ok(SegStepRecord {
-            step: self.opt.step,
-            lr,
-            loss: lv,
-            ce: ce.f_double_value(&[])?,
-            soft_dice: dice.f_double_value(&[])?,
-            grad_norm,
-        })
+        Ok(SegStepRecord { step: self.opt.step, lr, loss: lv, ce: cev, soft_dice: dv, grad_norm })
     }
 
     /// Prediction without gradients: argmax class map (B, H, W) uint8 on the CPU, and the float32 logits
@@ -431,8 +505,8 @@ impl SegModel {
         Ok((labels, logits))
     }
 
-    /// Names → tensors of the state file (see the module docs).
-    fn state(&self, with_optimizer: bool) -> BTreeMap<String, Tensor> {
+    /// Names → tensors of the state file (see the module docs); the parameters share storage with the model.
+    pub fn state(&self, with_optimizer: bool) -> BTreeMap<String, Tensor> {
         let mut t = BTreeMap::new();
         for (n, v) in sorted(&self.head_vs) {
             t.insert(format!("head.{n}"), v.detach());
@@ -469,6 +543,7 @@ impl SegModel {
     /// Loads a state written by [`SegModel::save`] for this model's configuration: every `head.*` variable (and
     /// `backbone.*` when unfrozen) must be present with its shape, nothing else but `optim.*`; the optimizer
     /// moments and step count are restored when the file has them (all of them, or an error). Returns the metadata.
+    /// Local, also in a data-parallel run: follow it with [`SegModel::sync_from_rank0`] on every rank to resume.
     pub fn load(&mut self, path: impl AsRef<Path>) -> Result<HashMap<String, String>> {
         let file = WeightFile::open(path.as_ref())?;
         let md = file.metadata();

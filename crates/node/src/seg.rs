@@ -1,7 +1,11 @@
 //! Segmentation across N-API (crates/core/src/seg.rs has every convention): `createSegmenter` builds a backbone
 //! with a segmentation head; a `NativeSegmenter` takes training steps, predicts class maps and saves/loads its
 //! state. Every call that computes is an AsyncTask on libuv's pool; calls on one instance are serialised.
+//! With a process group (worldSize > 1) the segmenter is data-parallel: creation, every step and `syncFromRank0`
+//! are collective (docs/distributed.md); `load`, `predict` and `save` stay local.
+use crate::dist::NativeProcessGroup;
 use crate::{guarded, invalid, js_error, tensor_from};
+use cxformer_core::dist::ProcessGroup;
 use cxformer_core::seg::{SegConfig, SegModel};
 use cxformer_core::{Backbone, VitConfig};
 use napi::bindgen_prelude::*;
@@ -36,10 +40,11 @@ fn lock(s: &Shared) -> napi::Result<std::sync::MutexGuard<'_, SegModel>> {
 
 pub struct CreateTask {
     options: String,
+    pg: Option<Arc<ProcessGroup>>,
 }
 
 impl Task for CreateTask {
-    type Output = (SegModel, String);
+    type Output = (SegModel, String, Option<Arc<ProcessGroup>>);
     type JsValue = NativeSegmenter;
     fn compute(&mut self) -> napi::Result<Self::Output> {
         guarded("createSegmenter", || {
@@ -57,25 +62,36 @@ impl Task for CreateTask {
                 }
                 None => (Backbone::random(&vit, device, o.seed).map_err(js_error)?, format!("{{\"random_init\":true,\"seed\":{}}}", o.seed)),
             };
-            Ok((SegModel::new(seg, backbone).map_err(js_error)?, report))
+            let mut model = SegModel::new(seg, backbone).map_err(js_error)?;
+            // Data parallelism: rank 0's initial state is broadcast (collective: every rank creates its segmenter).
+            let pg = self.pg.take().filter(|pg| pg.world() > 1);
+            if let Some(pg) = &pg {
+                model.set_dist(Box::new(pg.clone())).map_err(js_error)?;
+            }
+            Ok((model, report, pg))
         })
     }
     fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<NativeSegmenter> {
-        Ok(NativeSegmenter { inner: Arc::new(Mutex::new(out.0)), report: out.1 })
+        Ok(NativeSegmenter { inner: Arc::new(Mutex::new(out.0)), report: out.1, pg: out.2 })
     }
 }
 
 /// Builds a backbone (weights or random) with a freshly initialised segmentation head, off the JS thread.
-/// `options`: JSON `{seg?, backbone, weights?, seed?, device?}`.
+/// `options`: JSON `{seg?, backbone, weights?, seed?, device?}`. With a `processGroup` of worldSize > 1 the
+/// segmenter is data-parallel: every rank must create it (rank 0's initial state is broadcast); every `step` is
+/// collective (each rank passes its share of the global batch, possibly empty; gradients and the step record are
+/// the global batch's); `load` is local, `syncFromRank0` (collective) then makes every rank hold rank 0's state.
 #[napi(ts_return_type = "Promise<NativeSegmenter>")]
-pub fn create_segmenter(options: String) -> AsyncTask<CreateTask> {
-    AsyncTask::new(CreateTask { options })
+pub fn create_segmenter(options: String, process_group: Option<&NativeProcessGroup>) -> AsyncTask<CreateTask> {
+    AsyncTask::new(CreateTask { options, pg: process_group.map(|p| p.pg.clone()) })
 }
 
 #[napi]
 pub struct NativeSegmenter {
     inner: Shared,
     report: String,
+    /// The process group of a data-parallel run (world > 1), shared with its JS handle.
+    pg: Option<Arc<ProcessGroup>>,
 }
 
 /// A prediction: argmax class maps (B, H, W) and, when asked, the logits (B, C, H, W).
@@ -96,6 +112,7 @@ fn images(pixels: &[f32], shape: &[i64]) -> napi::Result<Tensor> {
 
 pub struct StepTask {
     inner: Shared,
+    pg: Option<Arc<ProcessGroup>>,
     pixels: Vec<f32>,
     shape: Vec<i64>,
     labels: Vec<u8>,
@@ -114,7 +131,12 @@ impl Task for StepTask {
             }
             let y = Tensor::from_slice(&self.labels).reshape([b, h, w]);
             let mut m = lock(&self.inner)?;
-            let rec = m.train_step(&x, &y, self.lr).map_err(js_error)?;
+            let result = m.train_step(&x, &y, self.lr);
+            if let (Err(e), Some(pg)) = (&result, &self.pg) {
+                // Let the peers' failing collectives name this rank and its error.
+                pg.report_error(&format!("segmentation step {}: [{}] {e}", m.steps(), e.code()));
+            }
+            let rec = result.map_err(js_error)?;
             Ok(serde_json::to_string(&rec).expect("serializable"))
         })
     }
@@ -196,8 +218,36 @@ impl Task for LoadTask {
     }
 }
 
+pub struct SyncTask {
+    inner: Shared,
+}
+
+impl Task for SyncTask {
+    type Output = ();
+    type JsValue = ();
+    fn compute(&mut self) -> napi::Result<()> {
+        guarded("segSyncFromRank0", || lock(&self.inner)?.sync_from_rank0().map_err(js_error))
+    }
+    fn resolve(&mut self, _env: Env, _o: ()) -> napi::Result<()> {
+        Ok(())
+    }
+}
+
 #[napi]
 impl NativeSegmenter {
+    /// Ranks of the data-parallel group (1 without a process group).
+    #[napi(getter)]
+    pub fn world_size(&self) -> i64 {
+        self.pg.as_ref().map(|p| p.world()).unwrap_or(1)
+    }
+
+    /// Collective (every rank of the group): every rank's state becomes rank 0's (backbone, head, AdamW moments and
+    /// step). Call it on every rank after `load` to resume a data-parallel run; a no-op without a process group.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn sync_from_rank0(&self) -> AsyncTask<SyncTask> {
+        AsyncTask::new(SyncTask { inner: self.inner.clone() })
+    }
+
     /// What loading the backbone did (JSON).
     #[napi(getter)]
     pub fn load_report(&self) -> String {
@@ -220,7 +270,7 @@ impl NativeSegmenter {
     /// row-major) at head learning rate `lr`. Resolves to the step record (JSON: step, lr, loss, ce, softDice, gradNorm).
     #[napi(ts_return_type = "Promise<string>")]
     pub fn step(&self, pixel_values: Float32Array, shape: Vec<i64>, labels: Uint8Array, lr: f64) -> AsyncTask<StepTask> {
-        AsyncTask::new(StepTask { inner: self.inner.clone(), pixels: pixel_values.to_vec(), shape, labels: labels.to_vec(), lr })
+        AsyncTask::new(StepTask { inner: self.inner.clone(), pg: self.pg.clone(), pixels: pixel_values.to_vec(), shape, labels: labels.to_vec(), lr })
     }
 
     /// Argmax class maps (and the logits with `withLogits`) of a normalised NCHW float32 batch.
