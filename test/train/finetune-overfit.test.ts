@@ -11,6 +11,7 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseCli } from '../../src/cli/parser.js';
 import { synthDataset } from '../../src/data/synth.js';
 import { planFinetuneBatch } from '../../src/finetune/augment.js';
 import { fullFinetune } from '../../src/finetune/full.js';
@@ -66,6 +67,13 @@ describe('full fine-tuning learns', () => {
     const light = planFinetuneBatch(1, 3, [[96, 96], [80, 120]], 56, [0.08, 1], 'light');
     expect(spec.every((c) => c.globals[0]!.affine !== null)).toBe(true);
     expect(light).toEqual(spec.map((c) => ({ globals: [{ ...c.globals[0]!, affine: null }], locals: [] })));
+  });
+
+  it('the phantom preset fine-tunes without augmentation; --augment and the library default give the §5.1 transform', () => {
+    const base = ['--root', 'r', '--arch', 'vit_small', '--out', 'o', '--mode', 'full', '--classes', 'Nodule'];
+    expect(parseCli(['finetune', '--config', 'phantom', ...base]).augment).toBe('none');
+    expect(parseCli(['finetune', '--config', 'phantom', ...base, '--augment', 'spec']).augment).toBe('spec');
+    expect(parseCli(['finetune', ...base]).augment).toBeUndefined();
   });
 
   it('overfits 32 phantoms: train-set AUROC > 0.95 and loss far below the label prior; the export reproduces the validation', async () => {
