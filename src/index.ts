@@ -33,7 +33,7 @@ export * from './cache/index.js';
 export * from './datasets/index.js';
 export * from './eval/index.js';
 export { fitLinearProbe, predictProbe } from './finetune/probe.js';
-export { linearProbe, evaluateHead, loadHead, type LinearProbeOptions } from './finetune/classify.js';
+export { linearProbe, evaluateHead, loadHead, type LinearProbeOptions, type LinearProbeResult } from './finetune/classify.js';
 export { fullFinetune, type FullFinetuneOptions, type FullFinetuneResult, type FullTrainConfig, type EpochRecord as FinetuneEpochRecord } from './finetune/full.js';
 export { LABEL_TYPES, type LabelType } from './finetune/labels.js';
 export { trainSegmentation, loadSegmenter, segLr, type SegTrainOptions, type SegTrainResult, type SegEpochRecord } from './segment/train.js';

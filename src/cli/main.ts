@@ -22,21 +22,7 @@ async function main(): Promise<number> {
   // A rank of `cxformer launch` stops when its launcher dies.
   if (process.env.CXFORMER_LAUNCHER_PID) (await import('../dist/launch.js')).exitWithLauncher();
   try {
-    // `train`, `finetune --mode full` (classification) and `finetune --task segmentation` run data parallel; the
-    // linear mode runs as one process (started as several ranks they would all write one folder).
-    const dataParallel = argv.mode === 'full' || argv.task === 'segmentation';
-    if (cmd === 'finetune' && !dataParallel && (process.env.RANK || process.env.WORLD_SIZE || process.env.SLURM_NTASKS)) {
-      const { resolveDistEnv } = await import('../dist/env.js');
-      const world = resolveDistEnv().worldSize;
-      if (world > 1) {
-        process.stderr.write(
-          `cxformer finetune: started as ${world} ranks (torchrun/Slurm variables), but only --mode full (classification) and --task segmentation train data parallel; ` +
-            'the linear mode (features are computed once, the head fit is cheap) runs as one process: ' +
-            'start it once (inside a Slurm allocation: RANK=0 WORLD_SIZE=1 cxformer finetune …)\n',
-        );
-        return 2;
-      }
-    }
+    // `train` and every `finetune` (full, linear and segmentation) run data parallel when started as several ranks.
     switch (cmd) {
       case 'train':
         return await (await import('./commands/train.js')).run(argv);

@@ -192,7 +192,7 @@ export function buildParser(args: readonly string[]): Argv {
         .option('head', { type: 'string', demandOption: true, describe: 'head.safetensors written by finetune (segmentation: best.safetensors)' })
         .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Report folder' }),
     )
-    .command('launch', 'Run train (or finetune --mode full / --task segmentation) as N data-parallel ranks on this node (torchrun-style): cxformer launch --nproc-per-node N -- train …', (y) =>
+    .command('launch', 'Run train (or finetune) as N data-parallel ranks on this node (torchrun-style): cxformer launch --nproc-per-node N -- train …', (y) =>
       y
         .option('nproc-per-node', { type: 'number', demandOption: true, describe: 'Ranks on this node (one per GPU, or CPU processes with Gloo)' })
         .option('nnodes', { type: 'number', default: 1, describe: 'Nodes taking part (run the same command on each, with its --node-rank)' })
@@ -208,18 +208,7 @@ export function buildParser(args: readonly string[]): Argv {
         .check((a) => {
           const child = a._.slice(1).map(String);
           if (!child.length) throw new Error('launch: give the command to run after --, e.g. cxformer launch --nproc-per-node 2 -- train --config demo output=runs/demo2');
-          if (!a.exec && child[0] === 'finetune') {
-            // Data parallel with --mode full (classification) and --task segmentation; with --config the preset may set
-            // the mode: each rank checks.
-            const has = (k: string, v: string) => child.some((x, i) => x === `--${k}=${v}` || (x === `--${k}` && child[i + 1] === v));
-            const explicit = has('mode', 'full') || has('task', 'segmentation') || child.some((x) => x === '--config' || x.startsWith('--config='));
-            if (!explicit) {
-              throw new Error(
-                'launch: finetune trains data parallel only with --mode full (classification) or --task segmentation; the linear mode (features are computed once, the head fit is cheap) runs as one process: start it without launch',
-              );
-            }
-          }
-          if (!a.exec && child[0] !== 'train' && child[0] !== 'finetune') throw new Error(`launch: the command after -- must be train, finetune --mode full or finetune --task segmentation (or pass --exec to run any program), got '${child[0]}'`);
+          if (!a.exec && child[0] !== 'train' && child[0] !== 'finetune') throw new Error(`launch: the command after -- must be train or finetune (or pass --exec to run any program), got '${child[0]}'`);
           for (const k of ['nproc-per-node', 'nnodes'] as const) if (!(Number.isInteger(a[k]) && (a[k] as number) >= 1)) throw new Error(`launch: --${k} must be an integer >= 1, got ${a[k]}`);
           if (!(Number.isInteger(a['node-rank']) && (a['node-rank'] as number) >= 0 && (a['node-rank'] as number) < (a.nnodes as number))) throw new Error(`launch: --node-rank must be an integer in 0..${(a.nnodes as number) - 1}, got ${a['node-rank']}`);
           if ((a.nnodes as number) > 1 && (a['master-addr'] === undefined || a['master-port'] === undefined)) throw new Error('launch: with --nnodes > 1 give --master-addr <host of node 0> and --master-port <port>, the same on every node');

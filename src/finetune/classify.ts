@@ -4,14 +4,22 @@
  * split with the validation split monitored, and the test split (or validation when there is none) is
  * evaluated with per-class and macro AUROC/AUPRC, bootstrap CIs, curves and predictions (src/eval).
  * Outputs in `out/`: features-<split>.safetensors, head.safetensors, history.jsonl, eval/ (report).
+ *
+ * Data parallel (docs/distributed.md, "cxformer finetune (linear mode)"): started as several ranks (cxformer launch,
+ * torchrun, Slurm) the ranks join a process group, each rank computes the features of a contiguous share of every
+ * split, the shares are all-gathered (every rank then holds the features a single process computes, in order), and
+ * rank 0 alone fits the head, writes the folder and evaluates, as one process, after the other ranks left.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { loadBackbone, type Backbone } from '../backbone.js';
+import { loadBackbone, threadCount, type Backbone } from '../backbone.js';
 import { loadDataset, type CxrRecord, type DatasetSpec, type LabelPolicy } from '../datasets/index.js';
 import { writeEvaluationReport, type EvaluationReport } from '../eval/report.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
-import { CxformerError } from '../native/load.js';
+import { rankDevice, rankThreads, resolveDistEnv, type DistEnv } from '../dist/env.js';
+import { allOrNothing, joinProcessGroup, namePeer, type ProcessGroup } from '../dist/group.js';
+import { share } from '../dist/shard.js';
+import { call, CxformerError } from '../native/load.js';
 import { extractFeatures, type FeatureOptions } from './features.js';
 import { annotateReport, checkLabelType, multiclassAccuracy, nativeTargets, type LabelType } from './labels.js';
 import { fitLinearProbe, predictProbe, type ProbeConfig, type ProbeHead } from './probe.js';
@@ -39,7 +47,15 @@ export interface LinearProbeOptions {
   /** Bootstrap resamples of the report (0 = point estimates). @default 1000 */
   bootstrap?: number;
   log?: (msg: string) => void;
+  /**
+   * Data parallel feature extraction, when the process was started as one of several ranks (torchrun / Slurm /
+   * cxformer launch variables): seconds to wait for the other ranks (default 600) and the backend (default auto).
+   */
+  dist?: { timeoutS?: number; backend?: 'auto' | 'gloo' | 'nccl' };
 }
+
+/** The report of the held-out split with the head's training history; `rank` / `worldSize` say which process. */
+export type LinearProbeResult = EvaluationReport & { history: unknown[]; rank: number; worldSize: number };
 
 export interface Labelled {
   records: CxrRecord[];
@@ -69,10 +85,39 @@ export function reportLabels(l: Labelled): Float32Array {
   return l.targets.map((v, i) => (l.mask[i] ? v : Number.NaN));
 }
 
-async function features(model: Backbone, l: Labelled, o: FeatureOptions, file: string, log: (m: string) => void) {
-  log(`features: ${l.records.length} images → ${file}`);
-  const f = await extractFeatures(model, l.records.map((r) => r.path), o);
-  await writeSafetensors(file, { features: { dtype: 'F32', shape: f.shape, data: f.data } }, { ids: JSON.stringify(l.records.map((r) => r.id)) });
+/**
+ * Features of a split (written to `file` by rank 0). Data parallel: this rank extracts its contiguous share, the
+ * shares are all-gathered (padded to one length), so every rank holds the features of the whole split in order.
+ */
+async function features(model: Backbone, l: Labelled, o: FeatureOptions, file: string, log: (m: string) => void, pg: ProcessGroup | null) {
+  log(`features: ${l.records.length} images → ${file}${pg ? ` (a share on each of ${pg.worldSize} ranks, all-gathered)` : ''}`);
+  const paths = l.records.map((r) => r.path);
+  let f: { data: Float32Array; shape: [number, number] };
+  if (!pg) {
+    f = await extractFeatures(model, paths, o);
+  } else {
+    const n = paths.length;
+    const W = pg.worldSize;
+    const [lo, hi] = share(n, pg.rank, W);
+    const mine = await allOrNothing(pg, `features of ${path.basename(file)}`, () => (hi > lo ? extractFeatures(model, paths.slice(lo, hi), o) : Promise.resolve(null)));
+    // The feature width: every rank with a share knows it; a rank with an empty share learns it from the others.
+    const widths = await call('gather the feature width', () => pg.allGather(Float32Array.of(mine ? mine.shape[1] : 0)));
+    const D = Math.max(...widths.map((w) => w[0] as number));
+    const rows = Math.ceil(n / W);
+    const buf = new Float32Array(rows * D);
+    if (mine) buf.set(mine.data);
+    const all = await call(`gather the features of ${path.basename(file)}`, () => pg.allGather(buf));
+    const data = new Float32Array(n * D);
+    all.forEach((g, r) => {
+      const [a, b] = share(n, r, W);
+      data.set(g.subarray(0, (b - a) * D), a * D);
+    });
+    f = { data, shape: [n, D] };
+  }
+  // Rank 0 writes; every rank learns whether that went well.
+  await allOrNothing(pg, `writing ${path.basename(file)}`, async () => {
+    if (!pg || pg.rank === 0) await writeSafetensors(file, { features: { dtype: 'F32', shape: f.shape, data: f.data } }, { ids: JSON.stringify(l.records.map((r) => r.id)) });
+  });
   return f;
 }
 
@@ -128,15 +173,34 @@ export async function writeClassificationReport(
   return { ...rep, metrics: m as unknown as EvaluationReport['metrics'] };
 }
 
-/** Trains and evaluates a linear probe; returns the evaluation report of the held-out split. */
-export async function linearProbe(o: LinearProbeOptions): Promise<EvaluationReport & { history: unknown[] }> {
-  const log = o.log ?? (() => undefined);
-  await mkdir(o.out, { recursive: true });
-  const C = o.classes.length;
-  const labelType = checkLabelType(o.labelType ?? 'multilabel', o.classes);
+/**
+ * Trains and evaluates a linear probe; returns the evaluation report of the held-out split. Started as several ranks
+ * (torchrun / Slurm / cxformer launch variables) the features are computed data parallel (see the top); only rank 0
+ * fits, writes and reports: the other ranks resolve to null once the features are gathered.
+ */
+export async function linearProbe(o: LinearProbeOptions): Promise<LinearProbeResult | null> {
+  checkLabelType(o.labelType ?? 'multilabel', o.classes);
   if ((o.probe?.selectBest as string | undefined) === 'valAuprc') {
     throw new CxformerError('CXF_ARG', '--select-best valAuprc is available with --mode full; the linear mode keeps the best valAuroc, valLoss or the last epoch');
   }
+  const env = resolveDistEnv();
+  const device = rankDevice(o.backbone.device ?? 'cpu', env);
+  const pg = await joinProcessGroup({ env, timeoutS: o.dist?.timeoutS ?? 600, backend: o.dist?.backend ?? 'auto', device });
+  try {
+    return await probeRanked(o, env, device, pg);
+  } catch (e) {
+    throw namePeer(e, pg);
+  } finally {
+    pg?.destroy();
+  }
+}
+
+async function probeRanked(o: LinearProbeOptions, env: DistEnv, device: string, pg: ProcessGroup | null): Promise<LinearProbeResult | null> {
+  const lead = env.rank === 0;
+  const log = lead ? (o.log ?? (() => undefined)) : () => undefined;
+  if (lead) await mkdir(o.out, { recursive: true });
+  const C = o.classes.length;
+  const labelType = checkLabelType(o.labelType ?? 'multilabel', o.classes);
   const all = await labelled(o.dataset, o.classes, o.policy);
   const train = subset(all, (r) => r.split === 'train' || r.split === undefined, C);
   const valid = subset(all, (r) => r.split === 'valid', C);
@@ -149,11 +213,17 @@ export async function linearProbe(o: LinearProbeOptions): Promise<EvaluationRepo
     );
   }
   log(`data: train ${train.records.length}, valid ${valid.records.length}, test ${test.records.length}; classes ${o.classes.join(', ')}`);
-  const model = await loadBackbone(o.backbone);
+  if (pg) log(`distributed: ${pg.worldSize} ranks, backend ${pg.backend()}: each rank computes the features of a share of every split; rank 0 fits the head`);
+  // Ranks sharing a node share its cores.
+  const model = await allOrNothing(pg, 'loading the backbone', () => loadBackbone({ ...o.backbone, device, threads: rankThreads(threadCount(o.backbone.threads), env) }));
   const fo = o.features ?? {};
-  const fTrain = await features(model, train, fo, path.join(o.out, 'features-train.safetensors'), log);
-  const fValid = valid.records.length ? await features(model, valid, fo, path.join(o.out, 'features-valid.safetensors'), log) : null;
-  const fHeld = held === valid && fValid ? fValid : await features(model, held, fo, path.join(o.out, 'features-test.safetensors'), log);
+  const fTrain = await features(model, train, fo, path.join(o.out, 'features-train.safetensors'), log, pg);
+  const fValid = valid.records.length ? await features(model, valid, fo, path.join(o.out, 'features-valid.safetensors'), log, pg) : null;
+  const fHeld = held === valid && fValid ? fValid : await features(model, held, fo, path.join(o.out, 'features-test.safetensors'), log, pg);
+  // The features are everywhere: the other ranks leave (rank 0 hosts the rendezvous store and leaves last); rank 0
+  // fits and evaluates alone, as one process.
+  await pg?.barrier();
+  if (!lead) return null;
   const nt = (l: Labelled) => nativeTargets(labelType, l.targets, l.mask, C, l.records.map((r) => r.id), o.classes);
   const tTrain = nt(train);
   const tValid = fValid ? nt(valid) : null;
@@ -164,7 +234,7 @@ export async function linearProbe(o: LinearProbeOptions): Promise<EvaluationRepo
     ...(fValid && tValid ? { val: { features: fValid, targets: { data: tValid.targets, shape: [valid.records.length, C] }, mask: tValid.mask } } : {}),
     // Keep the epoch with the best validation macro AUROC (spec §5.1: best model by val macro_auroc).
     config: { ...(fValid ? { selectBest: 'valAuroc' as const } : {}), ...o.probe, task: labelType },
-    device: o.backbone.device ?? 'cpu',
+    device,
   });
   log(`head: ${fit.history.length} epochs, kept epoch ${fit.bestEpoch ?? 'last'}${fValid ? ' (best validation macro AUROC)' : ''}`);
   await writeFile(path.join(o.out, 'history.jsonl'), fit.history.map((h) => JSON.stringify(h)).join('\n') + '\n');
@@ -175,7 +245,7 @@ export async function linearProbe(o: LinearProbeOptions): Promise<EvaluationRepo
     best_epoch: String(fit.bestEpoch ?? ''),
   });
   const rep = await report(path.join(o.out, 'eval'), fit.head, fHeld, held, o.classes, o.bootstrap ?? 1000, `Linear probe (${held === test ? 'test' : 'valid'} split)`);
-  return { ...rep, history: fit.history };
+  return { ...rep, history: fit.history, rank: env.rank, worldSize: env.worldSize };
 }
 
 /** Evaluates a saved head on a dataset split with the same backbone. */

@@ -3,8 +3,8 @@
  * `cxformer launch --nproc-per-node 2 -- finetune --mode full …`: 2 ranks × b train the model of 1 rank × 2b (with
  * the §5.1 augmentations, keyed by the position in the global batch, and a last global batch of one image: one
  * rank pads), the ranks end bit-identical, rank 0 alone writes, a 2-rank run resumes to exactly the uninterrupted
- * result (at an epoch end through the CLI, mid-epoch through the library); the linear mode is refused under the
- * launcher (segmentation runs data parallel too: test/dist/seg-dist.test.ts).
+ * result (at an epoch end through the CLI, mid-epoch through the library). The linear mode and segmentation:
+ * test/dist/linear-dist.test.ts, test/dist/seg-dist.test.ts.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -177,12 +177,5 @@ describe('cxformer launch -- finetune --mode full (2 ranks)', () => {
     expect(await maxDiff(dump('dump-lib-cut', 0), dump('dump-lib-cut', 1))).toBe(0);
     expect(await maxDiff(dump('dump-lib-cut', 0), dump('dump-lib-whole', 0))).toBe(0);
     expect(await readFile(path.join(cut, 'eval', 'predictions.csv'), 'utf8')).toBe(await readFile(path.join(whole, 'eval', 'predictions.csv'), 'utf8'));
-  });
-
-  it('the linear mode is refused under the launcher, before starting ranks', () => {
-    const lin = cli(['launch', '--nproc-per-node', '2', '--', 'finetune', '--arch', 'vit_small', '--root', data, '--classes', 'Nodule', '--out', path.join(tmp, 'lin')]);
-    expect(lin.code).toBe(2);
-    expect(lin.stderr).toMatch(/finetune trains data parallel only with --mode full \(classification\) or --task segmentation; the linear mode .* runs as one process/);
-    expect(existsSync(path.join(tmp, 'lin'))).toBe(false);
   });
 });

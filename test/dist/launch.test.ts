@@ -158,34 +158,11 @@ describe('cxformer launch (CLI)', () => {
     expect(noCmd.stderr).toMatch(/give the command to run after --/);
     const wrong = cli(['launch', '--nproc-per-node', '2', '--', 'embed', 'a.png']);
     expect(wrong.code).toBe(2);
-    expect(wrong.stderr).toMatch(/must be train, finetune --mode full or finetune --task segmentation \(or pass --exec to run any program\), got 'embed'/);
-    // finetune runs data parallel only with --mode full or --task segmentation (the linear mode is refused before any
-    // rank starts).
-    const ft = cli(['launch', '--nproc-per-node', '2', '--', 'finetune', '--arch', 'vit_small']);
-    expect(ft.code).toBe(2);
-    expect(ft.stderr).toMatch(/finetune trains data parallel only with --mode full \(classification\) or --task segmentation; the linear mode .* runs as one process/);
-    expect(ft.libtorch).toBe(false);
+    expect(wrong.stderr).toMatch(/must be train or finetune \(or pass --exec to run any program\), got 'embed'/);
     const multi = cli(['launch', '--nproc-per-node', '2', '--nnodes', '2', '--', 'train']);
     expect(multi.code).toBe(2);
     expect(multi.stderr).toMatch(/--nnodes > 1 give --master-addr/);
     expect(multi.libtorch).toBe(false);
-  });
-
-  it('finetune in the linear mode refuses to run as several ranks (torchrun or Slurm variables), before loading LibTorch', () => {
-    const args = ['finetune', '--arch', 'vit_small', '--dataset', 'csv', '--root', tmp, '--manifest', 'm.csv', '--classes', 'A', '--out', path.join(tmp, 'ft')];
-    const run = (env: NodeJS.ProcessEnv) => {
-      const r = spawnSync(process.execPath, ['--require', PROBE, MAIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
-      return { code: r.status, stderr: r.stderr, libtorch: /libtorch_loaded=true/.test(r.stderr) };
-    };
-    const tr = run({ RANK: '0', WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1' });
-    expect(tr.code).toBe(2);
-    expect(tr.stderr).toMatch(
-      /cxformer finetune: started as 2 ranks \(torchrun\/Slurm variables\), but only --mode full \(classification\) and --task segmentation train data parallel; the linear mode .* runs as one process/,
-    );
-    expect(tr.libtorch).toBe(false);
-    const sl = run({ SLURM_PROCID: '0', SLURM_NTASKS: '4', SLURM_LOCALID: '0', SLURM_JOB_NODELIST: 'n1' });
-    expect(sl.code).toBe(2);
-    expect(sl.stderr).toMatch(/started as 4 ranks/);
   });
 
   it('passes the arguments after -- unchanged and names a failed rank', () => {

@@ -152,6 +152,8 @@ export async function run(a: Args): Promise<number> {
     bootstrap: Number(a.bootstrap),
     log: (m) => log.done(m),
   });
+  // Data parallel: only rank 0 fits the head and reports.
+  if (!res) return 0;
   const m = res.metrics as unknown as { macro?: { auroc?: { value: number | null } } };
   log.done(`finetune: macro AUROC ${m.macro?.auroc?.value ?? 'n/a'}; report ${res.files.report}`);
   return 0;
