@@ -421,9 +421,11 @@ async function finetuneRanked(o: FullFinetuneOptions, env: DistEnv, device: stri
     const diff = Object.keys(settings).filter((k) => JSON.stringify(prev[k]) !== JSON.stringify((settings as Record<string, unknown>)[k]));
     // The evaluation batch and the checkpoint period do not change the result.
     const free = new Set(['evalBatchSize', 'checkpointSteps']);
+    // Runs written before --augment existed trained with the §5.1 transform.
+    const prevTrain: Record<string, unknown> = { augment: 'spec', ...(prev.train as Record<string, unknown> | undefined) };
     const trainDiff = diff.includes('train')
       ? Object.keys(t)
-          .filter((k) => !free.has(k) && JSON.stringify((prev.train as Record<string, unknown>)?.[k]) !== JSON.stringify((t as Record<string, unknown>)[k]))
+          .filter((k) => !free.has(k) && JSON.stringify(prevTrain[k]) !== JSON.stringify((t as Record<string, unknown>)[k]))
           .map((k) => `train.${k}`)
       : [];
     const names = [...diff.filter((d) => d !== 'train'), ...trainDiff];

@@ -69,6 +69,29 @@ describe('full fine-tuning learns', () => {
     expect(light).toEqual(spec.map((c) => ({ globals: [{ ...c.globals[0]!, affine: null }], locals: [] })));
   });
 
+  it('a run folder written before --augment existed resumes as the §5.1 transform; another augment is a changed setting', async () => {
+    const out = path.join(tmp, 'old');
+    const opts = (augment?: 'spec' | 'none') => ({
+      backbone: { arch: 'vit_small', overrides: ['model.depth=1', 'model.img_size=56'], threads: 1 },
+      dataset: { name: 'csv', root: data, manifest: 'fit.csv', pathColumn: 'Path', patientColumn: 'Patient', splitColumn: 'Split', labelColumns: CLASSES } as never,
+      classes: CLASSES,
+      features: { clsLayers: 1 },
+      preprocess: { resize: 56, crop: 56 },
+      train: { epochs: 1, batchSize: 16, backboneLr: 1e-4, ...(augment ? { augment } : {}) },
+      out,
+      bootstrap: 0,
+    });
+    await fullFinetune(opts());
+    const file = path.join(out, 'finetune.json');
+    const settings = JSON.parse(await readFile(file, 'utf8'));
+    expect(settings.train.augment).toBe('spec');
+    delete settings.train.augment;
+    await writeFile(file, JSON.stringify(settings));
+    const again = await fullFinetune(opts('spec'));
+    expect(again.history).toHaveLength(1);
+    await expect(fullFinetune(opts('none'))).rejects.toThrow(/train\.augment differ/);
+  }, 60_000);
+
   it('the phantom preset fine-tunes without augmentation; --augment and the library default give the §5.1 transform', () => {
     const base = ['--root', 'r', '--arch', 'vit_small', '--out', 'o', '--mode', 'full', '--classes', 'Nodule'];
     expect(parseCli(['finetune', '--config', 'phantom', ...base]).augment).toBe('none');
