@@ -567,22 +567,8 @@ impl FineTuner {
         }
         let state = file.tensors()?;
         let expect = self.state()?;
-        let missing: Vec<&String> = expect.keys().filter(|k| !state.contains_key(*k)).collect();
-        let unexpected: Vec<&String> = state.keys().filter(|k| !expect.contains_key(*k)).collect();
-        let mismatched: Vec<String> = expect
-            .iter()
-            .filter_map(|(k, v)| state.get(k).filter(|t| t.size() != v.size()).map(|t| format!("{k} (file {:?}, model {:?})", t.size(), v.size())))
-            .collect();
-        if !missing.is_empty() || !unexpected.is_empty() || !mismatched.is_empty() {
-            return Err(Error::weights(
-                path,
-                format!(
-                    "state does not match the model; nothing was loaded.\n  missing: {:?}\n  unexpected: {:?}\n  shape mismatch: {:?}",
-                    missing.iter().take(10).collect::<Vec<_>>(),
-                    unexpected.iter().take(10).collect::<Vec<_>>(),
-                    mismatched.iter().take(10).collect::<Vec<_>>()
-                ),
-            ));
+        if let Err(listing) = crate::weights::state_mismatch(&expect, &state, |_| false) {
+            return Err(Error::weights(path, format!("state does not match the model; nothing was loaded.\n  {listing}")));
         }
         tch::no_grad(|| -> Result<()> {
             for (name, mut t) in self.vs.variables() {

@@ -417,6 +417,31 @@ fn dtype_of(kind: Kind) -> Result<Dtype> {
     })
 }
 
+/// Compares a state read from a file with the state a model expects (names and shapes, ignoring the names `skip`
+/// accepts). `Err` holds the listing of missing, unexpected and mismatched entries (first ten of each) for the
+/// caller's error: a state that does not match exactly is never loaded in part.
+pub fn state_mismatch(
+    expect: &BTreeMap<String, Tensor>,
+    found: &BTreeMap<String, Tensor>,
+    skip: impl Fn(&str) -> bool,
+) -> std::result::Result<(), String> {
+    let missing: Vec<&String> = expect.keys().filter(|k| !found.contains_key(*k) && !skip(k)).collect();
+    let unexpected: Vec<&String> = found.keys().filter(|k| !expect.contains_key(*k) && !skip(k)).collect();
+    let mismatched: Vec<String> = expect
+        .iter()
+        .filter_map(|(k, v)| found.get(k).filter(|t| t.size() != v.size()).map(|t| format!("{k} (file {:?}, model {:?})", t.size(), v.size())))
+        .collect();
+    if missing.is_empty() && unexpected.is_empty() && mismatched.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "missing: {:?}\n  unexpected: {:?}\n  shape mismatch: {:?}",
+        missing.iter().take(10).collect::<Vec<_>>(),
+        unexpected.iter().take(10).collect::<Vec<_>>(),
+        mismatched.iter().take(10).collect::<Vec<_>>()
+    ))
+}
+
 /// Writes CPU tensors to a safetensors file atomically.
 pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, Tensor>, metadata: HashMap<String, String>) -> Result<()> {
     let mut bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());

@@ -3,13 +3,14 @@
 //! entries (the gradient is the mean over every supervised entry of the global batch, not a mean of per-rank
 //! means), a rank with no supervised entry contributes nothing, the step reports are the global batch's, a rank
 //! that starts from other weights is overwritten by rank 0's state at `set_dist` and after `load_state`.
-use cxformer_core::dist::{BackendChoice, PgOptions, ProcessGroup};
+mod common;
+
+use common::free_port;
+use cxformer_core::dist::ProcessGroup;
 use cxformer_core::finetune::{FineTuner, FinetuneConfig, StepReport};
 use cxformer_core::VitConfig;
 use std::collections::{BTreeMap, HashMap};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tch::{Device, Tensor};
 
 /// LibTorch's generator is process-global: the tests run one at a time.
@@ -72,21 +73,8 @@ fn shard(t: &Tensor, rank: i64) -> Tensor {
     t.narrow(0, rank * B, B)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn pg(rank: i64, port: u16) -> ProcessGroup {
-    ProcessGroup::new(&PgOptions {
-        rank,
-        world: W,
-        master_addr: "127.0.0.1".into(),
-        master_port: port,
-        timeout: Duration::from_secs(60),
-        backend: BackendChoice::Gloo,
-        device: Device::Cpu,
-    })
-    .unwrap()
+    common::gloo_group(rank, W, port)
 }
 
 /// Copies of the whole training state (state() shares storage with the live CPU parameters).

@@ -2,13 +2,14 @@
 //! 2 ranks with their shares of each global batch give the model of 1 process on the whole batch (also for unequal
 //! shares and a rank with an empty share), the step records are the global batch's, a rank that starts from other
 //! weights is overwritten by rank 0's state at `set_dist` and by `sync_from_rank0` after a local `load`.
-use cxformer_core::dist::{BackendChoice, PgOptions, ProcessGroup};
+mod common;
+
+use common::free_port;
+use cxformer_core::dist::ProcessGroup;
 use cxformer_core::seg::{SegConfig, SegModel, SegStepRecord};
 use cxformer_core::{Backbone, VitConfig};
 use std::collections::{BTreeMap, HashMap};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tch::{Device, Kind, Tensor};
 
 /// LibTorch's generator is process-global: the tests run one at a time.
@@ -76,21 +77,8 @@ fn batches() -> Vec<Batch> {
     ]
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn pg(rank: i64, port: u16) -> ProcessGroup {
-    ProcessGroup::new(&PgOptions {
-        rank,
-        world: W,
-        master_addr: "127.0.0.1".into(),
-        master_port: port,
-        timeout: Duration::from_secs(60),
-        backend: BackendChoice::Gloo,
-        device: Device::Cpu,
-    })
-    .unwrap()
+    common::gloo_group(rank, W, port)
 }
 
 /// Copies of the whole state (with the optimizer moments) and of every backbone variable (frozen ones included).

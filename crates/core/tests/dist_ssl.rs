@@ -1,14 +1,15 @@
 //! Data parallelism of the SSL step: 2 ranks × batch b give the same model as 1 rank × batch 2b (KoLeo off: it is
 //! per rank by design, spec §3.7), for both teacher-target modes; the step records hold the global losses; a rank
 //! that starts from other weights is overwritten by rank 0's state (at creation and after a checkpoint load).
-use cxformer_core::dist::{BackendChoice, PgOptions, ProcessGroup};
+mod common;
+
+use common::free_port;
+use cxformer_core::dist::ProcessGroup;
 use cxformer_core::ssl::head::HeadConfig;
 use cxformer_core::ssl::{CenteringKind, SslBatch, SslConfig, SslModel, StepRecord, StepSchedule};
 use cxformer_core::{Precision, VitConfig};
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tch::{Device, Kind, Tensor};
 
 /// LibTorch's generator is process-global: tests that draw from it run one at a time.
@@ -88,21 +89,8 @@ fn shard(b: &SslBatch, rank: i64) -> SslBatch {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn pg(rank: i64, port: u16) -> ProcessGroup {
-    ProcessGroup::new(&PgOptions {
-        rank,
-        world: W,
-        master_addr: "127.0.0.1".into(),
-        master_port: port,
-        timeout: Duration::from_secs(60),
-        backend: BackendChoice::Gloo,
-        device: Device::Cpu,
-    })
-    .unwrap()
+    common::gloo_group(rank, W, port)
 }
 
 fn params(m: &SslModel) -> BTreeMap<String, Tensor> {

@@ -247,24 +247,6 @@ fn targets_of(targets: &[f32], shape: &[i64], mask: &[u8]) -> napi::Result<(Tens
     Ok((y, m))
 }
 
-fn planes_from(images: &[u8], sizes: &[i64]) -> napi::Result<Vec<Tensor>> {
-    if sizes.len() % 2 != 0 || sizes.iter().any(|&s| s <= 0) {
-        return Err(invalid(format!("sizes must be [h0, w0, h1, w1, …] with positive values, got {} values", sizes.len())));
-    }
-    let total: i64 = sizes.chunks(2).map(|c| c[0] * c[1]).sum();
-    if total as usize != images.len() {
-        return Err(invalid(format!("images has {} bytes but sizes describe {total}", images.len())));
-    }
-    let mut planes = Vec::with_capacity(sizes.len() / 2);
-    let mut off = 0usize;
-    for c in sizes.chunks(2) {
-        let n = (c[0] * c[1]) as usize;
-        planes.push(Tensor::from_slice(&images[off..off + n]).reshape([c[0], c[1]]));
-        off += n;
-    }
-    Ok(planes)
-}
-
 #[napi]
 impl NativeFinetuner {
     /// JSON: what loading the initial backbone did (layout, ignored keys), or {random_init, seed}.
@@ -318,7 +300,7 @@ impl NativeFinetuner {
         targets_shape: Vec<i64>,
         mask: Uint8Array,
     ) -> napi::Result<AsyncTask<StepTask>> {
-        let planes = planes_from(&images, &sizes)?;
+        let planes = crate::planes_from(&images, &sizes)?;
         let (targets, mask) = targets_of(&targets, &targets_shape, &mask)?;
         Ok(AsyncTask::new(StepTask { inner: self.inner.clone(), pg: self.pg.clone(), input: Some(StepInput::Images { planes, crops, size }), targets, mask }))
     }

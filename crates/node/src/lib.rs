@@ -51,6 +51,25 @@ pub(crate) fn guarded<T>(what: &str, f: impl FnOnce() -> napi::Result<T>) -> nap
     }
 }
 
+/// 8-bit gray image planes from one byte buffer and their sizes `[h0, w0, h1, w1, …]` (row-major, concatenated).
+pub(crate) fn planes_from(images: &[u8], sizes: &[i64]) -> napi::Result<Vec<Tensor>> {
+    if sizes.len() % 2 != 0 || sizes.iter().any(|&s| s <= 0) {
+        return Err(invalid(format!("sizes must be [h0, w0, h1, w1, …] with positive values, got {} values", sizes.len())));
+    }
+    let total: i64 = sizes.chunks(2).map(|c| c[0] * c[1]).sum();
+    if total as usize != images.len() {
+        return Err(invalid(format!("images has {} bytes but sizes describe {total}", images.len())));
+    }
+    let mut planes = Vec::with_capacity(sizes.len() / 2);
+    let mut off = 0usize;
+    for c in sizes.chunks(2) {
+        let n = (c[0] * c[1]) as usize;
+        planes.push(Tensor::from_slice(&images[off..off + n]).reshape([c[0], c[1]]));
+        off += n;
+    }
+    Ok(planes)
+}
+
 pub(crate) fn tensor_from(data: &[f32], shape: &[i64], what: &str) -> napi::Result<Tensor> {
     if shape.iter().any(|&s| s < 0) {
         return Err(invalid(format!("{what}: shape {shape:?} has a negative dimension")));

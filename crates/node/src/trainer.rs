@@ -288,7 +288,7 @@ impl NativeTrainer {
         options: String,
     ) -> napi::Result<AsyncTask<StepTask>> {
         let options: StepOptions = serde_json::from_str(&options).map_err(|e| invalid(format!("step options: {e}")))?;
-        let planes = planes_from(&images, &sizes)?;
+        let planes = crate::planes_from(&images, &sizes)?;
         let crops = parse_crops(&crops).map_err(js_error)?;
         let masks = masks_tensor(&masks, &masks_shape)?;
         Ok(AsyncTask::new(StepTask {
@@ -323,7 +323,7 @@ pub fn multicrop_images(
     device: Option<String>,
 ) -> napi::Result<Vec<crate::NamedTensor>> {
     guarded("multicropImages", || {
-        let planes = planes_from(&images, &sizes)?;
+        let planes = crate::planes_from(&images, &sizes)?;
         let crops = parse_crops(&crops).map_err(js_error)?;
         let device = cxformer_core::runtime::parse_device(device.as_deref().unwrap_or("cpu")).map_err(js_error)?;
         let mc = multicrop(&planes, &crops, global_size, local_size, device, IMAGENET_MEAN, IMAGENET_STD).map_err(js_error)?;
@@ -331,20 +331,3 @@ pub fn multicrop_images(
     })
 }
 
-fn planes_from(images: &[u8], sizes: &[i64]) -> napi::Result<Vec<Tensor>> {
-    if sizes.len() % 2 != 0 || sizes.iter().any(|&s| s <= 0) {
-        return Err(invalid(format!("sizes must be [h0, w0, h1, w1, …] with positive values, got {} values", sizes.len())));
-    }
-    let total: i64 = sizes.chunks(2).map(|c| c[0] * c[1]).sum();
-    if total as usize != images.len() {
-        return Err(invalid(format!("images has {} bytes but sizes describe {total}", images.len())));
-    }
-    let mut planes = Vec::with_capacity(sizes.len() / 2);
-    let mut off = 0usize;
-    for c in sizes.chunks(2) {
-        let n = (c[0] * c[1]) as usize;
-        planes.push(Tensor::from_slice(&images[off..off + n]).reshape([c[0], c[1]]));
-        off += n;
-    }
-    Ok(planes)
-}

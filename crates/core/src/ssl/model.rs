@@ -503,21 +503,10 @@ impl SslModel {
     /// ([`SslModel::sync_from_rank0`]), so the ranks agree exactly whatever file each one read.
     pub fn load_state(&mut self, state: &BTreeMap<String, Tensor>, source: &str) -> Result<()> {
         let expect = self.state();
-        let missing: Vec<&String> = expect.keys().filter(|k| !state.contains_key(*k) && !k.ends_with("_pending")).collect();
-        let unexpected: Vec<&String> = state.keys().filter(|k| !expect.contains_key(*k) && !k.ends_with("_pending")).collect();
-        let mismatched: Vec<String> = expect
-            .iter()
-            .filter_map(|(k, v)| state.get(k).filter(|t| t.size() != v.size()).map(|t| format!("{k} (file {:?}, model {:?})", t.size(), v.size())))
-            .collect();
-        if !missing.is_empty() || !unexpected.is_empty() || !mismatched.is_empty() {
+        if let Err(listing) = crate::weights::state_mismatch(&expect, state, |k| k.ends_with("_pending")) {
             return Err(Error::weights(
                 source,
-                format!(
-                    "checkpoint does not match the run's configuration; nothing was loaded.\n  missing: {:?}\n  unexpected: {:?}\n  shape mismatch: {:?}",
-                    missing.iter().take(10).collect::<Vec<_>>(),
-                    unexpected.iter().take(10).collect::<Vec<_>>(),
-                    mismatched.iter().take(10).collect::<Vec<_>>()
-                ),
+                format!("checkpoint does not match the run's configuration; nothing was loaded.\n  {listing}"),
             ));
         }
         let dev = self.device;

@@ -49,3 +49,24 @@ fn rand_suffix() -> u64 {
     use std::time::{SystemTime, UNIX_EPOCH};
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 % 1_000_000_007
 }
+
+/// A free TCP port on 127.0.0.1 for a test rendezvous.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Rank `rank` of a Gloo group of `world` CPU ranks on 127.0.0.1:`port` (60 s timeout); the ranks are threads of
+/// one test.
+pub fn gloo_group(rank: i64, world: i64, port: u16) -> cxformer_core::dist::ProcessGroup {
+    use cxformer_core::dist::{BackendChoice, PgOptions, ProcessGroup};
+    ProcessGroup::new(&PgOptions {
+        rank,
+        world,
+        master_addr: "127.0.0.1".into(),
+        master_port: port,
+        timeout: std::time::Duration::from_secs(60),
+        backend: BackendChoice::Gloo,
+        device: Device::Cpu,
+    })
+    .unwrap()
+}
