@@ -6,7 +6,8 @@
 #   3. the CLI golden check on CUDA (embed --device cuda on the reference inputs),
 #   4. the embedding benchmark on CUDA (f32 and bf16, 224 and 518 px, MFU against BENCH_PEAK_TFLOPS),
 #   5. the pretraining step at CXformer's real sizes (518/98, batch 64, K=16384, bf16) with its stage split.
-#   6. the segmentation step and inference (ViT-S/14, linear head, 518 px, bf16, batch 32).
+#   6. the segmentation step and inference (ViT-S/14, linear head, 518 px, bf16, batch 32),
+#   7. classification features and full fine-tuning step (ViT-S/14, 518 px, bf16), and a one-rank NCCL group.
 # Results: $RESULTS (default $OUT or out/gpu-results): one log per step and summary.txt.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -46,13 +47,17 @@ step golden-cpu env CXF_TEST_DEVICE=cpu "$kit/bin/golden" --test-threads=1
 step rust-other sh -c "for b in '$kit'/bin/*; do case \$b in */golden) continue;; esac; \$b --test-threads=1 || exit 1; done"
 # The CUDA-vs-CPU augmentation test is ignored by default (it needs a GPU).
 [ "$device" = cpu ] || step augment-cuda env CXF_TEST_DEVICE="$device" "$kit/bin/augment" --test-threads=1 --include-ignored
+# A one-rank process group on the device: NCCL when the kit was built with its headers (gpu-kit.sh installs them).
+step dist-device env CXF_TEST_DEVICE="$device" "$kit/bin/dist" single_rank_group_on_the_test_device --test-threads=1
 [ "$device" = cpu ] || step seg-tests-cuda env CXF_TEST_DEVICE="$device" "$kit/bin/seg" --test-threads=1
 step cli-cuda "$NODE" "$kit/dist/bench/golden-check.js" "$device"
 step bench-cuda env BENCH_DEVICE="$device" BENCH_RUNS="${BENCH_RUNS:-10}" BENCH_BATCH="${BENCH_BATCH:-32}" \
   BENCH_PEAK_TFLOPS="${BENCH_PEAK_TFLOPS:-989}" "$NODE" "$kit/dist/bench/embed.js"
 step train-cuda env BENCH_REAL="${BENCH_REAL:-1}" BENCH_DEVICE="$device" BENCH_PRECISION=bf16 BENCH_STEPS="${BENCH_TRAIN_STEPS:-13}" "$NODE" "$kit/dist/bench/train.js"
+step finetune-cuda env BENCH_DEVICE="$device" BENCH_FT_SIZE="${BENCH_FT_SIZE:-518}" BENCH_RUNS="${BENCH_RUNS:-10}" "$NODE" "$kit/dist/bench/finetune.js"
 step seg-cuda env BENCH_DEVICE="$device" BENCH_SEG_SIZE="${BENCH_SEG_SIZE:-518}" BENCH_SEG_PRECISION=bf16 BENCH_SEG_BATCH="${BENCH_SEG_BATCH:-32}" "$NODE" "$kit/dist/bench/segment.js"
 cp bench-results/embed.json "$results/bench-embed.json" 2>/dev/null || true
 cp bench-results/segment.json "$results/bench-segment.json" 2>/dev/null || true
 cp bench-results/train.json "$results/bench-train.json" 2>/dev/null || true
+cp bench-results/finetune.json "$results/bench-finetune.json" 2>/dev/null || true
 echo "gpu-check: results in $results" | tee -a "$summary"

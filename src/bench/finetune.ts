@@ -9,7 +9,7 @@
  * 3. the linear-probe head itself (5·384 = 1920 features → 5 classes, batch 10, lr 5e-5, spec §5.1) on N random
  *    feature rows, a few epochs.
  * Writes bench-results/finetune.json. Env: BENCH_DEVICE (cpu), BENCH_RUNS (5), BENCH_ROWS (20000),
- * BENCH_EPOCHS (3), CXFORMER_THREADS.
+ * BENCH_EPOCHS (3), BENCH_FT_SIZE (224), CXFORMER_THREADS.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -32,9 +32,10 @@ async function timed(runs: number, f: () => Promise<unknown>): Promise<number> {
   return median(t);
 }
 
-/** Feature extraction and fine-tuning step throughput of ViT-S/14 at 224 px. */
+/** Feature extraction and fine-tuning step throughput of ViT-S/14 at BENCH_FT_SIZE px (224; 518 on a GPU). */
 async function backboneRates(device: string, runs: number) {
-  const size = 224;
+  const size = Number(process.env.BENCH_FT_SIZE ?? 224);
+  if (!(Number.isInteger(size) && size % 14 === 0 && size > 0)) throw new Error(`BENCH_FT_SIZE must be a positive multiple of 14, got ${process.env.BENCH_FT_SIZE}`);
   const pixels = (b: number) => new Float32Array(b * 3 * size * size).map((_, i) => Math.sin(i * 0.37) * 1.5);
   // 1. linear-probe features (what src/finetune/features.ts asks the backbone for).
   const model = await loadBackbone({ arch: 'vit_small', device, threads: threadCount() });
@@ -50,7 +51,7 @@ async function backboneRates(device: string, runs: number) {
   const y = new Float32Array(B * C).map((_, i) => (i % 3 === 0 ? 1 : 0));
   const m = new Uint8Array(B * C).fill(1);
   const sStep = await timed(runs, () => ft.stepPixels(x, [B, 3, size, size], y, [B, C], m));
-  const side = 256;
+  const side = Math.round((size * 256) / 224); // the §5.1 source side for this crop size
   const planes = new Uint8Array(B * side * side).map((_, i) => (i * 7) % 251);
   const sizes = Array.from({ length: B }, () => [side, side]).flat();
   let step = 0;
