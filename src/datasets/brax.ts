@@ -18,7 +18,7 @@ import { DataError } from '../data/errors.js';
 import { CHEXPERT_14 } from './classes.js';
 import { finishRecords, IdRegistry, normalizeSex, normalizeView, parseAge, parseLabelCell } from './common.js';
 import { findFile, optionalColumn, requireColumns, scanTable } from './table.js';
-import type { AdapterOptions, CxrRecord } from './types.js';
+import { type AdapterOptions, type CxrRecord, cxrRecord } from './types.js';
 
 export interface BraxOptions extends AdapterOptions {
   /** @default 'master_spreadsheet_update.csv' */
@@ -66,17 +66,7 @@ export async function loadBrax(root: string, opts: BraxOptions = {}): Promise<Cx
       const sex = cSex === undefined ? undefined : normalizeSex(cells[cSex]);
       const age = cAge === undefined ? undefined : parseAge(cells[cAge]);
       const study = cStudy === undefined ? '' : (cells[cStudy] as string).trim();
-      records.push({
-        id: rel,
-        dataset: 'brax',
-        path: path.resolve(base, ...rel.split('/')),
-        patient,
-        ...(study !== '' ? { study } : {}),
-        ...(view !== undefined ? { view } : {}),
-        ...(sex !== undefined ? { sex } : {}),
-        ...(age !== undefined ? { age } : {}),
-        labels,
-      });
+      records.push(cxrRecord({ id: rel, dataset: 'brax', path: path.resolve(base, ...rel.split('/')), patient, study, view, sex, age, labels }));
     },
   );
   return finishRecords(records, opts, 'BRAX');

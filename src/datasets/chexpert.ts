@@ -18,7 +18,7 @@ import { DataError } from '../data/errors.js';
 import { CHEXPERT_14 } from './classes.js';
 import { finishRecords, IdRegistry, normalizeSex, normalizeView, parseAge, parseLabelCell } from './common.js';
 import { findFile, optionalColumn, requireColumns, scanTable } from './table.js';
-import type { AdapterOptions, CxrRecord, Split } from './types.js';
+import { type AdapterOptions, type CxrRecord, cxrRecord, type Split } from './types.js';
 
 export interface ChexpertOptions extends AdapterOptions {
   /** @default 'train.csv' */
@@ -108,18 +108,8 @@ export async function loadChexpert(root: string, opts: ChexpertOptions = {}): Pr
         const sex = cSex === undefined ? undefined : normalizeSex(cells[cSex]);
         const age = cAge === undefined ? undefined : parseAge(cells[cAge]);
         const patient = pm[1] as string;
-        records.push({
-          id: rel,
-          dataset: 'chexpert',
-          path: path.join(base, ...rel.split('/')),
-          patient,
-          study: `${patient}/${pm[2] as string}`,
-          ...(view !== undefined ? { view } : {}),
-          ...(sex !== undefined ? { sex } : {}),
-          ...(age !== undefined ? { age } : {}),
-          labels,
-          split,
-        });
+        const study = `${patient}/${pm[2] as string}`;
+        records.push(cxrRecord({ id: rel, dataset: 'chexpert', path: path.join(base, ...rel.split('/')), patient, study, view, sex, age, labels, split }));
       },
     );
   }

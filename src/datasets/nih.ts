@@ -24,7 +24,7 @@ import { DataError } from '../data/errors.js';
 import { NIH_14 } from './classes.js';
 import { finishRecords, IdRegistry, normalizeSex, normalizeView, parseAge } from './common.js';
 import { findFile, isDirectory, optionalColumn, quoteList, requireColumns, scanTable } from './table.js';
-import type { AdapterOptions, CxrRecord, Split } from './types.js';
+import { type AdapterOptions, type CxrRecord, cxrRecord, type Split } from './types.js';
 
 export interface NihOptions extends AdapterOptions {
   /** Label file. @default the first of 'Data_Entry_2017_v2020.csv', 'Data_Entry_2017.csv' */
@@ -151,17 +151,7 @@ export async function loadNih(root: string, opts: NihOptions = {}): Promise<CxrR
         const view = normalizeView(cells[c[3] as number]);
         const age = cAge === undefined ? undefined : parseAge(cells[cAge]);
         const sex = cSex === undefined ? undefined : normalizeSex(cells[cSex]);
-        records.push({
-          id,
-          dataset: 'nih',
-          path: path.join(imageDir(id), id),
-          patient,
-          ...(view !== undefined ? { view } : {}),
-          ...(sex !== undefined ? { sex } : {}),
-          ...(age !== undefined ? { age } : {}),
-          labels,
-          ...(split !== undefined ? { split } : {}),
-        });
+        records.push(cxrRecord({ id, dataset: 'nih', path: path.join(imageDir(id), id), patient, view, sex, age, labels, split }));
       },
     );
   }

@@ -19,7 +19,7 @@ import path from 'node:path';
 import { DataError, type DataErrorLocation } from '../data/errors.js';
 import { finishRecords, normalizeSex, normalizeView } from './common.js';
 import { findFile, optionalColumn, requireColumns, scanTable } from './table.js';
-import type { AdapterOptions, CxrRecord } from './types.js';
+import { type AdapterOptions, type CxrRecord, cxrRecord } from './types.js';
 
 export interface PadchestOptions extends AdapterOptions {
   /** @default 'PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv.gz' */
@@ -153,17 +153,8 @@ export async function loadPadchest(root: string, opts: PadchestOptions = {}): Pr
       const birth = cBirth === undefined ? NaN : Number.parseFloat((cells[cBirth] as string).trim());
       const year = cDate === undefined ? undefined : yearOf(cells[cDate]);
       const age = Number.isFinite(birth) && year !== undefined && year - birth >= 0 ? year - birth : undefined;
-      records.push({
-        id,
-        dataset: 'padchest',
-        path: flatDir === undefined ? path.join(base, String(Number.isNaN(Number(dir)) ? dir : Number(dir)), id) : path.join(flatDir, id),
-        patient,
-        ...(study !== '' ? { study } : {}),
-        ...(view !== undefined ? { view } : {}),
-        ...(sex !== undefined ? { sex } : {}),
-        ...(age !== undefined ? { age } : {}),
-        labels,
-      });
+      const imagePath = flatDir === undefined ? path.join(base, String(Number.isNaN(Number(dir)) ? dir : Number(dir)), id) : path.join(flatDir, id);
+      records.push(cxrRecord({ id, dataset: 'padchest', path: imagePath, patient, study, view, sex, age, labels }));
     },
   );
   return finishRecords(records, opts, 'PadChest');

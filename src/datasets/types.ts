@@ -56,6 +56,18 @@ export interface CxrRecord {
   masks?: CxrMasks;
 }
 
+type Optional = 'study' | 'view' | 'sex' | 'age' | 'split';
+
+/**
+ * A record from an adapter's parsed fields: optional fields that are undefined, and an empty study, are left out,
+ * so records compare and serialise without `undefined` keys.
+ */
+export function cxrRecord(r: Omit<CxrRecord, Optional> & { [K in Optional]?: CxrRecord[K] | undefined }): CxrRecord {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(r)) if (v !== undefined && !(k === 'study' && v === '')) out[k] = v;
+  return out as unknown as CxrRecord;
+}
+
 /** Options every adapter takes. */
 export interface AdapterOptions {
   /**
