@@ -20,7 +20,7 @@ async function main(): Promise<number> {
   if (argv.help) return 0;
   const cmd = String(argv._[0]) as CommandName;
   // A rank of `cxformer launch` stops when its launcher dies.
-  if (process.env.CXFORMER_LAUNCHER_PID) (await import('../dist/launch.js')).exitWithLauncher();
+  if (process.env.CXFORMER_LAUNCHER_PID) (await import('../distributed/launch.js')).exitWithLauncher();
   try {
     // `train` and every `finetune` (full, linear and segmentation) run data parallel when started as several ranks.
     switch (cmd) {

@@ -39,9 +39,9 @@ import { multiLabelAveragePrecision, multiLabelRocAuc } from '../eval/metrics.js
 import type { EvaluationReport } from '../eval/report.js';
 import { resolvePreprocessOptions, type PreprocessOptions } from '../image/options.js';
 import { preprocessBatch, type PreprocessedBatch } from '../image/preprocess.js';
-import { describeDistEnv, rankDevice, rankThreads, resolveDistEnv, type DistEnv } from '../dist/env.js';
-import { agreeStop, allOrNothing, broadcastInt, joinProcessGroup, namePeer, type ProcessGroup } from '../dist/group.js';
-import { share } from '../dist/shard.js';
+import { describeDistEnv, rankDevice, rankThreads, resolveDistEnv, type DistEnv } from '../distributed/env.js';
+import { agreeStop, allOrNothing, broadcastInt, joinProcessGroup, namePeer, type ProcessGroup } from '../distributed/group.js';
+import { share } from '../distributed/shard.js';
 import { ConfigError, INTERP_HF_SIZE, INTERP_REGISTERS_AA, toHfConfig } from '../model/config.js';
 import { resolveModel } from '../model/weights.js';
 import type { NativeFinetuner } from '../native/binding/binding.js';

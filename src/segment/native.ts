@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { threadCount } from '../backbone.js';
-import type { ProcessGroup } from '../dist/group.js';
+import type { ProcessGroup } from '../distributed/group.js';
 import type { VitConfig } from '../model/config.js';
 import { call, callSync, native, type NativeBinding } from '../native/load.js';
 

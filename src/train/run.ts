@@ -25,8 +25,8 @@ import { openCache } from '../cache/reader.js';
 import { loadDataset, mixDatasets, planRecords, type CxrRecord, type DatasetSpec } from '../datasets/index.js';
 import { createProber, type Prober } from './probe.js';
 import { IterationSampler } from './sampler.js';
-import { describeDistEnv, rankDevice, rankThreads, resolveDistEnv } from '../dist/env.js';
-import { agreeStop, allOrNothing, broadcastInt, joinProcessGroup, namePeer, type ProcessGroup } from '../dist/group.js';
+import { describeDistEnv, rankDevice, rankThreads, resolveDistEnv } from '../distributed/env.js';
+import { agreeStop, allOrNothing, broadcastInt, joinProcessGroup, namePeer, type ProcessGroup } from '../distributed/group.js';
 
 /** Runs at most `n` of the given async jobs at once. */
 function limiter(n: number) {

@@ -12,8 +12,8 @@ import { threadCount } from '../backbone.js';
 import { loadPretrainConfig, type PretrainConfig, type PretrainDerived } from '../config/pretrain.js';
 import { call, callSync, CxformerError, native, type NativeTrainer } from '../native/load.js';
 import { runSchedules, sslConfig, type StepRecord } from './run.js';
-import type { ProcessGroup } from '../dist/group.js';
-import { rankDevice, rankThreads, resolveDistEnv } from '../dist/env.js';
+import type { ProcessGroup } from '../distributed/group.js';
+import { rankDevice, rankThreads, resolveDistEnv } from '../distributed/env.js';
 
 /** float32 NCHW data with its shape. */
 export interface Crops {

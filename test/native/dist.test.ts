@@ -1,11 +1,11 @@
 /**
  * The process-group binding (crates/node/src/dist.rs → crates/core/src/dist.rs → c10d in csrc/shim.cc) with two
- * ranks as two groups of this one process on 127.0.0.1: what the 2-process tests (test/dist) do not reach —
+ * ranks as two groups of this one process on 127.0.0.1: what the 2-process tests (test/distributed) do not reach —
  * option validation, arrays of different lengths on the ranks (c10d alone would silently mis-reduce), a destroyed
  * group, a peer that leaves, NCCL on a CPU device.
  */
 import { describe, expect, it } from 'vitest';
-import { freePort } from '../../src/dist/launch.js';
+import { freePort } from '../../src/distributed/launch.js';
 import { call, CxformerError, native } from '../../src/native/load.js';
 
 type Group = Awaited<ReturnType<ReturnType<typeof native>['createProcessGroup']>>;

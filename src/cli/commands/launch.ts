@@ -1,7 +1,7 @@
 /**
  * `cxformer launch --nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] -- <train|finetune …>`:
- * starts the ranks of this node (src/dist/launch.ts). Never loads the native addon itself; each rank is a
- * `cxformer` child process that reads its place in the run from the torchrun variables (src/dist/env.ts).
+ * starts the ranks of this node (src/distributed/launch.ts). Never loads the native addon itself; each rank is a
+ * `cxformer` child process that reads its place in the run from the torchrun variables (src/distributed/env.ts).
  */
 import { fileURLToPath } from 'node:url';
 import { hideBin } from 'yargs/helpers';
@@ -15,7 +15,7 @@ function childArgs(a: Args): string[] {
 }
 
 export async function run(a: Args): Promise<number> {
-  const { launch, describeExit } = await import('../../dist/launch.js');
+  const { launch, describeExit } = await import('../../distributed/launch.js');
   const words = childArgs(a);
   const exec = Boolean(a.exec);
   const main = fileURLToPath(new URL('../main.js', import.meta.url));

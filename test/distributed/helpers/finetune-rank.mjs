@@ -1,4 +1,4 @@
-// One rank of a data-parallel full fine-tuning through the library (test/dist/finetune-dist.test.ts): runs
+// One rank of a data-parallel full fine-tuning through the library (test/distributed/finetune-dist.test.ts): runs
 // fullFinetune on the phantom folder, stopping after <stop> steps in total when given (mid-epoch interruption), and
 // writes its result (rank, interrupted, history length) to <results>/result-<rank>.json (outside the run folder, which
 // rank 0 alone writes). argv: <repo root> <data root> <out> <results dir> [stop after steps]

@@ -4,7 +4,7 @@
  * the §5.1 augmentations, keyed by the position in the global batch, and a last global batch of one image: one
  * rank pads), the ranks end bit-identical, rank 0 alone writes, a 2-rank run resumes to exactly the uninterrupted
  * result (at an epoch end through the CLI, mid-epoch through the library). The linear mode and segmentation:
- * test/dist/linear-dist.test.ts, test/dist/seg-dist.test.ts.
+ * test/distributed/linear-dist.test.ts, test/distributed/seg-dist.test.ts.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -155,7 +155,7 @@ describe('cxformer launch -- finetune --mode full (2 ranks)', () => {
 
   it('a 2-rank run interrupted mid-epoch (library, stopAfterSteps) resumes to exactly the uninterrupted result', async () => {
     // 21 images, 3 per rank: global batches of 6, 6, 6 and 3 (the last split 1 / 2), 4 steps per epoch.
-    const helper = path.join(repoRoot, 'test', 'dist', 'helpers', 'finetune-rank.mjs');
+    const helper = path.join(repoRoot, 'test', 'distributed', 'helpers', 'finetune-rank.mjs');
     const run = (out: string, results: string, env: NodeJS.ProcessEnv, stop?: number) => {
       const r = cli(['launch', '--nproc-per-node', '2', '--grace-s', '5', '--exec', '--', process.execPath, helper, repoRoot, data, out, results, ...(stop ? [String(stop)] : [])], env);
       expect(r.code, r.stderr + r.stdout).toBe(0);

@@ -163,7 +163,7 @@ describe('cxformer launch -- finetune --task segmentation (2 ranks)', () => {
   });
 
   it('a 2-rank run interrupted mid-epoch (library, stopAfterSteps) resumes to exactly the uninterrupted result', async () => {
-    const helper = path.join(repoRoot, 'test', 'dist', 'helpers', 'seg-rank.mjs');
+    const helper = path.join(repoRoot, 'test', 'distributed', 'helpers', 'seg-rank.mjs');
     const run = (out: string, results: string, env: NodeJS.ProcessEnv, stop?: number) => {
       const r = cli(['launch', '--nproc-per-node', '2', '--grace-s', '5', '--exec', '--', process.execPath, helper, repoRoot, data, WEIGHTS(), out, results, ...(stop ? [String(stop)] : [])], env);
       expect(r.code, r.stderr + r.stdout).toBe(0);

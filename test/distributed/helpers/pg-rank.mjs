@@ -1,11 +1,11 @@
-// One rank of the process-group checks (test/dist/train-dist.test.ts): joins the group from the environment, runs
+// One rank of the process-group checks (test/distributed/train-dist.test.ts): joins the group from the environment, runs
 // each collective once and writes what it got to <out>/pg-<rank>.json. argv: <out dir> <repo root> [timeout s]
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const [out, root, timeout] = process.argv.slice(2);
-const { joinProcessGroup, resolveDistEnv } = await import(pathToFileURL(path.join(root, 'dist', 'dist', 'group.js')).href);
+const { joinProcessGroup, resolveDistEnv } = await import(pathToFileURL(path.join(root, 'dist', 'distributed', 'group.js')).href);
 const env = resolveDistEnv();
 const pg = await joinProcessGroup({ env, timeoutS: Number(timeout ?? 30), device: 'cpu' });
 const r = env.rank;

@@ -1,5 +1,5 @@
 /**
- * The local launcher (src/dist/launch.ts and `cxformer launch`) on small node scripts: rank variables, output
+ * The local launcher (src/distributed/launch.ts and `cxformer launch`) on small node scripts: rank variables, output
  * prefixing, a failing or killed rank stopping the others with a message naming it, SIGKILL after the grace
  * period, signal forwarding, exit codes, and argument errors. No LibTorch involved.
  */
@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launch } from '../../src/dist/launch.js';
+import { launch } from '../../src/distributed/launch.js';
 import { repoRoot } from '../unit/golden.js';
 
 const MAIN = path.join(repoRoot, 'dist', 'cli', 'main.js');

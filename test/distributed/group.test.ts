@@ -1,10 +1,10 @@
 /**
- * The TypeScript collective helpers (src/dist/group.ts) against a scripted process group (what each collective
+ * The TypeScript collective helpers (src/distributed/group.ts) against a scripted process group (what each collective
  * returns is given; the native group itself is tested in train-dist.test.ts): all-or-nothing phases, the agreed
  * stop, integer broadcast, and naming the peer of a 2-rank group in communication errors.
  */
 import { describe, expect, it } from 'vitest';
-import { agreeStop, allOrNothing, broadcastInt, namePeer, type ProcessGroup } from '../../src/dist/group.js';
+import { agreeStop, allOrNothing, broadcastInt, namePeer, type ProcessGroup } from '../../src/distributed/group.js';
 import { CxformerError } from '../../src/native/load.js';
 
 /** A group of `world` whose collectives combine this rank's array with the other ranks' given arrays. */

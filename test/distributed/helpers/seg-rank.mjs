@@ -1,4 +1,4 @@
-// One rank of a data-parallel segmentation training through the library (test/dist/seg-dist.test.ts): runs
+// One rank of a data-parallel segmentation training through the library (test/distributed/seg-dist.test.ts): runs
 // trainSegmentation on the phantom folder, stopping after <stop> steps in total when given (mid-epoch interruption),
 // and writes its result (rank, interrupted, partial, history length, whether it evaluated) to
 // <results>/result-<rank>.json (outside the run folder, which rank 0 alone writes).

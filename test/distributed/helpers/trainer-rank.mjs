@@ -1,4 +1,4 @@
-// One rank of the Trainer-API equivalence check (test/dist/train-dist.test.ts), run through `cxformer launch --exec`
+// One rank of the Trainer-API equivalence check (test/distributed/train-dist.test.ts), run through `cxformer launch --exec`
 // (or alone: one process). Every rank builds the SAME full batch of TOTAL images per step (seeded), keeps its
 // contiguous share (rank r: images r·b … r·b + b − 1 of every crop), steps, and writes its losses and its final
 // state. With 2 ranks × b = 1 rank × 2b, the states must agree within floating-point tolerance.
@@ -10,8 +10,8 @@ import { pathToFileURL } from 'node:url';
 const [out, centering, stepsArg, totalArg, root] = process.argv.slice(2);
 const dist = (p) => import(pathToFileURL(path.join(root, 'dist', p)).href);
 const { Trainer } = await dist('train/trainer.js');
-const { joinProcessGroup } = await dist('dist/group.js');
-const { resolveDistEnv } = await dist('dist/env.js');
+const { joinProcessGroup } = await dist('distributed/group.js');
+const { resolveDistEnv } = await dist('distributed/env.js');
 const { mulberry32 } = await dist('data/phantom.js');
 
 const env = resolveDistEnv();

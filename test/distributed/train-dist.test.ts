@@ -13,12 +13,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synthDataset } from '../../src/data/synth.js';
-import { freePort } from '../../src/dist/launch.js';
+import { freePort } from '../../src/distributed/launch.js';
 import { readSafetensors } from '../../src/io/safetensors.js';
 import { repoRoot } from '../unit/golden.js';
 
 const MAIN = path.join(repoRoot, 'dist', 'cli', 'main.js');
-const HELPERS = path.join(repoRoot, 'test', 'dist', 'helpers');
+const HELPERS = path.join(repoRoot, 'test', 'distributed', 'helpers');
 let tmp: string;
 let data: string;
 

@@ -1,10 +1,10 @@
 /**
- * Rendezvous from the environment (src/dist/env.ts): torchrun variables, Slurm variables (node lists, tasks per
+ * Rendezvous from the environment (src/distributed/env.ts): torchrun variables, Slurm variables (node lists, tasks per
  * node, derived port), their precedence, the GPU pick, and the errors for malformed or inconsistent values.
  * Expected values are written out by hand from the Slurm/torchrun documentation.
  */
 import { describe, expect, it } from 'vitest';
-import { describeDistEnv, expandNodelist, parseTasksPerNode, rankDevice, rankThreads, resolveDistEnv, slurmMasterPort } from '../../src/dist/env.js';
+import { describeDistEnv, expandNodelist, parseTasksPerNode, rankDevice, rankThreads, resolveDistEnv, slurmMasterPort } from '../../src/distributed/env.js';
 
 describe('expandNodelist', () => {
   it('expands ranges and lists with zero padding, several names and groups', () => {
