@@ -55,6 +55,36 @@ export async function joinProcessGroup(o: ProcessGroupOptions): Promise<ProcessG
   );
 }
 
+/** Distributed settings a downstream run takes from the library (the CLI uses the defaults). */
+export interface DistSettings {
+  /** Seconds to wait for the other ranks. @default 600 */
+  timeoutS?: number;
+  /** @default auto */
+  backend?: 'auto' | 'gloo' | 'nccl';
+}
+
+/**
+ * Runs `ranked` as this process's rank of the run the environment describes: picks the rank's device from
+ * `deviceSpec`, joins the process group (null for one process), names the peer in a 2-rank communication error,
+ * and always leaves the group.
+ */
+export async function withProcessGroup<T>(
+  dist: DistSettings | undefined,
+  deviceSpec: string,
+  ranked: (env: DistEnv, device: string, pg: ProcessGroup | null) => Promise<T>,
+): Promise<T> {
+  const env = resolveDistEnv();
+  const device = rankDevice(deviceSpec, env);
+  const pg = await joinProcessGroup({ env, timeoutS: dist?.timeoutS ?? 600, backend: dist?.backend ?? 'auto', device });
+  try {
+    return await ranked(env, device, pg);
+  } catch (e) {
+    throw namePeer(e, pg);
+  } finally {
+    pg?.destroy();
+  }
+}
+
 /** True on every rank when any rank asks to stop (one all-reduce of a flag). */
 export async function agreeStop(pg: ProcessGroup, stop: boolean): Promise<boolean> {
   const r = await call('agree on stopping', () => pg.allReduce(Float32Array.of(stop ? 1 : 0), 'sum'));

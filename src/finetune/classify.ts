@@ -16,8 +16,8 @@ import { loadBackbone, threadCount, type Backbone } from '../backbone.js';
 import { loadDataset, type CxrRecord, type DatasetSpec, type LabelPolicy } from '../datasets/index.js';
 import { writeEvaluationReport, type EvaluationReport } from '../eval/report.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
-import { rankDevice, rankThreads, resolveDistEnv, type DistEnv } from '../distributed/env.js';
-import { allOrNothing, joinProcessGroup, namePeer, type ProcessGroup } from '../distributed/group.js';
+import { rankThreads, type DistEnv } from '../distributed/env.js';
+import { allOrNothing, type DistSettings, type ProcessGroup, withProcessGroup } from '../distributed/group.js';
 import { share } from '../distributed/shard.js';
 import { call, CxformerError } from '../native/load.js';
 import { extractFeatures, type FeatureOptions } from './features.js';
@@ -51,7 +51,7 @@ export interface LinearProbeOptions {
    * Data parallel feature extraction, when the process was started as one of several ranks (torchrun / Slurm /
    * cxformer launch variables): seconds to wait for the other ranks (default 600) and the backend (default auto).
    */
-  dist?: { timeoutS?: number; backend?: 'auto' | 'gloo' | 'nccl' };
+  dist?: DistSettings;
 }
 
 /** The report of the held-out split with the head's training history; `rank` / `worldSize` say which process. */
@@ -183,16 +183,7 @@ export async function linearProbe(o: LinearProbeOptions): Promise<LinearProbeRes
   if ((o.probe?.selectBest as string | undefined) === 'valAuprc') {
     throw new CxformerError('CXF_ARG', '--select-best valAuprc is available with --mode full; the linear mode keeps the best valAuroc, valLoss or the last epoch');
   }
-  const env = resolveDistEnv();
-  const device = rankDevice(o.backbone.device ?? 'cpu', env);
-  const pg = await joinProcessGroup({ env, timeoutS: o.dist?.timeoutS ?? 600, backend: o.dist?.backend ?? 'auto', device });
-  try {
-    return await probeRanked(o, env, device, pg);
-  } catch (e) {
-    throw namePeer(e, pg);
-  } finally {
-    pg?.destroy();
-  }
+  return withProcessGroup(o.dist, o.backbone.device ?? 'cpu', (env, device, pg) => probeRanked(o, env, device, pg));
 }
 
 async function probeRanked(o: LinearProbeOptions, env: DistEnv, device: string, pg: ProcessGroup | null): Promise<LinearProbeResult | null> {

@@ -31,7 +31,7 @@
 import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { PURPOSE, rngFor } from '../augment/rng.js';
+import { rngFor } from '../augment/rng.js';
 import { threadCount, toHfPreprocessorConfig, writeJsonAtomic } from '../backbone.js';
 import { writeFileAtomic } from '../data/fsutil.js';
 import type { DatasetSpec, LabelPolicy } from '../datasets/index.js';
@@ -39,8 +39,8 @@ import { multiLabelAveragePrecision, multiLabelRocAuc } from '../eval/metrics.js
 import type { EvaluationReport } from '../eval/report.js';
 import { resolvePreprocessOptions, type PreprocessOptions } from '../image/options.js';
 import { preprocessBatch, type PreprocessedBatch } from '../image/preprocess.js';
-import { describeDistEnv, rankDevice, rankThreads, resolveDistEnv, type DistEnv } from '../distributed/env.js';
-import { agreeStop, allOrNothing, broadcastInt, joinProcessGroup, namePeer, type ProcessGroup } from '../distributed/group.js';
+import { describeDistEnv, rankThreads, type DistEnv } from '../distributed/env.js';
+import { agreeStop, allOrNothing, broadcastInt, type DistSettings, type ProcessGroup, withProcessGroup } from '../distributed/group.js';
 import { share } from '../distributed/shard.js';
 import { ConfigError, INTERP_HF_SIZE, INTERP_REGISTERS_AA, toHfConfig } from '../model/config.js';
 import { resolveModel } from '../model/weights.js';
@@ -131,7 +131,7 @@ export interface FullFinetuneOptions {
   /** Stop (saving the state) once this many steps have been taken in total: tests of interruption. */
   stopAfterSteps?: number;
   /** Data parallel runs (started as several ranks): collective timeout and backend. @default {timeoutS: 600, backend: 'auto'} */
-  dist?: { timeoutS?: number; backend?: 'auto' | 'gloo' | 'nccl' };
+  dist?: DistSettings;
 }
 
 /** One epoch in metrics.jsonl. */
@@ -320,16 +320,7 @@ function valMetrics(probs: Float32Array, l: Labelled, C: number, labelType: Labe
  * Started as several ranks (torchrun / Slurm / cxformer launch variables), it trains data parallel (see the top).
  */
 export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetuneResult> {
-  const env = resolveDistEnv();
-  const device = rankDevice(o.backbone.device ?? 'cpu', env);
-  const pg = await joinProcessGroup({ env, timeoutS: o.dist?.timeoutS ?? 600, backend: o.dist?.backend ?? 'auto', device });
-  try {
-    return await finetuneRanked(o, env, device, pg);
-  } catch (e) {
-    throw namePeer(e, pg);
-  } finally {
-    pg?.destroy();
-  }
+  return withProcessGroup(o.dist, o.backbone.device ?? 'cpu', (env, device, pg) => finetuneRanked(o, env, device, pg));
 }
 
 async function finetuneRanked(o: FullFinetuneOptions, env: DistEnv, device: string, pg: ProcessGroup | null): Promise<FullFinetuneResult> {

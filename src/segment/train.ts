@@ -39,8 +39,8 @@ import type { DatasetSpec } from '../datasets/index.js';
 import { threadCount } from '../backbone.js';
 import { writeFileAtomic } from '../data/fsutil.js';
 import { hashSeed, mulberry32, shuffleInPlace } from '../data/random.js';
-import { describeDistEnv, rankDevice, rankThreads, resolveDistEnv, type DistEnv } from '../distributed/env.js';
-import { agreeStop, allOrNothing, broadcastInt, joinProcessGroup, namePeer, type ProcessGroup } from '../distributed/group.js';
+import { describeDistEnv, rankThreads, type DistEnv } from '../distributed/env.js';
+import { agreeStop, allOrNothing, broadcastInt, type DistSettings, type ProcessGroup, withProcessGroup } from '../distributed/group.js';
 import { share } from '../distributed/shard.js';
 import { resolvePreprocessOptions, type PreprocessOptions } from '../image/options.js';
 import { resolveModel } from '../model/weights.js';
@@ -99,7 +99,7 @@ export interface SegTrainOptions {
    * variables): seconds to wait for the other ranks (rendezvous and every collective; default 600) and the backend
    * (default auto: gloo on cpu, nccl on cuda).
    */
-  dist?: { timeoutS?: number; backend?: 'auto' | 'gloo' | 'nccl' };
+  dist?: DistSettings;
 }
 
 /** Learning rate of optimizer step `step` (0-based) of `total`, `warmup` steps of linear warm-up, then cosine to 0. */
@@ -199,22 +199,12 @@ function diffKeys(a: Record<string, unknown>, b: Record<string, unknown>): strin
  */
 export async function trainSegmentation(o: SegTrainOptions): Promise<SegTrainResult> {
   checkOptions(o);
-  const env = resolveDistEnv();
-  const device = rankDevice(o.backbone.device ?? 'cpu', env);
-  const pg = await joinProcessGroup({ env, timeoutS: o.dist?.timeoutS ?? 600, backend: o.dist?.backend ?? 'auto', device });
-  try {
-    return await trainRanked(o, env, device, pg);
-  } catch (e) {
-    throw namePeer(e, pg);
-  } finally {
-    pg?.destroy();
-  }
+  return withProcessGroup(o.dist, o.backbone.device ?? 'cpu', (env, device, pg) => trainRanked(o, env, device, pg));
 }
 
 function checkOptions(o: SegTrainOptions): void {
   const epochs = o.epochs ?? 5;
   const B = o.batchSize ?? 64;
-  const seed = o.seed ?? 0;
   for (const [k, v, min] of [['epochs', epochs, 1], ['batchSize', B, 1], ['warmupEpochs', o.warmupEpochs ?? 0, 0]] as const) {
     if (!(Number.isInteger(v) && v >= min)) throw new CxformerError('CXF_ARG', `segmentation: ${k} must be an integer ≥ ${min}, got ${v}`);
   }
