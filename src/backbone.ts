@@ -45,7 +45,7 @@ export interface EmbedOptions {
   signal?: AbortSignal;
 }
 
-/** Outputs of one forward pass (HF / DINOv2 semantics, spec §2.5). */
+/** Outputs of one forward pass (HF / DINOv2 semantics, docs/recipe.md §2.5). */
 export interface EmbedResult {
   /** (B, D) normed CLS token (HF pooler_output). */
   cls: Tensor;
@@ -143,7 +143,7 @@ export class Backbone {
     };
   }
 
-  /** Decodes and preprocesses images (sharp; spec §2.8), then runs {@link embed}. */
+  /** Decodes and preprocesses images (sharp; docs/recipe.md §2.8), then runs {@link embed}. */
   async embedImages(paths: readonly string[], opts: EmbedOptions & { preprocess?: Partial<PreprocessOptions> } = {}): Promise<EmbedResult> {
     const pre = resolvePreprocessOptions({ ...this.preprocess, ...opts.preprocess });
     const batch = await preprocessBatch(paths, pre);

@@ -1,5 +1,5 @@
 /**
- * Training randomness and schedules as data (spec §3.6, §3.9, §4): seeded streams, lr/wd/momentum/temperature
+ * Training randomness and schedules as data (docs/recipe.md §3.6, §3.9, §4): seeded streams, lr/wd/momentum/temperature
  * schedules, iBOT block masks and multi-crop augmentation plans, computed in TypeScript from (seed, rank,
  * iteration) and executed by the native trainer.
  */

@@ -1,5 +1,5 @@
 /**
- * iBOT block masking (spec §3.6): DINOv2's `MaskingGenerator` (dinov2/data/masking.py) and the mask part of
+ * iBOT block masking (docs/recipe.md §3.6): DINOv2's `MaskingGenerator` (dinov2/data/masking.py) and the mask part of
  * `collate_data_and_cast` (dinov2/data/collate.py), driven by a seeded `Rng` instead of Python's `random`.
  */
 import { pyRound, torchLinspaceF32 } from './pymath.js';
@@ -89,7 +89,7 @@ export function blockMask(rng: Rng, gridH: number, gridW: number, numMasking: nu
 /**
  * The reference's default block-size cap: `max_num_patches = 0.5 * img_size // patch_size * img_size // patch_size`,
  * which Python evaluates left to right as ((0.5·S)//p · S)//p. This equals N/2 only for 224/14 (128); it is
- * 666 for 518/14 (N = 1369) and 21 for 98/14 (spec §7 item 6). Keep it a config value; this is its default.
+ * 666 for 518/14 (N = 1369) and 21 for 98/14 (docs/recipe.md §7.6). Keep it a config value; this is its default.
  */
 export { referenceMaxMaskPatches as defaultMaxMaskPatches } from '../config/pretrain-derive.js';
 

@@ -1,5 +1,5 @@
 /**
- * Multi-crop augmentation plans (spec §4; CXformer dinov2/data/augmentations.py with torchvision semantics).
+ * Multi-crop augmentation plans (docs/recipe.md §4; CXformer dinov2/data/augmentations.py with torchvision semantics).
  * The planner draws every random parameter of every crop; the native executor applies them, per crop, in the
  * reference order:
  *   crop `box` of the 3-channel gray source → bicubic resize to the crop size → horizontal flip → affine
@@ -55,7 +55,7 @@ export const cxformerMultiCrop: MultiCropConfig = {
 /**
  * Fixed probabilities and ranges of the reference pipeline. The blur probabilities are the EFFECTIVE ones: the
  * reference's `GaussianBlur(p)` passes 1 − p to RandomApply, so its nominal 1.0 / 0.1 / 0.5 become 0 / 0.9 / 0.5
- * (spec §4 CODE-QUIRK, §7 item 5).
+ * (docs/recipe.md §4 CODE-QUIRK, §7 item 5).
  */
 export const AUGMENT = {
   flip: 0.5,

@@ -1,5 +1,5 @@
 /**
- * Training schedules (spec §3.9): DINOv2's `CosineScheduler` (dinov2/utils/utils.py) and the five schedules built
+ * Training schedules (docs/recipe.md §3.9): DINOv2's `CosineScheduler` (dinov2/utils/utils.py) and the five schedules built
  * by `build_schedulers` (dinov2/train/train.py, CXformer cxr_pretrain.py). An "epoch" is `epochLength`
  * (OFFICIAL_EPOCH_LENGTH) iterations, not a pass over the data.
  */
@@ -86,7 +86,7 @@ export interface Schedules {
   at: (it: number) => ScheduleValues;
 }
 
-/** CXformer pretraining values (spec §1, §3.9: vit_*_cxr.yaml with 100 epochs of 611 iterations). */
+/** CXformer pretraining values (docs/recipe.md §1, §3.9: vit_*_cxr.yaml with 100 epochs of 611 iterations). */
 export const cxformerSchedule: ScheduleConfig = {
   epochs: 100,
   epochLength: 611,

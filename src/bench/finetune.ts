@@ -6,7 +6,7 @@
  *    backbone, clipping, AdamW over 22 M parameters; batch 10, 224 px, 5 classes; bf16 autocast on CUDA, as
  *    `finetune --mode full`), on normalised pixels and on
  *    256-px gray images with the §5.1 augmentations executed natively; median of BENCH_RUNS after a warm-up;
- * 3. the linear-probe head itself (5·384 = 1920 features → 5 classes, batch 10, lr 5e-5, spec §5.1) on N random
+ * 3. the linear-probe head itself (5·384 = 1920 features → 5 classes, batch 10, lr 5e-5, docs/recipe.md §5.1) on N random
  *    feature rows, a few epochs.
  * Writes bench-results/finetune.json. Env: BENCH_DEVICE (cpu), BENCH_RUNS (5), BENCH_ROWS (20000),
  * BENCH_EPOCHS (3), BENCH_FT_SIZE (224), CXFORMER_THREADS.

@@ -1,6 +1,6 @@
 /**
  * Segmentation throughput (part of `npm run bench`): a ViT-S/14 backbone (random weights, 4 registers) with
- * CXformer's linear head (1×1 conv + bilinear upsampling, frozen backbone, spec §5.2) at BENCH_SEG_SIZE px (default
+ * CXformer's linear head (1×1 conv + bilinear upsampling, frozen backbone, docs/recipe.md §5.2) at BENCH_SEG_SIZE px (default
  * 224): training steps (forward of the frozen backbone under no_grad, head forward/backward, AdamW) and inference
  * (argmax class maps), median of BENCH_SEG_RUNS timed calls after one warm-up. Writes bench-results/segment.json.
  * Env: BENCH_SEG_SIZE (224; 518 on a GPU), BENCH_SEG_BATCH (8), BENCH_SEG_RUNS (5), BENCH_SEG_HEAD (linear |

@@ -42,7 +42,7 @@ export interface PretrainDerived {
 
 /**
  * The reference's iBOT max block size, `0.5 * img_size // patch_size * img_size // patch_size` evaluated left to
- * right in Python (spec §3.6, §7.6). For a crop of g·p px this is floor(g/2)·g: 0.5·N for an even grid (128 at
+ * right in Python (docs/recipe.md §3.6, §7.6). For a crop of g·p px this is floor(g/2)·g: 0.5·N for an even grid (128 at
  * 224/14) and less for an odd one (666 at 518/14, not 684).
  */
 export function referenceMaxMaskPatches(imgSize: number, patchSize: number): number {
@@ -121,7 +121,7 @@ export function derivePretrain(config: PretrainConfig, world = 1): PretrainDeriv
   }
 
   // Learning rate: the scaling rule on the per-step global batch (DINOv2 utils/config.py), then the fork's
-  // accumulation factor on lr and min_lr (spec §1).
+  // accumulation factor on lr and min_lr (docs/recipe.md §1).
   const globalBatch = train.batch_size_per_gpu * world;
   const A = optim.accumulate_grad_batches;
   const messages: string[] = [];

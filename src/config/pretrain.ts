@@ -5,12 +5,13 @@
  * OmegaConf: default <- file... <- command line; unknown keys are errors; `???` marks required keys.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { access, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { COLLECTION_STYLE_FLOW, dump, visit } from 'js-yaml';
 
+import { writeFileAtomic } from '../data/fsutil.js';
 import { ConfigError } from '../model/config.js';
 import { derivePretrain, type PretrainDerived } from './pretrain-derive.js';
 import { PRETRAIN_SCHEMA, RESUME_SAFE_KEYS, type PretrainConfig } from './pretrain-schema.js';
@@ -174,14 +175,7 @@ export async function writeResolvedConfig(dir: string, config: PretrainConfig, d
     for (const m of lr_messages) header.push(`# ${m}`);
   }
   const file = path.join(dir, 'resolved.yaml');
-  const tmp = path.join(dir, `.resolved.yaml.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
-  try {
-    await writeFile(tmp, `${header.join('\n')}\n${pretrainConfigToYaml(config)}`, 'utf8');
-    await rename(tmp, file);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
+  await writeFileAtomic(file, `${header.join('\n')}\n${pretrainConfigToYaml(config)}`);
   return file;
 }
 

@@ -2,7 +2,7 @@
  * Phantom chest radiograph geometry and renderer: one seeded parametric PA chest (body, lungs, heart, mediastinum,
  * spine, ribs, clavicles, diaphragm domes, gastric bubble) with optional findings, rendered by an additive
  * attenuation model into an 8-bit image and, from the same membership tests, into a class map
- * (0 background, 1 left lung, 2 right lung, 3 heart; the convention of spec §5.2).
+ * (0 background, 1 left lung, 2 right lung, 3 heart; the convention of docs/recipe.md §5.2).
  *
  * Coordinates: the image is the unit square, x to the right and y down, pixel (i, j) sampled at its centre
  * ((i + ½)/n, (j + ½)/n). Anatomy is described in a patient frame (u, v) rotated by `angle` about (cx, cy):
@@ -418,7 +418,7 @@ export function toImage(g: ChestGeometry, u: number, v: number): { x: number; y:
 // ---------------------------------------------------------------------------------------------------------------
 // Renderer
 
-/** Class-map values (spec §5.2 painting order). */
+/** Class-map values (docs/recipe.md §5.2 painting order). */
 export const LABEL_LEFT_LUNG = 1;
 export const LABEL_RIGHT_LUNG = 2;
 export const LABEL_HEART = 3;

@@ -1,5 +1,5 @@
 /**
- * CheXmask run-length encoding (spec §5.2): space-separated (start, length) pairs with **1-based** starts over the
+ * CheXmask run-length encoding (docs/recipe.md §5.2): space-separated (start, length) pairs with **1-based** starts over the
  * **row-major** flattened H×W image. Decoding zeroes a flat array, sets [start−1, start−1+length) to 1 and reshapes
  * to (H, W). Runs may cross row ends (the image is one flat sequence).
  *

@@ -1,5 +1,5 @@
 /**
- * DINOv2's sharded infinite sampler (dinov2/data/samplers.py `ShardedInfiniteSampler`, spec §3.9), one pass at a time.
+ * DINOv2's sharded infinite sampler (dinov2/data/samplers.py `ShardedInfiniteSampler`, docs/recipe.md §3.9), one pass at a time.
  *
  * Structure reproduced: one global permutation of 0..n−1 seeded with `seed`; rank r of W takes the strided slice
  * perm[r], perm[r+W], … of `count = floor(n / W)` elements (so the last n mod W elements of the permutation are

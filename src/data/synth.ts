@@ -9,7 +9,7 @@
  *   probability `uncertainRate` and blank (not mentioned) with probability `blankRate`, replacing the true value.
  *   `No Finding` is `1.0` when the image has none of the findings, else `0.0`, and is never noised.
  *   `Split` (train/valid/test) is assigned per patient, so no patient is in two splits.
- * - `masks.csv`: `Path,Height,Width,Left Lung,Right Lung,Heart`, CheXmask RLE (1-based starts, row-major; spec §5.2).
+ * - `masks.csv`: `Path,Height,Width,Left Lung,Right Lung,Heart`, CheXmask RLE (1-based starts, row-major; docs/recipe.md §5.2).
  *   Left = the patient's left = the image right. The masks are the rendered structures' pixels (same membership tests).
  * - `reports.csv`: `Path,Findings`: one templated findings paragraph per image, consistent with the label cells
  *   (uncertain cells give hedged sentences, blank cells are not mentioned).

@@ -1,5 +1,5 @@
 /**
- * CheXmask (PhysioNet, chexmask-cxr-segmentation-data) joined to the records of its source dataset (spec §5.2).
+ * CheXmask (PhysioNet, chexmask-cxr-segmentation-data) joined to the records of its source dataset (docs/recipe.md §5.2).
  *
  * One table per source under `OriginalResolution/` (masks at the source image's resolution):
  *   MIMIC-CXR-JPG.csv  id column `dicom_id`      ChestX-Ray8.csv  id column `Image Index`
@@ -97,7 +97,7 @@ export async function loadChexmask(root: string, opts: ChexmaskOptions): Promise
       const rle: Record<string, string> = {};
       for (let k = 0; k < structures.length; k++) {
         const v = (cells[cS[k] as number] as string).trim();
-        if (v === '' || v.toLowerCase() === 'nan') return; // missing label: dropped (spec §5.2)
+        if (v === '' || v.toLowerCase() === 'nan') return; // missing label: dropped (docs/recipe.md §5.2)
         rle[structures[k] as string] = v;
       }
       if (opts.minDiceRca !== undefined) {

@@ -1,5 +1,5 @@
 /**
- * Class lists: the label columns of the sources and the downstream class lists of spec §5.1 (alphabetical order =
+ * Class lists: the label columns of the sources and the downstream class lists of docs/recipe.md §5.1 (alphabetical order =
  * logit order in CXformer's configs).
  */
 
@@ -22,7 +22,7 @@ export const CHEXPERT_14: readonly string[] = [
 ];
 
 /**
- * CXformer's CheXpert classes (spec §5.1). CXformer renames 'Pleural Effusion' to 'Effusion' (torchxrayvision's
+ * CXformer's CheXpert classes (docs/recipe.md §5.1). CXformer renames 'Pleural Effusion' to 'Effusion' (torchxrayvision's
  * name); the alphabetical order, and so the logit order, is the same under either name.
  */
 export const CHEXPERT_5: readonly string[] = ['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema', 'Pleural Effusion'];
@@ -45,7 +45,7 @@ export const NIH_14: readonly string[] = [
   'Hernia',
 ];
 
-/** The 8 ChestX-ray8 classes CXformer evaluates on NIH (spec §5.1). */
+/** The 8 ChestX-ray8 classes CXformer evaluates on NIH (docs/recipe.md §5.1). */
 export const NIH_8: readonly string[] = ['Atelectasis', 'Cardiomegaly', 'Effusion', 'Infiltration', 'Mass', 'Nodule', 'Pneumonia', 'Pneumothorax'];
 
 /**
@@ -84,7 +84,7 @@ export const VINDR_28: readonly string[] = [
   'No finding',
 ];
 
-/** CXformer's VinDr-CXR classes (spec §5.1, reported as macro AUPRC). */
+/** CXformer's VinDr-CXR classes (docs/recipe.md §5.1, reported as macro AUPRC). */
 export const VINDR_7: readonly string[] = [
   'Aortic enlargement',
   'Cardiomegaly',
@@ -98,5 +98,5 @@ export const VINDR_7: readonly string[] = [
 /** RSNA Pneumonia: one binary class (the adapter stores the patient-level `Target` under this name). */
 export const RSNA_1: readonly string[] = ['Pneumonia'];
 
-/** CheXmask structures, in the class-map order of spec §5.2 (1 left lung, 2 right lung, 3 heart; 0 background). */
+/** CheXmask structures, in the class-map order of docs/recipe.md §5.2 (1 left lung, 2 right lung, 3 heart; 0 background). */
 export const CHEXMASK_STRUCTURES: readonly string[] = ['Left Lung', 'Right Lung', 'Heart'];

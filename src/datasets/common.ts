@@ -97,7 +97,7 @@ export function parseBinaryCell(raw: string, where: DataErrorLocation): number |
 }
 
 /**
- * Majority vote over 0/1 votes (nulls do not vote): 1 when ones outnumber zeros, 0 otherwise (ties → 0, spec §5.1,
+ * Majority vote over 0/1 votes (nulls do not vote): 1 when ones outnumber zeros, 0 otherwise (ties → 0, docs/recipe.md §5.1,
  * as pandas `mode().iloc[0]` picks the smaller value); null when nobody voted.
  */
 export function majorityVote(votes: readonly (number | null)[]): number | null {

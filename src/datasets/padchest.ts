@@ -34,7 +34,7 @@ export interface PadchestOptions extends AdapterOptions {
 
 /**
  * ImageIDs listed in the CSV whose files are missing or unreadable in the public release, as excluded by
- * torchxrayvision's PC_Dataset (not independently verified). CXformer also removed corrupt files (spec §1, which
+ * torchxrayvision's PC_Dataset (not independently verified). CXformer also removed corrupt files (docs/recipe.md §1, which
  * ones is not recorded).
  */
 export const PADCHEST_MISSING_IMAGES: readonly string[] = [

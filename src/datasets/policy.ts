@@ -16,10 +16,10 @@
  *
  * Masked targets are 0, never NaN, so that `loss · mask` stays finite.
  *
- * `noFindingRule` (spec §5.1, torchxrayvision's CheX_Dataset): on rows with 'No Finding' = 1 every other class except
+ * `noFindingRule` (docs/recipe.md §5.1, torchxrayvision's CheX_Dataset): on rows with 'No Finding' = 1 every other class except
  * 'Support Devices' is set to 0 before the policy applies.
  *
- * CXformer's quirk (spec §5.1 and §7.8): its U-ONES turns −1 into NaN and then every NaN into 1, and blank cells are
+ * CXformer's quirk (docs/recipe.md §5.1 and §7.8): its U-ONES turns −1 into NaN and then every NaN into 1, and blank cells are
  * NaN too, so blanks become positive. `blank: 'uncertain'` reproduces that (`CXFORMER_U_ONES`); it is opt-in, the
  * defaults treat blanks as negatives (the CheXpert convention, field notes §D).
  */
@@ -41,7 +41,7 @@ export interface LabelPolicy {
   noFindingRule?: boolean;
 }
 
-/** CXformer's CheXpert training labels: No Finding rule, −1 → 1 and blank → 1 (spec §5.1, §7.8). */
+/** CXformer's CheXpert training labels: No Finding rule, −1 → 1 and blank → 1 (docs/recipe.md §5.1, §7.8). */
 export const CXFORMER_U_ONES: Readonly<LabelPolicy> = { uncertain: 'ones', blank: 'uncertain', noFindingRule: true };
 /** CXformer's U-ZEROS variant: No Finding rule, −1 → 0 and blank → 0. */
 export const CXFORMER_U_ZEROS: Readonly<LabelPolicy> = { uncertain: 'zeros', blank: 'uncertain', noFindingRule: true };

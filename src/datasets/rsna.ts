@@ -3,7 +3,7 @@
  *   stage_2_train_labels.csv   patientId, x, y, width, height, Target: one row per box for positive images (Target
  *                              1), a single row with blank box for negatives (Target 0)
  *   stage_2_train_images/<patientId>.dcm
- * One image per patientId. The patient-level label is the majority of the rows' Target (spec §5.1; ties → 0), stored
+ * One image per patientId. The patient-level label is the majority of the rows' Target (docs/recipe.md §5.1; ties → 0), stored
  * as 'Pneumonia'. The challenge's own test labels were not released with the images; a labels file in the same format
  * for the stage-2 test images (CXformer's `stage_2_test_labels.csv`, origin UNVERIFIED) is loaded as 'test' when
  * present. The training file gives 'train'; CXformer's TRAIN/VAL split is unofficial (use `assignSplits`).

@@ -9,7 +9,7 @@ export type Split = 'train' | 'valid' | 'test';
 /** All splits, in order. */
 export const SPLITS: readonly Split[] = ['train', 'valid', 'test'];
 
-/** Anatomical segmentation masks of one image (CheXmask, spec §5.2), still run-length encoded. */
+/** Anatomical segmentation masks of one image (CheXmask, docs/recipe.md §5.2), still run-length encoded. */
 export interface CxrMasks {
   /** Mask height in pixels (the original image height for CheXmask `OriginalResolution`). */
   height: number;
@@ -79,7 +79,7 @@ export interface AdapterOptions {
   checkFiles?: boolean | 'drop';
   /**
    * Replace each image path's extension (with the dot, e.g. '.jpg'), for datasets converted after download
-   * (CXformer converted every source to JPEG, spec §4 step 0). Ids are not changed.
+   * (CXformer converted every source to JPEG, docs/recipe.md §4 step 0). Ids are not changed.
    */
   imageExt?: string;
 }

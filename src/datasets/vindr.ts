@@ -5,7 +5,7 @@
  *   annotations/image_labels_test.csv   image_id and the labels: the consensus of 5 radiologists, one row per image
  *   train/<image_id>.dicom, test/<image_id>.dicom
  * Every column other than image_id and rad_id is taken as a label (the 28 of `VINDR_28`), so the adapter does not
- * depend on the exact label spelling. Readers are aggregated per image by majority vote, ties → 0 (spec §5.1; CXformer
+ * depend on the exact label spelling. Readers are aggregated per image by majority vote, ties → 0 (docs/recipe.md §5.1; CXformer
  * uses pandas mode(), whose first value is the smaller on a tie). The release is postero-anterior only, so every view
  * is 'PA'. VinDr has no patient id: each image is its own patient.
  *
@@ -14,7 +14,7 @@
  * the `.dicom` extension were not confirmed from the PhysioNet file listing; the label files are also looked for at
  * the root, and `imageExt` changes the extension.
  *
- * Note (spec §7.9): CXformer validates on the training file. Load `splits: ['train']` again for that; this adapter
+ * Note (docs/recipe.md §7.9): CXformer validates on the training file. Load `splits: ['train']` again for that; this adapter
  * does not duplicate records under 'valid' (ids would repeat).
  */
 import path from 'node:path';
@@ -44,7 +44,7 @@ export async function loadVindr(root: string, opts: VindrOptions = {}): Promise<
     ['test', opts.testCsv !== undefined ? [opts.testCsv] : ['annotations/image_labels_test.csv', 'image_labels_test.csv']],
   ];
   const wanted = new Set<Split>(opts.splits ?? ['train', 'test']);
-  for (const s of wanted) if (s === 'valid') throw new DataError("VinDr-CXR has no official 'valid' split (CXformer validates on 'train', spec §7.9)");
+  for (const s of wanted) if (s === 'valid') throw new DataError("VinDr-CXR has no official 'valid' split (CXformer validates on 'train', docs/recipe.md §7.9)");
   const records: CxrRecord[] = [];
   let loaded = 0;
   for (const [split, candidates] of files) {

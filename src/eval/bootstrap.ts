@@ -1,5 +1,5 @@
 /**
- * Seeded bootstrap confidence intervals for the multi-label classification metrics (spec §5.1: the CXformer card
+ * Seeded bootstrap confidence intervals for the multi-label classification metrics (docs/recipe.md §5.1: the CXformer card
  * reports "median [95 % CI]" over bootstrap resamples; its resampling code is not published, so this is our
  * convention, documented here).
  *

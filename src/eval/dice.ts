@@ -1,5 +1,5 @@
 /**
- * Segmentation metrics (spec §5.2).
+ * Segmentation metrics (docs/recipe.md §5.2).
  *
  * - Hard Dice from label maps (0 background, 1..K foreground structures; the CheXmask map is 1 left lung, 2 right lung,
  *   3 heart). Predictions are argmax label maps (`argmaxLabelMap`).
@@ -9,7 +9,7 @@
  *   - **Per image**: Dice of each image (empty union = 1), with the mean and the distribution (min, quartiles, median,
  *     max; numpy-linear percentiles).
  *   - **Merged structures**: a structure made of several classes (e.g. "lungs" = left ∪ right lung: P = pred ∈ {1, 2},
- *     G = truth ∈ {1, 2}), since how CXformer combined the lungs is UNVERIFIED (spec §5.2). Left/right confusions count
+ *     G = truth ∈ {1, 2}), since how CXformer combined the lungs is UNVERIFIED (docs/recipe.md §5.2). Left/right confusions count
  *     as errors for the separate lungs but not for the merged structure.
  * - Soft Dice and the training loss `ce_dice_loss` = 0.5·CE + 0.5·(1 − mean_{b,c} Dice_soft(b, c)), Dice_soft(b, c) =
  *   (2 Σ p·y + ε) / (Σ p + Σ y + ε), ε = 1e-6, over the pixels of image b, all classes including background; p = softmax
@@ -20,7 +20,7 @@ import { percentileSorted } from './stats.js';
 /** A flat label map (row-major H×W) of class indices. */
 export type LabelMap = Uint8Array | Int8Array | Uint16Array | Int16Array | Uint32Array | Int32Array | readonly number[];
 
-/** The CheXmask class names for classes 1..3 (spec §5.2). */
+/** The CheXmask class names for classes 1..3 (docs/recipe.md §5.2). */
 export const DICE_STRUCTURES: readonly string[] = ['left lung', 'right lung', 'heart'];
 
 export interface DiceOptions {

@@ -1,5 +1,5 @@
 /**
- * Classification metrics (spec §5.1), reproducing scikit-learn exactly.
+ * Classification metrics (docs/recipe.md §5.1), reproducing scikit-learn exactly.
  *
  * Conventions (scikit-learn's `sklearn/metrics/_ranking.py`):
  * - `_binary_clf_curve`: samples sorted by decreasing score; one curve point per **distinct** score (the last index of

@@ -1,5 +1,5 @@
 /**
- * The classification fine-tuning train transform of spec §5.1, as crop plans for the native augmentation executor
+ * The classification fine-tuning train transform of docs/recipe.md §5.1, as crop plans for the native augmentation executor
  * (crates/core/src/augment.rs), which applies them on the training device. After decoding to 8-bit gray (PIL "L")
  * and the optional histogram equalisation (src/train/images.ts):
  *   RandomResizedCrop(S, scale (0.08, 1), ratio (3/4, 4/3), bicubic) → RandomHorizontalFlip(0.5) →
@@ -13,7 +13,7 @@ import { AUGMENT, colorJitterParams, randomAffineParams, randomResizedCrop, type
 import { pyRound } from '../augment/pymath.js';
 import { PURPOSE, rngFor, type Rng } from '../augment/rng.js';
 
-/** spec §5.1 train-transform constants. */
+/** docs/recipe.md §5.1 train-transform constants. */
 export const FINETUNE_AUGMENT = {
   scale: [0.08, 1.0] as [number, number],
   flip: 0.5,

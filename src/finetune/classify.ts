@@ -1,5 +1,5 @@
 /**
- * Classification on a frozen backbone (linear probe; spec §5.1 and the DINOv2 linear protocol): features are
+ * Classification on a frozen backbone (linear probe; docs/recipe.md §5.1 and the DINOv2 linear protocol): features are
  * computed once (src/finetune/features.ts), a head is trained natively (src/finetune/probe.ts) on the train
  * split with the validation split monitored, and the test split (or validation when there is none) is
  * evaluated with per-class and macro AUROC/AUPRC, bootstrap CIs, curves and predictions (src/eval).
@@ -23,6 +23,7 @@ import { call, CxformerError } from '../native/load.js';
 import { extractFeatures, type FeatureOptions } from './features.js';
 import { annotateReport, checkLabelType, multiclassAccuracy, nativeTargets, type LabelType } from './labels.js';
 import { fitLinearProbe, predictProbe, type ProbeConfig, type ProbeHead } from './probe.js';
+import { CLASSIFICATION } from '../config/downstream.js';
 
 export interface BackboneChoice {
   weights?: string;
@@ -223,19 +224,34 @@ async function probeRanked(o: LinearProbeOptions, env: DistEnv, device: string, 
     targets: { data: tTrain.targets, shape: [train.records.length, C] },
     mask: tTrain.mask,
     ...(fValid && tValid ? { val: { features: fValid, targets: { data: tValid.targets, shape: [valid.records.length, C] }, mask: tValid.mask } } : {}),
-    // Keep the epoch with the best validation macro AUROC (spec §5.1: best model by val macro_auroc).
-    config: { ...(fValid ? { selectBest: 'valAuroc' as const } : {}), ...o.probe, task: labelType },
+    // Keep the epoch with the best validation macro AUROC (docs/recipe.md §5.1: best model by val macro_auroc).
+    // Every field is sent: what the caller left out comes from configs/downstream/defaults.json.
+    config: {
+      epochs: CLASSIFICATION.epochs,
+      lr: CLASSIFICATION.lr,
+      batchSize: CLASSIFICATION.headBatchSize,
+      weightDecay: CLASSIFICATION.weightDecay,
+      warmupEpochs: CLASSIFICATION.warmupEpochs,
+      schedule: CLASSIFICATION.schedule,
+      seed: CLASSIFICATION.seed,
+      clipGrad: CLASSIFICATION.clipGrad,
+      patience: CLASSIFICATION.patience,
+      hidden: [...CLASSIFICATION.hidden],
+      selectBest: fValid ? ('valAuroc' as const) : ('last' as const),
+      ...o.probe,
+      task: labelType,
+    },
     device,
   });
   log(`head: ${fit.history.length} epochs, kept epoch ${fit.bestEpoch ?? 'last'}${fValid ? ' (best validation macro AUROC)' : ''}`);
   await writeFile(path.join(o.out, 'history.jsonl'), fit.history.map((h) => JSON.stringify(h)).join('\n') + '\n');
   await saveHead(path.join(o.out, 'head.safetensors'), fit.head, {
     classes: JSON.stringify(o.classes),
-    feature_options: JSON.stringify({ clsLayers: fo.clsLayers ?? 4, avgpool: fo.avgpool ?? true }),
+    feature_options: JSON.stringify({ clsLayers: fo.clsLayers ?? CLASSIFICATION.clsLayers, avgpool: fo.avgpool ?? CLASSIFICATION.avgpool }),
     backbone: model.resolved.weights?.file ?? `random:${o.backbone.arch}`,
     best_epoch: String(fit.bestEpoch ?? ''),
   });
-  const rep = await report(path.join(o.out, 'eval'), fit.head, fHeld, held, o.classes, o.bootstrap ?? 1000, `Linear probe (${held === test ? 'test' : 'valid'} split)`);
+  const rep = await report(path.join(o.out, 'eval'), fit.head, fHeld, held, o.classes, o.bootstrap ?? CLASSIFICATION.bootstrap, `Linear probe (${held === test ? 'test' : 'valid'} split)`);
   return { ...rep, history: fit.history, rank: env.rank, worldSize: env.worldSize };
 }
 
@@ -257,5 +273,5 @@ export async function evaluateHead(o: {
   if (!l.records.length) throw new CxformerError('CXF_INPUT', 'evaluate: the dataset selection is empty');
   const model = await loadBackbone(o.backbone);
   const f = await extractFeatures(model, l.records.map((r) => r.path), { ...h.features, ...(o.preprocess ? { preprocess: o.preprocess } : {}) });
-  return report(o.out, h.head, f, l, h.classes, o.bootstrap ?? 1000, o.title ?? 'Evaluation');
+  return report(o.out, h.head, f, l, h.classes, o.bootstrap ?? CLASSIFICATION.bootstrap, o.title ?? 'Evaluation');
 }

@@ -1,12 +1,13 @@
 /**
- * Frozen-backbone features for classification heads, as the DINOv2 linear protocol means them (spec §3.11,
+ * Frozen-backbone features for classification heads, as the DINOv2 linear protocol means them (docs/recipe.md §3.11,
  * §5.1): concat[CLS token of each of the last `clsLayers` blocks after the final norm] (+ the mean of the last
  * block's patch tokens after the final norm, registers excluded, with `avgpool`). Dimension (n + avgpool)·D.
- * CXformer's code takes the first patch token instead of the CLS (spec §7.7): not reproduced.
+ * CXformer's code takes the first patch token instead of the CLS (docs/recipe.md §7.7): not reproduced.
  */
 import type { Backbone } from '../backbone.js';
 import { resolvePreprocessOptions, type PreprocessOptions } from '../image/options.js';
 import { preprocessBatch } from '../image/preprocess.js';
+import { CLASSIFICATION } from '../config/downstream.js';
 
 export interface FeatureOptions {
   /** CLS tokens of the last n blocks. @default 4 */
@@ -23,20 +24,20 @@ export interface FeatureOptions {
 
 /** Feature width for a backbone of width `d`. */
 export function featureDim(d: number, o: FeatureOptions = {}): number {
-  return ((o.clsLayers ?? 4) + ((o.avgpool ?? true) ? 1 : 0)) * d;
+  return ((o.clsLayers ?? CLASSIFICATION.clsLayers) + ((o.avgpool ?? CLASSIFICATION.avgpool) ? 1 : 0)) * d;
 }
 
 /** Features of the images at `paths`, row-major (N, F). */
 export async function extractFeatures(model: Backbone, paths: readonly string[], o: FeatureOptions = {}): Promise<{ data: Float32Array; shape: [number, number] }> {
-  const n = o.clsLayers ?? 4;
-  const avg = o.avgpool ?? true;
+  const n = o.clsLayers ?? CLASSIFICATION.clsLayers;
+  const avg = o.avgpool ?? CLASSIFICATION.avgpool;
   if (!(Number.isInteger(n) && n >= 1 && n <= model.config.depth)) {
     throw new RangeError(`clsLayers must be an integer in 1..${model.config.depth} (the model's depth), got ${n}`);
   }
   const D = model.config.embed_dim;
   const R = model.config.num_register_tokens;
   const F = featureDim(D, o);
-  const B = o.batchSize ?? 8;
+  const B = o.batchSize ?? CLASSIFICATION.batchSize;
   const pre = resolvePreprocessOptions({ ...model.preprocess, ...o.preprocess });
   const out = new Float32Array(paths.length * F);
   const layers = Array.from({ length: n }, (_, k) => k - n); // -n … -1

@@ -1,5 +1,5 @@
 /**
- * Full fine-tuning of the backbone for classification (spec §5.1 with the backbone actually trained; §7.7): the
+ * Full fine-tuning of the backbone for classification (docs/recipe.md §5.1 with the backbone actually trained; §7.7): the
  * native fine-tuner (crates/core/src/finetune.rs) holds backbone + head (the linear mode's feature layout and head)
  * and AdamW with separate head / backbone learning rates and layer-wise decay; TypeScript owns the data, the epoch
  * order, the §5.1 train augmentations (src/finetune/augment.ts, executed natively), validation, model selection,
@@ -34,6 +34,7 @@ import path from 'node:path';
 import { rngFor } from '../augment/rng.js';
 import { threadCount, toHfPreprocessorConfig, writeJsonAtomic } from '../backbone.js';
 import { writeFileAtomic } from '../data/fsutil.js';
+import { CLASSIFICATION } from '../config/downstream.js';
 import type { DatasetSpec, LabelPolicy } from '../datasets/index.js';
 import { multiLabelAveragePrecision, multiLabelRocAuc } from '../eval/metrics.js';
 import type { EvaluationReport } from '../eval/report.js';
@@ -42,6 +43,7 @@ import { preprocessBatch, type PreprocessedBatch } from '../image/preprocess.js'
 import { describeDistEnv, rankThreads, type DistEnv } from '../distributed/env.js';
 import { agreeStop, allOrNothing, broadcastInt, type DistSettings, type ProcessGroup, withProcessGroup } from '../distributed/group.js';
 import { share } from '../distributed/shard.js';
+import { withRunFolder, type RunFolder } from '../run/folder.js';
 import { ConfigError, INTERP_HF_SIZE, INTERP_REGISTERS_AA, toHfConfig } from '../model/config.js';
 import { resolveModel } from '../model/weights.js';
 import type { NativeFinetuner } from '../native/binding/binding.js';
@@ -51,7 +53,7 @@ import { FINETUNE_AUGMENTS, planFinetuneBatch, type FinetuneAugment } from './au
 import { evaluateHead, labelled, reportLabels, subset, type BackboneChoice, type Labelled } from './classify.js';
 import { checkLabelType, multiclassAccuracy, nativeTargets, type LabelType } from './labels.js';
 
-/** Training settings of the full mode (omitted = default; defaults: spec §5.1 with the backbone trained). */
+/** Training settings of the full mode (omitted = default; defaults: docs/recipe.md §5.1 with the backbone trained). */
 export interface FullTrainConfig {
   /** @default 100 */
   epochs?: number;
@@ -83,7 +85,7 @@ export interface FullTrainConfig {
   posWeight?: number[] | null;
   /** Stochastic depth rate of the backbone during fine-tuning. @default the model's (0 for released weights) */
   dropPath?: number;
-  /** Area range of the train RandomResizedCrop (spec §5.1: [0.08, 1]). @default [0.08, 1] */
+  /** Area range of the train RandomResizedCrop (docs/recipe.md §5.1: [0.08, 1]). @default [0.08, 1] */
   cropScale?: [number, number];
   /** Train transform: §5.1 ('spec'), without its RandomAffine ('light'), or none (src/finetune/augment.ts). @default 'spec' */
   augment?: FinetuneAugment;
@@ -182,35 +184,39 @@ interface Progress {
 
 const STATE = 'state.safetensors';
 
-function resolvedTrain(t: FullTrainConfig, device: string): Required<Omit<FullTrainConfig, 'dropPath'>> & { dropPath: number | null } {
+type ResolvedTrain = Required<Omit<FullTrainConfig, 'dropPath'>> & { dropPath: number | null };
+
+function resolvedTrain(t: FullTrainConfig, device: string): ResolvedTrain {
+  // The defaults: configs/downstream/defaults.json (the CLI declares none of its own).
+  const d = CLASSIFICATION;
   return {
-    epochs: t.epochs ?? 100,
-    batchSize: t.batchSize ?? 10,
-    headLr: t.headLr ?? 5e-5,
-    backboneLr: t.backboneLr ?? 5e-7,
-    layerwiseDecay: t.layerwiseDecay ?? 1,
-    patchEmbedLrMult: t.patchEmbedLrMult ?? 1,
-    weightDecay: t.weightDecay ?? 0,
-    warmupEpochs: t.warmupEpochs ?? 0,
-    schedule: t.schedule ?? 'constant',
-    clipGrad: t.clipGrad ?? 1,
+    epochs: t.epochs ?? d.epochs,
+    batchSize: t.batchSize ?? d.headBatchSize,
+    headLr: t.headLr ?? d.lr,
+    backboneLr: t.backboneLr ?? d.backboneLr,
+    layerwiseDecay: t.layerwiseDecay ?? d.layerwiseDecay,
+    patchEmbedLrMult: t.patchEmbedLrMult ?? d.patchEmbedLrMult,
+    weightDecay: t.weightDecay ?? d.weightDecay,
+    warmupEpochs: t.warmupEpochs ?? d.warmupEpochs,
+    schedule: t.schedule ?? d.schedule,
+    clipGrad: t.clipGrad ?? d.clipGrad,
     precision: t.precision ?? (device.startsWith('cuda') ? 'bf16' : 'f32'),
-    seed: t.seed ?? 7479,
-    hidden: t.hidden ?? [],
-    posWeight: t.posWeight ?? null,
+    seed: t.seed ?? d.seed,
+    hidden: t.hidden ?? [...d.hidden],
+    posWeight: t.posWeight ?? d.posWeight,
     dropPath: t.dropPath ?? null,
-    cropScale: t.cropScale ?? [0.08, 1],
-    augment: t.augment ?? 'spec',
-    selectBest: t.selectBest ?? 'valAuroc',
-    patience: t.patience ?? 0,
-    evalBatchSize: t.evalBatchSize ?? 8,
-    checkpointSteps: t.checkpointSteps ?? 0,
+    cropScale: t.cropScale ?? [...d.cropScale],
+    augment: t.augment ?? d.augment,
+    selectBest: t.selectBest ?? d.selectBest,
+    patience: t.patience ?? d.patience,
+    evalBatchSize: t.evalBatchSize ?? d.batchSize,
+    checkpointSteps: t.checkpointSteps ?? d.checkpointSteps,
   };
 }
 
 const SELECT = ['valAuroc', 'valAuprc', 'valLoss', 'last'] as const;
 
-function checkTrain(t: ReturnType<typeof resolvedTrain>): void {
+function checkTrain(t: ResolvedTrain): void {
   const int = (name: string, v: number, min: number) => {
     if (!(Number.isInteger(v) && v >= min)) throw new CxformerError('CXF_ARG', `${name} must be an integer ≥ ${min}, got ${v}`);
   };
@@ -228,7 +234,7 @@ function checkTrain(t: ReturnType<typeof resolvedTrain>): void {
   }
   const [lo, hi] = t.cropScale;
   if (!(t.cropScale.length === 2 && lo > 0 && lo <= hi && hi <= 1)) {
-    throw new CxformerError('CXF_ARG', `crop scale must be two numbers 0 < min ≤ max ≤ 1 (spec §5.1: 0.08,1), got ${t.cropScale.join(',')}`);
+    throw new CxformerError('CXF_ARG', `crop scale must be two numbers 0 < min ≤ max ≤ 1 (docs/recipe.md §5.1: 0.08,1), got ${t.cropScale.join(',')}`);
   }
 }
 
@@ -320,10 +326,25 @@ function valMetrics(probs: Float32Array, l: Labelled, C: number, labelType: Labe
  * Started as several ranks (torchrun / Slurm / cxformer launch variables), it trains data parallel (see the top).
  */
 export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetuneResult> {
-  return withProcessGroup(o.dist, o.backbone.device ?? 'cpu', (env, device, pg) => finetuneRanked(o, env, device, pg));
+  // Bad settings are refused before the run folder is touched.
+  const t = resolvedTrain(o.train ?? {}, o.backbone.device ?? 'cpu');
+  checkTrain(t);
+  const emit = o.onEvent ?? (() => undefined);
+  return withProcessGroup(o.dist, o.backbone.device ?? 'cpu', (env, device, pg) => {
+    // The run folder (src/run/folder.ts): rank 0 holds its lock, train.log gets every rank's error.
+    const folder = { dir: path.resolve(o.out), rank: env.rank, pg, command: 'cxformer finetune --mode full', report: (message: string) => emit({ kind: 'log', message }) };
+    return withRunFolder(folder, (run) => finetuneRanked(o, t, env, device, pg, run.log));
+  });
 }
 
-async function finetuneRanked(o: FullFinetuneOptions, env: DistEnv, device: string, pg: ProcessGroup | null): Promise<FullFinetuneResult> {
+async function finetuneRanked(
+  o: FullFinetuneOptions,
+  t: ResolvedTrain,
+  env: DistEnv,
+  device: string,
+  pg: ProcessGroup | null,
+  log: RunFolder['log'],
+): Promise<FullFinetuneResult> {
   const emit = o.onEvent ?? (() => undefined);
   const { rank, worldSize: world } = env;
   const lead = rank === 0;
@@ -333,19 +354,12 @@ async function finetuneRanked(o: FullFinetuneOptions, env: DistEnv, device: stri
   const bestModel = path.join(bestDir, 'model');
   const bestHead = path.join(bestDir, 'head.safetensors');
   const statePath = path.join(ckDir, STATE);
-  /** Rank 0 writes train.log and reports; the other ranks report only their own problems (`everyRank`). */
-  const log = async (msg: string, everyRank = false) => {
-    if (lead) await appendFile(path.join(out, 'train.log'), `${new Date().toISOString()} ${msg}\n`);
-    if (lead || everyRank) emit({ kind: 'log', message: lead ? msg : `rank ${rank}: ${msg}` });
-  };
 
   // ---- settings ----
-  const t = resolvedTrain(o.train ?? {}, o.backbone.device ?? 'cpu');
-  checkTrain(t);
   const C = o.classes.length;
   const labelType = checkLabelType(o.labelType ?? 'multilabel', o.classes);
-  const clsLayers = o.features?.clsLayers ?? 4;
-  const avgpool = o.features?.avgpool ?? true;
+  const clsLayers = o.features?.clsLayers ?? CLASSIFICATION.clsLayers;
+  const avgpool = o.features?.avgpool ?? CLASSIFICATION.avgpool;
   const resolved = await resolveModel({ weights: o.backbone.weights, arch: o.backbone.arch, overrides: o.backbone.overrides ?? [] });
   // The position-embedding interpolation of the exported HF family (with registers: antialiased bicubic to the
   // size; without: bicubic to the size), so `cxformer evaluate` on best/model computes what was trained. It differs
@@ -675,7 +689,7 @@ async function finetuneRanked(o: FullFinetuneOptions, env: DistEnv, device: stri
     dataset: { ...o.dataset, split: heldSplit } as DatasetSpec,
     ...(o.policy ? { policy: o.policy } : {}),
     out: path.join(out, 'eval'),
-    bootstrap: o.bootstrap ?? 1000,
+    bootstrap: o.bootstrap ?? CLASSIFICATION.bootstrap,
     preprocess: pre,
     title: `Full fine-tuning (${heldSplit} split)`,
   });

@@ -1,5 +1,5 @@
 /**
- * Linear-probe head training (spec §5.1, §3.11 last sentence, §7.7) on precomputed, frozen-backbone features.
+ * Linear-probe head training (docs/recipe.md §5.1, §3.11 last sentence, §7.7) on precomputed, frozen-backbone features.
  *
  * The conventions live in the Rust core (crates/core/src/probe.rs):
  * - features are used exactly as given: nothing is standardised (do it yourself with training-split statistics);
@@ -10,7 +10,7 @@
  * - linear head init N(0, 0.01²) / 0; MLP hidden layers (GELU) use PyTorch's nn.Linear default init;
  * - AdamW (no decay on biases), per-step lr: DINOv2 warm-up linspace(0, lr, W) then cosine to 0 or constant;
  * - deterministic for a seed (initial weights and epoch permutations from a seeded SplitMix64).
- * Defaults follow the shipped recipe of spec §5.1: lr 5e-5, wd 0, batch 10, constant lr, clip 1.0, seed 7479,
+ * Defaults follow the shipped recipe of docs/recipe.md §5.1: lr 5e-5, wd 0, batch 10, constant lr, clip 1.0, seed 7479,
  * 100 epochs.
  */
 import { call, callSync, CxformerError, native, type NamedTensor } from '../native/load.js';

@@ -1,5 +1,5 @@
 /**
- * Image decoding and the CXformer evaluation preprocessing (spec §2.8). Pure TypeScript except decoding (sharp).
+ * Image decoding and the CXformer evaluation preprocessing (docs/recipe.md §2.8). Pure TypeScript except decoding (sharp).
  */
 export { ImageError } from './errors.js';
 export { decodeImage, type DecodedImage } from './decode.js';

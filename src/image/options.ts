@@ -1,5 +1,5 @@
 /**
- * Preprocessing options: the CXformer evaluation transform by default (spec §2.8), validated in one place.
+ * Preprocessing options: the CXformer evaluation transform by default (docs/recipe.md §2.8), validated in one place.
  */
 import { ImageError } from './errors.js';
 import type { CenterCropRounding, ResampleFilter } from './resize.js';

@@ -1,5 +1,5 @@
 /**
- * The CXformer evaluation preprocessing (spec §2.8), from a file to a normalised CHW float tensor:
+ * The CXformer evaluation preprocessing (docs/recipe.md §2.8), from a file to a normalised CHW float tensor:
  *
  *   decode → gray (PIL "L") → 8-bit → equalise (OpenCV) → resize shorter side (PIL bicubic, 8-bit)
  *     → center crop (torchvision) → replicate to 3 channels → ·rescale (1/255) → (x − mean_c) / std_c

@@ -1,11 +1,11 @@
 /**
- * Backbone architecture (spec §2): the TypeScript mirror of crates/core `VitConfig` (same snake_case JSON),
+ * Backbone architecture (docs/recipe.md §2): the TypeScript mirror of crates/core `VitConfig` (same snake_case JSON),
  * presets, the Hugging Face config.json mapping, inference from tensor shapes and dotted overrides.
  * Pure TypeScript: `info` and argument checks use it without loading LibTorch.
  */
 export type FfnKind = 'mlp' | 'swiglu';
 
-/** Position-embedding interpolation rule (spec §2.3); see crates/core/src/config.rs `PosInterp`. */
+/** Position-embedding interpolation rule (docs/recipe.md §2.3); see crates/core/src/config.rs `PosInterp`. */
 export interface PosInterp {
   /** > 0: original DINOv2 scale-factor rule with this offset (0.1); 0: explicit target size. */
   offset: number;

@@ -1,6 +1,6 @@
 /**
  * Finding weights and their architecture without LibTorch: a folder (HF layout: config.json,
- * model.safetensors, preprocessor_config.json) or a .safetensors file; key-layout detection (spec §2.7) and
+ * model.safetensors, preprocessor_config.json) or a .safetensors file; key-layout detection (docs/recipe.md §2.7) and
  * architecture inference from tensor shapes, for `info` and to build the model `embed` loads into.
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * Joint augmentation of a gray image and its class map (spec §5.2's train transform, on 8-bit planes at the model
+ * Joint augmentation of a gray image and its class map (docs/recipe.md §5.2's train transform, on 8-bit planes at the model
  * input size), then normalisation to the model's 3-channel float input.
  *
  * Per sample, from a seeded stream (mulberry32), in this order:

@@ -1,5 +1,5 @@
 /**
- * Segmentation data (spec §5.2): records with CheXmask masks, decoded into class maps and brought to the model's
+ * Segmentation data (docs/recipe.md §5.2): records with CheXmask masks, decoded into class maps and brought to the model's
  * input size together with their image.
  *
  * - **Records.** Any dataset of src/datasets (its records give the image path, patient and split) joined to a
@@ -7,7 +7,7 @@
  *   a CSV manifest, any CheXmask-style table keyed by the manifest's path cell (source `csv`, e.g. the phantom
  *   dataset's `masks.csv` from `cxformer synth`). Rows with a missing structure are dropped.
  * - **Class map** ({@link classMap}): 0 background, 1 left lung, 2 right lung, 3 heart, painted in that order so
- *   that later classes overwrite earlier ones (spec §5.2). "Left" is the patient's left, on the image right of a PA
+ *   that later classes overwrite earlier ones (docs/recipe.md §5.2). "Left" is the patient's left, on the image right of a PA
  *   view (CheXmask's and the phantom's convention).
  * - **Geometry.** The image goes through the evaluation preprocessing of src/image (gray, optional histogram
  *   equalisation, shorter-side resize with PIL bicubic, centre crop); the class map follows with **nearest**
@@ -25,7 +25,7 @@ import { grayPlane8 } from '../image/gray.js';
 import { resolvePreprocessOptions, type PreprocessOptions } from '../image/options.js';
 import { centerCropOffsets, resizePlane, shorterSideSize } from '../image/resize.js';
 
-/** CheXmask structure columns in class order 1..3 (spec §5.2). */
+/** CheXmask structure columns in class order 1..3 (docs/recipe.md §5.2). */
 export const SEG_STRUCTURES = ['Left Lung', 'Right Lung', 'Heart'] as const;
 /** Class names 1..3 as reported. */
 export const SEG_CLASS_NAMES = ['left lung', 'right lung', 'heart'] as const;
@@ -74,7 +74,7 @@ export async function loadSegRecords(spec: DatasetSpec, masks: MaskSource): Prom
   return { all, train: by('train'), valid: by('valid'), test: by('test') };
 }
 
-/** Decodes a record's RLE masks into the class map (H×W, row-major) of spec §5.2. */
+/** Decodes a record's RLE masks into the class map (H×W, row-major) of docs/recipe.md §5.2. */
 export function classMap(masks: NonNullable<CxrRecord['masks']>, what = 'mask'): Uint8Array {
   const { height: h, width: w } = masks;
   const out = new Uint8Array(h * w);

@@ -1,5 +1,5 @@
 /**
- * Segmentation evaluation (spec §5.2): argmax predictions, Dice per structure **pooled over the whole set** (the
+ * Segmentation evaluation (docs/recipe.md §5.2): argmax predictions, Dice per structure **pooled over the whole set** (the
  * reference "global Dice") and per image (mean and distribution), a combined "lungs" structure (left ∪ right, see
  * src/eval/dice.ts), `dice_avg` = mean pooled Dice of the three classes, seeded bootstrap confidence intervals, and
  * the predictions as files.
@@ -237,7 +237,7 @@ export async function evaluateSamples(model: Segmenter, samples: readonly SegSam
     pixels: Object.fromEntries(rep.structures.map((s) => [s.name, { intersection: s.intersection, predicted: s.predPixels, truth: s.truePixels }])),
     bootstrap: boot,
     conventions:
-      'argmax predictions at the model input size; pooled Dice = 2·Σ|P∩G| / Σ(|P|+|G|) over all pixels of the set (1 when both are empty); per-image Dice with empty union = 1; lungs = left ∪ right lung; dice_avg = mean pooled Dice of left lung, right lung, heart (spec §5.2)',
+      'argmax predictions at the model input size; pooled Dice = 2·Σ|P∩G| / Σ(|P|+|G|) over all pixels of the set (1 when both are empty); per-image Dice with empty union = 1; lungs = left ∪ right lung; dice_avg = mean pooled Dice of left lung, right lung, heart (docs/recipe.md §5.2)',
   };
   const files: SegEvaluation['files'] = { metrics: path.join(o.out, 'metrics.json'), perImage: path.join(o.out, 'per_image.csv'), report: path.join(o.out, 'report.md'), distribution: path.join(o.out, 'dice_per_image.svg'), overlays: [] };
   await writeFileAtomic(files.metrics, `${JSON.stringify(metrics, null, 2)}\n`);

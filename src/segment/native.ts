@@ -24,7 +24,7 @@ export interface SegConfig {
   stages?: number;
   /** Train the backbone too. @default false */
   unfreeze?: boolean;
-  /** Head lr (spec §5.2: 5e-3). @default 5e-3 */
+  /** Head lr (docs/recipe.md §5.2: 5e-3). @default 5e-3 */
   lr?: number;
   /** Backbone lr with `unfreeze`. @default 1e-5 */
   backboneLr?: number;

@@ -1,12 +1,12 @@
 /**
  * `cxformer finetune --task segmentation`: trains a segmentation head on a (frozen by default) backbone, keeps the
- * epoch with the best validation `dice_avg` (spec §5.2) and evaluates it on the test split (the validation split
+ * epoch with the best validation `dice_avg` (docs/recipe.md §5.2) and evaluates it on the test split (the validation split
  * when there is no test split).
  *
  * Loop: every epoch visits the training images in a seeded permutation (mulberry32(hashSeed(seed, epoch))); each
  * image is augmented from its own stream (hashSeed(seed, epoch, index)) with src/segment/augment.ts; one native step
  * per batch (loss 0.5·CE + 0.5·(1 − soft Dice), AdamW, clipping) at the lr of the schedule: optional linear warm-up,
- * then cosine to 0 per optimizer step (HF `get_cosine_schedule_with_warmup`; spec §5.2: no warm-up). The backbone
+ * then cosine to 0 per optimizer step (HF `get_cosine_schedule_with_warmup`; docs/recipe.md §5.2: no warm-up). The backbone
  * features are recomputed at every step (the augmentations differ), under no_grad when frozen.
  *
  * Output folder:
@@ -33,7 +33,7 @@
  * rank loads `last.safetensors` to resume, then takes rank 0's state.
  */
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { DatasetSpec } from '../datasets/index.js';
 import { threadCount } from '../backbone.js';
@@ -42,6 +42,7 @@ import { hashSeed, mulberry32, shuffleInPlace } from '../data/random.js';
 import { describeDistEnv, rankThreads, type DistEnv } from '../distributed/env.js';
 import { agreeStop, allOrNothing, broadcastInt, type DistSettings, type ProcessGroup, withProcessGroup } from '../distributed/group.js';
 import { share } from '../distributed/shard.js';
+import { diffKeys, keepJsonl, withRunFolder, type RunFolder } from '../run/folder.js';
 import { resolvePreprocessOptions, type PreprocessOptions } from '../image/options.js';
 import { resolveModel } from '../model/weights.js';
 import type { BackboneChoice } from '../finetune/classify.js';
@@ -50,6 +51,7 @@ import { augmentPair, normalizeBatch, type SegAugmentOptions } from './augment.j
 import { loadSamples, loadSegRecords, SEG_NUM_CLASSES, type MaskSource, type SegSample } from './data.js';
 import { diceReport, evaluateSamples, predictSamples, type SegEvaluation } from './evaluate.js';
 import { Segmenter, type SegConfig, type SegStepRecord } from './native.js';
+import { SEGMENTATION } from '../config/downstream.js';
 
 /** The encoder of a segmentation run: the same choice as classification's (weights, or a seeded random preset). */
 export type SegBackboneChoice = BackboneChoice;
@@ -60,11 +62,11 @@ export interface SegTrainOptions {
   masks: MaskSource;
   /** Preprocessing over the weights' own (default the CXformer 518 px transform). */
   preprocess?: Partial<PreprocessOptions>;
-  /** Head and optimiser (spec §5.2 defaults: linear head, lr 5e-3, wd 1e-4, frozen backbone). */
+  /** Head and optimiser (docs/recipe.md §5.2 defaults: linear head, lr 5e-3, wd 1e-4, frozen backbone). */
   seg?: SegConfig;
   /** @default 5 */
   epochs?: number;
-  /** Images per optimizer step (per rank in a data-parallel run: the global batch is batchSize × ranks). @default 64 (spec §5.2) */
+  /** Images per optimizer step (per rank in a data-parallel run: the global batch is batchSize × ranks). @default 64 (docs/recipe.md §5.2) */
   batchSize?: number;
   /** Linear warm-up epochs before the cosine. @default 0 */
   warmupEpochs?: number;
@@ -155,11 +157,11 @@ function runSettings(o: SegTrainOptions, backbone: { config: unknown; weights: s
     masks: o.masks,
     preprocess: pre,
     seg,
-    epochs: o.epochs ?? 5,
-    batchSize: o.batchSize ?? 64,
-    warmupEpochs: o.warmupEpochs ?? 0,
+    epochs: o.epochs ?? SEGMENTATION.epochs,
+    batchSize: o.batchSize ?? SEGMENTATION.batchSize,
+    warmupEpochs: o.warmupEpochs ?? SEGMENTATION.warmupEpochs,
     augment: o.augment ?? {},
-    seed: o.seed ?? 0,
+    seed: o.seed ?? SEGMENTATION.seed,
     maxTrain: o.maxTrain ?? null,
     backbone: { weights: backbone.weights, config: backbone.config, seed: o.backbone.seed ?? 0 },
     // The global batch is batchSize × ranks: another number of ranks is another run (unless force).
@@ -189,23 +191,23 @@ async function loadData(o: SegTrainOptions, pre: PreprocessOptions, patch: numbe
   return { recs, train, valid, held, W, H };
 }
 
-function diffKeys(a: Record<string, unknown>, b: Record<string, unknown>): string[] {
-  return [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
-}
-
 /**
  * Trains (or resumes) and evaluates a segmentation head. Started as several ranks (torchrun / Slurm / cxformer launch
  * variables), it trains data parallel (see the top); only rank 0's result carries the evaluation.
  */
 export async function trainSegmentation(o: SegTrainOptions): Promise<SegTrainResult> {
   checkOptions(o);
-  return withProcessGroup(o.dist, o.backbone.device ?? 'cpu', (env, device, pg) => trainRanked(o, env, device, pg));
+  return withProcessGroup(o.dist, o.backbone.device ?? 'cpu', (env, device, pg) => {
+    // The run folder (src/run/folder.ts): rank 0 holds its lock, writes train.log, which also gets every rank's error.
+    const folder = { dir: path.resolve(o.out), rank: env.rank, pg, command: 'cxformer finetune --task segmentation', report: o.log ?? (() => undefined) };
+    return withRunFolder(folder, (run) => trainRanked(o, env, device, pg, run));
+  });
 }
 
 function checkOptions(o: SegTrainOptions): void {
-  const epochs = o.epochs ?? 5;
-  const B = o.batchSize ?? 64;
-  for (const [k, v, min] of [['epochs', epochs, 1], ['batchSize', B, 1], ['warmupEpochs', o.warmupEpochs ?? 0, 0]] as const) {
+  const epochs = o.epochs ?? SEGMENTATION.epochs;
+  const B = o.batchSize ?? SEGMENTATION.batchSize;
+  for (const [k, v, min] of [['epochs', epochs, 1], ['batchSize', B, 1], ['warmupEpochs', o.warmupEpochs ?? SEGMENTATION.warmupEpochs, 0]] as const) {
     if (!(Number.isInteger(v) && v >= min)) throw new CxformerError('CXF_ARG', `segmentation: ${k} must be an integer ≥ ${min}, got ${v}`);
   }
   for (const [k, v] of Object.entries({ hflipP: o.augment?.hflipP, affineP: o.augment?.affineP, jitterP: o.augment?.jitterP })) {
@@ -250,17 +252,16 @@ async function predictAll(model: Segmenter, samples: readonly SegSample[], batch
   });
 }
 
-async function trainRanked(o: SegTrainOptions, env: DistEnv, device: string, pg: ProcessGroup | null): Promise<SegTrainResult> {
+async function trainRanked(o: SegTrainOptions, env: DistEnv, device: string, pg: ProcessGroup | null, run: RunFolder): Promise<SegTrainResult> {
   const { rank, worldSize: world } = env;
   const lead = rank === 0;
-  // Rank 0 reports; the other ranks report only their errors (thrown).
-  const log = lead ? (o.log ?? (() => undefined)) : () => undefined;
+  // Rank 0 logs (train.log and o.log); the other ranks report only their errors (thrown).
+  const log = (m: string) => void run.log(m);
   const prog = lead ? (o.progress ?? (() => undefined)) : () => undefined;
-  const epochs = o.epochs ?? 5;
-  const B = o.batchSize ?? 64;
-  const seed = o.seed ?? 0;
+  const epochs = o.epochs ?? SEGMENTATION.epochs;
+  const B = o.batchSize ?? SEGMENTATION.batchSize;
+  const seed = o.seed ?? SEGMENTATION.seed;
   const out = path.resolve(o.out);
-  if (lead) await mkdir(out, { recursive: true });
 
   const resolved = await resolveModel(o.backbone);
   const pre = resolvePreprocessOptions({ ...(resolved.preprocess ?? {}), ...(o.preprocess ?? {}) });
@@ -316,15 +317,8 @@ async function trainRanked(o: SegTrainOptions, env: DistEnv, device: string, pg:
   }
   await allOrNothing(pg, 'writing the run folder', async () => {
     if (!lead) return;
-    if (resuming) {
-      // Drop metric lines of the interrupted epoch.
-      if (existsSync(files.metrics)) {
-        const kept = (await readFile(files.metrics, 'utf8')).split('\n').filter((l) => l.trim() && (JSON.parse(l) as { step: number }).step <= state.step);
-        await writeFileAtomic(files.metrics, kept.map((l) => `${l}\n`).join(''));
-      }
-    } else {
-      await writeFile(files.metrics, '');
-    }
+    // The lines up to the resumed checkpoint (none for a fresh run): a killed run's later lines are written again.
+    await keepJsonl(files.metrics, (r) => resuming && typeof r.step === 'number' && r.step <= state.step);
     await writeFileAtomic(files.run, `${JSON.stringify(settings, null, 2)}\n`);
   });
   const G = B * world;
@@ -338,7 +332,7 @@ async function trainRanked(o: SegTrainOptions, env: DistEnv, device: string, pg:
   // ---- training ----
   const spe = Math.ceil(train.length / G);
   const total = epochs * spe;
-  const warm = (o.warmupEpochs ?? 0) * spe;
+  const warm = (o.warmupEpochs ?? SEGMENTATION.warmupEpochs) * spe;
   const logEvery = o.logEvery ?? 10;
   let ran = 0;
   let steps = 0;
@@ -406,7 +400,7 @@ async function trainRanked(o: SegTrainOptions, env: DistEnv, device: string, pg:
     let valDice: Record<string, number> | null = null;
     let avg: number | null = null;
     if (valid.length) {
-      const rep = diceReport(await predictAll(model, valid, o.evalBatchSize ?? 8, pre, pg), valid);
+      const rep = diceReport(await predictAll(model, valid, o.evalBatchSize ?? SEGMENTATION.evalBatchSize, pre, pg), valid);
       valDice = Object.fromEntries(rep.structures.map((s) => [s.name, s.pooled]));
       avg = rep.diceAvg;
     }
@@ -436,8 +430,9 @@ async function trainRanked(o: SegTrainOptions, env: DistEnv, device: string, pg:
     state = { ...state, epoch: epoch + 1, inEpoch: null, history: [...state.history, er] };
     await write(`saving epoch ${epoch + 1}`, async () => {
       if (improved) await model.save(files.best, false, { epoch: String(epoch + 1), best_dice_avg: String(avg ?? ''), run: JSON.stringify(settings) });
-      await saveLast(epoch + 1);
+      // The line before the state that contains it: a kill in between resumes before the line and writes it again.
       await appendFile(files.metrics, `${JSON.stringify(er)}\n`);
+      await saveLast(epoch + 1);
     });
     log(`epoch ${epoch + 1}/${epochs}: train loss ${er.trainLoss.toFixed(4)}${avg !== null ? `, valid dice_avg ${avg.toFixed(4)} (${Object.entries(valDice!).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ')})` : ''}${improved ? ' *best*' : ''}`);
     ran++;
@@ -462,10 +457,10 @@ async function trainRanked(o: SegTrainOptions, env: DistEnv, device: string, pg:
     await model.load(files.best);
     evaluation = await evaluateSamples(model, held, {
       out: path.join(out, 'eval'),
-      bootstrap: o.bootstrap ?? 1000,
+      bootstrap: o.bootstrap ?? SEGMENTATION.bootstrap,
       seed,
-      overlays: o.overlays ?? 16,
-      batchSize: o.evalBatchSize ?? 8,
+      overlays: o.overlays ?? SEGMENTATION.overlays,
+      batchSize: o.evalBatchSize ?? SEGMENTATION.evalBatchSize,
       norm: pre,
       title: `Segmentation (${recs.test.length ? 'test' : 'valid'} split, best epoch ${(state.bestEpoch ?? 0) + 1})`,
       log,

@@ -1,5 +1,5 @@
 /**
- * `cxformer train`: the pretraining loop (spec §3, style habit 7). TypeScript owns the config, the data, the
+ * `cxformer train`: the pretraining loop (docs/recipe.md §3, style habit 7). TypeScript owns the config, the data, the
  * sampler, the per-iteration schedule values, crop plans and iBOT masks (all from (seed, rank, iteration));
  * the native trainer runs augmentation + step. Output folder:
  *   resolved.yaml, metrics.jsonl, train.log, checkpoints/ckpt-<iteration>.safetensors, exported/ (HF + dino_head).
@@ -27,6 +27,7 @@ import { createProber, type Prober } from './probe.js';
 import { IterationSampler } from './sampler.js';
 import { describeDistEnv, rankDevice, rankThreads, resolveDistEnv } from '../distributed/env.js';
 import { agreeStop, allOrNothing, broadcastInt, joinProcessGroup, namePeer, type ProcessGroup } from '../distributed/group.js';
+import { keepJsonl, withRunFolder } from '../run/folder.js';
 
 /** Runs at most `n` of the given async jobs at once. */
 function limiter(n: number) {
@@ -189,18 +190,16 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const { config: c, derived: d } = await loadPretrainConfig({ files: o.configs ?? [], overrides: o.overrides ?? [], world });
   const out = path.resolve(c.output);
   const ckDir = path.join(out, 'checkpoints');
-  if (lead) await mkdir(ckDir, { recursive: true });
-  /** Rank 0 writes train.log and reports; the other ranks report only their own problems (`everyRank`). */
-  const log = async (msg: string, everyRank = false) => {
-    if (lead) await appendFile(path.join(out, 'train.log'), `${new Date().toISOString()} ${msg}\n`);
-    if (lead || everyRank) emit({ kind: 'log', message: lead ? msg : `rank ${rank}: ${msg}` });
-  };
   const device = rankDevice(c.compute.device, dist);
   // Ranks sharing a node share its cores: compute.threads 0 means cores / local ranks, not all cores each.
   const threads = rankThreads(c.compute.threads, dist);
   const pg: ProcessGroup | null = await joinProcessGroup({ env: dist, timeoutS: c.dist.timeout_s, backend: c.dist.backend, device });
   try {
-    const res = await trainRanked(o, { c, d, out, ckDir, log, emit, rank, world, lead, device, threads, pg, describe: describeDistEnv(dist) });
+    // The run folder (src/run/folder.ts): rank 0 holds its lock, train.log gets every rank's error.
+    const folder = { dir: out, rank, pg, command: 'cxformer train', report: (message: string) => emit({ kind: 'log', message }) };
+    const res = await withRunFolder(folder, (run) =>
+      trainRanked(o, { c, d, out, ckDir, log: run.log, emit, rank, world, lead, device, threads, pg, describe: describeDistEnv(dist) }),
+    );
     // Rank 0 hosts the rendezvous store: nobody leaves before everyone is done with the group.
     await pg?.barrier();
     return res;
@@ -231,9 +230,17 @@ async function trainRanked(o: TrainOptions, x: RankContext): Promise<TrainResult
   const { c, d, out, ckDir, log, emit, rank, world, lead, pg } = x;
 
   // ---- the run folder: new, or a resume of the same configuration ----
+  // Resume: rank 0 picks the newest checkpoint and every rank loads that same file (the output folder must be
+  // on a file system all nodes share). -1 = a fresh run.
+  const newest = lead ? ((await checkpoints(ckDir)).at(-1)?.it ?? -1) : -1;
+  const resumeIt = pg ? (await broadcastInt(pg, newest + 1)) - 1 : newest;
+  const resumeFile = resumeIt >= 0 ? ckptPath(ckDir, resumeIt) : null;
   const resolvedPath = path.join(out, 'resolved.yaml');
   await allOrNothing(pg, 'checking the run folder', async () => {
-    if (lead && existsSync(resolvedPath)) {
+    if (lead) await mkdir(ckDir, { recursive: true });
+    // Only a checkpoint binds the folder to its configuration: a start that failed (or was killed) before its
+    // first checkpoint left nothing to resume, and its resolved.yaml is simply rewritten.
+    if (lead && resumeFile && existsSync(resolvedPath)) {
       const prev = await loadPretrainConfig({ files: [resolvedPath], overrides: [`output=${c.output}`] });
       const diff = sameRunConfig(prev.config, c);
       if (diff.length && !o.force) {
@@ -243,7 +250,6 @@ async function trainRanked(o: TrainOptions, x: RankContext): Promise<TrainResult
         );
       }
     }
-    if (lead) await writeResolvedConfig(out, c, d);
     // The built-in phantoms are generated once, by rank 0, before any rank reads them.
     if (lead && !c.data.cache && !c.data.datasets && c.data.root === null) {
       const root = path.join(out, 'data');
@@ -284,7 +290,7 @@ async function trainRanked(o: TrainOptions, x: RankContext): Promise<TrainResult
       describe = (idx) => `${cache.dir} record ${idx} (${cache.records[idx]?.id})`;
       readImage = (idx) => loadCachedImage(cache, idx, imgOpts);
     } else if (c.data.datasets) {
-      // Public datasets in their official layouts, mixed for pretraining (spec §1: concatenated = proportional).
+      // Public datasets in their official layouts, mixed for pretraining (docs/recipe.md §1: concatenated = proportional).
       const sources = [];
       const equalize: boolean[] = [];
       for (const [k, entry] of c.data.datasets.entries()) {
@@ -325,13 +331,16 @@ async function trainRanked(o: TrainOptions, x: RankContext): Promise<TrainResult
     return { n, describe, readImage, dataRoot };
   });
   const { n, describe, readImage, dataRoot } = data;
+  const metrics = path.join(out, 'metrics.jsonl');
+  // The settings are recorded once they passed every check; metrics.jsonl keeps the lines up to the resumed
+  // checkpoint (none for a fresh run): lines a killed run wrote after its last checkpoint are written again.
+  await allOrNothing(pg, 'writing the run folder', async () => {
+    if (!lead) return;
+    await writeResolvedConfig(out, c, d);
+    await keepJsonl(metrics, (r) => typeof r.iteration === 'number' && r.iteration <= resumeIt);
+  });
 
   // ---- native trainer ----
-  // Resume: rank 0 picks the newest checkpoint and every rank loads that same file (the output folder must be
-  // on a file system all nodes share). -1 = a fresh run.
-  const newest = lead ? ((await checkpoints(ckDir)).at(-1)?.it ?? -1) : -1;
-  const resumeIt = pg ? (await broadcastInt(pg, newest + 1)) - 1 : newest;
-  const resumeFile = resumeIt >= 0 ? ckptPath(ckDir, resumeIt) : null;
   const { vit, initFile } = await allOrNothing(pg, 'reading init.weights', () => backboneConfig(c, d));
   const bind = native();
   callSync('setThreads', () => bind.setThreads(threadCount(x.threads)));
@@ -412,7 +421,6 @@ async function trainRanked(o: TrainOptions, x: RankContext): Promise<TrainResult
     );
   };
 
-  const metrics = path.join(out, 'metrics.jsonl');
   let prober: Prober | null = null;
   // Probes run on rank 0 only, while the other ranks wait at the checkpoint (within dist.timeout_s).
   if (c.probe.enabled && lead) {
@@ -515,7 +523,7 @@ async function trainRanked(o: TrainOptions, x: RankContext): Promise<TrainResult
     const dt = (performance.now() - tStep) / 1000;
     // Losses come back averaged over the ranks; images_per_s counts every rank's images.
     const record = { ...(rec as StepRecord), ...values, images_per_s: (B * accum * world) / dt, it_per_s: 1 / dt };
-    if (lead && (it % c.log.period_iterations === 0 || it === stopAt - 1)) {
+    if (lead && (it % c.log.period_iterations === 0 || it === total - 1)) {
       await appendFile(metrics, `${JSON.stringify({ iteration: it, ...record })}\n`);
     }
     const done = it - start + 1;

@@ -176,7 +176,7 @@ describe('label types', () => {
     expect(twoPos.stderr).toMatch(/image \S+ has 2 positive classes \(Normal, Abnormal\)/);
     const scale = cli([...base, '--manifest', 'labels.csv', '--classes', 'Nodule', '--mode', 'full', '--crop-scale', '0.5,1.5']);
     expect(scale.code).toBe(2);
-    expect(scale.stderr).toMatch(/crop scale must be two numbers 0 < min ≤ max ≤ 1 \(spec §5\.1: 0\.08,1\), got 0\.5,1\.5/);
+    expect(scale.stderr).toMatch(/crop scale must be two numbers 0 < min ≤ max ≤ 1 \(docs\/recipe\.md §5\.1: 0\.08,1\), got 0\.5,1\.5/);
     const posWeight = cli([...base, '--manifest', 'labels.csv', '--classes', 'Nodule', '--mode', 'full', '--pos-weight', 'x']);
     expect(posWeight.code).toBe(2);
     expect(posWeight.stderr).toMatch(/--pos-weight: expected comma-separated numbers, got 'x'/);

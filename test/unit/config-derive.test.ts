@@ -32,7 +32,7 @@ describe('derived values of the CXformer(S) defaults', () => {
     expect(d.n_global_crops).toBe(2);
     expect(d.world_size).toBe(1);
     expect(d.global_batch_size).toBe(64);
-    // The spec's ViT-S/14 reg4 parameter count at 518 px (spec §2.1).
+    // The spec's ViT-S/14 reg4 parameter count at 518 px (docs/recipe.md §2.1).
     expect(numParams(d.vit)).toBe(22_058_112);
     expect(d.vit).toMatchObject({ embed_dim: 384, depth: 12, num_heads: 6, ffn: 'mlp', img_size: 518, layerscale_init: 1e-5, drop_path_rate: 0 });
   });

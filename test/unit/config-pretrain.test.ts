@@ -44,7 +44,7 @@ async function errorOf(fn: () => Promise<unknown>): Promise<string> {
 const OUT = 'output=runs/test';
 
 describe('defaults (configs/pretrain/default.yaml)', () => {
-  it('hold the CXformer(S) release recipe of spec §1', async () => {
+  it('hold the CXformer(S) release recipe of docs/recipe.md §1', async () => {
     const { config: c } = await loadPretrainConfig({ overrides: [OUT] });
     expect(c.output).toBe('runs/test');
     expect(c.model.arch).toBe('vit_small');

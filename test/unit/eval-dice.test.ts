@@ -91,7 +91,7 @@ describe('argmax label maps', () => {
   });
 });
 
-describe('soft Dice and ce_dice_loss (spec §5.2)', () => {
+describe('soft Dice and ce_dice_loss (docs/recipe.md §5.2)', () => {
   const eps = 1e-6;
   it('soft Dice per (image, class) including background', () => {
     // 1 image, 2 classes, 2 pixels; targets [0, 1]

@@ -3,6 +3,7 @@ import type { DatasetSpec } from '../../datasets/index.js';
 import type { PreprocessOptions } from '../../image/options.js';
 import { CxformerError } from '../../native/load.js';
 import { isOverride } from '../parser.js';
+import { releaseHeldLocksSync } from '../../run/lock.js';
 
 export type Args = Record<string, unknown> & { _: (string | number)[] };
 
@@ -79,4 +80,28 @@ export function datasetSpec(a: Args, opts: { split?: string; labelColumns?: stri
     } as unknown as DatasetSpec;
   }
   return { name, ...common } as unknown as DatasetSpec;
+}
+
+/**
+ * Ctrl-C for long commands: the first press calls `first` (the command saves its state and stops after the current
+ * step); a second press quits at once. "At once" means the default SIGINT action, raised again: `process.exit` would
+ * first wait for the native step running on libuv's thread pool (its threads are joined at exit). The run
+ * folder's lock is released first; partial files are removed by the next start. Returns the remover of the handler.
+ */
+export function onInterrupt(first: (signal: AbortSignal) => void): { signal: AbortSignal; dispose: () => void } {
+  const ac = new AbortController();
+  const handler = () => {
+    if (!ac.signal.aborted) {
+      ac.abort();
+      first(ac.signal);
+      return;
+    }
+    releaseHeldLocksSync();
+    process.removeAllListeners('SIGINT');
+    process.kill(process.pid, 'SIGINT');
+    // Not reached when the default action runs; a guard should SIGINT be ignored by the parent.
+    setTimeout(() => process.kill(process.pid, 'SIGKILL'), 1000).unref();
+  };
+  process.on('SIGINT', handler);
+  return { signal: ac.signal, dispose: () => process.removeListener('SIGINT', handler) };
 }

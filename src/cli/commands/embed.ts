@@ -7,7 +7,7 @@ import { preprocessBatch } from '../../image/preprocess.js';
 import { readSafetensors, readSafetensorsHeader, writeSafetensors } from '../../io/safetensors.js';
 import { resolveModel } from '../../model/weights.js';
 import { CxformerError } from '../../native/load.js';
-import { type Args, preprocessOverrides, progress, splitPositionals } from './common.js';
+import { type Args, onInterrupt, preprocessOverrides, progress, splitPositionals } from './common.js';
 
 const IMAGE_EXT = /\.(png|jpe?g|dcm|dicom)$/i;
 
@@ -90,14 +90,10 @@ export async function run(a: Args): Promise<number> {
   if (!model.resolved.weights) log.done(`warning: no --weights: using a random-initialised ${a.arch} (seed ${a.seed})`);
 
   let interrupted = false;
-  const abort = new AbortController();
-  const onSigint = () => {
+  const interrupt = onInterrupt(() => {
     interrupted = true;
-    abort.abort();
-    log.done('interrupt: stopping after the current batch (Ctrl-C again to force)');
-    process.once('SIGINT', () => process.exit(130));
-  };
-  process.once('SIGINT', onSigint);
+    log.done('interrupt: stopping after the current batch (Ctrl-C again to quit at once)');
+  });
 
   const tensorCache = new Map<string, Awaited<ReturnType<typeof readSafetensors>>>();
   const load = async (b: Batch): Promise<{ data: Float32Array; shape: number[] }> => {
@@ -127,7 +123,7 @@ export async function run(a: Args): Promise<number> {
       next = k + 1 < batches.length ? load(batches[k + 1] as Batch) : undefined;
       next?.catch(() => undefined); // surfaced when awaited
       results.push(
-        await model.embed(input.data, input.shape, { layers, normLayers: Boolean(a['norm-layers']), precision: a.precision as 'f32' | 'bf16', signal: abort.signal }),
+        await model.embed(input.data, input.shape, { layers, normLayers: Boolean(a['norm-layers']), precision: a.precision as 'f32' | 'bf16', signal: interrupt.signal }),
       );
       names.push((batches[k] as Batch).names);
       done += (batches[k] as Batch).names.length;
@@ -138,7 +134,7 @@ export async function run(a: Args): Promise<number> {
     if (interrupted) return 130;
     throw e;
   } finally {
-    process.removeListener('SIGINT', onSigint);
+    interrupt.dispose();
   }
   if (interrupted) {
     log.done(`interrupted after ${done}/${total} inputs; nothing written to ${out}`);

@@ -1,7 +1,8 @@
 /** `cxformer finetune` (linear probe or full fine-tuning) and `cxformer evaluate`. */
+import { CLASSIFICATION } from '../../config/downstream.js';
 import type { DatasetSpec } from '../../datasets/index.js';
 import { CxformerError } from '../../native/load.js';
-import { type Args, datasetSpec, list, preprocessOverrides, progress, splitPositionals } from './common.js';
+import { type Args, datasetSpec, list, onInterrupt, preprocessOverrides, progress, splitPositionals } from './common.js';
 
 /** The labelled dataset of a classification run (csv: the class names are its label columns). */
 function classificationData(a: Args, classes: string[], split?: string): DatasetSpec {
@@ -39,6 +40,12 @@ function numbers(name: string, v: unknown): number[] | undefined {
   return n;
 }
 
+/** A numeric option's value, undefined when it was not given (command line or --config). */
+const num = (a: Args, name: string): number | undefined => (a[name] === undefined ? undefined : Number(a[name]));
+
+/** `o` without its undefined fields. */
+const defined = <T extends object>(o: T): T => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+
 const fmt = (s: number) => (s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(Math.floor(s % 60)).padStart(2, '0')}s` : `${s.toFixed(0)}s`);
 
 /** `--mode full`: fine-tunes backbone + head with a progress bar; Ctrl-C saves the state (re-run to resume). */
@@ -46,13 +53,7 @@ async function runFull(a: Args, classes: string[]): Promise<number> {
   const { fullFinetune } = await import('../../finetune/full.js');
   const quiet = Boolean(a.quiet);
   const bar = progress(quiet);
-  const abort = new AbortController();
-  const onSigint = () => {
-    bar.done('interrupt: saving the fine-tuning state… (Ctrl-C again to quit at once)');
-    abort.abort();
-    process.once('SIGINT', () => process.exit(130));
-  };
-  process.once('SIGINT', onSigint);
+  const interrupt = onInterrupt(() => bar.done('interrupt: saving the fine-tuning state… (Ctrl-C again to quit at once)'));
   let lastLine = 0;
   try {
     const res = await fullFinetune({
@@ -61,35 +62,37 @@ async function runFull(a: Args, classes: string[]): Promise<number> {
       classes,
       labelType: a['label-type'] as 'multilabel' | 'binary' | 'multiclass',
       ...(policy(a) ? { policy: policy(a) } : {}),
-      features: { clsLayers: Number(a['cls-layers']), avgpool: Boolean(a.avgpool) },
+      features: { clsLayers: num(a, 'cls-layers'), avgpool: a.avgpool as boolean | undefined },
       preprocess: preprocessOverrides(a),
+      // Options not given (command line or --config) are left out: fullFinetune takes them from
+      // configs/downstream/defaults.json.
       train: {
-        epochs: Number(a.epochs),
-        batchSize: Number(a['head-batch-size']),
-        headLr: Number(a.lr),
-        backboneLr: Number(a['backbone-lr']),
-        layerwiseDecay: Number(a['layer-decay']),
-        patchEmbedLrMult: Number(a['patch-embed-lr-mult']),
-        weightDecay: Number(a['weight-decay']),
-        warmupEpochs: Number(a['warmup-epochs']),
-        schedule: a.schedule as 'constant' | 'cosine',
-        clipGrad: Number(a['clip-grad']),
+        epochs: num(a, 'epochs'),
+        batchSize: num(a, 'head-batch-size'),
+        headLr: num(a, 'lr'),
+        backboneLr: num(a, 'backbone-lr'),
+        layerwiseDecay: num(a, 'layer-decay'),
+        patchEmbedLrMult: num(a, 'patch-embed-lr-mult'),
+        weightDecay: num(a, 'weight-decay'),
+        warmupEpochs: num(a, 'warmup-epochs'),
+        schedule: a.schedule as 'constant' | 'cosine' | undefined,
+        clipGrad: num(a, 'clip-grad'),
         ...(a.precision !== undefined ? { precision: a.precision as 'f32' | 'bf16' } : {}),
         ...(a['drop-path'] !== undefined ? { dropPath: Number(a['drop-path']) } : {}),
         ...(a['crop-scale'] !== undefined ? { cropScale: numbers('crop-scale', a['crop-scale']) as [number, number] } : {}),
         ...(a.augment !== undefined ? { augment: a.augment as 'spec' | 'light' | 'none' } : {}),
-        seed: Number(a['train-seed']),
+        seed: num(a, 'train-seed'),
         ...(a.hidden ? { hidden: numbers('hidden', a.hidden) } : {}),
         ...(a['pos-weight'] !== undefined ? { posWeight: numbers('pos-weight', a['pos-weight']) } : {}),
-        selectBest: a['select-best'] as 'valAuroc' | 'valAuprc' | 'valLoss' | 'last',
-        patience: Number(a.patience),
-        evalBatchSize: Number(a['batch-size']),
-        checkpointSteps: Number(a['checkpoint-steps']),
+        selectBest: a['select-best'] as 'valAuroc' | 'valAuprc' | 'valLoss' | 'last' | undefined,
+        patience: num(a, 'patience'),
+        evalBatchSize: num(a, 'batch-size'),
+        checkpointSteps: num(a, 'checkpoint-steps'),
       },
       out: String(a.out),
       bootstrap: Number(a.bootstrap),
       force: Boolean(a.force),
-      signal: abort.signal,
+      signal: interrupt.signal,
       onEvent: (e) => {
         if (e.kind === 'step' && e.totalSteps) {
           const done = (e.step ?? 0) + 1;
@@ -118,7 +121,7 @@ async function runFull(a: Args, classes: string[]): Promise<number> {
     );
     return 0;
   } finally {
-    process.removeListener('SIGINT', onSigint);
+    interrupt.dispose();
   }
 }
 
@@ -134,20 +137,26 @@ export async function run(a: Args): Promise<number> {
     classes,
     labelType: a['label-type'] as 'multilabel' | 'binary' | 'multiclass',
     ...(policy(a) ? { policy: policy(a) } : {}),
-    features: { clsLayers: Number(a['cls-layers']), avgpool: Boolean(a.avgpool), batchSize: Number(a['batch-size']), preprocess: preprocessOverrides(a) },
-    probe: {
-      epochs: Number(a.epochs),
-      lr: Number(a.lr),
-      batchSize: Number(a['head-batch-size']),
-      selectBest: a['select-best'] as 'valAuroc' | 'valLoss' | 'last',
-      patience: Number(a.patience),
-      seed: Number(a['train-seed']),
-      weightDecay: Number(a['weight-decay']),
-      warmupEpochs: Number(a['warmup-epochs']),
-      schedule: a.schedule as 'constant' | 'cosine',
-      clipGrad: Number(a['clip-grad']),
-      ...(a.hidden ? { hidden: numbers('hidden', a.hidden) } : {}),
+    features: {
+      clsLayers: num(a, 'cls-layers') ?? CLASSIFICATION.clsLayers,
+      avgpool: (a.avgpool as boolean | undefined) ?? CLASSIFICATION.avgpool,
+      batchSize: num(a, 'batch-size') ?? CLASSIFICATION.batchSize,
+      preprocess: preprocessOverrides(a),
     },
+    // Options not given are left out: linearProbe takes them from configs/downstream/defaults.json.
+    probe: defined({
+      epochs: num(a, 'epochs'),
+      lr: num(a, 'lr'),
+      batchSize: num(a, 'head-batch-size'),
+      selectBest: a['select-best'] as 'valAuroc' | 'valLoss' | 'last' | undefined,
+      patience: num(a, 'patience'),
+      seed: num(a, 'train-seed'),
+      weightDecay: num(a, 'weight-decay'),
+      warmupEpochs: num(a, 'warmup-epochs'),
+      schedule: a.schedule as 'constant' | 'cosine' | undefined,
+      clipGrad: num(a, 'clip-grad'),
+      ...(a.hidden ? { hidden: numbers('hidden', a.hidden) } : {}),
+    }),
     out: String(a.out),
     bootstrap: Number(a.bootstrap),
     log: (m) => log.done(m),

@@ -2,38 +2,28 @@
  * `cxformer finetune --task segmentation` (train + evaluate a segmentation head, src/segment/train.ts) and
  * `cxformer evaluate --task segmentation` (a saved model on a split, src/segment/evaluate.ts).
  *
- * The finetune options shared with classification (`--epochs`, `--lr`, `--batch-size`) have classification
- * defaults in the parser; for segmentation, values not given on the command line or in the `--config` file take
- * the segmentation defaults of spec §5.2 instead (5 epochs, lr 5e-3, batch 64).
+ * The finetune options shared with classification (`--epochs`, `--lr`, `--batch-size`) have no parser defaults:
+ * for segmentation, values not given on the command line or in the `--config` file take the segmentation defaults
+ * of configs/downstream/defaults.json (docs/recipe.md §5.2: 5 epochs, lr 5e-3, batch 64).
  */
 import path from 'node:path';
+import { SEGMENTATION } from '../../config/downstream.js';
 import type { ChexmaskSource, DatasetSpec } from '../../datasets/index.js';
 import { CxformerError } from '../../native/load.js';
 import type { MaskSource } from '../../segment/data.js';
 import type { SegConfig } from '../../segment/native.js';
-import { loadDownstreamConfig } from '../parser.js';
-import { type Args, datasetSpec, list, preprocessOverrides, progress, splitPositionals } from './common.js';
+import { type Args, datasetSpec, list, onInterrupt, preprocessOverrides, progress, splitPositionals } from './common.js';
 
 
-/** Segmentation defaults for options whose parser defaults are the classification ones. */
-export const SEG_DEFAULTS = { epochs: 5, lr: 5e-3, 'batch-size': 64 } as const;
-
-/** Whether option `name` was given on the command line or in the --config file (not a parser default). */
-function explicit(a: Args, name: string, argv: readonly string[]): boolean {
-  if (argv.some((s) => s === `--${name}` || s.startsWith(`--${name}=`) || (name === 'batch-size' && (s === '-b' || s.startsWith('-b=') || /^-b\d/.test(s))))) return true;
-  if (a.config !== undefined) {
-    try {
-      return name in loadDownstreamConfig(String(a.config));
-    } catch {
-      return false;
-    }
-  }
-  return false;
-}
-
-/** The value of a shared option: explicit value, else the segmentation default. */
-export function segOption(a: Args, name: keyof typeof SEG_DEFAULTS, argv: readonly string[] = process.argv.slice(2)): number {
-  return explicit(a, name, argv) ? Number(a[name]) : SEG_DEFAULTS[name];
+/**
+ * The value of an option that classification shares (`--epochs`, `--lr`, `--batch-size`): the value given (command
+ * line or --config), else the segmentation default of configs/downstream/defaults.json. The parser declares no
+ * defaults for them, so "not given" is simply undefined.
+ */
+export function segOption(a: Args, name: 'epochs' | 'lr' | 'batch-size'): number {
+  const v = a[name];
+  if (v !== undefined) return Number(v);
+  return name === 'batch-size' ? SEGMENTATION.batchSize : SEGMENTATION[name];
 }
 
 /** The dataset of a segmentation run (csv: images only; the masks come from --masks). */
@@ -91,15 +81,9 @@ export async function run(a: Args): Promise<number> {
   const quiet = Boolean(a.quiet);
   const log = progress(quiet);
   // Ctrl-C: stop after the current step with a mid-epoch checkpoint; a second Ctrl-C quits at once.
-  const ac = new AbortController();
-  const onInt = () => {
-    if (ac.signal.aborted) process.exit(130);
-    ac.abort();
-    log.done('Ctrl-C: stopping after the current step (press again to quit now)');
-  };
-  process.on('SIGINT', onInt);
+  const interrupt = onInterrupt(() => log.done('Ctrl-C: stopping after the current step (press again to quit now)'));
   const res = await trainSegmentation({
-    signal: ac.signal,
+    signal: interrupt.signal,
     ...(a['checkpoint-steps'] !== undefined ? { checkpointSteps: Number(a['checkpoint-steps']) } : {}),
     backbone: backbone(a),
     dataset: segmentationData(a),
@@ -114,12 +98,12 @@ export async function run(a: Args): Promise<number> {
     ...(a['seg-max-train'] !== undefined ? { maxTrain: Number(a['seg-max-train']) } : {}),
     out: String(a.out),
     bootstrap: Number(a.bootstrap),
-    overlays: Number(a.overlays ?? 16),
+    overlays: Number(a.overlays ?? SEGMENTATION.overlays),
     ...(a['eval-batch-size'] !== undefined ? { evalBatchSize: Number(a['eval-batch-size']) } : {}),
     force: Boolean(a.force),
     log: (m) => log.done(m),
     progress: (m) => log.update(m),
-  }).finally(() => process.off('SIGINT', onInt));
+  }).finally(() => interrupt.dispose());
   if (res.interrupted) return 130;
   if (res.evaluation) {
     const p = res.evaluation.metrics.pooled;
@@ -144,7 +128,7 @@ export async function evaluate(a: Args): Promise<number> {
     out: String(a.out),
     bootstrap: Number(a.bootstrap),
     seed: Number(a.seed ?? 0),
-    overlays: a['overlay-ids'] !== undefined ? (list(a['overlay-ids']) ?? []) : Number(a.overlays ?? 16),
+    overlays: a['overlay-ids'] !== undefined ? (list(a['overlay-ids']) ?? []) : Number(a.overlays ?? SEGMENTATION.overlays),
     batchSize: Number(a['eval-batch-size'] ?? 8),
     norm: pre,
     title: `Segmentation evaluation (${split} split)`,

@@ -1,5 +1,5 @@
 /** `cxformer train`: pretraining with a progress bar (TTY) or plain lines, Ctrl-C = checkpoint and stop. */
-import { type Args, splitPositionals } from './common.js';
+import { type Args, onInterrupt, splitPositionals } from './common.js';
 
 function fmtTime(s: number): string {
   if (!Number.isFinite(s)) return '?';
@@ -22,20 +22,14 @@ export async function run(a: Args): Promise<number> {
   const { train } = await import('../../train/run.js');
   const quiet = Boolean(a.quiet);
   const tty = process.stderr.isTTY && !quiet;
-  const abort = new AbortController();
-  const onSigint = () => {
-    abort.abort();
-    process.stderr.write('\ninterrupt: finishing the current step, then writing a checkpoint (Ctrl-C again to force)\n');
-    process.once('SIGINT', () => process.exit(130));
-  };
-  process.once('SIGINT', onSigint);
+  const interrupt = onInterrupt(() => process.stderr.write('\ninterrupt: finishing the current step, then writing a checkpoint (Ctrl-C again to quit at once)\n'));
   let lastLine = 0;
   try {
     const res = await train({
       configs,
       overrides,
       force: Boolean(a.force),
-      signal: abort.signal,
+      signal: interrupt.signal,
       onEvent: (e) => {
         if (quiet) return;
         if (e.kind === 'log') process.stderr.write(`${tty ? '\r\x1b[2K' : ''}${e.message}\n`);
@@ -64,6 +58,6 @@ export async function run(a: Args): Promise<number> {
     if (res.rank === 0) process.stderr.write(`train: done (${res.output}); exported teacher: ${res.exported ?? 'n/a'}\n`);
     return 0;
   } finally {
-    process.removeListener('SIGINT', onSigint);
+    interrupt.dispose();
   }
 }

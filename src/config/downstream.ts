@@ -1,0 +1,57 @@
+/**
+ * The defaults of the downstream trainers, in one table: configs/downstream/defaults.json. The CLI declares no
+ * defaults of its own for these options (its --help prints these), the library functions (`linearProbe`,
+ * `fullFinetune`, `trainSegmentation`) fill what a caller left out from here, and the native configs receive every
+ * field filled. Values: docs/recipe.md §5.1 (classification) and §5.2 (segmentation).
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export interface ClassificationDefaults {
+  epochs: number;
+  /** Head learning rate. */
+  lr: number;
+  /** Training batch per optimizer step: feature rows (linear) or images (full). */
+  headBatchSize: number;
+  backboneLr: number;
+  layerwiseDecay: number;
+  patchEmbedLrMult: number;
+  weightDecay: number;
+  warmupEpochs: number;
+  schedule: 'constant' | 'cosine';
+  clipGrad: number;
+  seed: number;
+  hidden: number[];
+  posWeight: number[] | null;
+  cropScale: [number, number];
+  augment: 'spec' | 'light' | 'none';
+  selectBest: 'valAuroc' | 'valAuprc' | 'valLoss' | 'last';
+  patience: number;
+  /** Images per forward pass (features, evaluation). */
+  batchSize: number;
+  checkpointSteps: number;
+  clsLayers: number;
+  avgpool: boolean;
+  bootstrap: number;
+}
+
+export interface SegmentationDefaults {
+  epochs: number;
+  lr: number;
+  batchSize: number;
+  warmupEpochs: number;
+  evalBatchSize: number;
+  checkpointSteps: number;
+  seed: number;
+  overlays: number;
+  bootstrap: number;
+}
+
+export const DOWNSTREAM_DEFAULTS_FILE = fileURLToPath(new URL('../../configs/downstream/defaults.json', import.meta.url));
+
+const table = JSON.parse(readFileSync(DOWNSTREAM_DEFAULTS_FILE, 'utf8')) as { classification: ClassificationDefaults; segmentation: SegmentationDefaults };
+
+/** Classification defaults (linear probe and full fine-tuning). */
+export const CLASSIFICATION: Readonly<ClassificationDefaults> = Object.freeze(table.classification);
+/** Segmentation defaults. */
+export const SEGMENTATION: Readonly<SegmentationDefaults> = Object.freeze(table.segmentation);
