@@ -11,7 +11,7 @@ import sharp from 'sharp';
 import { prepareCache } from '../cache/prepare.js';
 import { openCache } from '../cache/reader.js';
 import { imagePixel, TS, writeDicom } from '../image/dicom/writer.js';
-import { loadCachedImage, loadTrainImage } from '../train/images.js';
+import { loadCachedImage, loadTrainImage } from '../cache/planes.js';
 
 async function main() {
   const n = Number(process.env.BENCH_IMAGES ?? 16);

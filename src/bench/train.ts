@@ -15,7 +15,7 @@ import { planBatch } from '../augment/plan.js';
 import { threadCount } from '../backbone.js';
 import { synthDataset } from '../data/synth.js';
 import { native } from '../native/load.js';
-import { loadTrainImage } from '../train/images.js';
+import { loadTrainImage } from '../cache/planes.js';
 import { train, type StepRecord } from '../train/run.js';
 import { forwardFlops, median } from './flops.js';
 

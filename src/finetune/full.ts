@@ -41,14 +41,16 @@ import type { EvaluationReport } from '../eval/report.js';
 import { resolvePreprocessOptions, type PreprocessOptions } from '../image/options.js';
 import { preprocessBatch, type PreprocessedBatch } from '../image/preprocess.js';
 import { describeDistEnv, rankThreads, type DistEnv } from '../distributed/env.js';
-import { agreeStop, allOrNothing, broadcastInt, type DistSettings, type ProcessGroup, withProcessGroup } from '../distributed/group.js';
-import { share } from '../distributed/shard.js';
+import { type DistSettings, type ProcessGroup, withProcessGroup } from '../distributed/group.js';
+import { batchShare, packPlanes, stepsPerEpoch } from '../run/batches.js';
 import { withRunFolder, type RunFolder } from '../run/folder.js';
-import { ConfigError, INTERP_HF_SIZE, INTERP_REGISTERS_AA, toHfConfig } from '../model/config.js';
+import { dumpRankState, gatherRows, onRankZero, rankZeroDecides, requireShared, stopTogether } from '../run/rank.js';
+import { refuseChangedSettings, settingsDiff } from '../run/settings.js';
+import { INTERP_HF_SIZE, INTERP_REGISTERS_AA, toHfConfig } from '../model/config.js';
 import { resolveModel } from '../model/weights.js';
 import type { NativeFinetuner } from '../native/binding/binding.js';
 import { call, callSync, CxformerError, native } from '../native/load.js';
-import { loadTrainImage, type GrayImage } from '../train/images.js';
+import { loadTrainImage, type GrayImage } from '../cache/planes.js';
 import { FINETUNE_AUGMENTS, planFinetuneBatch, type FinetuneAugment } from './augment.js';
 import { evaluateHead, labelled, reportLabels, subset, type BackboneChoice, type Labelled } from './classify.js';
 import { checkLabelType, multiclassAccuracy, nativeTargets, type LabelType } from './labels.js';
@@ -281,35 +283,16 @@ class EvalSet {
   }
 }
 
-/**
- * Validation over every rank: each predicts its share, the shares are all-gathered (padded to one length: the
- * native all-gather needs equal lengths), so every rank holds the probabilities of the whole split in order.
- */
+
+/** Validation over every rank (each predicts its share; every rank gets the whole split's probabilities). */
 async function runValidation(set: EvalSet, ft: NativeFinetuner, C: number, pg: ProcessGroup | null, signal?: AbortSignal): Promise<{ probs: Float32Array; loss: number | null }> {
-  const n = set.l.records.length;
-  if (!pg) {
-    const r = await set.run(ft, C, signal);
-    return { probs: r.probs, loss: r.entries > 0 ? r.sum / r.entries : null };
-  }
-  const W = pg.worldSize;
-  const [lo, hi] = share(n, pg.rank, W);
-  const part = await allOrNothing(pg, 'validation', () => set.run(ft, C, signal, lo, hi));
-  const rows = Math.ceil(n / W);
-  const buf = new Float32Array(rows * C + 2);
-  buf.set(part.probs);
-  buf[rows * C] = part.sum;
-  buf[rows * C + 1] = part.entries;
-  const all = await call('gather validation predictions', () => pg.allGather(buf));
-  const probs = new Float32Array(n * C);
-  let sum = 0;
-  let entries = 0;
-  all.forEach((g, r) => {
-    const [a, b] = share(n, r, W);
-    probs.set(g.subarray(0, (b - a) * C), a * C);
-    sum += g[rows * C] as number;
-    entries += g[rows * C + 1] as number;
+  const g = await gatherRows(pg, set.l.records.length, C, async (lo, hi) => {
+    const r = await set.run(ft, C, signal, lo, hi);
+    return { rows: r.probs, tail: [r.sum, r.entries] };
   });
-  return { probs, loss: entries > 0 ? sum / entries : null };
+  const sum = g.tails.reduce((a, t) => a + (t[0] ?? 0), 0);
+  const entries = g.tails.reduce((a, t) => a + (t[1] ?? 0), 0);
+  return { probs: g.rows, loss: entries > 0 ? sum / entries : null };
 }
 
 /** Validation metrics of probabilities on a labelled split. */
@@ -333,29 +316,129 @@ export async function fullFinetune(o: FullFinetuneOptions): Promise<FullFinetune
   return withProcessGroup(o.dist, o.backbone.device ?? 'cpu', (env, device, pg) => {
     // The run folder (src/run/folder.ts): rank 0 holds its lock, train.log gets every rank's error.
     const folder = { dir: path.resolve(o.out), rank: env.rank, pg, command: 'cxformer finetune --mode full', report: (message: string) => emit({ kind: 'log', message }) };
-    return withRunFolder(folder, (run) => finetuneRanked(o, t, env, device, pg, run.log));
+    return withRunFolder(folder, (run) => finetuneRanked({ o, t, env, device, pg, log: run.log, emit }));
   });
 }
 
-async function finetuneRanked(
-  o: FullFinetuneOptions,
-  t: ResolvedTrain,
-  env: DistEnv,
-  device: string,
-  pg: ProcessGroup | null,
-  log: RunFolder['log'],
-): Promise<FullFinetuneResult> {
-  const emit = o.onEvent ?? (() => undefined);
+/** One rank's run: what every step below reads. */
+interface Ctx {
+  o: FullFinetuneOptions;
+  t: ResolvedTrain;
+  env: DistEnv;
+  device: string;
+  pg: ProcessGroup | null;
+  log: RunFolder['log'];
+  emit: (e: FullFinetuneEvent) => void;
+}
+
+/** What follows from the options before anything is trained: model, preprocessing, data, batch geometry. */
+type Setup = Awaited<ReturnType<typeof prepare>>;
+
+/** Run-folder paths. */
+function folderPaths(out: string) {
+  const bestModel = path.join(out, 'best', 'model');
+  return {
+    out,
+    ckDir: path.join(out, 'checkpoints'),
+    state: path.join(out, 'checkpoints', STATE),
+    settings: path.join(out, 'finetune.json'),
+    metrics: path.join(out, 'metrics.jsonl'),
+    bestModel,
+    bestHead: path.join(out, 'best', 'head.safetensors'),
+  };
+}
+
+async function finetuneRanked(x: Ctx): Promise<FullFinetuneResult> {
+  const { o, t, env, pg, log, emit } = x;
   const { rank, worldSize: world } = env;
   const lead = rank === 0;
-  const out = path.resolve(o.out);
-  const ckDir = path.join(out, 'checkpoints');
-  const bestDir = path.join(out, 'best');
-  const bestModel = path.join(bestDir, 'model');
-  const bestHead = path.join(bestDir, 'head.safetensors');
-  const statePath = path.join(ckDir, STATE);
+  const files = folderPaths(path.resolve(o.out));
+  const s = await prepare(x);
 
-  // ---- settings ----
+  // ---- the run folder: rank 0 decides whether this is a resume; every rank must then see the state ----
+  const resuming = await rankZeroDecides(pg, lead && existsSync(files.state));
+  if (resuming) await requireShared(pg, files.state);
+  await onRankZero(pg, 'checking the run folder', async () => {
+    await mkdir(files.ckDir, { recursive: true });
+    if (resuming && existsSync(files.settings)) {
+      const prev = JSON.parse(await readFile(files.settings, 'utf8')) as Record<string, unknown>;
+      const names = settingsDiff(prev, s.settings, { nested: ['train'], free: ['train.evalBatchSize', 'train.checkpointSteps'], recordedDefaults: { 'train.augment': 'spec' } });
+      refuseChangedSettings(names, { dir: files.out, file: 'finetune.json', what: 'fine-tuning run', force: o.force ?? false });
+    }
+    await writeJsonAtomic(files.settings, s.settings);
+    await log(`data: train ${s.N}, valid ${s.valid.records.length}, test ${s.test.records.length}; ${s.labelType} over ${o.classes.join(', ')}`);
+  });
+  if (world > 1) {
+    await log(`distributed: ${world} ranks, backend ${pg?.backend() ?? '?'}, this is ${describeDistEnv(env)}, device ${x.device}`);
+    await log(`data: each rank takes a disjoint share of every global batch (${s.B} images per rank), ${s.S} steps per epoch on every rank`);
+  }
+  await log(
+    `global batch = ${s.B} per rank × ${world} rank(s) = ${s.G}; learning rates are used as given (head ${t.headLr}, backbone ${t.backboneLr}): ` +
+      'fine-tuning applies no lr scaling rule, so another number of ranks changes the global batch at the same lr',
+  );
+
+  // ---- native fine-tuner, fresh or resumed ----
+  const ft = await createNative(x, s, resuming);
+  const prog = resuming ? await resumeProgress(x, s, ft, files) : await freshProgress(x, s, files);
+
+  /**
+   * Rank 0 writes the state (after `before`, e.g. the export of a new best, so that a state never names a best epoch
+   * whose export is missing; then `after`); every rank learns whether that went well.
+   */
+  const saveState = (w: { before?: () => Promise<void>; after?: () => Promise<void> } = {}) =>
+    onRankZero(pg, `saving the state at step ${ft.steps}`, async () => {
+      await w.before?.();
+      await call('saveState', () => ft.saveState(files.state, { cxformer_progress: JSON.stringify(prog), cxformer_world_size: String(world) }));
+      await w.after?.();
+    });
+  const exportBest = (epoch: number) => exportModel(x, s, ft, files, epoch);
+
+  // ---- epochs: train, validate, select, stop early, save ----
+  // Validation images are preprocessed once and kept when they fit in 1 GiB.
+  const keep = s.valid.records.length * 3 * s.size * s.size * 4 <= 2 ** 30;
+  const valSet = s.valid.records.length ? new EvalSet(s.valid, s.nValid, s.pre, t.evalBatchSize, keep) : null;
+  const total = t.epochs * s.S;
+  if (lead) emit({ kind: 'start', epoch: prog.epoch, step: ft.steps, totalSteps: total });
+  const clock = { t0: performance.now(), step0: ft.steps, total };
+  let interrupted = false;
+  while (!prog.done && prog.epoch < t.epochs) {
+    interrupted = await trainEpoch(x, s, ft, prog, clock, saveState);
+    if (interrupted) break;
+    const { record, improved, stop } = await endEpoch(x, s, ft, prog, valSet);
+    await saveState({
+      ...(improved ? { before: () => exportBest(record.epoch) } : {}),
+      after: async () => {
+        await appendFile(files.metrics, `${JSON.stringify(record)}\n`);
+        await log(epochLine(record, s.labelType, stop ? t.patience : 0));
+      },
+    });
+    if (lead) emit({ kind: 'epoch', epoch: record.epoch, record });
+  }
+  await dumpRankState(rank, (file) => call('saveState', () => ft.saveState(file, { cxformer_progress: JSON.stringify(prog) })));
+  const result = { out: files.out, interrupted, history: prog.history, bestEpoch: prog.best?.epoch ?? null, report: null, bestModel: files.bestModel, bestHead: files.bestHead, rank, worldSize: world };
+  if (interrupted) {
+    await saveState({ after: () => log(`interrupted at epoch ${prog.epoch}, batch ${prog.batch} (step ${ft.steps}); re-run the same command to resume`) });
+    await pg?.barrier();
+    if (lead) emit({ kind: 'done', message: 'interrupted' });
+    return result;
+  }
+  // Training is over on every rank: the others leave (rank 0 hosts the rendezvous store and leaves last); rank 0
+  // evaluates the selected model alone, as one process.
+  await pg?.barrier();
+  if (!lead) return result;
+  if (!existsSync(files.bestHead)) {
+    // No epoch had a defined validation score: keep the final model.
+    await log(`no epoch had a defined validation ${s.selectBest}: keeping the last epoch`);
+    await exportBest(prog.history.at(-1)?.epoch ?? 0);
+  }
+  const report = await evaluateHeldOut(x, s, files, prog);
+  return { ...result, report };
+}
+
+/** Model, preprocessing, labelled splits and the batch geometry of the run (no side effects). */
+async function prepare(x: Ctx) {
+  const { o, t } = x;
+  const world = x.env.worldSize;
   const C = o.classes.length;
   const labelType = checkLabelType(o.labelType ?? 'multilabel', o.classes);
   const clsLayers = o.features?.clsLayers ?? CLASSIFICATION.clsLayers;
@@ -370,7 +453,6 @@ async function finetuneRanked(
   const size = cropSide(pre);
   if (size % vit.patch_size !== 0) throw new CxformerError('CXF_ARG', `--crop ${size} must be a multiple of the patch size ${vit.patch_size}`);
 
-  // ---- data ----
   const all = await labelled(o.dataset, o.classes, o.policy);
   const train = subset(all, (r) => r.split === 'train' || r.split === undefined, C);
   const valid = subset(all, (r) => r.split === 'valid', C);
@@ -385,14 +467,12 @@ async function finetuneRanked(
   const nTrain = nativeTargets(labelType, train.targets, train.mask, C, ids(train), o.classes);
   const nValid = nativeTargets(labelType, valid.targets, valid.mask, C, ids(valid), o.classes);
   const selectBest = valid.records.length ? t.selectBest : 'last';
+  // The global batch G (one optimizer step) and the S steps per epoch every rank takes.
   const N = train.records.length;
   const B = t.batchSize;
-  // The global batch (one optimizer step) and the steps per epoch; every rank takes S steps.
   const G = B * world;
-  const S = Math.ceil(N / G);
-
-  // ---- the run folder ----
-  const settings = {
+  const S = stepsPerEpoch(N, G);
+  const settings: Record<string, unknown> = {
     format: 'cxformer-finetune/1',
     classes: o.classes,
     labelType,
@@ -405,62 +485,22 @@ async function finetuneRanked(
     // The global batch is batchSize × ranks: another number of ranks is another run (unless --force).
     ...(world > 1 ? { worldSize: world } : {}),
   };
-  const settingsPath = path.join(out, 'finetune.json');
-  // Rank 0 decides whether this is a resume; every rank must then see the same state file.
-  const resuming = pg ? (await broadcastInt(pg, lead && existsSync(statePath) ? 1 : 0)) === 1 : existsSync(statePath);
-  await allOrNothing(pg, 'checking the run folder', async () => {
-    if (!lead) {
-      if (resuming && !existsSync(statePath)) {
-        throw new CxformerError('CXF_DIST', `rank ${rank} cannot see ${statePath} found by rank 0: put the output folder on a file system shared by all nodes`);
-      }
-      return;
-    }
-    await mkdir(ckDir, { recursive: true });
-    await checkSettings();
-    await writeJsonAtomic(settingsPath, settings);
-    await log(`data: train ${N}, valid ${valid.records.length}, test ${test.records.length}; ${labelType} over ${o.classes.join(', ')}`);
-  });
-  async function checkSettings() {
-    if (!(resuming && existsSync(settingsPath))) return;
-    const prev = JSON.parse(await readFile(settingsPath, 'utf8')) as Record<string, unknown>;
-    const diff = Object.keys(settings).filter((k) => JSON.stringify(prev[k]) !== JSON.stringify((settings as Record<string, unknown>)[k]));
-    // The evaluation batch and the checkpoint period do not change the result.
-    const free = new Set(['evalBatchSize', 'checkpointSteps']);
-    // Runs written before --augment existed trained with the §5.1 transform.
-    const prevTrain: Record<string, unknown> = { augment: 'spec', ...(prev.train as Record<string, unknown> | undefined) };
-    const trainDiff = diff.includes('train')
-      ? Object.keys(t)
-          .filter((k) => !free.has(k) && JSON.stringify(prevTrain[k]) !== JSON.stringify((t as Record<string, unknown>)[k]))
-          .map((k) => `train.${k}`)
-      : [];
-    const names = [...diff.filter((d) => d !== 'train'), ...trainDiff];
-    if (names.length && !o.force) {
-      throw new ConfigError(
-        `${out} holds a fine-tuning run with other settings (${names.join(', ')} differ from its finetune.json). ` +
-          'Choose another --out folder, or pass --force to resume it with the new values.',
-      );
-    }
-  }
-  if (world > 1) {
-    await log(`distributed: ${world} ranks, backend ${pg?.backend() ?? '?'}, this is ${describeDistEnv(env)}, device ${device}`);
-    await log(`data: each rank takes a disjoint share of every global batch (${B} images per rank), ${S} steps per epoch on every rank`);
-  }
-  await log(
-    `global batch = ${B} per rank × ${world} rank(s) = ${G}; learning rates are used as given (head ${t.headLr}, backbone ${t.backboneLr}): ` +
-      'fine-tuning applies no lr scaling rule, so another number of ranks changes the global batch at the same lr',
-  );
+  return { C, labelType, clsLayers, avgpool, resolved, family, vit, pre, size, train, valid, test, nTrain, nValid, selectBest, N, B, G, S, settings };
+}
 
-  // ---- native fine-tuner ----
+/** The native fine-tuner (collective with a process group: rank 0's initial state is broadcast to every rank). */
+async function createNative(x: Ctx, s: Setup, resuming: boolean): Promise<NativeFinetuner> {
+  const { t } = x;
   const bind = native();
   // Ranks sharing a node share its cores.
-  callSync('setThreads', () => bind.setThreads(rankThreads(threadCount(o.backbone.threads), env)));
+  callSync('setThreads', () => bind.setThreads(rankThreads(threadCount(x.o.backbone.threads), x.env)));
   const config = {
-    model: vit,
-    numClasses: C,
-    clsLayers,
-    avgpool,
+    model: s.vit,
+    numClasses: s.C,
+    clsLayers: s.clsLayers,
+    avgpool: s.avgpool,
     hidden: t.hidden,
-    task: labelType,
+    task: s.labelType,
     posWeight: t.posWeight,
     headLr: t.headLr,
     backboneLr: t.backboneLr,
@@ -470,229 +510,193 @@ async function finetuneRanked(
     epochs: t.epochs,
     warmupEpochs: t.warmupEpochs,
     schedule: t.schedule,
-    stepsPerEpoch: S,
+    stepsPerEpoch: s.S,
     clipGrad: t.clipGrad,
     precision: t.precision,
     seed: t.seed,
   };
-  // Collective with a process group: rank 0's initial state is broadcast to every rank.
-  const ft: NativeFinetuner = await call('createFinetuner', () =>
-    bind.createFinetuner(JSON.stringify({ config, device, seed: o.backbone.seed ?? 0, ...(resuming ? {} : resolved.weights ? { initWeights: resolved.weights.file } : {}) }), pg ?? undefined),
-  );
-  let prog: Progress = { epoch: 0, batch: 0, done: false, best: null, history: [], running: { sum: 0, entries: 0, skipped: 0, images: 0, seconds: 0, lr: 0 } };
-  if (resuming) {
-    // Collective with a process group: every rank reads the file, then rank 0's state is broadcast.
-    const md = await call('loadState', () => ft.loadState(statePath, o.force ?? false));
-    prog = JSON.parse(md.cxformer_progress ?? 'null') as Progress;
-    if (!prog) throw new CxformerError('CXF_WEIGHTS', `${statePath}: no cxformer_progress metadata (not written by cxformer finetune --mode full)`);
-    // Forced to more epochs: a run that ended by its epoch count (not by early stopping) continues.
-    if (prog.done && !prog.stopped && prog.epoch < t.epochs) prog.done = false;
-    // metrics.jsonl is rewritten from the state's history: lines written after the state are dropped.
-    if (lead) await writeFileAtomic(path.join(out, 'metrics.jsonl'), prog.history.map((h) => `${JSON.stringify(h)}\n`).join(''));
-    await log(
-      `resuming from ${statePath} at epoch ${prog.epoch}, batch ${prog.batch} (step ${ft.steps})${world > 1 ? ` (all ${world} ranks)` : ''}${prog.done ? ': training is complete' : ''}`,
-    );
-  } else {
-    if (lead) await writeFileAtomic(path.join(out, 'metrics.jsonl'), '');
-    await log(`backbone: ${resolved.configSource}; ${resolved.weights ? `weights ${resolved.weights.file}` : `random initialisation (seed ${o.backbone.seed ?? 0})`}`);
-    await log(`settings: ${JSON.stringify(t)}; crop ${size} px, ${S} steps per epoch`);
-    const was = resolved.config.interpolation;
-    if (size !== vit.img_size && (was.offset !== family.offset || was.antialias !== family.antialias)) {
-      await log(`position embeddings: interpolated with the exported HF family's rule (offset ${family.offset}, antialias ${family.antialias}) instead of the weights' (offset ${was.offset}, antialias ${was.antialias})`);
-    }
-  }
+  const init = resuming ? {} : s.resolved.weights ? { initWeights: s.resolved.weights.file } : {};
+  return call('createFinetuner', () => bind.createFinetuner(JSON.stringify({ config, device: x.device, seed: x.o.backbone.seed ?? 0, ...init }), x.pg ?? undefined));
+}
 
-  /**
-   * Rank 0 writes the state (after `before`, e.g. the export of a new best, so that a state never names a best epoch
-   * whose export is missing; then `after`); every rank learns whether that went well.
-   */
-  const saveState = (w: { before?: () => Promise<void>; after?: () => Promise<void> } = {}) =>
-    allOrNothing(pg, `saving the state at step ${ft.steps}`, async () => {
-      if (!lead) return;
-      await w.before?.();
-      await call('saveState', () => ft.saveState(statePath, { cxformer_progress: JSON.stringify(prog), cxformer_world_size: String(world) }));
-      await w.after?.();
+const emptyRunning = (): Progress['running'] => ({ sum: 0, entries: 0, skipped: 0, images: 0, seconds: 0, lr: 0 });
+
+/** A fresh run: empty metrics.jsonl, the settings in train.log. */
+async function freshProgress(x: Ctx, s: Setup, files: ReturnType<typeof folderPaths>): Promise<Progress> {
+  const { log, t } = x;
+  await onRankZero(x.pg, 'starting metrics.jsonl', () => writeFileAtomic(files.metrics, ''));
+  const r = s.resolved;
+  await log(`backbone: ${r.configSource}; ${r.weights ? `weights ${r.weights.file}` : `random initialisation (seed ${x.o.backbone.seed ?? 0})`}`);
+  await log(`settings: ${JSON.stringify(t)}; crop ${s.size} px, ${s.S} steps per epoch`);
+  const was = r.config.interpolation;
+  if (s.size !== s.vit.img_size && (was.offset !== s.family.offset || was.antialias !== s.family.antialias)) {
+    await log(`position embeddings: interpolated with the exported HF family's rule (offset ${s.family.offset}, antialias ${s.family.antialias}) instead of the weights' (offset ${was.offset}, antialias ${was.antialias})`);
+  }
+  return { epoch: 0, batch: 0, done: false, best: null, history: [], running: emptyRunning() };
+}
+
+/** A resume: the state (collective: every rank reads it, rank 0's is broadcast), metrics.jsonl from its history. */
+async function resumeProgress(x: Ctx, s: Setup, ft: NativeFinetuner, files: ReturnType<typeof folderPaths>): Promise<Progress> {
+  const md = await call('loadState', () => ft.loadState(files.state, x.o.force ?? false));
+  const prog = JSON.parse(md.cxformer_progress ?? 'null') as Progress | null;
+  if (!prog) throw new CxformerError('CXF_WEIGHTS', `${files.state}: no cxformer_progress metadata (not written by cxformer finetune --mode full)`);
+  // Forced to more epochs: a run that ended by its epoch count (not by early stopping) continues.
+  if (prog.done && !prog.stopped && prog.epoch < x.t.epochs) prog.done = false;
+  // Lines written after the state are dropped: the resumed epochs write them again.
+  await onRankZero(x.pg, 'rewriting metrics.jsonl', () => writeFileAtomic(files.metrics, prog.history.map((h) => `${JSON.stringify(h)}\n`).join('')));
+  const world = x.env.worldSize;
+  await x.log(
+    `resuming from ${files.state} at epoch ${prog.epoch}, batch ${prog.batch} (step ${ft.steps})${world > 1 ? ` (all ${world} ranks)` : ''}${prog.done ? ': training is complete' : ''}`,
+  );
+  return prog;
+}
+
+/**
+ * The steps of one epoch from the saved position (prog.batch); false at its end, true when the run is to stop
+ * (Ctrl-C / signal, or stopAfterSteps), decided by every rank together.
+ */
+async function trainEpoch(
+  x: Ctx,
+  s: Setup,
+  ft: NativeFinetuner,
+  prog: Progress,
+  clock: { t0: number; step0: number; total: number },
+  saveState: () => Promise<void>,
+): Promise<boolean> {
+  const { o, t, pg, emit } = x;
+  const { rank, worldSize: world } = x.env;
+  const { C, S, G, size, train, nTrain } = s;
+  const epoch = prog.epoch;
+  const order = rngFor(t.seed, 0, epoch, 'finetune-order').permutation(s.N);
+  const imgOpts = { equalize: s.pre.equalize, baseSize: null };
+  // An empty share is one stand-in image without supervised entries (every rank takes every step).
+  const part = (b: number) => {
+    const p = batchShare(order, b, G, rank, world);
+    return p.idx.length ? { ...p, pad: false } : { idx: [order[b * G] as number], first: G + rank, size: p.size, pad: true };
+  };
+  const load = (b: number): Promise<GrayImage[]> => Promise.all(part(b).idx.map((i) => loadTrainImage((train.records[i] as Labelled['records'][number]).path, imgOpts)));
+  let next: Promise<GrayImage[]> | null = prog.batch < S ? load(prog.batch) : null;
+  next?.catch(() => undefined);
+  for (let b = prog.batch; b < S; b++) {
+    const stopHere = (o.signal?.aborted ?? false) || (o.stopAfterSteps !== undefined && ft.steps >= o.stopAfterSteps);
+    // Every rank stops at the same step (one all-reduce of the flag per step).
+    if (await stopTogether(pg, stopHere)) return true;
+    const tb = performance.now();
+    const { idx, first, size: globalSize, pad } = part(b);
+    const images = await (next as Promise<GrayImage[]>);
+    next = b + 1 < S ? load(b + 1) : null;
+    next?.catch(() => undefined);
+    const step = ft.steps;
+    // Image k of the global batch is augmented from rngFor(seed, 0, step, crops, k) whatever rank holds it: the plan
+    // of the first `first` positions (other ranks' images) is drawn with stand-in sizes and dropped.
+    const hw = images.map((im) => [im.height, im.width] as [number, number]);
+    const crops = planFinetuneBatch(t.seed, step, [...Array<[number, number]>(first).fill(hw[0] as [number, number]), ...hw], size, t.cropScale, t.augment).slice(first);
+    const { planes, sizes } = packPlanes(images);
+    const targets = new Float32Array(idx.length * C);
+    const mask = new Uint8Array(idx.length * C);
+    idx.forEach((i, k) => {
+      targets.set(nTrain.targets.subarray(i * C, (i + 1) * C), k * C);
+      if (!pad) mask.set(nTrain.mask.subarray(i * C, (i + 1) * C), k * C);
     });
-  const headMeta = (epoch: number) => ({
-    classes: JSON.stringify(o.classes),
-    feature_options: JSON.stringify({ clsLayers, avgpool }),
+    const rec = JSON.parse(
+      await call(`finetune step ${step}`, () => ft.stepImages(planes, sizes, JSON.stringify(crops), size, targets, [idx.length, C], mask)),
+    ) as { step: number; loss: number; entries: number; lr: number; gradNorm: number; skipped: boolean };
+    // The step's loss and entries are those of the global batch (every rank holds the same values).
+    const dt = (performance.now() - tb) / 1000;
+    const r = prog.running;
+    r.sum += rec.loss * rec.entries;
+    r.entries += rec.entries;
+    r.skipped += rec.skipped ? 1 : 0;
+    r.images += globalSize;
+    r.seconds += dt;
+    r.lr = rec.lr;
+    prog.batch = b + 1;
+    const eta = ((performance.now() - clock.t0) / 1000 / Math.max(1, ft.steps - clock.step0)) * (clock.total - ft.steps);
+    if (rank === 0) emit({ kind: 'step', epoch, step, totalSteps: clock.total, loss: rec.loss, lr: rec.lr, imagesPerS: globalSize / dt, etaSeconds: eta });
+    if (t.checkpointSteps > 0 && ft.steps % t.checkpointSteps === 0 && b + 1 < S) await saveState();
+  }
+  return false;
+}
+
+/** End of an epoch: validation, selection (rank 0 decides), early stopping; advances `prog` to the next epoch. */
+async function endEpoch(x: Ctx, s: Setup, ft: NativeFinetuner, prog: Progress, valSet: EvalSet | null) {
+  const { t, pg } = x;
+  const epoch = prog.epoch;
+  const r = prog.running;
+  let val: { probs: Float32Array; loss: number | null } = { probs: new Float32Array(0), loss: null };
+  let vm: { auroc: number | null; auprc: number | null; acc?: number | null } = { auroc: null, auprc: null };
+  if (valSet) {
+    val = await runValidation(valSet, ft, s.C, pg, x.o.signal);
+    vm = valMetrics(val.probs, s.valid, s.C, s.labelType);
+  }
+  const score = { valAuroc: vm.auroc, valAuprc: vm.auprc, valLoss: val.loss === null ? null : -val.loss, last: null }[s.selectBest];
+  // Every rank computed the same metrics from the same gathered predictions; rank 0's decision is still the one taken.
+  const improved = await rankZeroDecides(pg, s.selectBest === 'last' || (score !== null && (prog.best === null || score > prog.best.score)));
+  if (improved) prog.best = { epoch, score: score ?? 0 };
+  const record: EpochRecord = {
+    epoch,
+    step: ft.steps,
+    lr: r.lr,
+    train_loss: r.entries > 0 ? r.sum / r.entries : null,
+    train_entries: r.entries,
+    skipped_batches: r.skipped,
+    val_loss: val.loss,
+    val_macro_auroc: vm.auroc,
+    val_macro_auprc: vm.auprc,
+    ...(s.labelType === 'multiclass' ? { val_accuracy: vm.acc ?? null } : {}),
+    best_epoch: prog.best?.epoch ?? null,
+    images_per_s: r.seconds > 0 ? r.images / r.seconds : 0,
+    seconds: r.seconds,
+  };
+  prog.history.push(record);
+  prog.epoch = epoch + 1;
+  prog.batch = 0;
+  prog.running = emptyRunning();
+  const stop = t.patience > 0 && s.selectBest !== 'last' && prog.best !== null && epoch - prog.best.epoch >= t.patience;
+  if (stop || prog.epoch >= t.epochs) prog.done = true;
+  if (stop) prog.stopped = true;
+  return { record, improved, stop };
+}
+
+/** The train.log line of an epoch (`patience` > 0: it stopped early). */
+function epochLine(r: EpochRecord, labelType: LabelType, patience: number): string {
+  const f = (v: number | null | undefined) => (v === null || v === undefined ? 'n/a' : v.toFixed(4));
+  return (
+    `epoch ${r.epoch}: train loss ${f(r.train_loss)}, val loss ${f(r.val_loss)}, val macro AUROC ${f(r.val_macro_auroc)}, AUPRC ${f(r.val_macro_auprc)}` +
+    `${labelType === 'multiclass' ? `, accuracy ${f(r.val_accuracy)}` : ''}; best epoch ${r.best_epoch ?? 'n/a'}${patience ? ` — early stop (patience ${patience})` : ''}`
+  );
+}
+
+/** Writes the current model as best/: an HF folder and its head (read by `cxformer evaluate`). */
+async function exportModel(x: Ctx, s: Setup, ft: NativeFinetuner, files: ReturnType<typeof folderPaths>, epoch: number): Promise<void> {
+  await mkdir(files.bestModel, { recursive: true });
+  const meta = {
+    classes: JSON.stringify(x.o.classes),
+    feature_options: JSON.stringify({ clsLayers: s.clsLayers, avgpool: s.avgpool }),
     backbone: 'best/model (fine-tuned)',
     best_epoch: String(epoch),
-    label_type: labelType,
-  });
-  const exportBest = async (epoch: number) => {
-    await mkdir(bestModel, { recursive: true });
-    await call('exportModel', () => ft.exportModel(path.join(bestModel, 'model.safetensors'), bestHead, headMeta(epoch)));
-    await writeJsonAtomic(path.join(bestModel, 'config.json'), toHfConfig(vit));
-    await writeJsonAtomic(path.join(bestModel, 'preprocessor_config.json'), toHfPreprocessorConfig(pre));
+    label_type: s.labelType,
   };
+  await call('exportModel', () => ft.exportModel(path.join(files.bestModel, 'model.safetensors'), files.bestHead, meta));
+  await writeJsonAtomic(path.join(files.bestModel, 'config.json'), toHfConfig(s.vit));
+  await writeJsonAtomic(path.join(files.bestModel, 'preprocessor_config.json'), toHfPreprocessorConfig(s.pre));
+}
 
-  // Validation images are preprocessed once and kept when they fit in 1 GiB.
-  const keep = valid.records.length * 3 * size * size * 4 <= 2 ** 30;
-  const valSet = valid.records.length ? new EvalSet(valid, nValid, pre, t.evalBatchSize, keep) : null;
-  const imgOpts = { equalize: pre.equalize, baseSize: null };
-
-  const total = t.epochs * S;
-  if (lead) emit({ kind: 'start', epoch: prog.epoch, step: ft.steps, totalSteps: total });
-  let interrupted = false;
-  const t0 = performance.now();
-  const step0 = ft.steps;
-  const loadBatch = (idx: number[]): Promise<GrayImage[]> => Promise.all(idx.map((i) => loadTrainImage((train.records[i] as Labelled['records'][number]).path, imgOpts)));
-  outer: while (!prog.done && prog.epoch < t.epochs) {
-    const epoch = prog.epoch;
-    const perm = rngFor(t.seed, 0, epoch, 'finetune-order').permutation(N);
-    /**
-     * This rank's part of global batch b: its contiguous share of perm[b·G …], `first` = the position of its first
-     * image in the global batch (keys the augmentation), `size` = the global batch's images. An empty share is one
-     * padding image without supervised entries.
-     */
-    const part = (b: number) => {
-      const lo = b * G;
-      const size = Math.min(N, lo + G) - lo;
-      const [x, y] = share(size, rank, world);
-      return y > x ? { idx: perm.slice(lo + x, lo + y), first: x, size, pad: false } : { idx: [perm[lo] as number], first: G + rank, size, pad: true };
-    };
-    const batchIdx = (b: number) => part(b).idx;
-    let next: Promise<GrayImage[]> | null = prog.batch < S ? loadBatch(batchIdx(prog.batch)) : null;
-    next?.catch(() => undefined);
-    for (let b = prog.batch; b < S; b++) {
-      const stopHere = (o.signal?.aborted ?? false) || (o.stopAfterSteps !== undefined && ft.steps >= o.stopAfterSteps);
-      // Every rank stops at the same step (one all-reduce of the flag per step).
-      if (pg ? await agreeStop(pg, stopHere) : stopHere) {
-        interrupted = true;
-        break outer;
-      }
-      const tb = performance.now();
-      const { idx, first, size: globalSize, pad } = part(b);
-      const images = await (next as Promise<GrayImage[]>);
-      next = b + 1 < S ? loadBatch(batchIdx(b + 1)) : null;
-      next?.catch(() => undefined);
-      const step = ft.steps;
-      // Image k of the global batch is augmented from rngFor(seed, 0, step, crops, k) whatever rank holds it: the plan
-      // of the first `first` positions (other ranks' images) is drawn with stand-in sizes and dropped.
-      const sizes = images.map((im) => [im.height, im.width] as [number, number]);
-      const crops = planFinetuneBatch(t.seed, step, [...Array<[number, number]>(first).fill(sizes[0] as [number, number]), ...sizes], size, t.cropScale, t.augment).slice(first);
-      const planes = new Uint8Array(images.reduce((a, im) => a + im.data.length, 0));
-      let off = 0;
-      for (const im of images) {
-        planes.set(im.data, off);
-        off += im.data.length;
-      }
-      const targets = new Float32Array(idx.length * C);
-      const mask = new Uint8Array(idx.length * C);
-      idx.forEach((i, k) => {
-        targets.set(nTrain.targets.subarray(i * C, (i + 1) * C), k * C);
-        if (!pad) mask.set(nTrain.mask.subarray(i * C, (i + 1) * C), k * C);
-      });
-      const rec = JSON.parse(
-        await call(`finetune step ${step}`, () =>
-          ft.stepImages(planes, images.flatMap((im) => [im.height, im.width]), JSON.stringify(crops), size, targets, [idx.length, C], mask),
-        ),
-      ) as { step: number; loss: number; entries: number; lr: number; gradNorm: number; skipped: boolean };
-      const dt = (performance.now() - tb) / 1000;
-      const r = prog.running;
-      r.sum += rec.loss * rec.entries;
-      r.entries += rec.entries;
-      r.skipped += rec.skipped ? 1 : 0;
-      // The step's loss and entries are those of the global batch (every rank holds the same values).
-      r.images += globalSize;
-      r.seconds += dt;
-      r.lr = rec.lr;
-      prog.batch = b + 1;
-      const doneSteps = ft.steps - step0;
-      const eta = ((performance.now() - t0) / 1000 / Math.max(1, doneSteps)) * (total - ft.steps);
-      if (lead) emit({ kind: 'step', epoch, step, totalSteps: total, loss: rec.loss, lr: rec.lr, imagesPerS: globalSize / dt, etaSeconds: eta });
-      if (t.checkpointSteps > 0 && ft.steps % t.checkpointSteps === 0 && b + 1 < S) await saveState();
-    }
-
-    // ---- end of epoch: validation, selection, early stopping, state ----
-    const r = prog.running;
-    let val: { probs: Float32Array; loss: number | null } = { probs: new Float32Array(0), loss: null };
-    let vm: { auroc: number | null; auprc: number | null; acc?: number | null } = { auroc: null, auprc: null };
-    if (valSet) {
-      val = await runValidation(valSet, ft, C, pg, o.signal);
-      vm = valMetrics(val.probs, valid, C, labelType);
-    }
-    const score = selectBest === 'valAuroc' ? vm.auroc : selectBest === 'valAuprc' ? vm.auprc : selectBest === 'valLoss' ? (val.loss === null ? null : -val.loss) : null;
-    let improved = selectBest === 'last' || (score !== null && (prog.best === null || score > prog.best.score));
-    if (pg) {
-      // Every rank computed the same metrics from the same gathered predictions; rank 0's decision is still the one taken.
-      const d = await call('broadcast the epoch decision', () => pg.broadcast(Float32Array.of(improved ? 1 : 0), 0));
-      improved = d[0] === 1;
-    }
-    if (improved) prog.best = { epoch, score: score ?? 0 };
-    const record: EpochRecord = {
-      epoch,
-      step: ft.steps,
-      lr: r.lr,
-      train_loss: r.entries > 0 ? r.sum / r.entries : null,
-      train_entries: r.entries,
-      skipped_batches: r.skipped,
-      val_loss: val.loss,
-      val_macro_auroc: vm.auroc,
-      val_macro_auprc: vm.auprc,
-      ...(labelType === 'multiclass' ? { val_accuracy: vm.acc ?? null } : {}),
-      best_epoch: prog.best?.epoch ?? null,
-      images_per_s: r.seconds > 0 ? r.images / r.seconds : 0,
-      seconds: r.seconds,
-    };
-    prog.history.push(record);
-    prog.epoch = epoch + 1;
-    prog.batch = 0;
-    prog.running = { sum: 0, entries: 0, skipped: 0, images: 0, seconds: 0, lr: 0 };
-    const f = (v: number | null | undefined) => (v === null || v === undefined ? 'n/a' : v.toFixed(4));
-    // The same on every rank: prog.best follows rank 0's broadcast decision.
-    const stop = t.patience > 0 && selectBest !== 'last' && prog.best !== null && epoch - prog.best.epoch >= t.patience;
-    if (stop || prog.epoch >= t.epochs) prog.done = true;
-    if (stop) prog.stopped = true;
-    await saveState({
-      ...(improved ? { before: () => exportBest(epoch) } : {}),
-      after: async () => {
-        await appendFile(path.join(out, 'metrics.jsonl'), `${JSON.stringify(record)}\n`);
-        await log(
-          `epoch ${epoch}: train loss ${f(record.train_loss)}, val loss ${f(val.loss)}, val macro AUROC ${f(vm.auroc)}, AUPRC ${f(vm.auprc)}` +
-            `${labelType === 'multiclass' ? `, accuracy ${f(vm.acc)}` : ''}; best epoch ${record.best_epoch ?? 'n/a'}${stop ? ` — early stop (patience ${t.patience})` : ''}`,
-        );
-      },
-    });
-    if (lead) emit({ kind: 'epoch', epoch, record });
-  }
-  // Debugging aid (docs/distributed.md): every rank writes its own final state, to compare ranks.
-  const dumpDir = process.env.CXFORMER_DIST_DUMP_DIR;
-  if (dumpDir) {
-    await mkdir(dumpDir, { recursive: true });
-    await call('saveState', () => ft.saveState(path.join(dumpDir, `rank-${rank}.safetensors`), { cxformer_progress: JSON.stringify(prog) }));
-  }
-  const result = { out, interrupted, history: prog.history, bestEpoch: prog.best?.epoch ?? null, report: null, bestModel, bestHead, rank, worldSize: world };
-  if (interrupted) {
-    await saveState({ after: () => log(`interrupted at epoch ${prog.epoch}, batch ${prog.batch} (step ${ft.steps}); re-run the same command to resume`) });
-    await pg?.barrier();
-    if (lead) emit({ kind: 'done', message: 'interrupted' });
-    return result;
-  }
-  // Training is over on every rank: the others leave (rank 0 hosts the rendezvous store and leaves last); rank 0
-  // evaluates the selected model alone, as one process.
-  await pg?.barrier();
-  if (!lead) return result;
-  if (!existsSync(bestHead)) {
-    // No epoch had a defined validation score: keep the final model.
-    await log(`no epoch had a defined validation ${selectBest}: keeping the last epoch`);
-    await exportBest(prog.history.at(-1)?.epoch ?? 0);
-  }
-
-  // ---- held-out evaluation of the selected model, through the same path as `cxformer evaluate` ----
-  const heldSplit = test.records.length ? 'test' : 'valid';
-  await log(`evaluating the model of epoch ${prog.best?.epoch ?? 'last'} on the ${heldSplit} split`);
+/** The selected model on the held-out split (test, else validation), through the same path as `cxformer evaluate`. */
+async function evaluateHeldOut(x: Ctx, s: Setup, files: ReturnType<typeof folderPaths>, prog: Progress): Promise<FullFinetuneResult['report']> {
+  const { o } = x;
+  const split = s.test.records.length ? 'test' : 'valid';
+  await x.log(`evaluating the model of epoch ${prog.best?.epoch ?? 'last'} on the ${split} split`);
   const rep = await evaluateHead({
-    backbone: { weights: bestModel, device, threads: o.backbone.threads },
-    head: bestHead,
-    dataset: { ...o.dataset, split: heldSplit } as DatasetSpec,
+    backbone: { weights: files.bestModel, device: x.device, threads: o.backbone.threads },
+    head: files.bestHead,
+    dataset: { ...o.dataset, split } as DatasetSpec,
     ...(o.policy ? { policy: o.policy } : {}),
-    out: path.join(out, 'eval'),
+    out: path.join(files.out, 'eval'),
     bootstrap: o.bootstrap ?? CLASSIFICATION.bootstrap,
-    preprocess: pre,
-    title: `Full fine-tuning (${heldSplit} split)`,
+    preprocess: s.pre,
+    title: `Full fine-tuning (${split} split)`,
   });
-  emit({ kind: 'done', message: rep.files.report });
-  return { ...result, report: { ...rep, split: heldSplit } };
+  x.emit({ kind: 'done', message: rep.files.report });
+  return { ...rep, split };
 }

@@ -33,20 +33,22 @@
  * rank loads `last.safetensors` to resume, then takes rank 0's state.
  */
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import { appendFile, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { DatasetSpec } from '../datasets/index.js';
 import { threadCount } from '../backbone.js';
 import { writeFileAtomic } from '../data/fsutil.js';
 import { hashSeed, mulberry32, shuffleInPlace } from '../data/random.js';
 import { describeDistEnv, rankThreads, type DistEnv } from '../distributed/env.js';
-import { agreeStop, allOrNothing, broadcastInt, type DistSettings, type ProcessGroup, withProcessGroup } from '../distributed/group.js';
-import { share } from '../distributed/shard.js';
-import { diffKeys, keepJsonl, withRunFolder, type RunFolder } from '../run/folder.js';
+import { allOrNothing, type DistSettings, type ProcessGroup, withProcessGroup } from '../distributed/group.js';
+import { batchShare, stepsPerEpoch } from '../run/batches.js';
+import { keepJsonl, withRunFolder, type RunFolder } from '../run/folder.js';
+import { dumpRankState, gatherRows, onRankZero, rankZeroDecides, requireShared, stopTogether } from '../run/rank.js';
+import { refuseChangedSettings, settingsDiff } from '../run/settings.js';
 import { resolvePreprocessOptions, type PreprocessOptions } from '../image/options.js';
 import { resolveModel } from '../model/weights.js';
 import type { BackboneChoice } from '../finetune/classify.js';
-import { call, CxformerError } from '../native/load.js';
+import { CxformerError } from '../native/load.js';
 import { augmentPair, normalizeBatch, type SegAugmentOptions } from './augment.js';
 import { loadSamples, loadSegRecords, SEG_NUM_CLASSES, type MaskSource, type SegSample } from './data.js';
 import { diceReport, evaluateSamples, predictSamples, type SegEvaluation } from './evaluate.js';
@@ -217,258 +219,272 @@ function checkOptions(o: SegTrainOptions): void {
   if (o.overlays !== undefined && !(Number.isInteger(o.overlays) && o.overlays >= 0)) throw new CxformerError('CXF_ARG', `segmentation: overlays must be an integer ≥ 0, got ${o.overlays}`);
 }
 
-/** Pixels of 3 class maps' bytes per float32 (exact integers < 2^24): the all-gather carries float32 arrays. */
-function packLabels(maps: readonly Uint8Array[], hw: number, images: number): Float32Array {
-  const bytes = new Uint8Array(images * hw);
-  maps.forEach((m, i) => bytes.set(m, i * hw));
-  const out = new Float32Array(Math.ceil(bytes.length / 3));
-  for (let k = 0; k < out.length; k++) out[k] = (bytes[3 * k] ?? 0) + 256 * (bytes[3 * k + 1] ?? 0) + 65536 * (bytes[3 * k + 2] ?? 0);
+/** A class map's bytes, 3 per float32 (exact integers < 2^24): the all-gather carries float32 arrays. */
+function packMaps(maps: readonly Uint8Array[], width: number): Float32Array {
+  const out = new Float32Array(maps.length * width);
+  maps.forEach((m, i) => {
+    for (let k = 0; k < width; k++) out[i * width + k] = (m[3 * k] ?? 0) + 256 * (m[3 * k + 1] ?? 0) + 65536 * (m[3 * k + 2] ?? 0);
+  });
   return out;
 }
 
-function unpackLabels(packed: Float32Array, hw: number, images: number): Uint8Array[] {
-  const bytes = new Uint8Array(images * hw);
-  for (let j = 0; j < bytes.length; j++) bytes[j] = Math.floor((packed[Math.floor(j / 3)] as number) / 256 ** (j % 3)) % 256;
-  return Array.from({ length: images }, (_, i) => bytes.slice(i * hw, (i + 1) * hw));
-}
-
-/**
- * Class maps of every sample: alone, predicted here; data parallel, each rank predicts its contiguous share and the
- * maps are all-gathered (padded to one length), so every rank holds all of them in order.
- */
-async function predictAll(model: Segmenter, samples: readonly SegSample[], batchSize: number, pre: PreprocessOptions, pg: ProcessGroup | null): Promise<Uint8Array[]> {
-  if (!pg) return predictSamples(model, samples, batchSize, undefined, pre);
-  const n = samples.length;
-  const W = pg.worldSize;
-  const g = samples[0]!.geometry;
-  const hw = g.outWidth * g.outHeight;
-  const [lo, hi] = share(n, pg.rank, W);
-  const mine = await allOrNothing(pg, 'validation', () => predictSamples(model, samples.slice(lo, hi), batchSize, undefined, pre));
-  const rows = Math.ceil(n / W);
-  const all = await call('gather validation predictions', () => pg.allGather(packLabels(mine, hw, rows)));
-  return all.flatMap((p, r) => {
-    const [a, b] = share(n, r, W);
-    return unpackLabels(p, hw, b - a);
+function unpackMaps(rows: Float32Array, width: number, hw: number): Uint8Array[] {
+  return Array.from({ length: rows.length / width }, (_, i) => {
+    const m = new Uint8Array(hw);
+    for (let j = 0; j < hw; j++) m[j] = Math.floor((rows[i * width + Math.floor(j / 3)] as number) / 256 ** (j % 3)) % 256;
+    return m;
   });
 }
+
+/** Class maps of every sample: data parallel, each rank predicts its share and every rank gets all of them. */
+async function predictAll(model: Segmenter, samples: readonly SegSample[], batchSize: number, pre: PreprocessOptions, pg: ProcessGroup | null): Promise<Uint8Array[]> {
+  if (!pg) return predictSamples(model, samples, batchSize, undefined, pre);
+  const g = samples[0]!.geometry;
+  const hw = g.outWidth * g.outHeight;
+  const width = Math.ceil(hw / 3);
+  const { rows } = await gatherRows(pg, samples.length, width, async (lo, hi) => ({ rows: packMaps(await predictSamples(model, samples.slice(lo, hi), batchSize, undefined, pre), width) }));
+  return unpackMaps(rows, width, hw);
+}
+
+/** One rank's run: what every step below reads. */
+interface Ctx {
+  o: SegTrainOptions;
+  env: DistEnv;
+  device: string;
+  pg: ProcessGroup | null;
+  /** Rank 0 logs (train.log and o.log); the other ranks report only their errors (thrown). */
+  log: (m: string) => void;
+  progress: (m: string) => void;
+}
+
+type Setup = Awaited<ReturnType<typeof prepare>>;
 
 async function trainRanked(o: SegTrainOptions, env: DistEnv, device: string, pg: ProcessGroup | null, run: RunFolder): Promise<SegTrainResult> {
   const { rank, worldSize: world } = env;
   const lead = rank === 0;
-  // Rank 0 logs (train.log and o.log); the other ranks report only their errors (thrown).
-  const log = (m: string) => void run.log(m);
-  const prog = lead ? (o.progress ?? (() => undefined)) : () => undefined;
+  const x: Ctx = { o, env, device, pg, log: (m) => void run.log(m), progress: lead ? (o.progress ?? (() => undefined)) : () => undefined };
+  const s = await prepare(x);
+  const { files, settings, model } = s;
   const epochs = o.epochs ?? SEGMENTATION.epochs;
-  const B = o.batchSize ?? SEGMENTATION.batchSize;
-  const seed = o.seed ?? SEGMENTATION.seed;
-  const out = path.resolve(o.out);
 
+  // ---- the run folder: rank 0 decides whether this is a resume; every rank must then see the checkpoint ----
+  const resuming = await rankZeroDecides(pg, lead && existsSync(files.run) && existsSync(files.last));
+  if (resuming) await requireShared(pg, files.last);
+  await onRankZero(pg, 'checking the run folder', async () => {
+    if (!resuming) return;
+    const prev = JSON.parse(await readFile(files.run, 'utf8')) as Record<string, unknown>;
+    refuseChangedSettings(settingsDiff(prev, settings), { dir: files.out, file: 'run.json', what: 'segmentation run', force: o.force ?? false });
+  });
+  let state: SegState = resuming ? await resumeState(x, s) : { epoch: 0, step: 0, bestEpoch: null, bestDiceAvg: null, history: [] };
+  await onRankZero(pg, 'writing the run folder', async () => {
+    // The lines up to the resumed checkpoint (none for a fresh run): a killed run's later lines are written again.
+    await keepJsonl(files.metrics, (r) => resuming && typeof r.step === 'number' && r.step <= state.step);
+    await writeFileAtomic(files.run, `${JSON.stringify(settings, null, 2)}\n`);
+  });
+  if (world > 1) {
+    x.log(`distributed: ${world} ranks, backend ${pg?.backend() ?? '?'}, this is ${describeDistEnv(env)}, device ${device}`);
+    x.log(`global batch = ${s.B} per rank × ${world} ranks = ${s.G}; the lr is used as given (no scaling rule): another number of ranks changes the global batch at the same lr`);
+  }
+
+  // ---- epochs ----
+  const result = (evaluation: SegEvaluation | null, partial: boolean, interrupted: boolean): SegTrainResult => ({
+    history: state.history,
+    bestEpoch: state.bestEpoch,
+    evaluation,
+    files,
+    partial,
+    interrupted,
+    rank,
+    worldSize: world,
+  });
+  let interrupted = false;
+  const budget = { steps: 0 };
+  for (let epoch = state.epoch, ran = 0; epoch < epochs; epoch++, ran++) {
+    if (o.stopAfterEpochs !== undefined && ran >= o.stopAfterEpochs) break;
+    const e = await trainEpoch(x, s, state, epoch, budget);
+    interrupted = e.interrupted;
+    // Stopped inside the epoch: its mid-epoch checkpoint is written, the run resumes there.
+    if (e.stoppedInside) return result(null, true, interrupted);
+    state = await endEpoch(x, s, state, epoch, e.sums);
+    if (e.stop) break;
+  }
+  await dumpRankState(rank, (file) => model.save(file, true, { seg_state: JSON.stringify(state) }));
+  // The other ranks leave together (rank 0 hosts the rendezvous store and leaves last).
+  await pg?.barrier();
+  if (state.epoch < epochs) {
+    x.log(`${interrupted ? 'interrupted' : 'stopped'} after epoch ${state.epoch} of ${epochs}; re-run the same command to resume`);
+    return result(null, true, interrupted);
+  }
+  if (!lead) return result(null, false, false);
+  return result(await evaluateBest(x, s, state), false, false);
+}
+
+/** Model, preprocessing, data, native segmenter (collective: rank 0's initial state is broadcast), settings. */
+async function prepare(x: Ctx) {
+  const { o, env, pg } = x;
+  const out = path.resolve(o.out);
   const resolved = await resolveModel(o.backbone);
   const pre = resolvePreprocessOptions({ ...(resolved.preprocess ?? {}), ...(o.preprocess ?? {}) });
   if (pre.crop === null && pre.resize === null) throw new CxformerError('CXF_ARG', 'segmentation needs images of one size: set crop (e.g. 518) or an exact resize HxW');
-
-  // ---- data (every rank loads it; a failure on one rank stops all) ----
-  const data = await allOrNothing(pg, 'loading the data', () => loadData(o, pre, resolved.config.patch_size, seed, log, prog));
-  const { recs, train, valid, held, W, H } = data;
-
-  // ---- model and run folder ----
-  // Collective with a process group: rank 0's initial state is broadcast to every rank.
+  // Every rank loads the data; a failure on one rank stops all.
+  const seed = o.seed ?? SEGMENTATION.seed;
+  const data = await allOrNothing(pg, 'loading the data', () => loadData(o, pre, resolved.config.patch_size, seed, x.log, x.progress));
   const model = await Segmenter.create({
     seg: { numClasses: SEG_NUM_CLASSES, ...(o.seg ?? {}) },
     backbone: resolved.config,
     ...(resolved.weights ? { weights: resolved.weights.file } : {}),
     seed: o.backbone.seed ?? 0,
-    device,
+    device: x.device,
     // Ranks sharing a node share its cores.
     threads: rankThreads(threadCount(o.backbone.threads), env),
     processGroup: pg,
   });
-  const segCfg = model.config;
-  const settings = runSettings(o, { config: resolved.config, weights: resolved.weights?.file ?? null }, pre, segCfg, world);
-  const files = { run: path.join(out, 'run.json'), last: path.join(out, 'last.safetensors'), best: path.join(out, 'best.safetensors'), metrics: path.join(out, 'metrics.jsonl') };
-  let state: SegState = { epoch: 0, step: 0, bestEpoch: null, bestDiceAvg: null, history: [] };
-  // Rank 0 decides whether this is a resume; every rank must then see the checkpoint.
-  const found = existsSync(files.run) && existsSync(files.last);
-  const resuming = pg ? (await broadcastInt(pg, lead && found ? 1 : 0)) === 1 : found;
-  await allOrNothing(pg, 'checking the run folder', async () => {
-    if (!lead) {
-      if (resuming && !existsSync(files.last)) {
-        throw new CxformerError('CXF_DIST', `rank ${rank} cannot see ${files.last} found by rank 0: put the output folder on a file system shared by all nodes`);
-      }
-      return;
-    }
-    if (!resuming) return;
-    const prev = JSON.parse(await readFile(files.run, 'utf8')) as Record<string, unknown>;
-    const diff = diffKeys(prev, settings as unknown as Record<string, unknown>);
-    if (diff.length && !o.force) {
-      throw new CxformerError('CXF_CONFIG', `${out} holds a segmentation run with other settings (${diff.join(', ')} differ); choose another output folder, or pass --force to resume it with the new values`);
-    }
-  });
-  if (resuming) {
-    // Every rank reads the checkpoint, then takes rank 0's state (collective).
-    state = await allOrNothing(pg, 'loading the checkpoint', async () => {
-      const md = await model.load(files.last);
-      const st = JSON.parse(md.seg_state ?? 'null') as SegState;
-      if (!st) throw new CxformerError('CXF_WEIGHTS', `${files.last}: no seg_state metadata; not a checkpoint of this command`);
-      return st;
-    });
-    await model.syncFromRank0();
-    log(state.inEpoch ? `resuming inside epoch ${state.epoch + 1} after batch ${state.inEpoch.batches} (step ${state.step})` : `resuming after epoch ${state.epoch} (step ${state.step})`);
-  }
-  await allOrNothing(pg, 'writing the run folder', async () => {
-    if (!lead) return;
-    // The lines up to the resumed checkpoint (none for a fresh run): a killed run's later lines are written again.
-    await keepJsonl(files.metrics, (r) => resuming && typeof r.step === 'number' && r.step <= state.step);
-    await writeFileAtomic(files.run, `${JSON.stringify(settings, null, 2)}\n`);
-  });
-  const G = B * world;
-  if (world > 1) {
-    log(`distributed: ${world} ranks, backend ${pg?.backend() ?? '?'}, this is ${describeDistEnv(env)}, device ${device}`);
-    log(`global batch = ${B} per rank × ${world} ranks = ${G}; the lr is used as given (no scaling rule): another number of ranks changes the global batch at the same lr`);
-  }
-  /** Rank 0 alone writes; every rank learns whether that went well. */
-  const write = (what: string, f: () => Promise<unknown>) => allOrNothing(pg, what, async () => (lead ? void (await f()) : undefined));
+  const settings = runSettings(o, { config: resolved.config, weights: resolved.weights?.file ?? null }, pre, model.config, env.worldSize);
+  const files = { out, run: path.join(out, 'run.json'), last: path.join(out, 'last.safetensors'), best: path.join(out, 'best.safetensors'), metrics: path.join(out, 'metrics.jsonl') };
+  const B = o.batchSize ?? SEGMENTATION.batchSize;
+  const G = B * env.worldSize;
+  const spe = stepsPerEpoch(data.train.length, G);
+  return { ...data, pre, seed, model, settings, files, B, G, spe, total: (o.epochs ?? SEGMENTATION.epochs) * spe };
+}
 
-  // ---- training ----
-  const spe = Math.ceil(train.length / G);
-  const total = epochs * spe;
+/** Every rank reads last.safetensors, then takes rank 0's state (collective). */
+async function resumeState(x: Ctx, s: Setup): Promise<SegState> {
+  const state = await allOrNothing(x.pg, 'loading the checkpoint', async () => {
+    const md = await s.model.load(s.files.last);
+    const st = JSON.parse(md.seg_state ?? 'null') as SegState | null;
+    if (!st) throw new CxformerError('CXF_WEIGHTS', `${s.files.last}: no seg_state metadata; not a checkpoint of this command`);
+    return st;
+  });
+  await s.model.syncFromRank0();
+  x.log(state.inEpoch ? `resuming inside epoch ${state.epoch + 1} after batch ${state.inEpoch.batches} (step ${state.step})` : `resuming after epoch ${state.epoch} (step ${state.step})`);
+  return state;
+}
+
+/** Running sums of an epoch (restored from a mid-epoch checkpoint). */
+type EpochSums = NonNullable<SegState['inEpoch']> & { t0: number };
+
+/** The last.safetensors of `state` (epoch = the epoch being trained, or the next one after an epoch end). */
+const saveLast = (s: Setup, state: SegState, epoch: number) => s.model.save(s.files.last, true, { epoch: String(epoch), seg_state: JSON.stringify(state), run: JSON.stringify(s.settings) });
+
+/**
+ * The steps of one epoch from the saved position. After each step every rank agrees whether to stop (Ctrl-C /
+ * signal, stopAfterSteps); a stop before the epoch's last step writes a mid-epoch checkpoint (`stoppedInside`).
+ */
+async function trainEpoch(x: Ctx, s: Setup, state: SegState, epoch: number, budget: { steps: number }) {
+  const { o, pg } = x;
+  const { rank, worldSize: world } = x.env;
+  const { train, W, H, G, spe, model } = s;
+  const resume = state.inEpoch ?? null;
+  const sums: EpochSums = { batches: 0, sumLoss: 0, sumDice: 0, seen: 0, seconds: 0, lr: 0, ...(resume ?? {}), t0: Date.now() - (resume?.seconds ?? 0) * 1000 };
+  const order = shuffleInPlace(train.map((_, i) => i), mulberry32(hashSeed(s.seed, epoch)));
   const warm = (o.warmupEpochs ?? SEGMENTATION.warmupEpochs) * spe;
   const logEvery = o.logEvery ?? 10;
-  let ran = 0;
-  let steps = 0;
-  let interrupted = false;
-  let halt = false;
-  const result = (evaluation: SegEvaluation | null, partial: boolean): SegTrainResult => ({ history: state.history, bestEpoch: state.bestEpoch, evaluation, files, partial, interrupted, rank, worldSize: world });
-  const saveLast = (epoch: number) => model.save(files.last, true, { epoch: String(epoch), seg_state: JSON.stringify(state), run: JSON.stringify(settings) });
-  for (let epoch = state.epoch; epoch < epochs && !halt; epoch++) {
-    if (o.stopAfterEpochs !== undefined && ran >= o.stopAfterEpochs) break;
-    const resume = state.inEpoch ?? null;
-    const t0 = Date.now() - (resume?.seconds ?? 0) * 1000;
-    const order = shuffleInPlace(train.map((_, i) => i), mulberry32(hashSeed(seed, epoch)));
-    let sumLoss = resume?.sumLoss ?? 0;
-    let sumDice = resume?.sumDice ?? 0;
-    let seen = resume?.seen ?? 0;
-    let lastLr = resume?.lr ?? 0;
-    let rec: SegStepRecord | undefined;
-    for (let b = resume?.batches ?? 0; b < spe; b++) {
-      // This rank's contiguous share of global batch b (empty when it holds fewer images than ranks).
-      const global = order.slice(b * G, (b + 1) * G);
-      const [x0, x1] = share(global.length, rank, world);
-      const idx = global.slice(x0, x1);
-      const imgs: Uint8Array[] = [];
-      const labels = new Uint8Array(idx.length * W * H);
-      idx.forEach((i, k) => {
-        const s = train[i]!;
-        const a = augmentPair(s.image, s.mask!, W, H, mulberry32(hashSeed(seed, epoch, i, 0x5e9)), o.augment);
-        imgs.push(a.image);
-        labels.set(a.mask, k * W * H);
-      });
-      const lr = segLr(segCfg.lr, state.step, total, warm);
-      const ts = Date.now();
-      // The record holds the loss of the whole global batch (every rank the same).
-      rec = await model.step(normalizeBatch(imgs, W, H, pre.mean, pre.std), [idx.length, 3, H, W], labels, lr);
-      state.step = rec.step;
-      sumLoss += rec.loss * global.length;
-      sumDice += rec.softDice * global.length;
-      seen += global.length;
-      const ips = (global.length * 1000) / Math.max(1, Date.now() - ts);
-      prog(`epoch ${epoch + 1}/${epochs} step ${b + 1}/${spe} loss ${rec.loss.toFixed(4)} lr ${lr.toExponential(2)} ${ips.toFixed(1)} img/s`);
-      lastLr = rec.lr;
-      if (lead && logEvery > 0 && (state.step % logEvery === 0 || b === spe - 1)) {
-        await appendFile(files.metrics, `${JSON.stringify({ kind: 'step', epoch, ...rec, imagesPerS: ips })}\n`);
-      }
-      steps++;
-      const byCount = o.stopAfterSteps !== undefined && steps >= o.stopAfterSteps;
-      const want = o.signal?.aborted === true || byCount;
-      // Every rank stops at the same step (one all-reduce of the flag per step).
-      const stop = pg ? await agreeStop(pg, want) : want;
-      interrupted = stop && (o.signal?.aborted === true || !byCount);
-      halt ||= stop;
-      if (b < spe - 1 && (stop || (o.checkpointSteps && state.step % o.checkpointSteps === 0))) {
-        // Mid-epoch checkpoint: the epoch's permutation, augmentation streams and lr all follow from (seed, epoch,
-        // step), so the sums and the batch count are all a resume needs.
-        state.inEpoch = { batches: b + 1, sumLoss, sumDice, seen, seconds: (Date.now() - t0) / 1000, lr: lastLr };
-        await write(`saving the checkpoint at step ${state.step}`, () => saveLast(epoch));
-        if (stop) {
-          log(`${interrupted ? 'interrupted' : 'stopped'} in epoch ${epoch + 1} after batch ${b + 1} (step ${state.step}); re-run the same command to resume`);
-          await pg?.barrier();
-          return result(null, true);
-        }
-      }
-      if (stop) break;
-    }
-    let valDice: Record<string, number> | null = null;
-    let avg: number | null = null;
-    if (valid.length) {
-      const rep = diceReport(await predictAll(model, valid, o.evalBatchSize ?? SEGMENTATION.evalBatchSize, pre, pg), valid);
-      valDice = Object.fromEntries(rep.structures.map((s) => [s.name, s.pooled]));
-      avg = rep.diceAvg;
-    }
-    let improved = avg !== null ? state.bestDiceAvg === null || avg > state.bestDiceAvg : true; // no validation: keep the last
-    if (pg) {
-      // Every rank computed the same Dice from the same gathered maps; rank 0's decision is still the one taken.
-      const d = await call('broadcast the epoch decision', () => pg.broadcast(Float32Array.of(improved ? 1 : 0), 0));
-      improved = d[0] === 1;
-    }
-    if (improved) {
-      state.bestEpoch = epoch;
-      state.bestDiceAvg = avg;
-    }
-    const er: SegEpochRecord = {
-      kind: 'epoch',
-      epoch,
-      step: state.step,
-      lr: lastLr,
-      trainLoss: sumLoss / Math.max(1, seen),
-      trainSoftDice: sumDice / Math.max(1, seen),
-      valDice,
-      valDiceAvg: avg,
-      bestEpoch: state.bestEpoch,
-      bestDiceAvg: state.bestDiceAvg,
-      seconds: (Date.now() - t0) / 1000,
-    };
-    state = { ...state, epoch: epoch + 1, inEpoch: null, history: [...state.history, er] };
-    await write(`saving epoch ${epoch + 1}`, async () => {
-      if (improved) await model.save(files.best, false, { epoch: String(epoch + 1), best_dice_avg: String(avg ?? ''), run: JSON.stringify(settings) });
-      // The line before the state that contains it: a kill in between resumes before the line and writes it again.
-      await appendFile(files.metrics, `${JSON.stringify(er)}\n`);
-      await saveLast(epoch + 1);
+  const epochs = o.epochs ?? SEGMENTATION.epochs;
+  for (let b = sums.batches; b < spe; b++) {
+    // This rank's contiguous share of global batch b (empty when it holds fewer images than ranks).
+    const { idx, size } = batchShare(order, b, G, rank, world);
+    const imgs: Uint8Array[] = [];
+    const labels = new Uint8Array(idx.length * W * H);
+    idx.forEach((i, k) => {
+      const sample = train[i]!;
+      const a = augmentPair(sample.image, sample.mask!, W, H, mulberry32(hashSeed(s.seed, epoch, i, 0x5e9)), o.augment);
+      imgs.push(a.image);
+      labels.set(a.mask, k * W * H);
     });
-    log(`epoch ${epoch + 1}/${epochs}: train loss ${er.trainLoss.toFixed(4)}${avg !== null ? `, valid dice_avg ${avg.toFixed(4)} (${Object.entries(valDice!).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ')})` : ''}${improved ? ' *best*' : ''}`);
-    ran++;
+    const lr = segLr(model.config.lr, state.step, s.total, warm);
+    const ts = Date.now();
+    // The record holds the loss of the whole global batch (every rank the same).
+    const rec: SegStepRecord = await model.step(normalizeBatch(imgs, W, H, s.pre.mean, s.pre.std), [idx.length, 3, H, W], labels, lr);
+    state.step = rec.step;
+    sums.sumLoss += rec.loss * size;
+    sums.sumDice += rec.softDice * size;
+    sums.seen += size;
+    sums.lr = rec.lr;
+    const ips = (size * 1000) / Math.max(1, Date.now() - ts);
+    x.progress(`epoch ${epoch + 1}/${epochs} step ${b + 1}/${spe} loss ${rec.loss.toFixed(4)} lr ${lr.toExponential(2)} ${ips.toFixed(1)} img/s`);
+    if (rank === 0 && logEvery > 0 && (state.step % logEvery === 0 || b === spe - 1)) {
+      await appendFile(s.files.metrics, `${JSON.stringify({ kind: 'step', epoch, ...rec, imagesPerS: ips })}\n`);
+    }
+    budget.steps++;
+    const byCount = o.stopAfterSteps !== undefined && budget.steps >= o.stopAfterSteps;
+    const want = o.signal?.aborted === true || byCount;
+    // Every rank stops at the same step (one all-reduce of the flag per step).
+    const stop = await stopTogether(pg, want);
+    const interrupted = stop && (o.signal?.aborted === true || !byCount);
+    if (b < spe - 1 && (stop || (o.checkpointSteps && state.step % o.checkpointSteps === 0))) {
+      // Mid-epoch checkpoint: the epoch's permutation, augmentation streams and lr all follow from (seed, epoch,
+      // step), so the sums and the batch count are all a resume needs.
+      const { t0, ...inEpoch } = sums;
+      state.inEpoch = { ...inEpoch, batches: b + 1, seconds: (Date.now() - t0) / 1000 };
+      await onRankZero(pg, `saving the checkpoint at step ${state.step}`, () => saveLast(s, state, epoch));
+      if (stop) {
+        x.log(`${interrupted ? 'interrupted' : 'stopped'} in epoch ${epoch + 1} after batch ${b + 1} (step ${state.step}); re-run the same command to resume`);
+        await pg?.barrier();
+        return { stop, interrupted, stoppedInside: true, sums };
+      }
+    }
+    if (stop) return { stop, interrupted, stoppedInside: false, sums };
   }
-  // Debugging aid (docs/distributed.md): every rank writes its own final state, to compare ranks.
-  const dumpDir = process.env.CXFORMER_DIST_DUMP_DIR;
-  if (dumpDir) {
-    await mkdir(dumpDir, { recursive: true });
-    await model.save(path.join(dumpDir, `rank-${rank}.safetensors`), true, { seg_state: JSON.stringify(state) });
-  }
-  // The other ranks leave together (rank 0 hosts the rendezvous store and leaves last).
-  await pg?.barrier();
-  if (state.epoch < epochs) {
-    log(`${interrupted ? 'interrupted' : 'stopped'} after epoch ${state.epoch} of ${epochs}; re-run the same command to resume`);
-    return result(null, true);
-  }
-  if (!lead) return result(null, false);
+  return { stop: false, interrupted: false, stoppedInside: false, sums };
+}
 
-  // ---- evaluation of the best weights (rank 0 alone, as one process) ----
-  let evaluation: SegEvaluation | null = null;
-  if (held.length) {
-    await model.load(files.best);
-    evaluation = await evaluateSamples(model, held, {
-      out: path.join(out, 'eval'),
-      bootstrap: o.bootstrap ?? SEGMENTATION.bootstrap,
-      seed,
-      overlays: o.overlays ?? SEGMENTATION.overlays,
-      batchSize: o.evalBatchSize ?? SEGMENTATION.evalBatchSize,
-      norm: pre,
-      title: `Segmentation (${recs.test.length ? 'test' : 'valid'} split, best epoch ${(state.bestEpoch ?? 0) + 1})`,
-      log,
-    });
-  } else {
-    log('no valid or test split: skipped the evaluation');
+/** End of an epoch: validation Dice, selection (rank 0 decides), best/last checkpoints and the metrics line. */
+async function endEpoch(x: Ctx, s: Setup, state: SegState, epoch: number, sums: EpochSums): Promise<SegState> {
+  const { o, pg } = x;
+  let valDice: Record<string, number> | null = null;
+  let avg: number | null = null;
+  if (s.valid.length) {
+    const rep = diceReport(await predictAll(s.model, s.valid, o.evalBatchSize ?? SEGMENTATION.evalBatchSize, s.pre, pg), s.valid);
+    valDice = Object.fromEntries(rep.structures.map((st) => [st.name, st.pooled]));
+    avg = rep.diceAvg;
   }
-  return result(evaluation, false);
+  // Every rank computed the same Dice from the same gathered maps; rank 0's decision is still the one taken.
+  // Without validation the last epoch is kept.
+  const improved = await rankZeroDecides(pg, avg !== null ? state.bestDiceAvg === null || avg > state.bestDiceAvg : true);
+  const best = improved ? { bestEpoch: epoch, bestDiceAvg: avg } : { bestEpoch: state.bestEpoch, bestDiceAvg: state.bestDiceAvg };
+  const er: SegEpochRecord = {
+    kind: 'epoch',
+    epoch,
+    step: state.step,
+    lr: sums.lr,
+    trainLoss: sums.sumLoss / Math.max(1, sums.seen),
+    trainSoftDice: sums.sumDice / Math.max(1, sums.seen),
+    valDice,
+    valDiceAvg: avg,
+    ...best,
+    seconds: (Date.now() - sums.t0) / 1000,
+  };
+  const next: SegState = { ...state, ...best, epoch: epoch + 1, inEpoch: null, history: [...state.history, er] };
+  await onRankZero(pg, `saving epoch ${epoch + 1}`, async () => {
+    if (improved) await s.model.save(s.files.best, false, { epoch: String(epoch + 1), best_dice_avg: String(avg ?? ''), run: JSON.stringify(s.settings) });
+    // The line before the state that contains it: a kill in between resumes before the line and writes it again.
+    await appendFile(s.files.metrics, `${JSON.stringify(er)}\n`);
+    await saveLast(s, next, epoch + 1);
+  });
+  const epochs = o.epochs ?? SEGMENTATION.epochs;
+  const dice = avg !== null ? `, valid dice_avg ${avg.toFixed(4)} (${Object.entries(valDice!).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ')})` : '';
+  x.log(`epoch ${epoch + 1}/${epochs}: train loss ${er.trainLoss.toFixed(4)}${dice}${improved ? ' *best*' : ''}`);
+  return next;
+}
+
+/** The best weights on the held-out split (rank 0 alone, as one process). */
+async function evaluateBest(x: Ctx, s: Setup, state: SegState): Promise<SegEvaluation | null> {
+  const { o } = x;
+  if (!s.held.length) {
+    x.log('no valid or test split: skipped the evaluation');
+    return null;
+  }
+  await s.model.load(s.files.best);
+  return evaluateSamples(s.model, s.held, {
+    out: path.join(s.files.out, 'eval'),
+    bootstrap: o.bootstrap ?? SEGMENTATION.bootstrap,
+    seed: s.seed,
+    overlays: o.overlays ?? SEGMENTATION.overlays,
+    batchSize: o.evalBatchSize ?? SEGMENTATION.evalBatchSize,
+    norm: s.pre,
+    title: `Segmentation (${s.recs.test.length ? 'test' : 'valid'} split, best epoch ${(state.bestEpoch ?? 0) + 1})`,
+    log: x.log,
+  });
 }
 
 /** Loads a trained segmentation model (best.safetensors or last.safetensors of a run) with its backbone. */

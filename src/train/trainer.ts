@@ -11,7 +11,8 @@ import type { ScheduleValues, Schedules } from '../augment/schedule.js';
 import { threadCount } from '../backbone.js';
 import { loadPretrainConfig, type PretrainConfig, type PretrainDerived } from '../config/pretrain.js';
 import { call, callSync, CxformerError, native, type NativeTrainer } from '../native/load.js';
-import { runSchedules, sslConfig, type StepRecord } from './run.js';
+import type { StepRecord } from './run.js';
+import { runSchedules, sslConfig } from './ssl-options.js';
 import type { ProcessGroup } from '../distributed/group.js';
 import { rankDevice, rankThreads, resolveDistEnv } from '../distributed/env.js';
 

@@ -1,12 +1,12 @@
 /**
- * Training images: decode (sharp / DICOM) → 8-bit gray (PIL 'L') → optional resize of the shorter side to
+ * Training planes (pretraining and full fine-tuning): decode (sharp / DICOM) → 8-bit gray (PIL 'L') → optional resize of the shorter side to
  * `data.base_size` (PIL-compatible bicubic, the conversion `cxformer prepare` stores) → optional OpenCV histogram
  * equalisation → a uint8 plane that the native multi-crop executor turns into crops on the training device.
  * Reading a prepared cache made with the same shorter side gives exactly the same planes.
  * With base_size null, equalisation runs at full resolution, CXformer's order.
  */
-import { convertForCache } from '../cache/convert.js';
-import type { PreparedCache } from '../cache/reader.js';
+import { convertForCache } from './convert.js';
+import type { PreparedCache } from './reader.js';
 import { decodeImage } from '../image/decode.js';
 import { equalizeHist } from '../image/equalize.js';
 import { to8Bit } from '../image/gray.js';
