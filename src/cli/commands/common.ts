@@ -105,3 +105,13 @@ export function onInterrupt(first: (signal: AbortSignal) => void): { signal: Abo
   process.on('SIGINT', handler);
   return { signal: ac.signal, dispose: () => process.removeListener('SIGINT', handler) };
 }
+
+/** An ETA or elapsed time for progress lines: 1h05m, 4m07s, 12s; '?' when unknown. */
+export function formatDuration(s: number): string {
+  if (!Number.isFinite(s) || s < 0) return '?';
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = Math.floor(s % 60);
+  if (h) return `${h}h${String(m).padStart(2, '0')}m`;
+  return m ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
+}

@@ -2,7 +2,7 @@
 import { CLASSIFICATION } from '../../config/downstream.js';
 import type { DatasetSpec } from '../../datasets/index.js';
 import { CxformerError } from '../../native/load.js';
-import { type Args, datasetSpec, list, onInterrupt, preprocessOverrides, progress, splitPositionals } from './common.js';
+import { type Args, datasetSpec, formatDuration, list, onInterrupt, preprocessOverrides, progress, splitPositionals } from './common.js';
 
 /** The labelled dataset of a classification run (csv: the class names are its label columns). */
 function classificationData(a: Args, classes: string[], split?: string): DatasetSpec {
@@ -46,7 +46,6 @@ const num = (a: Args, name: string): number | undefined => (a[name] === undefine
 /** `o` without its undefined fields. */
 const defined = <T extends object>(o: T): T => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 
-const fmt = (s: number) => (s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(Math.floor(s % 60)).padStart(2, '0')}s` : `${s.toFixed(0)}s`);
 
 /** `--mode full`: fine-tunes backbone + head with a progress bar; Ctrl-C saves the state (re-run to resume). */
 async function runFull(a: Args, classes: string[]): Promise<number> {
@@ -103,7 +102,7 @@ async function runFull(a: Args, classes: string[]): Promise<number> {
           const fill = Math.round((done / e.totalSteps) * w);
           bar.update(
             `[${'#'.repeat(fill)}${'.'.repeat(w - fill)}] step ${done}/${e.totalSteps} epoch ${e.epoch} loss ${e.loss?.toFixed(4)} lr ${e.lr?.toExponential(2)} ` +
-              `${e.imagesPerS?.toFixed(1)} img/s ETA ${fmt(e.etaSeconds ?? 0)}`,
+              `${e.imagesPerS?.toFixed(1)} img/s ETA ${formatDuration(e.etaSeconds ?? NaN)}`,
           );
         } else if (e.kind === 'log' && e.message) bar.done(e.message);
       },

@@ -1,13 +1,5 @@
 /** `cxformer train`: pretraining with a progress bar (TTY) or plain lines, Ctrl-C = checkpoint and stop. */
-import { type Args, onInterrupt, splitPositionals } from './common.js';
-
-function fmtTime(s: number): string {
-  if (!Number.isFinite(s)) return '?';
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const sec = Math.floor(s % 60);
-  return h ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(sec).padStart(2, '0')}s`;
-}
+import { type Args, formatDuration, onInterrupt, splitPositionals } from './common.js';
 
 export async function run(a: Args): Promise<number> {
   const { overrides } = splitPositionals(a.overrides);
@@ -38,7 +30,7 @@ export async function run(a: Args): Promise<number> {
           const r = e.record;
           const it = (e.iteration ?? 0) + 1;
           const total = e.total ?? 0;
-          const msg = `[${it}/${total}] loss ${r.total_loss.toFixed(4)} (dino ${(r.dino_local_crops_loss + r.dino_global_crops_loss).toFixed(3)}, ibot ${r.ibot_loss.toFixed(3)}, koleo ${r.koleo_loss.toFixed(3)}) lr ${r.lr.toExponential(2)} ${r.it_per_s.toFixed(2)} it/s ${r.images_per_s.toFixed(1)} img/s ETA ${fmtTime(e.etaSeconds ?? NaN)}`;
+          const msg = `[${it}/${total}] loss ${r.total_loss.toFixed(4)} (dino ${(r.dino_local_crops_loss + r.dino_global_crops_loss).toFixed(3)}, ibot ${r.ibot_loss.toFixed(3)}, koleo ${r.koleo_loss.toFixed(3)}) lr ${r.lr.toExponential(2)} ${r.it_per_s.toFixed(2)} it/s ${r.images_per_s.toFixed(1)} img/s ETA ${formatDuration(e.etaSeconds ?? NaN)}`;
           if (tty) {
             const width = 20;
             const fill = Math.round((it / Math.max(1, total)) * width);
