@@ -10,7 +10,7 @@
  * split, the shares are all-gathered (every rank then holds the features a single process computes, in order), and
  * rank 0 alone fits the head, writes the folder and evaluates, as one process, after the other ranks left.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadBackbone, threadCount, type Backbone } from '../backbone.js';
 import { loadDataset, type CxrRecord, type DatasetSpec, type LabelPolicy } from '../datasets/index.js';
@@ -24,6 +24,7 @@ import { extractFeatures, type FeatureOptions } from './features.js';
 import { annotateReport, checkLabelType, multiclassAccuracy, nativeTargets, type LabelType } from './labels.js';
 import { fitLinearProbe, predictProbe, type ProbeConfig, type ProbeHead } from './probe.js';
 import { CLASSIFICATION } from '../config/downstream.js';
+import { withRunFolder } from '../run/folder.js';
 
 export interface BackboneChoice {
   weights?: string;
@@ -184,13 +185,15 @@ export async function linearProbe(o: LinearProbeOptions): Promise<LinearProbeRes
   if ((o.probe?.selectBest as string | undefined) === 'valAuprc') {
     throw new CxformerError('CXF_ARG', '--select-best valAuprc is available with --mode full; the linear mode keeps the best valAuroc, valLoss or the last epoch');
   }
-  return withProcessGroup(o.dist, o.backbone.device ?? 'cpu', (env, device, pg) => probeRanked(o, env, device, pg));
+  return withProcessGroup(o.dist, o.backbone.device ?? 'cpu', (env, device, pg) => {
+    // The run folder (src/run/folder.ts): rank 0 holds its lock and writes train.log, which also gets every rank's error.
+    const folder = { dir: path.resolve(o.out), rank: env.rank, pg, command: 'cxformer finetune --mode linear', report: o.log ?? (() => undefined) };
+    return withRunFolder(folder, (run) => probeRanked(o, env, device, pg, (m) => void run.log(m)));
+  });
 }
 
-async function probeRanked(o: LinearProbeOptions, env: DistEnv, device: string, pg: ProcessGroup | null): Promise<LinearProbeResult | null> {
+async function probeRanked(o: LinearProbeOptions, env: DistEnv, device: string, pg: ProcessGroup | null, log: (m: string) => void): Promise<LinearProbeResult | null> {
   const lead = env.rank === 0;
-  const log = lead ? (o.log ?? (() => undefined)) : () => undefined;
-  if (lead) await mkdir(o.out, { recursive: true });
   const C = o.classes.length;
   const labelType = checkLabelType(o.labelType ?? 'multilabel', o.classes);
   const all = await labelled(o.dataset, o.classes, o.policy);
