@@ -157,7 +157,7 @@ describe('cxformer train', () => {
     expect(ok.lastIteration).toBe(5);
     const recs = (await readFile(path.join(tmp, 'bad-lenient', 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
     expect(recs.every((r) => Number.isFinite(r.total_loss) && r.grad_norm_ibot_head > 0)).toBe(true);
-    // accumulation multiplies the peak lr (spec §1): 2 × 3e-4 at the end of a 0-epoch warm-up.
+    // accumulation multiplies the peak lr (docs/recipe.md §1): 2 × 3e-4 at the end of a 0-epoch warm-up.
     expect(recs[0].lr).toBeCloseTo(6e-4, 10);
     expect(await readFile(path.join(tmp, 'bad-lenient', 'train.log'), 'utf8')).toMatch(/skipping unreadable image .*broken\.png/);
     // data.datasets: an image folder and a CheXpert-style CSV (the phantoms' labels.csv), mixed by weight.
@@ -195,6 +195,9 @@ describe('cxformer train', () => {
     const m = /iteration (\d+): (\w+) is (NaN|inf|-inf)/.exec(r.stderr);
     expect(m, r.stderr).not.toBeNull();
     const failed = Number(m?.[1]);
+    // The term that went non-finite, not their sum.
+    expect(m?.[2]).not.toBe('total_loss');
+    expect(await readFile(path.join(out, 'train.log'), 'utf8')).toMatch(new RegExp(`error: .*iteration ${failed}: ${m?.[2]} is`));
     const ck = (await readdir(path.join(out, 'checkpoints'))).sort();
     expect(ck[ck.length - 1]).toBe(`ckpt-${String(failed - 1).padStart(7, '0')}.safetensors`);
     // The kept checkpoint is complete and loads.

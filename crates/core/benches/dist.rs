@@ -5,7 +5,8 @@
 //! median of N timed repetitions after 2 warm-ups, timed on rank 0 between barriers.
 //! Run with `bash scripts/cargo.sh bench --locked -p cxformer-core --bench dist` (BENCH_DIST_REPS overrides N).
 use cxformer_core::VitConfig;
-use cxformer_core::dist::{BackendChoice, PgOptions, ProcessGroup, ReduceOp, all_reduce_mean_grads};
+use cxformer_core::dist::{BackendChoice, PgOptions, ProcessGroup, ReduceOp};
+use cxformer_core::train::collective::all_reduce_mean_grads;
 use cxformer_core::model::Vit;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};

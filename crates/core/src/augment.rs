@@ -1,4 +1,4 @@
-//! Native executor of the CXformer multi-crop augmentation (spec §4).
+//! Native executor of the CXformer multi-crop augmentation (docs/recipe.md §4).
 //!
 //! The TypeScript side draws every random parameter (seeded) and sends them as JSON ([`parse_crops`]); this module
 //! only applies them, batched, on the training device (CPU or CUDA). Per crop, in torchvision's order, on [0, 1] floats:
@@ -31,6 +31,11 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tch::{Device, Kind, Tensor};
+
+/// ImageNet's per-channel mean and std: DINOv2's normalisation, which CXformer keeps for its gray images
+/// (docs/recipe.md §4).
+pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
 
 /// Side of the Gaussian blur kernel (DINOv2's `GaussianBlur` uses torchvision's with kernel_size 9).
 pub const BLUR_KERNEL_SIZE: usize = 9;
@@ -662,6 +667,11 @@ fn image_dims(t: &Tensor, i: usize) -> Result<(i64, i64)> {
         bail_shape!("image {i}: empty image {s:?}");
     }
     Ok(hw)
+}
+
+/// [`multicrop`] normalised with [`IMAGENET_MEAN`] and [`IMAGENET_STD`], as the trainers feed the model.
+pub fn multicrop_imagenet(images: &[Tensor], crops: &[ImageCrops], global_size: i64, local_size: i64, device: Device) -> Result<MultiCrop> {
+    multicrop(images, crops, global_size, local_size, device, IMAGENET_MEAN, IMAGENET_STD)
 }
 
 /// Applies the multi-crop augmentation to a batch of gray uint8 images (decoded on the CPU; sizes may differ) on

@@ -19,6 +19,17 @@ pub enum Precision {
     Bf16,
 }
 
+impl Precision {
+    /// The autocast region of this precision on `device`: none for f32, bf16 autocast (CPU or CUDA) for bf16.
+    /// Autocast lasts as long as the returned guard.
+    pub fn autocast(self, device: Device) -> Result<Option<AutocastGuard>> {
+        Ok(match self {
+            Precision::F32 => None,
+            Precision::Bf16 => Some(AutocastGuard::bf16(if device.is_cuda() { AutocastDevice::Cuda } else { AutocastDevice::Cpu })?),
+        })
+    }
+}
+
 /// LibTorch's default CPU generator is process-global: building a model draws from it, so seeding and
 /// initialising must not interleave with another thread building a model.
 pub(crate) static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -77,10 +88,7 @@ impl Backbone {
             crate::shim::set_tf32(false, false)?;
         }
         let out = tch::no_grad(|| -> Result<VitOutput> {
-            let _guard = match precision {
-                Precision::F32 => None,
-                Precision::Bf16 => Some(AutocastGuard::bf16(if dev.is_cuda() { AutocastDevice::Cuda } else { AutocastDevice::Cpu })?),
-            };
+            let _guard = precision.autocast(dev)?;
             self.vit.forward(&x, &opts)
         })?;
         let host = |t: Tensor| t.to_kind(Kind::Float).to_device(Device::Cpu).contiguous();

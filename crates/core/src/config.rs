@@ -1,4 +1,4 @@
-//! Architecture of a DINOv2 Vision Transformer (spec §2.1, §2.8): presets, Hugging Face config.json mapping,
+//! Architecture of a DINOv2 Vision Transformer (docs/recipe.md §2.1, §2.8): presets, Hugging Face config.json mapping,
 //! dotted overrides and validation. Serialized as JSON between TypeScript and the core.
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ pub enum FfnKind {
     Swiglu,
 }
 
-/// How the learned position embedding is resized to another patch grid (spec §2.3).
+/// How the learned position embedding is resized to another patch grid (docs/recipe.md §2.3).
 ///
 /// * `offset > 0`: original DINOv2 (`interpolate_offset` 0.1): bicubic with
 ///   `scale_factor = ((h0 + offset)/M, (w0 + offset)/M)`, which PyTorch also uses in the coordinate mapping.
@@ -35,7 +35,7 @@ impl PosInterp {
     pub const HF_SIZE: PosInterp = PosInterp { offset: 0.0, antialias: false };
 }
 
-/// Complete description of a backbone; every field has a meaning in spec §2.
+/// Complete description of a backbone; every field has a meaning in docs/recipe.md §2.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VitConfig {
@@ -246,7 +246,7 @@ mod tests {
 
     #[test]
     fn presets_param_counts() {
-        // spec §2.1: ViT-S/14 with 4 registers at 518 px has 22,058,112 parameters.
+        // docs/recipe.md §2.1: ViT-S/14 with 4 registers at 518 px has 22,058,112 parameters.
         assert_eq!(VitConfig::vit_small().num_params(), 22_058_112);
         let b = VitConfig::vit_base().num_params() as f64 / 1e6;
         assert!((b - 86.58).abs() < 0.01, "vit_base {b} M");

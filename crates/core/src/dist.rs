@@ -1,18 +1,17 @@
 //! Data parallelism over LibTorch's c10d (csrc/shim.cc): a [`ProcessGroup`] from a TCPStore rendezvous
-//! (rank 0 hosts the store) with ProcessGroupGloo for CPU tensors or ProcessGroupNCCL for CUDA tensors, and the
-//! DDP helpers the SSL step uses: [`broadcast_tensors`] (rank 0's parameters to everyone) and
-//! [`all_reduce_mean_grads`] (bucketed gradient averaging).
+//! (rank 0 hosts the store) with ProcessGroupGloo for CPU tensors or ProcessGroupNCCL for CUDA tensors. It is the
+//! multi-process [`Collective`]; the DDP helpers built on that seam live in [`crate::train::collective`].
 //!
 //! Every failure is an [`Error::Dist`] naming the operation, the timeout and, where the peers could record it
 //! in the store, the failing rank. Collectives must be issued in the same order on every rank (c10d's rule);
 //! issuing is serialised per group, waiting is not.
 use crate::error::{Error, Result};
 use crate::shim::c10d as ffi;
-use crate::ssl::dist::Collective;
+use crate::train::collective::Collective;
 use std::ffi::{CString, c_int, c_void};
 use std::sync::Mutex;
 use std::time::Duration;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Which c10d backend to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -328,134 +327,5 @@ impl Collective for ProcessGroup {
     }
     fn barrier(&self) -> Result<()> {
         ProcessGroup::barrier(self)
-    }
-}
-
-/// Gradient buckets of at most this many bytes (PyTorch DDP's default bucket_cap_mb = 25).
-pub const BUCKET_BYTES: i64 = 25 * 1024 * 1024;
-
-/// Consecutive groups of `ts` (same dtype and device) of at most `cap` bytes each (a larger tensor is a
-/// bucket of its own).
-fn buckets(ts: &[Tensor], cap: i64) -> Vec<Vec<usize>> {
-    let mut out: Vec<Vec<usize>> = Vec::new();
-    let mut bytes = 0i64;
-    let mut key: Option<(Kind, Device)> = None;
-    for (i, t) in ts.iter().enumerate() {
-        let k = (t.kind(), t.device());
-        let n = t.numel() as i64 * t.kind().elt_size_in_bytes() as i64;
-        if key != Some(k) || out.is_empty() || bytes + n > cap {
-            out.push(Vec::new());
-            bytes = 0;
-            key = Some(k);
-        }
-        out.last_mut().expect("bucket").push(i);
-        bytes += n;
-    }
-    out
-}
-
-fn flatten(ts: &[Tensor], idx: &[usize]) -> Tensor {
-    let parts: Vec<Tensor> = idx.iter().map(|&i| ts[i].detach().reshape([-1])).collect();
-    Tensor::cat(&parts, 0)
-}
-
-fn unflatten_into(flat: &Tensor, ts: &[Tensor], idx: &[usize]) -> Result<()> {
-    let mut off = 0i64;
-    tch::no_grad(|| -> Result<()> {
-        for &i in idx {
-            let n = ts[i].numel() as i64;
-            let mut dst = ts[i].shallow_clone();
-            dst.f_copy_(&flat.narrow(0, off, n).view_as(&ts[i]))?;
-            off += n;
-        }
-        Ok(())
-    })
-}
-
-/// Averages the gradients of `params` over all ranks (DDP): gradients are flattened into buckets of
-/// [`BUCKET_BYTES`], all buckets are all-reduced together (issued asynchronously, then waited), divided by W
-/// and written back. The ranks first agree on which parameters have a gradient (one small all-reduce): one that
-/// has it on some ranks only (e.g. the iBOT head on a rank without masked patches) gets a zero gradient where it
-/// is missing, so every rank reduces the same buckets; one without a gradient anywhere is left without. No-op on
-/// one process.
-pub fn all_reduce_mean_grads(dist: &dyn Collective, params: &[Tensor]) -> Result<()> {
-    if dist.world() <= 1 {
-        return Ok(());
-    }
-    let mut has = Tensor::from_slice(&params.iter().map(|p| p.grad().defined() as i64).collect::<Vec<_>>());
-    dist.all_reduce_sum(&mut has)?;
-    let has: Vec<i64> = Vec::<i64>::try_from(&has)?;
-    let missing: Vec<&Tensor> = params.iter().zip(&has).filter(|(p, n)| **n > 0 && !p.grad().defined()).map(|(p, _)| p).collect();
-    if !missing.is_empty() {
-        // A zero-valued backward through each missing parameter materialises a zero gradient.
-        tch::with_grad(|| -> Result<()> {
-            let mut zero = Tensor::zeros([], (Kind::Float, missing[0].device()));
-            for p in &missing {
-                zero = zero + (*p * 0.0).sum(Kind::Float).to_device(missing[0].device());
-            }
-            Ok(zero.f_backward()?)
-        })?;
-    }
-    let grads: Vec<Tensor> = params.iter().zip(&has).filter(|(_, n)| **n > 0).map(|(p, _)| p.grad()).collect();
-    if let Some(g) = grads.iter().find(|g| !g.defined()) {
-        return Err(Error::Dist(format!("a parameter of shape {:?} has no gradient after materialising zeros", g.size())));
-    }
-    let groups = buckets(&grads, BUCKET_BYTES);
-    let mut flats: Vec<Tensor> = groups.iter().map(|g| flatten(&grads, g)).collect();
-    dist.all_reduce_sum_many(&mut flats)?;
-    let w = dist.world() as f64;
-    for (flat, g) in flats.iter_mut().zip(&groups) {
-        let _ = flat.f_div_scalar_(w)?;
-        unflatten_into(flat, &grads, g)?;
-    }
-    Ok(())
-}
-
-/// Copies `root`'s values of `ts` (parameters, buffers, optimizer state) to every rank, in buckets.
-pub fn broadcast_tensors(dist: &dyn Collective, ts: &[Tensor], root: i64) -> Result<()> {
-    if dist.world() <= 1 {
-        return Ok(());
-    }
-    for g in buckets(ts, BUCKET_BYTES) {
-        let mut flat = flatten(ts, &g);
-        dist.broadcast(&mut flat, root)?;
-        unflatten_into(&flat, ts, &g)?;
-    }
-    Ok(())
-}
-
-/// `broadcast_tensors(params, 0)`: rank 0's parameters everywhere (DDP's start-up synchronisation).
-pub fn broadcast_parameters(dist: &dyn Collective, params: &[Tensor]) -> Result<()> {
-    broadcast_tensors(dist, params, 0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn buckets_respect_cap_dtype_and_order() {
-        let ts = vec![
-            Tensor::zeros([10], (Kind::Float, Device::Cpu)),
-            Tensor::zeros([10], (Kind::Float, Device::Cpu)),
-            Tensor::zeros([30], (Kind::Float, Device::Cpu)),
-            Tensor::zeros([4], (Kind::Double, Device::Cpu)),
-            Tensor::zeros([1], (Kind::Double, Device::Cpu)),
-        ];
-        // cap 80 bytes = 20 floats: [0, 1] | [2] (alone, over the cap) | [3, 4] (doubles: 40 bytes)
-        assert_eq!(buckets(&ts, 80), vec![vec![0, 1], vec![2], vec![3, 4]]);
-        let flat = flatten(&ts, &[0, 1]);
-        assert_eq!(flat.size(), vec![20]);
-    }
-
-    #[test]
-    fn flatten_round_trips() {
-        let a = Tensor::arange(6, (Kind::Float, Device::Cpu)).reshape([2, 3]);
-        let b = Tensor::arange(4, (Kind::Float, Device::Cpu)) + 10.0;
-        let ts = vec![a.zeros_like(), b.zeros_like()];
-        let flat = Tensor::cat(&[a.reshape([-1]), b.shallow_clone()], 0);
-        unflatten_into(&flat, &ts, &[0, 1]).unwrap();
-        assert_eq!(ts[0].reshape([-1]).iter::<f64>().unwrap().collect::<Vec<_>>(), vec![0., 1., 2., 3., 4., 5.]);
-        assert_eq!(ts[1].iter::<f64>().unwrap().collect::<Vec<_>>(), vec![10., 11., 12., 13.]);
     }
 }

@@ -1,5 +1,5 @@
-//! Full fine-tuning of the backbone for classification (spec §5.1, as meant: the backbone gets gradients — the
-//! shipped recipe's inverted `no_grad` (spec §7.7) is not reproduced).
+//! Full fine-tuning of the backbone for classification (docs/recipe.md §5.1, as meant: the backbone gets gradients — the
+//! shipped recipe's inverted `no_grad` (docs/recipe.md §7.7) is not reproduced).
 //!
 //! - **Model**: the ViT ([`crate::model::Vit`]) + a head on the DINOv2 linear-protocol features, exactly those of the
 //!   linear mode (src/finetune/features.ts): concat[CLS token of each of the last `clsLayers` blocks after the final
@@ -10,10 +10,10 @@
 //!   `binary`, optional per-class `posWeight`) or softmax cross-entropy (`multiclass`, class index in column 0 of the
 //!   targets, row supervised when `mask[:, 0]` ≠ 0). Computed in float32 (outside autocast). A batch without a
 //!   supervised entry (on every process) has loss 0, takes **no optimizer update**, and only advances the schedule.
-//! - **Optimizer**: AdamW ([`crate::ssl::optim::AdamW`], torch semantics) with parameter groups:
+//! - **Optimizer**: AdamW ([`crate::train::optim::AdamW`], torch semantics) with parameter groups:
 //!   head lr = `headLr`; a backbone parameter gets `backboneLr · layerwiseDecay^(depth + 1 − layer_id)` with
 //!   DINOv2/BEiT's layer ids (0 for patch_embed / pos_embed / cls_token / register_tokens / mask_token, i + 1 for
-//!   blocks.i, depth + 1 for the final norm; [`crate::ssl::optim::backbone_group`]) and × `patchEmbedLrMult` for
+//!   blocks.i, depth + 1 for the final norm; [`crate::train::optim::backbone_group`]) and × `patchEmbedLrMult` for
 //!   patch_embed.*. Weight decay (`weightDecay`, decoupled) applies to weight matrices only: never to biases,
 //!   norms, LayerScale gammas, pos_embed, cls_token, register_tokens or mask_token. `backboneLr = 0` freezes the
 //!   backbone (no gradients are computed for it).
@@ -23,7 +23,8 @@
 //! - **Step order**: forward (bf16 autocast when `precision` is bf16; meant for CUDA, f32 on the CPU) → loss →
 //!   (data parallel: one all-reduce of [supervised entries, loss · entries]) → NaN check (nothing modified on
 //!   failure; with several processes every one stops at the same step) → backward → gradient all-reduce
-//!   ([`Collective`]) → total-norm clipping over all parameters (`clipGrad`, HF Trainer's max_grad_norm 1.0) → AdamW.
+//!   ([`Collective`]) → total-norm clipping over all parameters (`clipGrad`, HF Trainer's max_grad_norm 1.0) → AdamW:
+//!   the protocol of [`crate::train::step`].
 //! - **Data parallelism** ([`FineTuner::set_dist`]): rank 0's whole state is broadcast when a process group is
 //!   set and after every [`FineTuner::load_state`]. The gradient is the mean over **every supervised entry of all
 //!   processes** (each rank back-propagates its loss × kᵣ·W/K, kᵣ its entries, K their sum, then gradients are
@@ -35,23 +36,23 @@
 //!   uninterrupted run drew. Data order and augmentations are chosen by the caller.
 //! - **State**: [`FineTuner::save_state`] writes model, optimizer moments, step counters and caller metadata (epoch,
 //!   batch position…) as one safetensors file, atomically; [`FineTuner::load_state`] restores it strictly.
+use crate::augment::{ImageCrops, multicrop_imagenet};
 use crate::backbone::Precision;
 use crate::bail_shape;
 use crate::config::VitConfig;
 use crate::error::{Error, Result};
-use crate::model::{ForwardOptions, Vit};
+use crate::model::{ForwardOptions, Vit, sorted_vars};
 use crate::probe::{FittedHead, ProbeConfig, ProbeTask, Schedule, check_classes, forward, init_layers, masked_loss};
-use crate::shim::{AutocastDevice, AutocastGuard};
-use crate::dist::{all_reduce_mean_grads, broadcast_tensors};
-use crate::ssl::dist::{Collective, SingleProcess};
-use crate::ssl::optim::{AdamW, ParamGroup, backbone_group, clip_grad_norm};
+use crate::train::collective::{Collective, SingleProcess, broadcast_tensors};
+use crate::train::optim::{AdamW, ParamGroup, backbone_group, finetune_wd_mult};
+use crate::train::step::{LossTerms, UpdateValues, backward_and_update, seed_drop_path};
 use crate::weights::{LoadReport, SaveLayout, WeightFile, load_backbone, save_backbone, write_safetensors};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use tch::{Device, Kind, Tensor, nn};
 
-/// Fine-tuning settings (camelCase JSON, unknown fields rejected). Defaults: spec §5.1's recipe with the backbone
+/// Fine-tuning settings (camelCase JSON, unknown fields rejected). Defaults: docs/recipe.md §5.1's recipe with the backbone
 /// actually trained (head lr 5e-5, backbone lr 5e-7, wd 0, constant lr, clip 1.0, seed 7479, 100 epochs).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -226,17 +227,6 @@ impl FinetuneConfig {
     }
 }
 
-/// Weight-decay multiplier of a fine-tuned parameter: 1 for weight matrices, 0 for biases, norms, LayerScale
-/// gammas, position embedding and the learned tokens (BEiT / timm `no_weight_decay`).
-pub fn finetune_wd_mult(name: &str) -> f64 {
-    let tokens = ["pos_embed", "cls_token", "register_tokens", "mask_token"];
-    if name.ends_with(".bias") || name.contains("norm") || name.contains("gamma") || tokens.iter().any(|t| name.ends_with(t)) {
-        0.0
-    } else {
-        1.0
-    }
-}
-
 /// The group of backbone parameter `name` (original DINOv2 names) relative to the head lr: lr_mult =
 /// (backboneLr / headLr)·decay^(depth + 1 − layer_id)·(patch_embed ? patchEmbedLrMult : 1).
 pub fn finetune_backbone_group(cfg: &FinetuneConfig, name: &str) -> ParamGroup {
@@ -289,12 +279,6 @@ pub struct FineTuner {
 pub const STATE_FORMAT: (&str, &str) = ("format", "cxformer-finetune-state");
 /// Metadata key of the config JSON in a state file.
 pub const STATE_CONFIG: &str = "cxformer_finetune_config";
-
-fn sorted_vars(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
-    let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
-}
 
 impl FineTuner {
     /// Backbone from `init_weights` (strict load, any supported layout) or DINOv2's from-scratch init seeded with
@@ -379,13 +363,6 @@ impl FineTuner {
         self.optimizer.slots.iter().map(|s| (s.name.clone(), s.group.lr_mult, s.group.wd_mult)).collect()
     }
 
-    fn autocast(&self) -> Result<Option<AutocastGuard>> {
-        Ok(match self.cfg.precision {
-            Precision::F32 => None,
-            Precision::Bf16 => Some(AutocastGuard::bf16(if self.device.is_cuda() { AutocastDevice::Cuda } else { AutocastDevice::Cpu })?),
-        })
-    }
-
     /// Features (B, F) float32 of normalised pixels (B, 3, H, W) on the device (see the module docs).
     pub fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let n = self.cfg.cls_layers;
@@ -403,7 +380,7 @@ impl FineTuner {
 
     /// Logits (B, C) float32 on the device.
     fn logits(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let _ac = self.autocast()?;
+        let _ac = self.cfg.precision.autocast(self.device)?;
         let f = self.features(x, train)?;
         Ok(forward(&self.head, &f)?.f_to_kind(Kind::Float)?)
     }
@@ -446,44 +423,28 @@ impl FineTuner {
         let x = x.f_to_device(self.device)?;
         let step = self.step;
         let lr = self.cfg.head_lr * self.cfg.lr_factor(step);
-        // Stochastic depth: seeded from (seed, step, rank), so a resumed run draws the same; rank 0 draws the
-        // single-process stream.
-        let world = self.dist.world();
-        let rank = if world > 1 { self.dist.rank() } else { 0 };
-        tch::manual_seed(self.cfg.seed.wrapping_mul(1_000_003).wrapping_add(step).wrapping_add(rank << 40));
+        seed_drop_path(self.cfg.seed, step, self.dist.rank());
         let logits = self.logits(&x, true)?;
         let (loss, k) = masked_loss(&logits, &y, &m, self.cfg.task, self.pos_weight.as_ref())?;
-        let mut lv = loss.f_double_value(&[])?;
-        // Supervised entries over every process decide whether an update happens (the same decision everywhere);
-        // the loss of the global batch is Σ lossᵣ·kᵣ / K. One small all-reduce, before the finiteness check, so
-        // that a NaN on any rank stops every rank at the same step.
-        let mut total = k;
-        if world > 1 {
-            let mut t = Tensor::from_slice(&[k as f64, if k > 0 { lv * k as f64 } else { 0.0 }]).f_to_device(self.device)?;
-            self.dist.all_reduce_sum(&mut t)?;
-            let v: Vec<f64> = Vec::<f64>::try_from(&t.f_to_device(Device::Cpu)?)?;
-            total = v[0].round() as i64;
-            lv = if total > 0 { v[1] / total as f64 } else { 0.0 };
-        }
-        if !lv.is_finite() {
-            return Err(Error::NonFinite { iteration: step, term: "fine-tuning train loss".into(), value: lv });
-        }
+        // The global batch weighs its K supervised entries (kᵣ per rank); K decides whether an update happens, the
+        // same decision everywhere.
+        let global = LossTerms::new(k as f64, ["fine-tuning train loss"], [loss.f_double_value(&[])?])
+            .over_ranks(self.dist.as_ref(), self.device, step)?;
+        let ([lv], total) = (global.values, global.weight);
         self.step += 1;
-        if total == 0 {
+        if total == 0.0 {
             return Ok(StepReport { step, loss: 0.0, entries: 0, lr, grad_norm: 0.0, skipped: true });
         }
-        if world > 1 {
-            // Σᵣ (kᵣ·W/K)·∇lossᵣ / W = the gradient of the mean over all K supervised entries.
-            loss.f_mul_scalar(k as f64 * world as f64 / total as f64)?.f_backward()?;
-            let params: Vec<Tensor> = self.optimizer.slots.iter().map(|s| s.param.shallow_clone()).collect();
-            all_reduce_mean_grads(self.dist.as_ref(), &params)?;
-        } else {
-            loss.f_backward()?;
-        }
-        let params: Vec<&Tensor> = self.optimizer.slots.iter().map(|s| &s.param).collect();
-        let grad_norm = clip_grad_norm(&params, self.cfg.clip_grad);
-        self.optimizer.update(lr, lr, self.cfg.weight_decay);
-        Ok(StepReport { step, loss: lv, entries: total, lr, grad_norm, skipped: false })
+        let values = UpdateValues { lr, last_layer_lr: lr, wd: self.cfg.weight_decay, max_norm: self.cfg.clip_grad };
+        let grad_norm = backward_and_update(self.dist.as_ref(), &mut self.optimizer, Some(&loss), k as f64, total, values)?;
+        Ok(StepReport { step, loss: lv, entries: total as i64, lr, grad_norm, skipped: false })
+    }
+
+    /// [`FineTuner::train_step`] on decoded uint8 gray images (H, W) and their crop plan (one global crop of side
+    /// `size` per image), augmented on the training device and normalised with ImageNet's mean and std.
+    pub fn train_step_images(&mut self, images: &[Tensor], crops: &[ImageCrops], size: i64, y: &Tensor, m: &Tensor) -> Result<StepReport> {
+        let x = multicrop_imagenet(images, crops, size, size, self.device)?.globals;
+        self.train_step(&x, y, m)
     }
 
     /// Eval-mode predictions (no gradients) of normalised pixels; with targets/mask also the summed loss over the

@@ -1,10 +1,10 @@
-//! Head training for the linear-probe protocol (spec §5.1, §3.11 last sentence, §7.7): a linear (or small MLP)
+//! Head training for the linear-probe protocol (docs/recipe.md §5.1, §3.11 last sentence, §7.7): a linear (or small MLP)
 //! classification head fitted on **frozen backbone features computed elsewhere** and passed in as an (N, F) matrix.
 //!
 //! - **No implicit preprocessing.** Features are used exactly as given: nothing is standardised, centred or
 //!   normalised (DINOv2's linear eval does not standardise either). A caller who wants standardisation computes
 //!   the statistics on the training split and applies them to every split before calling [`fit`] / [`FittedHead::predict`].
-//! - **Head** (spec §5.1): `hidden = []` gives a single `Linear(F, C)` with weight N(0, 0.01²) and bias 0.
+//! - **Head** (docs/recipe.md §5.1): `hidden = []` gives a single `Linear(F, C)` with weight N(0, 0.01²) and bias 0.
 //!   With hidden sizes `[h1, …]` it is `Linear(F, h1) → GELU (exact, erf) → … → Linear(hk, C)`: the hidden
 //!   layers use PyTorch's `nn.Linear` default init (weight and bias U(−1/√fan_in, 1/√fan_in)), the last layer
 //!   N(0, 0.01²) / 0. Initial values come from a seeded SplitMix64 stream owned by this module, never from
@@ -18,7 +18,7 @@
 //!   supervised when `mask[:, 0]` is nonzero; columns 1.. of `targets` and `mask` are ignored (C is the width
 //!   of `targets`). A batch without any unmasked entry has loss 0 and no gradient, and **no optimizer update is
 //!   taken** for it (it would only apply weight decay and stale Adam momentum); the lr schedule still advances.
-//! - **Optimizer** AdamW (β 0.9/0.999, ε 1e-8, torch semantics, [`crate::ssl::optim::AdamW`]); weight decay on
+//! - **Optimizer** AdamW (β 0.9/0.999, ε 1e-8, torch semantics, [`crate::train::optim::AdamW`]); weight decay on
 //!   weights only, not biases (HF Trainer's rule). Optional total-norm gradient clipping (`clipGrad` > 0).
 //! - **Schedule, per optimizer step** (DINOv2's CosineScheduler with final value 0, as src/augment/schedule.ts):
 //!   W = warmupEpochs·S warm-up steps follow `numpy.linspace(0, lr, W)` (both ends included), then `cosine`:
@@ -26,11 +26,11 @@
 //!   per epoch (the last batch may be short). With W = 0 the cosine equals torch's CosineAnnealingLR(T, 0), the
 //!   schedule of DINOv2's eval/linear.py.
 //! - **Order.** Each epoch visits the rows in a permutation drawn from SplitMix64(seed, epoch) (Fisher–Yates).
-//! - Defaults follow the shipped recipe of spec §5.1 (lr 5e-5, wd 0, batch 10, constant lr, no warm-up,
+//! - Defaults follow the shipped recipe of docs/recipe.md §5.1 (lr 5e-5, wd 0, batch 10, constant lr, no warm-up,
 //!   clip 1.0, seed 7479, 100 epochs).
 use crate::bail_shape;
 use crate::error::{Error, Result};
-use crate::ssl::optim::{AdamW, clip_grad_norm, head_group};
+use crate::train::optim::{AdamW, clip_grad_norm, head_group};
 use crate::weights::{WeightFile, write_safetensors};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -57,7 +57,7 @@ pub enum ProbeTask {
     Multiclass,
 }
 
-/// Head-training settings (camelCase JSON, unknown fields rejected). Defaults: spec §5.1's recipe.
+/// Head-training settings (camelCase JSON, unknown fields rejected). Defaults: docs/recipe.md §5.1's recipe.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProbeConfig {
@@ -631,9 +631,9 @@ pub fn fit(
             loss.f_backward()?;
             if cfg.clip_grad > 0.0 {
                 let refs: Vec<&Tensor> = param_refs.iter().collect();
-                clip_grad_norm(&refs, cfg.clip_grad);
+                clip_grad_norm(&refs, cfg.clip_grad)?;
             }
-            opt.update(lr, lr, cfg.weight_decay);
+            opt.update(lr, lr, cfg.weight_decay)?;
             sum += lv * k as f64;
             count += k;
         }

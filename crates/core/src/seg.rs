@@ -1,4 +1,4 @@
-//! Semantic segmentation on a DINOv2/CXformer backbone (spec §5.2): heads, the `ce_dice_loss`, the training step
+//! Semantic segmentation on a DINOv2/CXformer backbone (docs/recipe.md §5.2): heads, the `ce_dice_loss`, the training step
 //! (AdamW, gradient clipping, optional bf16 autocast), prediction and resumable safetensors state.
 //!
 //! - **Heads.** `linear` is CXformer's head: the last block's patch tokens after the final norm (registers
@@ -8,12 +8,12 @@
 //!   → `Conv2d(L·D, hidden, 1)` → GELU → `stages` × [bilinear ×2 → `Conv2d(c, c/2, 3, padding 1)` → GELU]
 //!   → `Conv2d(c, C, 1)` → bilinear upsampling to H×W. Every convolution starts from PyTorch's default init
 //!   (weight and bias U(−1/√fan_in, 1/√fan_in)), drawn from LibTorch's generator seeded with `seed`.
-//! - **Backbone.** Frozen by default (spec §5.2): its features are computed under `no_grad` in eval mode at every
+//! - **Backbone.** Frozen by default (docs/recipe.md §5.2): its features are computed under `no_grad` in eval mode at every
 //!   step (the augmentations differ per epoch, so nothing is cached). With `unfreeze` it trains too (drop path
 //!   active), at `backboneLr` (a fixed ratio to the head's lr, so the schedule scales both).
 //! - **Loss** [`ce_dice_loss`] = 0.5·CE + 0.5·(1 − mean_{b,c} Dice_soft(b, c)), Dice_soft = (2Σp·y + ε)/(Σp + Σy + ε),
-//!   ε = 1e-6, p = softmax probabilities, y = one-hot targets, all classes including background (spec §5.2).
-//! - **Optimizer** AdamW (β 0.9/0.999, ε 1e-8, torch semantics, [`crate::ssl::optim::AdamW`]) with weight decay on
+//!   ε = 1e-6, p = softmax probabilities, y = one-hot targets, all classes including background (docs/recipe.md §5.2).
+//! - **Optimizer** AdamW (β 0.9/0.999, ε 1e-8, torch semantics, [`crate::train::optim::AdamW`]) with weight decay on
 //!   weights only (HF Trainer's rule: not biases or norms), total-norm gradient clipping (`clipGrad`, default 1.0).
 //!   The learning rate of each step is given by the caller (the TS loop computes the cosine schedule).
 //! - **Precision.** `bf16` runs the forward passes under bf16 autocast (CPU or CUDA, through the shim, as the SSL
@@ -29,15 +29,15 @@
 //!   and the gradients are averaged: exactly the single-process gradient of the concatenated batch, also for
 //!   unequal shares; a rank with an empty share (0 images) contributes zero. The step record's loss, CE and soft
 //!   Dice are those of the global batch (one all-reduce, before the finiteness check, so every rank stops at the
-//!   same step). Stochastic depth of an unfrozen backbone is seeded from (seed, step, rank).
+//!   same step). Stochastic depth of an unfrozen backbone is seeded from (seed, step, rank). This is the protocol
+//!   of [`crate::train::step`].
 use crate::backbone::{Backbone, Precision, RNG_LOCK};
 use crate::bail_shape;
-use crate::dist::{all_reduce_mean_grads, broadcast_tensors};
-use crate::ssl::dist::{Collective, SingleProcess};
 use crate::error::{Error, Result};
-use crate::model::ForwardOptions;
-use crate::shim::{AutocastDevice, AutocastGuard};
-use crate::ssl::optim::{AdamW, ParamGroup, clip_grad_norm, head_group};
+use crate::model::{ForwardOptions, sorted_vars};
+use crate::train::collective::{Collective, SingleProcess, broadcast_tensors};
+use crate::train::optim::{AdamW, ParamGroup, head_group};
+use crate::train::step::{LossTerms, UpdateValues, backward_and_update, seed_drop_path};
 use crate::weights::{WeightFile, write_safetensors};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -54,7 +54,7 @@ pub enum SegHeadKind {
     Progressive,
 }
 
-/// Segmentation settings (camelCase JSON, unknown fields rejected). Defaults: spec §5.2.
+/// Segmentation settings (camelCase JSON, unknown fields rejected). Defaults: docs/recipe.md §5.2.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SegConfig {
@@ -77,14 +77,14 @@ pub struct SegConfig {
     /// Train the backbone too. @default false
     #[serde(default)]
     pub unfreeze: bool,
-    /// Head learning rate: the base of the per-step lr the caller passes (spec §5.2: 5e-3). Only its ratio to
+    /// Head learning rate: the base of the per-step lr the caller passes (docs/recipe.md §5.2: 5e-3). Only its ratio to
     /// `backbone_lr` is used here. @default 5e-3
     #[serde(default = "d_lr")]
     pub lr: f64,
     /// Backbone learning rate at the same point of the schedule (with `unfreeze`). @default 1e-5
     #[serde(default = "d_backbone_lr")]
     pub backbone_lr: f64,
-    /// AdamW weight decay on weights (spec §5.2: 1e-4). @default 1e-4
+    /// AdamW weight decay on weights (docs/recipe.md §5.2: 1e-4). @default 1e-4
     #[serde(default = "d_wd")]
     pub weight_decay: f64,
     /// Max total gradient L2 norm; 0 = off. @default 1.0
@@ -302,7 +302,7 @@ impl SegModel {
             tch::manual_seed(cfg.seed);
             Head::new(&head_vs.root(), &cfg, backbone.vit.cfg.embed_dim)
         };
-        let mut params: Vec<(String, Tensor, ParamGroup)> = sorted(&head_vs)
+        let mut params: Vec<(String, Tensor, ParamGroup)> = sorted_vars(&head_vs)
             .into_iter()
             .map(|(n, t)| {
                 let g = head_group(&n);
@@ -311,7 +311,7 @@ impl SegModel {
             .collect();
         if cfg.unfreeze {
             let ratio = if cfg.lr > 0.0 { cfg.backbone_lr / cfg.lr } else { 0.0 };
-            for (n, t) in sorted(&backbone.vs) {
+            for (n, t) in sorted_vars(&backbone.vs) {
                 let mut g = head_group(&n);
                 g.lr_mult = ratio;
                 params.push((format!("backbone.{n}"), t, g));
@@ -343,8 +343,8 @@ impl SegModel {
         if dist.world() <= 1 {
             return Ok(());
         }
-        let mut ts: Vec<Tensor> = sorted(&self.backbone.vs).into_iter().map(|(_, t)| t).collect();
-        ts.extend(sorted(&self.head_vs).into_iter().map(|(_, t)| t));
+        let mut ts: Vec<Tensor> = sorted_vars(&self.backbone.vs).into_iter().map(|(_, t)| t).collect();
+        ts.extend(sorted_vars(&self.head_vs).into_iter().map(|(_, t)| t));
         for s in &self.opt.slots {
             ts.push(s.exp_avg.shallow_clone());
             ts.push(s.exp_avg_sq.shallow_clone());
@@ -411,10 +411,7 @@ impl SegModel {
         if dev.is_cuda() && self.cfg.precision == Precision::F32 {
             crate::shim::set_tf32(false, false)?;
         }
-        let _guard = match self.cfg.precision {
-            Precision::F32 => None,
-            Precision::Bf16 => Some(AutocastGuard::bf16(if dev.is_cuda() { AutocastDevice::Cuda } else { AutocastDevice::Cpu })?),
-        };
+        let _guard = self.cfg.precision.autocast(dev)?;
         let f = self.features(&x, train)?;
         let run = || self.head.forward(&f, hw);
         let z = if train { run()? } else { tch::no_grad(run)? };
@@ -449,51 +446,25 @@ impl SegModel {
         if !(lr.is_finite() && lr >= 0.0) {
             return Err(Error::Config(format!("segmentation step: lr must be a finite number ≥ 0, got {lr}")));
         }
-        let rank = if world > 1 { self.dist.rank() } else { 0 };
         if self.cfg.unfreeze {
-            // Stochastic depth of a trained backbone draws from LibTorch's generator: seed it from (seed, step, rank)
-            // so a resumed run draws what the uninterrupted run drew (rank 0 draws the single-process stream).
-            tch::manual_seed(self.cfg.seed.wrapping_mul(1_000_003).wrapping_add(self.opt.step).wrapping_add(rank << 40));
+            seed_drop_path(self.cfg.seed, self.opt.step, self.dist.rank());
         }
-        let (loss, mut lv, mut cev, mut dv) = if b > 0 {
+        let (loss, terms) = if b > 0 {
             let target = labels.f_to_kind(Kind::Int64)?.f_to_device(self.device())?;
             let z = self.logits(images, true)?;
             let (loss, ce, dice) = ce_dice_loss(&z, &target, 1e-6)?;
-            let (lv, cev, dv) = (loss.f_double_value(&[])?, ce.f_double_value(&[])?, dice.f_double_value(&[])?);
-            (Some(loss), lv, cev, dv)
+            let terms = [ce.f_double_value(&[])?, dice.f_double_value(&[])?, loss.f_double_value(&[])?];
+            (Some(loss), terms)
         } else {
-            (None, 0.0, 0.0, 0.0)
+            (None, [0.0; 3])
         };
-        // The global batch: B = Σ bᵣ images, its loss terms Σ termᵣ·bᵣ / B (one all-reduce, before the finiteness
-        // check, so that a NaN on any rank stops every rank at the same step).
-        let mut total = b;
-        if world > 1 {
-            let bf = b as f64;
-            let mut t = Tensor::from_slice(&[bf, lv * bf, cev * bf, dv * bf]).f_to_device(self.device())?;
-            self.dist.all_reduce_sum(&mut t)?;
-            let v: Vec<f64> = Vec::<f64>::try_from(&t.f_to_device(Device::Cpu)?)?;
-            total = v[0].round() as i64;
-            let n = total.max(1) as f64;
-            (lv, cev, dv) = (v[1] / n, v[2] / n, v[3] / n);
-        }
-        if !lv.is_finite() {
-            // Nothing was backpropagated yet: nothing is modified.
-            return Err(Error::NonFinite { iteration: self.opt.step, term: "segmentation loss".into(), value: lv });
-        }
-        if world > 1 {
-            // Σᵣ (bᵣ·W/B)·∇lossᵣ / W = the gradient of the loss of the whole global batch.
-            if let Some(loss) = &loss {
-                loss.f_mul_scalar(b as f64 * world as f64 / total as f64)?.f_backward()?;
-            }
-            let params: Vec<Tensor> = self.opt.slots.iter().map(|s| s.param.shallow_clone()).collect();
-            all_reduce_mean_grads(self.dist.as_ref(), &params)?;
-        } else if let Some(loss) = &loss {
-            loss.f_backward()?;
-        }
-        let refs: Vec<&Tensor> = self.opt.slots.iter().map(|s| &s.param).collect();
-        let grad_norm = clip_grad_norm(&refs, self.cfg.clip_grad);
-        self.opt.update(lr, lr, self.cfg.weight_decay);
-        Ok(SegStepRecord { step: self.opt.step, lr, loss: lv, ce: cev, soft_dice: dv, grad_norm })
+        // Every image of the global batch weighs the same: kᵣ = bᵣ images.
+        let names = ["segmentation cross-entropy", "segmentation soft Dice", "segmentation loss"];
+        let global = LossTerms::new(b as f64, names, terms).over_ranks(self.dist.as_ref(), self.device(), self.opt.step)?;
+        let [ce, soft_dice, loss_value] = global.values;
+        let values = UpdateValues { lr, last_layer_lr: lr, wd: self.cfg.weight_decay, max_norm: self.cfg.clip_grad };
+        let grad_norm = backward_and_update(self.dist.as_ref(), &mut self.opt, loss.as_ref(), b as f64, global.weight, values)?;
+        Ok(SegStepRecord { step: self.opt.step, lr, loss: loss_value, ce, soft_dice, grad_norm })
     }
 
     /// Prediction without gradients: argmax class map (B, H, W) uint8 on the CPU, and the float32 logits
@@ -508,11 +479,11 @@ impl SegModel {
     /// Names → tensors of the state file (see the module docs); the parameters share storage with the model.
     pub fn state(&self, with_optimizer: bool) -> BTreeMap<String, Tensor> {
         let mut t = BTreeMap::new();
-        for (n, v) in sorted(&self.head_vs) {
+        for (n, v) in sorted_vars(&self.head_vs) {
             t.insert(format!("head.{n}"), v.detach());
         }
         if self.cfg.unfreeze {
-            for (n, v) in sorted(&self.backbone.vs) {
+            for (n, v) in sorted_vars(&self.backbone.vs) {
                 t.insert(format!("backbone.{n}"), v.detach());
             }
         }
@@ -595,11 +566,4 @@ impl SegModel {
         }
         Ok(md)
     }
-}
-
-/// Variables of a VarStore sorted by name (HashMap order is random per process).
-fn sorted(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
-    let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
 }

@@ -1,4 +1,4 @@
-//! Weight files (safetensors only): memory-mapped, validated reading, the three key layouts of spec §2.7
+//! Weight files (safetensors only): memory-mapped, validated reading, the three key layouts of docs/recipe.md §2.7
 //! (HF Dinov2Model, HF Dinov2WithRegistersModel, original DINOv2 names with fused qkv; plus the
 //! `*ForImageClassification` and `backbone.` prefixes), strict loading into a VarStore (no silent partial
 //! loads) and atomic writing in either layout.
@@ -69,7 +69,7 @@ enum Target {
     Qkv { block: usize, part: usize, param: String },
 }
 
-/// Maps one HF key (prefix already stripped) to its original-layout destination (spec §2.7 table).
+/// Maps one HF key (prefix already stripped) to its original-layout destination (docs/recipe.md §2.7 table).
 fn hf_to_original(name: &str) -> Option<Target> {
     let direct = |s: &str| Some(Target::Name(s.to_string()));
     match name {

@@ -1,17 +1,16 @@
-//! Multi-crop augmentation executor (spec §4) against expectations computed here in plain Rust: slicing, a
+//! Multi-crop augmentation executor (docs/recipe.md §4) against expectations computed here in plain Rust: slicing, a
 //! separate antialiased-bicubic reference, hand-derived affine maps, hand-computed colour ops, the closed-form
 //! Gaussian kernel with explicit reflect padding, the solarize threshold and the normalisation formula.
 //! CPU by default; CXF_TEST_DEVICE=cuda additionally compares the whole pipeline on that device with the CPU.
 use cxformer_core::Error;
 use cxformer_core::augment::{
-    Affine, CropParams, ImageCrops, Jitter, adjust_hue, adjust_saturation, gaussian_kernel1d, multicrop, parse_crops,
+    Affine, CropParams, IMAGENET_MEAN, IMAGENET_STD, ImageCrops, Jitter, adjust_hue, adjust_saturation, gaussian_kernel1d,
+    multicrop, multicrop_imagenet, parse_crops,
 };
 use tch::{Device, Kind, Tensor};
 
 const NO_NORM_MEAN: [f64; 3] = [0.0; 3];
 const NO_NORM_STD: [f64; 3] = [1.0; 3];
-const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
-const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
 
 /// Deterministic pseudo-random bytes (LCG), so the tests need no RNG crate.
 fn bytes(n: usize, seed: u64) -> Vec<u8> {
@@ -433,6 +432,16 @@ fn normalisation_uses_per_channel_mean_and_std() {
         let want: Vec<f64> = data.iter().map(|&v| (unit(v) - IMAGENET_MEAN[c]) / IMAGENET_STD[c]).collect();
         assert_close(&plane(&out.globals, 0, c as i64), &want, 1e-5, &format!("channel {c}"));
     }
+}
+
+#[test]
+fn imagenet_normalisation_is_torchvisions() {
+    assert_eq!((IMAGENET_MEAN, IMAGENET_STD), ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]));
+    let img = image(4, 4, &bytes(16, 9));
+    let crops = one_image(vec![plain([0, 0, 4, 4])]);
+    let want = multicrop(&[img.shallow_clone()], &crops, 4, 4, Device::Cpu, IMAGENET_MEAN, IMAGENET_STD).unwrap();
+    let got = multicrop_imagenet(&[img], &crops, 4, 4, Device::Cpu).unwrap();
+    assert!(got.globals.equal(&want.globals) && got.locals.equal(&want.locals));
 }
 
 #[test]

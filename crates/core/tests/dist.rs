@@ -3,10 +3,8 @@
 //! duplicate rank, a peer that never joins, a peer that leaves or stalls mid-collective), each of which must
 //! end in a clear error, not a hang.
 use cxformer_core::Error;
-use cxformer_core::dist::{
-    BackendChoice, PgOptions, ProcessGroup, ReduceOp, all_reduce_mean_grads, broadcast_parameters, has_gloo, has_nccl,
-};
-use cxformer_core::ssl::dist::{Collective, SingleProcess};
+use cxformer_core::dist::{BackendChoice, PgOptions, ProcessGroup, ReduceOp, has_gloo, has_nccl};
+use cxformer_core::train::collective::{Collective, SingleProcess, all_reduce_mean_grads, broadcast_parameters};
 use std::net::TcpListener;
 use std::sync::Barrier;
 use std::time::Duration;

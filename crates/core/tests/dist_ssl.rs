@@ -1,5 +1,5 @@
 //! Data parallelism of the SSL step: 2 ranks × batch b give the same model as 1 rank × batch 2b (KoLeo off: it is
-//! per rank by design, spec §3.7), for both teacher-target modes; the step records hold the global losses; a rank
+//! per rank by design, docs/recipe.md §3.7), for both teacher-target modes; the step records hold the global losses; a rank
 //! that starts from other weights is overwritten by rank 0's state (at creation and after a checkpoint load).
 mod common;
 

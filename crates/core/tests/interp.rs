@@ -1,4 +1,4 @@
-//! Position-embedding interpolation (spec §2.3) against a separate plain-Rust implementation of the
+//! Position-embedding interpolation (docs/recipe.md §2.3) against a separate plain-Rust implementation of the
 //! two kernels: PyTorch's bicubic (Keys A = −0.75, align_corners = false, border clamp, optional explicit
 //! scale) and the antialiased bicubic (PIL-style A = −0.5, support widened when downsampling, weights
 //! normalised to sum 1).

@@ -129,7 +129,7 @@ fn mlp_head_and_pos_weight_learn_too() {
 
 #[test]
 fn linear_head_init_follows_spec() {
-    // 1 epoch at lr 0: the returned head is the initial one: weight N(0, 0.01²), bias 0 (spec §5.1).
+    // 1 epoch at lr 0: the returned head is the initial one: weight N(0, 0.01²), bias 0 (docs/recipe.md §5.1).
     let (x, y) = separable(64, 200, 50, 3);
     let c = ProbeConfig { lr: 0.0, epochs: 1, ..ProbeConfig::default() };
     let head = fit(&x, &y, &ones_mask(&y), None, &c, Device::Cpu, all_epochs).unwrap();

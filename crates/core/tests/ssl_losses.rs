@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use cxformer_core::ssl::center::{Centering, sinkhorn_knopp};
-use cxformer_core::ssl::dist::SingleProcess;
+use cxformer_core::train::collective::SingleProcess;
 use cxformer_core::ssl::loss::{dino_cross_entropy, dino_losses, ibot_loss, koleo, koleo_weighted};
 use tch::{Kind, Tensor};
 

@@ -5,7 +5,7 @@
 //! `loadState` are collective (docs/distributed.md).
 use crate::dist::NativeProcessGroup;
 use crate::{NamedTensor, guarded, invalid, js_error, named, tensor_from};
-use cxformer_core::augment::{multicrop, parse_crops};
+use cxformer_core::augment::parse_crops;
 use cxformer_core::dist::ProcessGroup;
 use cxformer_core::finetune::{FineTuner, FinetuneConfig, StepReport};
 use napi::bindgen_prelude::*;
@@ -15,9 +15,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tch::{Kind, Tensor};
-
-const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
-const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -104,9 +101,6 @@ pub struct StepTask {
     mask: Tensor,
 }
 
-// SAFETY: the batch tensors are owned CPU tensors created for this task only.
-unsafe impl Send for StepTask {}
-
 impl Task for StepTask {
     type Output = StepReport;
     type JsValue = String;
@@ -114,8 +108,8 @@ impl Task for StepTask {
         guarded("finetune step", || {
             let input = self.input.take().ok_or_else(|| invalid("step task ran twice"))?;
             let mut ft = lock(&self.inner)?;
-            let x = match input {
-                StepInput::Pixels(x) => x,
+            let result = match input {
+                StepInput::Pixels(x) => ft.train_step(&x, &self.targets, &self.mask),
                 StepInput::Images { planes, crops, size } => {
                     let crops = parse_crops(&crops).map_err(js_error)?;
                     if let Some((i, c)) = crops.iter().enumerate().find(|(_, c)| c.globals.len() != 1 || !c.locals.is_empty()) {
@@ -125,10 +119,9 @@ impl Task for StepTask {
                             c.locals.len()
                         )));
                     }
-                    multicrop(&planes, &crops, size, size, ft.device, IMAGENET_MEAN, IMAGENET_STD).map_err(js_error)?.globals
+                    ft.train_step_images(&planes, &crops, size, &self.targets, &self.mask)
                 }
             };
-            let result = ft.train_step(&x, &self.targets, &self.mask);
             if let (Err(e), Some(pg)) = (&result, &self.pg) {
                 // Let the peers' failing collectives name this rank and its error.
                 pg.report_error(&format!("fine-tuning step {}: [{}] {e}", ft.step, e.code()));
@@ -154,9 +147,6 @@ pub struct PredictTask {
     pixels: Tensor,
     targets: Option<(Tensor, Tensor)>,
 }
-
-// SAFETY: owned CPU tensors created for this task only.
-unsafe impl Send for PredictTask {}
 
 impl Task for PredictTask {
     type Output = (Tensor, Option<f64>, Option<i64>);

@@ -53,7 +53,7 @@ pub(crate) fn guarded<T>(what: &str, f: impl FnOnce() -> napi::Result<T>) -> nap
 
 /// 8-bit gray image planes from one byte buffer and their sizes `[h0, w0, h1, w1, …]` (row-major, concatenated).
 pub(crate) fn planes_from(images: &[u8], sizes: &[i64]) -> napi::Result<Vec<Tensor>> {
-    if sizes.len() % 2 != 0 || sizes.iter().any(|&s| s <= 0) {
+    if !sizes.len().is_multiple_of(2) || sizes.iter().any(|&s| s <= 0) {
         return Err(invalid(format!("sizes must be [h0, w0, h1, w1, …] with positive values, got {} values", sizes.len())));
     }
     let total: i64 = sizes.chunks(2).map(|c| c[0] * c[1]).sum();

@@ -2,9 +2,9 @@
 //! explicit crops or on decoded images + a crop plan, save/load checkpoints. Every call is an AsyncTask.
 use crate::dist::NativeProcessGroup;
 use crate::{guarded, invalid, js_error, tensor_from};
+use cxformer_core::augment::{multicrop_imagenet, parse_crops};
 use cxformer_core::dist::ProcessGroup;
-use cxformer_core::augment::{ImageCrops, multicrop, parse_crops};
-use cxformer_core::ssl::{SslBatch, SslConfig, SslModel, StepRecord, StepSchedule, checkpoint, init};
+use cxformer_core::ssl::{SslBatch, SslConfig, SslInput, SslModel, StepRecord, StepSchedule, checkpoint, init};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use serde::Deserialize;
@@ -27,16 +27,12 @@ struct TrainerOptions {
     init_heads: Option<String>,
 }
 
-const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
-const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
-
 fn cpu() -> String {
     "cpu".into()
 }
 
 pub struct Inner {
     model: SslModel,
-    seed: i64,
     /// The process group of a data-parallel run (world > 1), shared with its JS handle.
     pg: Option<Arc<ProcessGroup>>,
 }
@@ -76,7 +72,7 @@ impl Task for CreateTask {
                 model.set_dist(Box::new(pg.clone())).map_err(js_error)?;
                 report.insert("worldSize".into(), pg.world().into());
             }
-            Ok((Inner { model, seed: o.seed, pg }, serde_json::Value::Object(report).to_string()))
+            Ok((Inner { model, pg }, serde_json::Value::Object(report).to_string()))
         })
     }
     fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<NativeTrainer> {
@@ -114,21 +110,11 @@ struct StepOptions {
     profile: bool,
 }
 
-/// Where a step's crops come from.
-enum StepInput {
-    Crops(SslBatch),
-    /// Decoded uint8 gray images + crop plan, augmented natively on the training device.
-    Images { images: Vec<Tensor>, crops: Vec<ImageCrops>, global_size: i64, local_size: i64, masks: Tensor },
-}
-
 pub struct StepTask {
     inner: Shared,
-    input: Option<StepInput>,
+    input: Option<SslInput>,
     options: StepOptions,
 }
-
-// SAFETY: the batch tensors are owned CPU tensors created for this task only.
-unsafe impl Send for StepTask {}
 
 impl Task for StepTask {
     type Output = StepRecord;
@@ -137,36 +123,9 @@ impl Task for StepTask {
         guarded("step", || {
             let input = self.input.take().ok_or_else(|| invalid("step task ran twice"))?;
             let mut inner = lock(&self.inner)?;
-            inner.model.profile = self.options.profile;
-            let t_aug = std::time::Instant::now();
-            let mut ms_augment = 0.0;
-            let batch = match input {
-                StepInput::Crops(b) => b,
-                StepInput::Images { images, crops, global_size, local_size, masks } => {
-                    let mc = multicrop(&images, &crops, global_size, local_size, inner.model.device, IMAGENET_MEAN, IMAGENET_STD)
-                        .map_err(js_error)?;
-                    let local_crops = (mc.locals.size()[0] > 0).then_some(mc.locals);
-                    if let tch::Device::Cuda(i) = inner.model.device {
-                        if self.options.profile {
-                            tch::Cuda::synchronize(i as i64);
-                        }
-                    }
-                    ms_augment = t_aug.elapsed().as_secs_f64() * 1e3;
-                    SslBatch { global_crops: mc.globals, local_crops, masks }
-                }
-            };
             let o = &self.options;
-            // Stochastic depth draws from LibTorch's generator: seed it from (seed, iteration) so a resumed run
-            // draws what the uninterrupted run drew.
-            // Each rank draws its own stream (rank 0 = the single-process stream).
-            let rank = inner.pg.as_ref().map(|p| p.rank()).unwrap_or(0);
-            tch::manual_seed(inner.seed.wrapping_mul(1_000_003).wrapping_add(o.iteration).wrapping_add(rank << 40));
-            let (micro, of) = (o.micro.unwrap_or(0), o.of.unwrap_or(1).max(1));
-            let inner = &mut *inner;
-            let result = inner.model.forward_backward(&batch, &o.schedule, o.iteration, 1.0 / of as f64).and_then(|mut rec| {
-                rec.ms_augment = ms_augment;
-                if micro + 1 >= of { inner.model.apply_update(rec, &o.schedule) } else { Ok(rec) }
-            });
+            inner.model.profile = o.profile;
+            let result = inner.model.train_step(input, &o.schedule, o.iteration, o.micro.unwrap_or(0), o.of.unwrap_or(1));
             if let (Err(e), Some(pg)) = (&result, &inner.pg) {
                 // Let the peers' failing collectives name this rank and its error.
                 pg.report_error(&format!("iteration {}: [{}] {e}", o.iteration, e.code()));
@@ -266,7 +225,7 @@ impl NativeTrainer {
         let masks = masks_tensor(&masks, &masks_shape)?;
         Ok(AsyncTask::new(StepTask {
             inner: self.inner.clone(),
-            input: Some(StepInput::Crops(SslBatch { global_crops, local_crops, masks })),
+            input: Some(SslInput::Crops(SslBatch { global_crops, local_crops, masks })),
             options,
         }))
     }
@@ -293,7 +252,7 @@ impl NativeTrainer {
         let masks = masks_tensor(&masks, &masks_shape)?;
         Ok(AsyncTask::new(StepTask {
             inner: self.inner.clone(),
-            input: Some(StepInput::Images { images: planes, crops, global_size, local_size, masks }),
+            input: Some(SslInput::Images { images: planes, crops, global_size, local_size, masks }),
             options,
         }))
     }
@@ -326,7 +285,7 @@ pub fn multicrop_images(
         let planes = crate::planes_from(&images, &sizes)?;
         let crops = parse_crops(&crops).map_err(js_error)?;
         let device = cxformer_core::runtime::parse_device(device.as_deref().unwrap_or("cpu")).map_err(js_error)?;
-        let mc = multicrop(&planes, &crops, global_size, local_size, device, IMAGENET_MEAN, IMAGENET_STD).map_err(js_error)?;
+        let mc = multicrop_imagenet(&planes, &crops, global_size, local_size, device).map_err(js_error)?;
         Ok(vec![crate::named("globals", &mc.globals)?, crate::named("locals", &mc.locals)?])
     })
 }

@@ -1,4 +1,4 @@
-//! Pre-norm transformer block with LayerScale (DINOv2 `NestedTensorBlock`, spec §2.4).
+//! Pre-norm transformer block with LayerScale (DINOv2 `NestedTensorBlock`, docs/recipe.md §2.4).
 //! Module paths mirror the original DINOv2 state-dict keys (`blocks.{i}.attn.qkv.weight`, ...).
 use crate::config::{FfnKind, VitConfig};
 use crate::error::Result;

@@ -1,4 +1,4 @@
-//! Position-embedding interpolation (spec §2.3, `interpolate_pos_encoding`).
+//! Position-embedding interpolation (docs/recipe.md §2.3, `interpolate_pos_encoding`).
 use crate::config::PosInterp;
 use crate::error::Result;
 use crate::bail_shape;

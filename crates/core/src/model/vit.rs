@@ -1,4 +1,4 @@
-//! `DinoVisionTransformer` (spec §2.2–2.6): patch embedding, CLS token, register tokens, learned position
+//! `DinoVisionTransformer` (docs/recipe.md §2.2–2.6): patch embedding, CLS token, register tokens, learned position
 //! embedding with checkpoint-family interpolation, pre-norm blocks, final norm.
 //! Variable names are exactly the original DINOv2 state-dict keys.
 use super::block::Block;
@@ -54,7 +54,7 @@ pub struct VitOutput {
 
 impl Vit {
     /// Builds the module tree under `p` (use the VarStore root so keys are `cls_token`, `blocks.0...`).
-    /// Parameters start at DINOv2's from-scratch initialisation (spec §2.6); loading replaces them.
+    /// Parameters start at DINOv2's from-scratch initialisation (docs/recipe.md §2.6); loading replaces them.
     pub fn new(p: &nn::Path, cfg: &VitConfig) -> Result<Self> {
         cfg.validate()?;
         let d = cfg.embed_dim;
@@ -174,16 +174,14 @@ impl Vit {
     }
 }
 
-/// DINOv2's from-scratch initialisation (spec §2.6) applied to a freshly built model's VarStore:
+/// DINOv2's from-scratch initialisation (docs/recipe.md §2.6) applied to a freshly built model's VarStore:
 /// pos_embed ~ N(0, 0.02²) truncated at ±2, Linear weights ~ N(0, 0.02²) truncated at ±2 with zero bias,
 /// LayerNorm (1, 0), cls/register ~ N(0, 1e-6²), mask_token 0, LayerScale at its init value;
 /// the patch-embedding convolution keeps PyTorch's default init. Seed with `tch::manual_seed` first.
 pub fn init_from_scratch(vs: &nn::VarStore) {
     tch::no_grad(|| {
-        // Sorted: HashMap order is random per process, and the draws must be reproducible from the seed.
-        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, mut t) in vars {
+        // Sorted: the draws must be reproducible from the seed.
+        for (name, mut t) in super::sorted_vars(vs) {
             let is_block_linear = name.starts_with("blocks.")
                 && (name.contains(".attn.") || name.contains(".mlp."));
             if is_block_linear && name.ends_with(".weight") {

@@ -1,5 +1,5 @@
-//! Teacher targets (spec §3.4): softmax centering with a lagged EMA centre, or Sinkhorn-Knopp.
-use super::dist::Collective;
+//! Teacher targets (docs/recipe.md §3.4): softmax centering with a lagged EMA centre, or Sinkhorn-Knopp.
+use crate::train::collective::Collective;
 use crate::error::Result;
 use tch::{Kind, Tensor};
 

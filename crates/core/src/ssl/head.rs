@@ -1,4 +1,4 @@
-//! DINO / iBOT projection head (dinov2/layers/dino_head.py, spec §3.2): an MLP with GELU (no norm layers),
+//! DINO / iBOT projection head (dinov2/layers/dino_head.py, docs/recipe.md §3.2): an MLP with GELU (no norm layers),
 //! L2 normalisation of the bottleneck, then a weight-normalised linear layer without bias whose gain `g`
 //! starts at 1 and stays trainable. Keys: `mlp.0.*`, `mlp.2.*`, `mlp.4.*` (GELUs at 1, 3),
 //! `last_layer.weight_g` (K, 1), `last_layer.weight_v` (K, bottleneck).

@@ -1,4 +1,4 @@
-//! DINO, iBOT and KoLeo losses (spec §3.5–3.7; dinov2/loss/*).
+//! DINO, iBOT and KoLeo losses (docs/recipe.md §3.5–3.7; dinov2/loss/*).
 use crate::error::Result;
 use tch::{Kind, Tensor};
 
@@ -17,7 +17,7 @@ pub fn dino_cross_entropy(students: &[Tensor], teachers: &[Tensor], student_temp
     total
 }
 
-/// The two DINO terms as SSLMetaArch scales them (normaliser n_g(n_g−1) + n_g·n_l, spec §3.5).
+/// The two DINO terms as SSLMetaArch scales them (normaliser n_g(n_g−1) + n_g·n_l, docs/recipe.md §3.5).
 ///
 /// # Shapes
 /// * student_local: (n_l·B, K) crop-major; student_global: (n_g·B, K) crop-major
@@ -79,7 +79,7 @@ pub fn koleo(x: &Tensor) -> Result<Tensor> {
     Ok(-(d + eps).log().mean(Kind::Float))
 }
 
-/// 0.1·Σ_g koleo(student CLS of global crop g), per crop over the local batch (spec §3.7).
+/// 0.1·Σ_g koleo(student CLS of global crop g), per crop over the local batch (docs/recipe.md §3.7).
 pub fn koleo_weighted(student_global_cls: &Tensor, n_global: i64, weight: f64) -> Result<Tensor> {
     let mut total = Tensor::zeros([], (Kind::Float, student_global_cls.device()));
     for chunk in student_global_cls.chunk(n_global, 0) {

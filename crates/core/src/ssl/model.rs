@@ -1,16 +1,16 @@
-//! The SSL meta-architecture (spec §3.1–3.8): student and EMA teacher, each a backbone + DINO head
+//! The SSL meta-architecture (docs/recipe.md §3.1–3.8): student and EMA teacher, each a backbone + DINO head
 //! (+ a separate iBOT head), one training step in the reference order, checkpoint state.
 use super::center::{Centering, sinkhorn_knopp};
-use super::dist::{Collective, SingleProcess};
 use super::head::{DinoHead, HeadConfig};
 use super::loss::{dino_losses, ibot_loss, koleo_weighted};
-use super::optim::{AdamW, ParamGroup, backbone_group, clip_grad_norm, head_group};
+use crate::augment::{ImageCrops, multicrop_imagenet};
 use crate::backbone::Precision;
 use crate::config::VitConfig;
-use crate::dist::{all_reduce_mean_grads, broadcast_tensors};
 use crate::error::{Error, Result};
-use crate::model::{ForwardOptions, Vit};
-use crate::shim::{AutocastDevice, AutocastGuard};
+use crate::model::{ForwardOptions, Vit, sorted_vars};
+use crate::train::collective::{Collective, SingleProcess, broadcast_tensors};
+use crate::train::optim::{AdamW, ParamGroup, backbone_group, head_group};
+use crate::train::step::{LossTerms, UpdateValues, apply_update, seed_drop_path};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor, nn};
@@ -49,7 +49,7 @@ pub struct SslConfig {
     pub precision: Precision,
 }
 
-/// Per-iteration schedule values (computed in TypeScript, spec §3.9).
+/// Per-iteration schedule values (computed in TypeScript, docs/recipe.md §3.9).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StepSchedule {
@@ -70,8 +70,17 @@ pub struct SslBatch {
     pub masks: Tensor,
 }
 
+/// Where the crops of a training call come from.
+pub enum SslInput {
+    /// Crops already augmented and normalised.
+    Crops(SslBatch),
+    /// Decoded uint8 gray images (H, W) and their crop plan (one {globals, locals} per image), augmented on the
+    /// training device and normalised with ImageNet's mean and std; `masks` as in [`SslBatch`].
+    Images { images: Vec<Tensor>, crops: Vec<ImageCrops>, global_size: i64, local_size: i64, masks: Tensor },
+}
+
 /// What a step reports (all losses as the reference logs them before any division for display). With a
-/// process group the losses are means over the ranks and `n_masked` is the sum over the ranks (spec §3.8 step 6).
+/// process group the losses are means over the ranks and `n_masked` is the sum over the ranks (docs/recipe.md §3.8 step 6).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct StepRecord {
     pub total_loss: f64,
@@ -136,12 +145,6 @@ impl Branch {
     }
 }
 
-fn sorted_vars(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
-    let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
-}
-
 pub struct SslModel {
     pub cfg: SslConfig,
     pub device: Device,
@@ -151,6 +154,8 @@ pub struct SslModel {
     pub ibot_center: Centering,
     pub optimizer: AdamW,
     pub dist: Box<dyn Collective>,
+    /// Seed of the initial weights and of each training call's stochastic depth ([`SslModel::train_step`]).
+    pub seed: i64,
     /// Synchronise CUDA at stage boundaries so that the per-stage timings are exact (benchmarks).
     pub profile: bool,
 }
@@ -194,6 +199,7 @@ impl SslModel {
             teacher,
             optimizer,
             dist: Box::new(SingleProcess),
+            seed,
             profile: false,
         };
         m.copy_student_to_teacher()?;
@@ -258,7 +264,7 @@ impl SslModel {
     }
 
     /// θ_t ← m·θ_t + (1 − m)·θ_s over every parameter of each submodule (weight-norm g and v as raw
-    /// parameters), spec §3.8 step 5.
+    /// parameters), docs/recipe.md §3.8 step 5.
     pub fn ema(&mut self, momentum: f64) -> Result<()> {
         tch::no_grad(|| -> Result<()> {
             for ((_, s), (_, t)) in self.student.stores().into_iter().zip(self.teacher.stores()) {
@@ -276,7 +282,34 @@ impl SslModel {
         })
     }
 
-    /// One optimisation step in the reference order (spec §3.8, style habit 7):
+    /// One training call of the run loop: the crops (augmented here when `input` holds images), stochastic depth
+    /// seeded from (seed, iteration, rank), forward and backward of micro-batch `micro` of `of` (gradient
+    /// accumulation: its loss is scaled by 1/`of`), then the update once the last micro-batch is in. Collective
+    /// under a process group.
+    pub fn train_step(&mut self, input: SslInput, sched: &StepSchedule, iteration: i64, micro: i64, of: i64) -> Result<StepRecord> {
+        let (batch, ms_augment) = self.crops(input)?;
+        seed_drop_path(self.seed, iteration, self.dist.rank());
+        let of = of.max(1);
+        let mut rec = self.forward_backward(&batch, sched, iteration, 1.0 / of as f64)?;
+        rec.ms_augment = ms_augment;
+        if micro + 1 >= of { self.apply_update(rec, sched) } else { Ok(rec) }
+    }
+
+    /// The batch of `input` and the milliseconds its augmentation took (0 for explicit crops).
+    fn crops(&self, input: SslInput) -> Result<(SslBatch, f64)> {
+        match input {
+            SslInput::Crops(batch) => Ok((batch, 0.0)),
+            SslInput::Images { images, crops, global_size, local_size, masks } => {
+                let mut clock = std::time::Instant::now();
+                let mc = multicrop_imagenet(&images, &crops, global_size, local_size, self.device)?;
+                let local_crops = (mc.locals.size()[0] > 0).then_some(mc.locals);
+                let ms = self.lap(&mut clock);
+                Ok((SslBatch { global_crops: mc.globals, local_crops, masks }, ms))
+            }
+        }
+    }
+
+    /// One optimisation step in the reference order (docs/recipe.md §3.8, style habit 7):
     /// teacher targets → student forward → DINO + iBOT + KoLeo → NaN check → backward → gradient reduction
     /// (seam) → clip per submodule → AdamW → EMA. `iteration` only names the step in errors.
     pub fn step(&mut self, batch: &SslBatch, sched: &StepSchedule, iteration: i64) -> Result<StepRecord> {
@@ -318,10 +351,7 @@ impl SslModel {
         let counts = masks.sum_dim_intlist([1i64].as_slice(), false, Kind::Float).clamp_min(1.0);
         let weights = counts.reciprocal().unsqueeze(1).expand([n_rows, n_patches], false).flatten(0, 1).index_select(0, &mask_indices);
 
-        let _autocast = match cfg.precision {
-            Precision::F32 => None,
-            Precision::Bf16 => Some(AutocastGuard::bf16(if dev.is_cuda() { AutocastDevice::Cuda } else { AutocastDevice::Cpu })?),
-        };
+        let _autocast = cfg.precision.autocast(dev)?;
 
         let mut clock = std::time::Instant::now();
         // ---- teacher targets (no gradients, eval mode) ----
@@ -384,7 +414,7 @@ impl SslModel {
         // ---- losses (float32) ----
         let (dino_local, dino_global) = dino_losses(student_local.as_ref(), &student_global, &teacher_dino, ng, nl, cfg.student_temp);
         let koleo = if cfg.koleo_loss_weight > 0.0 {
-            // KoLeo on the pre-head CLS, in float32 outside autocast (spec §3.7).
+            // KoLeo on the pre-head CLS, in float32 outside autocast (docs/recipe.md §3.7).
             koleo_weighted(&student_global_cls.to_kind(Kind::Float), ng, cfg.koleo_loss_weight)?
         } else {
             Tensor::zeros([], (Kind::Float, dev))
@@ -395,43 +425,30 @@ impl SslModel {
             Tensor::zeros([], (Kind::Float, dev))
         };
         let total = (&dino_local + &dino_global) * cfg.dino_loss_weight + &koleo + &ibot * cfg.ibot_loss_weight;
-        // The logged values: one small all-reduce (means over ranks, masked count summed). It happens before
-        // the finiteness check so that a NaN on any rank stops every rank at the same point.
-        let mut scalars = Tensor::stack(
-            &[&total, &dino_local, &dino_global, &ibot, &koleo].map(|t| t.detach().to_kind(Kind::Double).to_device(dev)),
-            0,
-        );
-        let mut masked = Tensor::from_slice(&[n_masked as f64]).to_device(dev);
-        if self.dist.world() > 1 {
-            scalars = Tensor::cat(&[scalars, masked], 0);
-            self.dist.all_reduce_sum(&mut scalars)?;
-            masked = scalars.narrow(0, 5, 1);
-            scalars = scalars.narrow(0, 0, 5) / self.dist.world() as f64;
-        }
-        let v: Vec<f64> = Vec::<f64>::try_from(&scalars.to_device(tch::Device::Cpu))?;
+        // The logged values: each rank's losses are means over its own share, so every rank weighs 1 (means over
+        // the ranks) and the masked patches are summed; then the finiteness check, the terms before their sum so
+        // that the error names the term that went non-finite.
+        let names = ["dino_local_crops_loss", "dino_global_crops_loss", "ibot_loss", "koleo_loss", "total_loss"];
+        let terms = [&dino_local, &dino_global, &ibot, &koleo, &total].map(|t| t.detach().to_kind(Kind::Double).to_device(dev));
+        let values: [f64; 5] = Vec::<f64>::try_from(&Tensor::f_stack(&terms, 0)?.f_to_device(Device::Cpu)?)?
+            .try_into()
+            .map_err(|v: Vec<f64>| Error::Shape(format!("expected 5 loss values, got {}", v.len())))?;
+        let global = LossTerms::new(1.0, names, values)
+            .with_counts(vec![n_masked as f64])
+            .over_ranks(self.dist.as_ref(), dev, iteration)?;
         let ms_student = self.lap(&mut clock);
+        let [dino_local_crops_loss, dino_global_crops_loss, ibot_loss, koleo_loss, total_loss] = global.values;
         let mut rec = StepRecord {
             ms_teacher,
             ms_student,
-            total_loss: v[0],
-            dino_local_crops_loss: v[1],
-            dino_global_crops_loss: v[2],
-            ibot_loss: v[3],
-            koleo_loss: v[4],
-            n_masked: masked.double_value(&[0]).round() as i64,
+            total_loss,
+            dino_local_crops_loss,
+            dino_global_crops_loss,
+            ibot_loss,
+            koleo_loss,
+            n_masked: global.counts[0].round() as i64,
             ..Default::default()
         };
-        for (name, v) in [
-            ("total_loss", rec.total_loss),
-            ("dino_local_crops_loss", rec.dino_local_crops_loss),
-            ("dino_global_crops_loss", rec.dino_global_crops_loss),
-            ("ibot_loss", rec.ibot_loss),
-            ("koleo_loss", rec.koleo_loss),
-        ] {
-            if !v.is_finite() {
-                return Err(Error::NonFinite { iteration, term: name.to_string(), value: v });
-            }
-        }
         drop(_autocast);
         if let Some((d, i)) = new_stats {
             self.dino_center.set_pending(d);
@@ -442,30 +459,17 @@ impl SslModel {
         Ok(rec)
     }
 
-    /// Gradient reduction (seam) → clip per student submodule → AdamW with the schedule → EMA teacher.
+    /// Gradient all-reduce (DDP: averaged across ranks in 25 MB buckets; nothing on one process) → clip per
+    /// student submodule → AdamW with the schedule → EMA teacher.
     pub fn apply_update(&mut self, mut rec: StepRecord, sched: &StepSchedule) -> Result<StepRecord> {
-        // Data parallelism (DDP): gradients are averaged across ranks in 25 MB buckets before clipping
-        // (no-op on one process).
-        if self.dist.world() > 1 {
-            let params: Vec<Tensor> = self.optimizer.slots.iter().map(|s| s.param.shallow_clone()).collect();
-            all_reduce_mean_grads(self.dist.as_ref(), &params)?;
-        }
         let mut clock = std::time::Instant::now();
-        let clip = self.cfg.clip_grad;
-        let norms: Vec<f64> = self
-            .student
-            .stores()
-            .iter()
-            .map(|(_, vs)| {
-                let vars: Vec<Tensor> = sorted_vars(vs).into_iter().map(|(_, t)| t).collect();
-                let refs: Vec<&Tensor> = vars.iter().collect();
-                clip_grad_norm(&refs, clip)
-            })
-            .collect();
+        let clip_sets: Vec<Vec<Tensor>> =
+            self.student.stores().iter().map(|(_, vs)| sorted_vars(vs).into_iter().map(|(_, t)| t).collect()).collect();
+        let values = UpdateValues { lr: sched.lr, last_layer_lr: sched.last_layer_lr, wd: sched.wd, max_norm: self.cfg.clip_grad };
+        let norms = apply_update(self.dist.as_ref(), &mut self.optimizer, &clip_sets, values)?;
         rec.grad_norm_backbone = norms[0];
         rec.grad_norm_dino_head = norms[1];
         rec.grad_norm_ibot_head = norms.get(2).copied().unwrap_or(0.0);
-        self.optimizer.update(sched.lr, sched.last_layer_lr, sched.wd);
         rec.ms_optimizer = self.lap(&mut clock);
         self.ema(sched.momentum)?;
         rec.ms_ema = self.lap(&mut clock);

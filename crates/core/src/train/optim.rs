@@ -1,8 +1,10 @@
-//! AdamW with DINOv2's parameter groups (spec §3.9), written over tensors so that its whole state (moments,
-//! step count) lives in our checkpoints and resumes exactly. Same update as torch.optim.AdamW:
+//! AdamW with DINOv2's parameter groups (docs/recipe.md §3.9) and the fine-tuning weight-decay rule, written over
+//! tensors so that its whole state (moments, step count) lives in our checkpoints and resumes exactly. Same update
+//! as torch.optim.AdamW:
 //! θ ← θ·(1 − lr·wd); m ← β1 m + (1−β1) g; v ← β2 v + (1−β2) g²;
 //! θ ← θ − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε).
-use tch::Tensor;
+use crate::error::Result;
+use tch::{Kind, Tensor};
 
 /// Learning-rate and weight-decay multipliers of one parameter.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,8 +39,16 @@ pub fn head_group(name: &str) -> ParamGroup {
     ParamGroup { lr_mult: 1.0, wd_mult: wd_mult(name), is_last_layer: name.contains("last_layer") }
 }
 
+/// DINOv2's weight-decay multiplier: 0 for biases, norms and LayerScale gammas, 1 otherwise.
 fn wd_mult(name: &str) -> f64 {
     if name.ends_with(".bias") || name.contains("norm") || name.contains("gamma") { 0.0 } else { 1.0 }
+}
+
+/// Weight-decay multiplier of a fine-tuned parameter: DINOv2's rule, and also 0 for the position embedding and
+/// the learned tokens (BEiT / timm `no_weight_decay`), so that only weight matrices decay.
+pub fn finetune_wd_mult(name: &str) -> f64 {
+    let tokens = ["pos_embed", "cls_token", "register_tokens", "mask_token"];
+    if tokens.iter().any(|t| name.ends_with(t)) { 0.0 } else { wd_mult(name) }
 }
 
 /// One optimised parameter with its moments.
@@ -72,14 +82,20 @@ impl AdamW {
         AdamW { slots, beta1, beta2, eps, step: 0 }
     }
 
+    /// The optimised parameters (shallow clones), in slot order.
+    pub fn params(&self) -> Vec<Tensor> {
+        self.slots.iter().map(|s| s.param.shallow_clone()).collect()
+    }
+
     /// One update with base values `lr`, `last_layer_lr`, `wd` (multiplied per group). Parameters without a
     /// gradient are skipped. Gradients are zeroed afterwards.
-    pub fn update(&mut self, lr: f64, last_layer_lr: f64, wd: f64) {
+    pub fn update(&mut self, lr: f64, last_layer_lr: f64, wd: f64) -> Result<()> {
         self.step += 1;
         let t = self.step as i32;
         let bc1 = 1.0 - self.beta1.powi(t);
         let bc2 = 1.0 - self.beta2.powi(t);
-        tch::no_grad(|| {
+        let (beta1, beta2, eps) = (self.beta1, self.beta2, self.eps);
+        tch::no_grad(|| -> Result<()> {
             for s in self.slots.iter_mut() {
                 let g = s.param.grad();
                 if !g.defined() {
@@ -88,44 +104,46 @@ impl AdamW {
                 let lr_g = s.group.lr_mult * if s.group.is_last_layer { last_layer_lr } else { lr };
                 let wd_g = s.group.wd_mult * wd;
                 if lr_g * wd_g != 0.0 {
-                    let _ = s.param.f_mul_(&Tensor::from(1.0 - lr_g * wd_g)).expect("in-place decay");
+                    let _ = s.param.f_mul_(&Tensor::from(1.0 - lr_g * wd_g))?;
                 }
-                let g = g.to_kind(s.exp_avg.kind());
-                let _ = s.exp_avg.lerp_(&g, 1.0 - self.beta1);
-                let _ = s.exp_avg_sq.g_mul_scalar_(self.beta2).addcmul_(&g, &g.g_mul_scalar(1.0 - self.beta2));
-                let denom = s.exp_avg_sq.sqrt() / bc2.sqrt() + self.eps;
-                let upd = &s.exp_avg / denom * (lr_g / bc1);
-                let _ = s.param.g_sub_(&upd.to_kind(s.param.kind()));
+                let g = g.f_to_kind(s.exp_avg.kind())?;
+                let _ = s.exp_avg.f_lerp_(&g, 1.0 - beta1)?;
+                let _ = s.exp_avg_sq.f_mul_scalar_(beta2)?.f_addcmul_(&g, &g.f_mul_scalar(1.0 - beta2)?)?;
+                let denom = s.exp_avg_sq.f_sqrt()?.f_div_scalar(bc2.sqrt())?.f_add_scalar(eps)?;
+                let upd = s.exp_avg.f_div(&denom)?.f_mul_scalar(lr_g / bc1)?;
+                let _ = s.param.f_sub_(&upd.f_to_kind(s.param.kind())?)?;
             }
-        });
+            Ok(())
+        })?;
         for s in self.slots.iter_mut() {
             let mut g = s.param.grad();
             if g.defined() {
-                let _ = g.zero_();
+                let _ = g.f_zero_()?;
             }
         }
+        Ok(())
     }
 }
 
 /// Clips the total L2 norm of the gradients of `params` to `max_norm` (torch clip_grad_norm_, coefficient
 /// max_norm/(total+1e-6) when below 1) and returns the norm before clipping. No gradient → 0.
-pub fn clip_grad_norm(params: &[&Tensor], max_norm: f64) -> f64 {
+pub fn clip_grad_norm(params: &[&Tensor], max_norm: f64) -> Result<f64> {
     tch::no_grad(|| {
         let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
         if grads.is_empty() {
-            return 0.0;
+            return Ok(0.0);
         }
-        let sq: Vec<Tensor> = grads.iter().map(|g| g.to_kind(tch::Kind::Float).square().sum(tch::Kind::Float)).collect();
-        let total = Tensor::stack(&sq, 0).sum(tch::Kind::Float).sqrt().double_value(&[]);
+        let sq = grads.iter().map(|g| g.f_to_kind(Kind::Float)?.f_square()?.f_sum(Kind::Float)).collect::<std::result::Result<Vec<_>, _>>()?;
+        let total = Tensor::f_stack(&sq, 0)?.f_sum(Kind::Float)?.f_sqrt()?.f_double_value(&[])?;
         if max_norm > 0.0 {
             let coef = max_norm / (total + 1e-6);
             if coef < 1.0 {
                 for mut g in grads {
-                    let _ = g.g_mul_scalar_(coef);
+                    let _ = g.f_mul_scalar_(coef)?;
                 }
             }
         }
-        total
+        Ok(total)
     })
 }
 
@@ -151,6 +169,11 @@ mod tests {
         assert!(h.is_last_layer && h.lr_mult == 1.0 && h.wd_mult == 1.0);
         assert!(!head_group("mlp.0.weight").is_last_layer);
         assert_eq!(head_group("mlp.0.bias").wd_mult, 0.0);
+        // Fine-tuning: weight matrices only.
+        assert_eq!(finetune_wd_mult("blocks.3.attn.qkv.weight"), 1.0);
+        for n in ["pos_embed", "cls_token", "register_tokens", "mask_token", "blocks.3.attn.qkv.bias", "norm.weight", "blocks.3.ls1.gamma"] {
+            assert_eq!(finetune_wd_mult(n), 0.0, "{n}");
+        }
     }
 
     #[test]
@@ -160,14 +183,14 @@ mod tests {
         let p = Tensor::from_slice(&[1.0f32]).set_requires_grad(true);
         let mut opt = AdamW::new(vec![("w".into(), p.shallow_clone(), ParamGroup { lr_mult: 1.0, wd_mult: 1.0, is_last_layer: false })], 0.9, 0.999, 1e-8);
         (&p * 0.5).sum(tch::Kind::Float).backward();
-        opt.update(0.1, 0.0, 0.1);
+        opt.update(0.1, 0.0, 0.1).unwrap();
         assert!((p.double_value(&[0]) - 0.89).abs() < 1e-6, "{}", p.double_value(&[0]));
         // Gradients were zeroed; a frozen last layer (lr 0) does not move.
         assert_eq!(p.grad().double_value(&[0]), 0.0);
         let q = Tensor::from_slice(&[1.0f32]).set_requires_grad(true);
         let mut opt = AdamW::new(vec![("last_layer.weight_g".into(), q.shallow_clone(), head_group("last_layer.weight_g"))], 0.9, 0.999, 1e-8);
         (&q * 3.0).sum(tch::Kind::Float).backward();
-        opt.update(0.1, 0.0, 0.0);
+        opt.update(0.1, 0.0, 0.0).unwrap();
         assert_eq!(q.double_value(&[0]), 1.0);
     }
 
@@ -175,7 +198,7 @@ mod tests {
     fn clipping_scales_to_max_norm() {
         let a = Tensor::from_slice(&[0.0f32, 0.0]).set_requires_grad(true);
         (&a * Tensor::from_slice(&[3.0f32, 4.0])).sum(tch::Kind::Float).backward();
-        let n = clip_grad_norm(&[&a], 1.0);
+        let n = clip_grad_norm(&[&a], 1.0).unwrap();
         assert!((n - 5.0).abs() < 1e-6);
         let g = a.grad();
         assert!((g.double_value(&[0]) - 0.6).abs() < 1e-5 && (g.double_value(&[1]) - 0.8).abs() < 1e-5);
