@@ -1,5 +1,5 @@
 /**
- * The run folder, shared by every trainer (`cxformer train`, `finetune --mode full`, `finetune --task
+ * The run folder, shared by every trainer (`cxformer train`, `finetune --mode linear|full`, `finetune --task
  * segmentation`). What each guarantees, in one place:
  *   - one run per folder: rank 0 holds `.cxformer.lock` (src/run/lock.ts) from the first look at the folder to the
  *     end, so a second start on a folder in use refuses instead of writing every line twice;
