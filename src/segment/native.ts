@@ -107,17 +107,26 @@ export class Segmenter {
     return { labels: p.labels, ...(p.logits ? { logits: p.logits } : {}) };
   }
 
-  /** Writes the state atomically (with the optimizer for resuming, without for a best/final model). */
+  /**
+   * Writes the state atomically: with the optimizer, the training state to resume (crates/core/src/train/state.rs:
+   * `cxformer_state: seg`, `cxformer_train_config`, `cxformer_step`); without, the model alone (a best/final model,
+   * `format: cxformer-seg`). `metadata` passes through.
+   */
   async save(file: string, withOptimizer: boolean, metadata: Record<string, string> = {}): Promise<void> {
     await call('segmentation save', () => this.handle.save(path.resolve(file), withOptimizer, metadata));
   }
 
-  /** Loads a state written by {@link save} (strict); returns its metadata. Local, also in a data-parallel run. */
-  async load(file: string): Promise<Record<string, string>> {
-    return call('segmentation load', () => this.handle.load(path.resolve(file)));
+  /**
+   * Loads a file written by {@link save} (strict; also one written before the one training-state format); returns
+   * its metadata. A training state is loaded collectively in a data-parallel run (every rank reads it, then holds rank
+   * 0's state; one of another segmentation configuration only with `force`); a model saved without its optimizer,
+   * locally.
+   */
+  async load(file: string, force = false): Promise<Record<string, string>> {
+    return call('segmentation load', () => this.handle.load(path.resolve(file), force));
   }
 
-  /** Collective: every rank takes rank 0's state (after {@link load} on every rank, to resume); no-op alone. */
+  /** Collective: every rank takes rank 0's state ({@link load} of a training state already does); no-op alone. */
   async syncFromRank0(): Promise<void> {
     await call('segmentation sync from rank 0', () => this.handle.syncFromRank0());
   }

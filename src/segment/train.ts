@@ -350,7 +350,8 @@ async function prepare(x: Ctx) {
 /** Every rank reads last.safetensors, then takes rank 0's state (collective). */
 async function resumeState(x: Ctx, s: Setup): Promise<SegState> {
   const state = await allOrNothing(x.pg, 'loading the checkpoint', async () => {
-    const md = await s.model.load(s.files.last);
+    // --force: the state's native configuration may differ from this run's (the user accepted the change).
+    const md = await s.model.load(s.files.last, x.o.force ?? false);
     const st = JSON.parse(md.seg_state ?? 'null') as SegState | null;
     if (!st) throw new CxformerError('CXF_WEIGHTS', `${s.files.last}: no seg_state metadata; not a checkpoint of this command`);
     return st;
@@ -492,7 +493,14 @@ export async function loadSegmenter(file: string, backbone: SegBackboneChoice): 
   const { readSafetensorsHeader } = await import('../io/safetensors.js');
   const h = await readSafetensorsHeader(file);
   const md = h.metadata ?? {};
-  if (md.format !== 'cxformer-seg') throw new CxformerError('CXF_INPUT', `${file}: not a cxformer segmentation model (metadata format is ${md.format ?? 'missing'})`);
+  // A training state (last.safetensors: crates/core/src/train/state.rs) or a model saved without its optimizer
+  // (best.safetensors, and last.safetensors of runs before the one state format): `format: cxformer-seg`.
+  const state = md.cxformer_state !== undefined;
+  if (state ? md.cxformer_state !== 'seg' : md.format !== 'cxformer-seg') {
+    const found = state ? `a ${md.cxformer_state} training state` : `metadata format is ${md.format ?? 'missing'}`;
+    throw new CxformerError('CXF_INPUT', `${file}: not a cxformer segmentation model (${found})`);
+  }
+  const segConfig = state ? md.cxformer_train_config : md.config;
   const settings = md.run ? (JSON.parse(md.run) as ReturnType<typeof runSettings>) : null;
   let config: unknown;
   let weights: string | undefined;
@@ -508,7 +516,7 @@ export async function loadSegmenter(file: string, backbone: SegBackboneChoice): 
     throw new CxformerError('CXF_ARG', `${file} does not record its backbone: give --weights (or --arch)`);
   }
   const model = await Segmenter.create({
-    seg: JSON.parse(md.config ?? '{}') as SegConfig,
+    seg: JSON.parse(segConfig ?? '{}') as SegConfig,
     backbone: config as Parameters<typeof Segmenter.create>[0]['backbone'],
     ...(weights ? { weights } : {}),
     seed: backbone.seed ?? settings?.backbone.seed ?? 0,

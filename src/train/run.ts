@@ -117,7 +117,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     // The run folder (src/run/folder.ts): rank 0 holds its lock, train.log gets every rank's error.
     const folder = { dir: out, rank, pg, command: 'cxformer train', report: (message: string) => emit({ kind: 'log', message }) };
     const res = await withRunFolder(folder, (run) =>
-      trainRanked(o, { c, d, out, ckDir, log: run.log, emit, rank, world, lead, device, threads, pg, describe: describeDistEnv(dist) }),
+      trainRanked(o, { c, d, out, ckDir, log: run.log, emit, rank, world, lead, device, threads, pg, describe: describeDistEnv(dist), force: o.force ?? false }),
     );
     // Rank 0 hosts the rendezvous store: nobody leaves before everyone is done with the group.
     await pg?.barrier();
@@ -143,6 +143,8 @@ interface RankContext {
   threads: number;
   pg: ProcessGroup | null;
   describe: string;
+  /** Resume a checkpoint whose configuration differs (--force). */
+  force: boolean;
 }
 
 async function trainRanked(o: TrainOptions, x: RankContext): Promise<TrainResult> {
@@ -293,7 +295,8 @@ async function createNativeTrainer(x: RankContext, resumeFile: string | null): P
 async function resume(x: RankContext, trainer: NativeTrainer, file: string): Promise<number> {
   const { c, d, world } = x;
   await requireShared(x.pg, file);
-  const md = await call('loadCheckpoint', () => trainer.loadCheckpoint(file));
+  // --force: the checkpoint's native configuration may differ from this run's (the user accepted the change).
+  const md = await call('loadCheckpoint', () => trainer.loadCheckpoint(file, x.force));
   const start = Number(md.cxformer_iteration) + 1;
   await x.log(`resuming from ${file} at iteration ${start}` + (world > 1 ? ` (all ${world} ranks)` : ''));
   const before = Number(md.cxformer_world_size ?? 1);

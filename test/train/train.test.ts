@@ -131,6 +131,10 @@ describe('cxformer train', () => {
     await expect(train({ configs: ['demo'], overrides: tiny(outB, ['optim.base_lr=0.001']) })).rejects.toThrow(/optim\.base_lr.*--force/);
     const forced = await train({ configs: ['demo'], overrides: tiny(outB, ['optim.base_lr=0.001']), force: true });
     expect(forced.lastIteration).toBe(11);
+    // A key of the native configuration (stored in the checkpoint): refused by the folder, then by nothing once forced.
+    await expect(train({ configs: ['demo'], overrides: tiny(outB, ['optim.clip_grad=2']) })).rejects.toThrow(/optim\.clip_grad.*--force/);
+    const forcedNative = await train({ configs: ['demo'], overrides: tiny(outB, ['optim.clip_grad=2']), force: true });
+    expect(forcedNative.lastIteration).toBe(11);
   });
 
   it('skips unreadable images up to data.max_bad_fraction, refuses empty data', async () => {

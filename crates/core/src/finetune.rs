@@ -35,25 +35,29 @@
 //!   (seed, step, rank) before each step (rank 0 draws the single-process stream), so a resumed run draws what the
 //!   uninterrupted run drew. Data order and augmentations are chosen by the caller.
 //! - **State**: [`FineTuner::save_state`] writes model, optimizer moments, step counters and caller metadata (epoch,
-//!   batch position…) as one safetensors file, atomically; [`FineTuner::load_state`] restores it strictly.
+//!   batch position…) in the one training-state format ([`crate::train::state`]), atomically;
+//!   [`FineTuner::load_state`] restores it strictly (version-1 files too), collectively under a process group.
 use crate::augment::{ImageCrops, multicrop_imagenet};
 use crate::backbone::Precision;
 use crate::bail_shape;
 use crate::config::VitConfig;
+use crate::downstream;
 use crate::error::{Error, Result};
 use crate::model::{ForwardOptions, Vit, sorted_vars};
 use crate::probe::{FittedHead, ProbeConfig, ProbeTask, Schedule, check_classes, forward, init_layers, masked_loss};
-use crate::train::collective::{Collective, SingleProcess, broadcast_tensors};
+use crate::train::collective::{Collective, SingleProcess};
 use crate::train::optim::{AdamW, ParamGroup, backbone_group, finetune_wd_mult};
+use crate::train::state::{SCHEDULED_STEPS, StateKind, TrainState, agree, copy_into, sync_from_rank0};
 use crate::train::step::{LossTerms, UpdateValues, backward_and_update, seed_drop_path};
-use crate::weights::{LoadReport, SaveLayout, WeightFile, load_backbone, save_backbone, write_safetensors};
+use crate::weights::{LoadReport, SaveLayout, WeightFile, load_backbone, save_backbone};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use tch::{Device, Kind, Tensor, nn};
 
 /// Fine-tuning settings (camelCase JSON, unknown fields rejected). Defaults: docs/recipe.md §5.1's recipe with the backbone
-/// actually trained (head lr 5e-5, backbone lr 5e-7, wd 0, constant lr, clip 1.0, seed 7479, 100 epochs).
+/// actually trained (head lr 5e-5, backbone lr 5e-7, wd 0, constant lr, clip 1.0, seed 7479, 100 epochs), from
+/// configs/downstream/defaults.json ([`crate::downstream`]; `stepsPerEpoch` excepted).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FinetuneConfig {
@@ -65,16 +69,16 @@ pub struct FinetuneConfig {
     #[serde(default = "d_cls_layers")]
     pub cls_layers: i64,
     /// Append the mean of the last block's patch tokens. @default true
-    #[serde(default = "d_true")]
+    #[serde(default = "d_avgpool")]
     pub avgpool: bool,
     /// Hidden widths of an MLP head ([] = linear). @default []
-    #[serde(default)]
+    #[serde(default = "d_hidden")]
     pub hidden: Vec<i64>,
     /// @default "multilabel"
     #[serde(default = "d_task")]
     pub task: ProbeTask,
     /// BCE positive-class weight per class (multilabel/binary). @default null
-    #[serde(default)]
+    #[serde(default = "d_pos_weight")]
     pub pos_weight: Option<Vec<f64>>,
     /// @default 5e-5
     #[serde(default = "d_head_lr")]
@@ -83,19 +87,19 @@ pub struct FinetuneConfig {
     #[serde(default = "d_backbone_lr")]
     pub backbone_lr: f64,
     /// Layer-wise lr decay (1 = off). @default 1
-    #[serde(default = "d_one")]
+    #[serde(default = "d_layerwise_decay")]
     pub layerwise_decay: f64,
     /// Extra lr multiplier of patch_embed.* (DINOv2: 0.2). @default 1
-    #[serde(default = "d_one")]
+    #[serde(default = "d_patch_embed_lr_mult")]
     pub patch_embed_lr_mult: f64,
     /// Decoupled weight decay of weight matrices. @default 0
-    #[serde(default)]
+    #[serde(default = "d_weight_decay")]
     pub weight_decay: f64,
     /// @default 100
     #[serde(default = "d_epochs")]
     pub epochs: i64,
     /// @default 0
-    #[serde(default)]
+    #[serde(default = "d_warmup")]
     pub warmup_epochs: i64,
     /// @default "constant"
     #[serde(default = "d_schedule")]
@@ -104,7 +108,7 @@ pub struct FinetuneConfig {
     #[serde(default = "d_steps")]
     pub steps_per_epoch: i64,
     /// Max total gradient norm, 0 = off. @default 1
-    #[serde(default = "d_one")]
+    #[serde(default = "d_clip")]
     pub clip_grad: f64,
     /// @default "f32"
     #[serde(default = "d_precision")]
@@ -120,44 +124,64 @@ pub struct FinetuneConfig {
     pub adamw_eps: f64,
 }
 
+// The defaults: configs/downstream/defaults.json ([`crate::downstream`]).
 fn d_cls_layers() -> i64 {
-    4
+    downstream::classification().cls_layers
 }
-fn d_true() -> bool {
-    true
+fn d_avgpool() -> bool {
+    downstream::classification().avgpool
+}
+fn d_hidden() -> Vec<i64> {
+    downstream::classification().hidden.clone()
 }
 fn d_task() -> ProbeTask {
-    ProbeTask::Multilabel
+    downstream::classification().task
+}
+fn d_pos_weight() -> Option<Vec<f64>> {
+    downstream::classification().pos_weight.clone()
 }
 fn d_head_lr() -> f64 {
-    5e-5
+    downstream::classification().lr
 }
 fn d_backbone_lr() -> f64 {
-    5e-7
+    downstream::classification().backbone_lr
 }
-fn d_one() -> f64 {
-    1.0
+fn d_layerwise_decay() -> f64 {
+    downstream::classification().layerwise_decay
+}
+fn d_patch_embed_lr_mult() -> f64 {
+    downstream::classification().patch_embed_lr_mult
+}
+fn d_weight_decay() -> f64 {
+    downstream::classification().weight_decay
 }
 fn d_epochs() -> i64 {
-    100
+    downstream::classification().epochs
+}
+fn d_warmup() -> i64 {
+    downstream::classification().warmup_epochs
 }
 fn d_schedule() -> Schedule {
-    Schedule::Constant
+    downstream::classification().schedule
 }
+/// Not a setting (the caller's loader length), so not in the table.
 fn d_steps() -> i64 {
     1
 }
+fn d_clip() -> f64 {
+    downstream::classification().clip_grad
+}
 fn d_precision() -> Precision {
-    Precision::F32
+    downstream::classification().precision
 }
 fn d_seed() -> i64 {
-    7479
+    downstream::classification().seed
 }
 fn d_betas() -> [f64; 2] {
-    [0.9, 0.999]
+    downstream::classification().adamw_betas
 }
 fn d_eps() -> f64 {
-    1e-8
+    downstream::classification().adamw_eps
 }
 
 impl FinetuneConfig {
@@ -275,11 +299,6 @@ pub struct FineTuner {
     pos_weight: Option<Tensor>,
 }
 
-/// Metadata key / value of a fine-tuning state file.
-pub const STATE_FORMAT: (&str, &str) = ("format", "cxformer-finetune-state");
-/// Metadata key of the config JSON in a state file.
-pub const STATE_CONFIG: &str = "cxformer_finetune_config";
-
 impl FineTuner {
     /// Backbone from `init_weights` (strict load, any supported layout) or DINOv2's from-scratch init seeded with
     /// `seed`; head from the config's seed; fresh AdamW. Returns the load report when weights were given.
@@ -336,25 +355,10 @@ impl FineTuner {
     /// Broadcasts rank 0's training state (backbone parameters and buffers, head, AdamW moments, optimizer and
     /// schedule step counts) to every rank. Collective; no-op on one process.
     pub fn sync_from_rank0(&mut self) -> Result<()> {
-        let dist = self.dist.as_ref();
-        if dist.world() <= 1 {
-            return Ok(());
-        }
-        let mut ts: Vec<Tensor> = sorted_vars(&self.vs).into_iter().map(|(_, t)| t).collect();
-        for (w, b) in &self.head {
-            ts.push(w.shallow_clone());
-            ts.push(b.shallow_clone());
-        }
-        for s in &self.optimizer.slots {
-            ts.push(s.exp_avg.shallow_clone());
-            ts.push(s.exp_avg_sq.shallow_clone());
-        }
-        tch::no_grad(|| broadcast_tensors(dist, &ts, 0))?;
-        let mut steps = Tensor::from_slice(&[self.optimizer.step, self.step]);
-        dist.broadcast(&mut steps, 0)?;
-        let steps: Vec<i64> = Vec::<i64>::try_from(&steps)?;
-        self.optimizer.step = steps[0];
-        self.step = steps[1];
+        let mut counters = [self.optimizer.step, self.step];
+        let live: Vec<Tensor> = self.live().into_values().collect();
+        sync_from_rank0(self.dist.as_ref(), &live, &mut counters)?;
+        [self.optimizer.step, self.step] = counters;
         Ok(())
     }
 
@@ -479,76 +483,77 @@ impl FineTuner {
         })
     }
 
-    /// Every tensor of the training state: `backbone.<name>`, `head.<i>.weight|bias`, `optim.exp_avg.<param>`,
-    /// `optim.exp_avg_sq.<param>`, `optim.step`, `finetune.step`.
-    pub fn state(&self) -> Result<BTreeMap<String, Tensor>> {
+    /// The live parameters and AdamW moments under their checkpoint names, sharing storage with the model:
+    /// `backbone.<name>` (buffers included), `head.<i>.weight|bias`, `optim.exp_avg.<param>`, `optim.exp_avg_sq.<param>`.
+    fn live(&self) -> BTreeMap<String, Tensor> {
         let mut out = BTreeMap::new();
         for (name, t) in sorted_vars(&self.vs) {
-            out.insert(format!("backbone.{name}"), t.f_detach()?.f_to_device(Device::Cpu)?);
+            out.insert(format!("backbone.{name}"), t);
         }
         for (i, (w, b)) in self.head.iter().enumerate() {
-            out.insert(format!("head.{i}.weight"), w.f_detach()?.f_to_device(Device::Cpu)?);
-            out.insert(format!("head.{i}.bias"), b.f_detach()?.f_to_device(Device::Cpu)?);
+            out.insert(format!("head.{i}.weight"), w.shallow_clone());
+            out.insert(format!("head.{i}.bias"), b.shallow_clone());
         }
         for s in &self.optimizer.slots {
-            out.insert(format!("optim.exp_avg.{}", s.name), s.exp_avg.f_to_device(Device::Cpu)?);
-            out.insert(format!("optim.exp_avg_sq.{}", s.name), s.exp_avg_sq.f_to_device(Device::Cpu)?);
+            out.insert(format!("optim.exp_avg.{}", s.name), s.exp_avg.shallow_clone());
+            out.insert(format!("optim.exp_avg_sq.{}", s.name), s.exp_avg_sq.shallow_clone());
         }
-        out.insert("optim.step".into(), Tensor::from(self.optimizer.step));
-        out.insert("finetune.step".into(), Tensor::from(self.step));
-        Ok(out)
+        out
     }
 
-    /// Writes the state (atomically) with `metadata` (the caller's epoch / batch position / history…), the
-    /// format tag and the config.
-    pub fn save_state(&self, path: &Path, mut metadata: HashMap<String, String>) -> Result<()> {
-        metadata.insert(STATE_FORMAT.0.into(), STATE_FORMAT.1.into());
-        metadata.insert(STATE_CONFIG.into(), self.cfg.to_json());
-        write_safetensors(path, &self.state()?, metadata)
+    /// Every tensor of the training state (on the CPU; CPU tensors share storage with the model): `backbone.<name>`,
+    /// `head.<i>.weight|bias`, `optim.exp_avg.<param>`, `optim.exp_avg_sq.<param>`.
+    pub fn state(&self) -> Result<BTreeMap<String, Tensor>> {
+        self.live().into_iter().map(|(k, t)| Ok((k, t.f_detach()?.f_to_device(Device::Cpu)?))).collect()
     }
 
-    /// Restores a state written by [`FineTuner::save_state`]: every tensor present with its shape, nothing extra,
-    /// else nothing is loaded. A state written with another configuration is refused unless `allow_config_change`
-    /// (resuming with new training values on purpose). Returns the file's metadata. Under a process group (W > 1)
-    /// this is collective: every rank loads, then rank 0's state is broadcast ([`FineTuner::sync_from_rank0`]).
+    /// The whole training state: [`FineTuner::state`], the optimizer step, the scheduled steps (counter
+    /// [`SCHEDULED_STEPS`]) and the config.
+    pub fn train_state(&self) -> Result<TrainState> {
+        let mut st = TrainState::new(StateKind::Finetune, self.cfg.to_json(), self.optimizer.step, self.state()?);
+        st.counters.insert(SCHEDULED_STEPS.into(), self.step);
+        Ok(st)
+    }
+
+    /// Writes the training state atomically ([`TrainState::save`]) with `metadata` (the caller's epoch, batch
+    /// position, history…).
+    pub fn save_state(&self, path: &Path, metadata: HashMap<String, String>) -> Result<()> {
+        let mut st = self.train_state()?;
+        st.metadata = metadata;
+        st.save(path)
+    }
+
+    /// Restores a state written by [`FineTuner::save_state`], or a version-1 state (converted, see
+    /// [`crate::train::state`]): every tensor present with its shape, nothing extra, else nothing is loaded. A state
+    /// written with another configuration is refused, naming the differing keys, unless `allow_config_change`
+    /// (resuming with new training values on purpose). Returns the caller's metadata. Under a process group (W > 1)
+    /// this is collective: every rank reads its file, the ranks agree that every one succeeded, then rank 0's
+    /// state is broadcast ([`FineTuner::sync_from_rank0`]).
     pub fn load_state(&mut self, path: &Path, allow_config_change: bool) -> Result<HashMap<String, String>> {
-        let file = WeightFile::open(path)?;
-        let md = file.metadata();
-        if md.get(STATE_FORMAT.0).map(String::as_str) != Some(STATE_FORMAT.1) {
-            return Err(Error::weights(path, "not a cxformer fine-tuning state (metadata format is not cxformer-finetune-state)"));
-        }
-        if let Some(c) = md.get(STATE_CONFIG) {
-            let saved = FinetuneConfig::from_json(c).map_err(|e| Error::weights(path, e.to_string()))?;
-            if saved != self.cfg && !allow_config_change {
-                return Err(Error::weights(
-                    path,
-                    format!("the state was written with another fine-tuning configuration; nothing was loaded.\n  file: {}\n  now:  {}", c, self.cfg.to_json()),
-                ));
-            }
-        }
-        let state = file.tensors()?;
+        self.restore_checked(TrainState::read(path, StateKind::Finetune), allow_config_change)
+    }
+
+    /// [`FineTuner::load_state`] of a state in memory.
+    pub fn restore(&mut self, state: TrainState, allow_config_change: bool) -> Result<HashMap<String, String>> {
+        self.restore_checked(Ok(state), allow_config_change)
+    }
+
+    fn restore_checked(&mut self, state: Result<TrainState>, force: bool) -> Result<HashMap<String, String>> {
         let expect = self.state()?;
-        if let Err(listing) = crate::weights::state_mismatch(&expect, &state, |_| false) {
-            return Err(Error::weights(path, format!("state does not match the model; nothing was loaded.\n  {listing}")));
-        }
-        tch::no_grad(|| -> Result<()> {
-            for (name, mut t) in self.vs.variables() {
-                t.f_copy_(&state[&format!("backbone.{name}")])?;
+        let config = self.cfg.to_json();
+        let state = state.and_then(|s| {
+            s.check(StateKind::Finetune, &config, force, &expect, |_| false)?;
+            match s.counters.get(SCHEDULED_STEPS) {
+                Some(_) => Ok(s),
+                None => Err(Error::weights(&s.source, format!("the state has no '{SCHEDULED_STEPS}' counter; nothing was loaded"))),
             }
-            for (i, (w, b)) in self.head.iter_mut().enumerate() {
-                w.f_copy_(&state[&format!("head.{i}.weight")])?;
-                b.f_copy_(&state[&format!("head.{i}.bias")])?;
-            }
-            for s in self.optimizer.slots.iter_mut() {
-                s.exp_avg.f_copy_(&state[&format!("optim.exp_avg.{}", s.name)])?;
-                s.exp_avg_sq.f_copy_(&state[&format!("optim.exp_avg_sq.{}", s.name)])?;
-            }
-            Ok(())
-        })?;
-        self.optimizer.step = state["optim.step"].f_int64_value(&[])?;
-        self.step = state["finetune.step"].f_int64_value(&[])?;
+        });
+        let state = agree(self.dist.as_ref(), state, "loading the fine-tuning state")?;
+        copy_into(&self.live(), &state)?;
+        self.optimizer.step = state.step;
+        self.step = state.counters[SCHEDULED_STEPS];
         self.sync_from_rank0()?;
-        Ok(md)
+        Ok(state.metadata)
     }
 
     /// The head as a [`FittedHead`] (CPU copies), as the linear mode saves it.

@@ -5,6 +5,7 @@ pub mod augment;
 pub mod backbone;
 pub mod config;
 pub mod dist;
+pub mod downstream;
 pub mod error;
 pub mod finetune;
 pub mod model;

@@ -29,6 +29,7 @@
 //! - Defaults follow the shipped recipe of docs/recipe.md §5.1 (lr 5e-5, wd 0, batch 10, constant lr, no warm-up,
 //!   clip 1.0, seed 7479, 100 epochs).
 use crate::bail_shape;
+use crate::downstream;
 use crate::error::{Error, Result};
 use crate::train::optim::{AdamW, clip_grad_norm, head_group};
 use crate::weights::{WeightFile, write_safetensors};
@@ -57,18 +58,19 @@ pub enum ProbeTask {
     Multiclass,
 }
 
-/// Head-training settings (camelCase JSON, unknown fields rejected). Defaults: docs/recipe.md §5.1's recipe.
+/// Head-training settings (camelCase JSON, unknown fields rejected). Defaults: docs/recipe.md §5.1's recipe, from
+/// configs/downstream/defaults.json ([`crate::downstream`]; `selectBest` excepted).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProbeConfig {
     /// Hidden layer widths: [] = linear head; otherwise an MLP with GELU. @default []
-    #[serde(default)]
+    #[serde(default = "d_hidden")]
     pub hidden: Vec<i64>,
     /// Peak learning rate. @default 5e-5
     #[serde(default = "d_lr")]
     pub lr: f64,
     /// AdamW weight decay (weights only). @default 0
-    #[serde(default)]
+    #[serde(default = "d_weight_decay")]
     pub weight_decay: f64,
     /// @default 100
     #[serde(default = "d_epochs")]
@@ -77,7 +79,7 @@ pub struct ProbeConfig {
     #[serde(default = "d_batch")]
     pub batch_size: i64,
     /// @default 0
-    #[serde(default)]
+    #[serde(default = "d_warmup")]
     pub warmup_epochs: i64,
     /// @default "constant"
     #[serde(default = "d_schedule")]
@@ -86,7 +88,7 @@ pub struct ProbeConfig {
     #[serde(default = "d_seed")]
     pub seed: i64,
     /// BCE positive-class weight per class (length C), multilabel/binary only. @default null
-    #[serde(default)]
+    #[serde(default = "d_pos_weight")]
     pub pos_weight: Option<Vec<f64>>,
     /// @default "multilabel"
     #[serde(default = "d_task")]
@@ -99,7 +101,7 @@ pub struct ProbeConfig {
     #[serde(default)]
     pub select_best: SelectBest,
     /// With `select_best` ≠ last: stop after this many epochs without improvement (0 = never). @default 0
-    #[serde(default)]
+    #[serde(default = "d_patience")]
     pub patience: i64,
 }
 
@@ -173,44 +175,60 @@ fn macro_auroc(layers: &[(Tensor, Tensor)], x: &Tensor, y: &Tensor, m: &Tensor, 
     Ok((!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64))
 }
 
+// The defaults: configs/downstream/defaults.json ([`crate::downstream`]).
+fn d_hidden() -> Vec<i64> {
+    downstream::classification().hidden.clone()
+}
 fn d_lr() -> f64 {
-    5e-5
+    downstream::classification().lr
+}
+fn d_weight_decay() -> f64 {
+    downstream::classification().weight_decay
 }
 fn d_epochs() -> i64 {
-    100
+    downstream::classification().epochs
 }
 fn d_batch() -> i64 {
-    10
+    downstream::classification().head_batch_size
+}
+fn d_warmup() -> i64 {
+    downstream::classification().warmup_epochs
 }
 fn d_schedule() -> Schedule {
-    Schedule::Constant
+    downstream::classification().schedule
 }
 fn d_seed() -> i64 {
-    7479
+    downstream::classification().seed
+}
+fn d_pos_weight() -> Option<Vec<f64>> {
+    downstream::classification().pos_weight.clone()
 }
 fn d_task() -> ProbeTask {
-    ProbeTask::Multilabel
+    downstream::classification().task
 }
 fn d_clip() -> f64 {
-    1.0
+    downstream::classification().clip_grad
+}
+fn d_patience() -> i64 {
+    downstream::classification().patience
 }
 
 impl Default for ProbeConfig {
     fn default() -> Self {
         ProbeConfig {
-            hidden: Vec::new(),
+            hidden: d_hidden(),
             lr: d_lr(),
-            weight_decay: 0.0,
+            weight_decay: d_weight_decay(),
             epochs: d_epochs(),
             batch_size: d_batch(),
-            warmup_epochs: 0,
+            warmup_epochs: d_warmup(),
             schedule: d_schedule(),
             seed: d_seed(),
-            pos_weight: None,
+            pos_weight: d_pos_weight(),
             task: d_task(),
             clip_grad: d_clip(),
             select_best: SelectBest::Last,
-            patience: 0,
+            patience: d_patience(),
         }
     }
 }

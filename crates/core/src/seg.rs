@@ -19,11 +19,13 @@
 //! - **Precision.** `bf16` runs the forward passes under bf16 autocast (CPU or CUDA, through the shim, as the SSL
 //!   model); the loss and the parameters stay float32.
 //! - **State** ([`SegModel::save`] / [`SegModel::load`]): one safetensors file, written atomically, holding
-//!   `head.*` (the head's variables), `backbone.*` (original DINOv2 names, only when unfrozen) and, for resuming,
-//!   `optim.exp_avg.<param>` / `optim.exp_avg_sq.<param>` with the step count in the metadata. Loading is strict.
+//!   `head.*` (the head's variables) and `backbone.*` (original DINOv2 names, only when unfrozen). To resume, with
+//!   the AdamW moments (`optim.exp_avg.<param>` / `optim.exp_avg_sq.<param>`) in the one training-state format of
+//!   [`crate::train::state`] (step count and config in its metadata); without the optimizer, the model alone
+//!   (`format: cxformer-seg`, read by `cxformer evaluate`). Loading is strict.
 //! - **Data parallelism** ([`SegModel::set_dist`], docs/distributed.md): rank 0's whole state (backbone, head, AdamW
-//!   moments and step) is broadcast when a process group is set and by [`SegModel::sync_from_rank0`] (call it on
-//!   every rank after [`SegModel::load`], which stays local so that one rank can load a model alone). Every image
+//!   moments and step) is broadcast when a process group is set and by every training-state load (collective: every
+//!   rank loads; a model saved without its optimizer loads locally, so that one rank can evaluate alone). Every image
 //!   of the global batch weighs the same in the loss (CE is a pixel mean, Dice a mean over images × classes, all
 //!   images of a batch have one size), so each rank back-propagates its loss × bᵣ·W/B (bᵣ its images, B their sum)
 //!   and the gradients are averaged: exactly the single-process gradient of the concatenated batch, also for
@@ -33,10 +35,12 @@
 //!   of [`crate::train::step`].
 use crate::backbone::{Backbone, Precision, RNG_LOCK};
 use crate::bail_shape;
+use crate::downstream;
 use crate::error::{Error, Result};
 use crate::model::{ForwardOptions, sorted_vars};
-use crate::train::collective::{Collective, SingleProcess, broadcast_tensors};
+use crate::train::collective::{Collective, SingleProcess};
 use crate::train::optim::{AdamW, ParamGroup, head_group};
+use crate::train::state::{StateKind, TrainState, agree, copy_into, sync_from_rank0};
 use crate::train::step::{LossTerms, UpdateValues, backward_and_update, seed_drop_path};
 use crate::weights::{WeightFile, write_safetensors};
 use serde::{Deserialize, Serialize};
@@ -54,7 +58,8 @@ pub enum SegHeadKind {
     Progressive,
 }
 
-/// Segmentation settings (camelCase JSON, unknown fields rejected). Defaults: docs/recipe.md §5.2.
+/// Segmentation settings (camelCase JSON, unknown fields rejected). Defaults: docs/recipe.md §5.2, from
+/// configs/downstream/defaults.json ([`crate::downstream`]; `seed` is the table's `headSeed`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SegConfig {
@@ -75,7 +80,7 @@ pub struct SegConfig {
     #[serde(default = "d_stages")]
     pub stages: i64,
     /// Train the backbone too. @default false
-    #[serde(default)]
+    #[serde(default = "d_unfreeze")]
     pub unfreeze: bool,
     /// Head learning rate: the base of the per-step lr the caller passes (docs/recipe.md §5.2: 5e-3). Only its ratio to
     /// `backbone_lr` is used here. @default 5e-3
@@ -94,39 +99,46 @@ pub struct SegConfig {
     #[serde(default = "d_precision")]
     pub precision: Precision,
     /// Head initialisation seed. @default 0
-    #[serde(default)]
+    #[serde(default = "d_seed")]
     pub seed: i64,
 }
 
+// The defaults: configs/downstream/defaults.json ([`crate::downstream`]).
 fn d_head() -> SegHeadKind {
-    SegHeadKind::Linear
+    downstream::segmentation().head
 }
 fn d_classes() -> i64 {
-    4
+    downstream::segmentation().num_classes
 }
 fn d_layers() -> Vec<i64> {
-    Vec::new()
+    downstream::segmentation().layers.clone()
 }
 fn d_hidden() -> i64 {
-    256
+    downstream::segmentation().hidden
 }
 fn d_stages() -> i64 {
-    2
+    downstream::segmentation().stages
+}
+fn d_unfreeze() -> bool {
+    downstream::segmentation().unfreeze
 }
 fn d_lr() -> f64 {
-    5e-3
+    downstream::segmentation().lr
 }
 fn d_backbone_lr() -> f64 {
-    1e-5
+    downstream::segmentation().backbone_lr
 }
 fn d_wd() -> f64 {
-    1e-4
+    downstream::segmentation().weight_decay
 }
 fn d_clip() -> f64 {
-    1.0
+    downstream::segmentation().clip_grad
 }
 fn d_precision() -> Precision {
-    Precision::F32
+    downstream::segmentation().precision
+}
+fn d_seed() -> i64 {
+    downstream::segmentation().head_seed
 }
 
 impl Default for SegConfig {
@@ -272,7 +284,7 @@ pub struct SegStepRecord {
     pub grad_norm: f64,
 }
 
-/// Metadata `format` of a segmentation state file.
+/// Metadata `format` of a segmentation model saved without its optimizer (`best.safetensors`).
 pub const SEG_FORMAT: &str = "cxformer-seg";
 
 /// A backbone with a segmentation head and its optimizer.
@@ -337,22 +349,18 @@ impl SegModel {
     }
 
     /// Broadcasts rank 0's state (backbone variables, frozen or not, head, AdamW moments and step) to every rank.
-    /// Collective; no-op on one process.
+    /// Collective; no-op on one process. [`SegModel::set_dist`] and every training-state load do it; calling it
+    /// again is harmless.
     pub fn sync_from_rank0(&mut self) -> Result<()> {
-        let dist = self.dist.as_ref();
-        if dist.world() <= 1 {
-            return Ok(());
-        }
         let mut ts: Vec<Tensor> = sorted_vars(&self.backbone.vs).into_iter().map(|(_, t)| t).collect();
         ts.extend(sorted_vars(&self.head_vs).into_iter().map(|(_, t)| t));
         for s in &self.opt.slots {
             ts.push(s.exp_avg.shallow_clone());
             ts.push(s.exp_avg_sq.shallow_clone());
         }
-        tch::no_grad(|| broadcast_tensors(dist, &ts, 0))?;
-        let mut step = Tensor::from_slice(&[self.opt.step]);
-        dist.broadcast(&mut step, 0)?;
-        self.opt.step = step.f_int64_value(&[0])?;
+        let mut step = [self.opt.step];
+        sync_from_rank0(self.dist.as_ref(), &ts, &mut step)?;
+        self.opt.step = step[0];
         Ok(())
     }
 
@@ -496,31 +504,80 @@ impl SegModel {
         t
     }
 
-    /// Writes the state atomically (float32 safetensors). Metadata: `format`, `config` (SegConfig JSON),
-    /// `backbone_config` (VitConfig JSON), `optim_step` (with the optimizer), plus `extra`.
+    /// The whole training state: [`SegModel::state`] with the optimizer, the optimizer step and the config.
+    pub fn train_state(&self) -> Result<TrainState> {
+        let tensors = self.state(true).into_iter().map(|(k, t)| Ok((k, t.f_to_device(Device::Cpu)?))).collect::<Result<_>>()?;
+        Ok(TrainState::new(StateKind::Seg, self.cfg.to_json(), self.opt.step, tensors))
+    }
+
+    /// Writes a file atomically, with `extra` as metadata: with the optimizer, the training state
+    /// ([`TrainState::save`], to resume: `last.safetensors`); without, the model alone (`best.safetensors`): the
+    /// `head.*` and (unfrozen) `backbone.*` tensors with the metadata `format: cxformer-seg`, `config` (SegConfig
+    /// JSON) and `backbone_config` (VitConfig JSON), which `cxformer evaluate` reads.
     pub fn save(&self, path: impl AsRef<Path>, with_optimizer: bool, extra: HashMap<String, String>) -> Result<()> {
+        if with_optimizer {
+            let mut st = self.train_state()?;
+            st.metadata = extra;
+            return st.save(path.as_ref());
+        }
         let mut md = extra;
         md.insert("format".into(), SEG_FORMAT.into());
         md.insert("config".into(), self.cfg.to_json());
         md.insert("backbone_config".into(), self.backbone.vit.cfg.to_json());
-        if with_optimizer {
-            md.insert("optim_step".into(), self.opt.step.to_string());
-        } else {
-            md.remove("optim_step");
-        }
-        write_safetensors(path.as_ref(), &self.state(with_optimizer), md)
+        write_safetensors(path.as_ref(), &self.state(false), md)
     }
 
-    /// Loads a state written by [`SegModel::save`] for this model's configuration: every `head.*` variable (and
-    /// `backbone.*` when unfrozen) must be present with its shape, nothing else but `optim.*`; the optimizer
-    /// moments and step count are restored when the file has them (all of them, or an error). Returns the metadata.
-    /// Local, also in a data-parallel run: follow it with [`SegModel::sync_from_rank0`] on every rank to resume.
-    pub fn load(&mut self, path: impl AsRef<Path>) -> Result<HashMap<String, String>> {
+    /// Loads a file written by [`SegModel::save`]: a training state (of any version) with
+    /// [`SegModel::load_state`], collectively under a process group; a model saved without its optimizer with
+    /// [`SegModel::load_weights`], locally (one rank may evaluate alone). A file that cannot be opened is an
+    /// error of this rank alone. Returns the caller's metadata.
+    pub fn load(&mut self, path: impl AsRef<Path>, force: bool) -> Result<HashMap<String, String>> {
+        let file = WeightFile::open(path.as_ref())?;
+        if TrainState::is_state(&file.metadata(), &file.names()) {
+            drop(file);
+            self.load_state(path, force)
+        } else {
+            self.load_weights(path)
+        }
+    }
+
+    /// Restores a training state written by [`SegModel::save`] with the optimizer, or a version-1
+    /// `last.safetensors` (converted, see [`crate::train::state`]): strict ([`TrainState::check`]; a state of
+    /// another configuration only with `force`). Under a process group (W > 1) this is collective: every rank
+    /// reads its file, the ranks agree that every one succeeded, then rank 0's state is broadcast
+    /// ([`SegModel::sync_from_rank0`]). Returns the caller's metadata.
+    pub fn load_state(&mut self, path: impl AsRef<Path>, force: bool) -> Result<HashMap<String, String>> {
+        self.restore_checked(TrainState::read(path.as_ref(), StateKind::Seg), force)
+    }
+
+    /// [`SegModel::load_state`] of a state in memory.
+    pub fn restore(&mut self, state: TrainState, force: bool) -> Result<HashMap<String, String>> {
+        self.restore_checked(Ok(state), force)
+    }
+
+    fn restore_checked(&mut self, state: Result<TrainState>, force: bool) -> Result<HashMap<String, String>> {
+        let live = self.state(true);
+        let config = self.cfg.to_json();
+        let state = state.and_then(|s| s.check(StateKind::Seg, &config, force, &live, |_| false).map(|()| s));
+        let state = agree(self.dist.as_ref(), state, "loading the segmentation state")?;
+        // `state(true)` detached the parameters (same storage) and shallow-cloned the moments: the copies write
+        // into the live tensors.
+        copy_into(&live, &state)?;
+        self.opt.step = state.step;
+        self.sync_from_rank0()?;
+        Ok(state.metadata)
+    }
+
+    /// Loads a model saved without its optimizer by [`SegModel::save`] (`best.safetensors`) for this model's
+    /// configuration: every `head.*` variable (and `backbone.*` when unfrozen) must be present with its shape,
+    /// nothing else; the head structure in its `config` must match. Local, also in a data-parallel run. Returns the
+    /// metadata.
+    pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<HashMap<String, String>> {
         let file = WeightFile::open(path.as_ref())?;
         let md = file.metadata();
         let p = &file.path;
         if md.get("format").map(String::as_str) != Some(SEG_FORMAT) {
-            return Err(Error::weights(p, format!("not a cxformer segmentation state (metadata format is {:?}, expected '{SEG_FORMAT}')", md.get("format"))));
+            return Err(Error::weights(p, format!("not a cxformer segmentation model (metadata format is {:?}, expected '{SEG_FORMAT}')", md.get("format"))));
         }
         if let Some(c) = md.get("config") {
             let saved = SegConfig::from_json(c).map_err(|e| Error::weights(p, e.to_string()))?;
@@ -531,8 +588,7 @@ impl SegModel {
             }
         }
         let tensors = file.tensors()?;
-        let has_optim = tensors.keys().any(|k| k.starts_with("optim."));
-        let mut expected: BTreeMap<String, Tensor> = self.state(has_optim);
+        let expected: BTreeMap<String, Tensor> = self.state(false);
         let missing: Vec<&String> = expected.keys().filter(|k| !tensors.contains_key(*k)).collect();
         if !missing.is_empty() {
             let n = missing.len();
@@ -542,28 +598,19 @@ impl SegModel {
         if let Some(extra) = tensors.keys().find(|k| !expected.contains_key(*k)) {
             return Err(Error::weights(p, format!("unexpected tensor '{extra}' for head {:?} with unfreeze {}", self.cfg.head, self.cfg.unfreeze)));
         }
-        for (name, dst) in expected.iter_mut() {
+        for (name, dst) in expected.iter() {
             let src = &tensors[name];
             if src.size() != dst.size() {
                 return Err(Error::weights(p, format!("tensor '{name}' has shape {:?}, the model expects {:?}", src.size(), dst.size())));
             }
         }
         tch::no_grad(|| -> Result<()> {
-            for (name, dst) in expected.iter_mut() {
+            for (name, dst) in expected.iter() {
                 let src = tensors[name].f_to_kind(dst.kind())?.f_to_device(dst.device())?;
-                dst.f_copy_(&src)?;
+                dst.shallow_clone().f_copy_(&src)?;
             }
             Ok(())
         })?;
-        // `state()` detached the parameters (same storage) and shallow-cloned the moments: the copies above wrote
-        // into the live tensors.
-        if has_optim {
-            let step = md
-                .get("optim_step")
-                .and_then(|s| s.parse::<i64>().ok())
-                .ok_or_else(|| Error::weights(p, "optimizer moments without a valid 'optim_step' metadata entry"))?;
-            self.opt.step = step;
-        }
         Ok(md)
     }
 }

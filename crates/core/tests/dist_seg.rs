@@ -1,7 +1,7 @@
 //! Data-parallel segmentation training (crates/core/src/seg.rs) with 2 thread-ranks over Gloo on 127.0.0.1:
 //! 2 ranks with their shares of each global batch give the model of 1 process on the whole batch (also for unequal
 //! shares and a rank with an empty share), the step records are the global batch's, a rank that starts from other
-//! weights is overwritten by rank 0's state at `set_dist` and by `sync_from_rank0` after a local `load`.
+//! weights is overwritten by rank 0's state at `set_dist` and by the collective load of a training state.
 mod common;
 
 use common::free_port;
@@ -169,11 +169,11 @@ fn an_empty_batch_is_refused_in_one_process() {
 }
 
 #[test]
-fn local_load_then_sync_gives_every_rank_rank_0s_state() {
+fn a_state_load_gives_every_rank_rank_0s_state() {
     let _g = RNG.lock().unwrap_or_else(|p| p.into_inner());
     let dir = std::env::temp_dir().join(format!("cxf-dist-seg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    // Rank 0 loads A (after 2 steps), rank 1 loads B (fresh, other head seed): a load is local, the sync makes both A.
+    // Rank 0 loads A (after 2 steps), rank 1 loads B (1 step, other head seed): the load is collective, both hold A.
     let data = batches();
     let mut a = model(true, 3, 4);
     for b in &data[..2] {
@@ -185,29 +185,35 @@ fn local_load_then_sync_gives_every_rank_rank_0s_state() {
     b.train_step(&data[3].x, &data[3].y, 1e-2).unwrap();
     b.save(&file_b, true, HashMap::new()).unwrap();
     let want = snapshot(&a);
+    let missing = dir.join("missing.safetensors");
     let port = free_port();
-    let got: Vec<(BTreeMap<String, Tensor>, BTreeMap<String, Tensor>, i64)> = std::thread::scope(|s| {
+    let got: Vec<(BTreeMap<String, Tensor>, BTreeMap<String, Tensor>, i64, String)> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..W)
             .map(|r| {
                 let file = if r == 0 { file_a.clone() } else { file_b.clone() };
+                let missing = missing.clone();
                 s.spawn(move || {
                     let mut m = model(true, 3, 6);
                     m.set_dist(Box::new(Arc::new(pg(r, port)))).unwrap();
-                    m.load(&file).unwrap();
+                    // The files hold other head seeds than this model's: force.
+                    m.load(&file, true).unwrap();
                     let loaded = snapshot(&m);
                     m.sync_from_rank0().unwrap();
-                    (loaded, snapshot(&m), m.steps())
+                    // A rank that cannot read its state makes every rank fail, nothing loaded anywhere.
+                    let e = m.load_state(if r == 0 { &file } else { &missing }, true).unwrap_err().to_string();
+                    (loaded, snapshot(&m), m.steps(), e)
                 })
             })
             .collect();
         hs.into_iter().map(|h| h.join().expect("rank thread")).collect()
     });
-    // The load itself was local: rank 1 held B before the sync.
-    assert!(max_diff(&got[1].0, &want).0 > 1e-4, "rank 1's local load already held rank 0's state");
-    for (r, (_, st, steps)) in got.iter().enumerate() {
-        let (d, k) = max_diff(st, &want);
-        assert_eq!(d, 0.0, "rank {r}: differs from rank 0's state at {k}");
+    for (r, (loaded, st, steps, _)) in got.iter().enumerate() {
+        let (d, k) = max_diff(loaded, &want);
+        assert_eq!(d, 0.0, "rank {r}: differs from rank 0's state after the load at {k}");
+        assert_eq!(max_diff(st, &want).0, 0.0, "rank {r}: the second sync and the failed load change nothing");
         assert_eq!(*steps, 2, "rank {r}: optimizer steps of rank 0's state");
     }
+    assert!(got[0].3.contains("failed on rank 1"), "{}", got[0].3);
+    assert!(got[1].3.contains("missing.safetensors"), "{}", got[1].3);
     let _ = std::fs::remove_dir_all(&dir);
 }

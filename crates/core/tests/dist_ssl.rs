@@ -7,6 +7,7 @@ use common::free_port;
 use cxformer_core::dist::ProcessGroup;
 use cxformer_core::ssl::head::HeadConfig;
 use cxformer_core::ssl::{CenteringKind, SslBatch, SslConfig, SslModel, StepRecord, StepSchedule};
+use cxformer_core::train::state::{StateKind, TrainState};
 use cxformer_core::{Precision, VitConfig};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -177,18 +178,23 @@ fn checkpoint_load_is_synchronised_from_rank_0() {
     let mut a = SslModel::new(c.clone(), Device::Cpu, 1).unwrap();
     a.step(&global_batch(5), &SCHED, 0).unwrap();
     let state_a = a.state();
-    let state_b = SslModel::new(c.clone(), Device::Cpu, 2).unwrap().state();
+    let b = SslModel::new(c.clone(), Device::Cpu, 2).unwrap();
+    let state_b = b.state();
+    let (step_a, step_b) = (a.optimizer.step, b.optimizer.step);
+    let config = serde_json::to_string(&c).unwrap();
     let port = free_port();
     let got: Vec<BTreeMap<String, Tensor>> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..W)
             .map(|r| {
                 let c = c.clone();
-                let st: BTreeMap<String, Tensor> =
+                let tensors: BTreeMap<String, Tensor> =
                     (if r == 0 { &state_a } else { &state_b }).iter().map(|(k, v)| (k.clone(), v.copy())).collect();
+                let st = TrainState::new(StateKind::Ssl, config.clone(), if r == 0 { step_a } else { step_b }, tensors);
                 s.spawn(move || {
                     let mut m = SslModel::new(c, Device::Cpu, 3).unwrap();
                     m.set_dist(Box::new(Arc::new(pg(r, port)))).unwrap();
-                    m.load_state(&st, "test state").unwrap();
+                    m.restore(st, false).unwrap();
+                    assert_eq!(m.optimizer.step, step_a, "rank {r}: optimizer step of rank 0's checkpoint");
                     m.state()
                 })
             })

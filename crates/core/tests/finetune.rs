@@ -7,7 +7,12 @@ use cxformer_core::finetune::{FineTuner, FinetuneConfig};
 use cxformer_core::probe::{FittedHead, ProbeTask, Schedule};
 use cxformer_core::{Backbone, Error, VitConfig};
 use std::collections::HashMap;
+use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
+
+/// LibTorch's generator is process-global (initialisation, stochastic depth seeded per step): the tests run one at
+/// a time, so that no test draws between another's seeding and its draws.
+static RNG: Mutex<()> = Mutex::new(());
 
 /// A 2-block ViT with 1 register at 28 px (2×2 patches), D 32.
 fn tiny_vit() -> VitConfig {
@@ -51,6 +56,7 @@ fn close(a: f64, b: f64) -> bool {
 
 #[test]
 fn layerwise_decay_groups_are_hand_computed() {
+    let _g = RNG.lock().unwrap_or_else(|p| p.into_inner());
     // head lr 1e-3, backbone lr 1e-4, decay 0.5, patch-embed ×0.2, depth 2:
     // layer 0 (tokens, pos, patch embed): 0.5³; blocks.0: 0.5²; blocks.1: 0.5; final norm: 1 — times 1e-4/1e-3 = 0.1.
     let cfg = cfg_json(r#", "headLr": 1e-3, "backboneLr": 1e-4, "layerwiseDecay": 0.5, "patchEmbedLrMult": 0.2, "weightDecay": 0.05"#);
@@ -87,6 +93,7 @@ fn layerwise_decay_groups_are_hand_computed() {
 
 #[test]
 fn all_masked_batch_is_a_finite_zero_loss_without_update() {
+    let _g = RNG.lock().unwrap_or_else(|p| p.into_inner());
     let cfg = cfg_json(r#", "headLr": 1e-2, "backboneLr": 1e-3, "weightDecay": 0.1"#);
     let (mut ft, _) = FineTuner::new(cfg, Device::Cpu, None, 1).unwrap();
     let before = ft.state().unwrap();
@@ -120,6 +127,7 @@ fn brightness_batch(b: i64, seed: u64) -> (Tensor, Tensor) {
 
 #[test]
 fn learns_and_resumes_exactly() {
+    let _g = RNG.lock().unwrap_or_else(|p| p.into_inner());
     let cfg = cfg_json(r#", "headLr": 1e-2, "backboneLr": 1e-3, "layerwiseDecay": 0.8, "weightDecay": 0.01, "epochs": 2, "stepsPerEpoch": 6, "warmupEpochs": 1, "schedule": "cosine""#);
     let mut v = cfg.clone();
     v.model.drop_path_rate = 0.2; // stochastic depth must resume identically too
@@ -175,6 +183,7 @@ fn learns_and_resumes_exactly() {
 
 #[test]
 fn export_is_read_back_by_the_linear_mode_loaders() {
+    let _g = RNG.lock().unwrap_or_else(|p| p.into_inner());
     let cfg = cfg_json(r#", "headLr": 1e-2, "backboneLr": 1e-3, "hidden": [8]"#);
     let (mut ft, _) = FineTuner::new(cfg.clone(), Device::Cpu, None, 3).unwrap();
     let m = Tensor::ones([4, 2], (Kind::Uint8, Device::Cpu));
@@ -202,6 +211,7 @@ fn export_is_read_back_by_the_linear_mode_loaders() {
 
 #[test]
 fn multiclass_and_configuration_errors() {
+    let _g = RNG.lock().unwrap_or_else(|p| p.into_inner());
     let (mut ft, _) = FineTuner::new(cfg_json(r#", "task": "multiclass", "headLr": 1e-2"#), Device::Cpu, None, 0).unwrap();
     let y = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 0.0]).reshape([2, 2]);
     let m = Tensor::from_slice(&[1u8, 0, 1, 0]).reshape([2, 2]);

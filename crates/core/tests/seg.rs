@@ -7,7 +7,12 @@ use common::{golden, load_tiny, max_abs_diff, test_device};
 use cxformer_core::seg::{SegConfig, SegHeadKind, SegModel, ce_dice_loss};
 use cxformer_core::{Error, ForwardOptions, Precision};
 use std::collections::HashMap;
+use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
+
+/// LibTorch's generator is process-global (head initialisation, stochastic depth seeded per step): the tests run
+/// one at a time, so that no test draws between another's seeding and its draws.
+static RNG: Mutex<()> = Mutex::new(());
 
 /// On CXF_TEST_DEVICE (default cpu; scripts/gpu-check.sh style: CXF_TEST_DEVICE=cuda runs these on the GPU).
 fn model(cfg: SegConfig) -> SegModel {
@@ -45,6 +50,7 @@ fn bilinear(src: &[f64], h: usize, w: usize, oh: usize, ow: usize) -> Vec<f64> {
 
 #[test]
 fn linear_head_matches_manual_conv_and_upsampling() {
+    let _g = RNG.lock().unwrap_or_else(|p| p.into_inner());
     let m = model(SegConfig::default());
     let x = inputs(); // (2, 3, 56, 56): a 4×4 patch grid, D = 96
     let z = cpu(m.logits(&x, false).unwrap());
@@ -75,6 +81,7 @@ fn linear_head_matches_manual_conv_and_upsampling() {
 
 #[test]
 fn bilinear_reference_hand_case() {
+    let _g = RNG.lock().unwrap_or_else(|p| p.into_inner());
     // 1×2 → 1×4, align_corners false: s = (d + 0.5)/2 − 0.5 = −0.25 (clamped 0), 0.25, 0.75, 1.25 (→ x0 = 1)
     // values [0, 4] → [0, 1, 3, 4]: checks the reference used above.
     assert_eq!(bilinear(&[0.0, 4.0], 1, 2, 1, 4), vec![0.0, 1.0, 3.0, 4.0]);
@@ -84,6 +91,7 @@ fn bilinear_reference_hand_case() {
 
 #[test]
 fn progressive_head_shapes_and_layers() {
+    let _g = RNG.lock().unwrap_or_else(|p| p.into_inner());
     let cfg = SegConfig { head: SegHeadKind::Progressive, layers: vec![-2, -1], hidden: 32, stages: 2, ..SegConfig::default() };
     let m = model(cfg);
     let vars = m.head_vs.variables();
@@ -111,6 +119,7 @@ fn progressive_head_shapes_and_layers() {
 
 #[test]
 fn ce_dice_loss_hand_case() {
+    let _g = RNG.lock().unwrap_or_else(|p| p.into_inner());
     // Uniform logits over 4 classes on a 2×2 image whose pixels are all class 0:
     // CE = ln 4; p = 1/4 everywhere; class 0: Σp·y = 1, Σp = 1, Σy = 4 → (2 + ε)/(5 + ε);
     // classes 1..3: (0 + ε)/(1 + ε). Loss = 0.5·ln 4 + 0.5·(1 − mean).
@@ -138,6 +147,7 @@ fn toy_labels(x: &Tensor) -> Tensor {
 
 #[test]
 fn training_lowers_the_loss_and_frozen_backbone_stays() {
+    let _g = RNG.lock().unwrap_or_else(|p| p.into_inner());
     let cfg = SegConfig { num_classes: 2, lr: 1e-2, ..SegConfig::default() };
     let mut m = model(cfg);
     let before = m.backbone.vs.variables()["blocks.0.attn.qkv.weight"].copy();
@@ -161,6 +171,7 @@ fn training_lowers_the_loss_and_frozen_backbone_stays() {
 
 #[test]
 fn unfrozen_backbone_trains() {
+    let _g = RNG.lock().unwrap_or_else(|p| p.into_inner());
     let cfg = SegConfig { num_classes: 2, unfreeze: true, lr: 1e-2, backbone_lr: 1e-3, ..SegConfig::default() };
     let mut m = model(cfg);
     let before = m.backbone.vs.variables()["blocks.0.attn.qkv.weight"].copy();
@@ -172,6 +183,7 @@ fn unfrozen_backbone_trains() {
 
 #[test]
 fn save_load_resumes_exactly() {
+    let _g = RNG.lock().unwrap_or_else(|p| p.into_inner());
     let dir = common::tmpdir("seg");
     let file = dir.join("state.safetensors");
     let cfg = SegConfig { num_classes: 2, head: SegHeadKind::Progressive, layers: vec![-1], hidden: 16, stages: 1, ..SegConfig::default() };
@@ -182,9 +194,12 @@ fn save_load_resumes_exactly() {
         a.train_step(&x, &y, 5e-3).unwrap();
     }
     a.save(&file, true, HashMap::from([("epoch".to_string(), "3".to_string())])).unwrap();
-    // A model built with another seed, loaded from the file, continues exactly like the original.
+    // A model built with another seed, loaded from the file (with force: the seed is part of the config), continues
+    // exactly like the original.
     let mut b = model(SegConfig { seed: 99, ..cfg.clone() });
-    let md = b.load(&file).unwrap();
+    let e = b.load(&file, false).unwrap_err().to_string();
+    assert!(e.contains("differing: seed") && e.contains("nothing was loaded"), "{e}");
+    let md = b.load(&file, true).unwrap();
     assert_eq!(md["epoch"], "3");
     assert_eq!(b.steps(), 3);
     let ra = a.train_step(&x, &y, 5e-3).unwrap();
@@ -195,18 +210,19 @@ fn save_load_resumes_exactly() {
     let best = dir.join("best.safetensors");
     a.save(&best, false, HashMap::new()).unwrap();
     let mut c = model(cfg.clone());
-    c.load(&best).unwrap();
+    c.load(&best, false).unwrap();
     assert_eq!(c.steps(), 0);
     assert!(max_abs_diff(&a.logits(&x, false).unwrap(), &c.logits(&x, false).unwrap()) < 1e-6);
     // Strictness: another head kind refuses the file, naming the mismatch.
     let mut d = model(SegConfig { num_classes: 2, ..SegConfig::default() });
-    let e = d.load(&best).unwrap_err();
+    let e = d.load(&best, false).unwrap_err();
     assert!(matches!(e, Error::Weights { .. }) && e.to_string().contains("does not match"), "{e}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn unfrozen_resume_with_stochastic_depth_is_exact() {
+    let _g = RNG.lock().unwrap_or_else(|p| p.into_inner());
     // Drop path draws from LibTorch's generator; the step seeds it from (seed, step), so a reloaded model repeats
     // the uninterrupted run's draws.
     let mut vit = common::tiny_config();
@@ -220,7 +236,7 @@ fn unfrozen_resume_with_stochastic_depth_is_exact() {
     a.train_step(&x, &y, 1e-2).unwrap();
     a.save(&file, true, HashMap::new()).unwrap();
     let mut b = make();
-    b.load(&file).unwrap();
+    b.load(&file, false).unwrap();
     let (ra, rb) = (a.train_step(&x, &y, 1e-2).unwrap(), b.train_step(&x, &y, 1e-2).unwrap());
     assert_eq!(ra.loss, rb.loss);
     let _ = std::fs::remove_dir_all(dir);
@@ -228,6 +244,7 @@ fn unfrozen_resume_with_stochastic_depth_is_exact() {
 
 #[test]
 fn bad_inputs_are_named() {
+    let _g = RNG.lock().unwrap_or_else(|p| p.into_inner());
     let mut m = model(SegConfig::default());
     let x = inputs();
     let bad = Tensor::full([2, 56, 56], 7, (Kind::Uint8, Device::Cpu));
@@ -246,6 +263,7 @@ fn bad_inputs_are_named() {
 
 #[test]
 fn bf16_autocast_stays_close_to_f32() {
+    let _g = RNG.lock().unwrap_or_else(|p| p.into_inner());
     let x = inputs();
     let a = model(SegConfig::default());
     let b = SegModel::new(SegConfig { precision: Precision::Bf16, ..SegConfig::default() }, load_tiny(test_device())).unwrap();

@@ -1,5 +1,5 @@
 //! The SSL training step on a tiny model: finite losses, learning on a fixed batch, EMA arithmetic,
-//! frozen last layer, NaN refusal, and exact resume from the checkpoint state.
+//! frozen last layer, NaN refusal, and exact resume from a checkpoint.
 use cxformer_core::ssl::head::HeadConfig;
 use cxformer_core::ssl::{CenteringKind, SslBatch, SslConfig, SslModel, StepSchedule};
 use cxformer_core::{Precision, VitConfig};
@@ -105,10 +105,14 @@ fn resume_from_state_is_exact() {
     for it in 0..3 {
         a.step(&batch(10 + it, 4), &SCHED, it).unwrap();
     }
-    let state = a.state();
-    assert!(state.contains_key("center.dino_pending"), "the lagged centre statistic is part of the state");
+    let dir = std::env::temp_dir().join(format!("cxf-ssl-step-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ckpt.safetensors");
+    a.save_checkpoint(&file, 2, Default::default()).unwrap();
+    assert!(a.state().contains_key("center.dino_pending"), "the lagged centre statistic is part of the state");
     let mut b = SslModel::new(c, Device::Cpu, 99).unwrap();
-    b.load_state(&state, "memory").unwrap();
+    let md = b.load_checkpoint(&file, false).unwrap();
+    assert_eq!((md["cxformer_iteration"].as_str(), b.optimizer.step), ("2", 3));
     for it in 3..5 {
         // One batch for both: LibTorch's generator is shared with the other tests running in parallel.
         let bt = batch(10 + it, 4);
@@ -120,12 +124,15 @@ fn resume_from_state_is_exact() {
     for (k, v) in &sa {
         assert_eq!((v - &sb[k]).abs().max().double_value(&[]), 0.0, "{k}");
     }
-    // A state from another architecture is refused whole.
+    // A checkpoint from another architecture is refused whole.
     let mut other = cfg(CenteringKind::Centering, false);
     other.dino_head.out_dim = 40;
     let mut o = SslModel::new(other, Device::Cpu, 0).unwrap();
-    let e = o.load_state(&sa, "ckpt.safetensors").unwrap_err().to_string();
+    let e = o.load_checkpoint(&file, false).unwrap_err().to_string();
     assert!(e.contains("ckpt.safetensors") && e.contains("nothing was loaded"), "{e}");
+    let e = o.load_checkpoint(&file, true).unwrap_err().to_string();
+    assert!(e.contains("ckpt.safetensors") && e.contains("nothing was loaded") && e.contains("dino_head"), "{e}");
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Process groups across N-API (data parallelism over c10d, cxformer_core::dist): create one per rank, run
 //! collectives on Float32Arrays (metrics, tests), and hand it to `createTrainer` for DDP training. Every call
-//! that talks to peers is an AsyncTask; failures reject with `[CXF_DIST] …`.
-use crate::{guarded, invalid, js_error};
+//! that talks to peers is a [`Job`]; failures reject with `[CXF_DIST] …`.
+use crate::job::{Job, job, job_with};
+use crate::{invalid, js_error};
 use cxformer_core::dist::{BackendChoice, PgOptions, ProcessGroup, ReduceOp};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -28,40 +29,27 @@ struct ProcessGroupOptions {
     device: Option<String>,
 }
 
-pub struct CreateProcessGroupTask {
-    options: String,
-}
-
-impl Task for CreateProcessGroupTask {
-    type Output = ProcessGroup;
-    type JsValue = NativeProcessGroup;
-    fn compute(&mut self) -> napi::Result<ProcessGroup> {
-        guarded("createProcessGroup", || {
-            let o: ProcessGroupOptions =
-                serde_json::from_str(&self.options).map_err(|e| invalid(format!("createProcessGroup options: {e}")))?;
-            if o.master_port == 0 || o.master_port > 65535 {
-                return Err(invalid(format!("masterPort {} is not a TCP port (1-65535)", o.master_port)));
-            }
-            if o.timeout_ms == 0 {
-                return Err(invalid("timeoutMs must be positive"));
-            }
-            let backend: BackendChoice = o.backend.as_deref().unwrap_or("auto").parse().map_err(js_error)?;
-            let device = cxformer_core::runtime::parse_device(o.device.as_deref().unwrap_or("cpu")).map_err(js_error)?;
-            ProcessGroup::new(&PgOptions {
-                rank: o.rank,
-                world: o.world_size,
-                master_addr: o.master_addr,
-                master_port: o.master_port as u16,
-                timeout: Duration::from_millis(o.timeout_ms),
-                backend,
-                device,
-            })
-            .map_err(js_error)
-        })
+/// The process group of `createProcessGroup`.
+fn create(options: &str) -> napi::Result<ProcessGroup> {
+    let o: ProcessGroupOptions = serde_json::from_str(options).map_err(|e| invalid(format!("createProcessGroup options: {e}")))?;
+    if o.master_port == 0 || o.master_port > 65535 {
+        return Err(invalid(format!("masterPort {} is not a TCP port (1-65535)", o.master_port)));
     }
-    fn resolve(&mut self, _env: Env, pg: ProcessGroup) -> napi::Result<NativeProcessGroup> {
-        Ok(NativeProcessGroup { pg: Arc::new(pg) })
+    if o.timeout_ms == 0 {
+        return Err(invalid("timeoutMs must be positive"));
     }
+    let backend: BackendChoice = o.backend.as_deref().unwrap_or("auto").parse().map_err(js_error)?;
+    let device = cxformer_core::runtime::parse_device(o.device.as_deref().unwrap_or("cpu")).map_err(js_error)?;
+    ProcessGroup::new(&PgOptions {
+        rank: o.rank,
+        world: o.world_size,
+        master_addr: o.master_addr,
+        master_port: o.master_port as u16,
+        timeout: Duration::from_millis(o.timeout_ms),
+        backend,
+        device,
+    })
+    .map_err(js_error)
 }
 
 /// Joins a process group off the JS thread: `options` is JSON `{rank, worldSize, masterAddr, masterPort,
@@ -69,8 +57,8 @@ impl Task for CreateProcessGroupTask {
 /// masterAddr:masterPort; resolves once all ranks joined with the same worldSize (rejects with `[CXF_DIST]`
 /// on a port in use, an unreachable master, a world-size mismatch, a duplicate rank or a rank that never joins).
 #[napi(ts_return_type = "Promise<NativeProcessGroup>")]
-pub fn create_process_group(options: String) -> AsyncTask<CreateProcessGroupTask> {
-    AsyncTask::new(CreateProcessGroupTask { options })
+pub fn create_process_group(options: String) -> AsyncTask<Job<ProcessGroup, NativeProcessGroup>> {
+    job_with("createProcessGroup", move || create(&options), |pg| Ok(NativeProcessGroup { pg: Arc::new(pg) }))
 }
 
 /// One rank's membership in a process group. Collectives must be called in the same order on every rank, and
@@ -87,87 +75,47 @@ enum Op {
     Barrier,
 }
 
-pub struct CollectiveTask {
-    pg: Arc<ProcessGroup>,
-    data: Vec<f32>,
-    op: Op,
-}
-
-impl CollectiveTask {
-    fn run(&mut self) -> napi::Result<Vec<Vec<f32>>> {
-        let what = match self.op {
+impl Op {
+    fn name(&self) -> &'static str {
+        match self {
             Op::AllReduce(_) => "allReduce",
             Op::Broadcast(_) => "broadcast",
             Op::AllGather => "allGather",
             Op::Barrier => "barrier",
-        };
-        guarded(what, || {
-            if !matches!(self.op, Op::Barrier) {
-                // c10d does not check that the ranks passed equal lengths (a mismatch can silently give one rank a
-                // wrong result): agree on them first, one small all-gather.
-                let lens = self
-                    .pg
-                    .all_gather(&Tensor::from_slice(&[self.data.len() as i64]))
-                    .map_err(|e| js_error(cxformer_core::Error::Dist(format!("{what} (agreeing on lengths): {e}"))))?;
-                let lens: Vec<i64> = lens.iter().map(|t| t.int64_value(&[0])).collect();
-                if lens.iter().any(|&l| l != lens[0]) {
-                    let each: Vec<String> = lens.iter().enumerate().map(|(r, l)| format!("rank {r}: {l}")).collect();
-                    return Err(js_error(cxformer_core::Error::Dist(format!(
-                        "{what}: the ranks passed arrays of different lengths ({})",
-                        each.join(", ")
-                    ))));
-                }
-            }
-            let t = Tensor::from_slice(&self.data);
-            let out = match self.op {
-                Op::AllReduce(op) => self.pg.all_reduce(&t, op).map(|_| vec![t]),
-                Op::Broadcast(root) => self.pg.broadcast(&t, root).map(|_| vec![t]),
-                Op::AllGather => self.pg.all_gather(&t),
-                Op::Barrier => self.pg.barrier().map(|_| vec![]),
-            }
-            .map_err(|e| match e {
-                cxformer_core::Error::Dist(m) => js_error(cxformer_core::Error::Dist(format!("{what}: {m}"))),
-                e => js_error(e),
-            })?;
-            out.iter().map(|t| Vec::<f32>::try_from(t).map_err(|e| js_error(e.into()))).collect()
-        })
+        }
     }
 }
 
-pub struct ArrayTask(CollectiveTask);
-impl Task for ArrayTask {
-    type Output = Vec<f32>;
-    type JsValue = Float32Array;
-    fn compute(&mut self) -> napi::Result<Vec<f32>> {
-        Ok(self.0.run()?.pop().unwrap_or_default())
+/// Runs one collective on `data` (a copy of the caller's array): the result arrays (one, or W for allGather).
+fn collective(pg: &ProcessGroup, data: &[f32], op: &Op) -> napi::Result<Vec<Vec<f32>>> {
+    let what = op.name();
+    if !matches!(op, Op::Barrier) {
+        // c10d does not check that the ranks passed equal lengths (a mismatch can silently give one rank a wrong
+        // result): agree on them first, one small all-gather.
+        let lens = pg
+            .all_gather(&Tensor::from_slice(&[data.len() as i64]))
+            .map_err(|e| js_error(cxformer_core::Error::Dist(format!("{what} (agreeing on lengths): {e}"))))?;
+        let lens: Vec<i64> = lens.iter().map(|t| t.int64_value(&[0])).collect();
+        if lens.iter().any(|&l| l != lens[0]) {
+            let each: Vec<String> = lens.iter().enumerate().map(|(r, l)| format!("rank {r}: {l}")).collect();
+            return Err(js_error(cxformer_core::Error::Dist(format!(
+                "{what}: the ranks passed arrays of different lengths ({})",
+                each.join(", ")
+            ))));
+        }
     }
-    fn resolve(&mut self, _env: Env, v: Vec<f32>) -> napi::Result<Float32Array> {
-        Ok(Float32Array::new(v))
+    let t = Tensor::from_slice(data);
+    let out = match op {
+        Op::AllReduce(op) => pg.all_reduce(&t, *op).map(|_| vec![t]),
+        Op::Broadcast(root) => pg.broadcast(&t, *root).map(|_| vec![t]),
+        Op::AllGather => pg.all_gather(&t),
+        Op::Barrier => pg.barrier().map(|_| vec![]),
     }
-}
-
-pub struct GatherTask(CollectiveTask);
-impl Task for GatherTask {
-    type Output = Vec<Vec<f32>>;
-    type JsValue = Vec<Float32Array>;
-    fn compute(&mut self) -> napi::Result<Vec<Vec<f32>>> {
-        self.0.run()
-    }
-    fn resolve(&mut self, _env: Env, v: Vec<Vec<f32>>) -> napi::Result<Vec<Float32Array>> {
-        Ok(v.into_iter().map(Float32Array::new).collect())
-    }
-}
-
-pub struct BarrierTask(CollectiveTask);
-impl Task for BarrierTask {
-    type Output = ();
-    type JsValue = ();
-    fn compute(&mut self) -> napi::Result<()> {
-        self.0.run().map(|_| ())
-    }
-    fn resolve(&mut self, _env: Env, _v: ()) -> napi::Result<()> {
-        Ok(())
-    }
+    .map_err(|e| match e {
+        cxformer_core::Error::Dist(m) => js_error(cxformer_core::Error::Dist(format!("{what}: {m}"))),
+        e => js_error(e),
+    })?;
+    out.iter().map(|t| Vec::<f32>::try_from(t).map_err(|e| js_error(e.into()))).collect()
 }
 
 #[napi]
@@ -192,34 +140,36 @@ impl NativeProcessGroup {
 
     /// Element-wise sum or average over all ranks (the array is copied; resolves to the result).
     #[napi(ts_args_type = "data: Float32Array, op: 'sum' | 'avg'", ts_return_type = "Promise<Float32Array>")]
-    pub fn all_reduce(&self, data: Float32Array, op: String) -> napi::Result<AsyncTask<ArrayTask>> {
+    pub fn all_reduce(&self, data: Float32Array, op: String) -> napi::Result<AsyncTask<Job<Vec<f32>, Float32Array>>> {
         let op = match op.as_str() {
             "sum" => ReduceOp::Sum,
             "avg" => ReduceOp::Avg,
             o => return Err(invalid(format!("allReduce op '{o}': expected 'sum' or 'avg'"))),
         };
-        Ok(AsyncTask::new(ArrayTask(self.task(data.to_vec(), Op::AllReduce(op)))))
+        Ok(self.array(data.to_vec(), Op::AllReduce(op)))
     }
 
     /// Rank `root`'s array on every rank (same length everywhere).
     #[napi(ts_return_type = "Promise<Float32Array>")]
-    pub fn broadcast(&self, data: Float32Array, root: u32) -> napi::Result<AsyncTask<ArrayTask>> {
+    pub fn broadcast(&self, data: Float32Array, root: u32) -> napi::Result<AsyncTask<Job<Vec<f32>, Float32Array>>> {
         if root as i64 >= self.pg.world() {
             return Err(invalid(format!("broadcast root {root} is outside [0, worldSize {})", self.pg.world())));
         }
-        Ok(AsyncTask::new(ArrayTask(self.task(data.to_vec(), Op::Broadcast(root as i64)))))
+        Ok(self.array(data.to_vec(), Op::Broadcast(root as i64)))
     }
 
     /// Every rank's array (same length everywhere), in rank order.
     #[napi(ts_return_type = "Promise<Float32Array[]>")]
-    pub fn all_gather(&self, data: Float32Array) -> AsyncTask<GatherTask> {
-        AsyncTask::new(GatherTask(self.task(data.to_vec(), Op::AllGather)))
+    pub fn all_gather(&self, data: Float32Array) -> AsyncTask<Job<Vec<Vec<f32>>, Vec<Float32Array>>> {
+        let (pg, data) = (self.pg.clone(), data.to_vec());
+        job_with("allGather", move || collective(&pg, &data, &Op::AllGather), |v| Ok(v.into_iter().map(Float32Array::new).collect()))
     }
 
     /// Resolves once every rank has called it.
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn barrier(&self) -> AsyncTask<BarrierTask> {
-        AsyncTask::new(BarrierTask(self.task(vec![], Op::Barrier)))
+    pub fn barrier(&self) -> AsyncTask<Job<(), ()>> {
+        let pg = self.pg.clone();
+        job("barrier", move || collective(&pg, &[], &Op::Barrier).map(|_| ()))
     }
 
     /// Leaves the group now (frees the backend; on rank 0 also the store, so call it last there). Later calls,
@@ -229,7 +179,13 @@ impl NativeProcessGroup {
         self.pg.destroy();
     }
 
-    fn task(&self, data: Vec<f32>, op: Op) -> CollectiveTask {
-        CollectiveTask { pg: self.pg.clone(), data, op }
+}
+
+impl NativeProcessGroup {
+    /// A collective whose result is one array (allReduce, broadcast).
+    fn array(&self, data: Vec<f32>, op: Op) -> AsyncTask<Job<Vec<f32>, Float32Array>> {
+        let pg = self.pg.clone();
+        let what = op.name();
+        job_with(what, move || Ok(collective(&pg, &data, &op)?.pop().unwrap_or_default()), |v| Ok(Float32Array::new(v)))
     }
 }

@@ -1,6 +1,6 @@
 //! cxformer's Node-API binding (napi-rs): glue only. Each export reads its arguments, converts options
 //! (JSON text from TypeScript, bulk data as copied typed arrays), calls cxformer-core, converts the result.
-//! Long work runs as `AsyncTask`s on libuv's pool; panics are caught and every failure becomes a JS Error
+//! Long work runs as [`job::Job`]s on libuv's pool; panics are caught and every failure becomes a JS Error
 //! whose message starts with a stable code in brackets (`[CXF_WEIGHTS] …`), which src/native turns into
 //! `err.code`.
 #![deny(clippy::all)]
@@ -11,12 +11,13 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use serde::Deserialize;
 use std::collections::HashMap;
+use job::{Job, Shared, job, job_with};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex};
 use tch::{Device, Kind, Tensor};
 
 mod dist;
 mod finetune;
+mod job;
 mod probe;
 mod seg;
 mod trainer;
@@ -140,54 +141,33 @@ fn default_device() -> String {
     "cpu".into()
 }
 
-pub struct LoadTask {
-    options: String,
-}
-
-/// Result of loading: the backbone and the load report (JSON).
-pub struct Loaded {
-    backbone: Backbone,
-    report: String,
-}
-
-impl Task for LoadTask {
-    type Output = Loaded;
-    type JsValue = NativeBackbone;
-
-    fn compute(&mut self) -> napi::Result<Loaded> {
-        guarded("loadBackbone", || {
-            let o: LoadOptions =
-                serde_json::from_str(&self.options).map_err(|e| invalid(format!("loadBackbone options: {e}")))?;
-            let cfg = VitConfig::from_json(&o.config.to_string()).map_err(js_error)?;
-            let device = cxformer_core::runtime::parse_device(&o.device).map_err(js_error)?;
-            match o.weights {
-                Some(w) => {
-                    let (backbone, report) = Backbone::load(&cfg, &w, device).map_err(js_error)?;
-                    Ok(Loaded { backbone, report: serde_json::to_string(&report).expect("serializable") })
-                }
-                None => {
-                    let backbone = Backbone::random(&cfg, device, o.seed).map_err(js_error)?;
-                    Ok(Loaded { backbone, report: format!("{{\"random_init\":true,\"seed\":{}}}", o.seed) })
-                }
-            }
-        })
-    }
-
-    fn resolve(&mut self, _env: Env, out: Loaded) -> napi::Result<NativeBackbone> {
-        Ok(NativeBackbone { inner: Arc::new(Mutex::new(out.backbone)), report: out.report })
+/// The backbone of `loadBackbone` and its load report (JSON).
+fn load(options: &str) -> napi::Result<(Backbone, String)> {
+    let o: LoadOptions = serde_json::from_str(options).map_err(|e| invalid(format!("loadBackbone options: {e}")))?;
+    let cfg = VitConfig::from_json(&o.config.to_string()).map_err(js_error)?;
+    let device = cxformer_core::runtime::parse_device(&o.device).map_err(js_error)?;
+    match o.weights {
+        Some(w) => {
+            let (backbone, report) = Backbone::load(&cfg, &w, device).map_err(js_error)?;
+            Ok((backbone, serde_json::to_string(&report).expect("serializable")))
+        }
+        None => {
+            let backbone = Backbone::random(&cfg, device, o.seed).map_err(js_error)?;
+            Ok((backbone, format!("{{\"random_init\":true,\"seed\":{}}}", o.seed)))
+        }
     }
 }
 
 /// Builds a backbone on a libuv thread: `options` is JSON `{config, weights?, seed?, device?}`.
 #[napi(ts_return_type = "Promise<NativeBackbone>")]
-pub fn load_backbone(options: String) -> AsyncTask<LoadTask> {
-    AsyncTask::new(LoadTask { options })
+pub fn load_backbone(options: String) -> AsyncTask<Job<(Backbone, String), NativeBackbone>> {
+    job_with("loadBackbone", move || load(&options), |(backbone, report)| Ok(NativeBackbone { inner: Shared::new("backbone", backbone), report }))
 }
 
 /// A loaded backbone. Calls on one instance are serialised.
 #[napi]
 pub struct NativeBackbone {
-    inner: Arc<Mutex<Backbone>>,
+    inner: Shared<Backbone>,
     report: String,
 }
 
@@ -205,80 +185,39 @@ struct EmbedOptions {
     precision: Option<Precision>,
 }
 
-pub struct EmbedTask {
-    inner: Arc<Mutex<Backbone>>,
-    pixels: Vec<f32>,
-    shape: Vec<i64>,
-    masks: Option<(Vec<u8>, Vec<i64>)>,
-    options: EmbedOptions,
-}
+/// Named outputs of `embed` (cls, registers, patches, last_hidden_state, prenorm, layer_<i>…).
+type Embedded = Vec<(String, Tensor)>;
 
-impl Task for EmbedTask {
-    type Output = Vec<(String, Tensor)>;
-    type JsValue = Vec<NamedTensor>;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        guarded("embed", || {
-            let x = tensor_from(&self.pixels, &self.shape, "pixelValues")?;
-            let masks = match &self.masks {
-                None => None,
-                Some((m, shape)) => {
-                    let n: i64 = shape.iter().product();
-                    if n as usize != m.len() {
-                        return Err(invalid(format!("masks: shape {shape:?} needs {n} values, got {}", m.len())));
-                    }
-                    Some(Tensor::from_slice(m).reshape(shape.as_slice()).to_kind(Kind::Bool))
-                }
-            };
-            let opts = ForwardOptions {
-                masks,
-                intermediate_layers: self.options.intermediate_layers.clone(),
-                norm_intermediates: self.options.norm_intermediates,
-                train: false,
-            };
-            let model = self.inner.lock().map_err(|_| invalid("backbone is poisoned by an earlier panic"))?;
-            let out = model
-                .embed(&x, &opts, self.options.precision.unwrap_or(Precision::F32))
-                .map_err(js_error)?;
-            let mut v = vec![
-                ("cls".to_string(), out.cls),
-                ("registers".to_string(), out.registers),
-                ("patches".to_string(), out.patches),
-                ("last_hidden_state".to_string(), out.last_hidden_state),
-                ("prenorm".to_string(), out.prenorm),
-            ];
-            for (i, t) in self.options.intermediate_layers.iter().zip(out.intermediates) {
-                v.push((format!("layer_{i}"), t));
+fn embed(model: &Backbone, pixels: &[f32], shape: &[i64], masks: Option<(Vec<u8>, Vec<i64>)>, options: EmbedOptions) -> napi::Result<Embedded> {
+    let x = tensor_from(pixels, shape, "pixelValues")?;
+    let masks = match masks {
+        None => None,
+        Some((m, shape)) => {
+            let n: i64 = shape.iter().product();
+            if n as usize != m.len() {
+                return Err(invalid(format!("masks: shape {shape:?} needs {n} values, got {}", m.len())));
             }
-            Ok(v)
-        })
+            Some(Tensor::from_slice(&m).reshape(shape.as_slice()).to_kind(Kind::Bool))
+        }
+    };
+    let opts = ForwardOptions {
+        masks,
+        intermediate_layers: options.intermediate_layers.clone(),
+        norm_intermediates: options.norm_intermediates,
+        train: false,
+    };
+    let out = model.embed(&x, &opts, options.precision.unwrap_or(Precision::F32)).map_err(js_error)?;
+    let mut v = vec![
+        ("cls".to_string(), out.cls),
+        ("registers".to_string(), out.registers),
+        ("patches".to_string(), out.patches),
+        ("last_hidden_state".to_string(), out.last_hidden_state),
+        ("prenorm".to_string(), out.prenorm),
+    ];
+    for (i, t) in options.intermediate_layers.iter().zip(out.intermediates) {
+        v.push((format!("layer_{i}"), t));
     }
-
-    fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<Vec<NamedTensor>> {
-        out.iter().map(|(n, t)| named(n, t)).collect()
-    }
-}
-
-pub struct SaveTask {
-    inner: Arc<Mutex<Backbone>>,
-    path: String,
-    layout: SaveLayout,
-    kind: Kind,
-    metadata: HashMap<String, String>,
-}
-
-impl Task for SaveTask {
-    type Output = ();
-    type JsValue = ();
-    fn compute(&mut self) -> napi::Result<()> {
-        guarded("save", || {
-            let model = self.inner.lock().map_err(|_| invalid("backbone is poisoned by an earlier panic"))?;
-            model.save(&self.path, self.layout, self.kind, std::mem::take(&mut self.metadata)).map_err(js_error)
-        })
-    }
-    fn resolve(&mut self, _env: Env, _out: ()) -> napi::Result<()> {
-        Ok(())
-    }
+    Ok(v)
 }
 
 #[napi]
@@ -286,8 +225,7 @@ impl NativeBackbone {
     /// The resolved architecture (VitConfig JSON).
     #[napi(getter)]
     pub fn config(&self) -> napi::Result<String> {
-        let m = self.inner.lock().map_err(|_| invalid("backbone is poisoned"))?;
-        Ok(m.vit.cfg.to_json())
+        Ok(self.inner.lock()?.vit.cfg.to_json())
     }
 
     /// What the load did (layout, ignored keys, source dtypes) as JSON.
@@ -299,8 +237,7 @@ impl NativeBackbone {
     /// "cpu" or "cuda:N".
     #[napi(getter)]
     pub fn device(&self) -> napi::Result<String> {
-        let m = self.inner.lock().map_err(|_| invalid("backbone is poisoned"))?;
-        Ok(match m.device() {
+        Ok(match self.inner.lock()?.device() {
             Device::Cuda(i) => format!("cuda:{i}"),
             _ => "cpu".into(),
         })
@@ -318,7 +255,7 @@ impl NativeBackbone {
         masks: Option<Uint8Array>,
         mask_shape: Option<Vec<i64>>,
         signal: Option<AbortSignal>,
-    ) -> napi::Result<AsyncTask<EmbedTask>> {
+    ) -> napi::Result<AsyncTask<Job<Embedded, Vec<NamedTensor>>>> {
         let options: EmbedOptions =
             serde_json::from_str(&options).map_err(|e| invalid(format!("embed options: {e}")))?;
         let masks = match (masks, mask_shape) {
@@ -326,8 +263,10 @@ impl NativeBackbone {
             (None, None) => None,
             _ => return Err(invalid("masks and maskShape must be given together")),
         };
-        let task = EmbedTask { inner: self.inner.clone(), pixels: pixel_values.to_vec(), shape, masks, options };
-        Ok(AsyncTask::with_optional_signal(task, signal))
+        let (inner, pixels) = (self.inner.clone(), pixel_values.to_vec());
+        let work = move || embed(&*inner.lock()?, &pixels, &shape, masks, options);
+        let to_js: fn(Embedded) -> napi::Result<Vec<NamedTensor>> = |out| out.iter().map(|(n, t)| named(n, t)).collect();
+        Ok(AsyncTask::with_optional_signal(Job::new("embed", work, to_js), signal))
     }
 
     /// Writes the weights as safetensors (atomically): layout "hf" | "original", dtype "f32" | "bf16" | "f16",
@@ -339,7 +278,7 @@ impl NativeBackbone {
         layout: String,
         dtype: String,
         metadata: Option<HashMap<String, String>>,
-    ) -> napi::Result<AsyncTask<SaveTask>> {
+    ) -> napi::Result<AsyncTask<Job<(), ()>>> {
         let layout = match layout.as_str() {
             "hf" => SaveLayout::Hf,
             "original" => SaveLayout::Original,
@@ -351,12 +290,7 @@ impl NativeBackbone {
             "f16" => Kind::Half,
             o => return Err(invalid(format!("dtype '{o}': expected 'f32', 'bf16' or 'f16'"))),
         };
-        Ok(AsyncTask::new(SaveTask {
-            inner: self.inner.clone(),
-            path,
-            layout,
-            kind,
-            metadata: metadata.unwrap_or_default(),
-        }))
+        let inner = self.inner.clone();
+        Ok(job("save", move || inner.lock()?.save(&path, layout, kind, metadata.unwrap_or_default()).map_err(js_error)))
     }
 }

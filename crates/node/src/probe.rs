@@ -1,5 +1,6 @@
 //! Linear-probe head training across N-API (crates/core/src/probe.rs has every convention): `fitHead` trains a
 //! head on precomputed features off the JS thread, `predictHead` turns features into probabilities.
+use crate::job::Job;
 use crate::{NamedTensor, guarded, invalid, js_error, named, tensor_from};
 use cxformer_core::Error as CoreError;
 use cxformer_core::probe::{FittedHead, ProbeConfig, fit};
@@ -110,49 +111,12 @@ pub struct FittedProbe {
     pub best_epoch: Option<i64>,
 }
 
-pub struct FitTask {
-    train: Split,
-    val: Option<Split>,
-    config: ProbeConfig,
-    device: String,
-    cancelled: Arc<AtomicBool>,
-}
+/// A fitted head as `fitHead` resolves it: tensors, history (JSON), config (JSON), best epoch.
+type Fitted = (Vec<(String, Tensor)>, String, String, Option<i64>);
 
-impl Task for FitTask {
-    type Output = (Vec<(String, Tensor)>, String, String, Option<i64>);
-    type JsValue = FittedProbe;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        guarded("fitHead", || {
-            let device = cxformer_core::runtime::parse_device(&self.device).map_err(js_error)?;
-            let (x, y, m) = self.train.tensors("")?;
-            let val = match &self.val {
-                Some(v) => Some(v.tensors("val")?),
-                None => None,
-            };
-            let cancelled = self.cancelled.clone();
-            let head = fit(
-                &x,
-                &y,
-                &m,
-                val.as_ref().map(|(a, b, c)| (a, b, c)),
-                &self.config,
-                device,
-                |_| !cancelled.load(Ordering::Relaxed),
-            )
-            .map_err(js_error)?;
-            if self.cancelled.load(Ordering::Relaxed) {
-                return Err(js_error(CoreError::Cancelled));
-            }
-            let history = serde_json::to_string(&head.history).expect("serializable");
-            Ok((head.tensors().into_iter().collect(), history, head.config.to_json(), head.best_epoch))
-        })
-    }
-
-    fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<FittedProbe> {
-        let head = out.0.iter().map(|(n, t)| named(n, t)).collect::<napi::Result<_>>()?;
-        Ok(FittedProbe { head, history: out.1, config: out.2, best_epoch: out.3 })
-    }
+fn fitted_to_js(out: Fitted) -> napi::Result<FittedProbe> {
+    let head = out.0.iter().map(|(n, t)| named(n, t)).collect::<napi::Result<_>>()?;
+    Ok(FittedProbe { head, history: out.1, config: out.2, best_epoch: out.3 })
 }
 
 /// Trains a linear-probe head on precomputed (frozen-backbone) features, off the JS thread.
@@ -175,7 +139,7 @@ pub fn fit_head(
     val_mask: Option<Uint8Array>,
     val_targets_shape: Option<Vec<i64>>,
     signal: Option<AbortSignal>,
-) -> napi::Result<AsyncTask<FitTask>> {
+) -> napi::Result<AsyncTask<Job<Fitted, FittedProbe>>> {
     let o: FitOptions = serde_json::from_str(&options).map_err(|e| invalid(format!("fitHead options: {e}")))?;
     let config = match &o.config {
         Some(v) => ProbeConfig::from_json(&v.to_string()).map_err(js_error)?,
@@ -196,8 +160,23 @@ pub fn fit_head(
         let flag = cancelled.clone();
         s.on_abort(move || flag.store(true, Ordering::Relaxed));
     }
-    let task = FitTask { train, val, config, device: o.device.unwrap_or_else(|| "cpu".into()), cancelled };
-    Ok(AsyncTask::with_optional_signal(task, signal))
+    let device = o.device.unwrap_or_else(|| "cpu".into());
+    let work = move || {
+        let device = cxformer_core::runtime::parse_device(&device).map_err(js_error)?;
+        let (x, y, m) = train.tensors("")?;
+        let val = match &val {
+            Some(v) => Some(v.tensors("val")?),
+            None => None,
+        };
+        let go_on = cancelled.clone();
+        let head = fit(&x, &y, &m, val.as_ref().map(|(a, b, c)| (a, b, c)), &config, device, |_| !go_on.load(Ordering::Relaxed)).map_err(js_error)?;
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(js_error(CoreError::Cancelled));
+        }
+        let history = serde_json::to_string(&head.history).expect("serializable");
+        Ok((head.tensors().into_iter().collect(), history, head.config.to_json(), head.best_epoch))
+    };
+    Ok(AsyncTask::with_optional_signal(Job::new("fitHead", work, fitted_to_js), signal))
 }
 
 /// Probabilities (N, C) of a head from `fitHead` for features (N, F) given as `featuresShape` = [N, F]:

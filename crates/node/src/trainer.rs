@@ -1,16 +1,17 @@
 //! The SSL trainer across N-API: create (from scratch, pretrained weights or a checkpoint), step on
-//! explicit crops or on decoded images + a crop plan, save/load checkpoints. Every call is an AsyncTask.
+//! explicit crops or on decoded images + a crop plan, save/load checkpoints. Every call is a [`Job`].
 use crate::dist::NativeProcessGroup;
+use crate::job::{Job, Shared, job, job_with, report};
 use crate::{guarded, invalid, js_error, tensor_from};
 use cxformer_core::augment::{multicrop_imagenet, parse_crops};
 use cxformer_core::dist::ProcessGroup;
-use cxformer_core::ssl::{SslBatch, SslConfig, SslInput, SslModel, StepRecord, StepSchedule, checkpoint, init};
+use cxformer_core::ssl::{SslBatch, SslConfig, SslInput, SslModel, StepSchedule, init};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tch::{Kind, Tensor};
 
 #[derive(Deserialize)]
@@ -37,47 +38,28 @@ pub struct Inner {
     pg: Option<Arc<ProcessGroup>>,
 }
 
-type Shared = Arc<Mutex<Inner>>;
-
-fn lock(s: &Shared) -> napi::Result<std::sync::MutexGuard<'_, Inner>> {
-    s.lock().map_err(|_| invalid("trainer is poisoned by an earlier panic"))
-}
-
-pub struct CreateTask {
-    options: String,
-    pg: Option<Arc<ProcessGroup>>,
-}
-
-impl Task for CreateTask {
-    type Output = (Inner, String);
-    type JsValue = NativeTrainer;
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        guarded("createTrainer", || {
-            let o: TrainerOptions = serde_json::from_str(&self.options).map_err(|e| invalid(format!("createTrainer options: {e}")))?;
-            o.ssl.model.validate().map_err(js_error)?;
-            let device = cxformer_core::runtime::parse_device(&o.device).map_err(js_error)?;
-            let mut model = SslModel::new(o.ssl, device, o.seed).map_err(js_error)?;
-            let mut report = serde_json::Map::new();
-            if let Some(w) = &o.init_weights {
-                let r = init::init_backbone(&mut model, &PathBuf::from(w)).map_err(js_error)?;
-                report.insert("initWeights".into(), serde_json::to_value(r).expect("serializable"));
-            }
-            if let Some(h) = &o.init_heads {
-                let keys = init::init_heads(&mut model, &PathBuf::from(h)).map_err(js_error)?;
-                report.insert("initHeads".into(), keys.len().into());
-            }
-            // Data parallelism: rank 0's initial state is broadcast (collective: every rank creates its trainer).
-            let pg = self.pg.take().filter(|pg| pg.world() > 1);
-            if let Some(pg) = &pg {
-                model.set_dist(Box::new(pg.clone())).map_err(js_error)?;
-                report.insert("worldSize".into(), pg.world().into());
-            }
-            Ok((Inner { model, pg }, serde_json::Value::Object(report).to_string()))
-        })
+/// Builds the trainer of `createTrainer`: the model, its initialisation report (JSON) and, with W > 1, the process
+/// group it joined (collective: rank 0's initial state is broadcast).
+fn create(options: &str, pg: Option<Arc<ProcessGroup>>) -> napi::Result<(Inner, String)> {
+    let o: TrainerOptions = serde_json::from_str(options).map_err(|e| invalid(format!("createTrainer options: {e}")))?;
+    o.ssl.model.validate().map_err(js_error)?;
+    let device = cxformer_core::runtime::parse_device(&o.device).map_err(js_error)?;
+    let mut model = SslModel::new(o.ssl, device, o.seed).map_err(js_error)?;
+    let mut report = serde_json::Map::new();
+    if let Some(w) = &o.init_weights {
+        let r = init::init_backbone(&mut model, &PathBuf::from(w)).map_err(js_error)?;
+        report.insert("initWeights".into(), serde_json::to_value(r).expect("serializable"));
     }
-    fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<NativeTrainer> {
-        Ok(NativeTrainer { inner: Arc::new(Mutex::new(out.0)), report: out.1 })
+    if let Some(h) = &o.init_heads {
+        let keys = init::init_heads(&mut model, &PathBuf::from(h)).map_err(js_error)?;
+        report.insert("initHeads".into(), keys.len().into());
     }
+    let pg = pg.filter(|pg| pg.world() > 1);
+    if let Some(pg) = &pg {
+        model.set_dist(Box::new(pg.clone())).map_err(js_error)?;
+        report.insert("worldSize".into(), pg.world().into());
+    }
+    Ok((Inner { model, pg }, serde_json::Value::Object(report).to_string()))
 }
 
 /// Builds the SSL model (student, EMA teacher, heads, AdamW) off the JS thread. `options`: JSON
@@ -85,13 +67,14 @@ impl Task for CreateTask {
 /// data-parallel (DDP): every rank must create it (rank 0's initial state is broadcast), and every step, and
 /// every `loadCheckpoint`, is collective; step records hold losses averaged over the ranks.
 #[napi(ts_return_type = "Promise<NativeTrainer>")]
-pub fn create_trainer(options: String, process_group: Option<&NativeProcessGroup>) -> AsyncTask<CreateTask> {
-    AsyncTask::new(CreateTask { options, pg: process_group.map(|p| p.pg.clone()) })
+pub fn create_trainer(options: String, process_group: Option<&NativeProcessGroup>) -> AsyncTask<Job<(Inner, String), NativeTrainer>> {
+    let pg = process_group.map(|p| p.pg.clone());
+    job_with("createTrainer", move || create(&options, pg), |(inner, report)| Ok(NativeTrainer { inner: Shared::new("trainer", inner), report }))
 }
 
 #[napi]
 pub struct NativeTrainer {
-    inner: Shared,
+    inner: Shared<Inner>,
     report: String,
 }
 
@@ -108,74 +91,6 @@ struct StepOptions {
     /// Synchronise CUDA at stage boundaries for exact per-stage timings.
     #[serde(default)]
     profile: bool,
-}
-
-pub struct StepTask {
-    inner: Shared,
-    input: Option<SslInput>,
-    options: StepOptions,
-}
-
-impl Task for StepTask {
-    type Output = StepRecord;
-    type JsValue = String;
-    fn compute(&mut self) -> napi::Result<StepRecord> {
-        guarded("step", || {
-            let input = self.input.take().ok_or_else(|| invalid("step task ran twice"))?;
-            let mut inner = lock(&self.inner)?;
-            let o = &self.options;
-            inner.model.profile = o.profile;
-            let result = inner.model.train_step(input, &o.schedule, o.iteration, o.micro.unwrap_or(0), o.of.unwrap_or(1));
-            if let (Err(e), Some(pg)) = (&result, &inner.pg) {
-                // Let the peers' failing collectives name this rank and its error.
-                pg.report_error(&format!("iteration {}: [{}] {e}", o.iteration, e.code()));
-            }
-            result.map_err(js_error)
-        })
-    }
-    fn resolve(&mut self, _env: Env, out: StepRecord) -> napi::Result<String> {
-        Ok(serde_json::to_string(&out).expect("serializable"))
-    }
-}
-
-pub struct SaveTask {
-    inner: Shared,
-    path: String,
-    iteration: i64,
-    metadata: HashMap<String, String>,
-}
-
-impl Task for SaveTask {
-    type Output = ();
-    type JsValue = ();
-    fn compute(&mut self) -> napi::Result<()> {
-        guarded("saveCheckpoint", || {
-            let inner = lock(&self.inner)?;
-            checkpoint::save(&inner.model, &PathBuf::from(&self.path), self.iteration, std::mem::take(&mut self.metadata)).map_err(js_error)
-        })
-    }
-    fn resolve(&mut self, _env: Env, _o: ()) -> napi::Result<()> {
-        Ok(())
-    }
-}
-
-pub struct LoadTask {
-    inner: Shared,
-    path: String,
-}
-
-impl Task for LoadTask {
-    type Output = HashMap<String, String>;
-    type JsValue = HashMap<String, String>;
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        guarded("loadCheckpoint", || {
-            let mut inner = lock(&self.inner)?;
-            checkpoint::load(&mut inner.model, &PathBuf::from(&self.path)).map_err(js_error)
-        })
-    }
-    fn resolve(&mut self, _env: Env, o: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(o)
-    }
 }
 
 fn masks_tensor(masks: &[u8], shape: &[i64]) -> napi::Result<Tensor> {
@@ -197,7 +112,7 @@ impl NativeTrainer {
     /// Number of optimizer updates taken so far.
     #[napi(getter)]
     pub fn optimizer_steps(&self) -> napi::Result<i64> {
-        Ok(lock(&self.inner)?.model.optimizer.step)
+        Ok(self.inner.lock()?.model.optimizer.step)
     }
 
     /// One step on explicit, normalised crops (crop-major float32 NCHW) and iBOT masks ([n_g·B, N] bytes).
@@ -214,7 +129,7 @@ impl NativeTrainer {
         masks: Uint8Array,
         masks_shape: Vec<i64>,
         options: String,
-    ) -> napi::Result<AsyncTask<StepTask>> {
+    ) -> napi::Result<AsyncTask<Job<String, String>>> {
         let options: StepOptions = serde_json::from_str(&options).map_err(|e| invalid(format!("step options: {e}")))?;
         let global_crops = tensor_from(&globals, &globals_shape, "globals")?;
         let local_crops = match (locals, locals_shape) {
@@ -223,11 +138,7 @@ impl NativeTrainer {
             _ => return Err(invalid("locals and localsShape must be given together")),
         };
         let masks = masks_tensor(&masks, &masks_shape)?;
-        Ok(AsyncTask::new(StepTask {
-            inner: self.inner.clone(),
-            input: Some(SslInput::Crops(SslBatch { global_crops, local_crops, masks })),
-            options,
-        }))
+        Ok(self.step(SslInput::Crops(SslBatch { global_crops, local_crops, masks }), options))
     }
 
     /// One step on decoded images: `images` holds the uint8 gray planes back to back, `sizes` their
@@ -245,28 +156,43 @@ impl NativeTrainer {
         masks: Uint8Array,
         masks_shape: Vec<i64>,
         options: String,
-    ) -> napi::Result<AsyncTask<StepTask>> {
+    ) -> napi::Result<AsyncTask<Job<String, String>>> {
         let options: StepOptions = serde_json::from_str(&options).map_err(|e| invalid(format!("step options: {e}")))?;
         let planes = crate::planes_from(&images, &sizes)?;
         let crops = parse_crops(&crops).map_err(js_error)?;
         let masks = masks_tensor(&masks, &masks_shape)?;
-        Ok(AsyncTask::new(StepTask {
-            inner: self.inner.clone(),
-            input: Some(SslInput::Images { images: planes, crops, global_size, local_size, masks }),
-            options,
-        }))
+        Ok(self.step(SslInput::Images { images: planes, crops, global_size, local_size, masks }, options))
     }
 
     /// Writes a checkpoint (atomic); `iteration` is the last completed iteration.
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn save_checkpoint(&self, path: String, iteration: i64, metadata: Option<HashMap<String, String>>) -> AsyncTask<SaveTask> {
-        AsyncTask::new(SaveTask { inner: self.inner.clone(), path, iteration, metadata: metadata.unwrap_or_default() })
+    pub fn save_checkpoint(&self, path: String, iteration: i64, metadata: Option<HashMap<String, String>>) -> AsyncTask<Job<(), ()>> {
+        let inner = self.inner.clone();
+        job("saveCheckpoint", move || {
+            inner.lock()?.model.save_checkpoint(&PathBuf::from(&path), iteration, metadata.unwrap_or_default()).map_err(js_error)
+        })
     }
 
-    /// Restores a checkpoint written by `saveCheckpoint` (strict); resolves to its metadata.
+    /// Restores a checkpoint written by `saveCheckpoint`, or by a version before the one training-state format
+    /// (strict; a checkpoint of another SSL configuration only with `force`); resolves to its metadata.
     #[napi(ts_return_type = "Promise<Record<string, string>>")]
-    pub fn load_checkpoint(&self, path: String) -> AsyncTask<LoadTask> {
-        AsyncTask::new(LoadTask { inner: self.inner.clone(), path })
+    pub fn load_checkpoint(&self, path: String, force: Option<bool>) -> AsyncTask<Job<HashMap<String, String>, HashMap<String, String>>> {
+        let inner = self.inner.clone();
+        job("loadCheckpoint", move || inner.lock()?.model.load_checkpoint(&PathBuf::from(&path), force.unwrap_or(false)).map_err(js_error))
+    }
+}
+
+impl NativeTrainer {
+    /// One training call (collective under a process group): resolves to the step record (JSON).
+    fn step(&self, input: SslInput, o: StepOptions) -> AsyncTask<Job<String, String>> {
+        let inner = self.inner.clone();
+        job("step", move || {
+            let mut inner = inner.lock()?;
+            inner.model.profile = o.profile;
+            let result = inner.model.train_step(input, &o.schedule, o.iteration, o.micro.unwrap_or(0), o.of.unwrap_or(1));
+            let rec = report(inner.pg.as_deref(), || format!("iteration {}", o.iteration), result)?;
+            Ok(serde_json::to_string(&rec).expect("serializable"))
+        })
     }
 }
 

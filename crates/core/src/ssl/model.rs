@@ -1,5 +1,6 @@
 //! The SSL meta-architecture (docs/recipe.md §3.1–3.8): student and EMA teacher, each a backbone + DINO head
-//! (+ a separate iBOT head), one training step in the reference order, checkpoint state.
+//! (+ a separate iBOT head), one training step in the reference order, checkpoints in the one training-state
+//! format ([`crate::train::state`]).
 use super::center::{Centering, sinkhorn_knopp};
 use super::head::{DinoHead, HeadConfig};
 use super::loss::{dino_losses, ibot_loss, koleo_weighted};
@@ -10,10 +11,15 @@ use crate::error::{Error, Result};
 use crate::model::{ForwardOptions, Vit, sorted_vars};
 use crate::train::collective::{Collective, SingleProcess, broadcast_tensors};
 use crate::train::optim::{AdamW, ParamGroup, backbone_group, head_group};
+use crate::train::state::{StateKind, TrainState, agree, broadcast_counters, copy_into};
 use crate::train::step::{LossTerms, UpdateValues, apply_update, seed_drop_path};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use tch::{Device, Kind, Tensor, nn};
+
+/// Metadata key of a checkpoint's completed iteration (its next iteration is +1), read by the TypeScript side.
+pub const ITERATION_KEY: &str = "cxformer_iteration";
 
 /// Teacher-target normalisation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,42 +222,31 @@ impl SslModel {
 
     /// Broadcasts rank 0's whole training state (student and teacher parameters and buffers, AdamW moments and
     /// step count, DINO/iBOT centres and their pending statistics) to every rank. Collective: every rank must
-    /// call it (set_dist does; so must a checkpoint load under a process group, which makes the ranks agree
-    /// even when they read different files). No-op on one process.
+    /// call it (set_dist and every load do). No-op on one process.
     pub fn sync_from_rank0(&mut self) -> Result<()> {
         let dist = self.dist.as_ref();
         if dist.world() <= 1 {
             return Ok(());
         }
-        let mut ts: Vec<Tensor> = Vec::new();
-        for branch in [&self.student, &self.teacher] {
-            for (_, vs) in branch.stores() {
-                ts.extend(sorted_vars(vs).into_iter().map(|(_, t)| t));
-            }
-        }
-        for s in &self.optimizer.slots {
-            ts.push(s.exp_avg.shallow_clone());
-            ts.push(s.exp_avg_sq.shallow_clone());
-        }
         // Pending centre statistics may be absent: agree on their presence first (rank 0's wins).
-        let mut flags = Tensor::from_slice(&[
+        let mut counters = [
             self.dino_center.pending().is_some() as i64,
             self.ibot_center.pending().is_some() as i64,
             self.optimizer.step,
-        ]);
-        dist.broadcast(&mut flags, 0)?;
-        let flags: Vec<i64> = Vec::<i64>::try_from(&flags)?;
+        ];
+        broadcast_counters(dist, &mut counters)?;
+        let mut ts: Vec<Tensor> = self.live().into_values().collect();
         let dev = self.device;
         let pend = |c: &Centering, on: bool| -> Option<Tensor> {
             on.then(|| c.pending().map(|p| p.copy()).unwrap_or_else(|| c.center.zeros_like()))
         };
-        let dino_pending = pend(&self.dino_center, flags[0] != 0);
-        let ibot_pending = pend(&self.ibot_center, flags[1] != 0);
+        let dino_pending = pend(&self.dino_center, counters[0] != 0);
+        let ibot_pending = pend(&self.ibot_center, counters[1] != 0);
         let centers = [self.dino_center.center.copy(), self.ibot_center.center.copy()];
         ts.extend(centers.iter().map(|t| t.shallow_clone()));
         ts.extend(dino_pending.iter().chain(ibot_pending.iter()).map(|t| t.shallow_clone()));
         broadcast_tensors(dist, &ts, 0)?;
-        self.optimizer.step = flags[2];
+        self.optimizer.step = counters[2];
         let [dc, ic] = centers;
         self.dino_center.restore(dc.to_device(dev), dino_pending);
         self.ibot_center.restore(ic.to_device(dev), ibot_pending);
@@ -476,23 +471,31 @@ impl SslModel {
         Ok(rec)
     }
 
-    /// Every tensor of the training state under stable names: `student.<module>.<param>`,
-    /// `teacher.<module>.<param>`, `optim.exp_avg.<module>.<param>`, `optim.exp_avg_sq.…`, `center.dino`,
-    /// `center.ibot` and their pending statistics (`center.dino_pending`…) so that a resume is exact.
-    pub fn state(&self) -> BTreeMap<String, Tensor> {
+    /// The live parameters (student and teacher, every submodule) and AdamW moments under their checkpoint names,
+    /// sharing storage with the model: `student.<module>.<param>`, `teacher.<module>.<param>`,
+    /// `optim.exp_avg.<module>.<param>`, `optim.exp_avg_sq.…`.
+    fn live(&self) -> BTreeMap<String, Tensor> {
         let mut out = BTreeMap::new();
         for (who, branch) in [("student", &self.student), ("teacher", &self.teacher)] {
             for (prefix, vs) in branch.stores() {
                 for (name, t) in sorted_vars(vs) {
-                    out.insert(format!("{who}.{prefix}.{name}"), t.detach().to_device(Device::Cpu));
+                    out.insert(format!("{who}.{prefix}.{name}"), t);
                 }
             }
         }
         for s in &self.optimizer.slots {
-            out.insert(format!("optim.exp_avg.{}", s.name), s.exp_avg.to_device(Device::Cpu));
-            out.insert(format!("optim.exp_avg_sq.{}", s.name), s.exp_avg_sq.to_device(Device::Cpu));
+            out.insert(format!("optim.exp_avg.{}", s.name), s.exp_avg.shallow_clone());
+            out.insert(format!("optim.exp_avg_sq.{}", s.name), s.exp_avg_sq.shallow_clone());
         }
-        out.insert("optim.step".into(), Tensor::from(self.optimizer.step));
+        out
+    }
+
+    /// Every tensor of the training state under its checkpoint name (on the CPU; CPU tensors share storage with
+    /// the model): the parameters and AdamW moments (`student.*`, `teacher.*`, `optim.exp_avg.*`,
+    /// `optim.exp_avg_sq.*`), `center.dino`, `center.ibot` and their pending statistics (`center.dino_pending`…)
+    /// when present, so that a resume is exact.
+    pub fn state(&self) -> BTreeMap<String, Tensor> {
+        let mut out: BTreeMap<String, Tensor> = self.live().into_iter().map(|(k, t)| (k, t.detach().to_device(Device::Cpu))).collect();
         for (n, c) in [("dino", &self.dino_center), ("ibot", &self.ibot_center)] {
             out.insert(format!("center.{n}"), c.center.to_device(Device::Cpu));
             if let Some(p) = c.pending() {
@@ -502,35 +505,57 @@ impl SslModel {
         out
     }
 
-    /// Restores [`SslModel::state`]; every tensor must be present with the right shape (no partial loads).
-    /// Under a process group (W > 1) this is collective: every rank loads, then rank 0's state is broadcast
-    /// ([`SslModel::sync_from_rank0`]), so the ranks agree exactly whatever file each one read.
-    pub fn load_state(&mut self, state: &BTreeMap<String, Tensor>, source: &str) -> Result<()> {
+    /// The whole training state: [`SslModel::state`], the optimizer step and the config.
+    pub fn train_state(&self) -> TrainState {
+        TrainState::new(StateKind::Ssl, self.config_json(), self.optimizer.step, self.state())
+    }
+
+    fn config_json(&self) -> String {
+        serde_json::to_string(&self.cfg).expect("serializable")
+    }
+
+    /// Restores a [`TrainState`] strictly ([`TrainState::check`]: a state of another configuration only with
+    /// `force`; the pending centre statistics may be absent). Collective under a process group (W > 1): the ranks
+    /// agree that each one's state passed the check, then rank 0's state is broadcast
+    /// ([`SslModel::sync_from_rank0`]), so the ranks agree exactly whatever state each one held. Returns the
+    /// state's metadata.
+    pub fn restore(&mut self, state: TrainState, force: bool) -> Result<HashMap<String, String>> {
+        self.restore_checked(Ok(state), force)
+    }
+
+    /// Writes a checkpoint atomically: the training state ([`TrainState::save`]), `metadata` (the caller's) and
+    /// what is read without a trainer: `format: pt`, [`ITERATION_KEY`] (the iteration completed; the next one is
+    /// +1) and `cxformer_config` (the backbone's VitConfig JSON). The teacher backbone keys (`teacher.backbone.*`,
+    /// original DINOv2 names, docs/recipe.md §2.7) make a checkpoint loadable by `cxformer embed` and `export`.
+    pub fn save_checkpoint(&self, path: &Path, iteration: i64, metadata: HashMap<String, String>) -> Result<()> {
+        let mut state = self.train_state();
+        state.metadata = metadata;
+        state.metadata.insert("format".into(), "pt".into());
+        state.metadata.insert(ITERATION_KEY.into(), iteration.to_string());
+        state.metadata.insert("cxformer_config".into(), self.cfg.model.to_json());
+        state.save(path)
+    }
+
+    /// Restores a checkpoint written by [`SslModel::save_checkpoint`], or a version-1 checkpoint (converted, see
+    /// [`crate::train::state`]), as [`SslModel::restore`] does (collective under a process group: every rank
+    /// reads a file). Returns its metadata without the state convention's keys ([`ITERATION_KEY`] included).
+    pub fn load_checkpoint(&mut self, path: &Path, force: bool) -> Result<HashMap<String, String>> {
+        self.restore_checked(TrainState::read(path, StateKind::Ssl), force)
+    }
+
+    /// [`SslModel::restore`] of a state that may have failed to read on this rank (the ranks agree either way).
+    fn restore_checked(&mut self, state: Result<TrainState>, force: bool) -> Result<HashMap<String, String>> {
+        let config = self.config_json();
         let expect = self.state();
-        if let Err(listing) = crate::weights::state_mismatch(&expect, state, |k| k.ends_with("_pending")) {
-            return Err(Error::weights(
-                source,
-                format!("checkpoint does not match the run's configuration; nothing was loaded.\n  {listing}"),
-            ));
-        }
+        let state = state.and_then(|s| s.check(StateKind::Ssl, &config, force, &expect, |k| k.ends_with("_pending")).map(|()| s));
+        let state = agree(self.dist.as_ref(), state, "loading the SSL training state")?;
+        copy_into(&self.live(), &state)?;
+        self.optimizer.step = state.step;
         let dev = self.device;
-        tch::no_grad(|| -> Result<()> {
-            for (who, branch) in [("student", &self.student), ("teacher", &self.teacher)] {
-                for (prefix, vs) in branch.stores() {
-                    for (name, mut t) in vs.variables() {
-                        t.f_copy_(&state[&format!("{who}.{prefix}.{name}")])?;
-                    }
-                }
-            }
-            for s in self.optimizer.slots.iter_mut() {
-                s.exp_avg.f_copy_(&state[&format!("optim.exp_avg.{}", s.name)])?;
-                s.exp_avg_sq.f_copy_(&state[&format!("optim.exp_avg_sq.{}", s.name)])?;
-            }
-            Ok(())
-        })?;
-        self.optimizer.step = state["optim.step"].int64_value(&[]);
-        self.dino_center.restore(state["center.dino"].to_device(dev), state.get("center.dino_pending").map(|t| t.to_device(dev)));
-        self.ibot_center.restore(state["center.ibot"].to_device(dev), state.get("center.ibot_pending").map(|t| t.to_device(dev)));
-        self.sync_from_rank0()
+        let t = &state.tensors;
+        self.dino_center.restore(t["center.dino"].to_device(dev), t.get("center.dino_pending").map(|p| p.to_device(dev)));
+        self.ibot_center.restore(t["center.ibot"].to_device(dev), t.get("center.ibot_pending").map(|p| p.to_device(dev)));
+        self.sync_from_rank0()?;
+        Ok(state.metadata)
     }
 }
