@@ -1,6 +1,6 @@
 /**
  * The classification fine-tuning train transform of docs/recipe.md §5.1, as crop plans for the native augmentation executor
- * (crates/core/src/augment.rs), which applies them on the training device. After decoding to 8-bit gray (PIL "L")
+ * (crates/core/src/augment/), which applies them on the training device. After decoding to 8-bit gray (PIL "L")
  * and the optional histogram equalisation (src/cache/planes.ts):
  *   RandomResizedCrop(S, scale (0.08, 1), ratio (3/4, 4/3), bicubic) → RandomHorizontalFlip(0.5) →
  *   RandomAffine(degrees 20, translate (0.1, 0.1), scale (0.8, 1.2); nearest, fill 0) →

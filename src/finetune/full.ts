@@ -1,6 +1,6 @@
 /**
  * Full fine-tuning of the backbone for classification (docs/recipe.md §5.1 with the backbone actually trained; §7.7): the
- * native fine-tuner (crates/core/src/finetune.rs) holds backbone + head (the linear mode's feature layout and head)
+ * native fine-tuner (crates/core/src/classify/finetune.rs) holds backbone + head (the linear mode's feature layout and head)
  * and AdamW with separate head / backbone learning rates and layer-wise decay; TypeScript owns the data, the epoch
  * order, the §5.1 train augmentations (src/finetune/augment.ts, executed natively), validation, model selection,
  * early stopping, checkpoints and the final report.

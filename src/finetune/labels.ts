@@ -6,7 +6,7 @@
  *   softmax cross-entropy; the report has one-vs-rest per-class AUROC/AUPRC and their macro mean, plus accuracy
  *   (argmax = the labelled class).
  * The native heads take multiclass targets as the class index in column 0 with `mask[:, 0]` selecting the rows
- * (crates/core/src/probe.rs); {@link nativeTargets} converts.
+ * (crates/core/src/classify/probe.rs); {@link nativeTargets} converts.
  */
 import { readFile } from 'node:fs/promises';
 import { writeFileAtomic } from '../data/fsutil.js';

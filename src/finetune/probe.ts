@@ -1,7 +1,7 @@
 /**
  * Linear-probe head training (docs/recipe.md §5.1, §3.11 last sentence, §7.7) on precomputed, frozen-backbone features.
  *
- * The conventions live in the Rust core (crates/core/src/probe.rs):
+ * The conventions live in the Rust core (crates/core/src/classify/probe.rs):
  * - features are used exactly as given: nothing is standardised (do it yourself with training-split statistics);
  * - `mask` nonzero = the entry is supervised, 0 = masked out (its target may be anything, even NaN);
  * - loss: BCE-with-logits averaged over the supervised entries (`multilabel`, `binary` with C = 1), or softmax

@@ -1,5 +1,5 @@
 /**
- * The segmentation model across N-API (crates/node/src/seg.rs → crates/core/src/seg.rs): a backbone with a
+ * The segmentation model across N-API (crates/node/src/seg.rs → crates/core/src/seg/): a backbone with a
  * segmentation head, its AdamW state, training steps, prediction and safetensors state.
  */
 import path from 'node:path';
@@ -10,7 +10,7 @@ import { call, callSync, native, type NativeBinding } from '../native/load.js';
 
 type NativeSegmenter = Awaited<ReturnType<NativeBinding['createSegmenter']>>;
 
-/** Head and optimisation settings (crates/core/src/seg.rs `SegConfig`, camelCase). */
+/** Head and optimisation settings (crates/core/src/seg/config.rs `SegConfig`, camelCase). */
 export interface SegConfig {
   /** 'linear' (CXformer: 1×1 conv on the last block + bilinear upsampling) or 'progressive'. @default 'linear' */
   head?: 'linear' | 'progressive';

@@ -1,6 +1,6 @@
 /**
  * Linear-probe head training through the binding (src/finetune/probe.ts → crates/node/src/probe.rs →
- * crates/core/src/probe.rs): a separable multi-label problem is learnt, multiclass probabilities, and the
+ * crates/core/src/classify/probe.rs): a separable multi-label problem is learnt, multiclass probabilities, and the
  * error paths (lengths vs shapes → CXF_ARG naming the argument).
  */
 import { describe, expect, it } from 'vitest';

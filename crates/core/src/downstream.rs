@@ -1,15 +1,16 @@
 //! The defaults of the downstream trainers, read from the one table that the CLI and the library read too:
 //! configs/downstream/defaults.json (docs/recipe.md §5.1 classification, §5.2 segmentation), embedded at build time
-//! and parsed once. The serde defaults of [`crate::probe::ProbeConfig`], [`crate::finetune::FinetuneConfig`] and
-//! [`crate::seg::SegConfig`] come from here, so that the CLI, the library and the native defaults cannot drift.
+//! and parsed once. The serde defaults of [`crate::classify::config::ProbeConfig`], [`crate::classify::config::FinetuneConfig`] and
+//! [`crate::seg::config::SegConfig`] come from here, so that the CLI, the library and the native defaults cannot drift.
 //!
 //! Keys only the TypeScript side uses (augmentation, bootstrap, batch sizes of the loaders…) are ignored here. Two
 //! native defaults are not in the table on purpose: the probe's `selectBest` (`last`: the caller picks the epoch
 //! rule, the table's `valAuroc` applies only with a validation split, and `valAuprc` is the TypeScript side's), and
 //! fine-tuning's `stepsPerEpoch` (1: not a setting, the caller's loader length).
 use crate::backbone::Precision;
-use crate::probe::{ProbeTask, Schedule};
-use crate::seg::SegHeadKind;
+use crate::classify::config::ProbeTask;
+use crate::seg::config::SegHeadKind;
+use crate::train::schedule::Schedule;
 use serde::Deserialize;
 use std::sync::LazyLock;
 
@@ -82,3 +83,32 @@ pub fn classification() -> &'static Classification {
 pub fn segmentation() -> &'static Segmentation {
     &TABLE.segmentation
 }
+
+/// Serde default functions, one per field of a section of the table:
+/// `table_defaults!(segmentation: d_lr -> f64 = lr, …)` defines `fn d_lr() -> f64` returning the table's value.
+macro_rules! table_defaults {
+    ($section:ident: $($name:ident -> $ty:ty = $field:ident),* $(,)?) => {
+        $(fn $name() -> $ty {
+            <$ty as Clone>::clone(&$crate::downstream::$section().$field)
+        })*
+    };
+}
+pub(crate) use table_defaults;
+
+/// `from_json` / `to_json` of a native config that crosses the N-API boundary as JSON; parse errors are
+/// `Error::Config` prefixed with `what` (e.g. "probe config").
+macro_rules! json_config {
+    ($ty:ty, $what:literal) => {
+        impl $ty {
+            pub fn from_json(s: &str) -> $crate::error::Result<Self> {
+                serde_json::from_str(s).map_err(|e| $crate::error::Error::Config(format!(concat!($what, ": {}"), e)))
+            }
+
+            pub fn to_json(&self) -> String {
+                serde_json::to_string(self).expect("serializable")
+            }
+        }
+    };
+}
+pub(crate) use json_config;
+

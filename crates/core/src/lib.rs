@@ -3,13 +3,12 @@
 //! No Node-API types here: crates/node is the only binding.
 pub mod augment;
 pub mod backbone;
+pub mod classify;
 pub mod config;
 pub mod dist;
 pub mod downstream;
 pub mod error;
-pub mod finetune;
 pub mod model;
-pub mod probe;
 pub mod runtime;
 pub mod seg;
 pub mod shim;

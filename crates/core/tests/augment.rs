@@ -3,10 +3,9 @@
 //! Gaussian kernel with explicit reflect padding, the solarize threshold and the normalisation formula.
 //! CPU by default; CXF_TEST_DEVICE=cuda additionally compares the whole pipeline on that device with the CPU.
 use cxformer_core::Error;
-use cxformer_core::augment::{
-    Affine, CropParams, IMAGENET_MEAN, IMAGENET_STD, ImageCrops, Jitter, adjust_hue, adjust_saturation, gaussian_kernel1d,
-    multicrop, multicrop_imagenet, parse_crops,
-};
+use cxformer_core::augment::multicrop::{multicrop, multicrop_imagenet};
+use cxformer_core::augment::ops::{IMAGENET_MEAN, IMAGENET_STD, adjust_hue, adjust_saturation, gaussian_kernel1d};
+use cxformer_core::augment::params::{Affine, CropParams, ImageCrops, Jitter, parse_crops};
 use tch::{Device, Kind, Tensor};
 
 const NO_NORM_MEAN: [f64; 3] = [0.0; 3];

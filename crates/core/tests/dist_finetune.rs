@@ -1,4 +1,4 @@
-//! Data-parallel full fine-tuning (crates/core/src/finetune.rs) with 2 thread-ranks over Gloo on 127.0.0.1:
+//! Data-parallel full fine-tuning (crates/core/src/classify/finetune.rs) with 2 thread-ranks over Gloo on 127.0.0.1:
 //! 2 ranks × b give the model of 1 rank × 2b, also when the ranks' batches hold different numbers of supervised
 //! entries (the gradient is the mean over every supervised entry of the global batch, not a mean of per-rank
 //! means), a rank with no supervised entry contributes nothing, the step reports are the global batch's, a rank
@@ -7,7 +7,8 @@ mod common;
 
 use common::free_port;
 use cxformer_core::dist::ProcessGroup;
-use cxformer_core::finetune::{FineTuner, FinetuneConfig, StepReport};
+use cxformer_core::classify::config::FinetuneConfig;
+use cxformer_core::classify::finetune::{FineTuner, StepReport};
 use cxformer_core::VitConfig;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -1,4 +1,4 @@
-//! Data-parallel segmentation training (crates/core/src/seg.rs) with 2 thread-ranks over Gloo on 127.0.0.1:
+//! Data-parallel segmentation training (crates/core/src/seg/) with 2 thread-ranks over Gloo on 127.0.0.1:
 //! 2 ranks with their shares of each global batch give the model of 1 process on the whole batch (also for unequal
 //! shares and a rank with an empty share), the step records are the global batch's, a rank that starts from other
 //! weights is overwritten by rank 0's state at `set_dist` and by the collective load of a training state.
@@ -6,7 +6,8 @@ mod common;
 
 use common::free_port;
 use cxformer_core::dist::ProcessGroup;
-use cxformer_core::seg::{SegConfig, SegModel, SegStepRecord};
+use cxformer_core::seg::config::SegConfig;
+use cxformer_core::seg::model::{SegModel, SegStepRecord};
 use cxformer_core::{Backbone, VitConfig};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

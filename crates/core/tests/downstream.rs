@@ -1,8 +1,7 @@
 //! The native defaults of the downstream configs (ProbeConfig, FinetuneConfig, SegConfig) equal the one table that
 //! the CLI and the library read: configs/downstream/defaults.json, read here from the file itself.
-use cxformer_core::finetune::FinetuneConfig;
-use cxformer_core::probe::ProbeConfig;
-use cxformer_core::seg::SegConfig;
+use cxformer_core::classify::config::{FinetuneConfig, ProbeConfig};
+use cxformer_core::seg::config::SegConfig;
 use cxformer_core::VitConfig;
 use serde_json::Value;
 

@@ -1,10 +1,11 @@
-//! Full fine-tuning (crates/core/src/finetune.rs): layer-wise lr multipliers and weight-decay rules against
+//! Full fine-tuning (crates/core/src/classify/finetune.rs): layer-wise lr multipliers and weight-decay rules against
 //! hand-computed values, the all-masked batch, learning, exact resume from a saved state, the export read back
 //! by the linear mode's loaders, and the configuration errors.
 mod common;
 
-use cxformer_core::finetune::{FineTuner, FinetuneConfig};
-use cxformer_core::probe::{FittedHead, ProbeTask, Schedule};
+use cxformer_core::classify::config::{FinetuneConfig, ProbeTask, Schedule};
+use cxformer_core::classify::finetune::FineTuner;
+use cxformer_core::classify::head::FittedHead;
 use cxformer_core::{Backbone, Error, VitConfig};
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -1,12 +1,13 @@
-//! Linear-probe head training (crates/core/src/probe.rs): learning a separable multi-label problem, masked
+//! Linear-probe head training (crates/core/src/classify/): learning a separable multi-label problem, masked
 //! entries having no effect, all-masked batches, determinism, the lr schedule, the multiclass path, save/load
 //! and the error messages for bad shapes.
 mod common;
 
 use cxformer_core::Error;
-use cxformer_core::probe::{
-    EpochRecord, FittedHead, ProbeConfig, ProbeTask, Schedule, epoch_permutation, fit, lr_at, masked_loss, steps_per_epoch,
-};
+use cxformer_core::classify::config::{EpochRecord, ProbeConfig, ProbeTask, Schedule};
+use cxformer_core::classify::head::FittedHead;
+use cxformer_core::classify::loss::masked_loss;
+use cxformer_core::classify::probe::{epoch_permutation, fit, lr_at, steps_per_epoch};
 use std::collections::{BTreeMap, HashMap};
 use tch::{Device, Kind, Tensor};
 
@@ -481,7 +482,7 @@ fn config_json_is_camel_case_with_defaults() {
 
 #[test]
 fn auroc_matches_sklearn_hand_cases() {
-    use cxformer_core::probe::auroc as rank_auroc;
+    use cxformer_core::classify::select::auroc as rank_auroc;
     // scikit-learn's roc_auc_score docstring example: 0.75.
     assert_eq!(rank_auroc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]), Some(0.75));
     // A tied positive/negative pair counts 1/2; all-equal scores give 0.5; one label value → undefined.
@@ -496,7 +497,7 @@ fn best_epoch_by_validation_auroc_and_patience() {
     let (vx, vy) = separable(80, 8, 2, 12);
     let (m, vm) = (ones_mask(&y), ones_mask(&vy));
     let mut c = cfg(12, 0.05);
-    c.select_best = cxformer_core::probe::SelectBest::ValAuroc;
+    c.select_best = cxformer_core::classify::config::SelectBest::ValAuroc;
     let head = fit(&x, &y, &m, Some((&vx, &vy, &vm)), &c, Device::Cpu, all_epochs).unwrap();
     let aurocs: Vec<f64> = head.history.iter().map(|r| r.val_auroc.expect("valAuroc recorded")).collect();
     let best = aurocs.iter().cloned().fold(f64::MIN, f64::max);
@@ -507,7 +508,7 @@ fn best_epoch_by_validation_auroc_and_patience() {
     let mean = (auroc(&column(&probs, 0), &column(&vy, 0)) + auroc(&column(&probs, 1), &column(&vy, 1))) / 2.0;
     assert!((mean - best).abs() < 1e-9, "{mean} vs {best}");
     // Patience 1 with an impossible-to-beat first epoch stops after two epochs.
-    c.select_best = cxformer_core::probe::SelectBest::ValLoss;
+    c.select_best = cxformer_core::classify::config::SelectBest::ValLoss;
     c.patience = 1;
     c.lr = 0.0; // nothing changes: epoch 0 stays the best, epoch 1 does not improve → stop
     let still = fit(&x, &y, &m, Some((&vx, &vy, &vm)), &c, Device::Cpu, all_epochs).unwrap();

@@ -1,10 +1,12 @@
-//! Segmentation (crates/core/src/seg.rs): head shapes and bilinear upsampling against a manual computation on the
+//! Segmentation (crates/core/src/seg/): head shapes and bilinear upsampling against a manual computation on the
 //! tiny golden model, the ce_dice_loss on hand-computed cases, training steps that lower the loss, frozen vs
 //! unfrozen backbones, strict save/load with optimizer state, and the error messages for bad inputs.
 mod common;
 
 use common::{golden, load_tiny, max_abs_diff, test_device};
-use cxformer_core::seg::{SegConfig, SegHeadKind, SegModel, ce_dice_loss};
+use cxformer_core::seg::config::{SegConfig, SegHeadKind};
+use cxformer_core::seg::loss::ce_dice_loss;
+use cxformer_core::seg::model::SegModel;
 use cxformer_core::{Error, ForwardOptions, Precision};
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -3,8 +3,10 @@
 //! current code; the parameters, moments, counters and caller metadata read back equal the file's; the version-2
 //! file saved from that state holds the same state; the next step from the v1 file equals the next step from the
 //! v2 file bit for bit, and equals (to rounding) the step the old code took (expected.json).
-use cxformer_core::finetune::{FineTuner, FinetuneConfig};
-use cxformer_core::seg::{SegConfig, SegModel};
+use cxformer_core::classify::config::FinetuneConfig;
+use cxformer_core::classify::finetune::FineTuner;
+use cxformer_core::seg::config::SegConfig;
+use cxformer_core::seg::model::SegModel;
 use cxformer_core::ssl::head::HeadConfig;
 use cxformer_core::ssl::{CenteringKind, SslBatch, SslConfig, SslModel, StepSchedule};
 use cxformer_core::train::state::{self, StateKind, TrainState};

@@ -1,4 +1,4 @@
-//! Full fine-tuning across N-API (crates/core/src/finetune.rs has every convention): create a fine-tuner, train
+//! Full fine-tuning across N-API (crates/core/src/classify/finetune.rs has every convention): create a fine-tuner, train
 //! steps on decoded images + a crop plan (augmented natively) or on normalised pixels, predict, save/load the
 //! training state, export backbone + head. Every call is a [`Job`]; calls on one instance are serialised.
 //! With a process group (worldSize > 1) the fine-tuner is data-parallel: creation, every step and every
@@ -6,9 +6,10 @@
 use crate::dist::NativeProcessGroup;
 use crate::job::{Job, Shared, job, job_with, report};
 use crate::{NamedTensor, invalid, js_error, named, tensor_from};
-use cxformer_core::augment::parse_crops;
+use cxformer_core::augment::params::parse_crops;
 use cxformer_core::dist::ProcessGroup;
-use cxformer_core::finetune::{FineTuner, FinetuneConfig};
+use cxformer_core::classify::config::FinetuneConfig;
+use cxformer_core::classify::finetune::FineTuner;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use serde::Deserialize;

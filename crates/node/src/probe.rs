@@ -1,9 +1,11 @@
-//! Linear-probe head training across N-API (crates/core/src/probe.rs has every convention): `fitHead` trains a
+//! Linear-probe head training across N-API (crates/core/src/classify/probe.rs has every convention): `fitHead` trains a
 //! head on precomputed features off the JS thread, `predictHead` turns features into probabilities.
 use crate::job::Job;
 use crate::{NamedTensor, guarded, invalid, js_error, named, tensor_from};
 use cxformer_core::Error as CoreError;
-use cxformer_core::probe::{FittedHead, ProbeConfig, fit};
+use cxformer_core::classify::config::ProbeConfig;
+use cxformer_core::classify::head::FittedHead;
+use cxformer_core::classify::probe::fit;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use serde::Deserialize;

@@ -1,4 +1,4 @@
-//! Segmentation across N-API (crates/core/src/seg.rs has every convention): `createSegmenter` builds a backbone
+//! Segmentation across N-API (crates/core/src/seg/ has every convention): `createSegmenter` builds a backbone
 //! with a segmentation head; a `NativeSegmenter` takes training steps, predicts class maps and saves/loads its
 //! state. Every call that computes is a [`Job`] on libuv's pool; calls on one instance are serialised.
 //! With a process group (worldSize > 1) the segmenter is data-parallel: creation, every step, `load` of a training
@@ -8,7 +8,8 @@ use crate::dist::NativeProcessGroup;
 use crate::job::{Job, Shared, job, job_with, report};
 use crate::{invalid, js_error, tensor_from};
 use cxformer_core::dist::ProcessGroup;
-use cxformer_core::seg::{SegConfig, SegModel};
+use cxformer_core::seg::config::SegConfig;
+use cxformer_core::seg::model::SegModel;
 use cxformer_core::{Backbone, VitConfig};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;

@@ -3,7 +3,8 @@
 use crate::dist::NativeProcessGroup;
 use crate::job::{Job, Shared, job, job_with, report};
 use crate::{guarded, invalid, js_error, tensor_from};
-use cxformer_core::augment::{multicrop_imagenet, parse_crops};
+use cxformer_core::augment::multicrop::multicrop_imagenet;
+use cxformer_core::augment::params::parse_crops;
 use cxformer_core::dist::ProcessGroup;
 use cxformer_core::ssl::{SslBatch, SslConfig, SslInput, SslModel, StepSchedule, init};
 use napi::bindgen_prelude::*;

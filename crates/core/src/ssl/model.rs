@@ -4,7 +4,8 @@
 use super::center::{Centering, sinkhorn_knopp};
 use super::head::{DinoHead, HeadConfig};
 use super::loss::{dino_losses, ibot_loss, koleo_weighted};
-use crate::augment::{ImageCrops, multicrop_imagenet};
+use crate::augment::multicrop::multicrop_imagenet;
+use crate::augment::params::ImageCrops;
 use crate::backbone::Precision;
 use crate::config::VitConfig;
 use crate::error::{Error, Result};

@@ -4,9 +4,9 @@
 //! - **Model**: the ViT ([`crate::model::Vit`]) + a head on the DINOv2 linear-protocol features, exactly those of the
 //!   linear mode (src/finetune/features.ts): concat[CLS token of each of the last `clsLayers` blocks after the final
 //!   norm] (+ with `avgpool` the mean of the last block's normed patch tokens, registers excluded), then the head of
-//!   [`crate::probe`] (linear `N(0, 0.01²)`/0, or an MLP with GELU), initialised from the same seeded stream. A head
+//!   [`crate::classify::head`] (linear `N(0, 0.01²)`/0, or an MLP with GELU), initialised from the same seeded stream. A head
 //!   and backbone exported from here ([`FineTuner::export`]) are therefore evaluated by `cxformer evaluate` unchanged.
-//! - **Loss**: [`crate::probe::masked_loss`]: masked BCE-with-logits over the supervised entries (`multilabel`,
+//! - **Loss**: [`crate::classify::loss::masked_loss`]: masked BCE-with-logits over the supervised entries (`multilabel`,
 //!   `binary`, optional per-class `posWeight`) or softmax cross-entropy (`multiclass`, class index in column 0 of the
 //!   targets, row supervised when `mask[:, 0]` ≠ 0). Computed in float32 (outside autocast). A batch without a
 //!   supervised entry (on every process) has loss 0, takes **no optimizer update**, and only advances the schedule.
@@ -19,7 +19,7 @@
 //!   backbone (no gradients are computed for it).
 //! - **Schedule, per scheduled step** s (a train-step call; S = `stepsPerEpoch`, T = epochs·S, W = warmupEpochs·S):
 //!   factor(s) = linspace(0, 1, W)[s] during the warm-up, then ½(1 + cos(π(s − W)/(T − W))) (`cosine`, 0 from T on)
-//!   or 1 (`constant`); every group's lr is its base lr × factor(s) (the probe's schedule, [`crate::probe::lr_at`]).
+//!   or 1 (`constant`); every group's lr is its base lr × factor(s) (the probe's schedule, [`crate::train::schedule::lr_at`]).
 //! - **Step order**: forward (bf16 autocast when `precision` is bf16; meant for CUDA, f32 on the CPU) → loss →
 //!   (data parallel: one all-reduce of [supervised entries, loss · entries]) → NaN check (nothing modified on
 //!   failure; with several processes every one stops at the same step) → backward → gradient all-reduce
@@ -37,14 +37,14 @@
 //! - **State**: [`FineTuner::save_state`] writes model, optimizer moments, step counters and caller metadata (epoch,
 //!   batch position…) in the one training-state format ([`crate::train::state`]), atomically;
 //!   [`FineTuner::load_state`] restores it strictly (version-1 files too), collectively under a process group.
-use crate::augment::{ImageCrops, multicrop_imagenet};
-use crate::backbone::Precision;
+use super::config::{FinetuneConfig, ProbeTask};
+use super::head::{FittedHead, forward, init_layers};
+use super::loss::{check_classes, masked_loss};
+use crate::augment::multicrop::multicrop_imagenet;
+use crate::augment::params::ImageCrops;
 use crate::bail_shape;
-use crate::config::VitConfig;
-use crate::downstream;
 use crate::error::{Error, Result};
 use crate::model::{ForwardOptions, Vit, sorted_vars};
-use crate::probe::{FittedHead, ProbeConfig, ProbeTask, Schedule, check_classes, forward, init_layers, masked_loss};
 use crate::train::collective::{Collective, SingleProcess};
 use crate::train::optim::{AdamW, ParamGroup, backbone_group, finetune_wd_mult};
 use crate::train::state::{SCHEDULED_STEPS, StateKind, TrainState, agree, copy_into, sync_from_rank0};
@@ -54,202 +54,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use tch::{Device, Kind, Tensor, nn};
-
-/// Fine-tuning settings (camelCase JSON, unknown fields rejected). Defaults: docs/recipe.md §5.1's recipe with the backbone
-/// actually trained (head lr 5e-5, backbone lr 5e-7, wd 0, constant lr, clip 1.0, seed 7479, 100 epochs), from
-/// configs/downstream/defaults.json ([`crate::downstream`]; `stepsPerEpoch` excepted).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FinetuneConfig {
-    /// The backbone architecture (snake_case VitConfig JSON).
-    pub model: VitConfig,
-    /// Number of outputs C.
-    pub num_classes: i64,
-    /// CLS tokens of the last n blocks in the features. @default 4
-    #[serde(default = "d_cls_layers")]
-    pub cls_layers: i64,
-    /// Append the mean of the last block's patch tokens. @default true
-    #[serde(default = "d_avgpool")]
-    pub avgpool: bool,
-    /// Hidden widths of an MLP head ([] = linear). @default []
-    #[serde(default = "d_hidden")]
-    pub hidden: Vec<i64>,
-    /// @default "multilabel"
-    #[serde(default = "d_task")]
-    pub task: ProbeTask,
-    /// BCE positive-class weight per class (multilabel/binary). @default null
-    #[serde(default = "d_pos_weight")]
-    pub pos_weight: Option<Vec<f64>>,
-    /// @default 5e-5
-    #[serde(default = "d_head_lr")]
-    pub head_lr: f64,
-    /// Base lr of the backbone (before layer-wise decay); 0 freezes it. @default 5e-7
-    #[serde(default = "d_backbone_lr")]
-    pub backbone_lr: f64,
-    /// Layer-wise lr decay (1 = off). @default 1
-    #[serde(default = "d_layerwise_decay")]
-    pub layerwise_decay: f64,
-    /// Extra lr multiplier of patch_embed.* (DINOv2: 0.2). @default 1
-    #[serde(default = "d_patch_embed_lr_mult")]
-    pub patch_embed_lr_mult: f64,
-    /// Decoupled weight decay of weight matrices. @default 0
-    #[serde(default = "d_weight_decay")]
-    pub weight_decay: f64,
-    /// @default 100
-    #[serde(default = "d_epochs")]
-    pub epochs: i64,
-    /// @default 0
-    #[serde(default = "d_warmup")]
-    pub warmup_epochs: i64,
-    /// @default "constant"
-    #[serde(default = "d_schedule")]
-    pub schedule: Schedule,
-    /// Scheduled steps per epoch (⌈N / batch⌉ of the caller's loader). @default 1
-    #[serde(default = "d_steps")]
-    pub steps_per_epoch: i64,
-    /// Max total gradient norm, 0 = off. @default 1
-    #[serde(default = "d_clip")]
-    pub clip_grad: f64,
-    /// @default "f32"
-    #[serde(default = "d_precision")]
-    pub precision: Precision,
-    /// Head initialisation and stochastic-depth seed. @default 7479
-    #[serde(default = "d_seed")]
-    pub seed: i64,
-    /// @default [0.9, 0.999]
-    #[serde(default = "d_betas")]
-    pub adamw_betas: [f64; 2],
-    /// @default 1e-8
-    #[serde(default = "d_eps")]
-    pub adamw_eps: f64,
-}
-
-// The defaults: configs/downstream/defaults.json ([`crate::downstream`]).
-fn d_cls_layers() -> i64 {
-    downstream::classification().cls_layers
-}
-fn d_avgpool() -> bool {
-    downstream::classification().avgpool
-}
-fn d_hidden() -> Vec<i64> {
-    downstream::classification().hidden.clone()
-}
-fn d_task() -> ProbeTask {
-    downstream::classification().task
-}
-fn d_pos_weight() -> Option<Vec<f64>> {
-    downstream::classification().pos_weight.clone()
-}
-fn d_head_lr() -> f64 {
-    downstream::classification().lr
-}
-fn d_backbone_lr() -> f64 {
-    downstream::classification().backbone_lr
-}
-fn d_layerwise_decay() -> f64 {
-    downstream::classification().layerwise_decay
-}
-fn d_patch_embed_lr_mult() -> f64 {
-    downstream::classification().patch_embed_lr_mult
-}
-fn d_weight_decay() -> f64 {
-    downstream::classification().weight_decay
-}
-fn d_epochs() -> i64 {
-    downstream::classification().epochs
-}
-fn d_warmup() -> i64 {
-    downstream::classification().warmup_epochs
-}
-fn d_schedule() -> Schedule {
-    downstream::classification().schedule
-}
-/// Not a setting (the caller's loader length), so not in the table.
-fn d_steps() -> i64 {
-    1
-}
-fn d_clip() -> f64 {
-    downstream::classification().clip_grad
-}
-fn d_precision() -> Precision {
-    downstream::classification().precision
-}
-fn d_seed() -> i64 {
-    downstream::classification().seed
-}
-fn d_betas() -> [f64; 2] {
-    downstream::classification().adamw_betas
-}
-fn d_eps() -> f64 {
-    downstream::classification().adamw_eps
-}
-
-impl FinetuneConfig {
-    pub fn from_json(s: &str) -> Result<Self> {
-        serde_json::from_str(s).map_err(|e| Error::Config(format!("finetune config: {e}")))
-    }
-
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("serializable")
-    }
-
-    /// The head part as a probe config (the saved head's metadata; `cxformer evaluate` reads it).
-    pub fn probe_config(&self) -> ProbeConfig {
-        ProbeConfig {
-            hidden: self.hidden.clone(),
-            lr: self.head_lr,
-            weight_decay: self.weight_decay,
-            epochs: self.epochs,
-            warmup_epochs: self.warmup_epochs,
-            schedule: self.schedule,
-            seed: self.seed,
-            pos_weight: self.pos_weight.clone(),
-            task: self.task,
-            clip_grad: self.clip_grad,
-            ..ProbeConfig::default()
-        }
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        self.model.validate()?;
-        let bad = |m: String| Err(Error::Config(m));
-        let nonneg = |name: &str, v: f64| -> Result<()> {
-            if v.is_finite() && v >= 0.0 { Ok(()) } else { Err(Error::Config(format!("{name} must be a finite number ≥ 0, got {v}"))) }
-        };
-        if !(self.head_lr.is_finite() && self.head_lr > 0.0) {
-            return bad(format!("headLr must be a finite number > 0, got {}", self.head_lr));
-        }
-        nonneg("backboneLr", self.backbone_lr)?;
-        nonneg("weightDecay", self.weight_decay)?;
-        nonneg("clipGrad", self.clip_grad)?;
-        if !(self.layerwise_decay.is_finite() && self.layerwise_decay > 0.0 && self.layerwise_decay <= 1.0) {
-            return bad(format!("layerwiseDecay must be in (0, 1] (1 = off), got {}", self.layerwise_decay));
-        }
-        nonneg("patchEmbedLrMult", self.patch_embed_lr_mult)?;
-        if !(1..=self.model.depth).contains(&self.cls_layers) {
-            return bad(format!("clsLayers must be in 1..={} (the model's depth), got {}", self.model.depth, self.cls_layers));
-        }
-        if self.steps_per_epoch < 1 {
-            return bad(format!("stepsPerEpoch must be ≥ 1, got {}", self.steps_per_epoch));
-        }
-        if !(self.adamw_betas.iter().all(|b| (0.0..1.0).contains(b)) && self.adamw_eps > 0.0) {
-            return bad(format!("adamwBetas must lie in [0, 1) and adamwEps be > 0, got {:?} and {}", self.adamw_betas, self.adamw_eps));
-        }
-        // Epochs, warm-up, hidden widths, task against C and posWeight: the probe's rules.
-        self.probe_config().validate(self.num_classes)
-    }
-
-    /// Feature width F = (clsLayers + avgpool)·D.
-    pub fn feature_dim(&self) -> i64 {
-        (self.cls_layers + self.avgpool as i64) * self.model.embed_dim
-    }
-
-    /// The schedule factor of scheduled step `step` (see the module docs).
-    pub fn lr_factor(&self, step: i64) -> f64 {
-        let pc = ProbeConfig { lr: 1.0, ..self.probe_config() };
-        crate::probe::lr_at(&pc, step, self.steps_per_epoch)
-    }
-}
 
 /// The group of backbone parameter `name` (original DINOv2 names) relative to the head lr: lr_mult =
 /// (backboneLr / headLr)·decay^(depth + 1 − layer_id)·(patch_embed ? patchEmbedLrMult : 1).
