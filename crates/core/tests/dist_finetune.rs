@@ -9,7 +9,6 @@ use common::free_port;
 use cxformer_core::dist::ProcessGroup;
 use cxformer_core::classify::config::FinetuneConfig;
 use cxformer_core::classify::finetune::{FineTuner, StepReport};
-use cxformer_core::VitConfig;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use tch::{Device, Tensor};
@@ -22,14 +21,7 @@ const B: i64 = 3; // images per rank
 const C: i64 = 3;
 
 fn cfg() -> FinetuneConfig {
-    let mut v = VitConfig::vit_small();
-    v.embed_dim = 32;
-    v.num_heads = 2;
-    v.depth = 2;
-    v.img_size = 28;
-    v.num_register_tokens = 1;
-    v.drop_path_rate = 0.0;
-    let model = v.to_json();
+    let model = common::small_vit(32, 2, 28, 1).to_json();
     FinetuneConfig::from_json(&format!(
         r#"{{"model": {model}, "numClasses": {C}, "clsLayers": 2, "headLr": 1e-2, "backboneLr": 2e-3, "layerwiseDecay": 0.8,
             "weightDecay": 0.05, "epochs": 2, "warmupEpochs": 1, "schedule": "cosine", "stepsPerEpoch": 2, "clipGrad": 0.5}}"#
@@ -37,15 +29,8 @@ fn cfg() -> FinetuneConfig {
     .unwrap()
 }
 
-/// Deterministic values in [-1, 1) without LibTorch's generator.
 fn values(n: i64, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    common::lcg_values(n, seed)
 }
 
 /// A global batch of W·B images: pixels, 0/1 targets and a mask whose supervised entries differ per rank.

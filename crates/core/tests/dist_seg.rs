@@ -20,14 +20,7 @@ const W: i64 = 2;
 const S: i64 = 28; // image side: a 2×2 patch grid
 
 fn vit() -> VitConfig {
-    let mut v = VitConfig::vit_small();
-    v.embed_dim = 32;
-    v.num_heads = 2;
-    v.depth = 2;
-    v.img_size = S;
-    v.num_register_tokens = 1;
-    v.drop_path_rate = 0.0;
-    v
+    common::small_vit(32, 2, S, 1)
 }
 
 fn model(unfreeze: bool, backbone_seed: i64, head_seed: i64) -> SegModel {
@@ -39,15 +32,8 @@ fn model(unfreeze: bool, backbone_seed: i64, head_seed: i64) -> SegModel {
     SegModel::new(cfg, Backbone::random(&vit(), Device::Cpu, backbone_seed).unwrap()).unwrap()
 }
 
-/// Deterministic values in [-1, 1) without LibTorch's generator.
 fn values(n: i64, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    common::lcg_values(n, seed)
 }
 
 /// A global batch of `n` images and class maps (4 classes), and rank 0's share (the first `k` images).

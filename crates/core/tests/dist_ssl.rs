@@ -8,7 +8,7 @@ use cxformer_core::dist::ProcessGroup;
 use cxformer_core::ssl::head::HeadConfig;
 use cxformer_core::ssl::{CenteringKind, SslBatch, SslConfig, SslModel, StepRecord, StepSchedule};
 use cxformer_core::train::state::{StateKind, TrainState};
-use cxformer_core::{Precision, VitConfig};
+use cxformer_core::Precision;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tch::{Device, Kind, Tensor};
@@ -17,13 +17,7 @@ use tch::{Device, Kind, Tensor};
 static RNG: Mutex<()> = Mutex::new(());
 
 fn cfg(centering: CenteringKind, separate_ibot: bool) -> SslConfig {
-    let mut model = VitConfig::vit_small();
-    model.embed_dim = 48;
-    model.depth = 2;
-    model.num_heads = 2;
-    model.img_size = 28;
-    model.num_register_tokens = 2;
-    model.drop_path_rate = 0.0;
+    let model = common::small_vit(48, 2, 28, 2);
     let head = HeadConfig { in_dim: 48, out_dim: 32, hidden_dim: 64, bottleneck_dim: 16, nlayers: 3 };
     SslConfig {
         model,

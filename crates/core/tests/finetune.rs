@@ -17,13 +17,7 @@ static RNG: Mutex<()> = Mutex::new(());
 
 /// A 2-block ViT with 1 register at 28 px (2×2 patches), D 32.
 fn tiny_vit() -> VitConfig {
-    let mut v = VitConfig::vit_small();
-    v.embed_dim = 32;
-    v.num_heads = 2;
-    v.depth = 2;
-    v.img_size = 28;
-    v.num_register_tokens = 1;
-    v
+    common::small_vit(32, 2, 28, 1)
 }
 
 fn cfg_json(extra: &str) -> FinetuneConfig {

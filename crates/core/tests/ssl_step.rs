@@ -1,17 +1,14 @@
 //! The SSL training step on a tiny model: finite losses, learning on a fixed batch, EMA arithmetic,
 //! frozen last layer, NaN refusal, and exact resume from a checkpoint.
+mod common;
+
 use cxformer_core::ssl::head::HeadConfig;
 use cxformer_core::ssl::{CenteringKind, SslBatch, SslConfig, SslModel, StepSchedule};
-use cxformer_core::{Precision, VitConfig};
+use cxformer_core::Precision;
 use tch::{Device, Kind, Tensor};
 
 fn cfg(centering: CenteringKind, separate_ibot: bool) -> SslConfig {
-    let mut model = VitConfig::vit_small();
-    model.embed_dim = 48;
-    model.depth = 2;
-    model.num_heads = 2;
-    model.img_size = 28;
-    model.num_register_tokens = 2;
+    let model = common::small_vit(48, 2, 28, 2);
     let head = HeadConfig { in_dim: 48, out_dim: 32, hidden_dim: 64, bottleneck_dim: 16, nlayers: 3 };
     SslConfig {
         model,

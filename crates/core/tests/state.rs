@@ -3,6 +3,8 @@
 //! current code; the parameters, moments, counters and caller metadata read back equal the file's; the version-2
 //! file saved from that state holds the same state; the next step from the v1 file equals the next step from the
 //! v2 file bit for bit, and equals (to rounding) the step the old code took (expected.json).
+mod common;
+
 use cxformer_core::classify::config::FinetuneConfig;
 use cxformer_core::classify::finetune::FineTuner;
 use cxformer_core::seg::config::SegConfig;
@@ -34,25 +36,11 @@ fn scratch(name: &str) -> PathBuf {
 
 /// A 1-block ViT/14 at 28 px (2×2 patches), D 32, 1 register.
 fn vit(drop_path_rate: f64) -> VitConfig {
-    let mut v = VitConfig::vit_small();
-    v.embed_dim = 32;
-    v.num_heads = 2;
-    v.depth = 1;
-    v.img_size = 28;
-    v.num_register_tokens = 1;
-    v.drop_path_rate = drop_path_rate;
-    v
+    VitConfig { drop_path_rate, ..common::small_vit(32, 1, 28, 1) }
 }
 
-/// Deterministic values in [-1, 1) without LibTorch's generator.
 fn values(n: i64, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    common::lcg_values(n, seed)
 }
 
 fn pixels(b: i64, side: i64, seed: u64) -> Tensor {

@@ -70,3 +70,28 @@ pub fn gloo_group(rank: i64, world: i64, port: u16) -> cxformer_core::dist::Proc
     })
     .unwrap()
 }
+
+/// A small ViT/14 for fast tests: `dim` wide with 2 heads, `depth` blocks, `side` px inputs, `registers` register
+/// tokens, no stochastic depth.
+pub fn small_vit(dim: i64, depth: i64, side: i64, registers: i64) -> VitConfig {
+    let mut v = VitConfig::vit_small();
+    v.embed_dim = dim;
+    v.num_heads = 2;
+    v.depth = depth;
+    v.img_size = side;
+    v.num_register_tokens = registers;
+    v.drop_path_rate = 0.0;
+    v
+}
+
+/// Deterministic values in [-1, 1) without LibTorch's generator (a 64-bit LCG from `seed`).
+pub fn lcg_values(n: i64, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
