@@ -6,16 +6,14 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { synthDataset } from '../../src/data/synth.js';
+import { describe, expect, it } from 'vitest';
+import { phantomFolder } from '../helpers/phantom-folder.js';
 import { repoRoot } from '../unit/golden.js';
 
 const MAIN = path.join(repoRoot, 'dist', 'cli', 'main.js');
-let tmp: string;
-let data: string;
+const dirs = phantomFolder('cxf-runfolder-cli-', { n: 16, seed: 5, size: 128 });
 
 /** 24 iterations of a 2-block ViT on 56/28 px crops, a checkpoint every 3, a metrics line every iteration. */
 const tiny = (out: string, extra: string[] = []) => [
@@ -23,7 +21,7 @@ const tiny = (out: string, extra: string[] = []) => [
   '--config',
   'demo',
   `output=${out}`,
-  `data.root=${data}`,
+  `data.root=${dirs.data}`,
   'data.base_size=96',
   'model.depth=2',
   'crops.global_crops_size=56',
@@ -92,20 +90,12 @@ async function files(dir: string): Promise<string[]> {
   return out.sort();
 }
 
-beforeAll(async () => {
-  tmp = await mkdtemp(path.join(tmpdir(), 'cxf-runfolder-cli-'));
-  data = path.join(tmp, 'data');
-  await synthDataset({ out: data, n: 16, seed: 5, size: 128 });
-});
-afterAll(async () => {
-  await rm(tmp, { recursive: true, force: true });
-});
 
 describe('cxformer train run folder', () => {
   let reference: Array<Record<string, unknown>>;
 
   it('a second run on a folder in use is refused; the first one writes every iteration once', async () => {
-    const out = path.join(tmp, 'ref');
+    const out = path.join(dirs.tmp, 'ref');
     const first = start(tiny(out, ['-q']));
     await waitUntil(async () => (await metricLines(out)) >= 1, 'the first run to step');
     const second = cli(tiny(out));
@@ -121,7 +111,7 @@ describe('cxformer train run folder', () => {
   });
 
   it('after repeated kill -9 and resumes, metrics.jsonl equals the uninterrupted run and no partial file is left', async () => {
-    const out = path.join(tmp, 'killed');
+    const out = path.join(dirs.tmp, 'killed');
     // Kill after 1, 4, 9, … metric lines: inside steps, between a metrics line and its checkpoint, mid-write.
     let kills = 0;
     for (const after of [1, 4, 9, 13, 17]) {
@@ -144,8 +134,8 @@ describe('cxformer train run folder', () => {
   });
 
   it('a start that fails before its first step does not make the corrected command need --force', async () => {
-    const out = path.join(tmp, 'failed-start');
-    const bad = cli(tiny(out, [`data.root=${path.join(tmp, 'no-such-folder')}`]));
+    const out = path.join(dirs.tmp, 'failed-start');
+    const bad = cli(tiny(out, [`data.root=${path.join(dirs.tmp, 'no-such-folder')}`]));
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/no-such-folder/);
     // The error is in train.log too.
@@ -156,7 +146,7 @@ describe('cxformer train run folder', () => {
   });
 
   it('Ctrl-C stops with a checkpoint; a second Ctrl-C quits at once (SIGINT, lock released); the rerun resumes', async () => {
-    const out = path.join(tmp, 'ctrl-c');
+    const out = path.join(dirs.tmp, 'ctrl-c');
     const once = start(tiny(out, ['-q']));
     await waitUntil(async () => (await metricLines(out)) >= 2, 'two steps');
     once.child.kill('SIGINT');
