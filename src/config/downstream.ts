@@ -49,7 +49,15 @@ export interface SegmentationDefaults {
 
 export const DOWNSTREAM_DEFAULTS_FILE = fileURLToPath(new URL('../../configs/downstream/defaults.json', import.meta.url));
 
-const table = JSON.parse(readFileSync(DOWNSTREAM_DEFAULTS_FILE, 'utf8')) as { classification: ClassificationDefaults; segmentation: SegmentationDefaults };
+function readTable(): { classification: ClassificationDefaults; segmentation: SegmentationDefaults } {
+  try {
+    return JSON.parse(readFileSync(DOWNSTREAM_DEFAULTS_FILE, 'utf8'));
+  } catch (e) {
+    throw new Error(`${DOWNSTREAM_DEFAULTS_FILE}: expected the JSON table of downstream defaults (reinstall cxformer): ${(e as Error).message}`);
+  }
+}
+
+const table = readTable();
 
 /** Classification defaults (linear probe and full fine-tuning). */
 export const CLASSIFICATION: Readonly<ClassificationDefaults> = Object.freeze(table.classification);

@@ -67,16 +67,6 @@ export async function keepJsonl(file: string, keep: (rec: Record<string, unknown
   return kept.length;
 }
 
-/** The top-level keys whose JSON differs between two settings records (in `a`'s order, then `b`'s). */
-export function diffKeys(a: Record<string, unknown>, b: Record<string, unknown>): string[] {
-  return [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
-}
-
-export interface RunEvent {
-  kind: 'log';
-  message: string;
-}
-
 /** What a trainer gets from `withRunFolder`. */
 export interface RunFolder {
   dir: string;

@@ -83,7 +83,8 @@ function parse(text: string, file: string): LockRecord {
   throw new CxformerError('CXF_INPUT', `${file}: not a cxformer lock record (expected JSON with pid and host, found ${JSON.stringify(text.slice(0, 80))}); delete it if no cxformer run uses this folder`);
 }
 
-const describe = (r: LockRecord) => `pid ${r.pid} on ${r.host} (${r.command}, since ${r.since})`;
+/** The holder of a lock, for messages. */
+export const describeLock = (r: LockRecord) => `pid ${r.pid} on ${r.host} (${r.command}, since ${r.since})`;
 
 /**
  * Takes the lock of run folder `dir` (created if missing) for `command`. Throws CXF_LOCKED when a live process
@@ -94,7 +95,9 @@ export async function acquireRunLock(dir: string, command: string): Promise<RunL
   const file = path.join(dir, LOCK_FILE);
   const mine: LockRecord = { pid: process.pid, host: hostname(), procStart: procStart(process.pid), command, since: new Date().toISOString() };
   const text = `${JSON.stringify(mine)}\n`;
-  const tmp = `${file}.${process.pid}`;
+  // Temporary names in the atomic writers' pattern: a start killed while holding one leaves a partial file that
+  // the next start removes (src/run/folder.ts).
+  const tmp = `${file}.tmp-${process.pid}`;
   await writeFile(tmp, text);
   let recovered: LockRecord | null = null;
   try {
@@ -118,11 +121,11 @@ export async function acquireRunLock(dir: string, command: string): Promise<RunL
           held.host === hostname()
             ? 'wait for it to finish or stop it (Ctrl-C saves its state), or choose another output folder'
             : `if that run is gone, delete ${file}; otherwise choose another output folder`;
-        throw new CxformerError('CXF_LOCKED', `${dir} is in use by another cxformer run: ${describe(held)}; ${hint}`);
+        throw new CxformerError('CXF_LOCKED', `${dir} is in use by another cxformer run: ${describeLock(held)}; ${hint}`);
       }
       // Stale: move it aside (atomic; of two recovering processes only one moves it), then check that what was
       // moved is the record judged stale and not a lock another process took in between.
-      const aside = `${file}.stale-${process.pid}`;
+      const aside = `${file}.stale.tmp-${process.pid}`;
       try {
         await rename(file, aside);
       } catch (e) {
@@ -133,7 +136,7 @@ export async function acquireRunLock(dir: string, command: string): Promise<RunL
       if (moved !== heldText) {
         await link(aside, file).catch(() => undefined);
         await rm(aside, { force: true });
-        throw new CxformerError('CXF_LOCKED', `${dir} was just taken by another cxformer run: ${describe(parse(moved, file))}`);
+        throw new CxformerError('CXF_LOCKED', `${dir} was just taken by another cxformer run: ${describeLock(parse(moved, file))}`);
       }
       await rm(aside, { force: true });
       recovered = held;
@@ -169,4 +172,3 @@ export async function acquireRunLock(dir: string, command: string): Promise<RunL
   };
 }
 
-export { describe as describeLock };

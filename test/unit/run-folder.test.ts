@@ -99,6 +99,7 @@ describe('withRunFolder', () => {
       'checkpoints/.ckpt-0000003.safetensors.tmp-4242', // Rust atomic writer
       'metrics.jsonl.tmp-4242-0', // src/data/fsutil.ts
       'best/model/config.json.tmp-4242-k3j9x', // JSON writer
+      '.cxformer.lock.tmp-4242', // a start killed while taking the lock
     ];
     const kept = ['checkpoints/ckpt-0000002.safetensors', 'notes.tmp', 'tmp-4242', 'metrics.jsonl'];
     for (const f of [...partial, ...kept]) {
@@ -117,10 +118,10 @@ describe('withRunFolder', () => {
     for (const f of kept) expect(existsSync(path.join(dir, f)), f).toBe(true);
     expect(existsSync(path.join(dir, LOCK_FILE))).toBe(false);
     const log = await readFile(path.join(dir, 'train.log'), 'utf8');
-    expect(log).toMatch(/removed 3 partial file\(s\) of an interrupted writer \(0\.0 MiB\): .*\.ckpt-0000003\.safetensors\.tmp-4242/);
+    expect(log).toMatch(/removed 4 partial file\(s\) of an interrupted writer \(0\.0 MiB\): .*\.ckpt-0000003\.safetensors\.tmp-4242/);
     expect(log).toMatch(/Z hello\n/);
     expect(log).toMatch(/Z error: disk full \(simulated\)\n$/);
-    expect(reported).toEqual([expect.stringMatching(/^removed 3 partial/), 'hello']);
+    expect(reported).toEqual([expect.stringMatching(/^removed 4 partial/), 'hello']);
     expect((await removePartialFiles(dir)).files).toEqual([]);
   });
 });

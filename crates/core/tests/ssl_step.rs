@@ -10,26 +10,7 @@ use tch::{Device, Kind, Tensor};
 fn cfg(centering: CenteringKind, separate_ibot: bool) -> SslConfig {
     let model = common::small_vit(48, 2, 28, 2);
     let head = HeadConfig { in_dim: 48, out_dim: 32, hidden_dim: 64, bottleneck_dim: 16, nlayers: 3 };
-    SslConfig {
-        model,
-        dino_head: head.clone(),
-        ibot_head: separate_ibot.then_some(HeadConfig { out_dim: 24, ..head }),
-        dino_loss_weight: 1.0,
-        ibot_loss_weight: 1.0,
-        koleo_loss_weight: 0.1,
-        centering,
-        center_momentum: 0.9,
-        student_temp: 0.1,
-        sinkhorn_iterations: 3,
-        n_global_crops: 2,
-        n_local_crops: 2,
-        clip_grad: 3.0,
-        layerwise_decay: 0.9,
-        patch_embed_lr_mult: 0.2,
-        adamw_betas: [0.9, 0.999],
-        adamw_eps: 1e-8,
-        precision: Precision::F32,
-    }
+    SslConfig { ibot_head: separate_ibot.then_some(HeadConfig { out_dim: 24, ..head }), centering, ..common::small_ssl(model, head) }
 }
 
 fn batch(seed: i64, b: i64) -> SslBatch {

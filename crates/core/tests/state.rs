@@ -10,9 +10,9 @@ use cxformer_core::classify::finetune::FineTuner;
 use cxformer_core::seg::config::SegConfig;
 use cxformer_core::seg::model::SegModel;
 use cxformer_core::ssl::head::HeadConfig;
-use cxformer_core::ssl::{CenteringKind, SslBatch, SslConfig, SslModel, StepSchedule};
+use cxformer_core::ssl::{SslBatch, SslConfig, SslModel, StepSchedule};
 use cxformer_core::train::state::{self, StateKind, TrainState};
-use cxformer_core::{Backbone, Precision, VitConfig, WeightFile};
+use cxformer_core::{Backbone, VitConfig, WeightFile};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -49,26 +49,7 @@ fn pixels(b: i64, side: i64, seed: u64) -> Tensor {
 
 fn ssl_cfg() -> SslConfig {
     let head = HeadConfig { in_dim: 32, out_dim: 16, hidden_dim: 32, bottleneck_dim: 8, nlayers: 2 };
-    SslConfig {
-        model: vit(0.0),
-        dino_head: head.clone(),
-        ibot_head: Some(HeadConfig { out_dim: 12, ..head }),
-        dino_loss_weight: 1.0,
-        ibot_loss_weight: 1.0,
-        koleo_loss_weight: 0.1,
-        centering: CenteringKind::Centering,
-        center_momentum: 0.9,
-        student_temp: 0.1,
-        sinkhorn_iterations: 3,
-        n_global_crops: 2,
-        n_local_crops: 1,
-        clip_grad: 3.0,
-        layerwise_decay: 0.9,
-        patch_embed_lr_mult: 0.2,
-        adamw_betas: [0.9, 0.999],
-        adamw_eps: 1e-8,
-        precision: Precision::F32,
-    }
+    SslConfig { ibot_head: Some(HeadConfig { out_dim: 12, ..head }), n_local_crops: 1, ..common::small_ssl(vit(0.0), head) }
 }
 
 fn ssl_batch(seed: u64) -> SslBatch {

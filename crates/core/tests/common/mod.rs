@@ -95,3 +95,29 @@ pub fn lcg_values(n: i64, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// An SSL configuration for fast tests on `model` with `head` (DINO head; iBOT shares it): the reference's loss
+/// weights, KoLeo 0.1, centering, 2 global + 2 local crops, clip 3, layer-wise decay 0.9, f32. Tests override
+/// fields with struct update syntax.
+pub fn small_ssl(model: VitConfig, head: cxformer_core::ssl::head::HeadConfig) -> cxformer_core::ssl::SslConfig {
+    cxformer_core::ssl::SslConfig {
+        model,
+        dino_head: head,
+        ibot_head: None,
+        dino_loss_weight: 1.0,
+        ibot_loss_weight: 1.0,
+        koleo_loss_weight: 0.1,
+        centering: cxformer_core::ssl::CenteringKind::Centering,
+        center_momentum: 0.9,
+        student_temp: 0.1,
+        sinkhorn_iterations: 3,
+        n_global_crops: 2,
+        n_local_crops: 2,
+        clip_grad: 3.0,
+        layerwise_decay: 0.9,
+        patch_embed_lr_mult: 0.2,
+        adamw_betas: [0.9, 0.999],
+        adamw_eps: 1e-8,
+        precision: cxformer_core::Precision::F32,
+    }
+}
+
