@@ -5,6 +5,12 @@
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/ops/_foreach_mul.h>
+#include <ATen/ops/_foreach_norm.h>
+#include <ATen/ops/_fused_adamw.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/linalg_vector_norm.h>
+#include <ATen/ops/stack.h>
 #include <torch/version.h>
 
 // c10d: ProcessGroupGloo.hpp is empty without USE_C10D_GLOO (build.rs defines it) and includes <gloo/...>, which the
@@ -120,6 +126,73 @@ int cxf_set_tf32(int matmul, int cudnn) {
     at::globalContext().setAllowTF32CuBLAS(matmul != 0);
     at::globalContext().setAllowTF32CuDNN(cudnn != 0);
   })
+}
+
+// ---- optimizer ----------------------------------------------------------------------------------------------
+// Tensors cross as torch-sys pointers (`at::Tensor *`, tch's C_tensor), as in the c10d half below. The bodies are
+// functions so that CXF_PROTECT's macro argument holds no bare commas.
+
+}  // extern "C"
+
+namespace {
+std::vector<at::Tensor> tensors_of(void **ts, int n) {
+  std::vector<at::Tensor> out;
+  out.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) out.push_back(*static_cast<at::Tensor *>(ts[i]));
+  return out;
+}
+
+void fused_adamw(void **params, void **grads, void **exp_avgs, void **exp_avg_sqs, int n, double lr, double beta1,
+                 double beta2, double weight_decay, double eps, double step) {
+  if (n <= 0) return;
+  std::vector<at::Tensor> p = tensors_of(params, n);
+  std::vector<at::Tensor> m = tensors_of(exp_avgs, n);
+  std::vector<at::Tensor> v = tensors_of(exp_avg_sqs, n);
+  std::vector<at::Tensor> g;
+  g.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    const at::Tensor &gi = *static_cast<at::Tensor *>(grads[i]);
+    g.push_back(gi.is_contiguous() ? gi : gi.contiguous());  // read only: a contiguous copy is fine
+  }
+  // torch.optim.AdamW(fused=True) keeps one float32 step tensor per parameter and increments it before the call;
+  // the kernels read its value (CPU: .item<float>(), CUDA: on the device), so one shared tensor serves the group.
+  at::Tensor st = at::full({}, step, p[0].options().dtype(at::kFloat));
+  std::vector<at::Tensor> steps(static_cast<size_t>(n), st);
+  at::_fused_adamw_(p, g, m, v, {}, steps, lr, beta1, beta2, weight_decay, eps, /*amsgrad=*/false,
+                    /*maximize=*/false);
+}
+
+void clip_grad_norm(void **grads, int n, double max_norm, double *total) {
+  *total = 0.0;
+  if (n <= 0) return;
+  std::vector<at::Tensor> g = tensors_of(grads, n);
+  // torch.nn.utils.clip_grad_norm_(foreach=True): per-tensor norms, the norm of their stack, coefficient
+  // max_norm / (total + 1e-6) clamped at 1, every gradient scaled in place; float32 arithmetic as in torch.
+  std::vector<at::Tensor> norms = at::_foreach_norm(g, 2);
+  at::Tensor t = at::linalg_vector_norm(at::stack(norms), 2);
+  *total = t.item<double>();
+  if (max_norm > 0.0) {
+    // Python's `max_norm / (total + 1e-6)` on a tensor is Tensor.__rtruediv__: reciprocal, then multiply.
+    at::Tensor coef = ((t + 1e-6).reciprocal() * max_norm).clamp_max(1.0);
+    // ×1.0 is exact: skip the pass over every gradient when nothing is clipped.
+    if (coef.item<float>() < 1.0f) at::_foreach_mul_(g, coef);
+  }
+}
+}  // namespace
+
+extern "C" {
+
+int cxf_fused_adamw(void **params, void **grads, void **exp_avgs, void **exp_avg_sqs, int n, double lr, double beta1,
+                    double beta2, double weight_decay, double eps, double step) {
+  CXF_PROTECT(fused_adamw(params, grads, exp_avgs, exp_avg_sqs, n, lr, beta1, beta2, weight_decay, eps, step))
+}
+
+int cxf_clip_grad_norm(void **grads, int n, double max_norm, double *total) {
+  CXF_PROTECT(clip_grad_norm(grads, n, max_norm, total))
+}
+
+int cxf_clear_grads(void **params, int n) {
+  CXF_PROTECT(for (int i = 0; i < n; ++i) static_cast<at::Tensor *>(params[i])->mutable_grad().reset())
 }
 
 }  // extern "C"

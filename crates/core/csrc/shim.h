@@ -22,6 +22,18 @@ int cxf_autocast_clear_cache(void);
 /* TF32 for CUDA matmuls (cuBLAS) and cuDNN convolutions: 0 = off (exact float32), 1 = on. */
 int cxf_set_tf32(int matmul, int cudnn);
 
+/* ---- optimizer ----------------------------------------------------------------------------------------------
+   Tensors cross as torch-sys pointers (`at::Tensor *`). */
+/* One AdamW update of n tensors with the same lr and weight decay (torch.optim.AdamW, fused=True:
+   at::_fused_adamw_, one pass per tensor). `step` is t of the bias corrections (already incremented). */
+int cxf_fused_adamw(void **params, void **grads, void **exp_avgs, void **exp_avg_sqs, int n, double lr, double beta1,
+                    double beta2, double weight_decay, double eps, double step);
+/* torch.nn.utils.clip_grad_norm_ (foreach): total L2 norm of the n gradients into *total (float32 arithmetic), and
+   when max_norm > 0 every gradient scaled in place by min(1, max_norm / (total + 1e-6)). */
+int cxf_clip_grad_norm(void **grads, int n, double max_norm, double *total);
+/* Sets the gradients of n leaf tensors to undefined (optimizer.zero_grad(set_to_none=True)). */
+int cxf_clear_grads(void **params, int n);
+
 /* ---- c10d ---------------------------------------------------------------------------------------------------
    Tensors cross as torch-sys pointers (`at::Tensor *`, tch's C_tensor). Every call returns 0 or 1 (error text in
    cxf_last_error()); every handle has its free function. Collectives are issued asynchronously and return a work

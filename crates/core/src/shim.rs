@@ -1,6 +1,7 @@
 //! Safe wrappers over csrc/shim.cc, the project's only C++ (LibTorch APIs tch does not bind).
 use crate::error::{Error, Result};
-use std::ffi::{CStr, c_char, c_int};
+use std::ffi::{CStr, c_char, c_int, c_void};
+use tch::Tensor;
 
 unsafe extern "C" {
     fn cxf_last_error() -> *const c_char;
@@ -11,6 +12,21 @@ unsafe extern "C" {
     fn cxf_autocast_decrement_nesting(depth: *mut c_int) -> c_int;
     fn cxf_autocast_clear_cache() -> c_int;
     fn cxf_set_tf32(matmul: c_int, cudnn: c_int) -> c_int;
+    fn cxf_fused_adamw(
+        params: *mut *mut c_void,
+        grads: *mut *mut c_void,
+        exp_avgs: *mut *mut c_void,
+        exp_avg_sqs: *mut *mut c_void,
+        n: c_int,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+        step: f64,
+    ) -> c_int;
+    fn cxf_clip_grad_norm(grads: *mut *mut c_void, n: c_int, max_norm: f64, total: *mut f64) -> c_int;
+    fn cxf_clear_grads(params: *mut *mut c_void, n: c_int) -> c_int;
 }
 
 /// The c10d half of csrc/shim.cc (process groups); the safe wrapper is [`crate::dist::ProcessGroup`].
@@ -66,6 +82,74 @@ fn last_error() -> String {
 /// TF32 on CUDA (cuBLAS matmuls, cuDNN convolutions). Off = float32 results that match the CPU to ~1e-6.
 pub fn set_tf32(matmul: bool, cudnn: bool) -> Result<()> {
     check(unsafe { cxf_set_tf32(matmul as c_int, cudnn as c_int) })
+}
+
+/// torch-sys pointers of `ts` (borrowed: valid while `ts` lives).
+fn ptrs(ts: &[Tensor]) -> Vec<*mut c_void> {
+    // The at::Tensor handles are only read; what they point to is modified in place.
+    ts.iter().map(|t| t.as_ptr() as *mut c_void).collect()
+}
+
+/// One AdamW update of `params` with the same `lr` and `weight_decay`, in place (torch.optim.AdamW with
+/// fused=True: `at::_fused_adamw_`, one pass over each tensor). `step` is t of the bias corrections, already
+/// incremented. All four lists have the same length, device and dtype; `grads` are read only.
+#[allow(clippy::too_many_arguments)]
+pub fn fused_adamw(
+    params: &[Tensor],
+    grads: &[Tensor],
+    exp_avgs: &[Tensor],
+    exp_avg_sqs: &[Tensor],
+    lr: f64,
+    betas: (f64, f64),
+    weight_decay: f64,
+    eps: f64,
+    step: i64,
+) -> Result<()> {
+    let n = params.len();
+    if grads.len() != n || exp_avgs.len() != n || exp_avg_sqs.len() != n {
+        return Err(Error::Shape(format!(
+            "fused AdamW: {n} parameters but {} gradients, {} exp_avg and {} exp_avg_sq",
+            grads.len(),
+            exp_avgs.len(),
+            exp_avg_sqs.len()
+        )));
+    }
+    let (mut p, mut g, mut m, mut v) = (ptrs(params), ptrs(grads), ptrs(exp_avgs), ptrs(exp_avg_sqs));
+    // SAFETY: every pointer is a live at::Tensor owned by the slices above for the duration of the call.
+    check(unsafe {
+        cxf_fused_adamw(
+            p.as_mut_ptr(),
+            g.as_mut_ptr(),
+            m.as_mut_ptr(),
+            v.as_mut_ptr(),
+            n as c_int,
+            lr,
+            betas.0,
+            betas.1,
+            weight_decay,
+            eps,
+            step as f64,
+        )
+    })
+}
+
+/// torch.nn.utils.clip_grad_norm_ (foreach): the total L2 norm of `grads` (float32, per-tensor norms then the
+/// norm of their stack) and, when `max_norm` > 0, every gradient scaled in place by
+/// min(1, max_norm / (total + 1e-6)). Returns the norm before clipping.
+pub fn clip_grad_norm(grads: &[Tensor], max_norm: f64) -> Result<f64> {
+    let mut g = ptrs(grads);
+    let mut total = 0.0;
+    // SAFETY: the pointers are live at::Tensors owned by `grads`.
+    check(unsafe { cxf_clip_grad_norm(g.as_mut_ptr(), g.len() as c_int, max_norm, &mut total) })?;
+    Ok(total)
+}
+
+/// Sets the gradients of `params` to undefined (zero_grad(set_to_none=True)): the next backward writes fresh
+/// gradients instead of adding to zeros.
+pub fn clear_grads(params: &[Tensor]) -> Result<()> {
+    let mut p = ptrs(params);
+    // SAFETY: the pointers are live at::Tensors owned by `params`.
+    check(unsafe { cxf_clear_grads(p.as_mut_ptr(), p.len() as c_int) })
 }
 
 fn check(rc: c_int) -> Result<()> {

@@ -23,6 +23,14 @@ impl Attention {
     /// # Shapes
     /// x: (B, T, D) → (B, T, D)
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.context(x)?.apply(&self.proj))
+    }
+
+    /// The heads' outputs before the output projection.
+    ///
+    /// # Shapes
+    /// x: (B, T, D) → (B, T, D)
+    fn context(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, d) = x.size3()?;
         let h = self.num_heads;
         // (B, T, 3D) -> (B, T, 3, H, Dh) -> (3, B, H, T, Dh); q, k, v are the row blocks [0:D], [D:2D], [2D:3D].
@@ -31,7 +39,7 @@ impl Attention {
         // softmax(q kᵀ / sqrt(Dh)) v, (B, H, T, Dh)
         let o = Tensor::f_scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, None, false)?;
         // (B, H, T, Dh) -> (B, T, H, Dh) -> (B, T, D)
-        Ok(o.transpose(1, 2).reshape([b, t, d]).apply(&self.proj))
+        Ok(o.transpose(1, 2).reshape([b, t, d]))
     }
 }
 
@@ -84,6 +92,17 @@ pub fn drop_path(x: Tensor, rate: f64, train: bool) -> Tensor {
     x * mask / keep
 }
 
+/// [`drop_path`] of token rows (n, D) taken from a (B, T, D) sequence, `sample` (n,) naming each row's sample:
+/// the same draw (one (B, 1, 1) uniform tensor) and the same per-element arithmetic as on the whole sequence.
+fn drop_path_rows(x: Tensor, rate: f64, train: bool, b: i64, sample: &Tensor) -> Tensor {
+    if !train || rate <= 0.0 {
+        return x;
+    }
+    let keep = 1.0 - rate;
+    let mask = Tensor::rand([b, 1, 1], (Kind::Float, x.device())).lt(keep).to_kind(x.kind());
+    x * mask.reshape([b, 1]).index_select(0, sample) / keep
+}
+
 /// x ← x + DropPath(LS1(Attn(LN1(x)))); x ← x + DropPath(LS2(FFN(LN2(x)))).
 #[derive(Debug)]
 pub struct Block {
@@ -123,5 +142,26 @@ impl Block {
         let x = x + drop_path(a, self.drop_path, train);
         let f = scale(self.mlp.forward(&x.apply(&self.norm2)), &self.ls2);
         Ok(&x + drop_path(f, self.drop_path, train))
+    }
+
+    /// The block's output at token rows `rows` only (flat indices into the B·T rows of `x`): attention runs over
+    /// the whole sequence (every token is a key and a value), but the output projection, the residuals and the
+    /// MLP — row-wise — run on the selected rows. Equals `forward(x)` flattened and indexed by `rows`, drop path
+    /// included (same draws), at a fraction of the cost when few rows are read.
+    ///
+    /// # Shapes
+    /// x: (B, T, D), rows: (n,) int64 → (n, D)
+    pub fn forward_rows(&self, x: &Tensor, train: bool, rows: &Tensor) -> Result<Tensor> {
+        let (b, t, d) = x.size3()?;
+        let scale = |y: Tensor, g: &Option<Tensor>| match g {
+            Some(g) => y * g,
+            None => y,
+        };
+        let sample = rows.floor_divide_scalar(t);
+        let ctx = self.attn.context(&x.apply(&self.norm1))?.reshape([b * t, d]).index_select(0, rows);
+        let a = scale(ctx.apply(&self.attn.proj), &self.ls1);
+        let x = x.reshape([b * t, d]).index_select(0, rows) + drop_path_rows(a, self.drop_path, train, b, &sample);
+        let f = scale(self.mlp.forward(&x.apply(&self.norm2)), &self.ls2);
+        Ok(&x + drop_path_rows(f, self.drop_path, train, b, &sample))
     }
 }

@@ -172,6 +172,27 @@ impl Vit {
             grid,
         })
     }
+
+    /// Training forward that returns only the final normed tokens at `rows` (flat indices into the B·T rows of
+    /// the sequence [CLS, registers, patches], T = 1 + R + N), e.g. the CLS tokens and the masked patches that
+    /// the SSL heads read. Every block but the last runs on all tokens; the last one computes its output
+    /// projection and MLP on the selected rows only ([`Block::forward_rows`]), the final norm likewise. Equals
+    /// `forward(x).last_hidden_state` flattened and indexed by `rows`.
+    ///
+    /// # Shapes
+    /// x: (B, C, H, W), masks: (B, N) bool, rows: (n,) int64 → (n, D)
+    pub fn forward_rows(&self, x: &Tensor, masks: Option<&Tensor>, train: bool, rows: &Tensor) -> Result<Tensor> {
+        let (mut x, _) = self.prepare_tokens(x, masks)?;
+        let Some((last, rest)) = self.blocks.split_last() else {
+            let (b, t, d) = x.size3()?;
+            return Ok(x.reshape([b * t, d]).index_select(0, rows).apply(&self.norm));
+        };
+        for blk in rest {
+            x = blk.forward(&x, train)?;
+        }
+        Ok(last.forward_rows(&x, train, rows)?.apply(&self.norm))
+    }
+
 }
 
 /// DINOv2's from-scratch initialisation (docs/recipe.md §2.6) applied to a freshly built model's VarStore:

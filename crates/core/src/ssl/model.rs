@@ -9,7 +9,7 @@ use crate::augment::params::ImageCrops;
 use crate::backbone::Precision;
 use crate::config::VitConfig;
 use crate::error::{Error, Result};
-use crate::model::{ForwardOptions, Vit, sorted_vars};
+use crate::model::{Vit, sorted_vars};
 use crate::train::collective::{Collective, SingleProcess, broadcast_tensors};
 use crate::train::optim::{AdamW, ParamGroup, backbone_group, head_group};
 use crate::train::state::{StateKind, TrainState, agree, broadcast_counters, copy_into};
@@ -147,8 +147,25 @@ impl Branch {
         v
     }
 
-    fn ibot(&self) -> &DinoHead {
-        self.ibot_head.as_ref().unwrap_or(&self.dino_head)
+    /// Head outputs of the CLS blocks `cls` (DINO head) and of the masked patch tokens `patches` (iBOT head), in
+    /// that order. A shared head runs once on their concatenation, as the reference does (one weight-norm, one
+    /// pass over each weight matrix, forward and backward); a separate iBOT head gets the patches alone.
+    fn heads(&self, cls: &[&Tensor], patches: &Tensor) -> (Vec<Tensor>, Tensor) {
+        let mut sizes: Vec<i64> = cls.iter().map(|t| t.size()[0]).collect();
+        match &self.ibot_head {
+            None => {
+                let mut all = cls.to_vec();
+                all.push(patches);
+                sizes.push(patches.size()[0]);
+                let mut parts = self.dino_head.forward(&Tensor::cat(&all, 0)).split_with_sizes(sizes.as_slice(), 0);
+                let ibot = parts.pop().expect("patch block");
+                (parts, ibot)
+            }
+            Some(ibot) => {
+                let parts = self.dino_head.forward(&Tensor::cat(cls, 0)).split_with_sizes(sizes.as_slice(), 0);
+                (parts, ibot.forward(patches))
+            }
+        }
     }
 }
 
@@ -346,6 +363,28 @@ impl SslModel {
         let n_masked = mask_indices.size()[0];
         let counts = masks.sum_dim_intlist([1i64].as_slice(), false, Kind::Float).clamp_min(1.0);
         let weights = counts.reciprocal().unsqueeze(1).expand([n_rows, n_patches], false).flatten(0, 1).index_select(0, &mask_indices);
+        // The backbone outputs that the heads read: every CLS token, then the masked patch tokens, as rows of the
+        // flattened (n_g·B, T) sequence [CLS, registers, patches] (T = 1 + R + N); the last block and the final
+        // norm run on these rows only (Vit::forward_rows).
+        let p = cfg.model.patch_size;
+        let (gh, gw) = (globals.size()[2] / p, globals.size()[3] / p);
+        if n_patches != gh * gw {
+            return Err(Error::Shape(format!(
+                "masks have {n_patches} patches per crop but the {}x{} px global crops have {} (patch size {p})",
+                globals.size()[2],
+                globals.size()[3],
+                gh * gw
+            )));
+        }
+        let lead = 1 + cfg.model.num_register_tokens;
+        let t_global = lead + n_patches;
+        let global_rows = Tensor::cat(
+            &[
+                Tensor::arange(n_rows, (Kind::Int64, dev)) * t_global,
+                &mask_indices + (mask_indices.floor_divide_scalar(n_patches) + 1) * lead,
+            ],
+            0,
+        );
 
         let _autocast = cfg.precision.autocast(dev)?;
 
@@ -353,13 +392,14 @@ impl SslModel {
         // ---- teacher targets (no gradients, eval mode) ----
         let mut new_stats: Option<(Tensor, Tensor)> = None;
         let (teacher_dino, teacher_ibot) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
-            let out = self.teacher.backbone.forward(&globals, &ForwardOptions::default())?;
+            let out = self.teacher.backbone.forward_rows(&globals, None, false, &global_rows)?;
             // Swap the two global views: student crop 1 is matched with teacher crop 2.
-            let cls = out.cls.chunk(2, 0);
+            let cls = out.narrow(0, 0, n_rows).chunk(2, 0);
             let cls = Tensor::cat(&[&cls[1], &cls[0]], 0);
-            let dino_logits = self.teacher.dino_head.forward(&cls).to_kind(Kind::Float);
-            let patches = out.patches.flatten(0, 1).index_select(0, &mask_indices);
-            let ibot_logits = self.teacher.ibot().forward(&patches).to_kind(Kind::Float);
+            let patches = out.narrow(0, n_rows, n_masked);
+            let (dino, ibot) = self.teacher.heads(&[&cls], &patches);
+            let dino_logits = dino[0].to_kind(Kind::Float);
+            let ibot_logits = ibot.to_kind(Kind::Float);
             let (d, i) = match cfg.centering {
                 CenteringKind::Centering => {
                     let d = self.dino_center.targets(&dino_logits, sched.teacher_temp);
@@ -386,10 +426,9 @@ impl SslModel {
 
         let ms_teacher = self.lap(&mut clock);
         // ---- student forward ----
-        let sg = self.student.backbone.forward(&globals, &ForwardOptions { masks: Some(masks.shallow_clone()), train: true, ..Default::default() })?;
-        let student_global_cls = sg.cls.shallow_clone();
-        let student_global = self.student.dino_head.forward(&student_global_cls);
-        let (student_local, nl) = match &batch.local_crops {
+        let sg = self.student.backbone.forward_rows(&globals, Some(&masks), true, &global_rows)?;
+        let student_global_cls = sg.narrow(0, 0, n_rows);
+        let (student_local_cls, nl) = match &batch.local_crops {
             Some(l) if cfg.n_local_crops > 0 => {
                 let l = l.to_device(dev);
                 if l.size()[0] != cfg.n_local_crops * b {
@@ -399,13 +438,26 @@ impl SslModel {
                         cfg.n_local_crops
                     )));
                 }
-                let sl = self.student.backbone.forward(&l, &ForwardOptions { train: true, ..Default::default() })?;
-                (Some(self.student.dino_head.forward(&sl.cls)), cfg.n_local_crops)
+                // Only the local CLS tokens are read.
+                let (lh, lw) = (l.size()[2] / p, l.size()[3] / p);
+                let local_rows = Tensor::arange(l.size()[0], (Kind::Int64, dev)) * (lead + lh * lw);
+                (Some(self.student.backbone.forward_rows(&l, None, true, &local_rows)?), cfg.n_local_crops)
             }
             _ => (None, 0),
         };
-        let student_patches = sg.patches.flatten(0, 1).index_select(0, &mask_indices);
-        let student_ibot = self.student.ibot().forward(&student_patches);
+        let student_patches = sg.narrow(0, n_rows, n_masked);
+        // The reference's head input order: local CLS, global CLS, masked patch tokens.
+        let (student_local, student_global, student_ibot) = match &student_local_cls {
+            Some(lc) => {
+                let (mut cls, ibot) = self.student.heads(&[lc, &student_global_cls], &student_patches);
+                let global = cls.pop().expect("two CLS blocks");
+                (cls.pop(), global, ibot)
+            }
+            None => {
+                let (mut cls, ibot) = self.student.heads(&[&student_global_cls], &student_patches);
+                (None, cls.pop().expect("one CLS block"), ibot)
+            }
+        };
 
         // ---- losses (float32) ----
         let (dino_local, dino_global) = dino_losses(student_local.as_ref(), &student_global, &teacher_dino, ng, nl, cfg.student_temp);

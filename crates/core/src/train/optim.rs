@@ -2,9 +2,12 @@
 //! tensors so that its whole state (moments, step count) lives in our checkpoints and resumes exactly. Same update
 //! as torch.optim.AdamW:
 //! θ ← θ·(1 − lr·wd); m ← β1 m + (1−β1) g; v ← β2 v + (1−β2) g²;
-//! θ ← θ − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε).
+//! θ ← θ − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε),
+//! computed by ATen's fused AdamW kernel (`_fused_adamw_`, torch.optim.AdamW(fused=True)) per group of
+//! parameters that share (lr, wd), and clipping by the multi-tensor norm of torch's clip_grad_norm_.
 use crate::error::Result;
-use tch::{Kind, Tensor};
+use crate::shim;
+use tch::Tensor;
 
 /// Learning-rate and weight-decay multipliers of one parameter.
 #[derive(Clone, Debug, PartialEq)]
@@ -88,63 +91,63 @@ impl AdamW {
     }
 
     /// One update with base values `lr`, `last_layer_lr`, `wd` (multiplied per group). Parameters without a
-    /// gradient are skipped. Gradients are zeroed afterwards.
+    /// gradient are skipped, as torch does. The parameters that share (lr, wd) are updated by one fused AdamW call
+    /// ([`crate::shim::fused_adamw`]: ATen's `_fused_adamw_`, one pass over each tensor instead of a chain of
+    /// element-wise ops). Gradients are then set to undefined (zero_grad(set_to_none=True)).
     pub fn update(&mut self, lr: f64, last_layer_lr: f64, wd: f64) -> Result<()> {
         self.step += 1;
-        let t = self.step as i32;
-        let bc1 = 1.0 - self.beta1.powi(t);
-        let bc2 = 1.0 - self.beta2.powi(t);
-        let (beta1, beta2, eps) = (self.beta1, self.beta2, self.eps);
+        // (lr, wd) bit patterns → slots, in first-seen order (a few groups: one per layer-wise lr × decay on/off).
+        let mut groups: Vec<((u64, u64), Vec<usize>)> = Vec::new();
+        let mut grads: Vec<Tensor> = Vec::with_capacity(self.slots.len());
+        for (i, s) in self.slots.iter().enumerate() {
+            let g = s.param.grad();
+            let has = g.defined();
+            grads.push(g);
+            if !has {
+                continue;
+            }
+            let key = (self.lr_of(&s.group, lr, last_layer_lr).to_bits(), (s.group.wd_mult * wd).to_bits());
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((key, vec![i])),
+            }
+        }
         tch::no_grad(|| -> Result<()> {
-            for s in self.slots.iter_mut() {
-                let g = s.param.grad();
-                if !g.defined() {
-                    continue;
-                }
-                let lr_g = s.group.lr_mult * if s.group.is_last_layer { last_layer_lr } else { lr };
-                let wd_g = s.group.wd_mult * wd;
-                if lr_g * wd_g != 0.0 {
-                    let _ = s.param.f_mul_(&Tensor::from(1.0 - lr_g * wd_g))?;
-                }
-                let g = g.f_to_kind(s.exp_avg.kind())?;
-                let _ = s.exp_avg.f_lerp_(&g, 1.0 - beta1)?;
-                let _ = s.exp_avg_sq.f_mul_scalar_(beta2)?.f_addcmul_(&g, &g.f_mul_scalar(1.0 - beta2)?)?;
-                let denom = s.exp_avg_sq.f_sqrt()?.f_div_scalar(bc2.sqrt())?.f_add_scalar(eps)?;
-                let upd = s.exp_avg.f_div(&denom)?.f_mul_scalar(lr_g / bc1)?;
-                let _ = s.param.f_sub_(&upd.f_to_kind(s.param.kind())?)?;
+            for ((lr_bits, wd_bits), members) in &groups {
+                let pick = |f: &dyn Fn(&Slot) -> &Tensor| members.iter().map(|&i| f(&self.slots[i]).shallow_clone()).collect::<Vec<_>>();
+                let g: Vec<Tensor> = members.iter().map(|&i| grads[i].shallow_clone()).collect();
+                shim::fused_adamw(
+                    &pick(&|s| &s.param),
+                    &g,
+                    &pick(&|s| &s.exp_avg),
+                    &pick(&|s| &s.exp_avg_sq),
+                    f64::from_bits(*lr_bits),
+                    (self.beta1, self.beta2),
+                    f64::from_bits(*wd_bits),
+                    self.eps,
+                    self.step,
+                )?;
             }
             Ok(())
         })?;
-        for s in self.slots.iter_mut() {
-            let mut g = s.param.grad();
-            if g.defined() {
-                let _ = g.f_zero_()?;
-            }
-        }
-        Ok(())
+        drop(grads);
+        shim::clear_grads(&self.params())
+    }
+
+    fn lr_of(&self, g: &ParamGroup, lr: f64, last_layer_lr: f64) -> f64 {
+        g.lr_mult * if g.is_last_layer { last_layer_lr } else { lr }
     }
 }
 
-/// Clips the total L2 norm of the gradients of `params` to `max_norm` (torch clip_grad_norm_, coefficient
-/// max_norm/(total+1e-6) when below 1) and returns the norm before clipping. No gradient → 0.
+/// Clips the total L2 norm of the gradients of `params` to `max_norm` (torch clip_grad_norm_ with foreach:
+/// coefficient min(1, max_norm/(total+1e-6)), [`crate::shim::clip_grad_norm`]) and returns the norm before
+/// clipping. Parameters without a gradient are skipped; none → 0.
 pub fn clip_grad_norm(params: &[&Tensor], max_norm: f64) -> Result<f64> {
-    tch::no_grad(|| {
-        let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
-        if grads.is_empty() {
-            return Ok(0.0);
-        }
-        let sq = grads.iter().map(|g| g.f_to_kind(Kind::Float)?.f_square()?.f_sum(Kind::Float)).collect::<std::result::Result<Vec<_>, _>>()?;
-        let total = Tensor::f_stack(&sq, 0)?.f_sum(Kind::Float)?.f_sqrt()?.f_double_value(&[])?;
-        if max_norm > 0.0 {
-            let coef = max_norm / (total + 1e-6);
-            if coef < 1.0 {
-                for mut g in grads {
-                    let _ = g.f_mul_scalar_(coef)?;
-                }
-            }
-        }
-        Ok(total)
-    })
+    let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
+    if grads.is_empty() {
+        return Ok(0.0);
+    }
+    tch::no_grad(|| shim::clip_grad_norm(&grads, max_norm))
 }
 
 #[cfg(test)]
@@ -185,13 +188,69 @@ mod tests {
         (&p * 0.5).sum(tch::Kind::Float).backward();
         opt.update(0.1, 0.0, 0.1).unwrap();
         assert!((p.double_value(&[0]) - 0.89).abs() < 1e-6, "{}", p.double_value(&[0]));
-        // Gradients were zeroed; a frozen last layer (lr 0) does not move.
-        assert_eq!(p.grad().double_value(&[0]), 0.0);
+        // Gradients were cleared (set to undefined); a frozen last layer (lr 0) does not move.
+        assert!(!p.grad().defined());
         let q = Tensor::from_slice(&[1.0f32]).set_requires_grad(true);
         let mut opt = AdamW::new(vec![("last_layer.weight_g".into(), q.shallow_clone(), head_group("last_layer.weight_g"))], 0.9, 0.999, 1e-8);
         (&q * 3.0).sum(tch::Kind::Float).backward();
         opt.update(0.1, 0.0, 0.0).unwrap();
         assert_eq!(q.double_value(&[0]), 1.0);
+    }
+
+    /// torch.optim.AdamW's multi-tensor (foreach) sequence for one tensor, op by op (torch/optim/adamw.py,
+    /// `_multi_tensor_adam` with decoupled decay), as the independent expectation of the fused kernel.
+    fn foreach_adamw(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, lr: f64, wd: f64, t: i32) {
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
+        let (mut p, mut m, mut v) = (p.shallow_clone(), m.shallow_clone(), v.shallow_clone());
+        let _ = p.f_mul_scalar_(1.0 - lr * wd).unwrap();
+        let _ = m.lerp_(g, 1.0 - b1);
+        let _ = v.f_mul_scalar_(b2).unwrap().addcmul_(g, &(g * (1.0 - b2)));
+        let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+        let denom = (v.sqrt() / bc2.sqrt()) + eps;
+        let _ = p.addcdiv_(&(&m * (-lr / bc1)), &denom);
+    }
+
+    #[test]
+    fn fused_update_matches_torch_foreach_sequence_per_group() {
+        // Three groups (decayed weight, undecayed bias with another lr, last layer on its own lr) and a parameter
+        // without a gradient, which must not move, over 5 steps with fresh random gradients.
+        let shapes: [&[i64]; 4] = [&[64, 33], &[33], &[16, 8], &[5]];
+        let groups = [
+            ParamGroup { lr_mult: 0.9, wd_mult: 1.0, is_last_layer: false },
+            ParamGroup { lr_mult: 0.5, wd_mult: 0.0, is_last_layer: false },
+            ParamGroup { lr_mult: 1.0, wd_mult: 1.0, is_last_layer: true },
+            ParamGroup { lr_mult: 1.0, wd_mult: 1.0, is_last_layer: false },
+        ];
+        tch::manual_seed(3);
+        let ps: Vec<Tensor> = shapes.iter().map(|s| Tensor::randn(*s, (tch::Kind::Float, tch::Device::Cpu)).set_requires_grad(true)).collect();
+        let refs: Vec<(Tensor, Tensor, Tensor)> =
+            ps.iter().map(|p| (p.detach().copy(), p.detach().zeros_like(), p.detach().zeros_like())).collect();
+        let named = ps.iter().zip(&groups).enumerate().map(|(i, (p, g))| (format!("p{i}"), p.shallow_clone(), g.clone())).collect();
+        let mut opt = AdamW::new(named, 0.9, 0.999, 1e-8);
+        let frozen_before = ps[3].detach().copy();
+        let (lr, last_lr, wd) = (1e-2, 3e-3, 0.04);
+        for t in 1..=5 {
+            let grads: Vec<Tensor> = ps[..3].iter().map(|p| p.detach().randn_like()).collect();
+            for (p, g) in ps.iter().zip(&grads) {
+                (p * g).sum(tch::Kind::Float).backward();
+            }
+            opt.update(lr, last_lr, wd).unwrap();
+            for (i, g) in grads.iter().enumerate() {
+                let grp = &groups[i];
+                let lr_g = grp.lr_mult * if grp.is_last_layer { last_lr } else { lr };
+                foreach_adamw(&refs[i].0, g, &refs[i].1, &refs[i].2, lr_g, grp.wd_mult * wd, t);
+            }
+        }
+        for (i, (p, (rp, rm, rv))) in ps.iter().zip(&refs).take(3).enumerate() {
+            for (got, want, what) in [(p, rp, "param"), (&opt.slots[i].exp_avg, rm, "exp_avg"), (&opt.slots[i].exp_avg_sq, rv, "exp_avg_sq")] {
+                let d = (got - want).abs().max().double_value(&[]);
+                let scale = want.abs().max().double_value(&[]).max(1e-30);
+                assert!(d <= 4.0 * f32::EPSILON as f64 * scale, "slot {i} {what}: max |diff| {d:e} (scale {scale:e})");
+            }
+        }
+        assert!(ps[3].detach().equal(&frozen_before), "a parameter without a gradient moved");
+        assert_eq!(opt.slots[3].exp_avg.abs().sum(tch::Kind::Float).double_value(&[]), 0.0);
+        assert_eq!(opt.step, 5);
     }
 
     #[test]
@@ -202,5 +261,13 @@ mod tests {
         assert!((n - 5.0).abs() < 1e-6);
         let g = a.grad();
         assert!((g.double_value(&[0]) - 0.6).abs() < 1e-5 && (g.double_value(&[1]) - 0.8).abs() < 1e-5);
+        // Below the threshold nothing changes; several tensors clip by their joint norm (13 = √(3²+4²+12²)).
+        let b = Tensor::from_slice(&[0.0f32, 0.0]).set_requires_grad(true);
+        let c = Tensor::from_slice(&[0.0f32]).set_requires_grad(true);
+        ((&b * Tensor::from_slice(&[3.0f32, 4.0])).sum(tch::Kind::Float) + &c * 12.0).sum(tch::Kind::Float).backward();
+        assert!((clip_grad_norm(&[&b, &c], 100.0).unwrap() - 13.0).abs() < 1e-5);
+        assert_eq!(Vec::<f32>::try_from(b.grad()).unwrap(), vec![3.0, 4.0]);
+        assert!((clip_grad_norm(&[&b, &c], 6.5).unwrap() - 13.0).abs() < 1e-5);
+        assert!((c.grad().double_value(&[0]) - 6.0).abs() < 1e-5 && (b.grad().double_value(&[1]) - 2.0).abs() < 1e-5);
     }
 }
