@@ -1,42 +1,90 @@
 /**
- * `npm run bench:train` (part of `npm run bench`): pretraining step throughput for the issue's CPU
- * configuration — ViT-S/14 with 4 registers, 2 global crops of 98 px, 4 local crops of 42 px, batch 8,
- * DINO head K=4096 (hidden 2048, bottleneck 256), shared iBOT head, centering, KoLeo, AdamW, fp32 — through
- * the real `train()` loop on phantom images, as the median of ≥ 10 steps after 3 warm-up steps, with the
- * per-stage split; and the native multi-crop augmentation alone (crop sets/s). Writes bench-results/train.json.
+ * `npm run bench:train` (part of `npm run bench`): the pretraining step through the real `train()` loop on phantom
+ * images (median of the steps after 3 warm-ups, with the per-stage split), in two configurations at the CPU sizes
+ * (ViT-S/14 with 4 registers, 2 global crops of 98 px + 4 local crops of 42 px, batch 8, DINO head K = 4096 /
+ * hidden 2048 / bottleneck 256 shared with iBOT, fp32):
+ *
+ * - `reference`: the configuration of the side-by-side comparison with the official DINOv2 code
+ *   (BENCHMARKS.md): DINOv2's optimizer values (wd 0.04, layer-wise decay 0.9, patch-embed lr ×0.2, clip 3,
+ *   last layer trained, lr 0.004·sqrt(B/1024)), EMA 0.992, teacher temperature 0.04, no RandomAffine, no
+ *   equalisation, LayerScale 1e-5, drop path 0; data decoded before each step (no prefetch), as the official timer
+ *   builds its batches before timing;
+ * - `cxformer`: configs/pretrain/default.yaml (CXformer's recipe, prefetch on) at the same sizes.
+ *
+ * Each row also times the native multi-crop augmentation alone with that row's crop settings. When REF_PY (a
+ * Python with torch 2.11) and DINOV2_SRC (the official dinov2 package) are set, the official step timer
+ * (time_train_step.py in REF_TIMERS, default: the folder that holds DINOV2_SRC) and the `reference` row run
+ * alternately BENCH_SBS_RUNS times (default 3) and the medians and their ratio are printed and recorded.
  *
  * Env: CXFORMER_THREADS, BENCH_DEVICE (cpu | cuda), BENCH_PRECISION (fp32 | bf16), BENCH_STEPS (default 13),
- * BENCH_REAL=1 for CXformer's real sizes (518/98, 8 locals, batch 64, K=16384, separate iBOT head; GPU).
+ * BENCH_REAL=1 for CXformer's real sizes (518/98, 8 locals, batch 64, K=16384, separate iBOT head; GPU; the
+ * `cxformer` row only). Writes bench-results/train.json.
  */
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { planBatch } from '../augment/plan.js';
 import { threadCount } from '../backbone.js';
+import { loadTrainImage } from '../cache/planes.js';
 import { synthDataset } from '../data/synth.js';
 import { native } from '../native/load.js';
-import { loadTrainImage } from '../cache/planes.js';
 import { train, type StepRecord } from '../train/run.js';
-import { forwardFlops, median } from './flops.js';
+import { forwardFlops, machineLine, median } from './flops.js';
 
+interface Sizes {
+  B: number;
+  G: number;
+  L: number;
+  nLocal: number;
+  K: number;
+  real: boolean;
+}
 
+/**
+ * The overrides that make `train()` run the side-by-side reference configuration (the official timer's
+ * ssl_default_config.yaml values where configs/pretrain/default.yaml, CXformer's recipe, differs). Schedules are
+ * constant over the run, as the official timer holds them.
+ */
+export function referenceConfiguration(B: number): string[] {
+  const lr = 0.004 * Math.sqrt(B / 1024);
+  return [
+    'model.arch=vit_small', 'model.patch_size=14', 'model.num_register_tokens=4', 'model.layerscale_init=1.0e-5',
+    'model.drop_path_rate=0.0', 'model.drop_path_uniform=true', 'model.qkv_bias=true', 'model.proj_bias=true',
+    'model.ffn_bias=true', 'model.img_size=null', 'model.interpolation.offset=0.1', 'model.interpolation.antialias=false',
+    'dino.loss_weight=1.0', 'dino.head_hidden_dim=2048', 'dino.head_nlayers=3', 'dino.koleo_loss_weight=0.1',
+    'ibot.loss_weight=1.0', 'ibot.mask_sample_probability=0.5', 'ibot.mask_ratio_min_max=[0.1,0.5]',
+    'ibot.max_mask_patches=null', 'train.centering=centering', 'train.center_momentum=0.9', 'train.student_temp=0.1',
+    'optim.base_lr=0.004', 'optim.scaling_rule=sqrt_wrt_1024', `optim.min_lr=${lr}`,
+    'optim.weight_decay=0.04', 'optim.weight_decay_end=0.04', 'optim.layerwise_decay=0.9',
+    'optim.patch_embed_lr_mult=0.2', 'optim.clip_grad=3.0', 'optim.freeze_last_layer_epochs=0',
+    'optim.adamw_betas=[0.9,0.999]', 'optim.adamw_eps=1.0e-8', 'optim.accumulate_grad_batches=1',
+    'teacher.momentum_teacher=0.992', 'teacher.final_momentum_teacher=0.992',
+    'teacher.warmup_teacher_temp=0.04', 'teacher.teacher_temp=0.04', 'teacher.warmup_teacher_temp_epochs=0',
+    'crops.global_affine=false', 'data.equalize=false',
+    'crops.global_crops_scale=[0.32,1.0]', 'crops.local_crops_scale=[0.05,0.32]',
+  ];
+}
 
-async function main() {
+interface Row {
+  config: 'reference' | 'cxformer';
+  /** Median per step: the native stages (teacher + student + backward + clip/AdamW + EMA), what the official timer times. */
+  model_step_ms: number;
+  /** Median whole iteration: the model step plus augmentation, waiting for decoded data and the loop itself. */
+  iteration_ms: number;
+  images_per_s: number;
+  backbone_tflops_per_s: number;
+  stages_ms: Record<string, number>;
+  augmentation_only: { affine: boolean; equalize: boolean; ms_per_batch: number; crop_sets_per_s: number };
+}
+
+async function runRow(config: Row['config'], z: Sizes, data: string, tmp: string, steps: number): Promise<Row> {
   const device = process.env.BENCH_DEVICE ?? 'cpu';
   const precision = process.env.BENCH_PRECISION ?? 'fp32';
-  const real = process.env.BENCH_REAL === '1';
-  const steps = Number(process.env.BENCH_STEPS ?? 13);
   const warm = 3;
-  const tmp = await mkdtemp(path.join(os.tmpdir(), 'cxf-bench-train-'));
-  const data = path.join(tmp, 'data');
-  const B = real ? 64 : 8;
-  const G = real ? 518 : 98;
-  const L = real ? 98 : 42;
-  const nLocal = real ? 8 : 4;
-  const K = real ? 16384 : 4096;
-  await synthDataset({ out: data, n: Math.max(2 * B, 32), seed: 1, size: 512 });
+  const { B, G, L, nLocal, K, real } = z;
   const overrides = [
-    `output=${path.join(tmp, 'run')}`,
+    `output=${path.join(tmp, `run-${config}-${Date.now()}`)}`,
     `data.root=${data}`,
     `compute.device=${device}`,
     `compute.precision=${precision}`,
@@ -54,41 +102,41 @@ async function main() {
     `ibot.head_n_prototypes=${K}`,
     'checkpoint.period_iterations=100000',
     'checkpoint.keep_last=1',
+    // The official timer builds its batches before timing: decode and augment before each step, not overlapping it
+    // on the same cores, so that the model step is timed alone; the iteration is then decode + augmentation + step in
+    // sequence, as the official single-process pipeline.
+    ...(config === 'reference' ? [...referenceConfiguration(B), 'data.prefetch_batches=0'] : []),
   ];
-  const recs: Array<StepRecord & { images_per_s: number; it_per_s: number }> = [];
-  const t0 = performance.now();
+  const recs: Array<StepRecord & { images_per_s: number }> = [];
   await train({ overrides, profile: true, onEvent: (e) => e.kind === 'step' && e.record && recs.push(e.record), stopAfter: steps });
-  const wall = (performance.now() - t0) / 1000;
-  const measured = recs.slice(warm);
-  const stage = (k: keyof StepRecord) => median(measured.map((r) => r[k] as number));
-  const stepMs = median(measured.map((r) => (B / r.images_per_s) * 1000));
+  const m = recs.slice(warm);
+  const stage = (k: keyof StepRecord) => median(m.map((r) => r[k] as number));
+  const modelMs = median(m.map((r) => r.ms_teacher + r.ms_student + r.ms_backward + r.ms_optimizer + r.ms_ema));
+  const iterMs = median(m.map((r) => (B / r.images_per_s) * 1000));
 
-  // Augmentation alone: the native multi-crop executor on B decoded phantoms.
-  const bind = native();
+  // Augmentation alone: the native multi-crop executor on B decoded phantoms, with this row's crop settings.
+  const affine = config === 'cxformer';
+  const equalize = config === 'cxformer';
   const files = (await readdir(path.join(data, 'images'))).sort().slice(0, B);
-  const ok = await Promise.all(files.map((f) => loadTrainImage(path.join(data, 'images', f), { equalize: true, baseSize: null })));
-  const planes = Buffer.concat(ok.map((im) => Buffer.from(im.data)));
-  const sizes = ok.flatMap((im) => [im.height, im.width]);
-  const mc = { globalSize: G, localSize: L, nGlobal: 2, nLocal, globalScale: [0.32, 1] as [number, number], localScale: [0.05, 0.32] as [number, number], affine: true };
+  const ims = await Promise.all(files.map((f) => loadTrainImage(path.join(data, 'images', f), { equalize, baseSize: null })));
+  const planes = Buffer.concat(ims.map((im) => Buffer.from(im.data)));
+  const sizes = ims.flatMap((im) => [im.height, im.width]);
+  const mc = { globalSize: G, localSize: L, nGlobal: 2, nLocal, globalScale: [0.32, 1] as [number, number], localScale: [0.05, 0.32] as [number, number], affine };
   const augTimes: number[] = [];
   for (let r = 0; r < 8; r++) {
-    const crops = JSON.stringify(planBatch(0, 0, r, ok.map((im) => [im.height, im.width] as [number, number]), mc));
+    const crops = JSON.stringify(planBatch(0, 0, r, ims.map((im) => [im.height, im.width] as [number, number]), mc));
     const t = performance.now();
-    bind.multicropImages(new Uint8Array(planes), sizes, crops, G, L, device);
+    native().multicropImages(new Uint8Array(planes), sizes, crops, G, L, device);
     augTimes.push(performance.now() - t);
   }
   const augMs = median(augTimes.slice(2));
   const flops = 3 * (2 * forwardFlops(G) + nLocal * forwardFlops(L)) + 2 * forwardFlops(G); // student fwd+bwd ≈ 3×fwd, teacher fwd on 2 globals
-  const result = {
-    machine: `${os.cpus()[0]?.model ?? 'cpu'} (${os.cpus().length} logical CPUs)`,
-    threads: threadCount() || os.cpus().length,
-    device,
-    precision,
-    config: { B, G, L, nLocal, K, separate_ibot_head: real, backbone: 'vit_small p14 reg4 (12 blocks)' },
-    steps: { warmup: warm, measured: measured.length },
-    step_ms: stepMs,
-    images_per_s: (B / stepMs) * 1000,
-    backbone_tflops_per_s: ((flops * B) / (stepMs / 1000)) / 1e12,
+  return {
+    config,
+    model_step_ms: modelMs,
+    iteration_ms: iterMs,
+    images_per_s: (B / iterMs) * 1000,
+    backbone_tflops_per_s: (flops * B) / (modelMs / 1000) / 1e12,
     stages_ms: {
       augment: stage('ms_augment'),
       teacher_forward: stage('ms_teacher'),
@@ -98,23 +146,99 @@ async function main() {
       ema: stage('ms_ema'),
       data_wait: stage('ms_data_wait'),
     },
-    augmentation_only: { ms_per_batch: augMs, crop_sets_per_s: (ok.length / augMs) * 1000 },
-    total_wall_s: wall,
+    augmentation_only: { affine, equalize, ms_per_batch: augMs, crop_sets_per_s: (ims.length / augMs) * 1000 },
   };
-  await mkdir('bench-results', { recursive: true });
-  await writeFile('bench-results/train.json', `${JSON.stringify(result, null, 2)}\n`);
-  const s = result.stages_ms;
-  process.stdout.write(
-    [
-      `train step (${device}, ${precision}, ${result.threads} threads): B=${B}, ${G}/${L} px, 2+${nLocal} crops, K=${K}`,
-      `  ${result.images_per_s.toFixed(2)} images/s, ${stepMs.toFixed(0)} ms/step (median of ${measured.length} after ${warm} warm-up)`,
-      `  stages (ms): augment ${s.augment.toFixed(0)} | teacher fwd ${s.teacher_forward.toFixed(0)} | student fwd + losses ${s.student_forward_and_losses.toFixed(0)} | backward ${s.backward.toFixed(0)} | clip + AdamW ${s.clip_and_optimizer.toFixed(0)} | EMA ${s.ema.toFixed(0)} | waiting for data ${s.data_wait.toFixed(0)}`,
-      `  augmentation alone: ${result.augmentation_only.crop_sets_per_s.toFixed(1)} crop sets/s (${augMs.toFixed(1)} ms per batch of ${ok.length})`,
-      `  backbone model FLOP rate: ${result.backbone_tflops_per_s.toFixed(3)} TFLOP/s (heads excluded)`,
-      '',
-    ].join('\n'),
-  );
-  await rm(tmp, { recursive: true, force: true });
+}
+
+/** One run of the official DINOv2 step timer (time_train_step.py --json): its summary, or an error text. */
+async function officialRun(py: string, timers: string, steps: number, warm: number, threads: number, tmp: string) {
+  const out = path.join(tmp, `official-${Date.now()}.json`);
+  const precision = process.env.BENCH_PRECISION ?? 'fp32';
+  const args = [path.join(timers, 'time_train_step.py'), '--steps', String(steps), '--warmup', String(warm), '--threads', String(threads), '--precision', precision, '--json', out];
+  const r = spawnSync(py, args, { cwd: timers, env: process.env, encoding: 'utf8', maxBuffer: 1 << 26 });
+  if (r.status !== 0) {
+    throw new Error(`the official timer failed (${py} ${args.join(' ')}, exit ${r.status}): ${(r.stderr || r.stdout || '').trim().slice(-2000)}`);
+  }
+  const j = JSON.parse(await readFile(out, 'utf8')) as { summary: { median_s: number; forward_backward_s: number; clip_adamw_s: number; ema_s: number; images_per_s: number }; batch_build_s?: number };
+  return j;
+}
+
+function line(r: Row, z: Sizes, threads: number, nMeasured: number): string {
+  const s = r.stages_ms;
+  const label = r.config === 'reference' ? 'reference configuration (side-by-side, DINOv2 optimizer values)' : 'CXformer defaults (configs/pretrain/default.yaml)';
+  return [
+    `train step, ${label}: ${process.env.BENCH_DEVICE ?? 'cpu'}, ${process.env.BENCH_PRECISION ?? 'fp32'}, ${threads} threads, B=${z.B}, ${z.G}/${z.L} px, 2+${z.nLocal} crops, K=${z.K}`,
+    `  model step ${r.model_step_ms.toFixed(0)} ms | iteration ${r.iteration_ms.toFixed(0)} ms = ${r.images_per_s.toFixed(2)} images/s (median of ${nMeasured} after 3 warm-up)`,
+    `  stages (ms): augment ${s.augment?.toFixed(0)} | teacher fwd ${s.teacher_forward?.toFixed(0)} | student fwd + losses ${s.student_forward_and_losses?.toFixed(0)} | backward ${s.backward?.toFixed(0)} | clip + AdamW ${s.clip_and_optimizer?.toFixed(0)} | EMA ${s.ema?.toFixed(0)} | waiting for data ${s.data_wait?.toFixed(0)}`,
+    `  augmentation alone (affine ${r.augmentation_only.affine}, equalize ${r.augmentation_only.equalize}): ${r.augmentation_only.crop_sets_per_s.toFixed(1)} crop sets/s (${r.augmentation_only.ms_per_batch.toFixed(1)} ms per batch of ${z.B})`,
+    `  backbone model FLOP rate: ${r.backbone_tflops_per_s.toFixed(3)} TFLOP/s (heads excluded)`,
+  ].join('\n');
+}
+
+async function main() {
+  const real = process.env.BENCH_REAL === '1';
+  const steps = Number(process.env.BENCH_STEPS ?? 13);
+  const z: Sizes = real ? { B: 64, G: 518, L: 98, nLocal: 8, K: 16384, real } : { B: 8, G: 98, L: 42, nLocal: 4, K: 4096, real };
+  const threads = threadCount() || os.cpus().length;
+  const machine = machineLine();
+  process.stdout.write(`machine: ${machine}; node ${process.version}\n`);
+  const tmp = await mkdtemp(path.join(os.tmpdir(), 'cxf-bench-train-'));
+  try {
+    const data = path.join(tmp, 'data');
+    await synthDataset({ out: data, n: Math.max(2 * z.B, 32), seed: 1, size: 512 });
+    const rows: Row[] = [];
+    for (const config of real ? (['cxformer'] as const) : (['reference', 'cxformer'] as const)) {
+      const r = await runRow(config, z, data, tmp, steps);
+      rows.push(r);
+      process.stdout.write(`${line(r, z, threads, steps - 3)}\n`);
+    }
+
+    // Side by side with the official code: alternate official and reference-configuration runs, medians, ratio.
+    let sideBySide: Record<string, unknown> | null = null;
+    const py = process.env.REF_PY;
+    const src = process.env.DINOV2_SRC;
+    if (py && src && !real) {
+      const timers = process.env.REF_TIMERS ?? path.dirname(path.resolve(src));
+      const runs = Number(process.env.BENCH_SBS_RUNS ?? 3);
+      const off: Array<Awaited<ReturnType<typeof officialRun>>> = [];
+      const ours: Row[] = [];
+      for (let i = 0; i < runs; i++) {
+        off.push(await officialRun(py, timers, steps, 3, threads, tmp));
+        ours.push(await runRow('reference', z, data, tmp, steps));
+        process.stdout.write(`  side by side ${i + 1}/${runs}: official ${(off[i]!.summary.median_s * 1000).toFixed(0)} ms/step, cxformer ${ours[i]!.model_step_ms.toFixed(0)} ms/step\n`);
+      }
+      const offStep = median(off.map((o) => o.summary.median_s * 1000));
+      const offFb = median(off.map((o) => o.summary.forward_backward_s * 1000));
+      const offOpt = median(off.map((o) => o.summary.clip_adamw_s * 1000));
+      const offBuild = off.every((o) => typeof o.batch_build_s === 'number') ? median(off.map((o) => (o.batch_build_s as number) / steps) .map((s) => s * 1000)) : NaN;
+      const ourStep = median(ours.map((r) => r.model_step_ms));
+      const ourFb = median(ours.map((r) => r.stages_ms.teacher_forward! + r.stages_ms.student_forward_and_losses! + r.stages_ms.backward!));
+      const ourOpt = median(ours.map((r) => r.stages_ms.clip_and_optimizer!));
+      const ourIter = median(ours.map((r) => r.iteration_ms));
+      sideBySide = {
+        runs,
+        official_timer: path.join(timers, 'time_train_step.py'),
+        official_ms: { model_step: offStep, forward_backward: offFb, clip_adamw: offOpt, batch_build_per_step: offBuild },
+        cxformer_ms: { model_step: ourStep, forward_backward: ourFb, clip_adamw: ourOpt, iteration_with_data: ourIter },
+        ratio_time_cxformer_over_official: { model_step: ourStep / offStep, forward_backward: ourFb / offFb, clip_adamw: ourOpt / offOpt },
+        // Both pipelines in sequence in one process: the official step plus building its batch (PIL decode,
+        // DataAugmentationDINO, collate); ours: decode + augmentation + step of the reference row (no prefetch).
+        end_to_end_images_per_s: { official_sequential: (z.B / (offStep + offBuild)) * 1000, cxformer_sequential: (z.B / ourIter) * 1000 },
+      };
+      process.stdout.write(
+        `side by side (${runs} alternating runs, medians): model step official ${offStep.toFixed(0)} ms, cxformer ${ourStep.toFixed(0)} ms ` +
+          `→ cxformer time ÷ official time ${(ourStep / offStep).toFixed(2)} (forward+backward ${(ourFb / offFb).toFixed(2)}, clip+AdamW ${(ourOpt / offOpt).toFixed(2)})\n`,
+      );
+    } else if (!real) {
+      process.stdout.write('side by side with the official DINOv2 step: set REF_PY and DINOV2_SRC (see BENCHMARKS.md)\n');
+    }
+
+    const result = { machine, threads, device: process.env.BENCH_DEVICE ?? 'cpu', precision: process.env.BENCH_PRECISION ?? 'fp32', sizes: z, steps: { warmup: 3, measured: steps - 3 }, rows, side_by_side: sideBySide };
+    await mkdir('bench-results', { recursive: true });
+    await writeFile('bench-results/train.json', `${JSON.stringify(result, null, 2)}\n`);
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
 }
 
 main().catch((e) => {

@@ -1,4 +1,4 @@
-//! The SSL training step of the reference configuration (docs/benchmarks.md "The reference configuration":
+//! The SSL training step of the reference configuration (BENCHMARKS.md, "Side by side with the official DINOv2 step":
 //! ViT-S/14 with 4 registers, LayerScale 1e-5, batch 8 with 2 global crops of 98 px and 4 local crops of 42 px,
 //! DINO head K 4096 shared with iBOT, KoLeo 0.1, centering, AdamW with DINOv2's groups, wd 0.04, clip 3.0, EMA
 //! 0.992, float32) on fixed random crops, per stage: teacher, student forward + losses, backward, clip + AdamW,
