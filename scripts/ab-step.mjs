@@ -6,7 +6,7 @@
 //
 // Each tree must be built (dist/ and its own addon). Prints the median step time of each and the median of the
 // per-pair ratios B/A. ssl: the `npm run bench` CPU pretraining configuration on explicit crops (batch 8, 98/42 px,
-// 4 locals, K = 4096); finetune: ViT-S/14 at 224 px, batch 10, 5 classes, on pixels. AB_STEPS pairs (12) after 2.
+// 4 locals, K = 4096; AB_OVERRIDES adds overrides); finetune: ViT-S/14 at 224 px, batch 10, 5 classes, on pixels. AB_STEPS pairs (12) after 2.
 import os from 'node:os';
 import path from 'node:path';
 
@@ -17,6 +17,14 @@ if (!a || !b || !['ssl', 'finetune'].includes(kind)) {
 }
 const trees = { A: path.resolve(a), B: path.resolve(b) };
 const steps = Number(process.env.AB_STEPS ?? 12);
+// AB_OVERRIDES: extra config overrides (space-separated key=value) for both trees, e.g. the side-by-side reference
+// configuration of BENCHMARKS.md.
+// AB_REFERENCE=1: the side-by-side reference configuration (tree B's dist/bench/reference-config.js) for both.
+const extra = (process.env.AB_OVERRIDES ?? '').split(/\s+/).filter(Boolean);
+if (process.env.AB_REFERENCE === '1') {
+  const { referenceConfiguration } = await import(`${path.resolve(b)}/dist/bench/reference-config.js`);
+  extra.push(...referenceConfiguration(8));
+}
 
 /** A function running one step of the given tree. */
 async function stepper(root) {
@@ -28,7 +36,7 @@ async function stepper(root) {
     const trainer = await Trainer.create({
       overrides: ['compute.device=cpu', 'compute.precision=fp32', `output=${os.tmpdir()}/cxf-ab`, 'compute.threads=2', `train.batch_size_per_gpu=${Bt}`,
         `crops.global_crops_size=${G}`, `crops.local_crops_size=${L}`, `crops.local_crops_number=${nLocal}`, `dino.head_n_prototypes=${K}`,
-        'ibot.separate_head=false', `ibot.head_n_prototypes=${K}`],
+        'ibot.separate_head=false', `ibot.head_n_prototypes=${K}`, ...extra],
     });
     const rnd = (n, seed) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898 + seed) * 1.5);
     const grid = G / 14;

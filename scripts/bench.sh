@@ -2,7 +2,10 @@
 # `npm run bench`: the TypeScript end-to-end embedding benchmark (dist/bench/embed.js), the pretraining
 # step benchmark (dist/bench/train.js), the data-path benchmark (dist/bench/data.js), the
 # classification benchmark (dist/bench/finetune.js: features, fine-tuning step, linear-probe head), the segmentation step/inference benchmark (dist/bench/segment.js), the 1- vs 2-rank data-parallel step (dist/bench/dist.js), then the cargo
-# benches of the core (criterion: ViT-S forward, attention, matmul). Results: bench-results/ and target/criterion/.
+# benches of the core (criterion: ViT-S forward, attention, matmul; the SSL step's hot pieces; the SSL step of the
+# side-by-side reference configuration per stage). Results: bench-results/ and target/criterion/.
+# With REF_PY and DINOV2_SRC set (BENCHMARKS.md, "Side by side with the official DINOv2 step"), dist/bench/train.js
+# also runs the official DINOv2 step timer alternately with cxformer's and records the ratio.
 # BENCH_SKIP_CARGO=1 runs only the first part.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,4 +18,6 @@ node dist/bench/segment.js
 node dist/bench/dist.js
 if [ "${BENCH_SKIP_CARGO:-0}" != 1 ]; then
   bash scripts/cargo.sh bench --locked -p cxformer-core --bench embed
+  bash scripts/cargo.sh bench --locked -p cxformer-core --bench train
+  bash scripts/cargo.sh bench --locked -p cxformer-core --bench step
 fi

@@ -75,6 +75,15 @@ fn batch(b: i64) -> SslBatch {
 }
 
 fn main() {
+    // BENCH_SPAWNED=1: run on a spawned thread (as the Node addon's compute thread does) instead of the main thread.
+    if std::env::var("BENCH_SPAWNED").as_deref() == Ok("1") {
+        std::thread::Builder::new().stack_size(16 << 20).spawn(run).unwrap().join().unwrap();
+    } else {
+        run();
+    }
+}
+
+fn run() {
     let n = std::env::var("CXFORMER_THREADS").ok().and_then(|s| s.parse().ok());
     let threads = cxformer_core::runtime::set_threads(n);
     let steps: usize = std::env::var("BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);

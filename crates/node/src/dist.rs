@@ -1,7 +1,7 @@
 //! Process groups across N-API (data parallelism over c10d, cxformer_core::dist): create one per rank, run
 //! collectives on Float32Arrays (metrics, tests), and hand it to `createTrainer` for DDP training. Every call
 //! that talks to peers is a [`Job`]; failures reject with `[CXF_DIST] …`.
-use crate::job::{Job, job, job_with};
+use crate::job::{Job, comm_job_with};
 use crate::{invalid, js_error};
 use cxformer_core::dist::{BackendChoice, PgOptions, ProcessGroup, ReduceOp};
 use napi::bindgen_prelude::*;
@@ -58,7 +58,7 @@ fn create(options: &str) -> napi::Result<ProcessGroup> {
 /// on a port in use, an unreachable master, a world-size mismatch, a duplicate rank or a rank that never joins).
 #[napi(ts_return_type = "Promise<NativeProcessGroup>")]
 pub fn create_process_group(options: String) -> AsyncTask<Job<ProcessGroup, NativeProcessGroup>> {
-    job_with("createProcessGroup", move || create(&options), |pg| Ok(NativeProcessGroup { pg: Arc::new(pg) }))
+    comm_job_with("createProcessGroup", move || create(&options), |pg| Ok(NativeProcessGroup { pg: Arc::new(pg) }))
 }
 
 /// One rank's membership in a process group. Collectives must be called in the same order on every rank, and
@@ -104,7 +104,7 @@ fn collective(pg: &ProcessGroup, data: &[f32], op: &Op) -> napi::Result<Vec<Vec<
             ))));
         }
     }
-    let t = Tensor::from_slice(data);
+    let t = crate::compute::run(|| Tensor::from_slice(data));
     let out = match op {
         Op::AllReduce(op) => pg.all_reduce(&t, *op).map(|_| vec![t]),
         Op::Broadcast(root) => pg.broadcast(&t, *root).map(|_| vec![t]),
@@ -162,14 +162,14 @@ impl NativeProcessGroup {
     #[napi(ts_return_type = "Promise<Float32Array[]>")]
     pub fn all_gather(&self, data: Float32Array) -> AsyncTask<Job<Vec<Vec<f32>>, Vec<Float32Array>>> {
         let (pg, data) = (self.pg.clone(), data.to_vec());
-        job_with("allGather", move || collective(&pg, &data, &Op::AllGather), |v| Ok(v.into_iter().map(Float32Array::new).collect()))
+        comm_job_with("allGather", move || collective(&pg, &data, &Op::AllGather), |v| Ok(v.into_iter().map(Float32Array::new).collect()))
     }
 
     /// Resolves once every rank has called it.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn barrier(&self) -> AsyncTask<Job<(), ()>> {
         let pg = self.pg.clone();
-        job("barrier", move || collective(&pg, &[], &Op::Barrier).map(|_| ()))
+        comm_job_with("barrier", move || collective(&pg, &[], &Op::Barrier).map(|_| ()), Ok)
     }
 
     /// Leaves the group now (frees the backend; on rank 0 also the store, so call it last there). Later calls,
@@ -186,6 +186,6 @@ impl NativeProcessGroup {
     fn array(&self, data: Vec<f32>, op: Op) -> AsyncTask<Job<Vec<f32>, Float32Array>> {
         let pg = self.pg.clone();
         let what = op.name();
-        job_with(what, move || Ok(collective(&pg, &data, &op)?.pop().unwrap_or_default()), |v| Ok(Float32Array::new(v)))
+        comm_job_with(what, move || Ok(collective(&pg, &data, &op)?.pop().unwrap_or_default()), |v| Ok(Float32Array::new(v)))
     }
 }

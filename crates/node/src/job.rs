@@ -1,8 +1,10 @@
-//! One generic job for every asynchronous N-API call: a closure run on libuv's pool (under [`guarded`]: a panic
-//! becomes a JS error), its output converted to the JS value on the JS thread. The native state behind a JS
+//! One generic job for every asynchronous N-API call: a closure started on libuv's pool and run on the compute
+//! thread (under [`guarded`]: a panic becomes a JS error; see crate::compute), its output converted to the JS value
+//! on the JS thread. Process-group calls ([`comm_job_with`]) stay on their libuv thread: two ranks may live in one
+//! process (tests), and one rank's collective waits for the other's. The native state behind a JS
 //! handle sits in a [`Shared`] (calls on one instance are serialised); [`report`] records a collective call's
 //! failure in the process group so that the peer ranks name it.
-use crate::{guarded, invalid, js_error};
+use crate::{guarded, guarded_here, invalid, js_error};
 use cxformer_core::dist::ProcessGroup;
 use napi::bindgen_prelude::*;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,12 +16,14 @@ pub struct Job<T, J> {
     what: &'static str,
     work: Option<Work<T>>,
     to_js: fn(T) -> napi::Result<J>,
+    /// Run on the compute thread (every job but the process-group calls).
+    on_compute: bool,
 }
 
 impl<T, J> Job<T, J> {
     /// A job named `what` in errors (a panic, a second run).
     pub fn new(what: &'static str, work: impl FnOnce() -> napi::Result<T> + Send + 'static, to_js: fn(T) -> napi::Result<J>) -> Self {
-        Job { what, work: Some(Box::new(work)), to_js }
+        Job { what, work: Some(Box::new(work)), to_js, on_compute: true }
     }
 }
 
@@ -28,7 +32,7 @@ impl<T: Send + 'static, J: ToNapiValue + TypeName> Task for Job<T, J> {
     type JsValue = J;
     fn compute(&mut self) -> napi::Result<T> {
         let work = self.work.take().ok_or_else(|| invalid(format!("{} ran twice", self.what)))?;
-        guarded(self.what, work)
+        if self.on_compute { guarded(self.what, work) } else { guarded_here(self.what, work) }
     }
     fn resolve(&mut self, _env: Env, out: T) -> napi::Result<J> {
         (self.to_js)(out)
@@ -50,6 +54,16 @@ pub fn job_with<T: Send + 'static, J: ToNapiValue + TypeName>(
     to_js: fn(T) -> napi::Result<J>,
 ) -> AsyncTask<Job<T, J>> {
     AsyncTask::new(Job::new(what, work, to_js))
+}
+
+/// A process-group call: like [`job_with`], but run on its libuv thread, not the compute thread (it may wait for a
+/// peer rank of the same process). Its large tensors are still made on the compute thread.
+pub fn comm_job_with<T: Send + 'static, J: ToNapiValue + TypeName>(
+    what: &'static str,
+    work: impl FnOnce() -> napi::Result<T> + Send + 'static,
+    to_js: fn(T) -> napi::Result<J>,
+) -> AsyncTask<Job<T, J>> {
+    AsyncTask::new(Job { on_compute: false, ..Job::new(what, work, to_js) })
 }
 
 /// The native state behind a JS handle, shared with the jobs that run on it: calls on one instance are serialised.

@@ -1,6 +1,7 @@
 //! cxformer's Node-API binding (napi-rs): glue only. Each export reads its arguments, converts options
 //! (JSON text from TypeScript, bulk data as copied typed arrays), calls cxformer-core, converts the result.
-//! Long work runs as [`job::Job`]s on libuv's pool; panics are caught and every failure becomes a JS Error
+//! Long work runs as [`job::Job`]s on libuv's pool, each handing its LibTorch work to the one compute thread
+//! ([`compute`]); panics are caught and every failure becomes a JS Error
 //! whose message starts with a stable code in brackets (`[CXF_WEIGHTS] …`), which src/native turns into
 //! `err.code`.
 #![deny(clippy::all)]
@@ -15,6 +16,7 @@ use job::{Job, Shared, job, job_with};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use tch::{Device, Kind, Tensor};
 
+mod compute;
 mod dist;
 mod finetune;
 mod job;
@@ -35,9 +37,14 @@ pub(crate) fn invalid(msg: impl Into<String>) -> napi::Error {
     napi::Error::new(Status::InvalidArg, format!("[CXF_ARG] {}", msg.into()))
 }
 
-/// Runs `f`, turning a panic (tch's non-`f_` methods panic on C++ errors) into a JS error.
-pub(crate) fn guarded<T>(what: &str, f: impl FnOnce() -> napi::Result<T>) -> napi::Result<T> {
-    // Tasks run on libuv threads, whose OpenMP thread count is their own: apply the configured one.
+/// Runs `f` on the compute thread ([`compute::run`]: all LibTorch work of the addon happens on one thread), with
+/// the configured thread count, turning a panic (tch's non-`f_` methods panic on C++ errors) into a JS error.
+pub(crate) fn guarded<T: Send>(what: &str, f: impl FnOnce() -> napi::Result<T> + Send) -> napi::Result<T> {
+    compute::run(move || guarded_here(what, f))
+}
+
+/// [`guarded`] on the calling thread (process-group calls, see job.rs).
+pub(crate) fn guarded_here<T>(what: &str, f: impl FnOnce() -> napi::Result<T>) -> napi::Result<T> {
     cxformer_core::runtime::apply_threads();
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
@@ -61,13 +68,18 @@ pub(crate) fn planes_from(images: &[u8], sizes: &[i64]) -> napi::Result<Vec<Tens
     if total as usize != images.len() {
         return Err(invalid(format!("images has {} bytes but sizes describe {total}", images.len())));
     }
-    let mut planes = Vec::with_capacity(sizes.len() / 2);
-    let mut off = 0usize;
-    for c in sizes.chunks(2) {
-        let n = (c[0] * c[1]) as usize;
-        planes.push(Tensor::from_slice(&images[off..off + n]).reshape([c[0], c[1]]));
-        off += n;
-    }
+    // Tensors are made (zero-filled, then copied: parallel kernels) on the compute thread, also when called on the
+    // JS thread: an OpenMP team there would throttle the compute thread's (see compute.rs).
+    let planes = compute::run(|| {
+        let mut planes = Vec::with_capacity(sizes.len() / 2);
+        let mut off = 0usize;
+        for c in sizes.chunks(2) {
+            let n = (c[0] * c[1]) as usize;
+            planes.push(Tensor::from_slice(&images[off..off + n]).reshape([c[0], c[1]]));
+            off += n;
+        }
+        planes
+    });
     Ok(planes)
 }
 
@@ -82,7 +94,7 @@ pub(crate) fn tensor_from(data: &[f32], shape: &[i64], what: &str) -> napi::Resu
             data.len()
         )));
     }
-    Ok(Tensor::from_slice(data).reshape(shape))
+    Ok(compute::run(|| Tensor::from_slice(data).reshape(shape)))
 }
 
 /// A named float32 tensor returned to JS (row-major data).
@@ -94,9 +106,14 @@ pub struct NamedTensor {
 }
 
 pub(crate) fn named(name: &str, t: &Tensor) -> napi::Result<NamedTensor> {
-    let t = t.to_kind(Kind::Float).contiguous();
-    let v = Vec::<f32>::try_from(t.flatten(0, -1)).map_err(|e| js_error(e.into()))?;
-    Ok(NamedTensor { name: name.to_string(), shape: t.size(), data: Float32Array::new(v) })
+    // Also called on the JS thread (jobs' output conversions): the LibTorch part runs on the compute thread.
+    let t = t.shallow_clone();
+    let (shape, v) = compute::run(move || {
+        let t = t.to_kind(Kind::Float).contiguous();
+        Vec::<f32>::try_from(t.flatten(0, -1)).map(|v| (t.size(), v))
+    })
+    .map_err(|e| js_error(e.into()))?;
+    Ok(NamedTensor { name: name.to_string(), shape, data: Float32Array::new(v) })
 }
 
 /// LibTorch runtime: torch version, CUDA, threads, BLAS, oneDNN (JSON text).
@@ -197,7 +214,7 @@ fn embed(model: &Backbone, pixels: &[f32], shape: &[i64], masks: Option<(Vec<u8>
             if n as usize != m.len() {
                 return Err(invalid(format!("masks: shape {shape:?} needs {n} values, got {}", m.len())));
             }
-            Some(Tensor::from_slice(&m).reshape(shape.as_slice()).to_kind(Kind::Bool))
+            Some(compute::run(|| Tensor::from_slice(&m).reshape(shape.as_slice()).to_kind(Kind::Bool)))
         }
     };
     let opts = ForwardOptions {
