@@ -6,9 +6,11 @@
 //! (default all cores). It times the model step only; `npm run bench` (dist/bench/train.js) adds decoding and
 //! augmentation and the side-by-side ratio to the official code.
 //! Run with `bash scripts/cargo.sh bench --locked -p cxformer-core --bench step`.
+#[path = "../tests/common/mod.rs"]
+mod common;
 use cxformer_core::ssl::head::HeadConfig;
-use cxformer_core::ssl::{CenteringKind, SslBatch, SslConfig, SslModel, StepSchedule};
-use cxformer_core::{PosInterp, Precision, VitConfig};
+use cxformer_core::ssl::{SslBatch, SslConfig, SslModel, StepSchedule};
+use cxformer_core::{PosInterp, VitConfig};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
@@ -26,33 +28,16 @@ fn cpu_model() -> String {
     format!("{model} [{}]", isa.join(" "))
 }
 
-/// The reference configuration of the side-by-side comparison (../shared/reference/README.md "The configuration").
+/// The reference configuration of the side-by-side comparison (BENCHMARKS.md): the tests' `small_ssl` (the
+/// reference's loss weights, KoLeo 0.1, centering, clip 3, layer-wise decay 0.9, f32) on ViT-S/14 with 4 registers,
+/// LayerScale 1e-5, DINOv2's position interpolation, 98-px training size, a 3-layer head K 4096 and 4 local crops.
 pub fn reference_config() -> SslConfig {
     let mut model = VitConfig::vit_small();
     model.img_size = 98;
     model.layerscale_init = Some(1e-5);
     model.interpolation = PosInterp::ORIGINAL;
     let head = HeadConfig { in_dim: 384, out_dim: 4096, hidden_dim: 2048, bottleneck_dim: 256, nlayers: 3 };
-    SslConfig {
-        model,
-        dino_head: head,
-        ibot_head: None,
-        dino_loss_weight: 1.0,
-        ibot_loss_weight: 1.0,
-        koleo_loss_weight: 0.1,
-        centering: CenteringKind::Centering,
-        center_momentum: 0.9,
-        student_temp: 0.1,
-        sinkhorn_iterations: 3,
-        n_global_crops: 2,
-        n_local_crops: 4,
-        clip_grad: 3.0,
-        layerwise_decay: 0.9,
-        patch_embed_lr_mult: 0.2,
-        adamw_betas: [0.9, 0.999],
-        adamw_eps: 1e-8,
-        precision: Precision::F32,
-    }
+    SslConfig { n_local_crops: 4, ..common::small_ssl(model, head) }
 }
 
 /// Random crops of batch `b` and iBOT masks like the reference's: every other global crop masked, with 10–50 % of

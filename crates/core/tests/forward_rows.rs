@@ -3,19 +3,8 @@
 //! generator, which no other test may draw from between the two seeded forwards.
 mod common;
 use common::*;
-use cxformer_core::{Backbone, FfnKind, ForwardOptions, VitConfig};
+use cxformer_core::{Backbone, ForwardOptions};
 use tch::{Device, Kind, Tensor};
-
-fn small_swiglu() -> VitConfig {
-    let mut c = VitConfig::vit_small();
-    c.embed_dim = 48;
-    c.depth = 2;
-    c.num_heads = 2;
-    c.img_size = 28;
-    c.num_register_tokens = 3;
-    c.ffn = FfnKind::Swiglu;
-    c
-}
 
 #[test]
 fn forward_rows_equals_the_full_forward_at_those_rows() {

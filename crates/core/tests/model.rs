@@ -6,17 +6,6 @@ use cxformer_core::{Backbone, FfnKind, ForwardOptions, Precision, SaveLayout, Vi
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
 
-fn small_swiglu() -> VitConfig {
-    let mut c = VitConfig::vit_small();
-    c.embed_dim = 48;
-    c.depth = 2;
-    c.num_heads = 2;
-    c.img_size = 28;
-    c.num_register_tokens = 3;
-    c.ffn = FfnKind::Swiglu;
-    c
-}
-
 #[test]
 fn swiglu_block_matches_manual_formula_and_round_trips() {
     let cfg = small_swiglu();

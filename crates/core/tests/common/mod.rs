@@ -1,5 +1,5 @@
 #![allow(dead_code)]
-use cxformer_core::{Backbone, VitConfig, WeightFile};
+use cxformer_core::{Backbone, FfnKind, VitConfig, WeightFile};
 use std::path::PathBuf;
 use tch::{Device, Tensor};
 
@@ -121,3 +121,15 @@ pub fn small_ssl(model: VitConfig, head: cxformer_core::ssl::head::HeadConfig) -
     }
 }
 
+
+/// A small SwiGLU ViT/14 (48 wide, 2 heads, 2 blocks, 28 px, 3 registers) for model-level tests.
+pub fn small_swiglu() -> VitConfig {
+    let mut c = VitConfig::vit_small();
+    c.embed_dim = 48;
+    c.depth = 2;
+    c.num_heads = 2;
+    c.img_size = 28;
+    c.num_register_tokens = 3;
+    c.ffn = FfnKind::Swiglu;
+    c
+}
