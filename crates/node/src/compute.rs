@@ -3,7 +3,10 @@
 //! cores, and libgomp then throttles its spin-waiting (100 spins instead of 300,000 before sleeping), so every
 //! parallel region of a training step paid futex sleeps and wake-ups (~55k context switches per 12 steps on 2
 //! cores, 1.6 of 2 CPUs busy). Running every job here keeps one team: the caller (a libuv thread for async jobs,
-//! the JS thread for the few synchronous calls) blocks until its call is done, so calls also stay in order.
+//! the JS thread for the few synchronous calls) blocks until its call is done, so calls also stay in order. The JS
+//! thread should not wait behind a long job: jobs hand back contiguous float32 CPU tensors, which it copies out
+//! itself (lib.rs `named`). Process-group calls stay on their libuv thread (job.rs `comm_job_with`). One process is
+//! one rank: two trainers with a process group in one process would wait for each other here.
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Mutex, OnceLock};

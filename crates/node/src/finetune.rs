@@ -196,7 +196,7 @@ impl NativeFinetuner {
         let inner = self.inner.clone();
         let work = move || {
             let p = inner.lock()?.predict(&x, targets.as_ref().map(|(y, m)| (y, m))).map_err(js_error)?;
-            Ok((p.probs, p.loss_sum, p.entries))
+            Ok((crate::cpu_contiguous(&p.probs), p.loss_sum, p.entries))
         };
         Ok(job_with("finetune predict", work, |(probs, loss_sum, entries)| {
             Ok(FinetunePrediction { probs: named("probs", &probs)?, loss_sum, entries })

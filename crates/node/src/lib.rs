@@ -106,7 +106,13 @@ pub struct NamedTensor {
 }
 
 pub(crate) fn named(name: &str, t: &Tensor) -> napi::Result<NamedTensor> {
-    // Also called on the JS thread (jobs' output conversions): the LibTorch part runs on the compute thread.
+    // Also called on the JS thread (jobs' output conversions). A contiguous float32 CPU tensor is one memcpy, done
+    // here; anything else (a cast, a gather) runs on the compute thread, which may first finish another job, so the
+    // jobs hand back their outputs already contiguous ([`cpu_contiguous`]).
+    if t.kind() == Kind::Float && t.device() == Device::Cpu && t.is_contiguous() {
+        let v = Vec::<f32>::try_from(t.flatten(0, -1)).map_err(|e| js_error(e.into()))?;
+        return Ok(NamedTensor { name: name.to_string(), shape: t.size(), data: Float32Array::new(v) });
+    }
     let t = t.shallow_clone();
     let (shape, v) = compute::run(move || {
         let t = t.to_kind(Kind::Float).contiguous();
@@ -114,6 +120,11 @@ pub(crate) fn named(name: &str, t: &Tensor) -> napi::Result<NamedTensor> {
     })
     .map_err(|e| js_error(e.into()))?;
     Ok(NamedTensor { name: name.to_string(), shape, data: Float32Array::new(v) })
+}
+
+/// `t` as a contiguous float32 CPU tensor (inside a job, so that [`named`] on the JS thread is a copy only).
+pub(crate) fn cpu_contiguous(t: &Tensor) -> Tensor {
+    t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous()
 }
 
 /// LibTorch runtime: torch version, CUDA, threads, BLAS, oneDNN (JSON text).
@@ -281,7 +292,10 @@ impl NativeBackbone {
             _ => return Err(invalid("masks and maskShape must be given together")),
         };
         let (inner, pixels) = (self.inner.clone(), pixel_values.to_vec());
-        let work = move || embed(&*inner.lock()?, &pixels, &shape, masks, options);
+        let work = move || {
+            let out = embed(&*inner.lock()?, &pixels, &shape, masks, options)?;
+            Ok(out.into_iter().map(|(n, t)| (n, cpu_contiguous(&t))).collect::<Embedded>())
+        };
         let to_js: fn(Embedded) -> napi::Result<Vec<NamedTensor>> = |out| out.iter().map(|(n, t)| named(n, t)).collect();
         Ok(AsyncTask::with_optional_signal(Job::new("embed", work, to_js), signal))
     }

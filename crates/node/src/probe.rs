@@ -176,7 +176,8 @@ pub fn fit_head(
             return Err(js_error(CoreError::Cancelled));
         }
         let history = serde_json::to_string(&head.history).expect("serializable");
-        Ok((head.tensors().into_iter().collect(), history, head.config.to_json(), head.best_epoch))
+        let tensors = head.tensors().into_iter().map(|(n, t)| (n, crate::cpu_contiguous(&t))).collect();
+        Ok((tensors, history, head.config.to_json(), head.best_epoch))
     };
     Ok(AsyncTask::with_optional_signal(Job::new("fitHead", work, fitted_to_js), signal))
 }
