@@ -4,6 +4,9 @@
 //   git worktree add /tmp/base <commit>; (cd /tmp/base && ln -s $PWD/../main/node_modules . && bash scripts/setup.sh)
 //   node scripts/ab-step.mjs /tmp/base . ssl        # or: finetune
 //
+// Caveat: an addon from before d76f9b4/8311acd runs its LibTorch work on libuv's threads; loaded next to a newer one it
+// adds OpenMP teams, so libgomp throttles the spin-waits of both (crates/node/src/compute.rs) and both slow down.
+// Compare such trees in separate processes (e.g. the native `--bench step` binaries alternated).
 // Each tree must be built (dist/ and its own addon). Prints the median step time of each and the median of the
 // per-pair ratios B/A. ssl: the `npm run bench` CPU pretraining configuration on explicit crops (batch 8, 98/42 px,
 // 4 locals, K = 4096; AB_OVERRIDES adds overrides); finetune: ViT-S/14 at 224 px, batch 10, 5 classes, on pixels. AB_STEPS pairs (12) after 2.
