@@ -13,6 +13,7 @@ import sharp, { type Metadata, type OutputInfo, type Sharp } from 'sharp';
 
 import { decodeDicomBytes, looksLikeDicom } from './dicom.js';
 import { ImageError } from './errors.js';
+import { checkPixelLimit, resolveMaxPixels } from './limits.js';
 
 /** A decoded image. */
 export interface DecodedImage {
@@ -49,13 +50,23 @@ function sniff(bytes: Uint8Array): { format: 'png' | 'jpeg' } | { other: string 
   return { other: `unrecognised data (first bytes ${head})` };
 }
 
+export interface DecodeOptions {
+  /**
+   * Refuse an image of more than this many pixels (width × height, one frame) before decoding it; 0 = no limit.
+   * The same limit for PNG, JPEG and DICOM.
+   * @default $CXFORMER_MAX_PIXELS, else 268402689 (sharp's `limitInputPixels`; see limits.ts)
+   */
+  maxPixels?: number;
+}
+
 /**
- * Decodes a PNG or JPEG file to raw samples (see {@link DecodedImage}).
+ * Decodes a PNG or JPEG file to raw samples (see {@link DecodedImage}); DICOM files go to dicom.ts.
  *
  * @throws ImageError (code `CXF_IMAGE`) naming the file when it is missing or unreadable, is not PNG/JPEG, is
- *   corrupt or truncated, or has an unsupported colour space or sample depth.
+ *   corrupt or truncated, has an unsupported colour space or sample depth, or is above the pixel limit.
  */
-export async function decodeImage(path: string): Promise<DecodedImage> {
+export async function decodeImage(path: string, options: DecodeOptions = {}): Promise<DecodedImage> {
+  const maxPixels = resolveMaxPixels(options.maxPixels);
   let bytes: Buffer;
   try {
     bytes = await readFile(path);
@@ -65,23 +76,27 @@ export async function decodeImage(path: string): Promise<DecodedImage> {
     throw new ImageError(path, `expected ${EXPECTED}, found ${found}`);
   }
   // DICOM ("DICM" at byte 128, or a .dcm/.dicom name): 16-bit gray after the modality and VOI transforms (see dicom.ts).
-  if (looksLikeDicom(path, bytes)) return decodeDicomBytes(bytes, path);
+  if (looksLikeDicom(path, bytes)) return decodeDicomBytes(bytes, path, { maxPixels });
   const kind = sniff(bytes);
   if ('other' in kind) throw new ImageError(path, `expected ${EXPECTED}, found ${kind.other}`);
   const format = kind.format;
   const name = format.toUpperCase();
 
   // ignoreIcc: take stored values as PIL does; failOn 'warning': truncated or damaged data is an error.
-  const input = (): Sharp => sharp(bytes, { ignoreIcc: true, failOn: 'warning' });
+  // limitInputPixels: reading the header is always allowed, so that our check below names the size; decoding
+  // keeps sharp's own check (false = none) as a backstop.
+  const input = (limit: number | false = maxPixels === 0 ? false : maxPixels): Sharp =>
+    sharp(bytes, { ignoreIcc: true, failOn: 'warning', limitInputPixels: limit });
   let meta: Metadata;
   try {
-    meta = await input().metadata();
+    meta = await input(false).metadata();
   } catch (e) {
     throw new ImageError(path, `expected a valid ${name} file, found a corrupt or truncated one (${oneLine(e)})`);
   }
   if (meta.format !== format) {
     throw new ImageError(path, `expected ${EXPECTED}, found a file that starts like ${name} but decodes as ${meta.format}`);
   }
+  if (meta.width !== undefined && meta.height !== undefined) checkPixelLimit(path, meta.width, meta.height, maxPixels, `${name} header`);
   const depth = meta.depth;
   if (depth !== 'uchar' && depth !== 'ushort') {
     throw new ImageError(path, `expected 8- or 16-bit unsigned samples, found sample format ${depth}`);

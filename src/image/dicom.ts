@@ -23,6 +23,7 @@ import { readFrame } from './dicom/frame.js';
 import { readHeader, type ImageHeader, type VoiFunction } from './dicom/header.js';
 import { DICOM_EXPECTED, hasDicmMagic, parseDicomBytes } from './dicom/parse.js';
 import { applyModality, quantize16, rgbToUnit, storedValues, toDisplay, type VoiApplied } from './dicom/pixels.js';
+import { checkPixelLimit, resolveMaxPixels } from './limits.js';
 
 export { SUPPORTED_SYNTAXES, syntaxInfo, type SyntaxInfo } from './dicom/syntax.js';
 export type { VoiApplied, VoiFunction };
@@ -93,6 +94,11 @@ export interface DicomDecodeOptions {
   voi?: 'auto' | 'none';
   /** 0-based frame of a multi-frame image (default 0, the first frame). */
   frame?: number;
+  /**
+   * Refuse a frame of more than this many pixels (Rows × Columns) before decoding it; 0 = no limit.
+   * @default $CXFORMER_MAX_PIXELS, else 268402689 (sharp's limit for PNG/JPEG; see limits.ts)
+   */
+  maxPixels?: number;
 }
 
 export interface DicomFloatOptions extends DicomDecodeOptions {
@@ -130,6 +136,8 @@ interface Decoded {
 async function decodeValues(bytes: Uint8Array, path: string, options: DicomDecodeOptions): Promise<Decoded> {
   const parsed = parseDicomBytes(bytes, path);
   const header = readHeader(parsed);
+  // Before the frame is decoded or its output allocated: a header can claim 65535 × 65535.
+  checkPixelLimit(path, header.columns, header.rows, resolveMaxPixels(options.maxPixels), 'Columns × Rows');
   const frameIndex = options.frame ?? 0;
   const frame = await readFrame(parsed, header, frameIndex);
   const stored = storedValues(frame, header);

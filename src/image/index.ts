@@ -2,7 +2,8 @@
  * Image decoding and the CXformer evaluation preprocessing (docs/recipe.md §2.8). Pure TypeScript except decoding (sharp).
  */
 export { ImageError } from './errors.js';
-export { decodeImage, type DecodedImage } from './decode.js';
+export { decodeImage, type DecodedImage, type DecodeOptions } from './decode.js';
+export { checkPixelLimit, resolveMaxPixels, DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV } from './limits.js';
 export { decodeDicom, decodeDicomFloat, type DicomImage, type DicomDecodeOptions } from './dicom.js';
 export { rgbToGray, to8Bit, splitChannels, grayPlane8, rgbPlanes8 } from './gray.js';
 export { equalizeHist, equalizeHistLut, histogram256 } from './equalize.js';

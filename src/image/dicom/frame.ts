@@ -49,6 +49,15 @@ export async function readFrame(parsed: ParsedDicom, header: ImageHeader, index:
           `${spp} sample(s), ${ba} bits allocated), found ${available}${truncated ? ' (truncated file)' : ''}`,
       );
     }
+    // The frame fits, but the element claims more than the file holds: a cut file or a wrong length, not data to trust.
+    const inFile = dataSet.byteArray.length - element.dataOffset;
+    if (element.length > inFile) {
+      throw new ImageError(
+        path,
+        `expected the Pixel Data element's declared length of ${element.length} bytes to lie within the file, found ` +
+          `${inFile} bytes from its start (offset ${element.dataOffset}) to the end of the file (truncated file or wrong length)`,
+      );
+    }
     const words = nativeWords(dataSet.byteArray, start, rows * columns * spp, ba, syntax.bigEndian, element.vr === 'OW', element.dataOffset);
     return { words, shift: nativeShift, bits: header.bitsStored, planar: header.planarConfiguration === 1, codec: 'native' };
   }
