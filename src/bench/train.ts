@@ -126,14 +126,15 @@ async function runRow(config: Row['config'], z: Sizes, data: string, tmp: string
   };
 }
 
-/** One run of the official DINOv2 step timer (time_train_step.py --json): its summary, or an error text. */
+/** One run of the official DINOv2 step timer (time_train_step.py --json): its output; throws with the command and its stderr. */
 async function officialRun(py: string, timers: string, steps: number, warm: number, threads: number, tmp: string) {
   const out = path.join(tmp, `official-${Date.now()}.json`);
   const precision = process.env.BENCH_PRECISION ?? 'fp32';
   const args = [path.join(timers, 'time_train_step.py'), '--steps', String(steps), '--warmup', String(warm), '--threads', String(threads), '--precision', precision, '--json', out];
   const r = spawnSync(py, args, { cwd: timers, env: process.env, encoding: 'utf8', maxBuffer: 1 << 26 });
   if (r.status !== 0) {
-    throw new Error(`the official timer failed (${py} ${args.join(' ')}, exit ${r.status}): ${(r.stderr || r.stdout || '').trim().slice(-2000)}`);
+    const why = r.error ? r.error.message : `exit ${r.status}: ${(r.stderr || r.stdout || '').trim().slice(-2000)}`;
+    throw new Error(`the official timer failed (REF_PY=${py}, ${args[0]}): ${why}`);
   }
   const j = JSON.parse(await readFile(out, 'utf8')) as { summary: { median_s: number; forward_backward_s: number; clip_adamw_s: number; ema_s: number; images_per_s: number }; batch_build_s?: number };
   return j;
@@ -186,7 +187,7 @@ async function main() {
       const offStep = median(off.map((o) => o.summary.median_s * 1000));
       const offFb = median(off.map((o) => o.summary.forward_backward_s * 1000));
       const offOpt = median(off.map((o) => o.summary.clip_adamw_s * 1000));
-      const offBuild = off.every((o) => typeof o.batch_build_s === 'number') ? median(off.map((o) => (o.batch_build_s as number) / steps) .map((s) => s * 1000)) : NaN;
+      const offBuild = median(off.map((o) => ((o.batch_build_s ?? NaN) / steps) * 1000));
       const ourStep = median(ours.map((r) => r.model_step_ms));
       const ourFb = median(ours.map((r) => r.stages_ms.teacher_forward! + r.stages_ms.student_forward_and_losses! + r.stages_ms.backward!));
       const ourOpt = median(ours.map((r) => r.stages_ms.clip_and_optimizer!));

@@ -77,6 +77,17 @@ fn non_finite_loss_is_refused_before_any_update() {
 }
 
 #[test]
+fn masks_that_do_not_fit_the_global_crops_are_refused_before_any_update() {
+    // 28-px crops with patch 14 have 4 patches; masks with 9 columns describe 42-px crops.
+    let mut m = SslModel::new(cfg(CenteringKind::Centering, false), Device::Cpu, 0).unwrap();
+    let mut bt = batch(5, 2);
+    bt.masks = Tensor::zeros([4, 9], (Kind::Bool, Device::Cpu));
+    let e = m.step(&bt, &SCHED, 3).unwrap_err().to_string();
+    assert!(e.contains("masks have 9 patches per crop") && e.contains("28x28 px global_crops have 4"), "{e}");
+    assert_eq!(m.optimizer.step, 0);
+}
+
+#[test]
 fn resume_from_state_is_exact() {
     let c = cfg(CenteringKind::Centering, true);
     let mut a = SslModel::new(c.clone(), Device::Cpu, 0).unwrap();

@@ -100,7 +100,7 @@ fn targets_of(targets: &[f32], shape: &[i64], mask: &[u8]) -> napi::Result<(Tens
     if mask.len() as i64 != n {
         return Err(invalid(format!("mask: targetsShape {shape:?} needs {n} values but the Uint8Array has {}", mask.len())));
     }
-    let m = crate::compute::run(|| Tensor::from_slice(mask).reshape(shape).to_kind(Kind::Uint8));
+    let m = crate::bytes_tensor(mask, shape, Kind::Uint8);
     Ok((y, m))
 }
 

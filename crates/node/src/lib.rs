@@ -97,6 +97,12 @@ pub(crate) fn tensor_from(data: &[f32], shape: &[i64], what: &str) -> napi::Resu
     Ok(compute::run(|| Tensor::from_slice(data).reshape(shape)))
 }
 
+/// Bytes (masks, labels) as a tensor of `shape` and `kind`, made on the compute thread like [`tensor_from`]'s.
+/// The caller has checked that `shape` holds `data.len()` values.
+pub(crate) fn bytes_tensor(data: &[u8], shape: &[i64], kind: Kind) -> Tensor {
+    compute::run(|| Tensor::from_slice(data).reshape(shape).to_kind(kind))
+}
+
 /// A named float32 tensor returned to JS (row-major data).
 #[napi(object)]
 pub struct NamedTensor {
@@ -225,7 +231,7 @@ fn embed(model: &Backbone, pixels: &[f32], shape: &[i64], masks: Option<(Vec<u8>
             if n as usize != m.len() {
                 return Err(invalid(format!("masks: shape {shape:?} needs {n} values, got {}", m.len())));
             }
-            Some(compute::run(|| Tensor::from_slice(&m).reshape(shape.as_slice()).to_kind(Kind::Bool)))
+            Some(bytes_tensor(&m, &shape, Kind::Bool))
         }
     };
     let opts = ForwardOptions {

@@ -96,7 +96,7 @@ impl Split {
     fn tensors(&self, prefix: &str) -> napi::Result<(Tensor, Tensor, Tensor)> {
         let x = tensor_from(&self.features, &self.features_shape, &arg(prefix, "features"))?;
         let y = tensor_from(&self.targets, &self.targets_shape, &arg(prefix, "targets"))?;
-        let m = crate::compute::run(|| Tensor::from_slice(&self.mask).reshape(self.targets_shape.as_slice()));
+        let m = crate::bytes_tensor(&self.mask, &self.targets_shape, Kind::Uint8);
         Ok((x, y, m))
     }
 }

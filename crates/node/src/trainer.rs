@@ -99,7 +99,7 @@ fn masks_tensor(masks: &[u8], shape: &[i64]) -> napi::Result<Tensor> {
     if shape.len() != 2 || n as usize != masks.len() {
         return Err(invalid(format!("masks: expected a [rows, patches] shape matching {} bytes, got {shape:?}", masks.len())));
     }
-    Ok(crate::compute::run(|| Tensor::from_slice(masks).reshape(shape).to_kind(Kind::Bool)))
+    Ok(crate::bytes_tensor(masks, shape, Kind::Bool))
 }
 
 #[napi]

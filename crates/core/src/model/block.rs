@@ -103,6 +103,14 @@ fn drop_path_rows(x: Tensor, rate: f64, train: bool, b: i64, sample: &Tensor) ->
     x * mask.reshape([b, 1]).index_select(0, sample) / keep
 }
 
+/// LayerScale: `y · γ` when the block has one.
+fn layer_scale(y: Tensor, gamma: &Option<Tensor>) -> Tensor {
+    match gamma {
+        Some(g) => y * g,
+        None => y,
+    }
+}
+
 /// x ← x + DropPath(LS1(Attn(LN1(x)))); x ← x + DropPath(LS2(FFN(LN2(x)))).
 #[derive(Debug)]
 pub struct Block {
@@ -134,13 +142,9 @@ impl Block {
     /// # Shapes
     /// x: (B, T, D) → (B, T, D)
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let scale = |y: Tensor, g: &Option<Tensor>| match g {
-            Some(g) => y * g,
-            None => y,
-        };
-        let a = scale(self.attn.forward(&x.apply(&self.norm1))?, &self.ls1);
+        let a = layer_scale(self.attn.forward(&x.apply(&self.norm1))?, &self.ls1);
         let x = x + drop_path(a, self.drop_path, train);
-        let f = scale(self.mlp.forward(&x.apply(&self.norm2)), &self.ls2);
+        let f = layer_scale(self.mlp.forward(&x.apply(&self.norm2)), &self.ls2);
         Ok(&x + drop_path(f, self.drop_path, train))
     }
 
@@ -153,15 +157,11 @@ impl Block {
     /// x: (B, T, D), rows: (n,) int64 → (n, D)
     pub fn forward_rows(&self, x: &Tensor, train: bool, rows: &Tensor) -> Result<Tensor> {
         let (b, t, d) = x.size3()?;
-        let scale = |y: Tensor, g: &Option<Tensor>| match g {
-            Some(g) => y * g,
-            None => y,
-        };
         let sample = rows.floor_divide_scalar(t);
         let ctx = self.attn.context(&x.apply(&self.norm1))?.reshape([b * t, d]).index_select(0, rows);
-        let a = scale(ctx.apply(&self.attn.proj), &self.ls1);
+        let a = layer_scale(ctx.apply(&self.attn.proj), &self.ls1);
         let x = x.reshape([b * t, d]).index_select(0, rows) + drop_path_rows(a, self.drop_path, train, b, &sample);
-        let f = scale(self.mlp.forward(&x.apply(&self.norm2)), &self.ls2);
+        let f = layer_scale(self.mlp.forward(&x.apply(&self.norm2)), &self.ls2);
         Ok(&x + drop_path_rows(f, self.drop_path, train, b, &sample))
     }
 }

@@ -192,7 +192,6 @@ impl Vit {
         }
         Ok(last.forward_rows(&x, train, rows)?.apply(&self.norm))
     }
-
 }
 
 /// DINOv2's from-scratch initialisation (docs/recipe.md §2.6) applied to a freshly built model's VarStore:

@@ -370,7 +370,7 @@ impl SslModel {
         let (gh, gw) = (globals.size()[2] / p, globals.size()[3] / p);
         if n_patches != gh * gw {
             return Err(Error::Shape(format!(
-                "masks have {n_patches} patches per crop but the {}x{} px global crops have {} (patch size {p})",
+                "masks have {n_patches} patches per crop but the {}x{} px global_crops have {} (patch size {p})",
                 globals.size()[2],
                 globals.size()[3],
                 gh * gw
@@ -446,18 +446,12 @@ impl SslModel {
             _ => (None, 0),
         };
         let student_patches = sg.narrow(0, n_rows, n_masked);
-        // The reference's head input order: local CLS, global CLS, masked patch tokens.
-        let (student_local, student_global, student_ibot) = match &student_local_cls {
-            Some(lc) => {
-                let (mut cls, ibot) = self.student.heads(&[lc, &student_global_cls], &student_patches);
-                let global = cls.pop().expect("two CLS blocks");
-                (cls.pop(), global, ibot)
-            }
-            None => {
-                let (mut cls, ibot) = self.student.heads(&[&student_global_cls], &student_patches);
-                (None, cls.pop().expect("one CLS block"), ibot)
-            }
-        };
+        // The reference's head input order: local CLS (if any), global CLS, masked patch tokens.
+        let mut cls_blocks: Vec<&Tensor> = student_local_cls.iter().collect();
+        cls_blocks.push(&student_global_cls);
+        let (mut cls, student_ibot) = self.student.heads(&cls_blocks, &student_patches);
+        let student_global = cls.pop().expect("the global CLS block");
+        let student_local = cls.pop();
 
         // ---- losses (float32) ----
         let (dino_local, dino_global) = dino_losses(student_local.as_ref(), &student_global, &teacher_dino, ng, nl, cfg.student_temp);

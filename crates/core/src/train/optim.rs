@@ -96,46 +96,35 @@ impl AdamW {
     /// element-wise ops). Gradients are then set to undefined (zero_grad(set_to_none=True)).
     pub fn update(&mut self, lr: f64, last_layer_lr: f64, wd: f64) -> Result<()> {
         self.step += 1;
-        // (lr, wd) bit patterns → slots, in first-seen order (a few groups: one per layer-wise lr × decay on/off).
-        let mut groups: Vec<((u64, u64), Vec<usize>)> = Vec::new();
-        let mut grads: Vec<Tensor> = Vec::with_capacity(self.slots.len());
-        for (i, s) in self.slots.iter().enumerate() {
+        // One group per distinct (lr, wd), in first-seen order: [params, grads, exp_avg, exp_avg_sq].
+        let mut groups: Vec<((f64, f64), [Vec<Tensor>; 4])> = Vec::new();
+        for s in &self.slots {
             let g = s.param.grad();
-            let has = g.defined();
-            grads.push(g);
-            if !has {
+            if !g.defined() {
                 continue;
             }
-            let key = (self.lr_of(&s.group, lr, last_layer_lr).to_bits(), (s.group.wd_mult * wd).to_bits());
-            match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, members)) => members.push(i),
-                None => groups.push((key, vec![i])),
-            }
+            let key = (s.group.lr_mult * if s.group.is_last_layer { last_layer_lr } else { lr }, s.group.wd_mult * wd);
+            let i = match groups.iter().position(|(k, _)| *k == key) {
+                Some(i) => i,
+                None => {
+                    groups.push((key, Default::default()));
+                    groups.len() - 1
+                }
+            };
+            let [p, gs, m, v] = &mut groups[i].1;
+            p.push(s.param.shallow_clone());
+            gs.push(g);
+            m.push(s.exp_avg.shallow_clone());
+            v.push(s.exp_avg_sq.shallow_clone());
         }
         tch::no_grad(|| -> Result<()> {
-            for ((lr_bits, wd_bits), members) in &groups {
-                let pick = |f: &dyn Fn(&Slot) -> &Tensor| members.iter().map(|&i| f(&self.slots[i]).shallow_clone()).collect::<Vec<_>>();
-                let g: Vec<Tensor> = members.iter().map(|&i| grads[i].shallow_clone()).collect();
-                shim::fused_adamw(
-                    &pick(&|s| &s.param),
-                    &g,
-                    &pick(&|s| &s.exp_avg),
-                    &pick(&|s| &s.exp_avg_sq),
-                    f64::from_bits(*lr_bits),
-                    (self.beta1, self.beta2),
-                    f64::from_bits(*wd_bits),
-                    self.eps,
-                    self.step,
-                )?;
+            for ((lr_g, wd_g), [p, g, m, v]) in &groups {
+                shim::fused_adamw(p, g, m, v, *lr_g, (self.beta1, self.beta2), *wd_g, self.eps, self.step)?;
             }
             Ok(())
         })?;
-        drop(grads);
+        drop(groups);
         shim::clear_grads(&self.params())
-    }
-
-    fn lr_of(&self, g: &ParamGroup, lr: f64, last_layer_lr: f64) -> f64 {
-        g.lr_mult * if g.is_last_layer { last_layer_lr } else { lr }
     }
 }
 
