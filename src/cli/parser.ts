@@ -290,11 +290,19 @@ export function buildParser(args: readonly string[]): Argv {
         .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Output folder (hf) or .safetensors file (original)' })
         .option('format', { choices: ['hf', 'original'] as const, default: 'hf' as const, describe: 'hf folder, or one file with original DINOv2 names' })
         .option('dtype', { choices: ['f32', 'bf16', 'f16'] as const, default: 'f32' as const, describe: 'Stored dtype' })
+        .option('head', {
+          type: 'string',
+          describe:
+            "A classification head of 'cxformer finetune' (head.safetensors) to export with --weights: as transformers' Dinov2(WithRegisters)ForImageClassification when it is one linear layer on --cls-layers 1 --avgpool features, else as head.safetensors + head_config.json beside the backbone",
+        })
+        .option('backbone-only', { type: 'boolean', default: false, describe: 'Drop the classifier.* tensors of classification weights (kept by default)' })
+        .example('$0 export --weights runs/ft/best/model --head runs/ft/best/head.safetensors --out exported-classifier/', 'backbone + classification head')
         .check((a) => {
           const pos = ((a.overrides as string[] | undefined) ?? []).map(String);
           const sources = pos.filter((s) => !isOverride(s));
           if (sources.length > 1) throw new Error(`export: one run folder or checkpoint at a time, got ${sources.join(' ')}`);
           if (sources.length && (a.weights || a.arch)) throw new Error('export: give either a run/checkpoint or --weights/--arch, not both');
+          if (a.head !== undefined && !a.weights) throw new Error('export: --head goes with the --weights it was trained on.\nExample usage: cxformer export --weights runs/ft/best/model --head runs/ft/best/head.safetensors --out exported/');
           if (!sources.length && !a.weights && !a.arch) throw new Error('export: give a run folder or checkpoint, --weights, or --arch <preset> for a random-initialised model.\nExample usage: cxformer export runs/demo --out exported/');
           return true;
         }),

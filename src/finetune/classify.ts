@@ -17,6 +17,7 @@ import { loadDataset, type CxrRecord, type DatasetSpec, type LabelPolicy } from 
 import { writeEvaluationReport, type EvaluationReport } from '../eval/report.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { rankThreads, type DistEnv } from '../distributed/env.js';
+import { resolvePreprocessOptions } from '../image/options.js';
 import { allOrNothing, type DistSettings, type ProcessGroup, withProcessGroup } from '../distributed/group.js';
 import { share } from '../distributed/shard.js';
 import { call, CxformerError } from '../native/load.js';
@@ -123,7 +124,13 @@ async function features(model: Backbone, l: Labelled, o: FeatureOptions, file: s
   return f;
 }
 
-/** Writes head.safetensors (tensors of the native head, config and feature layout in the metadata). */
+/**
+ * Writes head.safetensors: tensors `head.<i>.weight` [out, in] / `head.<i>.bias` (Linear layers in order, exact GELU
+ * between them); metadata `format` "cxformer-probe-head", `config` (the head config JSON: hidden, task, …), `classes`
+ * (JSON list, the output order), `feature_options` ({clsLayers, avgpool}: the feature layout of src/finetune/features.ts),
+ * `label_type`, `preprocess` (the resolved preprocessing of the features), `backbone`, `best_epoch`. README "Classification
+ * heads and transformers" documents the layout; `cxformer export --head` reads it.
+ */
 async function saveHead(file: string, head: ProbeHead, meta: Record<string, string>): Promise<void> {
   const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
   for (const t of head.tensors) tensors[t.name] = { dtype: 'F32', shape: t.shape, data: t.data };
@@ -253,6 +260,9 @@ async function probeRanked(o: LinearProbeOptions, env: DistEnv, device: string, 
     feature_options: JSON.stringify({ clsLayers: fo.clsLayers ?? CLASSIFICATION.clsLayers, avgpool: fo.avgpool ?? CLASSIFICATION.avgpool }),
     backbone: model.resolved.weights?.file ?? `random:${o.backbone.arch}`,
     best_epoch: String(fit.bestEpoch ?? ''),
+    label_type: labelType,
+    // The preprocessing the features were computed with (`cxformer export --head` writes it to preprocessor_config.json).
+    preprocess: JSON.stringify(resolvePreprocessOptions({ ...model.preprocess, ...fo.preprocess })),
   });
   const rep = await report(path.join(o.out, 'eval'), fit.head, fHeld, held, o.classes, o.bootstrap ?? CLASSIFICATION.bootstrap, `Linear probe (${held === test ? 'test' : 'valid'} split)`);
   return { ...rep, history: fit.history, rank: env.rank, worldSize: env.worldSize };

@@ -1,6 +1,6 @@
 /**
  * Export of a pretraining run or checkpoint: the TEACHER backbone as a Hugging Face
- * Dinov2WithRegisters folder (config.json, model.safetensors, preprocessor_config.json) plus
+ * Dinov2WithRegisters folder (config.json, model.safetensors, preprocessor_config.json, README.md) plus
  * dino_head.safetensors (teacher heads, keys dino_head.* / ibot_head.*) for further continual pretraining.
  */
 import { existsSync, statSync } from 'node:fs';
@@ -9,6 +9,7 @@ import path from 'node:path';
 import { loadBackbone } from '../backbone.js';
 import { defaultPreprocess } from '../image/options.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
+import { exportHfFolder } from '../model/hf-export.js';
 import { CxformerError } from '../native/load.js';
 
 /** The newest checkpoint of a run folder, or the file itself. */
@@ -34,9 +35,13 @@ export async function exportRun(source: string, outDir: string, opts: { dtype?: 
   const size = run?.crops?.global_crops_size ?? model.config.img_size;
   // The evaluation transform that matches the training data: gray, equalised as trained, shorter side = the
   // global crop size, centre crop.
-  await model.exportHf(outDir, {
+  // config.json typed as transformers declares it, and a README.md with the transformers preprocessing recipe.
+  await exportHfFolder(model, {
+    out: outDir,
     dtype: opts.dtype ?? 'f32',
     preprocess: { ...defaultPreprocess, equalize: run?.data?.equalize ?? true, resize: size, crop: size },
+    source: `the teacher of ${ckpt}`,
+    dinoHead: true,
   });
   // Only the teacher heads are read from the checkpoint (not the student, teacher backbone and optimizer moments).
   const headKey = /^teacher\.((dino|ibot)_head\..+)$/;
