@@ -201,7 +201,9 @@ export async function exportHfFolder(model: Backbone, o: HfExportOptions): Promi
     if (!sameJson(head.preprocess, model.preprocess)) notes.push(`preprocessor_config.json: the preprocessing ${o.head} was trained with (recorded in its metadata), not the backbone's`);
     pre = head.preprocess;
   } else if (head && !head.preprocess) {
-    notes.push(`${o.head} does not record its preprocessing (heads written before this export existed): preprocessor_config.json holds the backbone's; use the one the head was trained with`);
+    notes.push(
+      `${o.head} does not record its preprocessing (full-mode heads, older linear heads): preprocessor_config.json holds the backbone folder's, which for a full-mode best/model is the one it was trained with`,
+    );
   }
 
   await mkdir(o.out, { recursive: true });
