@@ -30,6 +30,8 @@ export interface LoadBackboneOptions extends ResolveOptions {
   seed?: number;
   /** An already resolved model (from {@link resolveModel}); skips resolving again. */
   resolved?: ResolvedModel;
+  /** Load weights holding NaN / Inf values (refused by default, naming the tensors). @default false */
+  allowNonFinite?: boolean;
 }
 
 export interface EmbedOptions {
@@ -98,6 +100,7 @@ export class Backbone {
           weights: resolved.weights?.file,
           seed: opts.seed ?? 0,
           device: opts.device ?? 'cpu',
+          allowNonFinite: opts.allowNonFinite ?? false,
         }),
       ),
     );

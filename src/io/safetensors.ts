@@ -174,12 +174,18 @@ function validShapeMessage(shape: unknown): string | null {
  * Checks everything except the tensor bytes themselves (BOOL values are checked when the data is read).
  */
 function parseHeader(path: string, fileSize: number, headerSize: number, headerBytes: Uint8Array): SafetensorsHeader {
+  if (headerBytes[0] === 0xef && headerBytes[1] === 0xbb && headerBytes[2] === 0xbf) {
+    // TextDecoder would drop it silently; the Rust reader (serde_json) refuses it: one rule for both.
+    throw new SafetensorsError(path, 'expected the header to start with \'{\', found a UTF-8 byte-order mark (EF BB BF)');
+  }
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(headerBytes);
   } catch {
     throw new SafetensorsError(path, `expected the ${headerSize}-byte header to be UTF-8 text, found invalid UTF-8`);
   }
+  const structure = headerStructureProblem(text);
+  if (structure !== null) throw new SafetensorsError(path, structure);
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -243,6 +249,57 @@ function parseHeader(path: string, fileSize: number, headerSize: number, headerB
   }
 
   return { path, fileSize, headerSize, dataStart, tensors: new Map(byOffset), metadata };
+}
+
+/** Deepest nesting a header may have: root object > tensor entry > shape array is 3; metadata is 2. */
+export const MAX_HEADER_DEPTH = 8;
+
+/**
+ * Scans the header text for what JSON.parse accepts or cannot report well: a key repeated in one object (JSON.parse
+ * keeps the last one silently; a repeated tensor name would hide a tensor) and nesting deeper than
+ * {@link MAX_HEADER_DEPTH} (JSON.parse recurses and would overflow the stack on a crafted header). Returns the
+ * problem, or null (the text may still be invalid JSON, which JSON.parse then reports).
+ */
+function headerStructureProblem(text: string): string | null {
+  const keys: (Set<string> | null)[] = []; // one entry per open container: a key set for objects, null for arrays
+  let expectKey = false;
+  let topKey = ''; // the last key of the root object: the tensor whose entry is being scanned
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (ch === 0x7b /* { */ || ch === 0x5b /* [ */) {
+      keys.push(ch === 0x7b ? new Set() : null);
+      if (keys.length > MAX_HEADER_DEPTH) {
+        return `expected a header nested at most ${MAX_HEADER_DEPTH} levels deep (tensor entries need 3), found deeper nesting at byte ${i}`;
+      }
+      expectKey = ch === 0x7b;
+    } else if (ch === 0x7d /* } */ || ch === 0x5d /* ] */) {
+      keys.pop();
+      expectKey = false;
+    } else if (ch === 0x2c /* , */) {
+      expectKey = keys.length > 0 && keys[keys.length - 1] !== null;
+    } else if (ch === 0x22 /* " */) {
+      let j = i + 1;
+      while (j < text.length && text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c /* \ */ ? 2 : 1;
+      if (expectKey) {
+        let key: string;
+        try {
+          key = JSON.parse(text.slice(i, j + 1)) as string;
+        } catch {
+          return null; // malformed string: JSON.parse reports it
+        }
+        const seen = keys[keys.length - 1] as Set<string>;
+        if (seen.has(key)) {
+          const where = keys.length === 1 ? 'the header' : `the entry of ${JSON.stringify(truncate(topKey))}`;
+          return `expected each key once in ${where}, found ${JSON.stringify(truncate(key))} more than once`;
+        }
+        seen.add(key);
+        if (keys.length === 1) topKey = key;
+        expectKey = false;
+      }
+      i = j;
+    }
+  }
+  return null;
 }
 
 function parseMetadata(path: string, value: unknown): Record<string, string> {

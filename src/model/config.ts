@@ -107,24 +107,122 @@ export function numParams(c: VitConfig): number {
   return n + c.depth * block + 2 * d;
 }
 
+/**
+ * Shape of every backbone variable in original DINOv2 names, computed from the architecture alone (mirrors
+ * crates/core `VitConfig::expected_shapes`): what a weight file is checked against before anything is allocated.
+ */
+export function expectedShapes(c: VitConfig): Map<string, number[]> {
+  const d = c.embed_dim;
+  const m = c.img_size / c.patch_size;
+  const h = ffnHidden(c);
+  const s = new Map<string, number[]>();
+  s.set('cls_token', [1, 1, d]);
+  s.set('pos_embed', [1, 1 + m * m, d]);
+  if (c.num_register_tokens > 0) s.set('register_tokens', [1, c.num_register_tokens, d]);
+  if (c.use_mask_token) s.set('mask_token', [1, d]);
+  s.set('patch_embed.proj.weight', [d, c.in_chans, c.patch_size, c.patch_size]);
+  s.set('patch_embed.proj.bias', [d]);
+  const [fcIn, fcOut, width] = c.ffn === 'mlp' ? ['mlp.fc1', 'mlp.fc2', h] : ['mlp.w12', 'mlp.w3', 2 * h];
+  for (let i = 0; i < c.depth; i++) {
+    const b = `blocks.${i}.`;
+    for (const n of ['norm1', 'norm2']) {
+      s.set(`${b}${n}.weight`, [d]);
+      s.set(`${b}${n}.bias`, [d]);
+    }
+    s.set(`${b}attn.qkv.weight`, [3 * d, d]);
+    if (c.qkv_bias) s.set(`${b}attn.qkv.bias`, [3 * d]);
+    s.set(`${b}attn.proj.weight`, [d, d]);
+    if (c.proj_bias) s.set(`${b}attn.proj.bias`, [d]);
+    if (c.layerscale_init !== null) {
+      s.set(`${b}ls1.gamma`, [d]);
+      s.set(`${b}ls2.gamma`, [d]);
+    }
+    s.set(`${b}${fcIn}.weight`, [width, d]);
+    s.set(`${b}${fcOut}.weight`, [d, h]);
+    if (c.ffn_bias) {
+      s.set(`${b}${fcIn}.bias`, [width]);
+      s.set(`${b}${fcOut}.bias`, [d]);
+    }
+  }
+  s.set('norm.weight', [d]);
+  s.set('norm.bias', [d]);
+  return s;
+}
+
+/**
+ * Upper bounds for values that tensor shapes cannot confirm (or, for a random-initialised model, nothing confirms).
+ * Generous for real ViTs (ViT-g/14 is 1536 wide, 40 deep; CXformer trains at 518 px) and far below what would exhaust
+ * memory before a clear error could be given. Mirrored in crates/core/src/config.rs `VitConfig::validate`.
+ */
+export const ARCH_LIMITS = {
+  embed_dim: 16384,
+  depth: 512,
+  patch_size: 256,
+  img_size: 16384,
+  /** Position-grid cells (img_size / patch_size)²: 37² at 518 px; 4096 px at p14 is 292². */
+  pos_cells: 100_000,
+  in_chans: 64,
+  num_register_tokens: 1024,
+  mlp_ratio: 64,
+  /** float32 parameters (16 GB). ViT-g/14 has 1.1 B. */
+  parameters: 4e9,
+  layer_norm_eps_max: 0.1,
+  layerscale_abs_max: 1e6,
+} as const;
+
+/**
+ * Checks every field of `c` for type, range and consistency and returns it; the message names the key, what was
+ * expected and what was found, prefixed by `source` (the file or "overrides").
+ */
 export function validateConfig(c: VitConfig, source: string): VitConfig {
   const fail = (m: string): never => {
     throw new ConfigError(`${source}: ${m}`);
   };
-  const posInt = (k: keyof VitConfig) => {
+  if (c === null || typeof c !== 'object' || Array.isArray(c)) fail(`expected an architecture object, found ${JSON.stringify(c)}`);
+  const L = ARCH_LIMITS;
+  const int = (k: keyof VitConfig, lo: number, hi: number) => {
     const v = c[k];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) fail(`model.${k} must be a positive integer, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
+      fail(`model.${k} must be an integer in [${lo}, ${hi}], got ${JSON.stringify(v)}`);
+    }
   };
-  (['embed_dim', 'depth', 'num_heads', 'patch_size', 'img_size', 'in_chans'] as const).forEach(posInt);
+  const bool = (k: keyof VitConfig) => {
+    if (typeof c[k] !== 'boolean') fail(`model.${k} must be true or false, got ${JSON.stringify(c[k])}`);
+  };
+  int('embed_dim', 1, L.embed_dim);
+  int('depth', 1, L.depth);
+  int('num_heads', 1, c.embed_dim);
+  int('patch_size', 1, L.patch_size);
+  int('img_size', 1, L.img_size);
+  int('in_chans', 1, L.in_chans);
+  int('num_register_tokens', 0, L.num_register_tokens);
   if (c.embed_dim % c.num_heads !== 0) fail(`model.embed_dim ${c.embed_dim} is not divisible by model.num_heads ${c.num_heads}`);
   if (c.img_size % c.patch_size !== 0) fail(`model.img_size ${c.img_size} must be a multiple of model.patch_size ${c.patch_size}`);
-  if (!Number.isInteger(c.num_register_tokens) || c.num_register_tokens < 0) {
-    fail(`model.num_register_tokens must be an integer >= 0, got ${JSON.stringify(c.num_register_tokens)}`);
+  if ((c.img_size / c.patch_size) ** 2 > L.pos_cells) {
+    fail(`model.img_size / model.patch_size = ${c.img_size / c.patch_size}: at most ${Math.floor(Math.sqrt(L.pos_cells))} position cells per side, got ${c.img_size}/${c.patch_size}`);
   }
   if (c.ffn !== 'mlp' && c.ffn !== 'swiglu') fail(`model.ffn must be 'mlp' or 'swiglu', got ${JSON.stringify(c.ffn)}`);
-  if (!(c.mlp_ratio > 0)) fail(`model.mlp_ratio must be > 0, got ${JSON.stringify(c.mlp_ratio)}`);
-  if (!(c.drop_path_rate >= 0 && c.drop_path_rate < 1)) fail(`model.drop_path_rate must be in [0, 1), got ${c.drop_path_rate}`);
-  if (!(c.interpolation?.offset >= 0)) fail(`model.interpolation.offset must be >= 0`);
+  if (typeof c.mlp_ratio !== 'number' || !(c.mlp_ratio > 0 && c.mlp_ratio <= L.mlp_ratio) || ffnHidden(c) < 1) {
+    fail(`model.mlp_ratio must be a number in (0, ${L.mlp_ratio}] giving an FFN at least 1 wide, got ${JSON.stringify(c.mlp_ratio)}`);
+  }
+  if (c.layerscale_init !== null && (typeof c.layerscale_init !== 'number' || !Number.isFinite(c.layerscale_init) || Math.abs(c.layerscale_init) > L.layerscale_abs_max)) {
+    fail(`model.layerscale_init must be null (no LayerScale) or a finite number of magnitude <= ${L.layerscale_abs_max}, got ${JSON.stringify(c.layerscale_init)}`);
+  }
+  if (typeof c.layer_norm_eps !== 'number' || !(c.layer_norm_eps > 0 && c.layer_norm_eps <= L.layer_norm_eps_max)) {
+    fail(`model.layer_norm_eps must be a number in (0, ${L.layer_norm_eps_max}], got ${JSON.stringify(c.layer_norm_eps)}`);
+  }
+  (['qkv_bias', 'proj_bias', 'ffn_bias', 'drop_path_uniform', 'use_mask_token'] as const).forEach(bool);
+  if (typeof c.drop_path_rate !== 'number' || !(c.drop_path_rate >= 0 && c.drop_path_rate < 1)) {
+    fail(`model.drop_path_rate must be in [0, 1), got ${JSON.stringify(c.drop_path_rate)}`);
+  }
+  const ip = c.interpolation as Partial<PosInterp> | undefined;
+  if (ip === null || typeof ip !== 'object') fail(`model.interpolation must be an object {offset, antialias}, got ${JSON.stringify(ip)}`);
+  if (typeof ip?.offset !== 'number' || !(ip.offset >= 0 && ip.offset < 1)) {
+    fail(`model.interpolation.offset must be a number in [0, 1) (0.1 = the DINOv2 code's rule, 0 = explicit size), got ${JSON.stringify(ip?.offset)}`);
+  }
+  if (typeof ip?.antialias !== 'boolean') fail(`model.interpolation.antialias must be true or false, got ${JSON.stringify(ip?.antialias)}`);
+  const n = numParams(c);
+  if (n > L.parameters) fail(`the architecture has ${n.toExponential(2)} parameters, more than the ${L.parameters.toExponential(0)} this tool allocates (check depth, embed_dim, mlp_ratio, img_size)`);
   return c;
 }
 
@@ -135,8 +233,18 @@ export function fromHfConfig(json: Record<string, unknown>, source: string): Vit
     throw new ConfigError(`${source}: expected model_type "dinov2" or "dinov2_with_registers", found ${JSON.stringify(type)}`);
   }
   const reg = type === 'dinov2_with_registers';
-  const num = (k: string, d: number) => (typeof json[k] === 'number' ? (json[k] as number) : d);
-  const bool = (k: string, d: boolean) => (typeof json[k] === 'boolean' ? (json[k] as boolean) : d);
+  // A key that is present must have the right JSON type: "hidden_size": "96" is an error, not the default 768.
+  const present = (k: string) => json[k] !== undefined && json[k] !== null;
+  const num = (k: string, d: number): number => {
+    if (!present(k)) return d;
+    if (typeof json[k] !== 'number') throw new ConfigError(`${source}: "${k}" must be a number, found ${JSON.stringify(json[k])}`);
+    return json[k] as number;
+  };
+  const bool = (k: string, d: boolean): boolean => {
+    if (!present(k)) return d;
+    if (typeof json[k] !== 'boolean') throw new ConfigError(`${source}: "${k}" must be true or false, found ${JSON.stringify(json[k])}`);
+    return json[k] as boolean;
+  };
   const swiglu = bool('use_swiglu_ffn', false);
   const act = json.hidden_act ?? 'gelu';
   if (!swiglu && act !== 'gelu') throw new ConfigError(`${source}: hidden_act ${JSON.stringify(act)} is not supported (expected "gelu")`);

@@ -3,7 +3,7 @@ use crate::config::VitConfig;
 use crate::error::{Error, Result};
 use crate::model::{ForwardOptions, Vit, VitOutput};
 use crate::shim::{AutocastDevice, AutocastGuard};
-use crate::weights::{LoadReport, SaveLayout, WeightFile, load_backbone, save_backbone};
+use crate::weights::{LoadOptions, LoadReport, SaveLayout, WeightFile, check_weights, load_backbone_with, save_backbone};
 use std::collections::HashMap;
 use std::path::Path;
 use tch::{Device, Kind, Tensor, nn};
@@ -50,15 +50,23 @@ impl Backbone {
         Ok(Backbone { vs, vit })
     }
 
-    /// Builds `cfg` and loads it strictly from a safetensors file (any of the supported key layouts).
+    /// Builds `cfg` and loads it strictly from a safetensors file (any of the supported key layouts), refusing
+    /// non-finite values.
     pub fn load(cfg: &VitConfig, path: impl AsRef<Path>, device: Device) -> Result<(Self, LoadReport)> {
+        Self::load_with(cfg, path, device, LoadOptions::default())
+    }
+
+    /// [`Backbone::load`] with explicit [`LoadOptions`]. The file's names, shapes and dtypes are checked against
+    /// `cfg` before the model is allocated, so a wrong or hostile architecture fails with the tensors named.
+    pub fn load_with(cfg: &VitConfig, path: impl AsRef<Path>, device: Device, opts: LoadOptions) -> Result<(Self, LoadReport)> {
         let file = WeightFile::open(path)?;
+        check_weights(&file, cfg)?;
         let vs = nn::VarStore::new(device);
         let vit = {
             let _rng = RNG_LOCK.lock().unwrap_or_else(|p| p.into_inner());
             Vit::new(&vs.root(), cfg)?
         };
-        let report = load_backbone(&vs, &file)?;
+        let report = load_backbone_with(&vs, &file, opts)?;
         Ok((Backbone { vs, vit }, report))
     }
 

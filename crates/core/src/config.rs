@@ -62,6 +62,21 @@ pub struct VitConfig {
     pub interpolation: PosInterp,
 }
 
+/// Upper bounds on architecture values (see [`VitConfig::validate`]); src/model/config.ts `ARCH_LIMITS` holds the same.
+pub mod limits {
+    pub const EMBED_DIM: i64 = 16384;
+    pub const DEPTH: i64 = 512;
+    pub const PATCH_SIZE: i64 = 256;
+    pub const IMG_SIZE: i64 = 16384;
+    pub const POS_CELLS: i64 = 100_000;
+    pub const IN_CHANS: i64 = 64;
+    pub const REGISTERS: i64 = 1024;
+    pub const MLP_RATIO: f64 = 64.0;
+    pub const PARAMETERS: f64 = 4e9;
+    pub const LAYER_NORM_EPS: f64 = 0.1;
+    pub const LAYERSCALE_ABS: f64 = 1e6;
+}
+
 impl VitConfig {
     fn preset(embed_dim: i64, depth: i64, num_heads: i64, ffn: FfnKind) -> Self {
         VitConfig {
@@ -126,39 +141,118 @@ impl VitConfig {
         }
     }
 
+    /// Checks every value for range and consistency. Values that tensor shapes cannot confirm are bounded
+    /// (mirrors `ARCH_LIMITS` in src/model/config.ts) so that a hostile config fails here, with the key named,
+    /// and never as a failed multi-GB allocation.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
-        if self.embed_dim <= 0 || self.depth <= 0 || self.num_heads <= 0 {
-            return bad(format!(
-                "embed_dim, depth and num_heads must be positive, got {}, {}, {}",
-                self.embed_dim, self.depth, self.num_heads
-            ));
-        }
+        let int = |k: &str, v: i64, lo: i64, hi: i64| -> Result<()> {
+            if v < lo || v > hi {
+                return Err(Error::Config(format!("model.{k} must be an integer in [{lo}, {hi}], got {v}")));
+            }
+            Ok(())
+        };
+        int("embed_dim", self.embed_dim, 1, limits::EMBED_DIM)?;
+        int("depth", self.depth, 1, limits::DEPTH)?;
+        int("num_heads", self.num_heads, 1, self.embed_dim)?;
+        int("patch_size", self.patch_size, 1, limits::PATCH_SIZE)?;
+        int("img_size", self.img_size, 1, limits::IMG_SIZE)?;
+        int("in_chans", self.in_chans, 1, limits::IN_CHANS)?;
+        int("num_register_tokens", self.num_register_tokens, 0, limits::REGISTERS)?;
         if self.embed_dim % self.num_heads != 0 {
             return bad(format!("embed_dim {} is not divisible by num_heads {}", self.embed_dim, self.num_heads));
         }
-        if self.patch_size <= 0 || self.img_size < self.patch_size || self.img_size % self.patch_size != 0 {
+        if self.img_size < self.patch_size || self.img_size % self.patch_size != 0 {
             return bad(format!(
                 "img_size {} must be a positive multiple of patch_size {}",
                 self.img_size, self.patch_size
             ));
         }
-        if self.num_register_tokens < 0 || self.in_chans <= 0 {
+        if self.pos_grid() * self.pos_grid() > limits::POS_CELLS {
             return bad(format!(
-                "num_register_tokens must be >= 0 and in_chans > 0, got {} and {}",
-                self.num_register_tokens, self.in_chans
+                "img_size / patch_size = {}: at most {} position cells in all, got {}",
+                self.pos_grid(),
+                limits::POS_CELLS,
+                self.pos_grid() * self.pos_grid()
             ));
         }
-        if !(self.mlp_ratio > 0.0) || self.ffn_hidden() <= 0 {
-            return bad(format!("mlp_ratio must be > 0, got {}", self.mlp_ratio));
+        if !(self.mlp_ratio > 0.0 && self.mlp_ratio <= limits::MLP_RATIO) || self.ffn_hidden() <= 0 {
+            return bad(format!("mlp_ratio must be in (0, {}] giving an FFN at least 1 wide, got {}", limits::MLP_RATIO, self.mlp_ratio));
+        }
+        if let Some(ls) = self.layerscale_init {
+            if !(ls.is_finite() && ls.abs() <= limits::LAYERSCALE_ABS) {
+                return bad(format!("layerscale_init must be finite with magnitude <= {}, got {ls}", limits::LAYERSCALE_ABS));
+            }
         }
         if !(0.0..1.0).contains(&self.drop_path_rate) {
             return bad(format!("drop_path_rate must be in [0, 1), got {}", self.drop_path_rate));
         }
-        if !(self.layer_norm_eps > 0.0) || self.interpolation.offset < 0.0 {
-            return bad("layer_norm_eps must be > 0 and interpolation.offset >= 0".into());
+        if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps <= limits::LAYER_NORM_EPS) {
+            return bad(format!("layer_norm_eps must be in (0, {}], got {}", limits::LAYER_NORM_EPS, self.layer_norm_eps));
+        }
+        if !(0.0..1.0).contains(&self.interpolation.offset) {
+            return bad(format!("interpolation.offset must be in [0, 1), got {}", self.interpolation.offset));
+        }
+        let n = self.num_params();
+        if n as f64 > limits::PARAMETERS {
+            return bad(format!(
+                "the architecture has {n} parameters, more than the {:e} this tool allocates (check depth, embed_dim, mlp_ratio, img_size)",
+                limits::PARAMETERS
+            ));
         }
         Ok(())
+    }
+
+    /// Expected shape of every backbone variable (original DINOv2 names), computed without allocating anything:
+    /// what a weight file is checked against before the model is built.
+    pub fn expected_shapes(&self) -> std::collections::BTreeMap<String, Vec<i64>> {
+        let (d, m, h) = (self.embed_dim, self.pos_grid(), self.ffn_hidden());
+        let mut s = std::collections::BTreeMap::new();
+        let mut put = |k: String, v: Vec<i64>| {
+            s.insert(k, v);
+        };
+        put("cls_token".into(), vec![1, 1, d]);
+        put("pos_embed".into(), vec![1, 1 + m * m, d]);
+        if self.num_register_tokens > 0 {
+            put("register_tokens".into(), vec![1, self.num_register_tokens, d]);
+        }
+        if self.use_mask_token {
+            put("mask_token".into(), vec![1, d]);
+        }
+        put("patch_embed.proj.weight".into(), vec![d, self.in_chans, self.patch_size, self.patch_size]);
+        put("patch_embed.proj.bias".into(), vec![d]);
+        for i in 0..self.depth {
+            let b = |n: &str| format!("blocks.{i}.{n}");
+            for n in ["norm1", "norm2"] {
+                put(b(&format!("{n}.weight")), vec![d]);
+                put(b(&format!("{n}.bias")), vec![d]);
+            }
+            put(b("attn.qkv.weight"), vec![3 * d, d]);
+            if self.qkv_bias {
+                put(b("attn.qkv.bias"), vec![3 * d]);
+            }
+            put(b("attn.proj.weight"), vec![d, d]);
+            if self.proj_bias {
+                put(b("attn.proj.bias"), vec![d]);
+            }
+            if self.layerscale_init.is_some() {
+                put(b("ls1.gamma"), vec![d]);
+                put(b("ls2.gamma"), vec![d]);
+            }
+            let (fc_in, fc_out, width) = match self.ffn {
+                FfnKind::Mlp => ("mlp.fc1", "mlp.fc2", h),
+                FfnKind::Swiglu => ("mlp.w12", "mlp.w3", 2 * h),
+            };
+            put(b(&format!("{fc_in}.weight")), vec![width, d]);
+            put(b(&format!("{fc_out}.weight")), vec![d, h]);
+            if self.ffn_bias {
+                put(b(&format!("{fc_in}.bias")), vec![width]);
+                put(b(&format!("{fc_out}.bias")), vec![d]);
+            }
+        }
+        put("norm.weight".into(), vec![d]);
+        put("norm.bias".into(), vec![d]);
+        s
     }
 
     /// Maps a Hugging Face `config.json` (model_type `dinov2` or `dinov2_with_registers`) onto a VitConfig.

@@ -181,6 +181,8 @@ pub enum AutocastDevice {
 pub struct AutocastGuard {
     device: AutocastDevice,
     prev: bool,
+    /// Whether this guard entered an autocast nesting level (enabling guards do; disabling ones do not).
+    nested: bool,
 }
 
 impl AutocastGuard {
@@ -193,7 +195,16 @@ impl AutocastGuard {
         let mut depth: c_int = 0;
         check(unsafe { cxf_set_autocast(dev, 1, 1, &mut prev) })?;
         check(unsafe { cxf_autocast_increment_nesting(&mut depth) })?;
-        Ok(Self { device, prev: prev != 0 })
+        Ok(Self { device, prev: prev != 0, nested: true })
+    }
+
+    /// Autocast off on `device`'s family until dropped, then back to what it was (`torch.autocast(enabled=False)`):
+    /// for the parts the reference computes in float32 inside a mixed-precision step (KoLeo).
+    pub fn disabled(device: tch::Device) -> Result<Self> {
+        let (dev, family) = if device.is_cuda() { (1, AutocastDevice::Cuda) } else { (0, AutocastDevice::Cpu) };
+        let mut prev: c_int = 0;
+        check(unsafe { cxf_set_autocast(dev, 0, 1, &mut prev) })?;
+        Ok(Self { device: family, prev: prev != 0, nested: false })
     }
 }
 
@@ -207,7 +218,7 @@ impl Drop for AutocastGuard {
         let mut prev: c_int = 0;
         // Errors here cannot be reported from Drop; these calls only flip thread-local flags.
         unsafe {
-            if cxf_autocast_decrement_nesting(&mut depth) == 0 && depth == 0 {
+            if self.nested && cxf_autocast_decrement_nesting(&mut depth) == 0 && depth == 0 {
                 cxf_autocast_clear_cache();
             }
             cxf_set_autocast(dev, self.prev as c_int, 1, &mut prev);

@@ -147,6 +147,54 @@ fn original_to_hf(name: &str) -> Vec<String> {
     vec![l(&mapped)]
 }
 
+/// Any JSON value whose objects repeat no key (serde_json bounds the nesting depth at 128).
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> std::result::Result<UniqueKeys, A::Error> {
+                let mut seen = BTreeSet::new();
+                while let Some(k) = m.next_key::<String>()? {
+                    if !seen.insert(k.clone()) {
+                        return Err(serde::de::Error::custom(format!("expected each key once, found \"{k}\" more than once")));
+                    }
+                    m.next_value::<UniqueKeys>()?;
+                }
+                Ok(UniqueKeys)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> std::result::Result<UniqueKeys, A::Error> {
+                while s.next_element::<UniqueKeys>()?.is_some() {}
+                Ok(UniqueKeys)
+            }
+            fn visit_str<E>(self, _: &str) -> std::result::Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_bool<E>(self, _: bool) -> std::result::Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_u64<E>(self, _: u64) -> std::result::Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_i64<E>(self, _: i64) -> std::result::Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_f64<E>(self, _: f64) -> std::result::Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_unit<E>(self) -> std::result::Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A memory-mapped, validated safetensors file.
 pub struct WeightFile {
     pub path: PathBuf,
@@ -179,6 +227,11 @@ impl WeightFile {
         let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
         SafeTensors::deserialize(&mmap)
             .map_err(|e| Error::weights(&path, format!("not a valid safetensors file: {e}")))?;
+        // The safetensors crate keeps the last of repeated tensor names silently; refuse them (src/io/safetensors.ts
+        // applies the same rule, so `info` and every loader agree).
+        let n = u64::from_le_bytes(mmap[..8].try_into().expect("8 bytes, checked by deserialize")) as usize;
+        serde_json::from_slice::<UniqueKeys>(&mmap[8..8 + n])
+            .map_err(|e| Error::weights(&path, format!("not a valid safetensors header: {e}")))?;
         Ok(WeightFile { path, mmap })
     }
 
@@ -242,10 +295,26 @@ fn list(items: &[String], max: usize) -> String {
     s
 }
 
-/// Loads a backbone from `file` into the variables of `vs` (original-DINOv2 names). Fails, naming every
-/// problem, unless each model variable is set exactly once from a tensor of the same shape and every
-/// tensor of the file is either used or an expected non-backbone key.
-pub fn load_backbone(vs: &nn::VarStore, file: &WeightFile) -> Result<LoadReport> {
+/// How [`load_backbone_with`] treats the values it loads.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    /// Accept NaN / ±Inf values (refused by default: they only ever produce NaN features).
+    pub allow_non_finite: bool,
+}
+
+/// What the header of a weight file maps to, before any tensor data is read.
+struct HeaderPlan {
+    layout: Layout,
+    /// Original-layout variable name → the file's tensor name(s) (three for a split q/k/v).
+    sources: BTreeMap<String, Vec<String>>,
+    ignored: Vec<String>,
+    dtypes: BTreeSet<String>,
+}
+
+/// Checks the header of `file` against `expect` (original-DINOv2 variable names → shapes) without reading tensor
+/// data or allocating a model: the layout, every name (missing, unexpected), every shape (q/k/v parts against their
+/// third of the fused tensor) and every dtype. Fails naming each problem; a file that passes loads completely.
+fn plan_load(file: &WeightFile, expect: &BTreeMap<String, Vec<i64>>) -> Result<HeaderPlan> {
     let names = file.names();
     let layout = Layout::detect(names.iter().map(String::as_str)).ok_or_else(|| {
         Error::weights(
@@ -259,11 +328,11 @@ pub fn load_backbone(vs: &nn::VarStore, file: &WeightFile) -> Result<LoadReport>
     })?;
     let prefix = layout.prefix().to_string();
     let st = file.st();
-    let mut source: BTreeMap<String, Tensor> = BTreeMap::new();
-    let mut qkv_parts: BTreeMap<(usize, String), [Option<Tensor>; 3]> = BTreeMap::new();
-    let mut unexpected = Vec::new();
-    let mut ignored = Vec::new();
+    let mut sources: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut qkv_parts: BTreeMap<String, [Option<String>; 3]> = BTreeMap::new();
+    let (mut unexpected, mut ignored, mut mismatched, mut missing) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut dtypes = BTreeSet::new();
+    let shape_of = |name: &str| -> Vec<i64> { st.tensor(name).expect("listed name").shape().iter().map(|&x| x as i64).collect() };
     for name in &names {
         let Some(stripped) = name.strip_prefix(&prefix) else {
             if layout.is_ignorable(name) {
@@ -281,62 +350,68 @@ pub fn load_backbone(vs: &nn::VarStore, file: &WeightFile) -> Result<LoadReport>
                 format!("tensor '{name}' has dtype {:?}; expected a floating-point dtype (F32, BF16, F16, F64)", view.dtype()),
             ));
         }
-        let t = file.to_tensor(name, &view)?.to_kind(Kind::Float);
-        match &layout {
-            Layout::Original { .. } => {
-                source.insert(stripped.to_string(), t);
+        let target = match &layout {
+            Layout::Original { .. } => Some(Target::Name(stripped.to_string())),
+            Layout::Hf { .. } => hf_to_original(stripped),
+        };
+        match target {
+            Some(Target::Name(n)) => {
+                sources.insert(n, vec![name.clone()]);
             }
-            Layout::Hf { .. } => match hf_to_original(stripped) {
-                Some(Target::Name(n)) => {
-                    source.insert(n, t);
-                }
-                Some(Target::Qkv { block, part, param }) => {
-                    qkv_parts.entry((block, param)).or_default()[part] = Some(t);
-                }
-                None => unexpected.push(name.clone()),
-            },
+            Some(Target::Qkv { block, part, param }) => {
+                qkv_parts.entry(format!("blocks.{block}.attn.qkv.{param}")).or_default()[part] = Some(name.clone());
+            }
+            None => unexpected.push(name.clone()),
         }
     }
-    let mut missing = Vec::new();
     let mut partial_qkv = BTreeSet::new();
-    for ((block, param), parts) in qkv_parts {
-        let fused = format!("blocks.{block}.attn.qkv.{param}");
+    for (fused, parts) in qkv_parts {
         if parts.iter().all(Option::is_some) {
-            let parts: Vec<Tensor> = parts.into_iter().map(Option::unwrap).collect();
-            source.insert(fused, Tensor::cat(&parts, 0));
+            sources.insert(fused, parts.into_iter().map(Option::unwrap).collect());
         } else {
-            partial_qkv.insert(fused);
+            let stem = fused.strip_prefix("blocks.").expect("fused qkv name");
+            let (block, param) = stem.split_once(".attn.qkv.").expect("fused qkv name");
             for (i, w) in ["query", "key", "value"].iter().enumerate() {
                 if parts[i].is_none() {
                     missing.push(format!("{prefix}encoder.layer.{block}.attention.attention.{w}.{param}"));
                 }
             }
+            partial_qkv.insert(fused);
         }
     }
-    let mut vars = vs.variables();
-    let mut mismatched = Vec::new();
-    let mut want: Vec<&String> = vars.keys().collect();
-    want.sort();
-    for name in want {
-        let var = &vars[name];
-        match source.get(name) {
+    for (name, want) in expect {
+        match sources.get(name) {
             None if partial_qkv.contains(name) => {} // its missing q/k/v parts are already listed
             None => missing.push(display_name(&layout, name)),
-            Some(t) if t.size() != var.size() => mismatched.push(format!(
-                "{} (file {:?}, model {:?})",
-                display_name(&layout, name),
-                t.size(),
-                var.size()
-            )),
-            Some(_) => {}
+            Some(files) if files.len() == 3 => {
+                // Each of query/key/value must be one third (along rows) of the fused tensor.
+                let mut part = want.clone();
+                part[0] /= 3;
+                for f in files {
+                    let got = shape_of(f);
+                    if got != part {
+                        mismatched.push(format!("{f} (file {got:?}, model {part:?})"));
+                    }
+                }
+            }
+            Some(files) => {
+                let got = shape_of(&files[0]);
+                if &got != want {
+                    mismatched.push(format!("{} (file {got:?}, model {want:?})", display_name(&layout, name)));
+                }
+            }
         }
     }
-    for name in source.keys() {
-        if !vars.contains_key(name) {
+    for name in sources.keys() {
+        if !expect.contains_key(name) {
             unexpected.push(display_name(&layout, name));
         }
     }
     if !(missing.is_empty() && unexpected.is_empty() && mismatched.is_empty()) {
+        // Block order (layer 2 before layer 10), so that the first names listed are the first that differ.
+        for v in [&mut missing, &mut unexpected, &mut mismatched] {
+            v.sort_by_cached_key(|n| natural_key(n));
+        }
         let mut msg = String::from("weights do not match the model architecture; nothing was loaded.");
         if !missing.is_empty() {
             msg.push_str(&format!("\n  missing ({}): {}", missing.len(), list(&missing, 12)));
@@ -349,6 +424,73 @@ pub fn load_backbone(vs: &nn::VarStore, file: &WeightFile) -> Result<LoadReport>
         }
         msg.push_str("\n  Check the architecture (config.json, --arch or model.* overrides) against the file.");
         return Err(Error::weights(&file.path, msg));
+    }
+    Ok(HeaderPlan { layout, sources, ignored, dtypes })
+}
+
+/// Sort key comparing digit runs as numbers: `blocks.2.x` before `blocks.10.x`.
+fn natural_key(name: &str) -> Vec<(u64, String)> {
+    let mut key = Vec::new();
+    let mut rest = name;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits > 0 {
+            key.push((rest[..digits].parse().unwrap_or(u64::MAX), String::new()));
+            rest = &rest[digits..];
+        } else {
+            let text = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            key.push((0, rest[..text].to_string()));
+            rest = &rest[text..];
+        }
+    }
+    key
+}
+
+/// Checks a weight file against an architecture before anything is allocated (see `plan_load`); returns its layout.
+pub fn check_weights(file: &WeightFile, cfg: &crate::config::VitConfig) -> Result<Layout> {
+    cfg.validate()?;
+    Ok(plan_load(file, &cfg.expected_shapes())?.layout)
+}
+
+/// [`load_backbone_with`] with the default options (non-finite values refused).
+pub fn load_backbone(vs: &nn::VarStore, file: &WeightFile) -> Result<LoadReport> {
+    load_backbone_with(vs, file, LoadOptions::default())
+}
+
+/// Loads a backbone from `file` into the variables of `vs` (original-DINOv2 names). Fails, naming every
+/// problem, unless each model variable is set exactly once from a tensor of the same shape, every tensor of the
+/// file is either used or an expected non-backbone key and (unless allowed) every value is finite.
+pub fn load_backbone_with(vs: &nn::VarStore, file: &WeightFile, opts: LoadOptions) -> Result<LoadReport> {
+    let mut vars = vs.variables();
+    let expect: BTreeMap<String, Vec<i64>> = vars.iter().map(|(k, v)| (k.clone(), v.size())).collect();
+    let HeaderPlan { layout, sources, ignored, dtypes } = plan_load(file, &expect)?;
+    let st = file.st();
+    let mut source: BTreeMap<String, Tensor> = BTreeMap::new();
+    let mut non_finite = Vec::new();
+    for (name, files) in &sources {
+        let parts = files
+            .iter()
+            .map(|f| Ok(file.to_tensor(f, &st.tensor(f).expect("listed name"))?.to_kind(Kind::Float)))
+            .collect::<Result<Vec<_>>>()?;
+        let t = if parts.len() == 3 { Tensor::cat(&parts, 0) } else { parts.into_iter().next().expect("one tensor") };
+        if !opts.allow_non_finite {
+            let bad = t.isfinite().logical_not().sum(Kind::Int64).int64_value(&[]);
+            if bad > 0 {
+                non_finite.push(format!("{} ({bad} of {})", files.join("|"), t.numel()));
+            }
+        }
+        source.insert(name.clone(), t);
+    }
+    if !non_finite.is_empty() {
+        return Err(Error::weights(
+            &file.path,
+            format!(
+                "{} tensor(s) hold NaN or infinite values; nothing was loaded: {}\n  Such weights only produce NaN \
+                 features. Pass --allow-nonfinite (library: allowNonFinite) to load them anyway.",
+                non_finite.len(),
+                list(&non_finite, 12)
+            ),
+        ));
     }
     tch::no_grad(|| -> Result<()> {
         for (name, var) in vars.iter_mut() {

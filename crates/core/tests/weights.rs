@@ -157,6 +157,8 @@ fn malformed_files_are_rejected() {
         ("size-mismatch", with_header(r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,16]}}"#, 16)),
         ("gap", with_header(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}"#, 16)),
         ("bad-dtype", with_header(r#"{"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}}"#, 8)),
+        // Repeated tensor names: the safetensors crate alone would keep the last one silently.
+        ("duplicate", with_header(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, 4)),
     ];
     for (tag, bytes) in cases {
         let (dir, e) = write_raw(tag, &bytes);

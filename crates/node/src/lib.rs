@@ -169,6 +169,9 @@ struct LoadOptions {
     /// "cpu", "cuda", "cuda:N". @default "cpu"
     #[serde(default = "default_device")]
     device: String,
+    /// Load weights holding NaN / Inf (refused by default). @default false
+    #[serde(default)]
+    allow_non_finite: bool,
 }
 
 fn default_device() -> String {
@@ -182,7 +185,8 @@ fn load(options: &str) -> napi::Result<(Backbone, String)> {
     let device = cxformer_core::runtime::parse_device(&o.device).map_err(js_error)?;
     match o.weights {
         Some(w) => {
-            let (backbone, report) = Backbone::load(&cfg, &w, device).map_err(js_error)?;
+            let opts = cxformer_core::weights::LoadOptions { allow_non_finite: o.allow_non_finite };
+            let (backbone, report) = Backbone::load_with(&cfg, &w, device, opts).map_err(js_error)?;
             Ok((backbone, serde_json::to_string(&report).expect("serializable")))
         }
         None => {

@@ -196,12 +196,17 @@ impl Vit {
 
 /// DINOv2's from-scratch initialisation (docs/recipe.md §2.6) applied to a freshly built model's VarStore:
 /// pos_embed ~ N(0, 0.02²) truncated at ±2, Linear weights ~ N(0, 0.02²) truncated at ±2 with zero bias,
-/// LayerNorm (1, 0), cls/register ~ N(0, 1e-6²), mask_token 0, LayerScale at its init value;
-/// the patch-embedding convolution keeps PyTorch's default init. Seed with `tch::manual_seed` first.
+/// LayerNorm (1, 0), cls/register ~ N(0, 1e-6²), mask_token 0, LayerScale at its init value.
+/// The patch-embedding convolution keeps PyTorch's `Conv2d` default, which DINOv2's `init_weights` never touches
+/// (facebookresearch/dinov2, dinov2/models/vision_transformer.py): kaiming-uniform with a = √5, i.e. weight and
+/// bias ~ U(±1/√fan_in), fan_in = in_chans·p² (std 0.024 at 3·14²). tch's own conv default (kaiming-uniform for
+/// ReLU, zero bias) is replaced here. Seed with `tch::manual_seed` first.
 pub fn init_from_scratch(vs: &nn::VarStore) {
     tch::no_grad(|| {
         // Sorted: the draws must be reproducible from the seed.
-        for (name, mut t) in super::sorted_vars(vs) {
+        let vars = super::sorted_vars(vs);
+        let fan_in: i64 = vars.iter().find(|(n, _)| n == "patch_embed.proj.weight").map_or(1, |(_, w)| w.size()[1..].iter().product());
+        for (name, mut t) in vars {
             let is_block_linear = name.starts_with("blocks.")
                 && (name.contains(".attn.") || name.contains(".mlp."));
             if is_block_linear && name.ends_with(".weight") {
@@ -210,6 +215,9 @@ pub fn init_from_scratch(vs: &nn::VarStore) {
                 let _ = t.zero_();
             } else if name == "pos_embed" {
                 let _ = t.normal_(0.0, 0.02).clamp_(-2.0, 2.0);
+            } else if name == "patch_embed.proj.weight" || name == "patch_embed.proj.bias" {
+                let bound = 1.0 / (fan_in as f64).sqrt();
+                let _ = t.uniform_(-bound, bound);
             }
         }
     });

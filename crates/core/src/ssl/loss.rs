@@ -61,22 +61,32 @@ pub fn ibot_loss(student: &Tensor, teacher_probs: &Tensor, weights: &Tensor, n_i
 /// # Shapes
 /// x: (B, D) → scalar
 pub fn koleo(x: &Tensor) -> Result<Tensor> {
+    // The reference leaves autocast for KoLeo (dinov2/loss/koleo_loss.py: `autocast(enabled=False)`); under a
+    // bf16 step the neighbour search would otherwise run its matmul in bf16.
+    let _f32 = crate::shim::AutocastGuard::disabled(x.device())?;
     let eps = 1e-8;
     let x = x.to_kind(Kind::Float);
     let norm = x.norm_scalaropt_dim(2, [-1i64].as_slice(), true).clamp_min(eps);
     let x = &x / norm;
-    let n = x.size()[0];
-    // dots with the diagonal set to -1 (never its own neighbour), as pairwise_NNs_inner
-    let dots = tch::no_grad(|| {
-        let d = x.matmul(&x.transpose(0, 1));
-        let eye = Tensor::eye(n, (Kind::Bool, x.device()));
-        d.masked_fill(&eye, -1.0)
-    });
-    let nn = dots.argmax(1, false);
+    let nn = koleo_similarities(&x).argmax(1, false);
     let neighbours = x.f_index_select(0, &nn)?;
     // PairwiseDistance(p=2, eps=1e-8) adds eps to the difference before the norm.
     let d = (&x - neighbours + eps).norm_scalaropt_dim(2, [-1i64].as_slice(), false);
     Ok(-(d + eps).log().mean(Kind::Float))
+}
+
+/// The neighbour search of [`koleo`]: cosine similarities of the unit rows of `x` with the diagonal set to −1 (never
+/// its own neighbour), as `pairwise_NNs_inner`; no gradient. Float32 because `koleo` runs outside autocast.
+///
+/// # Shapes
+/// x: (B, D) unit rows → (B, B)
+pub fn koleo_similarities(x: &Tensor) -> Tensor {
+    tch::no_grad(|| {
+        let n = x.size()[0];
+        let d = x.matmul(&x.transpose(0, 1));
+        let eye = Tensor::eye(n, (Kind::Bool, x.device()));
+        d.masked_fill(&eye, -1.0)
+    })
 }
 
 /// 0.1·Σ_g koleo(student CLS of global crop g), per crop over the local batch (docs/recipe.md §3.7).
