@@ -6,6 +6,18 @@
 import { hideBin } from 'yargs/helpers';
 import { buildParser, type CommandName } from './parser.js';
 
+/**
+ * A reader that went away (`cxformer --help | head -1`): stop quietly, as `cat` does, rather than die on an
+ * unhandled EPIPE 'error' event with a stack. The exit status is the one already set (0 when none): the reader
+ * got what it asked for. Run folder locks are released by their 'exit' handler.
+ */
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+}
+
 async function main(): Promise<number> {
   const args = hideBin(process.argv);
   let usageError: string | undefined;
@@ -50,8 +62,11 @@ async function main(): Promise<number> {
     }
   } catch (e) {
     const err = e as Error & { code?: string };
-    process.stderr.write(`cxformer ${cmd}: ${err.message}\n`);
+    // An output folder that cannot be created or written, an input that is missing: the path and the cause, exit 2.
+    const fsMessage = (await import('./fs-errors.js')).describeFsError(e);
+    process.stderr.write(`cxformer ${cmd}: ${fsMessage ?? err.message}\n`);
     if (process.env.CXFORMER_DEBUG) process.stderr.write(`${err.stack}\n`);
+    if (fsMessage !== undefined) return 2;
     // Configuration and input errors are the user's to fix: exit 2; anything else 1.
     return err.code && /^(CXF_CONFIG|CXF_ARG|CXF_SAFETENSORS|CXF_IMAGE|CXF_INPUT|CXF_DATA)$/.test(err.code) ? 2 : 1;
   }

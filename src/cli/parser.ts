@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { load } from 'js-yaml';
 import yargs, { type Argv } from 'yargs';
 import { CLASSIFICATION, SEGMENTATION } from '../config/downstream.js';
+import { checkNumericFlags } from './ranges.js';
 
 export const COMMANDS = ['train', 'finetune', 'evaluate', 'launch', 'prepare', 'embed', 'info', 'export', 'synth', 'phantom'] as const;
 export type CommandName = (typeof COMMANDS)[number];
@@ -91,7 +92,13 @@ function labelledData(y: Argv, command: 'finetune' | 'evaluate' = 'finetune') {
     .option('path-column', { type: 'string', default: 'Path', describe: 'csv: image path column' })
     .option('patient-column', { type: 'string', default: 'Patient', describe: 'csv: patient id column' })
     .option('split-column', { type: 'string', default: 'Split', describe: 'csv: split column (train / valid / test)' })
-    .option('classes', { type: 'string', describe: 'Comma-separated class names (csv: the label columns); required except for --task segmentation' })
+    .option('classes', {
+      type: 'string',
+      describe:
+        command === 'evaluate'
+          ? "Comma-separated class names to report, some or all of the head's (default: all of them; csv: the label columns)"
+          : 'Comma-separated class names (csv: the label columns); required except for --task segmentation',
+    })
     .option('views', { type: 'string', describe: 'Keep these views, e.g. PA,AP' })
     .option('split', { type: 'string', describe: 'evaluate: the split to evaluate (default test)' })
     .option('uncertain', { choices: ['ones', 'zeros', 'ignore'] as const, describe: 'Uncertain (-1) labels (default: the dataset default)' })
@@ -102,7 +109,8 @@ function labelledData(y: Argv, command: 'finetune' | 'evaluate' = 'finetune') {
       const bad = ((a.overrides as string[] | undefined) ?? []).filter((s) => !isOverride(String(s)));
       if (bad.length) throw new Error(`unexpected argument(s) ${bad.join(' ')}: only key=value backbone overrides are positional`);
       // (A broken --config reports its own error; do not mask it with this one.)
-      if (a.task !== 'segmentation' && a.classes === undefined && configLoads(a.config)) throw new Error('Missing required argument: classes');
+      // (evaluate: the head names its classes.)
+      if (command === 'finetune' && a.task !== 'segmentation' && a.classes === undefined && configLoads(a.config)) throw new Error('Missing required argument: classes');
       if (!a.weights && !a.arch && !(a.task === 'segmentation' && a.head !== undefined)) throw new Error('give --weights <folder|file|run checkpoint>, or --arch <preset> for a random-initialised backbone');
       return true;
     });
@@ -133,8 +141,38 @@ function segmentationOptions(y: Argv) {
     .option('quiet', { alias: 'q', type: 'boolean', describe: 'No progress output' });
 }
 
+/** Options whose value is a comma-separated list of numbers that may start with a minus sign. */
+const NUMBER_LIST_FLAGS = new Set(['--layers', '--seg-layers', '--hidden', '--pos-weight', '--crop-scale']);
+
+/**
+ * `--layers -4,-1` → `--layers=-4,-1`: yargs reads a single negative number after a flag as its value but splits
+ * `-4,-1` into short flags ("Unknown argument: 4"). Arguments after `--` (launch's child command) are left as they are.
+ */
+export function joinNegativeLists(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const s = args[i]!;
+    if (s === '--') return [...out, ...args.slice(i)];
+    const next = args[i + 1];
+    if (NUMBER_LIST_FLAGS.has(s) && next !== undefined && /^-\d[\d.eE+-]*(\s*,\s*-?[\d.eE+-]+)*$/.test(next)) {
+      out.push(`${s}=${next}`);
+      i += 1;
+    } else out.push(s);
+  }
+  return out;
+}
+
 export function buildParser(args: readonly string[]): Argv {
-  return yargs([...args])
+  const argv = joinNegativeLists(args);
+  const y: Argv = yargs(argv);
+  return y
+    // Every numeric flag of every command against one table of ranges (ranges.ts), before any work.
+    .check((a) => {
+      // yargs has getOptions() at runtime; its typings leave it out. After the command's builder ran, it holds that command's options.
+      const { number, alias } = (y as unknown as { getOptions(): { number: string[]; alias: Record<string, string[]> } }).getOptions();
+      checkNumericFlags(a, number, alias, argv);
+      return true;
+    }, true)
     .scriptName('cxformer')
     .usage('$0 <command> [options]\n\nVision Transformer foundation models for chest X-rays (CXformer / DINOv2 with registers).')
     .command('train [overrides..]', 'Self-supervised pretraining (DINOv2 / CXformer recipe); re-run on the same output to resume', (y) =>
@@ -210,11 +248,8 @@ export function buildParser(args: readonly string[]): Argv {
           const child = a._.slice(1).map(String);
           if (!child.length) throw new Error('launch: give the command to run after --, e.g. cxformer launch --nproc-per-node 2 -- train --config demo output=runs/demo2');
           if (!a.exec && child[0] !== 'train' && child[0] !== 'finetune') throw new Error(`launch: the command after -- must be train or finetune (or pass --exec to run any program), got '${child[0]}'`);
-          for (const k of ['nproc-per-node', 'nnodes'] as const) if (!(Number.isInteger(a[k]) && (a[k] as number) >= 1)) throw new Error(`launch: --${k} must be an integer >= 1, got ${a[k]}`);
           if (!(Number.isInteger(a['node-rank']) && (a['node-rank'] as number) >= 0 && (a['node-rank'] as number) < (a.nnodes as number))) throw new Error(`launch: --node-rank must be an integer in 0..${(a.nnodes as number) - 1}, got ${a['node-rank']}`);
           if ((a.nnodes as number) > 1 && (a['master-addr'] === undefined || a['master-port'] === undefined)) throw new Error('launch: with --nnodes > 1 give --master-addr <host of node 0> and --master-port <port>, the same on every node');
-          if (a['master-port'] !== undefined && !(Number.isInteger(a['master-port']) && (a['master-port'] as number) >= 1 && (a['master-port'] as number) <= 65535)) throw new Error(`launch: --master-port must be a port 1..65535, got ${a['master-port']}`);
-          if (!(typeof a['grace-s'] === 'number' && (a['grace-s'] as number) >= 0)) throw new Error(`launch: --grace-s must be a number >= 0, got ${a['grace-s']}`);
           return true;
         }),
     )
@@ -242,11 +277,7 @@ export function buildParser(args: readonly string[]): Argv {
         .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Output folder' })
         .option('n', { type: 'number', default: 200, describe: 'Number of images' })
         .option('seed', { type: 'number', default: 0, describe: 'Seed' })
-        .option('size', { type: 'number', default: 512, describe: 'Image side in px' })
-        .check((a) => {
-          if (!(Number.isInteger(a.n) && a.n > 0)) throw new Error(`synth: --n must be a positive integer, got ${a.n}`);
-          return true;
-        }),
+        .option('size', { type: 'number', default: 512, describe: 'Image side in px' }),
     )
     .command('embed [inputs..]', 'Extract features (CLS, register, patch tokens, last_hidden_state, chosen layers) from images or pixel tensors', (y) =>
       preprocessOptions(modelOptions(y))
@@ -267,7 +298,6 @@ export function buildParser(args: readonly string[]): Argv {
           const inputs = ((a.inputs as string[] | undefined) ?? []).filter((s) => !isOverride(String(s)));
           if (inputs.length === 0) throw new Error('embed: give at least one image or .safetensors input.\nExample usage: cxformer embed --weights <folder> a.png --out feats.safetensors');
           if (!a.weights && !a.arch) throw new Error('embed: give --weights <folder|file.safetensors>, or --arch <preset> for a random-initialised model.\nExample usage: cxformer embed --weights models/cxformer-small a.png --out feats.safetensors');
-          if (!(Number.isInteger(a['batch-size']) && (a['batch-size'] as number) > 0)) throw new Error(`embed: --batch-size must be a positive integer, got ${a['batch-size']}`);
           if (a.layers !== undefined && !/^\s*-?\d+(\s*,\s*-?\d+)*\s*$/.test(String(a.layers))) throw new Error(`embed: --layers must be comma-separated integers such as -4,-3,-2,-1, got '${a.layers}'`);
           return true;
         }),
@@ -312,12 +342,7 @@ export function buildParser(args: readonly string[]): Argv {
         .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Output folder' })
         .option('count', { alias: 'n', type: 'number', default: 8, describe: 'Number of images' })
         .option('size', { type: 'number', default: 512, describe: 'Image side in px' })
-        .option('seed', { type: 'number', default: 0, describe: 'Seed' })
-        .check((a) => {
-          if (!(Number.isInteger(a.count) && a.count > 0)) throw new Error(`phantom: --count must be a positive integer, got ${a.count}`);
-          if (!(Number.isInteger(a.size) && a.size >= 14)) throw new Error(`phantom: --size must be an integer >= 14, got ${a.size}`);
-          return true;
-        }),
+        .option('seed', { type: 'number', default: 0, describe: 'Seed' }),
     )
     .demandCommand(1, 'Give a command: train, prepare, embed, info, export, synth or phantom.')
     .strict()

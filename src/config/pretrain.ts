@@ -58,6 +58,8 @@ export interface LoadPretrainConfigOptions {
   defaultsPath?: string;
   /** Data-parallel world size used for derived values. @default 1 */
   world?: number;
+  /** Leave required keys unset (`???`, listed in `unset`) instead of failing: for printing a config. @default false */
+  allowUnset?: boolean;
 }
 
 export interface LoadedPretrainConfig {
@@ -67,6 +69,8 @@ export interface LoadedPretrainConfig {
   sources: Record<string, string>;
   /** Values computed from `config` (iterations, effective lr, mask limit, batch sizes, VitConfig). */
   derived: PretrainDerived;
+  /** Required keys still `???` (only with `allowUnset`; otherwise they are an error). */
+  unset: string[];
 }
 
 /**
@@ -79,6 +83,7 @@ export function resolvePretrainConfig(
   files: readonly ConfigText[] = [],
   overrides: readonly string[] = [],
   world = 1,
+  allowUnset = false,
 ): LoadedPretrainConfig {
   const defaultsTree = parseYamlLayer(defaults.text, defaults.source);
   const absent = absentKeys(SCHEMA, defaultsTree);
@@ -92,10 +97,11 @@ export function resolvePretrainConfig(
   for (const f of files) mergeLayer(SCHEMA, tree, parseYamlLayer(f.text, f.source), f.source, sources, errors);
   const cli = overridesToLayer(SCHEMA, overrides, errors);
   mergeLayer(SCHEMA, tree, cli, COMMAND_LINE, sources, errors);
-  validateTree(SCHEMA, tree, sources, errors);
+  const unset: string[] = [];
+  validateTree(SCHEMA, tree, sources, errors, allowUnset ? unset : undefined);
   throwIfErrors(errors, 'pretraining config');
   const config = tree as unknown as PretrainConfig;
-  return { config, sources, derived: derivePretrain(config, world) };
+  return { config, sources, derived: derivePretrain(config, world), unset };
 }
 
 /** Names of the shipped presets (configs/pretrain/*.yaml other than default.yaml). */
@@ -145,7 +151,7 @@ export async function loadPretrainConfig(opts: LoadPretrainConfigOptions = {}): 
   const dir = path.dirname(defaultsPath);
   const files: ConfigText[] = [];
   for (const f of opts.files ?? []) files.push(await read(await resolvePretrainConfigFile(f, dir)));
-  return resolvePretrainConfig(defaults, files, opts.overrides ?? [], opts.world ?? 1);
+  return resolvePretrainConfig(defaults, files, opts.overrides ?? [], opts.world ?? 1, opts.allowUnset ?? false);
 }
 
 /** YAML text of a config: key order of default.yaml, short lists in flow style (`[0.32, 1]`). */

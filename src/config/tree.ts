@@ -214,10 +214,11 @@ export function absentKeys(schema: Section, tree: unknown, prefix = ''): string[
 }
 
 /**
- * Checks every leaf of the merged tree: keys still `???` are reported together as missing, the others against
- * their rule ("Expected <rule> for <key> (from <source>) but received <value>").
+ * Checks every leaf of the merged tree: keys still `???` are reported together as missing (or, with `unset`, listed
+ * there and left `???`: `train --print-config`), the others against their rule ("Expected <rule> for <key> (from
+ * <source>) but received <value>").
  */
-export function validateTree(schema: Section, tree: Tree, sources: Record<string, string>, errors: string[]): void {
+export function validateTree(schema: Section, tree: Tree, sources: Record<string, string>, errors: string[], unset?: string[]): void {
   const missing: string[] = [];
   for (const key of leafKeys(schema)) {
     const v = getAt(tree, key);
@@ -228,7 +229,8 @@ export function validateTree(schema: Section, tree: Tree, sources: Record<string
     const rule = ruleAt(schema, key)!;
     if (!rule.test(v)) errors.push(`Expected ${rule.expect} for ${key} (from ${sources[key] ?? 'defaults'}) but received ${formatValue(v)}`);
   }
-  if (missing.length) {
+  if (unset) unset.push(...missing);
+  else if (missing.length) {
     const ex = missing.map((k) => `${k}=...`).join(' ');
     errors.push(`Missing required key${missing.length > 1 ? 's' : ''} ${missing.join(', ')}: set ${missing.length > 1 ? 'them' : 'it'} in a config file or on the command line (e.g. ${ex})`);
   }

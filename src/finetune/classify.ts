@@ -14,6 +14,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadBackbone, threadCount, type Backbone } from '../backbone.js';
 import { loadDataset, type CxrRecord, type DatasetSpec, type LabelPolicy } from '../datasets/index.js';
+import { pickColumns, selectClasses } from '../eval/classes.js';
 import { writeEvaluationReport, type EvaluationReport } from '../eval/report.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { rankThreads, type DistEnv } from '../distributed/env.js';
@@ -150,9 +151,10 @@ export async function loadHead(file: string): Promise<{ head: ProbeHead; classes
   };
 }
 
-async function report(dir: string, head: ProbeHead, f: { data: Float32Array; shape: [number, number] }, l: Labelled, classes: string[], bootstrap: number, title: string): Promise<EvaluationReport> {
+async function report(dir: string, head: ProbeHead, f: { data: Float32Array; shape: [number, number] }, l: Labelled, classes: string[], bootstrap: number, title: string, columns?: number[]): Promise<EvaluationReport> {
   const probs = predictProbe(head, f);
-  return writeClassificationReport(dir, probs.data, l, classes, (head.config.task ?? 'multilabel') as LabelType, bootstrap, title);
+  const scores = columns ? pickColumns(probs.data, probs.shape[1] as number, columns) : probs.data;
+  return writeClassificationReport(dir, scores, l, classes, (head.config.task ?? 'multilabel') as LabelType, bootstrap, title);
 }
 
 /**
@@ -280,11 +282,15 @@ export async function evaluateHead(o: {
   preprocess?: FeatureOptions['preprocess'];
   /** Report title. @default 'Evaluation' */
   title?: string;
+  /** Evaluate only these of the head's classes, in this order (a multiclass head: all of them). @default all */
+  classes?: string[];
 }): Promise<EvaluationReport> {
   const h = await loadHead(o.head);
-  const l = await labelled(o.dataset, h.classes, o.policy);
+  const columns = selectClasses(h.classes, o.classes, o.head, h.head.config.task);
+  const classes = columns.map((i) => h.classes[i] as string);
+  const l = await labelled(o.dataset, classes, o.policy);
   if (!l.records.length) throw new CxformerError('CXF_INPUT', 'evaluate: the dataset selection is empty');
   const model = await loadBackbone(o.backbone);
   const f = await extractFeatures(model, l.records.map((r) => r.path), { ...h.features, ...(o.preprocess ? { preprocess: o.preprocess } : {}) });
-  return report(o.out, h.head, f, l, h.classes, o.bootstrap ?? CLASSIFICATION.bootstrap, o.title ?? 'Evaluation');
+  return report(o.out, h.head, f, l, classes, o.bootstrap ?? CLASSIFICATION.bootstrap, o.title ?? 'Evaluation', columns);
 }

@@ -169,12 +169,16 @@ export async function run(a: Args): Promise<number> {
 
 export async function evaluate(a: Args): Promise<number> {
   if (a.task === 'segmentation') return (await import('./segment.js')).evaluate(a);
-  const { evaluateHead } = await import('../../finetune/classify.js');
-  const { loadHead } = await import('../../finetune/classify.js');
-  const classes = (await loadHead(String(a.head))).classes;
+  const { evaluateHead, loadHead } = await import('../../finetune/classify.js');
+  const { selectClasses } = await import('../../eval/classes.js');
+  // --classes: report only those of the head's classes (checked here, before LibTorch loads); default all.
+  const head = await loadHead(String(a.head));
+  const wanted = list(a.classes);
+  const classes = selectClasses(head.classes, wanted, String(a.head), head.head.config.task).map((i) => head.classes[i] as string);
   const res = await evaluateHead({
     backbone: backbone(a),
     head: String(a.head),
+    ...(wanted ? { classes } : {}),
     dataset: classificationData(a, classes, String(a.split ?? 'test')),
     ...(policy(a) ? { policy: policy(a) } : {}),
     out: String(a.out),

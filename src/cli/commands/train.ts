@@ -6,8 +6,10 @@ export async function run(a: Args): Promise<number> {
   const configs = a.config === undefined ? [] : ([] as unknown[]).concat(a.config).map(String);
   if (a['print-config']) {
     const { loadPretrainConfig, pretrainConfigToYaml } = await import('../../config/pretrain.js');
-    const { config, derived } = await loadPretrainConfig({ files: configs, overrides });
+    // Printing needs no output folder or weights: required keys left unset print as ??? and are listed.
+    const { config, derived, unset } = await loadPretrainConfig({ files: configs, overrides, allowUnset: true });
     process.stdout.write(pretrainConfigToYaml(config));
+    if (unset.length) process.stdout.write(`# unset (required to train): ${unset.join(', ')}\n`);
     process.stdout.write(`# derived: ${JSON.stringify({ total_iterations: derived.total_iterations, lr: derived.lr, global_batch_size: derived.global_batch_size })}\n`);
     return 0;
   }
