@@ -272,8 +272,11 @@ async function takeLock(file: string): Promise<() => Promise<void>> {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fh = await open(file, 'wx');
-      await fh.writeFile(`${JSON.stringify({ pid: process.pid, hostname: host, started: new Date().toISOString() })}\n`);
-      await fh.close();
+      try {
+        await fh.writeFile(`${JSON.stringify({ pid: process.pid, hostname: host, started: new Date().toISOString() })}\n`);
+      } finally {
+        await fh.close();
+      }
       return async () => {
         await rm(file, { force: true });
       };

@@ -23,7 +23,11 @@ export interface TrainingData {
   readImage: (idx: number) => Promise<GrayImage>;
   /** The image folder, when the data is one (the probe's default data). */
   dataRoot: string | null;
+  /** Closes what reading holds open (a prepared cache's pixels.bin); the run calls it on every way out. */
+  close: () => Promise<void>;
 }
+
+const nothingToClose = async (): Promise<void> => undefined;
 
 /** The run's images (`out`: the run folder, whose data/ holds the built-in phantoms). */
 export async function openTrainingData(c: PretrainConfig, out: string, log: (m: string) => Promise<void>): Promise<TrainingData> {
@@ -31,6 +35,7 @@ export async function openTrainingData(c: PretrainConfig, out: string, log: (m: 
   if (c.data.cache) {
     const cache = await openCache(c.data.cache);
     if (c.data.base_size !== null && cache.settings.shorterSide !== c.data.base_size) {
+      await cache.close();
       throw new ConfigError(
         `data.cache ${cache.dir} was prepared with shorter side ${cache.settings.shorterSide ?? 'none'}, but data.base_size is ${c.data.base_size}; ` +
           'set data.base_size to the same value (or null), or prepare another cache',
@@ -42,6 +47,7 @@ export async function openTrainingData(c: PretrainConfig, out: string, log: (m: 
       describe: (idx) => `${cache.dir} record ${idx} (${cache.records[idx]?.id})`,
       readImage: (idx) => loadCachedImage(cache, idx, imgOpts),
       dataRoot: null,
+      close: () => cache.close(),
     };
   }
   if (c.data.datasets) {
@@ -66,6 +72,7 @@ export async function openTrainingData(c: PretrainConfig, out: string, log: (m: 
       describe: (idx) => (records[idx] as CxrRecord).path,
       readImage: (idx) => loadTrainImage((records[idx] as CxrRecord).path, { ...imgOpts, equalize: equalize[plan.source[idx] as number] as boolean }),
       dataRoot: null,
+      close: nothingToClose,
     };
   }
   const root = c.data.root ?? path.join(out, 'data');
@@ -77,6 +84,7 @@ export async function openTrainingData(c: PretrainConfig, out: string, log: (m: 
     describe: (idx) => (items[idx] as DatasetItem).path,
     readImage: (idx) => loadTrainImage((items[idx] as DatasetItem).path, imgOpts),
     dataRoot: root,
+    close: nothingToClose,
   };
 }
 

@@ -148,7 +148,7 @@ interface RankContext {
 }
 
 async function trainRanked(o: TrainOptions, x: RankContext): Promise<TrainResult> {
-  const { c, d, out, ckDir, log, emit, rank, world, lead, pg } = x;
+  const { c, d, out, ckDir, log, world, lead, pg } = x;
 
   // ---- the run folder: new, or a resume of the same configuration ----
   // Rank 0 picks the newest checkpoint and every rank loads that same file (the output folder must be on a file
@@ -168,15 +168,32 @@ async function trainRanked(o: TrainOptions, x: RankContext): Promise<TrainResult
 
   // ---- data: a prepared cache, or image files (folder / CSV manifest / built-in phantoms) ----
   const B = c.train.batch_size_per_gpu;
+  // What the data holds open (a prepared cache's pixels.bin) is closed on every way out, this rank's errors, another
+  // rank's and the end of the run alike: a handle left to the garbage collector makes Node print a warning.
+  let opened: TrainingData | undefined;
   const data = await allOrNothing(pg, 'loading the data', async () => {
-    const data = await openTrainingData(c, out, log);
+    const data = (opened = await openTrainingData(c, out, log));
     if (data.n < B * world) {
       const each = world > 1 ? ` × ${world} ranks (each rank reads its own ${Math.floor(data.n / world)} per pass)` : '';
       throw new CxformerError('CXF_INPUT', `${data.source}: ${data.n} images, fewer than train.batch_size_per_gpu=${B}${each}`);
     }
     await log(`data: ${data.n} images from ${data.source}` + (world > 1 ? `; each rank reads a disjoint shard of ${Math.floor(data.n / world)} per pass` : ''));
     return data;
+  }).catch(async (e: unknown) => {
+    await opened?.close();
+    throw e;
   });
+  try {
+    return await trainOnData(o, x, data, resumeIt, resumeFile);
+  } finally {
+    await data.close();
+  }
+}
+
+/** The rest of a rank's run, once its data is open: run folder files, native trainer, the loop, the end. */
+async function trainOnData(o: TrainOptions, x: RankContext, data: TrainingData, resumeIt: number, resumeFile: string | null): Promise<TrainResult> {
+  const { c, d, out, log, emit, rank, world, lead, pg } = x;
+  const B = c.train.batch_size_per_gpu;
   const metrics = path.join(out, 'metrics.jsonl');
   // The settings are recorded once they passed every check; metrics.jsonl keeps the lines up to the resumed
   // checkpoint (none for a fresh run): lines a killed run wrote after its last checkpoint are written again.
