@@ -170,7 +170,16 @@ export function buildParser(args: readonly string[]): Argv {
     .check((a) => {
       // yargs has getOptions() at runtime; its typings leave it out. After the command's builder ran, it holds that command's options.
       const { number, alias } = (y as unknown as { getOptions(): { number: string[]; alias: Record<string, string[]> } }).getOptions();
-      checkNumericFlags(a, number, alias, argv);
+      const fromConfig = (flag: string) => {
+        if (a.config === undefined) return undefined;
+        try {
+          const v = loadDownstreamConfig(String(a.config))[flag];
+          return v === undefined ? undefined : { value: v, file: String(a.config) };
+        } catch {
+          return undefined;
+        }
+      };
+      checkNumericFlags(a, number, alias, argv, fromConfig);
       return true;
     }, true)
     .scriptName('cxformer')

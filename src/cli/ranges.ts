@@ -126,6 +126,7 @@ function typed(args: readonly string[], names: readonly string[]): string | unde
  *
  * @param numberKeys the keys yargs declared `type: 'number'` for this command (aliases included)
  * @param aliases yargs' alias table (key → other names)
+ * @param fromConfig the value a --config file gave `flag`, as written (yargs has made it NaN), when there is one
  * @throws Error `<command>: --<flag> must be <range>, got <value>` (the first bad flag), or when a numeric
  *   option has no rule in the table
  */
@@ -134,6 +135,7 @@ export function checkNumericFlags(
   numberKeys: readonly string[],
   aliases: Readonly<Record<string, readonly string[]>>,
   args: readonly string[],
+  fromConfig: (flag: string) => { value: unknown; file: string } | undefined = () => undefined,
 ): void {
   const command = String(argv._[0] ?? '') as CommandName;
   for (const flag of numberKeys) {
@@ -149,7 +151,15 @@ export function checkNumericFlags(
     }
     if (Array.isArray(v)) throw new Error(`${command}: --${flag} must be given once (${describeRange(rule)}), got ${v.length} values: ${v.join(', ')}`);
     if (typeof v === 'number' && inRange(v, rule)) continue;
-    const shown = typeof v === 'number' && !Number.isNaN(v) ? String(v) : raw !== undefined ? `'${raw}'` : 'a value that is not a number (from --config)';
+    const config = raw === undefined ? fromConfig(flag) : undefined;
+    const shown =
+      typeof v === 'number' && !Number.isNaN(v)
+        ? String(v)
+        : raw !== undefined
+          ? `'${raw}'`
+          : config !== undefined
+            ? `${JSON.stringify(config.value)} (from --config ${config.file})`
+            : 'a value that is not a number';
     throw new Error(`${command}: --${flag} must be ${describeRange(rule)}, got ${shown}`);
   }
 }

@@ -5,6 +5,8 @@
  * naming the flag, the value and the range, exit 2, no stack, LibTorch not loaded.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseCli } from '../../src/cli/parser.js';
@@ -107,9 +109,18 @@ describe('numeric flags: one table of ranges', () => {
     expect(parseCli(withBase('synth', ['--seed', '-7'])).seed).toBe(-7);
   });
 
-  it('a --config preset value out of range is named too', () => {
-    // (a preset with an out-of-range value cannot be shipped; a command-line value over a preset is checked)
+  it('values from --config are checked too, and named with the file', () => {
     expect(() => parseCli(['finetune', '--config', 'chexpert', '--root', 'r', '--weights', 'w', '--out', 'o', '--epochs', '0'])).toThrow('finetune: --epochs must be an integer >= 1, got 0');
+    const dir = mkdtempSync(path.join(tmpdir(), 'cxf-flags-'));
+    try {
+      const file = path.join(dir, 'bad.yaml');
+      writeFileSync(file, 'classes: A\nlr: abc\n');
+      expect(() => parseCli(['finetune', '--config', file, '--root', 'r', '--weights', 'w', '--out', 'o'])).toThrow(`finetune: --lr must be a number >= 0, got "abc" (from --config ${file})`);
+      writeFileSync(file, 'classes: A\nbootstrap: -5\n');
+      expect(() => parseCli(['finetune', '--config', file, '--root', 'r', '--weights', 'w', '--out', 'o'])).toThrow('finetune: --bootstrap must be an integer >= 0, got -5');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it.each([
