@@ -138,8 +138,9 @@ export function checkNumericFlags(
   fromConfig: (flag: string) => { value: unknown; file: string } | undefined = () => undefined,
 ): void {
   const command = String(argv._[0] ?? '') as CommandName;
+  const aliasNames = new Set(Object.values(aliases).flat());
   for (const flag of numberKeys) {
-    if (flag.length === 1) continue; // a short alias (-b, -n) of a long flag, checked under that name
+    if (aliasNames.has(flag)) continue; // another name (-b, -n) of a flag, checked under the flag's name
     const rule = rangeOf(command, flag);
     if (rule === undefined) throw new Error(`${command}: --${flag} is a numeric option without a range in src/cli/ranges.ts`);
     const names = [flag, ...(aliases[flag] ?? [])];

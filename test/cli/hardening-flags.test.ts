@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseCli } from '../../src/cli/parser.js';
-import { describeRange, inRange, NUMERIC_FLAGS, rangeOf } from '../../src/cli/ranges.js';
+import { checkNumericFlags, describeRange, inRange, NUMERIC_FLAGS, rangeOf } from '../../src/cli/ranges.js';
 import { repoRoot } from '../unit/golden.js';
 
 const MAIN = path.join(repoRoot, 'dist', 'cli', 'main.js');
@@ -41,6 +41,8 @@ describe('numeric flags: one table of ranges', () => {
   it('every command parses, so every numeric option it declares has a range', () => {
     // checkNumericFlags refuses a numeric option without a rule; parsing each command once covers them all.
     for (const cmd of Object.keys(BASE)) expect(() => parseCli(withBase(cmd, [])), cmd).not.toThrow();
+    // …which it would not if one had no rule.
+    expect(() => checkNumericFlags({ _: ['finetune'], 'new-flag': 1 }, ['new-flag'], {}, [])).toThrow('finetune: --new-flag is a numeric option without a range in src/cli/ranges.ts');
   });
 
   it('describes and applies ranges', () => {
@@ -96,6 +98,8 @@ describe('numeric flags: one table of ranges', () => {
     ['prepare', ['--max-bad-fraction', '1.5'], 'prepare: --max-bad-fraction must be a number in [0, 1], got 1.5'],
     ['prepare', ['--min-side', 'big'], "prepare: --min-side must be an integer >= 1, got 'big'"],
     ['synth', ['--size', '8'], 'synth: --size must be an integer in 32..4096, got 8'],
+    ['synth', ['--n', '0'], 'synth: --n must be an integer >= 1, got 0'],
+    ['phantom', ['-n', '0'], 'phantom: --count must be an integer >= 1, got 0'],
     ['phantom', ['--size', '8'], 'phantom: --size must be an integer >= 14, got 8'],
     ['launch', ['--master-port', '70000'], 'launch: --master-port must be an integer in 1..65535, got 70000'],
     ['launch', ['--grace-s', '-1'], 'launch: --grace-s must be a number >= 0, got -1'],
