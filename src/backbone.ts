@@ -12,6 +12,7 @@ import path from 'node:path';
 import { defaultPreprocess, resolvePreprocessOptions, type PreprocessOptions } from './image/options.js';
 import { preprocessBatch } from './image/preprocess.js';
 import { toHfConfig, type VitConfig } from './model/config.js';
+import { writeHfConfig } from './model/hf-json.js';
 import { resolveModel, type ResolvedModel, type ResolveOptions } from './model/weights.js';
 import { call, callSync, CxformerError, native, type NativeBackbone } from './native/load.js';
 
@@ -166,7 +167,7 @@ export class Backbone {
   async exportHf(dir: string, opts: { dtype?: 'f32' | 'bf16' | 'f16'; preprocess?: PreprocessOptions } = {}): Promise<void> {
     await mkdir(dir, { recursive: true });
     await this.save(path.join(dir, 'model.safetensors'), { layout: 'hf', dtype: opts.dtype ?? 'f32' });
-    await writeJsonAtomic(path.join(dir, 'config.json'), toHfConfig(this.config));
+    await writeHfConfig(path.join(dir, 'config.json'), toHfConfig(this.config));
     await writeJsonAtomic(path.join(dir, 'preprocessor_config.json'), toHfPreprocessorConfig(opts.preprocess ?? this.preprocess));
   }
 }

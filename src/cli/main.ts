@@ -68,7 +68,7 @@ async function main(): Promise<number> {
     if (process.env.CXFORMER_DEBUG) process.stderr.write(`${err.stack}\n`);
     if (fsMessage !== undefined) return 2;
     // Configuration and input errors are the user's to fix: exit 2; anything else 1.
-    return err.code && /^(CXF_CONFIG|CXF_ARG|CXF_SAFETENSORS|CXF_IMAGE|CXF_INPUT|CXF_DATA)$/.test(err.code) ? 2 : 1;
+    return err.code && /^(CXF_CONFIG|CXF_ARG|CXF_SAFETENSORS|CXF_WEIGHTS|CXF_IMAGE|CXF_INPUT|CXF_DATA)$/.test(err.code) ? 2 : 1;
   }
 }
 

@@ -27,6 +27,11 @@ function modelOptions(y: Argv) {
       type: 'string',
       describe: 'Architecture preset (vit_small, vit_base, vit_large, vit_giant2); without --weights: a random-initialised model',
     })
+    .option('allow-nonfinite', {
+      type: 'boolean',
+      default: false,
+      describe: 'Load weights that hold NaN or infinite values (refused by default, naming the tensors)',
+    })
     .option('device', { type: 'string', default: 'cpu', describe: 'cpu, cuda or cuda:N' })
     .option('threads', { type: 'number', describe: 'LibTorch threads (default: all cores, or $CXFORMER_THREADS)' })
     .option('seed', { type: 'number', default: 0, describe: 'Seed of the random initialisation (no --weights)' });
@@ -165,11 +170,22 @@ export function joinNegativeLists(args: readonly string[]): string[] {
 export function buildParser(args: readonly string[]): Argv {
   const argv = joinNegativeLists(args);
   const y: Argv = yargs(argv);
+  // yargs has getOptions() at runtime; its typings leave it out. After the command's builder ran, it holds that command's options.
+  const options = () => (y as unknown as { getOptions(): { number: string[]; alias: Record<string, string[]> } }).getOptions();
   return y
+    // A numeric flag given twice: the last one wins, as a later flag overrides --config (yargs would make a list).
+    .middleware((a) => {
+      const { number, alias } = options();
+      for (const k of number) {
+        const v = a[k];
+        if (!Array.isArray(v)) continue;
+        const camel = k.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+        for (const name of new Set([k, camel, ...(alias[k] ?? [])])) if (Array.isArray(a[name])) a[name] = v.at(-1);
+      }
+    }, true)
     // Every numeric flag of every command against one table of ranges (ranges.ts), before any work.
     .check((a) => {
-      // yargs has getOptions() at runtime; its typings leave it out. After the command's builder ran, it holds that command's options.
-      const { number, alias } = (y as unknown as { getOptions(): { number: string[]; alias: Record<string, string[]> } }).getOptions();
+      const { number, alias } = options();
       const fromConfig = (flag: string) => {
         if (a.config === undefined) return undefined;
         try {

@@ -47,6 +47,7 @@ import { withRunFolder, type RunFolder } from '../run/folder.js';
 import { dumpRankState, gatherRows, onRankZero, rankZeroDecides, requireShared, stopTogether } from '../run/rank.js';
 import { refuseChangedSettings, settingsDiff } from '../run/settings.js';
 import { INTERP_HF_SIZE, INTERP_REGISTERS_AA, toHfConfig } from '../model/config.js';
+import { writeHfConfig } from '../model/hf-json.js';
 import { resolveModel } from '../model/weights.js';
 import type { NativeFinetuner } from '../native/binding/binding.js';
 import { call, callSync, CxformerError, native } from '../native/load.js';
@@ -678,7 +679,7 @@ async function exportModel(x: Ctx, s: Setup, ft: NativeFinetuner, files: ReturnT
     label_type: s.labelType,
   };
   await call('exportModel', () => ft.exportModel(path.join(files.bestModel, 'model.safetensors'), files.bestHead, meta));
-  await writeJsonAtomic(path.join(files.bestModel, 'config.json'), toHfConfig(s.vit));
+  await writeHfConfig(path.join(files.bestModel, 'config.json'), toHfConfig(s.vit));
   await writeJsonAtomic(path.join(files.bestModel, 'preprocessor_config.json'), toHfPreprocessorConfig(s.pre));
 }
 

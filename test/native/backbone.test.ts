@@ -74,6 +74,10 @@ describe('export', () => {
     for (const k of ['model_type', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'num_register_tokens', 'image_size', 'patch_size', 'layerscale_value']) {
       expect(cfg[k], k).toEqual(orig[k]);
     }
+    // Fields transformers declares float are written with a decimal point (transformers 5 refuses `1`).
+    const text = await readFile(path.join(dir, 'config.json'), 'utf8');
+    expect(text).toMatch(/"layer_norm_eps": 1e-6\b|"layer_norm_eps": 0\.000001|"layer_norm_eps": 1\.0e-6/);
+    expect(text).toMatch(/"hidden_dropout_prob": 0\.0\b/);
     const back = await loadBackbone({ weights: dir, threads: 1 });
     expect(back.config).toEqual(model.config);
     expect(back.preprocess.equalize).toBe(true);

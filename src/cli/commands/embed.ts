@@ -84,10 +84,17 @@ export async function run(a: Args): Promise<number> {
   // Everything that can be checked without LibTorch is checked first: weights, architecture, inputs.
   const resolved = await resolveModel({ weights: a.weights as string | undefined, arch: a.arch as string | undefined, overrides });
   const batches = await planBatches(inputs, batchSize, resolved.config.in_chans);
-  const model = await Backbone.load({ resolved, device: String(a.device), threads: a.threads as number | undefined, seed: Number(a.seed) });
+  const model = await Backbone.load({
+    resolved,
+    device: String(a.device),
+    threads: a.threads as number | undefined,
+    seed: Number(a.seed),
+    allowNonFinite: Boolean(a['allow-nonfinite']),
+  });
   const preprocess = resolvePreprocessOptions({ ...model.preprocess, ...pre });
   const log = progress(quiet);
   if (!model.resolved.weights) log.done(`warning: no --weights: using a random-initialised ${a.arch} (seed ${a.seed})`);
+  else log.done(`embed: position embeddings at other sizes: ${model.resolved.interpolation}`);
 
   let interrupted = false;
   const interrupt = onInterrupt(() => {
