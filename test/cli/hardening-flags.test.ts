@@ -67,7 +67,7 @@ describe('numeric flags: one table of ranges', () => {
     // more of finetune (linear and full)
     ['finetune', ['--epochs', '2.5'], 'finetune: --epochs must be an integer >= 1, got 2.5'],
     ['finetune', ['--lr'], 'finetune: --lr must be a number >= 0, got no value'],
-    ['finetune', ['--lr=1e-3', '--lr', '2e-3'], 'finetune: --lr must be given once (a number >= 0), got 2 values: 0.001, 0.002'],
+    ['finetune', ['--lr=1e-3', '--lr', 'x'], "finetune: --lr must be a number >= 0, got 'x'"],
     ['finetune', ['-b', 'x'], "finetune: --batch-size must be an integer >= 1, got 'x'"],
     ['finetune', ['--head-batch-size', '0'], 'finetune: --head-batch-size must be an integer >= 1, got 0'],
     ['finetune', ['--cls-layers', '0'], 'finetune: --cls-layers must be an integer >= 1, got 0'],
@@ -111,6 +111,9 @@ describe('numeric flags: one table of ranges', () => {
     const a = parseCli(withBase('finetune', ['--lr', '1e-3', '--epochs', '3', '-b', '4', '--bootstrap', '0', '--drop-path', '0.1', '--layer-decay', '1', '--train-seed', '-3']));
     expect([a.lr, a.epochs, a['batch-size'], a.bootstrap, a['drop-path'], a['layer-decay'], a['train-seed']]).toEqual([0.001, 3, 4, 0, 0.1, 1, -3]);
     expect(parseCli(withBase('synth', ['--seed', '-7'])).seed).toBe(-7);
+    // given twice: the last one wins, under every name
+    const twice = parseCli(withBase('finetune', ['--backbone-lr', '1e-4', '--backbone-lr', '2e-4', '-b', '2', '--batch-size', '3']));
+    expect([twice['backbone-lr'], twice.backboneLr, twice['batch-size'], twice.b]).toEqual([2e-4, 2e-4, 3, 3]);
   });
 
   it('values from --config are checked too, and named with the file', () => {
