@@ -5,6 +5,7 @@
  * CXformer's code takes the first patch token instead of the CLS (docs/recipe.md §7.7): not reproduced.
  */
 import type { Backbone } from '../backbone.js';
+import { CxformerError } from '../native/load.js';
 import { resolvePreprocessOptions, type PreprocessOptions } from '../image/options.js';
 import { preprocessBatch } from '../image/preprocess.js';
 import { CLASSIFICATION } from '../config/downstream.js';
@@ -32,7 +33,7 @@ export async function extractFeatures(model: Backbone, paths: readonly string[],
   const n = o.clsLayers ?? CLASSIFICATION.clsLayers;
   const avg = o.avgpool ?? CLASSIFICATION.avgpool;
   if (!(Number.isInteger(n) && n >= 1 && n <= model.config.depth)) {
-    throw new RangeError(`clsLayers must be an integer in 1..${model.config.depth} (the model's depth), got ${n}`);
+    throw new CxformerError('CXF_ARG', `--cls-layers (clsLayers) must be an integer in 1..${model.config.depth} (the model's depth), got ${n}`);
   }
   const D = model.config.embed_dim;
   const R = model.config.num_register_tokens;

@@ -84,3 +84,14 @@ describe('label types', () => {
     expect(multiclassAccuracy(new Float32Array(0), new Float32Array(0), new Uint8Array(0), 3)).toEqual({ value: null, n: 0 });
   });
 });
+
+describe('feature extraction arguments', () => {
+  it('--cls-layers beyond the model depth is an argument error naming the flag and the range (exit 2), before any work', async () => {
+    const { extractFeatures } = await import('../../src/finetune/features.js');
+    const model = { config: { depth: 2, embed_dim: 8, num_register_tokens: 0 } } as unknown as Parameters<typeof extractFeatures>[0];
+    const e = await extractFeatures(model, ['a.png'], { clsLayers: 4 }).catch((x: unknown) => x as Error & { code?: string });
+    expect(e).toBeInstanceOf(Error);
+    expect((e as { code?: string }).code).toBe('CXF_ARG');
+    expect((e as Error).message).toBe("--cls-layers (clsLayers) must be an integer in 1..2 (the model's depth), got 4");
+  });
+});
