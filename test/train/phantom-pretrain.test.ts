@@ -8,7 +8,10 @@
  * short run), lr 1e-3, 500 iterations, on 1000 phantom images (seed 3); then the phantom preset's linear probe (98
  * px, 4 CLS + patch mean, 30 epochs) on a disjoint phantom set of 1500 images (seed 11; 50 % train, 10 % valid, 40 %
  * test, so the test macro AUROC rests on 600 images). The random encoder has the same architecture and seed.
- * README.md and BENCHMARKS.md record both numbers (pretrained 0.595, random 0.560 on the development machine).
+ * README.md and BENCHMARKS.md record both numbers: pretrained 0.6235, random 0.6052 since the patch embedding starts
+ * from PyTorch's Conv2d default as in DINOv2 (issue #13; with tch's larger kaiming init the random encoder scored
+ * 0.560 and the pretrained one 0.595). The margin was 0.025 against that weaker baseline; it is 0.01 now: a
+ * regression check on a seeded run, not a significance claim (the AUROC's standard error on 600 images is ≈ 0.02).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -28,8 +31,8 @@ const PRETRAIN = [
   'optim.warmup_epochs=5', 'probe.enabled=false', 'compute.threads=2', '-q',
 ];
 
-/** Required advantage of the pretrained encoder in test macro AUROC. */
-const MARGIN = 0.025;
+/** Required advantage of the pretrained encoder in test macro AUROC (see the note above). */
+const MARGIN = 0.01;
 
 function cli(args: string[]) {
   const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8' });
