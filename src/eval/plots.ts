@@ -40,6 +40,8 @@ export interface CalibrationSeries {
 
 export interface PlotOptions {
   title?: string;
+  /** Which statistic the legend's AUROC / AP values are (e.g. "bootstrap median of 1000"), shown under the legend. */
+  statistic?: string;
 }
 
 /** matplotlib's tab10 colours. */
@@ -180,6 +182,7 @@ const fmt3 = (v: number): string => (Number.isFinite(v) ? v.toFixed(3) : 'n/a');
 export function rocSvg(series: readonly RocSeries[], opts: PlotOptions = {}): string {
   const entries: LegendEntry[] = series.map((s, k) => ({ label: `${s.name} (AUROC ${fmt3(s.auc)})`, ...styleOf(k) }));
   entries.push({ label: 'Chance (AUROC 0.500)', color: '#888888', dash: '5 4' });
+  if (opts.statistic) entries.push({ label: `AUROC: ${opts.statistic}`, color: 'none', dash: '' });
   const f = frame(entries.map((e) => e.label));
   const out = [...header(f, opts.title ?? 'ROC curves'), ...axes(f, 'False positive rate (1 − specificity)', 'True positive rate (sensitivity)')];
   out.push(`<line class="chance" x1="${sx(f, 0)}" y1="${sy(f, 0)}" x2="${sx(f, 1)}" y2="${sy(f, 1)}" stroke="#888888" stroke-width="1.2" stroke-dasharray="5 4"/>`);
@@ -209,6 +212,7 @@ export function prStepPoints(recall: ArrayLike<number>, precision: ArrayLike<num
 /** Precision–recall curves (one per class, step-wise); the legend shows each average precision. */
 export function prSvg(series: readonly PrSeries[], opts: PlotOptions = {}): string {
   const entries: LegendEntry[] = series.map((s, k) => ({ label: `${s.name} (AP ${fmt3(s.ap)})`, ...styleOf(k) }));
+  if (opts.statistic) entries.push({ label: `AP: ${opts.statistic}`, color: 'none', dash: '' });
   const f = frame(entries.map((e) => e.label));
   const out = [...header(f, opts.title ?? 'Precision–recall curves'), ...axes(f, 'Recall (sensitivity)', 'Precision (PPV)')];
   series.forEach((s, k) => {

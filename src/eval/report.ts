@@ -209,10 +209,13 @@ export async function writeEvaluationReport(dir: string, input: EvaluationInput)
     }
     const roc = rocCurve(col.scores, col.labels);
     const aucValue = auroc.perClass[c]!.value;
-    if (roc.value !== null && aucValue !== null) rocSeries.push({ name: classes[c]!, fpr: roc.value.fpr, tpr: roc.value.tpr, auc: aucValue });
+    // The legends show the statistic report.md shows: the bootstrap median when the bootstrap ran, else the point estimate.
+    const aucShown = boot?.auroc.perClass[c]?.median ?? aucValue;
+    if (roc.value !== null && aucValue !== null && aucShown !== null) rocSeries.push({ name: classes[c]!, fpr: roc.value.fpr, tpr: roc.value.tpr, auc: aucShown });
     const pr = precisionRecallCurve(col.scores, col.labels);
     const apValue = ap.perClass[c]!.value;
-    if (pr.value !== null && apValue !== null) prSeries.push({ name: classes[c]!, precision: pr.value.precision, recall: pr.value.recall, ap: apValue });
+    const apShown = boot?.ap.perClass[c]?.median ?? apValue;
+    if (pr.value !== null && apValue !== null && apShown !== null) prSeries.push({ name: classes[c]!, precision: pr.value.precision, recall: pr.value.recall, ap: apShown });
     if (sel.scores.length > 0) {
       const cal = calibrationCurve(col.scores, col.labels, nBins);
       calSeries.push({ name: classes[c]!, probPred: cal.probPred, probTrue: cal.probTrue });
@@ -293,8 +296,9 @@ export async function writeEvaluationReport(dir: string, input: EvaluationInput)
   const png = input.png ?? true;
   const plotOpts = { png, scale: input.pngScale ?? 2 };
   const t = input.title !== undefined ? `${input.title}: ` : '';
-  files.plots.roc = await writePlot(dir, 'roc', rocSvg(rocSeries, { title: `${t}ROC curves` }), plotOpts);
-  files.plots.pr = await writePlot(dir, 'pr', prSvg(prSeries, { title: `${t}Precision–recall curves` }), plotOpts);
+  const statistic = boot ? `bootstrap median of ${boot.n}, as in report.md` : 'point estimate, as in report.md';
+  files.plots.roc = await writePlot(dir, 'roc', rocSvg(rocSeries, { title: `${t}ROC curves`, statistic }), plotOpts);
+  files.plots.pr = await writePlot(dir, 'pr', prSvg(prSeries, { title: `${t}Precision–recall curves`, statistic }), plotOpts);
   files.plots.calibration = await writePlot(dir, 'calibration', calibrationSvg(calSeries, { edges: histEdges, counts: histCounts }, { title: `${t}Calibration` }), plotOpts);
 
   await writeFileAtomic(files.report, renderMarkdown(metrics, input.title, png));

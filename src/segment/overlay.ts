@@ -3,8 +3,9 @@
  *
  * - Mask PNG: 8-bit gray, pixel value = class index (0 background, 1 left lung, 2 right lung, 3 heart), at the
  *   model's input size; machine-readable (it looks almost black in a viewer).
- * - Overlay PNG: RGB; the contour of each predicted structure in its colour (left lung blue, right lung green, heart
- *   red), 2 px wide, and the ground-truth contours 1 px in yellow where a ground truth exists. A contour pixel of
+ * - Overlay PNG: RGB, enlarged to at least 512 px on the longer side; the contour of each predicted structure in its
+ *   colour (left lung blue, right lung green, heart red), 2 px wide, and the ground-truth contours 1 px in yellow
+ *   where a ground truth exists; a legend strip below names the colours. A contour pixel of
  *   class c is a pixel of class c with a 4-neighbour of another class (or on the image border).
  */
 import sharp from 'sharp';
@@ -72,9 +73,61 @@ export async function writeMaskPng(file: string, map: Uint8Array, w: number, h: 
   await writeFileAtomic(file, await encodePng(map, w, h, 1));
 }
 
-/** Writes an overlay PNG (atomically). */
+/** Overlays are drawn at least this many pixels on their longer side (a 112-px model input is too small to judge a contour). */
+export const OVERLAY_MIN_SIDE = 512;
+/** Height of the legend strip under an overlay. */
+export const OVERLAY_LEGEND_HEIGHT = 28;
+
+/** A class map enlarged `k` times by repeating pixels (class indices must not be interpolated). */
+export function upscaleNearest(map: Uint8Array, w: number, h: number, k: number): Uint8Array {
+  if (k === 1) return map;
+  const W = w * k;
+  const out = new Uint8Array(W * h * k);
+  for (let y = 0; y < h * k; y++) {
+    const row = Math.floor(y / k) * w;
+    for (let x = 0; x < W; x++) out[y * W + x] = map[row + Math.floor(x / k)]!;
+  }
+  return out;
+}
+
+/** SVG legend strip: a swatch per structure and one for the ground truth. */
+function legendSvg(width: number, withTruth: boolean): string {
+  const names = ['left lung', 'right lung', 'heart'];
+  const items = names.map((n, i) => ({ n: `${n} (predicted)`, c: CLASS_COLOURS[i]! }));
+  if (withTruth) items.push({ n: 'ground truth', c: TRUTH_COLOUR });
+  const step = Math.floor(width / items.length);
+  const parts = items.map(
+    (it, i) =>
+      `<rect x="${8 + i * step}" y="9" width="14" height="10" fill="rgb(${it.c.join(',')})"/>` +
+      `<text x="${28 + i * step}" y="18.5" font-size="12">${it.n}</text>`,
+  );
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${OVERLAY_LEGEND_HEIGHT}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">${parts.join('')}</svg>`;
+}
+
+/**
+ * Writes an overlay PNG (atomically): enlarged by the smallest integer factor that makes the longer side at least
+ * {@link OVERLAY_MIN_SIDE} (image bicubic, class maps nearest), contours drawn at that size, and a legend strip below.
+ */
 export async function writeOverlayPng(file: string, image: Uint8Array, w: number, h: number, pred: Uint8Array, truth?: Uint8Array): Promise<void> {
-  await writeFileAtomic(file, await encodePng(overlayRgb(image, w, h, pred, truth), w, h, 3));
+  const k = Math.max(1, Math.ceil(OVERLAY_MIN_SIDE / Math.max(w, h)));
+  const [W, H] = [w * k, h * k];
+  const big =
+    k === 1
+      ? image
+      : new Uint8Array(
+          await sharp(Buffer.from(image.buffer, image.byteOffset, image.byteLength), { raw: { width: w, height: h, channels: 1 } })
+            .resize(W, H, { kernel: 'cubic' })
+            .extractChannel(0)
+            .raw()
+            .toBuffer(),
+        );
+  const rgb = overlayRgb(big, W, H, upscaleNearest(pred, w, h, k), truth && upscaleNearest(truth, w, h, k));
+  const png = await sharp(Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength), { raw: { width: W, height: H, channels: 3 } })
+    .extend({ bottom: OVERLAY_LEGEND_HEIGHT, background: { r: 255, g: 255, b: 255 } })
+    .composite([{ input: Buffer.from(legendSvg(W, truth !== undefined)), top: H, left: 0 }])
+    .png()
+    .toBuffer();
+  await writeFileAtomic(file, png);
 }
 
 /**

@@ -12,7 +12,8 @@ import { rleDecode, rleEncode } from '../../src/data/rle.js';
 import { affinePair, augmentPair, normalizeBatch } from '../../src/segment/augment.js';
 import { classMap, classMapToRle, fileStem, loadSample, loadSegRecords, resizeLabels, toOriginal, type Geometry, type SegSample } from '../../src/segment/data.js';
 import { bootstrapDice, diceReport, perImageCounts } from '../../src/segment/evaluate.js';
-import { contours, overlayRgb } from '../../src/segment/overlay.js';
+import sharp from 'sharp';
+import { CLASS_COLOURS, contours, OVERLAY_LEGEND_HEIGHT, overlayRgb, TRUTH_COLOUR, upscaleNearest, writeOverlayPng } from '../../src/segment/overlay.js';
 import { segLr } from '../../src/segment/train.js';
 import { segOption } from '../../src/cli/commands/segment.js';
 import { parseCli } from '../../src/cli/parser.js';
@@ -187,6 +188,32 @@ describe('schedule, augmentation, overlays', () => {
     const rgb = overlayRgb(new Uint8Array(16).fill(100), 4, 4, m);
     expect([...rgb.subarray(5 * 3, 5 * 3 + 3)]).toEqual([255, 50, 50]);
     expect([...rgb.subarray(0, 3)]).toEqual([100, 100, 100]);
+  });
+
+  it('overlay PNGs are enlarged to >= 512 px (class maps nearest) with a legend strip naming the colours', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'cxf-ov-'));
+    const w = 112;
+    const pred = new Uint8Array(w * w);
+    const truth = new Uint8Array(w * w);
+    for (let y = 30; y < 80; y++) for (let x = 20; x < 50; x++) pred[y * w + x] = 1;
+    for (let y = 32; y < 82; y++) for (let x = 22; x < 52; x++) truth[y * w + x] = 1;
+    expect([...upscaleNearest(new Uint8Array([1, 2, 3, 4]), 2, 2, 2)]).toEqual([1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4]);
+    const f = path.join(dir, 'o.png');
+    await writeOverlayPng(f, new Uint8Array(w * w).fill(90), w, w, pred, truth);
+    const { data, info } = await sharp(f).raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height]).toEqual([560, 560 + OVERLAY_LEGEND_HEIGHT]); // k = ceil(512 / 112) = 5
+    const has = (c: readonly number[], y0: number, y1: number) => {
+      for (let y = y0; y < y1; y++) for (let x = 0; x < info.width; x++) {
+        const k = (y * info.width + x) * info.channels;
+        if (data[k] === c[0] && data[k + 1] === c[1] && data[k + 2] === c[2]) return true;
+      }
+      return false;
+    };
+    // Contours in the picture; the legend swatches (every class colour and the truth colour) in the strip below.
+    expect(has(CLASS_COLOURS[0]!, 0, 560)).toBe(true);
+    expect(has(TRUTH_COLOUR, 0, 560)).toBe(true);
+    for (const c of [...CLASS_COLOURS, TRUTH_COLOUR]) expect(has(c, 560, 560 + OVERLAY_LEGEND_HEIGHT), String(c)).toBe(true);
+    await rm(dir, { recursive: true, force: true });
   });
 });
 

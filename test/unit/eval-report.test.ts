@@ -177,6 +177,17 @@ describe('writeEvaluationReport', () => {
     expect(await readFile(path.join(dir2, 'report.md'), 'utf8')).toBe(await readFile(path.join(dir, 'report.md'), 'utf8'));
   });
 
+  it('plot legends show the statistic report.md shows (the bootstrap median here) and say which', async () => {
+    const roc = await readFile(path.join(dir, 'roc.svg'), 'utf8');
+    const pr = await readFile(path.join(dir, 'pr.svg'), 'utf8');
+    const a = metrics.per_class[0]!;
+    expect(a.auroc.median).not.toBe(a.auroc.value); // the two statistics differ on this data, so the check can fail
+    expect(roc).toContain(`>${a.class} (AUROC ${a.auroc.median!.toFixed(3)})</text>`);
+    expect(pr).toContain(`>${a.class} (AP ${a.auprc.median!.toFixed(3)})</text>`);
+    expect(roc).toContain('>AUROC: bootstrap median of 200, as in report.md</text>');
+    expect(pr).toContain('>AP: bootstrap median of 200, as in report.md</text>');
+  });
+
   it('without a bootstrap: point estimates only, SVG-only plots when png is false, per-class thresholds', async () => {
     const dir3 = path.join(root, 'run3');
     const r = await writeEvaluationReport(dir3, { classes, ...d, bootstrap: false, png: false, threshold: [0.3, 0.7, 0.5] });
@@ -187,6 +198,9 @@ describe('writeEvaluationReport', () => {
     const md = await readFile(path.join(dir3, 'report.md'), 'utf8');
     expect(md).toContain(`| ${(metrics.per_class[0]!.auroc.value! * 100).toFixed(2)} |`);
     expect(md).toContain('](roc.svg)');
+    const roc = await readFile(path.join(dir3, 'roc.svg'), 'utf8');
+    expect(roc).toContain(`(AUROC ${metrics.per_class[0]!.auroc.value!.toFixed(3)})</text>`);
+    expect(roc).toContain('>AUROC: point estimate, as in report.md</text>');
   });
 
   it('rejects mismatched ids and thresholds', async () => {
