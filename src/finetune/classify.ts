@@ -27,6 +27,7 @@ import { annotateReport, checkLabelType, multiclassAccuracy, nativeTargets, type
 import { fitLinearProbe, predictProbe, type ProbeConfig, type ProbeHead } from './probe.js';
 import { CLASSIFICATION } from '../config/downstream.js';
 import { withRunFolder } from '../run/folder.js';
+import { EventFile } from '../run/tensorboard.js';
 
 export interface BackboneChoice {
   weights?: string;
@@ -257,6 +258,11 @@ async function probeRanked(o: LinearProbeOptions, env: DistEnv, device: string, 
   });
   log(`head: ${fit.history.length} epochs, kept epoch ${fit.bestEpoch ?? 'last'}${fValid ? ' (best validation macro AUROC)' : ''}`);
   await writeFile(path.join(o.out, 'history.jsonl'), fit.history.map((h) => JSON.stringify(h)).join('\n') + '\n');
+  // TensorBoard (src/run/tensorboard.ts): the head's epochs at their optimizer step, in a new events file whose START
+  // at step 0 supersedes an earlier run's in this folder (history.jsonl is rewritten too).
+  const settings = { backbone: o.backbone, dataset: o.dataset, classes: o.classes, labelType, policy: o.policy ?? null, features: fo, head: fit.head.config, bestEpoch: fit.bestEpoch };
+  const tb = EventFile.create(path.resolve(o.out), { config: JSON.stringify(settings, null, 2) });
+  for (const h of fit.history) tb?.metrics(h.steps, h, ['steps']);
   await saveHead(path.join(o.out, 'head.safetensors'), fit.head, {
     classes: JSON.stringify(o.classes),
     feature_options: JSON.stringify({ clsLayers: fo.clsLayers ?? CLASSIFICATION.clsLayers, avgpool: fo.avgpool ?? CLASSIFICATION.avgpool }),

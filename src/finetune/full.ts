@@ -46,6 +46,7 @@ import { batchShare, packPlanes, stepsPerEpoch } from '../run/batches.js';
 import { withRunFolder, type RunFolder } from '../run/folder.js';
 import { dumpRankState, gatherRows, onRankZero, rankZeroDecides, requireShared, stopTogether } from '../run/rank.js';
 import { refuseChangedSettings, settingsDiff } from '../run/settings.js';
+import { EventFile } from '../run/tensorboard.js';
 import { INTERP_HF_SIZE, INTERP_REGISTERS_AA, toHfConfig } from '../model/config.js';
 import { writeHfConfig } from '../model/hf-json.js';
 import { resolveModel } from '../model/weights.js';
@@ -381,6 +382,12 @@ async function finetuneRanked(x: Ctx): Promise<FullFinetuneResult> {
   // ---- native fine-tuner, fresh or resumed ----
   const ft = await createNative(x, s, resuming);
   const prog = resuming ? await resumeProgress(x, s, ft, files) : await freshProgress(x, s, files);
+  // TensorBoard (src/run/tensorboard.ts): each start opens a new events file beside metrics.jsonl; its START after
+  // the last epoch kept supersedes what a killed run logged later, as metrics.jsonl is rewritten from the history.
+  let tb = null as EventFile | null;
+  await onRankZero(pg, 'starting the events file', async () => {
+    tb = EventFile.create(files.out, { firstStep: (prog.history.at(-1)?.step ?? -1) + 1, config: JSON.stringify(s.settings, null, 2) });
+  });
 
   /**
    * Rank 0 writes the state (after `before`, e.g. the export of a new best, so that a state never names a best epoch
@@ -410,6 +417,7 @@ async function finetuneRanked(x: Ctx): Promise<FullFinetuneResult> {
       ...(improved ? { before: () => exportBest(record.epoch) } : {}),
       after: async () => {
         await appendFile(files.metrics, `${JSON.stringify(record)}\n`);
+        tb?.metrics(record.step, record, ['step']);
         await log(epochLine(record, s.labelType, stop ? t.patience : 0));
       },
     });

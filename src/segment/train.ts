@@ -45,6 +45,7 @@ import { batchShare, stepsPerEpoch } from '../run/batches.js';
 import { keepJsonl, withRunFolder, type RunFolder } from '../run/folder.js';
 import { dumpRankState, gatherRows, onRankZero, rankZeroDecides, requireShared, stopTogether } from '../run/rank.js';
 import { refuseChangedSettings, settingsDiff } from '../run/settings.js';
+import { EventFile } from '../run/tensorboard.js';
 import { resolvePreprocessOptions, type PreprocessOptions } from '../image/options.js';
 import { resolveModel } from '../model/weights.js';
 import type { BackboneChoice } from '../finetune/classify.js';
@@ -255,6 +256,8 @@ interface Ctx {
   /** Rank 0 logs (train.log and o.log); the other ranks report only their errors (thrown). */
   log: (m: string) => void;
   progress: (m: string) => void;
+  /** Rank 0's TensorBoard events file of this start (src/run/tensorboard.ts), null elsewhere. */
+  tb?: EventFile | null;
 }
 
 type Setup = Awaited<ReturnType<typeof prepare>>;
@@ -280,6 +283,8 @@ async function trainRanked(o: SegTrainOptions, env: DistEnv, device: string, pg:
     // The lines up to the resumed checkpoint (none for a fresh run): a killed run's later lines are written again.
     await keepJsonl(files.metrics, (r) => resuming && typeof r.step === 'number' && r.step <= state.step);
     await writeFileAtomic(files.run, `${JSON.stringify(settings, null, 2)}\n`);
+    // A new events file beside metrics.jsonl; its START supersedes what a killed run logged after the checkpoint.
+    x.tb = EventFile.create(files.out, { firstStep: resuming ? state.step + 1 : 0, config: JSON.stringify(settings, null, 2) });
   });
   if (world > 1) {
     x.log(`distributed: ${world} ranks, backend ${pg?.backend() ?? '?'}, this is ${describeDistEnv(env)}, device ${device}`);
@@ -405,6 +410,7 @@ async function trainEpoch(x: Ctx, s: Setup, state: SegState, epoch: number, budg
     x.progress(`epoch ${epoch + 1}/${epochs} step ${b + 1}/${spe} loss ${rec.loss.toFixed(4)} lr ${lr.toExponential(2)} ${ips.toFixed(1)} img/s`);
     if (rank === 0 && logEvery > 0 && (state.step % logEvery === 0 || b === spe - 1)) {
       await appendFile(s.files.metrics, `${JSON.stringify({ kind: 'step', epoch, ...rec, imagesPerS: ips })}\n`);
+      x.tb?.metrics(rec.step, { epoch, ...rec, imagesPerS: ips }, ['step']);
     }
     budget.steps++;
     const byCount = o.stopAfterSteps !== undefined && budget.steps >= o.stopAfterSteps;
@@ -460,6 +466,8 @@ async function endEpoch(x: Ctx, s: Setup, state: SegState, epoch: number, sums: 
     if (improved) await s.model.save(s.files.best, false, { epoch: String(epoch + 1), best_dice_avg: String(avg ?? ''), run: JSON.stringify(s.settings) });
     // The line before the state that contains it: a kill in between resumes before the line and writes it again.
     await appendFile(s.files.metrics, `${JSON.stringify(er)}\n`);
+    // The epoch's lr and number are already in its last step line (same step) when step lines are logged.
+    x.tb?.metrics(er.step, er, (o.logEvery ?? 10) > 0 ? ['step', 'lr', 'epoch'] : ['step']);
     await saveLast(s, next, epoch + 1);
   });
   const epochs = o.epochs ?? SEGMENTATION.epochs;

@@ -6,7 +6,7 @@
  * Re-running on the same folder resumes from the newest checkpoint (identical to an uninterrupted run).
  */
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, readdir, rm } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { collateMasks } from '../augment/masking.js';
 import { planBatch, type MultiCropConfig } from '../augment/plan.js';
@@ -23,6 +23,7 @@ import { packPlanes } from '../run/batches.js';
 import { keepJsonl, withRunFolder } from '../run/folder.js';
 import { dumpRankState, onRankZero, rankZeroInt, requireShared, stopTogether } from '../run/rank.js';
 import { refuseChangedSettings } from '../run/settings.js';
+import { EventFile } from '../run/tensorboard.js';
 import { BatchLoader, openTrainingData, type TrainingData } from './data.js';
 import type { GrayImage } from '../cache/planes.js';
 import { createProber, type Prober } from './probe.js';
@@ -197,9 +198,13 @@ async function trainOnData(o: TrainOptions, x: RankContext, data: TrainingData, 
   const metrics = path.join(out, 'metrics.jsonl');
   // The settings are recorded once they passed every check; metrics.jsonl keeps the lines up to the resumed
   // checkpoint (none for a fresh run): lines a killed run wrote after its last checkpoint are written again.
+  // TensorBoard (src/run/tensorboard.ts): each start opens a new events file beside metrics.jsonl; its START at the
+  // first iteration to run supersedes what a killed run logged after the checkpoint, as keepJsonl does.
+  let tb = null as EventFile | null;
   await onRankZero(pg, 'writing the run folder', async () => {
-    await writeResolvedConfig(out, c, d);
+    const resolved = await writeResolvedConfig(out, c, d);
     await keepJsonl(metrics, (r) => typeof r.iteration === 'number' && r.iteration <= resumeIt);
+    tb = EventFile.create(out, { firstStep: resumeIt + 1, config: await readFile(resolved, 'utf8') });
   });
 
   // ---- native trainer (with a process group: rank 0's parameters are broadcast at creation, gradients and the
@@ -217,7 +222,7 @@ async function trainOnData(o: TrainOptions, x: RankContext, data: TrainingData, 
     { batch: B, seed: c.seed, rank, world, workers: c.data.decode_workers, prefetch: c.data.prefetch_batches, lastSlot: stopAt * accum, maxBadFraction: c.data.max_bad_fraction, logFile: path.join(out, 'train.log') },
     log,
   );
-  const ckpt = await checkpointer(x, trainer, data, metrics, resumeIt);
+  const ckpt = await checkpointer(x, trainer, data, metrics, resumeIt, tb);
 
   // ---- the loop ----
   if (lead) emit({ kind: 'start', iteration: start, total });
@@ -247,6 +252,7 @@ async function trainOnData(o: TrainOptions, x: RankContext, data: TrainingData, 
     const record = { ...(rec as StepRecord), ...values, images_per_s: (B * accum * world) / dt, it_per_s: 1 / dt };
     if (lead && (it % c.log.period_iterations === 0 || it === total - 1)) {
       await appendFile(metrics, `${JSON.stringify({ iteration: it, ...record })}\n`);
+      tb?.metrics(it, record);
     }
     const eta = ((performance.now() - t0) / 1000 / (it - start + 1)) * (total - it - 1);
     if (lead) emit({ kind: 'step', iteration: it, total, record, etaSeconds: eta });
@@ -367,7 +373,7 @@ async function stepImages(
  * Checkpoints: rank 0 writes (keeping the last checkpoint.keep_last) and runs the probe on it, if enabled (a failed
  * probe is logged, never stops training); every rank waits until that went well (within dist.timeout_s).
  */
-async function checkpointer(x: RankContext, trainer: NativeTrainer, data: TrainingData, metrics: string, resumeIt: number) {
+async function checkpointer(x: RankContext, trainer: NativeTrainer, data: TrainingData, metrics: string, resumeIt: number, tb: EventFile | null) {
   const { c, lead, log } = x;
   let prober: Prober | null = null;
   if (c.probe.enabled && lead) {
@@ -392,6 +398,7 @@ async function checkpointer(x: RankContext, trainer: NativeTrainer, data: Traini
       return;
     }
     await appendFile(metrics, `${JSON.stringify({ iteration: it, ...r })}\n`);
+    tb?.metrics(it, r);
     const f = (v: number | null) => (v === null ? 'n/a' : v.toFixed(3));
     await log(`probe at iteration ${it}: kNN macro AUROC ${f(r.probe_knn_macro_auroc)}, linear macro AUROC ${f(r.probe_linear_macro_auroc)} (${r.probe_train_images}/${r.probe_valid_images} images, ${r.probe_seconds.toFixed(1)} s)`);
   };

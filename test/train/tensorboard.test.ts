@@ -1,0 +1,164 @@
+/**
+ * TensorBoard event files of every trainer (issue #14), read back with the strict independent reader of
+ * test/unit/tfevents-reader.ts (both CRCs of every record, the Event protobuf decoded by hand): each run folder holds
+ * events files whose scalars are exactly metrics.jsonl's numbers (same step, float32), tag by tag, also after an
+ * interrupted run resumed (the new file's SessionLog START supersedes what the killed start logged after its last
+ * checkpoint, as metrics.jsonl drops those lines), and the resolved settings as one text summary per start.
+ * Tiny runs (2-block ViTs at 56 px, a few steps each) keep the file to about half a minute on 2 cores.
+ */
+import { readFile, rm, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { synthDataset } from '../../src/data/synth.js';
+import { linearProbe } from '../../src/finetune/classify.js';
+import { fullFinetune, type FullFinetuneOptions } from '../../src/finetune/full.js';
+import { metricScalars } from '../../src/run/tensorboard.js';
+import { trainSegmentation } from '../../src/segment/train.js';
+import { train } from '../../src/train/run.js';
+import { goldenFile } from '../unit/golden.js';
+import { readEventFile, readRun } from '../unit/tfevents-reader.js';
+
+let tmp: string;
+let data: string;
+const CLASSES = ['Cardiomegaly', 'Pleural Effusion', 'Nodule', 'Pneumothorax'];
+
+beforeAll(async () => {
+  tmp = await mkdtemp(path.join(tmpdir(), 'cxf-tb-'));
+  data = path.join(tmp, 'data');
+  await synthDataset({ out: data, n: 60, seed: 5, size: 112 });
+});
+afterAll(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+const jsonl = async (f: string) =>
+  (await readFile(f, 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+
+/**
+ * The run folder's scalars equal the records' numbers: per tag, the [step, float32(value)] points of every record
+ * (a value repeated at one step by two records counts once), sorted by step; TensorBoard holds each step once.
+ */
+function expectScalarsMatch(dir: string, records: Record<string, unknown>[], stepKey: string): Map<string, Array<[number, number]>> {
+  const want = new Map<string, Map<number, number>>();
+  for (const r of records) {
+    const step = r[stepKey] as number;
+    for (const [tag, v] of metricScalars(r, [stepKey])) {
+      const m = want.get(tag) ?? new Map<number, number>();
+      if (m.has(step)) expect(m.get(step), `${tag} at ${step} in two records`).toBe(Math.fround(v));
+      want.set(tag, m.set(step, Math.fround(v)));
+    }
+  }
+  const { scalars } = readRun(dir);
+  const got = new Map([...scalars].map(([tag, pts]) => [tag, [...pts].sort((a, b) => a[0] - b[0])]));
+  expect([...got.keys()].sort()).toEqual([...want.keys()].sort());
+  for (const [tag, m] of want) expect(got.get(tag), tag).toEqual([...m].sort((a, b) => a[0] - b[0]));
+  return got;
+}
+
+describe('TensorBoard events beside metrics.jsonl', () => {
+  it('pretraining: every metrics.jsonl number (losses, schedules, gradient norms, timings, probes), across a resume', async () => {
+    const out = path.join(tmp, 'pretrain');
+    const overrides = [
+      `output=${out}`, `data.root=${data}`, 'data.base_size=96', 'model.depth=2', 'crops.global_crops_size=56', 'crops.local_crops_size=28',
+      'crops.local_crops_number=2', 'train.batch_size_per_gpu=4', 'train.OFFICIAL_EPOCH_LENGTH=4', 'optim.epochs=2', 'optim.warmup_epochs=1',
+      'dino.head_n_prototypes=256', 'checkpoint.period_iterations=4', 'compute.threads=1', 'probe.enabled=true', 'probe.linear_epochs=2',
+    ];
+    // Stop after iteration 4, then lose its checkpoint (a kill after the step lines, before the checkpoint): the
+    // resume starts at iteration 4 again from ckpt-3, and metrics.jsonl drops the killed start's line of iteration 4.
+    const first = await train({ configs: ['demo'], overrides, stopAfter: 5 });
+    expect(first.lastIteration).toBe(4);
+    await rm(path.join(out, 'checkpoints', 'ckpt-0000004.safetensors'));
+    await train({ configs: ['demo'], overrides });
+    const lines = await jsonl(path.join(out, 'metrics.jsonl'));
+    expect(lines.filter((l) => 'total_loss' in l).map((l) => l.iteration)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    const got = expectScalarsMatch(out, lines, 'iteration');
+    for (const tag of ['train/total_loss', 'train/dino_local_crops_loss', 'train/ibot_loss', 'train/koleo_loss', 'schedule/lr', 'schedule/wd', 'schedule/momentum', 'schedule/teacherTemp', 'grad/grad_norm_backbone', 'time/ms_teacher', 'time/ms_data_wait', 'time/images_per_s', 'probe/probe_knn_macro_auroc', 'probe/probe_linear_macro_auroc']) {
+      expect(got.has(tag), tag).toBe(true);
+    }
+    // The killed start's iteration 4 is in the first file but superseded by the resume's START at 4.
+    const { files } = readRun(out);
+    expect(files).toHaveLength(2);
+    const [a, b] = files.map((f) => readEventFile(f).events);
+    expect(a!.filter((e) => e.values?.some((v) => v.tag === 'train/total_loss')).map((e) => e.step)).toEqual([0, 1, 2, 3, 4]);
+    expect(b![1]).toMatchObject({ sessionStatus: 1, step: 4 });
+    // The resolved config, once per start.
+    const texts = readRun(out).texts.get('config')!;
+    expect(texts).toHaveLength(2);
+    expect(texts[0]).toMatch(/^ {4}# cxformer pretraining config, fully resolved/);
+    expect(texts[0]).toMatch(/\n {4}optim:\n/);
+  });
+
+  it('full fine-tuning: the epoch lines at their step, across a resume', async () => {
+    const out = path.join(tmp, 'full');
+    const opts: FullFinetuneOptions = {
+      backbone: { arch: 'vit_small', overrides: ['model.depth=2', 'model.img_size=56'], threads: 1 },
+      dataset: { name: 'csv', root: data, manifest: 'labels.csv', pathColumn: 'Path', patientColumn: 'Patient', splitColumn: 'Split', labelColumns: CLASSES } as unknown as FullFinetuneOptions['dataset'],
+      classes: CLASSES,
+      features: { clsLayers: 1 },
+      preprocess: { resize: 56, crop: 56 },
+      train: { epochs: 2, batchSize: 16, headLr: 1e-3, backboneLr: 1e-4, warmupEpochs: 0 },
+      out,
+      bootstrap: 0,
+    };
+    const a = await fullFinetune({ ...opts, stopAfterSteps: 4 });
+    expect(a.interrupted).toBe(true);
+    await fullFinetune(opts);
+    const lines = await jsonl(path.join(out, 'metrics.jsonl'));
+    expect(lines.map((l) => l.epoch)).toEqual([0, 1]);
+    const got = expectScalarsMatch(out, lines, 'step');
+    for (const tag of ['train/train_loss', 'schedule/lr', 'val/val_loss', 'val/val_macro_auroc', 'progress/epoch', 'progress/best_epoch', 'time/images_per_s']) {
+      expect(got.has(tag), tag).toBe(true);
+    }
+    const texts = readRun(out).texts.get('config')!;
+    expect(texts).toHaveLength(2);
+    expect(texts[1]).toMatch(/"headLr": 0\.001/);
+  });
+
+  it('linear probe: the head’s history.jsonl at its optimizer steps', async () => {
+    const out = path.join(tmp, 'linear');
+    await linearProbe({
+      backbone: { arch: 'vit_small', overrides: ['model.depth=2', 'model.img_size=56'], threads: 1 },
+      dataset: { name: 'csv', root: data, manifest: 'labels.csv', pathColumn: 'Path', patientColumn: 'Patient', splitColumn: 'Split', labelColumns: CLASSES } as never,
+      classes: CLASSES,
+      features: { clsLayers: 1, preprocess: { resize: 56, crop: 56 } },
+      probe: { epochs: 3 },
+      out,
+      bootstrap: 0,
+    });
+    const lines = await jsonl(path.join(out, 'history.jsonl'));
+    expect(lines).toHaveLength(3);
+    const got = expectScalarsMatch(out, lines, 'steps');
+    for (const tag of ['train/trainLoss', 'schedule/lr', 'val/valLoss', 'progress/epoch']) expect(got.has(tag), tag).toBe(true);
+    expect(readRun(out).texts.get('config')![0]).toMatch(/"classes": \[/);
+  });
+
+  it('segmentation: step and epoch lines (validation Dice per structure), across a mid-epoch stop', async () => {
+    const out = path.join(tmp, 'seg');
+    const common = {
+      backbone: { weights: goldenFile('vit_tiny_hf'), threads: 1 },
+      dataset: { name: 'csv', root: data, manifest: 'labels.csv', patientColumn: 'Patient', splitColumn: 'Split' } as never,
+      masks: { source: 'csv' as const, root: data },
+      preprocess: { resize: 56, crop: 56 },
+      seg: { head: 'linear' as const, lr: 5e-3 },
+      epochs: 2,
+      batchSize: 16,
+      logEvery: 1,
+      bootstrap: 0,
+      overlays: 0,
+      out,
+    };
+    const part = await trainSegmentation({ ...common, stopAfterSteps: 4 });
+    expect(part.partial).toBe(true);
+    await trainSegmentation(common);
+    const lines = await jsonl(path.join(out, 'metrics.jsonl'));
+    expect(lines.filter((l) => l.kind === 'epoch')).toHaveLength(2);
+    const got = expectScalarsMatch(out, lines, 'step');
+    for (const tag of ['train/loss', 'train/ce', 'train/softDice', 'grad/gradNorm', 'schedule/lr', 'time/imagesPerS', 'train/trainLoss', 'val/valDiceAvg', 'val/valDice/lungs', 'progress/bestEpoch']) {
+      expect(got.has(tag), tag).toBe(true);
+    }
+  });
+});
