@@ -112,6 +112,8 @@ describe('cxformer launch -- finetune --mode full (2 ranks)', () => {
       expect(existsSync(path.join(two, f)), f).toBe(true);
     }
     expect(JSON.parse(await readFile(path.join(two, 'finetune.json'), 'utf8')).worldSize).toBe(2);
+    // One TensorBoard events file: rank 0's.
+    expect((await readdir(two)).filter((f) => f.startsWith('events.out.tfevents.'))).toHaveLength(1);
     expect((await readdir(tmp)).sort()).toEqual(['data', 'dump-two', 'two']);
 
     // One process with the global batch (10): the same model within float32 reduction-order noise.

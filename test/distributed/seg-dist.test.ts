@@ -136,6 +136,8 @@ describe('cxformer launch -- finetune --task segmentation (2 ranks)', () => {
     }
     expect((await readdir(path.join(two, 'eval', 'overlays'))).length).toBe(2);
     expect(JSON.parse(await readFile(path.join(two, 'run.json'), 'utf8')).worldSize).toBe(2);
+    // One TensorBoard events file: rank 0's.
+    expect((await readdir(two)).filter((f) => f.startsWith('events.out.tfevents.'))).toHaveLength(1);
     expect((await readdir(tmp)).sort()).toEqual(['data', 'dump-two', 'two']);
 
     // One process with the global batch (6): the same head within float32 reduction-order noise.

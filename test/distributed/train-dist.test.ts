@@ -182,6 +182,8 @@ describe('cxformer launch -- train on 2 CPU ranks', () => {
     expect(log).not.toMatch(/rank 1:/);
     expect((await readdir(path.join(out, 'checkpoints'))).sort()).toEqual(['ckpt-0000003.safetensors', 'ckpt-0000007.safetensors', 'ckpt-0000011.safetensors']);
     expect(existsSync(path.join(out, 'exported', 'model.safetensors'))).toBe(true);
+    // One TensorBoard events file: rank 0's.
+    expect((await readdir(out)).filter((f) => f.startsWith('events.out.tfevents.'))).toHaveLength(1);
 
     // Resume: drop the last checkpoint and the export; both ranks continue from iteration 8 and end equal.
     const again = path.join(tmp, 'run2-resumed');
