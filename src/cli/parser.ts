@@ -16,25 +16,27 @@ export type CommandName = (typeof COMMANDS)[number];
 /** A `key=value` argument is a config override (e.g. `model.num_heads=3`), anything else an input. */
 export const isOverride = (s: string) => /^[A-Za-z_][\w.]*=/.test(s);
 
-function modelOptions(y: Argv) {
-  return y
+/** Backbone options. `nonfinite`: the command passes --allow-nonfinite on to the weight loader (embed, export). */
+function modelOptions(y: Argv, nonfinite = false) {
+  y = y
     .option('weights', {
       alias: 'w',
       type: 'string',
-      describe: 'Weights: a Hugging Face model folder (config.json + model.safetensors) or a .safetensors file (HF or original DINOv2 names)',
+      describe: 'HF model folder or .safetensors file (HF or DINOv2 names)',
     })
     .option('arch', {
       type: 'string',
-      describe: 'Architecture preset (vit_small, vit_base, vit_large, vit_giant2); without --weights: a random-initialised model',
-    })
-    .option('allow-nonfinite', {
-      type: 'boolean',
-      default: false,
-      describe: 'Load weights that hold NaN or infinite values (refused by default, naming the tensors)',
+      describe: 'vit_small, vit_base, vit_large or vit_giant2 (alone: random init)',
     })
     .option('device', { type: 'string', default: 'cpu', describe: 'cpu, cuda or cuda:N' })
     .option('threads', { type: 'number', describe: 'LibTorch threads (default: all cores, or $CXFORMER_THREADS)' })
     .option('seed', { type: 'number', default: 0, describe: 'Seed of the random initialisation (no --weights)' });
+  if (!nonfinite) return y;
+  return y.option('allow-nonfinite', {
+    type: 'boolean',
+    default: false,
+    describe: 'Load weights that hold NaN or infinite values (refused by default, naming the tensors)',
+  });
 }
 
 function preprocessOptions(y: Argv) {
@@ -47,6 +49,8 @@ function preprocessOptions(y: Argv) {
 
 /** Downstream presets shipped in configs/downstream/ (a name there, or a YAML file path). */
 export const DOWNSTREAM_DIR = fileURLToPath(new URL('../../configs/downstream/', import.meta.url));
+/** Pretraining presets (configs/pretrain/; default.yaml is the base every run merges over). */
+export const PRETRAIN_DIR = fileURLToPath(new URL('../../configs/pretrain/', import.meta.url));
 
 /** Reads a downstream config (YAML mapping of option names to values) for yargs' `.config()`. */
 export function loadDownstreamConfig(file: string): Record<string, unknown> {
@@ -88,10 +92,21 @@ function evaluateConfigLoader(y: Argv) {
   };
 }
 
-function labelledData(y: Argv, command: 'finetune' | 'evaluate' = 'finetune') {
-  return y
-    .config('config', 'Downstream preset (chexpert, nih, rsna, vindr, phantom; configs/downstream/) or YAML file of option values; command-line options win', command === 'evaluate' ? evaluateConfigLoader(y) : loadDownstreamConfig)
-    .option('dataset', { type: 'string', default: 'csv', describe: 'chexpert, mimic, nih, padchest, brax, vindr, rsna, or csv (a manifest with label columns)' })
+/** Names of the YAML presets in `dir` (configs/downstream/, configs/pretrain/), sorted; `except` left out. */
+export function presetNames(dir: string, except: readonly string[] = []): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.yaml'))
+    .map((f) => f.slice(0, -5))
+    .filter((n) => !except.includes(n))
+    .sort();
+}
+
+/** Dataset, labels and report options of finetune and evaluate (evaluate: --split; finetune: --batch-size). */
+function labelledData(y: Argv, command: 'finetune' | 'evaluate') {
+  y = y
+    .config('config', `Downstream preset (${presetNames(DOWNSTREAM_DIR).join(', ')}) or YAML file of option values; command-line options win`, command === 'evaluate' ? evaluateConfigLoader(y) : loadDownstreamConfig)
+    .option('dataset', { type: 'string', default: 'csv', describe: 'chexpert, mimic, nih, padchest, brax, vindr, rsna, or csv (a manifest)' })
     .option('root', { type: 'string', demandOption: true, describe: 'Dataset root folder' })
     .option('manifest', { type: 'string', describe: 'csv: the manifest (relative to --root)' })
     .option('path-column', { type: 'string', default: 'Path', describe: 'csv: image path column' })
@@ -101,16 +116,18 @@ function labelledData(y: Argv, command: 'finetune' | 'evaluate' = 'finetune') {
       type: 'string',
       describe:
         command === 'evaluate'
-          ? "Comma-separated class names to report, some or all of the head's (default: all of them; csv: the label columns)"
+          ? "Comma-separated class names to report, some or all of the head's (default: all)"
           : 'Comma-separated class names (csv: the label columns); required except for --task segmentation',
     })
     .option('views', { type: 'string', describe: 'Keep these views, e.g. PA,AP' })
-    .option('split', { type: 'string', describe: 'evaluate: the split to evaluate (default test)' })
     .option('uncertain', { choices: ['ones', 'zeros', 'ignore'] as const, describe: 'Uncertain (-1) labels (default: the dataset default)' })
     .option('blank', { choices: ['zero', 'ignore', 'uncertain'] as const, describe: 'Blank labels (default: the dataset default)' })
-    .option('batch-size', { alias: 'b', type: 'number', describe: `Images per forward pass (default ${CLASSIFICATION.batchSize}; segmentation: the training batch, default ${SEGMENTATION.batchSize})` })
-    .option('bootstrap', { type: 'number', default: CLASSIFICATION.bootstrap, describe: 'Bootstrap resamples for the CIs (0 = none)' })
-    .check((a) => {
+    .option('bootstrap', { type: 'number', default: CLASSIFICATION.bootstrap, describe: 'Bootstrap resamples for the CIs (0 = none)' });
+  y =
+    command === 'evaluate'
+      ? y.option('split', { type: 'string', describe: 'The split to evaluate (default test)' })
+      : y.option('batch-size', { alias: 'b', type: 'number', describe: `Images per forward pass (default ${CLASSIFICATION.batchSize}; segmentation: training batch, ${SEGMENTATION.batchSize})` });
+  return y.check((a) => {
       const bad = ((a.overrides as string[] | undefined) ?? []).filter((s) => !isOverride(String(s)));
       if (bad.length) throw new Error(`unexpected argument(s) ${bad.join(' ')}: only key=value backbone overrides are positional`);
       // (A broken --config reports its own error; do not mask it with this one.)
@@ -118,16 +135,25 @@ function labelledData(y: Argv, command: 'finetune' | 'evaluate' = 'finetune') {
       if (command === 'finetune' && a.task !== 'segmentation' && a.classes === undefined && configLoads(a.config)) throw new Error('Missing required argument: classes');
       if (!a.weights && !a.arch && !(a.task === 'segmentation' && a.head !== undefined)) throw new Error('give --weights <folder|file|run checkpoint>, or --arch <preset> for a random-initialised backbone');
       return true;
-    });
+  });
 }
 
-/** Options of `--task segmentation` (finetune and evaluate; docs/segmentation.md). */
-function segmentationOptions(y: Argv) {
-  return y
-    .option('masks', { type: 'string', describe: 'segmentation: CheXmask-style mask table (relative to --masks-root; default by source, e.g. OriginalResolution/MIMIC-CXR-JPG.csv, masks.csv for csv)' })
+/** Mask and prediction options of `--task segmentation` (finetune and evaluate; docs/segmentation.md). */
+function maskOptions(y: Argv, command: 'finetune' | 'evaluate') {
+  y = y
+    .option('masks', { type: 'string', describe: 'segmentation: CheXmask-style table in --masks-root (default by source)' })
     .option('masks-source', { choices: ['mimic', 'chexpert', 'nih', 'padchest', 'vindr', 'csv'] as const, describe: 'segmentation: which CheXmask table (default: the dataset, csv for --dataset csv)' })
     .option('masks-root', { type: 'string', describe: 'segmentation: CheXmask folder (default --root)' })
     .option('min-dice-rca', { type: 'number', describe: "segmentation: keep masks with CheXmask's 'Dice RCA (Mean)' >= this" })
+    .option('overlays', { type: 'number', describe: 'segmentation: overlay PNGs of a seeded sample of this many images (default 16)' })
+    .option('eval-batch-size', { type: 'number', describe: 'segmentation: images per forward pass when predicting (default 8)' });
+  if (command === 'finetune') return y;
+  return y.option('overlay-ids', { type: 'string', describe: 'segmentation: overlays for these record ids (comma-separated) instead of a sample' });
+}
+
+/** Training options of `finetune --task segmentation` (docs/segmentation.md). */
+function segTrainOptions(y: Argv) {
+  return y
     .option('seg-head', { choices: ['linear', 'progressive'] as const, describe: "segmentation head: linear (CXformer: 1x1 conv on the last block + bilinear) or progressive (several blocks, convolutional upsampling) (default linear)" })
     .option('seg-layers', { type: 'string', describe: 'progressive head: blocks whose patch tokens are used, e.g. --seg-layers=-4,-3,-2,-1 (default: the last 4, or all blocks of a shallower model)' })
     .option('seg-hidden', { type: 'number', describe: 'progressive head: channels after the projection (default 256)' })
@@ -138,12 +164,35 @@ function segmentationOptions(y: Argv) {
     .option('seg-hflip', { type: 'number', describe: 'segmentation: horizontal-flip probability, with left/right lung labels swapped (default 0: a flipped PA film puts the heart on the wrong side)' })
     .option('seg-augment', { type: 'boolean', describe: 'segmentation: affine + intensity augmentation (default true)' })
     .option('seg-precision', { choices: ['f32', 'bf16'] as const, describe: 'segmentation: f32, or bf16 autocast (default f32)' })
-    .option('seg-max-train', { type: 'number', describe: 'segmentation: use at most this many training images (seeded sample)' })
-    .option('overlays', { type: 'number', describe: 'segmentation: overlay PNGs for a seeded sample of this many evaluated images (default 16)' })
-    .option('overlay-ids', { type: 'string', describe: 'segmentation evaluate: overlays for these record ids (comma-separated)' })
-    .option('eval-batch-size', { type: 'number', describe: 'segmentation: images per forward pass when predicting (default 8)' })
-    .option('force', { type: 'boolean', describe: 'segmentation: resume an output folder whose run.json has other settings' })
-    .option('quiet', { alias: 'q', type: 'boolean', describe: 'No progress output' });
+    .option('seg-max-train', { type: 'number', describe: 'segmentation: use at most this many training images (seeded sample)' });
+}
+
+/** Where the options not shown by `--help` are described (`--help --show-hidden` lists them too). */
+const MORE = 'More options (hidden above): cxformer <command> --help --show-hidden, or docs/cli.md.';
+
+/**
+ * The help layout of a command: `groups` (title → option keys, in order) are shown, every other option of the
+ * command is hidden (still accepted; listed by `--help --show-hidden` and docs/cli.md), so that help fits a screen.
+ * (`--show-hidden` is read from the raw arguments: yargs 18 ignores it in a command's help.)
+ */
+function layout(y: Argv, groups: Record<string, string[]>, showAll: boolean): Argv {
+  const { key, alias } = (y as unknown as { getOptions(): { key: Record<string, unknown>; alias: Record<string, string[]> } }).getOptions();
+  const aliases = new Set(Object.values(alias).flat());
+  const shown = new Set([...Object.values(groups).flat(), 'help', 'show-hidden', 'version']);
+  const hidden = Object.keys(key).filter((k) => !shown.has(k) && !aliases.has(k));
+  for (const [title, keys] of Object.entries(groups)) y = y.group(keys, title);
+  if (showAll) return hidden.length ? y.group(hidden, 'Advanced:') : y;
+  for (const k of hidden) y = y.hide(k);
+  return hidden.length ? y.epilogue(MORE) : y;
+}
+
+/**
+ * An example for `--help`: a `#` comment line, then the command, long ones split with shell line continuations
+ * (` \`), so that an example never wraps into a description column and runs as written when pasted.
+ */
+function examples(y: Argv, list: readonly (readonly [what: string, ...lines: string[]])[]): Argv {
+  for (const [what, ...lines] of list) y = y.example(`# ${what}\n${lines.join(' \\\n    ')}`, '');
+  return y;
 }
 
 /** Options whose value is a comma-separated list of numbers that may start with a minus sign. */
@@ -169,6 +218,7 @@ export function joinNegativeLists(args: readonly string[]): string[] {
 
 export function buildParser(args: readonly string[]): Argv {
   const argv = joinNegativeLists(args);
+  const showAll = argv.includes('--show-hidden');
   const y: Argv = yargs(argv);
   // yargs has getOptions() at runtime; its typings leave it out. After the command's builder ran, it holds that command's options.
   const options = () => (y as unknown as { getOptions(): { number: string[]; alias: Record<string, string[]> } }).getOptions();
@@ -201,25 +251,26 @@ export function buildParser(args: readonly string[]): Argv {
     .scriptName('cxformer')
     .usage('$0 <command> [options]\n\nVision Transformer foundation models for chest X-rays (CXformer / DINOv2 with registers).')
     .command('train [overrides..]', 'Self-supervised pretraining (DINOv2 / CXformer recipe); re-run on the same output to resume', (y) =>
-      y
+      examples(y
         .positional('overrides', { type: 'string', array: true, describe: 'Config overrides key=value, e.g. output=runs/demo optim.epochs=10 crops.global_crops_scale=[0.4,1]' })
-        .option('config', { alias: 'c', type: 'string', describe: 'Config file or preset name (demo, cxformer_small, cxformer_base); repeat to merge several, in order, over configs/pretrain/default.yaml' })
+        .option('config', { alias: 'c', type: 'string', describe: `Config file or preset name (${presetNames(PRETRAIN_DIR, ['default']).join(', ')}); repeat to merge several, in order, over configs/pretrain/default.yaml` })
         .option('force', { type: 'boolean', default: false, describe: 'Resume into an output folder whose resolved.yaml has different training values' })
         .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress output (metrics.jsonl and train.log are still written)' })
         .option('print-config', { type: 'boolean', default: false, describe: 'Print the resolved config and exit (no LibTorch)' })
-        .example('$0 train --config demo output=runs/demo', 'tiny CPU run on the built-in phantom data')
-        .example('$0 train --config cxformer_small init.weights=models/dinov2-with-registers-small data.root=/data/cxr output=runs/s', 'CXformer(S) continual pretraining')
         .check((a) => {
           const bad = ((a.overrides as string[] | undefined) ?? []).filter((s) => !isOverride(String(s)));
           if (bad.length) throw new Error(`train: unexpected argument(s) ${bad.join(' ')}: give config files with --config and overrides as key=value.\nExample usage: cxformer train --config demo output=runs/demo`);
           return true;
-        }),
+        }), [
+        ['tiny CPU run on the built-in phantom data', '$0 train --config demo output=runs/demo'],
+        ['CXformer(S) continual pretraining', '$0 train --config cxformer_small output=runs/s data.root=/data/cxr', 'init.weights=models/dinov2-with-registers-small'],
+      ]),
     )
     .command('finetune [overrides..]', 'Classification (linear probe on frozen features, or --mode full) or --task segmentation (lungs and heart on CheXmask masks): training, evaluation report', (y) =>
-      segmentationOptions(preprocessOptions(labelledData(modelOptions(y))))
+      examples(layout(segTrainOptions(maskOptions(preprocessOptions(labelledData(modelOptions(y), 'finetune')), 'finetune'))
         .positional('overrides', { type: 'string', array: true, describe: 'Backbone overrides key=value' })
-        .option('task', { choices: ['classification', 'segmentation'] as const, default: 'classification' as const, describe: 'Downstream task: classification, or segmentation (lungs and heart, CheXmask masks; see docs/segmentation.md; unless given, --epochs 5, --lr 5e-3, --batch-size 64)' })
-        .option('mode', { choices: ['linear', 'full'] as const, default: 'linear' as const, describe: 'linear: frozen backbone, cached features; full: fine-tune backbone + head (augmentations, layer-wise lr decay, resume)' })
+        .option('task', { choices: ['classification', 'segmentation'] as const, default: 'classification' as const, describe: 'segmentation: lungs and heart on CheXmask masks (docs/segmentation.md)' })
+        .option('mode', { choices: ['linear', 'full'] as const, default: 'linear' as const, describe: 'linear: frozen backbone; full: backbone + head (resumable)' })
         .option('label-type', { choices: ['multilabel', 'binary', 'multiclass'] as const, default: 'multilabel' as const, describe: 'multilabel (sigmoids), binary (one class), multiclass (one-hot classes, softmax; adds accuracy)' })
         .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Output folder (features, head.safetensors, history.jsonl, eval/)' })
         .option('cls-layers', { type: 'number', describe: `CLS tokens of the last n blocks (after the final norm) in the features (default ${CLASSIFICATION.clsLayers})` })
@@ -244,20 +295,37 @@ export function buildParser(args: readonly string[]): Argv {
         .option('train-seed', { type: 'number', describe: `full: head init, data order, augmentation and stochastic-depth seed (default ${CLASSIFICATION.seed})` })
         .option('pos-weight', { type: 'string', describe: 'full: BCE positive-class weights, one per class, e.g. 2,1,1' })
         .option('checkpoint-steps', { type: 'number', describe: `full and segmentation: also save the training state every N steps (0 = at epoch ends) (default ${CLASSIFICATION.checkpointSteps})` })
-        .option('force', { type: 'boolean', default: false, describe: 'full: resume an --out folder whose finetune.json has other settings' })
-        .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress output (train.log and metrics.jsonl are still written)' })
-        .example('$0 finetune --weights runs/demo/exported --dataset csv --root runs/demo/data --manifest labels.csv --classes Cardiomegaly,"Pleural Effusion" --out runs/probe', 'phantom findings')
-        .example('$0 finetune --config chexpert --mode full --root /data/CheXpert-v1.0-small --weights models/cxformer-small --out runs/chexpert-ft', 'full fine-tuning; re-run to resume'),
+        .option('force', { type: 'boolean', default: false, describe: 'full and segmentation: resume an --out folder whose finetune.json / run.json has other settings' })
+        .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress output (logs are still written)' })
+        , {
+        'Model:': ['weights', 'arch', 'device'],
+        'Data:': ['config', 'dataset', 'root', 'manifest', 'classes'],
+        'Training:': ['task', 'mode', 'epochs', 'lr', 'batch-size'],
+        'Output:': ['out', 'quiet'],
+      }, showAll), [
+        ['linear probe on the phantom findings of the demo run', '$0 finetune --config phantom --root runs/demo/data', '--weights runs/demo/exported --out runs/probe'],
+        ['lungs and heart on phantoms of: cxformer synth --out runs/seg-data', '$0 finetune --config phantom_seg --root runs/seg-data', '--weights runs/demo/exported --out runs/seg'],
+        ['full fine-tuning on CheXpert; re-run to resume', '$0 finetune --config chexpert --mode full', '--root /data/CheXpert-v1.0-small --weights models/cxformer-small', '--out runs/chexpert-ft'],
+      ]),
     )
     .command('evaluate [overrides..]', 'Evaluate a trained head on a dataset split: predictions.csv, metrics.json (AUROC/AUPRC with bootstrap CIs), plots, report.md; --task segmentation: Dice, masks, overlays', (y) =>
-      segmentationOptions(preprocessOptions(labelledData(modelOptions(y), 'evaluate')))
+      examples(layout(maskOptions(preprocessOptions(labelledData(modelOptions(y), 'evaluate')), 'evaluate')
         .positional('overrides', { type: 'string', array: true, describe: 'Backbone overrides key=value' })
         .option('task', { choices: ['classification', 'segmentation'] as const, default: 'classification' as const, describe: 'classification, or segmentation (--head = best.safetensors of a segmentation run)' })
-        .option('head', { type: 'string', demandOption: true, describe: 'head.safetensors written by finetune (segmentation: best.safetensors)' })
-        .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Report folder' }),
+        .option('head', { type: 'string', demandOption: true, describe: "finetune's head.safetensors (segmentation: best.safetensors)" })
+        .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Report folder' })
+        .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress output' }), {
+        'Model:': ['weights', 'arch', 'device', 'head'],
+        'Data:': ['config', 'dataset', 'root', 'manifest', 'split', 'classes'],
+        'Report:': ['task', 'out', 'bootstrap', 'quiet'],
+        'Segmentation (--task segmentation):': ['masks', 'masks-root', 'overlays'],
+      }, showAll), [
+        ['the probe of the finetune example on the phantom test split', '$0 evaluate --config phantom --root runs/demo/data', '--weights runs/demo/exported --head runs/probe/head.safetensors', '--out runs/probe-eval'],
+        ['the segmentation model of the finetune example', '$0 evaluate --task segmentation --config phantom_seg', '--root runs/seg-data --head runs/seg/best.safetensors --out runs/seg-eval'],
+      ]),
     )
     .command('launch', 'Run train (or finetune) as N data-parallel ranks on this node (torchrun-style): cxformer launch --nproc-per-node N -- train …', (y) =>
-      y
+      examples(y
         .option('nproc-per-node', { type: 'number', demandOption: true, describe: 'Ranks on this node (one per GPU, or CPU processes with Gloo)' })
         .option('nnodes', { type: 'number', default: 1, describe: 'Nodes taking part (run the same command on each, with its --node-rank)' })
         .option('node-rank', { type: 'number', default: 0, describe: 'Index of this node, 0..nnodes-1' })
@@ -266,9 +334,6 @@ export function buildParser(args: readonly string[]): Argv {
         .option('grace-s', { type: 'number', default: 10, describe: 'Seconds between SIGTERM and SIGKILL when stopping the ranks after one failed' })
         .option('prefix', { type: 'boolean', default: true, describe: 'Prefix each output line with [rank k] (--no-prefix: raw output)' })
         .option('exec', { type: 'boolean', default: false, describe: 'Run the command after -- as it is (any program), instead of cxformer <command>' })
-        .example('$0 launch --nproc-per-node 8 -- train --config cxformer_small init.weights=… data.root=/data/cxr output=runs/s', 'one node, 8 GPUs')
-        .example('$0 launch --nproc-per-node 2 -- train --config demo output=runs/demo2 compute.device=cpu', 'two CPU ranks (Gloo) on this machine')
-        .example('$0 launch --nproc-per-node 4 -- finetune --config chexpert --mode full --weights models/cxformer-small --out runs/ft4', 'full fine-tuning, 4 ranks (batch size per rank)')
         .check((a) => {
           const child = a._.slice(1).map(String);
           if (!child.length) throw new Error('launch: give the command to run after --, e.g. cxformer launch --nproc-per-node 2 -- train --config demo output=runs/demo2');
@@ -276,10 +341,14 @@ export function buildParser(args: readonly string[]): Argv {
           if (!(Number.isInteger(a['node-rank']) && (a['node-rank'] as number) >= 0 && (a['node-rank'] as number) < (a.nnodes as number))) throw new Error(`launch: --node-rank must be an integer in 0..${(a.nnodes as number) - 1}, got ${a['node-rank']}`);
           if ((a.nnodes as number) > 1 && (a['master-addr'] === undefined || a['master-port'] === undefined)) throw new Error('launch: with --nnodes > 1 give --master-addr <host of node 0> and --master-port <port>, the same on every node');
           return true;
-        }),
+        }), [
+        ['two CPU ranks (Gloo) on this machine', '$0 launch --nproc-per-node 2 -- train --config demo', 'output=runs/demo2 compute.device=cpu'],
+        ['one node, 8 GPUs', '$0 launch --nproc-per-node 8 -- train --config cxformer_small', 'output=runs/s data.root=/data/cxr', 'init.weights=models/dinov2-with-registers-small'],
+        ['full fine-tuning, 4 ranks (batch size per rank)', '$0 launch --nproc-per-node 4 -- finetune --config chexpert', '--mode full --root /data/CheXpert-v1.0-small', '--weights models/cxformer-small --out runs/ft4'],
+      ]),
     )
     .command('prepare', 'Decode a dataset once into a packed, checksummed, memory-mappable cache (resumable, parallel)', (y) =>
-      y
+      examples(y
         .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Cache folder' })
         .option('root', { type: 'string', demandOption: true, describe: 'Dataset root folder' })
         .option('dataset', { type: 'string', describe: 'Read --root as a public dataset in its official layout: chexpert, mimic, nih, padchest, brax, vindr, rsna (default: a folder or --manifest CSV)' })
@@ -295,17 +364,22 @@ export function buildParser(args: readonly string[]): Argv {
         .option('overwrite', { type: 'boolean', describe: 'Rebuild a cache made with other settings' })
         .option('retry-skipped', { type: 'boolean', describe: 'Retry images a complete run skipped' })
         .option('allow-missing', { type: 'boolean', describe: 'Drop manifest rows whose file is missing (counted)' })
-        .option('quiet', { alias: 'q', type: 'boolean', describe: 'No progress output' }),
+        .option('quiet', { alias: 'q', type: 'boolean', describe: 'No progress output' }), [
+        ['the phantom images of the demo run, 98 px', '$0 prepare --root runs/demo/data --manifest labels.csv --size 98', '--out runs/cache98'],
+        ['CheXpert frontal training images at 518 px', '$0 prepare --dataset chexpert --root /data/CheXpert-v1.0-small', '--views PA,AP --split train --out cache/chexpert518'],
+      ]),
     )
     .command('synth', 'Generate the built-in phantom chest-radiograph dataset (images, labels.csv, masks.csv, reports.csv)', (y) =>
       y
         .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Output folder' })
         .option('n', { type: 'number', default: 200, describe: 'Number of images' })
         .option('seed', { type: 'number', default: 0, describe: 'Seed' })
-        .option('size', { type: 'number', default: 512, describe: 'Image side in px' }),
+        .option('size', { type: 'number', default: 512, describe: 'Image side in px' })
+        .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress output' })
+        .example('# the phantom dataset: images, labels.csv, masks.csv, reports.csv\n$0 synth --out phantoms/ --n 500 --seed 1', ''),
     )
     .command('embed [inputs..]', 'Extract features (CLS, register, patch tokens, last_hidden_state, chosen layers) from images or pixel tensors', (y) =>
-      preprocessOptions(modelOptions(y))
+      examples(preprocessOptions(modelOptions(y, true))
         .positional('inputs', {
           type: 'string',
           array: true,
@@ -317,15 +391,17 @@ export function buildParser(args: readonly string[]): Argv {
         .option('layers', { type: 'string', describe: 'Comma-separated block indices (negative from the end) to also save, e.g. -4,-3,-2,-1' })
         .option('norm-layers', { type: 'boolean', default: false, describe: 'Apply the final norm to --layers outputs' })
         .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress output' })
-        .example('$0 embed --weights models/cxformer-small xray1.png xray2.jpg --out feats.safetensors', '')
-        .example('$0 embed --arch vit_small --out f.safetensors batch.safetensors model.num_register_tokens=0', 'random-initialised model, pre-normalised input')
         .check((a) => {
           const inputs = ((a.inputs as string[] | undefined) ?? []).filter((s) => !isOverride(String(s)));
           if (inputs.length === 0) throw new Error('embed: give at least one image or .safetensors input.\nExample usage: cxformer embed --weights <folder> a.png --out feats.safetensors');
           if (!a.weights && !a.arch) throw new Error('embed: give --weights <folder|file.safetensors>, or --arch <preset> for a random-initialised model.\nExample usage: cxformer embed --weights models/cxformer-small a.png --out feats.safetensors');
           if (a.layers !== undefined && !/^\s*-?\d+(\s*,\s*-?\d+)*\s*$/.test(String(a.layers))) throw new Error(`embed: --layers must be comma-separated integers such as -4,-3,-2,-1, got '${a.layers}'`);
           return true;
-        }),
+        }), [
+        ['CLS, register and patch tokens of two radiographs', '$0 embed --weights models/cxformer-small xray1.png xray2.jpg', '--out feats.safetensors'],
+        ['the demo run\'s teacher on phantoms (from: cxformer phantom --out samples/)', '$0 embed --weights runs/demo/exported samples/phantom_000.png', '--out f.safetensors'],
+        ['random-initialised model, pre-normalised input', '$0 embed --arch vit_small --out f.safetensors batch.safetensors', 'model.num_register_tokens=0'],
+      ]),
     )
     .command('info [weights]', 'Print architecture, parameter count, key layout and dtypes of weights (no LibTorch); --runtime: LibTorch runtime', (y) =>
       y
@@ -340,7 +416,7 @@ export function buildParser(args: readonly string[]): Argv {
         }),
     )
     .command('export [overrides..]', 'Export a training run or checkpoint (teacher as HF folder + dino_head.safetensors), or --weights as an HF folder / original-layout file', (y) =>
-      modelOptions(y)
+      examples(modelOptions(y, true)
         .positional('overrides', { type: 'string', array: true, describe: 'A run folder or checkpoint to export, and/or model overrides key=value' })
         .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Output folder (hf) or .safetensors file (original)' })
         .option('format', { choices: ['hf', 'original'] as const, default: 'hf' as const, describe: 'hf folder, or one file with original DINOv2 names' })
@@ -351,7 +427,6 @@ export function buildParser(args: readonly string[]): Argv {
             "A classification head of 'cxformer finetune' (head.safetensors) to export with --weights: as transformers' Dinov2(WithRegisters)ForImageClassification when it is one linear layer on --cls-layers 1 --avgpool features, else as head.safetensors + head_config.json beside the backbone",
         })
         .option('backbone-only', { type: 'boolean', default: false, describe: 'Drop the classifier.* tensors of classification weights (kept by default)' })
-        .example('$0 export --weights runs/ft/best/model --head runs/ft/best/head.safetensors --out exported-classifier/', 'backbone + classification head')
         .check((a) => {
           const pos = ((a.overrides as string[] | undefined) ?? []).map(String);
           const sources = pos.filter((s) => !isOverride(s));
@@ -360,7 +435,10 @@ export function buildParser(args: readonly string[]): Argv {
           if (a.head !== undefined && !a.weights) throw new Error('export: --head goes with the --weights it was trained on.\nExample usage: cxformer export --weights runs/ft/best/model --head runs/ft/best/head.safetensors --out exported/');
           if (!sources.length && !a.weights && !a.arch) throw new Error('export: give a run folder or checkpoint, --weights, or --arch <preset> for a random-initialised model.\nExample usage: cxformer export runs/demo --out exported/');
           return true;
-        }),
+        }), [
+        ['the teacher of the demo run as a Hugging Face folder', '$0 export runs/demo --out runs/demo/hf'],
+        ['backbone + classification head', '$0 export --weights runs/ft/best/model', '--head runs/ft/best/head.safetensors --out exported-classifier/'],
+      ]),
     )
     .command('phantom', 'Write synthetic phantom chest radiographs (8-bit PNG), the built-in sample data', (y) =>
       y
@@ -369,12 +447,14 @@ export function buildParser(args: readonly string[]): Argv {
         .option('size', { type: 'number', default: 512, describe: 'Image side in px' })
         .option('seed', { type: 'number', default: 0, describe: 'Seed' }),
     )
-    .demandCommand(1, 'Give a command: train, prepare, embed, info, export, synth or phantom.')
+    .demandCommand(1, `Give a command: ${COMMANDS.join(', ')}.`)
     .strict()
     .help()
     .alias('h', 'help')
+    .showHidden('show-hidden', 'With --help: list the advanced options too')
     .version(false)
-    .wrap(Math.min(120, process.stdout.columns || 100));
+    // The terminal's width (or $COLUMNS when piped), at most 120.
+    .wrap(Math.min(120, process.stdout.columns || Number(process.env.COLUMNS) || 100));
 }
 
 /** Parses argv without running anything; throws an Error with yargs' message on bad arguments. */

@@ -35,19 +35,84 @@ export function preprocessOverrides(a: Args): Partial<PreprocessOptions> {
   return o;
 }
 
-/** One-line progress to stderr (overwritten in place on a TTY). */
-export function progress(quiet: boolean) {
-  const tty = process.stderr.isTTY;
+/** Where and how {@link progress} writes; tests inject the stream, the terminal flag and the clock. */
+export interface ProgressOptions {
+  /** No output at all (`-q`). @default false */
+  quiet?: boolean;
+  /** @default process.stderr */
+  stream?: { write(s: string): unknown; isTTY?: boolean };
+  /** Rewrite one line in place (`\r`). @default stream.isTTY, or $CXFORMER_PROGRESS_TTY=1 (set by `launch` for its ranks) */
+  tty?: boolean;
+  /** Milliseconds, monotonic. @default performance.now */
+  now?: () => number;
+  /** Terminal: at most one rewrite per this many ms. @default 100 */
+  ttyIntervalMs?: number;
+  /** No terminal: one line per this many ms, and one per 10 % of a counted task. @default 10000 */
+  lineIntervalMs?: number;
+}
+
+/**
+ * Progress of a long command, to stderr. On a terminal one line is rewritten in place (`\r`), at most ~10 times a
+ * second; otherwise a plain line at most every 10 s, plus one per 10 % of a counted task, so logs stay short.
+ * `update(msg, done, total)` counts: the line reads `msg done/total (pct %), elapsed, ETA`, with
+ * ETA = elapsed / done · (total − done) measured from the task's first update (a call with done 0 starts its clock
+ * exactly; a new msg, another total or a smaller done starts a new task). `done(msg)` always prints (unless quiet):
+ * it ends the live line with a result or a warning.
+ */
+export function progress(opts: boolean | ProgressOptions = false) {
+  const o: ProgressOptions = typeof opts === 'boolean' ? { quiet: opts } : opts;
+  const stream = o.stream ?? process.stderr;
+  const tty = o.tty ?? (stream.isTTY === true || process.env.CXFORMER_PROGRESS_TTY === '1');
+  const now = o.now ?? (() => performance.now());
+  const ttyMs = o.ttyIntervalMs ?? 100;
+  const lineMs = o.lineIntervalMs ?? 10_000;
+  let last = -Infinity; // time of the last line written by update()
+  let live = false; // a rewritten line is on screen
+  let task: { msg: string; total: number; t0: number; done0: number; lastDone: number; bucket: number } | undefined;
+  const write = (line: string) => {
+    if (tty) {
+      stream.write(`\r\x1b[2K${line}`);
+      live = true;
+    } else stream.write(`${line}\n`);
+  };
   return {
-    update(msg: string) {
-      if (quiet) return;
-      process.stderr.write(tty ? `\r\x1b[2K${msg}` : `${msg}\n`);
+    update(msg: string, done?: number, total?: number) {
+      if (o.quiet) return;
+      const t = now();
+      if (done === undefined || total === undefined) {
+        if (t - last < (tty ? ttyMs : lineMs)) return;
+        last = t;
+        write(msg);
+        return;
+      }
+      if (!task || task.msg !== msg || task.total !== total || done < task.lastDone) task = { msg, total, t0: t, done0: done, lastDone: done, bucket: -1 };
+      task.lastDone = done;
+      const finished = done >= total;
+      const bucket = total > 0 ? Math.floor((10 * done) / total) : 10;
+      // Without a terminal, a task that has not moved yet prints nothing (its ETA is unknown).
+      const due = tty ? t - last >= ttyMs || finished : done > task.done0 && (t - last >= lineMs || bucket > task.bucket);
+      if (!due) return;
+      task.bucket = bucket;
+      last = t;
+      write(formatCounted(msg, done, total, (t - task.t0) / 1000, done - task.done0));
     },
     done(msg: string) {
-      if (quiet) return;
-      process.stderr.write(tty ? `\r\x1b[2K${msg}\n` : `${msg}\n`);
+      if (o.quiet) return;
+      stream.write(tty && live ? `\r\x1b[2K${msg}\n` : `${msg}\n`);
+      live = false;
+      last = -Infinity;
     },
   };
+}
+
+/**
+ * `synth: images 120/500 (24 %), 16s elapsed, ETA 51s`: `counted` of the `done` were done in the `elapsed`
+ * seconds (the others before the clock started), so ETA = elapsed / counted · (total − done); '?' before the first.
+ */
+export function formatCounted(msg: string, done: number, total: number, elapsed: number, counted = done): string {
+  const pct = total > 0 ? Math.floor((100 * done) / total) : 100;
+  const eta = counted > 0 ? formatDuration((elapsed / counted) * (total - done)) : '?';
+  return `${msg} ${done}/${total} (${pct} %), ${formatDuration(elapsed)} elapsed, ETA ${eta}`;
 }
 
 /** A comma-separated option as a list (undefined when absent). */

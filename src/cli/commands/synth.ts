@@ -11,7 +11,7 @@ function intArg(name: string, v: unknown, min: number, max = Number.MAX_SAFE_INT
   return x;
 }
 
-/** cxformer synth --out DIR --n N --seed S [--size 512] */
+/** cxformer synth --out DIR --n N --seed S [--size 512] [-q] */
 export async function run(a: Record<string, unknown>): Promise<number> {
   if (typeof a.out !== 'string' || a.out.trim() === '') throw new CxformerError('CXF_ARG', 'synth: --out DIR is required\nExample usage: cxformer synth --out data/synth --n 200 --seed 0');
   const out = a.out;
@@ -21,10 +21,8 @@ export async function run(a: Record<string, unknown>): Promise<number> {
   const quiet = Boolean(a.quiet);
   const bar = progress(quiet);
   const t0 = performance.now();
-  const res = await synthDataset({ out, n, seed, size, onProgress: (done, total) => {
-      if (process.stderr.isTTY && (done % 10 === 0 || done === total)) bar.update(`synth: ${done}/${total} images`);
-    },
-  });
+  bar.update('synth: images', 0, n);
+  const res = await synthDataset({ out, n, seed, size, onProgress: (done, total) => bar.update('synth: images', done, total) });
   const obs = res.info.observed;
   const sp = res.info.splits.images;
   const s = ((performance.now() - t0) / 1000).toFixed(1);

@@ -1,0 +1,120 @@
+/** The progress line of long commands (src/cli/commands/common.ts `progress`), with an injected clock and stream. */
+import { describe, expect, it } from 'vitest';
+import { formatCounted, progress } from '../../src/cli/commands/common.js';
+
+function sink(tty: boolean) {
+  const writes: string[] = [];
+  let t = 0;
+  const p = (quiet = false) =>
+    progress({ quiet, tty, stream: { write: (s: string) => writes.push(s) }, now: () => t });
+  return { writes, p, at: (ms: number) => (t = ms) };
+}
+
+describe('formatCounted', () => {
+  it('shows done/total, percent, elapsed and ETA = elapsed / done * (total - done)', () => {
+    expect(formatCounted('synth: images', 100, 500, 20)).toBe('synth: images 100/500 (20 %), 20s elapsed, ETA 1m20s');
+    expect(formatCounted('x', 0, 10, 3)).toBe('x 0/10 (0 %), 3s elapsed, ETA ?');
+    expect(formatCounted('x', 10, 10, 3)).toBe('x 10/10 (100 %), 3s elapsed, ETA 0s');
+    // Counted from a later start (done0 = 40): 10 items in 5 s, 50 left.
+    expect(formatCounted('x', 50, 100, 5, 10)).toBe('x 50/100 (50 %), 5s elapsed, ETA 25s');
+    expect(formatCounted('x', 3600 * 2, 3600 * 4, 3600 * 2)).toBe('x 7200/14400 (50 %), 2h00m elapsed, ETA 2h00m');
+  });
+});
+
+describe('progress on a terminal', () => {
+  it('rewrites one line in place, at most every 100 ms, always the last one, and ends it with done()', () => {
+    const { writes, p, at } = sink(true);
+    const bar = p();
+    bar.update('work', 0, 100); // t 0: starts the clock, written
+    at(50);
+    bar.update('work', 1, 100); // too soon
+    at(120);
+    bar.update('work', 2, 100);
+    at(130);
+    bar.update('work', 100, 100); // the last: always
+    bar.done('work: done');
+    expect(writes).toEqual([
+      '\r\x1b[2Kwork 0/100 (0 %), 0s elapsed, ETA ?',
+      '\r\x1b[2Kwork 2/100 (2 %), 0s elapsed, ETA 5s', // 0.12 s / 2 * 98 = 5.9 s
+      '\r\x1b[2Kwork 100/100 (100 %), 0s elapsed, ETA 0s',
+      '\r\x1b[2Kwork: done\n',
+    ]);
+  });
+
+  it('uncounted messages are throttled the same way', () => {
+    const { writes, p, at } = sink(true);
+    const bar = p();
+    bar.update('a');
+    at(10);
+    bar.update('b');
+    at(200);
+    bar.update('c');
+    expect(writes).toEqual(['\r\x1b[2Ka', '\r\x1b[2Kc']);
+  });
+});
+
+describe('progress without a terminal', () => {
+  it('prints a plain line per 10 % or every 10 s, nothing before the first item', () => {
+    const { writes, p, at } = sink(false);
+    const bar = p();
+    bar.update('work', 0, 1000); // unknown ETA: nothing
+    for (let k = 1; k <= 1000; k++) {
+      at(k * 5); // 5 ms per item: 5 s in all, so only the 10 % lines
+      bar.update('work', k, 1000);
+    }
+    bar.done('work: done');
+    expect(writes).toHaveLength(12); // 1 (first item) + 10 (each 10 %) + done
+    expect(writes[0]).toBe('work 1/1000 (0 %), 0s elapsed, ETA 4s\n');
+    expect(writes[1]).toBe('work 100/1000 (10 %), 0s elapsed, ETA 4s\n');
+    expect(writes.every((w) => w.endsWith('\n') && !w.includes('\r'))).toBe(true);
+    expect(writes.at(-1)).toBe('work: done\n');
+  });
+
+  it('a slow task prints every 10 s between the 10 % marks', () => {
+    const { writes, p, at } = sink(false);
+    const bar = p();
+    bar.update('slow', 0, 1000);
+    for (let k = 1; k <= 50; k++) {
+      at(k * 1000); // 1 s per item: 50 s, under 10 %
+      bar.update('slow', k, 1000);
+    }
+    // 1 s (the first item), then 11, 21, 31, 41 s.
+    expect(writes.map((w) => w.split(' ')[1])).toEqual(['1/1000', '11/1000', '21/1000', '31/1000', '41/1000']);
+    expect(writes[1]).toBe('slow 11/1000 (1 %), 11s elapsed, ETA 16m29s\n');
+  });
+
+  it('a new message or a smaller count starts a new task with its own clock', () => {
+    const { writes, p, at } = sink(false);
+    const bar = p();
+    bar.update('loading train', 0, 10);
+    at(1000);
+    bar.update('loading train', 10, 10);
+    at(2000);
+    bar.update('loading valid', 0, 4);
+    at(3000);
+    bar.update('loading valid', 2, 4);
+    expect(writes).toEqual(['loading train 10/10 (100 %), 1s elapsed, ETA 0s\n', 'loading valid 2/4 (50 %), 1s elapsed, ETA 1s\n']);
+  });
+});
+
+describe('-q', () => {
+  it('silences every update and done()', () => {
+    for (const tty of [true, false]) {
+      const { writes, p, at } = sink(tty);
+      const bar = p(true);
+      bar.update('x');
+      bar.update('work', 0, 10);
+      at(20_000);
+      bar.update('work', 5, 10);
+      bar.done('finished');
+      expect(writes).toEqual([]);
+    }
+  });
+
+  it('progress(true) is the quiet form the commands pass', () => {
+    const writes: string[] = [];
+    const bar = progress({ quiet: true, stream: { write: (s: string) => writes.push(s) } });
+    bar.done('x');
+    expect(writes).toEqual([]);
+  });
+});
