@@ -26,6 +26,7 @@ import { refuseChangedSettings } from '../run/settings.js';
 import { EventFile } from '../run/tensorboard.js';
 import { BatchLoader, openTrainingData, type TrainingData } from './data.js';
 import type { GrayImage } from '../cache/planes.js';
+import { CollapseMonitor } from './collapse.js';
 import { createProber, type Prober } from './probe.js';
 import { backboneConfig, runSchedules, sslConfig } from './ssl-options.js';
 
@@ -39,6 +40,8 @@ export interface StepRecord {
   dino_global_crops_loss: number;
   ibot_loss: number;
   koleo_loss: number;
+  /** Mean entropy (nats) of the teacher's DINO targets: ln K = uniform outputs, ~0 = one prototype (src/train/collapse.ts). */
+  teacher_entropy: number;
   grad_norm_backbone: number;
   grad_norm_dino_head: number;
   grad_norm_ibot_head: number;
@@ -57,7 +60,7 @@ export interface TrainEvent {
   kind: 'start' | 'step' | 'checkpoint' | 'done' | 'log';
   iteration?: number;
   total?: number;
-  record?: StepRecord & ScheduleValues & { images_per_s: number; it_per_s: number };
+  record?: StepRecord & ScheduleValues & { teacher_entropy_ratio: number; images_per_s: number; it_per_s: number };
   message?: string;
   etaSeconds?: number;
 }
@@ -229,6 +232,7 @@ async function trainOnData(o: TrainOptions, x: RankContext, data: TrainingData, 
   let last = start - 1;
   let interrupted = false;
   const t0 = performance.now();
+  const collapse = new CollapseMonitor(c.dino.head_n_prototypes);
   for (let it = start; it < stopAt; it++) {
     // Every rank stops at the same iteration (one all-reduce of the flag per step).
     if (await stopTogether(pg, o.signal?.aborted ?? false)) {
@@ -249,11 +253,14 @@ async function trainOnData(o: TrainOptions, x: RankContext, data: TrainingData, 
     last = it;
     const dt = (performance.now() - tStep) / 1000;
     // Losses come back averaged over the ranks; images_per_s counts every rank's images.
-    const record = { ...(rec as StepRecord), ...values, images_per_s: (B * accum * world) / dt, it_per_s: 1 / dt };
+    const r0 = rec as StepRecord;
+    const record = { ...r0, teacher_entropy_ratio: collapse.ratio(r0.teacher_entropy), ...values, images_per_s: (B * accum * world) / dt, it_per_s: 1 / dt };
     if (lead && (it % c.log.period_iterations === 0 || it === total - 1)) {
       await appendFile(metrics, `${JSON.stringify({ iteration: it, ...record })}\n`);
       tb?.metrics(it, record);
     }
+    const collapsed = collapse.observe(it, record.teacher_entropy, [record.dino_global_crops_loss, record.dino_local_crops_loss]);
+    if (lead && collapsed) await log(collapsed);
     const eta = ((performance.now() - t0) / 1000 / (it - start + 1)) * (total - it - 1);
     if (lead) emit({ kind: 'step', iteration: it, total, record, etaSeconds: eta });
     if ((it + 1) % c.checkpoint.period_iterations === 0 && it + 1 < total) await ckpt.save(it);

@@ -34,6 +34,13 @@ fn steps_are_finite_and_learn_a_fixed_batch() {
         for it in 0..12 {
             let r = m.step(&bt, &SCHED, it).unwrap();
             assert!(r.total_loss.is_finite() && r.grad_norm_backbone > 0.0 && r.grad_norm_dino_head > 0.0);
+            // The collapse indicator is an entropy over K = 32 prototypes, and the DINO global term is a mean
+            // cross-entropy against those same targets, logged as CE·2/terms (terms = 2·1 + 2·2 = 6 here):
+            // 0 < H(p) <= ln K and H(p) <= CE(p, q) (Gibbs).
+            let ln_k = 32f64.ln();
+            let ce = r.dino_global_crops_loss * 6.0 / 2.0;
+            assert!(r.teacher_entropy > 0.0 && r.teacher_entropy <= ln_k + 1e-9, "{centering:?} it {it}: {}", r.teacher_entropy);
+            assert!(r.teacher_entropy <= ce + 1e-5, "{centering:?} it {it}: H {} > CE {ce}", r.teacher_entropy);
             if sep {
                 assert!(r.grad_norm_ibot_head > 0.0);
             }

@@ -32,7 +32,7 @@ export async function run(a: Args): Promise<number> {
           const r = e.record;
           const it = (e.iteration ?? 0) + 1;
           const total = e.total ?? 0;
-          const msg = `[${it}/${total}] loss ${r.total_loss.toFixed(4)} (dino ${(r.dino_local_crops_loss + r.dino_global_crops_loss).toFixed(3)}, ibot ${r.ibot_loss.toFixed(3)}, koleo ${r.koleo_loss.toFixed(3)}) lr ${r.lr.toExponential(2)} ${r.it_per_s.toFixed(2)} it/s ${r.images_per_s.toFixed(1)} img/s ETA ${formatDuration(e.etaSeconds ?? NaN)}`;
+          const msg = `[${it}/${total}] loss ${r.total_loss.toFixed(4)} (dino ${(r.dino_local_crops_loss + r.dino_global_crops_loss).toFixed(3)}, ibot ${r.ibot_loss.toFixed(3)}, koleo ${r.koleo_loss.toFixed(3)}, H/lnK ${r.teacher_entropy_ratio.toFixed(2)}) lr ${r.lr.toExponential(2)} ${r.it_per_s.toFixed(2)} it/s ${r.images_per_s.toFixed(1)} img/s ETA ${formatDuration(e.etaSeconds ?? NaN)}`;
           if (tty) {
             const width = 20;
             const fill = Math.round((it / Math.max(1, total)) * width);

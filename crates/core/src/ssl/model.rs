@@ -95,6 +95,9 @@ pub struct StepRecord {
     pub dino_global_crops_loss: f64,
     pub ibot_loss: f64,
     pub koleo_loss: f64,
+    /// Mean entropy (nats) of the teacher's DINO targets over the global-crop rows (mean over the ranks): a collapse
+    /// indicator. ln K = every target uniform (the DINO terms then sit at ln K too); near 0 = one prototype wins.
+    pub teacher_entropy: f64,
     pub grad_norm_backbone: f64,
     pub grad_norm_dino_head: f64,
     pub grad_norm_ibot_head: f64,
@@ -391,7 +394,7 @@ impl SslModel {
         let mut clock = std::time::Instant::now();
         // ---- teacher targets (no gradients, eval mode) ----
         let mut new_stats: Option<(Tensor, Tensor)> = None;
-        let (teacher_dino, teacher_ibot) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
+        let (teacher_dino, teacher_ibot, teacher_entropy) = tch::no_grad(|| -> Result<(Tensor, Tensor, Tensor)> {
             let out = self.teacher.backbone.forward_rows(&globals, None, false, &global_rows)?;
             // Swap the two global views: student crop 1 is matched with teacher crop 2.
             let cls = out.narrow(0, 0, n_rows).chunk(2, 0);
@@ -421,7 +424,9 @@ impl SslModel {
                     (d, i)
                 }
             };
-            Ok((d, i))
+            // −Σ p log p per row (0·log 0 = 0), mean over the rows.
+            let entropy = -(&d * d.clamp_min(1e-30).log()).sum_dim_intlist(-1, false, Kind::Float).mean(Kind::Float);
+            Ok((d, i, entropy))
         })?;
 
         let ms_teacher = self.lap(&mut clock);
@@ -470,16 +475,16 @@ impl SslModel {
         // The logged values: each rank's losses are means over its own share, so every rank weighs 1 (means over
         // the ranks) and the masked patches are summed; then the finiteness check, the terms before their sum so
         // that the error names the term that went non-finite.
-        let names = ["dino_local_crops_loss", "dino_global_crops_loss", "ibot_loss", "koleo_loss", "total_loss"];
-        let terms = [&dino_local, &dino_global, &ibot, &koleo, &total].map(|t| t.detach().to_kind(Kind::Double).to_device(dev));
-        let values: [f64; 5] = Vec::<f64>::try_from(&Tensor::f_stack(&terms, 0)?.f_to_device(Device::Cpu)?)?
+        let names = ["dino_local_crops_loss", "dino_global_crops_loss", "ibot_loss", "koleo_loss", "total_loss", "teacher_entropy"];
+        let terms = [&dino_local, &dino_global, &ibot, &koleo, &total, &teacher_entropy].map(|t| t.detach().to_kind(Kind::Double).to_device(dev));
+        let values: [f64; 6] = Vec::<f64>::try_from(&Tensor::f_stack(&terms, 0)?.f_to_device(Device::Cpu)?)?
             .try_into()
-            .map_err(|v: Vec<f64>| Error::Shape(format!("expected 5 loss values, got {}", v.len())))?;
+            .map_err(|v: Vec<f64>| Error::Shape(format!("expected 6 logged values, got {}", v.len())))?;
         let global = LossTerms::new(1.0, names, values)
             .with_counts(vec![n_masked as f64])
             .over_ranks(self.dist.as_ref(), dev, iteration)?;
         let ms_student = self.lap(&mut clock);
-        let [dino_local_crops_loss, dino_global_crops_loss, ibot_loss, koleo_loss, total_loss] = global.values;
+        let [dino_local_crops_loss, dino_global_crops_loss, ibot_loss, koleo_loss, total_loss, teacher_entropy] = global.values;
         let mut rec = StepRecord {
             ms_teacher,
             ms_student,
@@ -488,6 +493,7 @@ impl SslModel {
             dino_global_crops_loss,
             ibot_loss,
             koleo_loss,
+            teacher_entropy,
             n_masked: global.counts[0].round() as i64,
             ..Default::default()
         };

@@ -1,0 +1,78 @@
+/**
+ * A collapse indicator for self-supervised pretraining (issue #14). DINO-style training has two failure modes that
+ * the loss alone hides: **uniform** outputs (the teacher's targets flat over the K prototypes: entropy ln K, and every
+ * DINO / iBOT cross-entropy then sits at ln K too) and **one prototype** (the targets one-hot on the same prototype for
+ * every image: entropy near 0). The native step reports `teacher_entropy`, the mean entropy in nats of the teacher's
+ * DINO targets; this module turns it into a ratio to ln K for the progress line and into a warning, once per episode,
+ * when the ratio stays at either end for `window` consecutive steps. Pure TypeScript.
+ */
+
+/** Thresholds on H / ln K and the number of consecutive steps that make an episode. */
+export interface CollapseOptions {
+  /** H / ln K at or above this for `window` steps: uniform collapse. @default 0.99 */
+  uniform: number;
+  /** H / ln K at or below this for `window` steps: one-prototype collapse. @default 0.05 */
+  onePrototype: number;
+  /** @default 10 */
+  window: number;
+}
+
+export const COLLAPSE_DEFAULTS: CollapseOptions = { uniform: 0.99, onePrototype: 0.05, window: 10 };
+
+export type CollapseKind = 'uniform' | 'one-prototype';
+
+/** Follows the entropy step by step; `observe` returns a warning when an episode begins, else null. */
+export class CollapseMonitor {
+  private run = 0;
+  private kind: CollapseKind | null = null;
+  private warned = false;
+  private readonly lnK: number;
+
+  constructor(
+    /** Number of DINO prototypes K. */
+    readonly prototypes: number,
+    private readonly o: CollapseOptions = COLLAPSE_DEFAULTS,
+  ) {
+    if (!(Number.isInteger(prototypes) && prototypes >= 1)) throw new RangeError(`prototypes must be a positive integer, got ${prototypes}`);
+    this.lnK = Math.log(prototypes);
+  }
+
+  /** H / ln K: 1 = uniform targets, 0 = one-hot targets (1 with a single prototype, where both coincide). */
+  ratio(entropy: number): number {
+    return this.prototypes === 1 ? 1 : entropy / this.lnK;
+  }
+
+  /**
+   * Records one step's teacher entropy (nats) and the DINO loss terms; returns a warning the first time a collapse
+   * has lasted `window` steps (again only after the run has left that state), else null.
+   */
+  observe(iteration: number, entropy: number, dinoTerms: readonly number[]): string | null {
+    if (this.prototypes === 1) return null; // nothing to collapse to
+    const r = this.ratio(entropy);
+    const kind: CollapseKind | null = r >= this.o.uniform ? 'uniform' : r <= this.o.onePrototype ? 'one-prototype' : null;
+    if (kind === null || kind !== this.kind) {
+      this.run = 0;
+      this.warned = false;
+    }
+    this.kind = kind;
+    if (kind === null) return null;
+    this.run += 1;
+    if (this.run < this.o.window || this.warned) return null;
+    this.warned = true;
+    const lnK = this.lnK.toFixed(3);
+    const terms = dinoTerms.map((v) => v.toFixed(3)).join(', ');
+    if (kind === 'uniform') {
+      return (
+        `warning: collapse (uniform outputs) at iteration ${iteration}: for ${this.o.window} steps the teacher's targets ` +
+        `have entropy ${entropy.toFixed(3)} of ln K = ${lnK} (K = ${this.prototypes}) and the DINO terms sit at ${terms}: ` +
+        'the features carry little information. Try a lower teacher temperature, Sinkhorn-Knopp centering, fewer ' +
+        'prototypes or a longer warm-up (docs/recipe.md §3.4).'
+      );
+    }
+    return (
+      `warning: collapse (one prototype) at iteration ${iteration}: for ${this.o.window} steps the teacher's targets have ` +
+      `entropy ${entropy.toFixed(3)} of ln K = ${lnK} (K = ${this.prototypes}): every image goes to nearly the same ` +
+      'prototype. Try centering or Sinkhorn-Knopp, a higher teacher temperature or a lower learning rate.'
+    );
+  }
+}
