@@ -88,19 +88,56 @@ export function describeExit(e: Pick<RankExit, 'code' | 'signal'>): string {
 
 const signalNumber = (s: NodeJS.Signals) => (constants.signals as Record<string, number>)[s] ?? 0;
 
-/** Passes complete lines to `out`, each prefixed; keeps a partial last line until more arrives or `end()`. */
-function linePrefixer(out: Writable, prefix: string) {
+/**
+ * The progress line a rank rewrites in place on the launcher's terminal (its text with the prefix, '' when none),
+ * shared by the ranks' prefixers: other output is written above it, and it is drawn again below.
+ */
+interface LiveLine {
+  text: string;
+  owner: object | undefined;
+}
+
+/** The text a terminal shows for a line holding `\r` rewrites: what follows the last `\r`, without its erase code. */
+const lastRewrite = (l: string) => l.slice(l.lastIndexOf('\r') + 1).replace(/^\x1b\[2K/, '');
+
+/**
+ * Passes complete lines to `out`, each prefixed; keeps a partial last line until more arrives or `end()`.
+ * With `live` (the launcher's stderr is a terminal): a partial line holding `\r` is a progress line (src/cli/commands/
+ * common.ts `progress`), shown prefixed and rewritten in place; complete lines show their last rewrite.
+ */
+function linePrefixer(out: Writable, prefix: string, live?: LiveLine) {
   let buf = '';
+  const me = {};
+  const emit = (lines: string[], end: boolean) => {
+    if (!live) {
+      if (lines.length) out.write(lines.map((l) => `${prefix}${l}\n`).join(''));
+      return;
+    }
+    let s = live.text ? '\r\x1b[2K' : '';
+    s += lines.map((l) => `${prefix}${lastRewrite(l)}\n`).join('');
+    const at = end ? -1 : buf.lastIndexOf('\r');
+    if (at >= 0) {
+      buf = buf.slice(at); // the latest rewrite; its continuation appends to it
+      live.text = `${prefix}${lastRewrite(buf)}`;
+      live.owner = me;
+    } else if ((lines.length || end) && live.owner === me) {
+      live.text = '';
+      live.owner = undefined;
+    }
+    s += live.text;
+    if (s) out.write(s);
+  };
   return {
     write(chunk: Buffer | string) {
       buf += chunk.toString();
       const lines = buf.split('\n');
       buf = lines.pop() ?? '';
-      if (lines.length) out.write(lines.map((l) => `${prefix}${l}\n`).join(''));
+      emit(lines, false);
     },
     end() {
-      if (buf) out.write(`${prefix}${buf}\n`);
+      const rest = buf;
       buf = '';
+      emit(rest ? [rest] : [], true);
     },
   };
 }
@@ -148,7 +185,9 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   const L = await launchLayout(o);
   const stdout = o.stdout ?? process.stdout;
   const stderr = o.stderr ?? process.stderr;
-  const log = o.log ?? ((m: string) => stderr.write(`launch: ${m}\n`));
+  // On a terminal, local rank 0 draws its progress line (CXFORMER_PROGRESS_TTY); the others print plain lines.
+  const live: LiveLine | undefined = (stderr as { isTTY?: boolean }).isTTY ? { text: '', owner: undefined } : undefined;
+  const log = o.log ?? ((m: string) => stderr.write(live?.text ? `\r\x1b[2Klaunch: ${m}\n${live.text}` : `launch: ${m}\n`));
   const graceMs = o.graceMs ?? 10_000;
   const prefix = o.prefix ?? true;
   const baseEnv = o.env ?? process.env;
@@ -211,12 +250,13 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
         MASTER_PORT: String(L.masterPort),
         CXFORMER_THREADS: threads,
         CXFORMER_LAUNCHER_PID: String(process.pid),
+        ...(live && local === 0 && baseEnv.CXFORMER_PROGRESS_TTY === undefined ? { CXFORMER_PROGRESS_TTY: '1' } : {}),
       };
       const child = spawn(o.command, o.args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       children.push(child);
       const tag = prefix ? `[rank ${rank}] ` : '';
       const out = linePrefixer(stdout, tag);
-      const err = linePrefixer(stderr, tag);
+      const err = linePrefixer(stderr, tag, live);
       child.stdout?.on('data', (d: Buffer) => out.write(d));
       child.stderr?.on('data', (d: Buffer) => err.write(d));
       return new Promise<RankExit>((resolve) => {

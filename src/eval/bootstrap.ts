@@ -49,6 +49,20 @@ export interface BootstrapOptions {
   patientIds?: readonly string[];
   /** Keep every replicate value (NaN = skipped) in the result, for inspection and tests. @default false */
   keepReplicates?: boolean;
+  /** After each resample: resamples done, of `n`. @default the hook set by {@link setBootstrapProgress}, if any */
+  onProgress?: (done: number, total: number) => void;
+}
+
+let defaultProgress: ((done: number, total: number) => void) | undefined;
+
+/**
+ * The progress callback of every bootstrap that passes none (the CLI's progress line, set by `finetune` and
+ * `evaluate`: the report code calls {@link bootstrapMultiLabel} without one). Returns the previous hook.
+ */
+export function setBootstrapProgress(fn: ((done: number, total: number) => void) | undefined) {
+  const was = defaultProgress;
+  defaultProgress = fn;
+  return was;
 }
 
 /** Bootstrap summary of one statistic. */
@@ -225,6 +239,8 @@ export function bootstrapMultiLabel(d: MultiLabelData, opts: BootstrapOptions = 
   const w = new Float64Array(Math.max(N, flat.cells.length));
   const va = new Float64Array(C);
   const vp = new Float64Array(C);
+  const onProgress = opts.onProgress ?? defaultProgress;
+  onProgress?.(0, n);
   for (let r = 0; r < n; r++) {
     drawResample(rnd, units, counts);
     for (let c = 0; c < C; c++) {
@@ -243,6 +259,7 @@ export function bootstrapMultiLabel(d: MultiLabelData, opts: BootstrapOptions = 
       microAuroc[r] = m.auroc;
       microAp[r] = m.ap;
     }
+    onProgress?.(r + 1, n);
   }
 
   const keep = opts.keepReplicates ?? false;

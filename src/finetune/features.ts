@@ -19,8 +19,22 @@ export interface FeatureOptions {
   batchSize?: number;
   precision?: 'f32' | 'bf16';
   preprocess?: Partial<PreprocessOptions>;
+  /** After each batch: images done, of all. @default the hook set by {@link setFeatureProgress}, if any */
   onProgress?: (done: number, total: number) => void;
   signal?: AbortSignal;
+}
+
+let defaultProgress: ((done: number, total: number) => void) | undefined;
+
+/**
+ * The progress callback of every extraction that passes none (the CLI's progress line, set by `finetune` and
+ * `evaluate`): library paths such as evaluateHead reach {@link extractFeatures} without an `onProgress` of their
+ * own. Returns the previous hook; `undefined` removes it.
+ */
+export function setFeatureProgress(fn: ((done: number, total: number) => void) | undefined) {
+  const was = defaultProgress;
+  defaultProgress = fn;
+  return was;
 }
 
 /** Feature width for a backbone of width `d`. */
@@ -42,6 +56,8 @@ export async function extractFeatures(model: Backbone, paths: readonly string[],
   const pre = resolvePreprocessOptions({ ...model.preprocess, ...o.preprocess });
   const out = new Float32Array(paths.length * F);
   const layers = Array.from({ length: n }, (_, k) => k - n); // -n … -1
+  const onProgress = o.onProgress ?? defaultProgress;
+  onProgress?.(0, paths.length);
   for (let start = 0; start < paths.length; start += B) {
     if (o.signal?.aborted) throw new Error('feature extraction cancelled');
     const batch = await preprocessBatch(paths.slice(start, start + B), pre);
@@ -64,7 +80,7 @@ export async function extractFeatures(model: Backbone, paths: readonly string[],
         }
       }
     }
-    o.onProgress?.(Math.min(start + B, paths.length), paths.length);
+    onProgress?.(Math.min(start + B, paths.length), paths.length);
   }
   return { data: out, shape: [paths.length, F] };
 }

@@ -98,7 +98,8 @@ export interface SegTrainOptions {
   /** Resume a folder whose run.json has other training settings. @default false */
   force?: boolean;
   log?: (msg: string) => void;
-  progress?: (msg: string) => void;
+  /** A progress line; with `done` and `total`, a counted task (the CLI adds the percentage and ETA). */
+  progress?: (msg: string, done?: number, total?: number) => void;
   /**
    * Data parallel, when the process was started as one of several ranks (torchrun / Slurm / cxformer launch
    * variables): seconds to wait for the other ranks (rendezvous and every collective; default 600) and the backend
@@ -173,7 +174,7 @@ function runSettings(o: SegTrainOptions, backbone: { config: unknown; weights: s
 }
 
 /** The training, validation and held-out samples (one size, a multiple of the patch size). */
-async function loadData(o: SegTrainOptions, pre: PreprocessOptions, patch: number, seed: number, log: (m: string) => void, prog: (m: string) => void) {
+async function loadData(o: SegTrainOptions, pre: PreprocessOptions, patch: number, seed: number, log: (m: string) => void, prog: (m: string, done?: number, total?: number) => void) {
   const recs = await loadSegRecords(o.dataset, o.masks);
   let trainRecs = recs.train;
   if (o.maxTrain !== undefined && trainRecs.length > o.maxTrain) {
@@ -182,7 +183,10 @@ async function loadData(o: SegTrainOptions, pre: PreprocessOptions, patch: numbe
   }
   if (!trainRecs.length) throw new CxformerError('CXF_INPUT', `segmentation: no training images with masks (train ${recs.train.length}, valid ${recs.valid.length}, test ${recs.test.length})`);
   log(`data: train ${trainRecs.length}, valid ${recs.valid.length}, test ${recs.test.length} images with masks`);
-  const load = (rs: typeof trainRecs, what: string) => loadSamples(rs, pre, (d, t) => prog(`loading ${what} ${d}/${t}`));
+  const load = (rs: typeof trainRecs, what: string) => {
+    prog(`loading ${what}`, 0, rs.length); // starts the ETA clock
+    return loadSamples(rs, pre, (d, t) => prog(`loading ${what}`, d, t));
+  };
   const train = await load(trainRecs, 'train');
   const valid = await load(recs.valid, 'valid');
   const held = recs.test.length ? await load(recs.test, 'test') : valid;
@@ -255,7 +259,7 @@ interface Ctx {
   pg: ProcessGroup | null;
   /** Rank 0 logs (train.log and o.log); the other ranks report only their errors (thrown). */
   log: (m: string) => void;
-  progress: (m: string) => void;
+  progress: (m: string, done?: number, total?: number) => void;
   /** Rank 0's TensorBoard events file of this start (src/run/tensorboard.ts), null elsewhere. */
   tb?: EventFile | null;
 }

@@ -118,3 +118,24 @@ describe('-q', () => {
     expect(writes).toEqual([]);
   });
 });
+
+describe('library progress hooks', () => {
+  it('bootstrapMultiLabel reports each resample, through its option or the hook the CLI sets', async () => {
+    const { bootstrapMultiLabel, setBootstrapProgress } = await import('../../src/eval/bootstrap.js');
+    const data = { numClasses: 1, scores: [0.1, 0.4, 0.35, 0.8], labels: [0, 0, 1, 1] };
+    const seen: number[] = [];
+    bootstrapMultiLabel(data, { n: 5, onProgress: (d, t) => seen.push(d * 10 + t) });
+    expect(seen).toEqual([5, 15, 25, 35, 45, 55]);
+    const hooked: number[] = [];
+    const was = setBootstrapProgress((d) => hooked.push(d));
+    try {
+      const a = bootstrapMultiLabel(data, { n: 3, seed: 1 });
+      expect(hooked).toEqual([0, 1, 2, 3]);
+      // The hook only watches: the result is the one without it.
+      setBootstrapProgress(undefined);
+      expect(bootstrapMultiLabel(data, { n: 3, seed: 1 })).toEqual(a);
+    } finally {
+      setBootstrapProgress(was);
+    }
+  });
+});

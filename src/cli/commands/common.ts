@@ -105,6 +105,26 @@ export function progress(opts: boolean | ProgressOptions = false) {
   };
 }
 
+export type Progress = ReturnType<typeof progress>;
+
+/**
+ * Shows the progress of the library's feature extraction and bootstrap resampling on `bar` while `fn` runs: code
+ * such as evaluateHead reaches them without a callback of its own, so the CLI sets their hooks (src/finetune/
+ * features.ts, src/eval/bootstrap.ts) for the duration. Only on rank 0 of a data-parallel run.
+ */
+export async function withLibraryProgress<T>(bar: Progress, what: string, fn: () => Promise<T>): Promise<T> {
+  if ((process.env.RANK ?? '0') !== '0') return fn();
+  const [{ setFeatureProgress }, { setBootstrapProgress }] = await Promise.all([import('../../finetune/features.js'), import('../../eval/bootstrap.js')]);
+  const features = setFeatureProgress((d, t) => bar.update(`${what}: features`, d, t));
+  const bootstrap = setBootstrapProgress((d, t) => bar.update(`${what}: bootstrap`, d, t));
+  try {
+    return await fn();
+  } finally {
+    setFeatureProgress(features);
+    setBootstrapProgress(bootstrap);
+  }
+}
+
 /**
  * `synth: images 120/500 (24 %), 16s elapsed, ETA 51s`: `counted` of the `done` were done in the `elapsed`
  * seconds (the others before the clock started), so ETA = elapsed / counted · (total − done); '?' before the first.

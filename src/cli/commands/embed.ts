@@ -122,6 +122,7 @@ export async function run(a: Args): Promise<number> {
   const total = batches.reduce((n, b) => n + b.names.length, 0);
   let done = 0;
   const t0 = performance.now();
+  log.update('embed:', 0, total);
   try {
     // Decode/preprocess batch k+1 (sharp, libuv pool) while the core runs batch k.
     let next = batches.length ? load(batches[0] as Batch) : undefined;
@@ -134,8 +135,7 @@ export async function run(a: Args): Promise<number> {
       );
       names.push((batches[k] as Batch).names);
       done += (batches[k] as Batch).names.length;
-      const s = (performance.now() - t0) / 1000;
-      log.update(`embed: ${done}/${total} inputs, ${(done / s).toFixed(2)} img/s`);
+      log.update('embed:', done, total);
     }
   } catch (e) {
     if (interrupted) return 130;

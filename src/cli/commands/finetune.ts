@@ -2,7 +2,7 @@
 import { CLASSIFICATION } from '../../config/downstream.js';
 import type { DatasetSpec } from '../../datasets/index.js';
 import { CxformerError } from '../../native/load.js';
-import { type Args, datasetSpec, formatDuration, list, onInterrupt, preprocessOverrides, progress, splitPositionals } from './common.js';
+import { type Args, datasetSpec, formatDuration, list, onInterrupt, preprocessOverrides, progress, splitPositionals, withLibraryProgress } from './common.js';
 
 /** The labelled dataset of a classification run (csv: the class names are its label columns). */
 function classificationData(a: Args, classes: string[], split?: string): DatasetSpec {
@@ -55,7 +55,8 @@ async function runFull(a: Args, classes: string[]): Promise<number> {
   const interrupt = onInterrupt(() => bar.done('interrupt: saving the fine-tuning state… (Ctrl-C again to quit at once)'));
   let lastLine = 0;
   try {
-    const res = await fullFinetune({
+    // (The evaluation at the end extracts features and bootstraps: their progress on the same line.)
+    const res = await withLibraryProgress(bar, 'finetune', () => fullFinetune({
       backbone: backbone(a),
       dataset: classificationData(a, classes),
       classes,
@@ -106,7 +107,7 @@ async function runFull(a: Args, classes: string[]): Promise<number> {
           );
         } else if (e.kind === 'log' && e.message) bar.done(e.message);
       },
-    });
+    }));
     if (res.interrupted) {
       if (res.rank === 0) bar.done(`finetune: interrupted; state in ${res.out}/checkpoints — re-run the same command to resume`);
       return 130;
@@ -130,7 +131,7 @@ export async function run(a: Args): Promise<number> {
   if (a.mode === 'full') return runFull(a, classes);
   const { linearProbe } = await import('../../finetune/classify.js');
   const log = progress(Boolean(a.quiet));
-  const res = await linearProbe({
+  const res = await withLibraryProgress(log, 'finetune', () => linearProbe({
     backbone: backbone(a),
     dataset: classificationData(a, classes),
     classes,
@@ -159,7 +160,7 @@ export async function run(a: Args): Promise<number> {
     out: String(a.out),
     bootstrap: Number(a.bootstrap),
     log: (m) => log.done(m),
-  });
+  }));
   // Data parallel: only rank 0 fits the head and reports.
   if (!res) return 0;
   const m = res.metrics as unknown as { macro?: { auroc?: { value: number | null } } };
@@ -175,7 +176,8 @@ export async function evaluate(a: Args): Promise<number> {
   const head = await loadHead(String(a.head));
   const wanted = list(a.classes);
   const classes = selectClasses(head.classes, wanted, String(a.head), head.head.config.task).map((i) => head.classes[i] as string);
-  const res = await evaluateHead({
+  const log = progress(Boolean(a.quiet));
+  const res = await withLibraryProgress(log, 'evaluate', () => evaluateHead({
     backbone: backbone(a),
     head: String(a.head),
     ...(wanted ? { classes } : {}),
@@ -184,7 +186,8 @@ export async function evaluate(a: Args): Promise<number> {
     out: String(a.out),
     bootstrap: Number(a.bootstrap),
     preprocess: preprocessOverrides(a),
-  });
+  }));
+  // The result is printed even with -q (as finetune's), which silences the progress lines only.
   progress(false).done(`evaluate: ${res.files.metrics}, ${res.files.report}`);
   return 0;
 }

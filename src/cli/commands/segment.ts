@@ -12,7 +12,7 @@ import type { ChexmaskSource, DatasetSpec } from '../../datasets/index.js';
 import { CxformerError } from '../../native/load.js';
 import type { MaskSource } from '../../segment/data.js';
 import type { SegConfig } from '../../segment/native.js';
-import { type Args, datasetSpec, list, onInterrupt, preprocessOverrides, progress, splitPositionals } from './common.js';
+import { type Args, datasetSpec, list, onInterrupt, preprocessOverrides, progress, type Progress, splitPositionals } from './common.js';
 
 
 /**
@@ -74,6 +74,18 @@ function segConfig(a: Args, lr: number): SegConfig {
   };
 }
 
+/**
+ * The library's log lines for the CLI: `predict 8/120` (one per predicted batch, src/segment/evaluate.ts) becomes
+ * the progress line with an ETA; every other line is printed.
+ */
+function logTo(bar: Progress, what: string) {
+  return (m: string) => {
+    const c = /^predict (\d+)\/(\d+)$/.exec(m);
+    if (c) bar.update(`${what}: predict`, Number(c[1]), Number(c[2]));
+    else bar.done(m);
+  };
+}
+
 const fmt = (v: number | undefined | null) => (v === undefined || v === null ? 'n/a' : v.toFixed(4));
 
 export async function run(a: Args): Promise<number> {
@@ -101,8 +113,8 @@ export async function run(a: Args): Promise<number> {
     overlays: Number(a.overlays ?? SEGMENTATION.overlays),
     ...(a['eval-batch-size'] !== undefined ? { evalBatchSize: Number(a['eval-batch-size']) } : {}),
     force: Boolean(a.force),
-    log: (m) => log.done(m),
-    progress: (m) => log.update(m),
+    log: logTo(log, 'finetune'),
+    progress: (m, done, total) => log.update(m, done, total),
   }).finally(() => interrupt.dispose());
   if (res.interrupted) return 130;
   if (res.evaluation) {
@@ -123,7 +135,8 @@ export async function evaluate(a: Args): Promise<number> {
   // The run's preprocessing, with the flags given here on top.
   const { resolvePreprocessOptions } = await import('../../image/options.js');
   const pre = resolvePreprocessOptions({ ...(settings?.preprocess ?? {}), ...preprocessOverrides(a) });
-  const samples = await loadSamples(recs.all, pre, (d, t) => log.update(`loading ${d}/${t}`));
+  log.update('evaluate: loading', 0, recs.all.length);
+  const samples = await loadSamples(recs.all, pre, (d, t) => log.update('evaluate: loading', d, t));
   const res = await evaluateSamples(model, samples, {
     out: String(a.out),
     bootstrap: Number(a.bootstrap),
@@ -132,7 +145,7 @@ export async function evaluate(a: Args): Promise<number> {
     batchSize: Number(a['eval-batch-size'] ?? 8),
     norm: pre,
     title: `Segmentation evaluation (${split} split)`,
-    log: (m) => log.done(m),
+    log: logTo(log, 'evaluate'),
   });
   const p = res.metrics.pooled;
   log.done(`evaluate (segmentation): Dice lungs ${fmt(p.lungs)}, heart ${fmt(p.heart)}, dice_avg ${fmt(p.dice_avg)}; ${res.files.metrics}, ${res.files.report}`);
