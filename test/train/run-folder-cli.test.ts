@@ -10,7 +10,9 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { phantomFolder } from '../helpers/phantom-folder.js';
+import { expectScalarsMatch, jsonlRecords } from '../helpers/tensorboard-match.js';
 import { repoRoot } from '../unit/golden.js';
+import { readRun } from '../unit/tfevents-reader.js';
 
 const MAIN = path.join(repoRoot, 'dist', 'cli', 'main.js');
 const dirs = phantomFolder('cxf-runfolder-cli-', { n: 16, seed: 5, size: 128 });
@@ -128,6 +130,10 @@ describe('cxformer train run folder', () => {
     const last = cli(tiny(out));
     expect(last.code, last.stderr).toBe(0);
     expect(await metrics(out)).toEqual(reference);
+    // TensorBoard (#14): one events file per start, the killed ones cut anywhere, read back strictly: exactly the
+    // numbers of metrics.jsonl (each start's SessionLog START superseded what the killed start logged after its checkpoint).
+    expect(readRun(out).files.length).toBeGreaterThanOrEqual(kills + 1);
+    expectScalarsMatch(out, await jsonlRecords(path.join(out, 'metrics.jsonl')), 'iteration');
     const log = await readFile(path.join(out, 'train.log'), 'utf8');
     expect(log).toMatch(/recovered the lock of a run that is gone: pid \d+/);
     expect((await files(out)).filter((f) => /\.tmp-|\.lock/.test(f))).toEqual([]);

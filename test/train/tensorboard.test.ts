@@ -6,16 +6,16 @@
  * checkpoint, as metrics.jsonl drops those lines), and the resolved settings as one text summary per start.
  * Tiny runs (2-block ViTs at 56 px, a few steps each) keep the file to about half a minute on 2 cores.
  */
-import { readFile, rm, mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synthDataset } from '../../src/data/synth.js';
 import { linearProbe } from '../../src/finetune/classify.js';
 import { fullFinetune, type FullFinetuneOptions } from '../../src/finetune/full.js';
-import { metricScalars } from '../../src/run/tensorboard.js';
 import { trainSegmentation } from '../../src/segment/train.js';
 import { train } from '../../src/train/run.js';
+import { expectScalarsMatch, jsonlRecords } from '../helpers/tensorboard-match.js';
 import { goldenFile } from '../unit/golden.js';
 import { readEventFile, readRun } from '../unit/tfevents-reader.js';
 
@@ -32,32 +32,7 @@ afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-const jsonl = async (f: string) =>
-  (await readFile(f, 'utf8'))
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-
-/**
- * The run folder's scalars equal the records' numbers: per tag, the [step, float32(value)] points of every record
- * (a value repeated at one step by two records counts once), sorted by step; TensorBoard holds each step once.
- */
-function expectScalarsMatch(dir: string, records: Record<string, unknown>[], stepKey: string): Map<string, Array<[number, number]>> {
-  const want = new Map<string, Map<number, number>>();
-  for (const r of records) {
-    const step = r[stepKey] as number;
-    for (const [tag, v] of metricScalars(r, [stepKey])) {
-      const m = want.get(tag) ?? new Map<number, number>();
-      if (m.has(step)) expect(m.get(step), `${tag} at ${step} in two records`).toBe(Math.fround(v));
-      want.set(tag, m.set(step, Math.fround(v)));
-    }
-  }
-  const { scalars } = readRun(dir);
-  const got = new Map([...scalars].map(([tag, pts]) => [tag, [...pts].sort((a, b) => a[0] - b[0])]));
-  expect([...got.keys()].sort()).toEqual([...want.keys()].sort());
-  for (const [tag, m] of want) expect(got.get(tag), tag).toEqual([...m].sort((a, b) => a[0] - b[0]));
-  return got;
-}
+const jsonl = jsonlRecords;
 
 describe('TensorBoard events beside metrics.jsonl', () => {
   it('pretraining: every metrics.jsonl number (losses, schedules, gradient norms, timings, probes), across a resume', async () => {
