@@ -59,15 +59,26 @@ describe('progress without a terminal', () => {
     const bar = p();
     bar.update('work', 0, 1000); // unknown ETA: nothing
     for (let k = 1; k <= 1000; k++) {
-      at(k * 5); // 5 ms per item: 5 s in all, so only the 10 % lines
+      at(k * 20); // 20 ms per item: 20 s in all, 2 s per 10 %: the 10 % lines
       bar.update('work', k, 1000);
     }
     bar.done('work: done');
     expect(writes).toHaveLength(12); // 1 (first item) + 10 (each 10 %) + done
-    expect(writes[0]).toBe('work 1/1000 (0 %), 0s elapsed, ETA 4s\n');
-    expect(writes[1]).toBe('work 100/1000 (10 %), 0s elapsed, ETA 4s\n');
+    expect(writes[0]).toBe('work 1/1000 (0 %), 0s elapsed, ETA 19s\n');
+    expect(writes[1]).toBe('work 100/1000 (10 %), 2s elapsed, ETA 18s\n');
     expect(writes.every((w) => w.endsWith('\n') && !w.includes('\r'))).toBe(true);
     expect(writes.at(-1)).toBe('work: done\n');
+  });
+
+  it('a quick task prints its first item and at most a line a second', () => {
+    const { writes, p, at } = sink(false);
+    const bar = p();
+    bar.update('quick', 0, 100);
+    for (let k = 1; k <= 100; k++) {
+      at(k * 15); // 1.5 s in all
+      bar.update('quick', k, 100);
+    }
+    expect(writes.map((w) => w.split(' ')[1])).toEqual(['1/100', '68/100']); // at 15 ms, then the first item >= 1 s later (1020 ms)
   });
 
   it('a slow task prints every 10 s between the 10 % marks', () => {

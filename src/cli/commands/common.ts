@@ -53,7 +53,8 @@ export interface ProgressOptions {
 
 /**
  * Progress of a long command, to stderr. On a terminal one line is rewritten in place (`\r`), at most ~10 times a
- * second; otherwise a plain line at most every 10 s, plus one per 10 % of a counted task, so logs stay short.
+ * second; otherwise a plain line at most every 10 s, plus one per 10 % of a counted task (at most one a second), so
+ * logs stay short.
  * `update(msg, done, total)` counts: the line reads `msg done/total (pct %), elapsed, ETA`, with
  * ETA = elapsed / done · (total − done) measured from the task's first update (a call with done 0 starts its clock
  * exactly; a new msg, another total or a smaller done starts a new task). `done(msg)` always prints (unless quiet):
@@ -89,8 +90,9 @@ export function progress(opts: boolean | ProgressOptions = false) {
       task.lastDone = done;
       const finished = done >= total;
       const bucket = total > 0 ? Math.floor((10 * done) / total) : 10;
-      // Without a terminal, a task that has not moved yet prints nothing (its ETA is unknown).
-      const due = tty ? t - last >= ttyMs || finished : done > task.done0 && (t - last >= lineMs || bucket > task.bucket);
+      // Without a terminal: nothing before the first item (the ETA is unknown); then a line per 10 % (at most one a
+      // second, so a quick task prints one or two) or every lineMs.
+      const due = tty ? t - last >= ttyMs || finished : done > task.done0 && (t - last >= lineMs || (bucket > task.bucket && t - last >= 1000));
       if (!due) return;
       task.bucket = bucket;
       last = t;
