@@ -40,7 +40,7 @@ describe('TensorBoard events beside metrics.jsonl', () => {
     const overrides = [
       `output=${out}`, `data.root=${data}`, 'data.base_size=96', 'model.depth=2', 'crops.global_crops_size=56', 'crops.local_crops_size=28',
       'crops.local_crops_number=2', 'train.batch_size_per_gpu=4', 'train.OFFICIAL_EPOCH_LENGTH=4', 'optim.epochs=2', 'optim.warmup_epochs=1',
-      'dino.head_n_prototypes=256', 'checkpoint.period_iterations=4', 'compute.threads=1', 'probe.enabled=true', 'probe.linear_epochs=2',
+      'dino.head_n_prototypes=256', 'checkpoint.period_iterations=4', 'compute.threads=1', 'probe.enabled=true', 'probe.linear_epochs=2', 'probe.max_images=16', 'probe.k=5',
     ];
     // Stop after iteration 4, then lose its checkpoint (a kill after the step lines, before the checkpoint): the
     // resume starts at iteration 4 again from ckpt-3, and metrics.jsonl drops the killed start's line of iteration 4.
