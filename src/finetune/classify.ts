@@ -3,7 +3,8 @@
  * computed once (src/finetune/features.ts), a head is trained natively (src/finetune/probe.ts) on the train
  * split with the validation split monitored, and the test split (or validation when there is none) is
  * evaluated with per-class and macro AUROC/AUPRC, bootstrap CIs, curves and predictions (src/eval).
- * Outputs in `out/`: features-<split>.safetensors, head.safetensors, history.jsonl, eval/ (report).
+ * Outputs in `out/`: features-<split>.safetensors, head.safetensors, history.jsonl (and its numbers for TensorBoard:
+ * events.out.tfevents.*, src/run/tensorboard.ts), eval/ (report).
  *
  * Data parallel (docs/distributed.md, "cxformer finetune (linear mode)"): started as several ranks (cxformer launch,
  * torchrun, Slurm) the ranks join a process group, each rank computes the features of a contiguous share of every

@@ -11,6 +11,7 @@
  *   best/model/                   HF folder of the selected backbone (config.json, model.safetensors, preprocessor)
  *   best/head.safetensors         its head (`cxformer evaluate --weights best/model --head best/head.safetensors`)
  *   metrics.jsonl, train.log      one line per epoch; log
+ *   events.out.tfevents.*         the same numbers for TensorBoard, one file per start (src/run/tensorboard.ts)
  *   eval/                         test (else validation) report of the selected model, as the linear mode's
  * Re-running the same command resumes from the state (mid-epoch positions included) and ends exactly as an
  * uninterrupted run: the epoch order comes from (seed, epoch), the augmentations from (seed, step), stochastic depth

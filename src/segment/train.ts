@@ -12,7 +12,8 @@
  * Output folder:
  * - `run.json`: the resolved settings (data, preprocessing, head, schedule, backbone);
  * - `metrics.jsonl`: one `{"kind":"step",…}` line every `logEvery` steps and one `{"kind":"epoch",…}` line per
- *   epoch (train loss, validation Dice per structure, `dice_avg`, best so far, seconds);
+ *   epoch (train loss, validation Dice per structure, `dice_avg`, best so far, seconds); `events.out.tfevents.*`: the
+ *   same numbers for TensorBoard, one file per start (src/run/tensorboard.ts);
  * - `last.safetensors` (weights + AdamW state, written atomically after every epoch, every `checkpointSteps` steps
  *   and when stopped; its metadata `seg_state` holds the epoch, step, position inside the epoch, best epoch/Dice
  *   and history), `best.safetensors` (weights of the best epoch, no optimizer);

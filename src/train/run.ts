@@ -2,7 +2,8 @@
  * `cxformer train`: the pretraining loop (docs/recipe.md §3, style habit 7). TypeScript owns the config, the data, the
  * sampler, the per-iteration schedule values, crop plans and iBOT masks (all from (seed, rank, iteration));
  * the native trainer runs augmentation + step. Output folder:
- *   resolved.yaml, metrics.jsonl, train.log, checkpoints/ckpt-<iteration>.safetensors, exported/ (HF + dino_head).
+ *   resolved.yaml, metrics.jsonl (and events.out.tfevents.*: its numbers for TensorBoard, src/run/tensorboard.ts),
+ *   train.log, checkpoints/ckpt-<iteration>.safetensors, exported/ (HF + dino_head).
  * Re-running on the same folder resumes from the newest checkpoint (identical to an uninterrupted run).
  */
 import { existsSync } from 'node:fs';
