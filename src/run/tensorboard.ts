@@ -140,9 +140,7 @@ export function metricScalars(record: object, skip: readonly string[] = []): Map
     for (const [k, v] of Object.entries(obj)) {
       if (!prefix && skip.includes(k)) continue;
       const key = prefix + k;
-      if (typeof v === 'number') {
-        if (Number.isFinite(v)) out.set(metricTag(key), v);
-      }
+      if (typeof v === 'number' && Number.isFinite(v)) out.set(metricTag(key), v);
       else if (v !== null && typeof v === 'object' && !Array.isArray(v)) walk(v as Record<string, unknown>, `${key}/`);
     }
   };
