@@ -161,6 +161,12 @@ describe('values and loading rules', () => {
     expect(r.stderr).toMatch(/--allow-nonfinite/);
     const ok = cli(['embed', '--weights', dir, image, '--out', out, '--allow-nonfinite', '-q']);
     expect(ok.code, ok.stderr).toBe(0);
+    // export loads through the same loader
+    const ex = path.join(tmp, 'nan-export');
+    const refused = cli(['export', '--weights', dir, '--out', ex]);
+    expect(refused.code, refused.stderr).toBe(2);
+    expect(refused.stderr).toMatch(/layernorm\.weight \(2 of 96\)/);
+    expect(cli(['export', '--weights', dir, '--out', ex, '--allow-nonfinite']).code).toBe(0);
   });
 
   it('a training-code checkpoint (teacher.backbone. keys) with registers uses the DINOv2 code rule, and says so', async () => {

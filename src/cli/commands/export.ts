@@ -35,7 +35,13 @@ export async function run(a: Args): Promise<number> {
       );
     }
   }
-  const model = await Backbone.load({ resolved, device: String(a.device), threads: a.threads as number | undefined, seed: Number(a.seed) });
+  const model = await Backbone.load({
+    resolved,
+    device: String(a.device),
+    threads: a.threads as number | undefined,
+    seed: Number(a.seed),
+    allowNonFinite: Boolean(a['allow-nonfinite']),
+  });
   const from = resolved.weights ? resolved.weights.file : `random ${a.arch} (seed ${a.seed})`;
   if (a.format === 'hf') {
     const { exportHfFolder } = await import('../../model/hf-export.js');
