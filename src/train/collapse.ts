@@ -15,9 +15,14 @@ export interface CollapseOptions {
   onePrototype: number;
   /** @default 10 */
   window: number;
+  /**
+   * How far the ratio must move back before an episode that was warned about ends (hysteresis: a collapsed run
+   * hovering at 0.985–0.995 is one episode, not a warning every few steps). @default 0.05
+   */
+  margin: number;
 }
 
-export const COLLAPSE_DEFAULTS: CollapseOptions = { uniform: 0.99, onePrototype: 0.05, window: 10 };
+export const COLLAPSE_DEFAULTS: CollapseOptions = { uniform: 0.99, onePrototype: 0.05, window: 10, margin: 0.05 };
 
 export type CollapseKind = 'uniform' | 'one-prototype';
 
@@ -49,7 +54,10 @@ export class CollapseMonitor {
   observe(iteration: number, entropy: number, dinoTerms: readonly number[]): string | null {
     if (this.prototypes === 1) return null; // nothing to collapse to
     const r = this.ratio(entropy);
-    const kind: CollapseKind | null = r >= this.o.uniform ? 'uniform' : r <= this.o.onePrototype ? 'one-prototype' : null;
+    let kind: CollapseKind | null = r >= this.o.uniform ? 'uniform' : r <= this.o.onePrototype ? 'one-prototype' : null;
+    // A warned episode lasts until the ratio has moved `margin` away from its threshold.
+    if (kind === null && this.warned && this.kind === 'uniform' && r > this.o.uniform - this.o.margin) return null;
+    if (kind === null && this.warned && this.kind === 'one-prototype' && r < this.o.onePrototype + this.o.margin) return null;
     if (kind === null || kind !== this.kind) {
       this.run = 0;
       this.warned = false;
