@@ -1,5 +1,7 @@
 /** Helpers shared by CLI commands (argument → option conversion, progress). */
+import type { Backbone } from '../../backbone.js';
 import type { DatasetSpec } from '../../datasets/index.js';
+import type { ResolvedModel } from '../../model/weights.js';
 import type { PreprocessOptions } from '../../image/options.js';
 import { CxformerError } from '../../native/load.js';
 import { isOverride } from '../parser.js';
@@ -201,4 +203,16 @@ export function formatDuration(s: number): string {
   const sec = Math.floor(s % 60);
   if (h) return `${h}h${String(m).padStart(2, '0')}m`;
   return m ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
+}
+
+/** Builds the backbone of `embed` / `export` from their shared model flags (--device, --threads, --seed, --allow-nonfinite). */
+export async function loadBackboneFromArgs(a: Args, resolved: ResolvedModel): Promise<Backbone> {
+  const { Backbone } = await import('../../backbone.js');
+  return Backbone.load({
+    resolved,
+    device: String(a.device),
+    threads: a.threads as number | undefined,
+    seed: Number(a.seed),
+    allowNonFinite: Boolean(a['allow-nonfinite']),
+  });
 }

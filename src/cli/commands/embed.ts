@@ -1,13 +1,13 @@
 /** `cxformer embed`: features of images and/or pre-normalised pixel tensors, written as one safetensors file. */
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { Backbone, type EmbedResult, type Tensor } from '../../backbone.js';
+import type { EmbedResult, Tensor } from '../../backbone.js';
 import { resolvePreprocessOptions } from '../../image/options.js';
 import { preprocessBatch } from '../../image/preprocess.js';
 import { readSafetensors, readSafetensorsHeader, writeSafetensors } from '../../io/safetensors.js';
 import { resolveModel } from '../../model/weights.js';
 import { CxformerError } from '../../native/load.js';
-import { type Args, onInterrupt, preprocessOverrides, progress, splitPositionals } from './common.js';
+import { type Args, loadBackboneFromArgs, onInterrupt, preprocessOverrides, progress, splitPositionals } from './common.js';
 
 const IMAGE_EXT = /\.(png|jpe?g|dcm|dicom)$/i;
 
@@ -84,13 +84,7 @@ export async function run(a: Args): Promise<number> {
   // Everything that can be checked without LibTorch is checked first: weights, architecture, inputs.
   const resolved = await resolveModel({ weights: a.weights as string | undefined, arch: a.arch as string | undefined, overrides });
   const batches = await planBatches(inputs, batchSize, resolved.config.in_chans);
-  const model = await Backbone.load({
-    resolved,
-    device: String(a.device),
-    threads: a.threads as number | undefined,
-    seed: Number(a.seed),
-    allowNonFinite: Boolean(a['allow-nonfinite']),
-  });
+  const model = await loadBackboneFromArgs(a, resolved);
   const preprocess = resolvePreprocessOptions({ ...model.preprocess, ...pre });
   const log = progress(quiet);
   if (!model.resolved.weights) log.done(`warning: no --weights: using a random-initialised ${a.arch} (seed ${a.seed})`);

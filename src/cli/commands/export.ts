@@ -4,10 +4,9 @@
  * src/model/hf-export.ts) or one original-layout file.
  */
 import path from 'node:path';
-import { Backbone } from '../../backbone.js';
 import { resolveModel } from '../../model/weights.js';
 import { CxformerError } from '../../native/load.js';
-import { type Args, progress, splitPositionals } from './common.js';
+import { type Args, loadBackboneFromArgs, progress, splitPositionals } from './common.js';
 
 export async function run(a: Args): Promise<number> {
   const { inputs, overrides } = splitPositionals(a.overrides);
@@ -35,13 +34,7 @@ export async function run(a: Args): Promise<number> {
       );
     }
   }
-  const model = await Backbone.load({
-    resolved,
-    device: String(a.device),
-    threads: a.threads as number | undefined,
-    seed: Number(a.seed),
-    allowNonFinite: Boolean(a['allow-nonfinite']),
-  });
+  const model = await loadBackboneFromArgs(a, resolved);
   const from = resolved.weights ? resolved.weights.file : `random ${a.arch} (seed ${a.seed})`;
   if (a.format === 'hf') {
     const { exportHfFolder } = await import('../../model/hf-export.js');
