@@ -187,8 +187,8 @@ The model expects ${describePreprocess(p)}.
 ${ignored.length ? ignored.join(', ') : 'cxformer\'s own keys'}${p.equalize ? ': without the equalisation its pixels differ from cxformer\'s by up to about 1.2 and the features by several units' : ''}.
 The recipe below ${p.equalize ? 'equalises first (OpenCV `equalizeHist` on the 8-bit gray image, here in numpy), then' : ''} calls the processor with the
 PIL backend (transformers 5.x \`backend="pil"\`; the default torchvision backend resizes slightly differently, up to about 0.04)${p.crop !== null && p.cropRounding === 'torchvision' ? ', and takes the centre crop itself with torchvision\'s rounding' : ''}.
-With transformers 5.25 it reproduces cxformer's pixels exactly (checked by cxformer's scripts/hf-interop-check.py).
-transformers 4.x (not checked: 4.57 was not installed): use \`use_fast=False\` instead of \`backend="pil"\`.
+With transformers 5.25 and 4.57 it reproduces cxformer's pixels exactly (checked by cxformer's scripts/hf-interop-check.py;
+4.x ignores \`backend="pil"\` and uses its slow PIL processor unless \`use_fast=True\` is given).
 
 \`\`\`python
 import numpy as np
