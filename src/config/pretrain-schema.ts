@@ -145,6 +145,7 @@ export interface PretrainConfig {
   };
   log: {
     period_iterations: number;
+    tensorboard: boolean;
   };
 }
 
@@ -310,6 +311,7 @@ export const PRETRAIN_SCHEMA: SchemaOf<PretrainConfig> = {
   },
   log: {
     period_iterations: int(1),
+    tensorboard: bool(),
   },
 };
 

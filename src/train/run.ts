@@ -208,7 +208,7 @@ async function trainOnData(o: TrainOptions, x: RankContext, data: TrainingData, 
   await onRankZero(pg, 'writing the run folder', async () => {
     const resolved = await writeResolvedConfig(out, c, d);
     await keepJsonl(metrics, (r) => typeof r.iteration === 'number' && r.iteration <= resumeIt);
-    tb = EventFile.create(out, { firstStep: resumeIt + 1, config: await readFile(resolved, 'utf8') });
+    tb = c.log.tensorboard ? EventFile.create(out, { firstStep: resumeIt + 1, config: await readFile(resolved, 'utf8') }) : null;
   });
 
   // ---- native trainer (with a process group: rank 0's parameters are broadcast at creation, gradients and the

@@ -65,6 +65,11 @@ describe('TensorBoard events beside metrics.jsonl', () => {
     expect(texts).toHaveLength(2);
     expect(texts[0]).toMatch(/^ {4}# cxformer pretraining config, fully resolved/);
     expect(texts[0]).toMatch(/\n {4}optim:\n/);
+    // log.tensorboard=false: the same run writes metrics.jsonl and no events file.
+    const off = path.join(tmp, 'pretrain-off');
+    await train({ configs: ['demo'], overrides: [...overrides.map((o) => (o.startsWith('output=') ? `output=${off}` : o)), 'probe.enabled=false', 'log.tensorboard=false'], stopAfter: 2 });
+    expect((await jsonl(path.join(off, 'metrics.jsonl'))).length).toBe(2);
+    expect(readRun(off).files).toEqual([]);
   });
 
   it('full fine-tuning: the epoch lines at their step, across a resume', async () => {

@@ -106,7 +106,7 @@ describe('defaults (configs/pretrain/default.yaml)', () => {
     });
     expect(c.data).toMatchObject({ root: null, manifest: null, path_column: 'Path', equalize: true, max_bad_fraction: 0.01, base_size: null });
     expect(c.checkpoint.keep_last).toBe(3);
-    expect(c.log).toEqual({ period_iterations: 1 });
+    expect(c.log).toEqual({ period_iterations: 1, tensorboard: true });
   });
 
   it('record where each key came from', async () => {
