@@ -65,6 +65,11 @@ export function setBootstrapProgress(fn: ((done: number, total: number) => void)
   return was;
 }
 
+/** The hook set by {@link setBootstrapProgress}, for other resampling loops (segmentation's Dice bootstrap). */
+export function bootstrapProgressHook(): ((done: number, total: number) => void) | undefined {
+  return defaultProgress;
+}
+
 /** Bootstrap summary of one statistic. */
 export interface BootstrapInterval {
   /** Value on the full data (null with a reason when undefined there). */

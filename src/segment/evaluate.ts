@@ -20,7 +20,7 @@ import path from 'node:path';
 import { formatCsv } from '../data/csv.js';
 import { writeFileAtomic } from '../data/fsutil.js';
 import { mulberry32, shuffleInPlace } from '../data/random.js';
-import { drawResample, PERCENTILE_METHOD, resamplingUnits } from '../eval/bootstrap.js';
+import { bootstrapProgressHook, drawResample, PERCENTILE_METHOD, resamplingUnits } from '../eval/bootstrap.js';
 import { DiceAccumulator, diceFromCounts, type DiceReport } from '../eval/dice.js';
 import { percentileSorted } from '../eval/stats.js';
 import { normalizeBatch } from './augment.js';
@@ -117,8 +117,13 @@ export interface DiceBootstrap {
 }
 
 /** Seeded bootstrap of pooled and mean per-image Dice (see the module docs). */
-export function bootstrapDice(counts: Float64Array[][], o: { n?: number; seed?: number; level?: number; patientIds?: readonly string[] } = {}): DiceBootstrap {
+export function bootstrapDice(
+  counts: Float64Array[][],
+  o: { n?: number; seed?: number; level?: number; patientIds?: readonly string[]; onProgress?: (done: number, total: number) => void } = {},
+): DiceBootstrap {
   const n = o.n ?? 1000;
+  // After each resample (the CLI's progress line through src/eval/bootstrap.ts's hook when none is given).
+  const onProgress = o.onProgress ?? bootstrapProgressHook();
   const seed = o.seed ?? 0;
   const level = o.level ?? 0.95;
   const N = counts[0]?.length ?? 0;
@@ -155,9 +160,11 @@ export function bootstrapDice(counts: Float64Array[][], o: { n?: number; seed?: 
   };
   const point = stat(null);
   if (N > 0) {
+    onProgress?.(0, n);
     for (let r = 0; r < n; r++) {
       drawResample(rnd, units, w);
       const v = stat(w);
+      onProgress?.(r + 1, n);
       v.pool.forEach((x, s) => pooled[s]!.push(x));
       v.per.forEach((x, s) => meanPer[s]!.push(x));
     }

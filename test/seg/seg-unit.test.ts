@@ -11,6 +11,7 @@ import { synthDataset } from '../../src/data/synth.js';
 import { rleDecode, rleEncode } from '../../src/data/rle.js';
 import { affinePair, augmentPair, normalizeBatch } from '../../src/segment/augment.js';
 import { classMap, classMapToRle, fileStem, loadSample, loadSegRecords, resizeLabels, toOriginal, type Geometry, type SegSample } from '../../src/segment/data.js';
+import { setBootstrapProgress } from '../../src/eval/bootstrap.js';
 import { bootstrapDice, diceReport, perImageCounts } from '../../src/segment/evaluate.js';
 import sharp from 'sharp';
 import { CLASS_COLOURS, contours, OVERLAY_LEGEND_HEIGHT, overlayRgb, TRUTH_COLOUR, upscaleNearest, writeOverlayPng } from '../../src/segment/overlay.js';
@@ -119,7 +120,20 @@ describe('Dice', () => {
     expect([...counts[0]![0]!]).toEqual([1, 1, 2]); // left lung of image 0: ∩ 1, P 1, G 2
     expect([...counts[3]![0]!]).toEqual([3, 3, 4]); // lungs of image 0
     const b = bootstrapDice(counts, { n: 200, seed: 1 });
-    const again = bootstrapDice(counts, { n: 200, seed: 1 });
+    const seen: number[] = [];
+    const again = bootstrapDice(counts, { n: 200, seed: 1, onProgress: (d, t) => t === 200 && seen.push(d) });
+    expect(seen[0]).toBe(0); // before the first resample, then once after each
+    expect(seen.length).toBe(201);
+    expect(seen.at(-1)).toBe(200);
+    // Without a callback it reports to the CLI's hook (src/eval/bootstrap.ts), as the classification bootstrap does.
+    const hooked: number[] = [];
+    const was = setBootstrapProgress((d) => hooked.push(d));
+    try {
+      bootstrapDice(counts, { n: 5, seed: 1 });
+    } finally {
+      setBootstrapProgress(was);
+    }
+    expect(hooked).toEqual([0, 1, 2, 3, 4, 5]);
     expect(b).toEqual(again);
     expect(b.pooled['left lung']!.point).toBeCloseTo((2 * 9) / (9 + 12), 12); // ∩ 3·2 + 3·1, P 3·2 + 3·1, G 6·2
     for (const k of ['left lung', 'right lung', 'heart', 'lungs', 'dice_avg']) {

@@ -12,7 +12,7 @@ import type { ChexmaskSource, DatasetSpec } from '../../datasets/index.js';
 import { CxformerError } from '../../native/load.js';
 import type { MaskSource } from '../../segment/data.js';
 import type { SegConfig } from '../../segment/native.js';
-import { type Args, datasetSpec, list, onInterrupt, preprocessOverrides, progress, type Progress, splitPositionals } from './common.js';
+import { type Args, datasetSpec, list, onInterrupt, preprocessOverrides, progress, type Progress, splitPositionals, withLibraryProgress } from './common.js';
 
 
 /**
@@ -94,7 +94,7 @@ export async function run(a: Args): Promise<number> {
   const log = progress(quiet);
   // Ctrl-C: stop after the current step with a mid-epoch checkpoint; a second Ctrl-C quits at once.
   const interrupt = onInterrupt(() => log.done('Ctrl-C: stopping after the current step (press again to quit now)'));
-  const res = await trainSegmentation({
+  const res = await withLibraryProgress(log, 'finetune', () => trainSegmentation({
     signal: interrupt.signal,
     ...(a['checkpoint-steps'] !== undefined ? { checkpointSteps: Number(a['checkpoint-steps']) } : {}),
     backbone: backbone(a),
@@ -115,7 +115,7 @@ export async function run(a: Args): Promise<number> {
     force: Boolean(a.force),
     log: logTo(log, 'finetune'),
     progress: (m, done, total) => log.update(m, done, total),
-  }).finally(() => interrupt.dispose());
+  })).finally(() => interrupt.dispose());
   if (res.interrupted) return 130;
   if (res.evaluation) {
     const p = res.evaluation.metrics.pooled;
@@ -137,7 +137,7 @@ export async function evaluate(a: Args): Promise<number> {
   const pre = resolvePreprocessOptions({ ...(settings?.preprocess ?? {}), ...preprocessOverrides(a) });
   log.update('evaluate: loading', 0, recs.all.length);
   const samples = await loadSamples(recs.all, pre, (d, t) => log.update('evaluate: loading', d, t));
-  const res = await evaluateSamples(model, samples, {
+  const res = await withLibraryProgress(log, 'evaluate', () => evaluateSamples(model, samples, {
     out: String(a.out),
     bootstrap: Number(a.bootstrap),
     seed: Number(a.seed ?? 0),
@@ -146,7 +146,7 @@ export async function evaluate(a: Args): Promise<number> {
     norm: pre,
     title: `Segmentation evaluation (${split} split)`,
     log: logTo(log, 'evaluate'),
-  });
+  }));
   const p = res.metrics.pooled;
   log.done(`evaluate (segmentation): Dice lungs ${fmt(p.lungs)}, heart ${fmt(p.heart)}, dice_avg ${fmt(p.dice_avg)}; ${res.files.metrics}, ${res.files.report}`);
   return 0;
