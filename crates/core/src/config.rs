@@ -270,32 +270,42 @@ impl VitConfig {
                 )));
             }
         };
-        let int = |k: &str, d: i64| v.get(k).and_then(|x| x.as_i64()).unwrap_or(d);
-        let float = |k: &str, d: f64| v.get(k).and_then(|x| x.as_f64()).unwrap_or(d);
-        let boolean = |k: &str, d: bool| v.get(k).and_then(|x| x.as_bool()).unwrap_or(d);
+        // A key that is present must have the right JSON type ("hidden_size": "96" is an error, not the default 768),
+        // as in src/model/config.ts fromHfConfig.
+        let get = |k: &str, want: &str| -> Result<Option<&serde_json::Value>> {
+            Ok(v.get(k).filter(|x| !x.is_null())).and_then(|x| match x {
+                Some(x) if want == "an integer" && !x.is_i64() || want == "a number" && !x.is_number() || want == "true or false" && !x.is_boolean() => {
+                    Err(Error::Config(format!("config.json: \"{k}\" must be {want}, found {x}")))
+                }
+                x => Ok(x),
+            })
+        };
+        let int = |k: &str, d: i64| -> Result<i64> { Ok(get(k, "an integer")?.and_then(|x| x.as_i64()).unwrap_or(d)) };
+        let float = |k: &str, d: f64| -> Result<f64> { Ok(get(k, "a number")?.and_then(|x| x.as_f64()).unwrap_or(d)) };
+        let boolean = |k: &str, d: bool| -> Result<bool> { Ok(get(k, "true or false")?.and_then(|x| x.as_bool()).unwrap_or(d)) };
         let act = v.get("hidden_act").and_then(|x| x.as_str()).unwrap_or("gelu");
-        let swiglu = boolean("use_swiglu_ffn", false);
+        let swiglu = boolean("use_swiglu_ffn", false)?;
         if !swiglu && act != "gelu" {
             return Err(Error::Config(format!("config.json: hidden_act '{act}' is not supported (expected 'gelu')")));
         }
         let cfg = VitConfig {
-            embed_dim: int("hidden_size", 768),
-            depth: int("num_hidden_layers", 12),
-            num_heads: int("num_attention_heads", 12),
-            mlp_ratio: float("mlp_ratio", 4.0),
+            embed_dim: int("hidden_size", 768)?,
+            depth: int("num_hidden_layers", 12)?,
+            num_heads: int("num_attention_heads", 12)?,
+            mlp_ratio: float("mlp_ratio", 4.0)?,
             ffn: if swiglu { FfnKind::Swiglu } else { FfnKind::Mlp },
-            patch_size: int("patch_size", 14),
-            img_size: int("image_size", 518),
-            in_chans: int("num_channels", 3),
-            num_register_tokens: if with_registers { int("num_register_tokens", 4) } else { 0 },
-            layerscale_init: Some(float("layerscale_value", 1.0)),
-            layer_norm_eps: float("layer_norm_eps", 1e-6),
-            qkv_bias: boolean("qkv_bias", true),
+            patch_size: int("patch_size", 14)?,
+            img_size: int("image_size", 518)?,
+            in_chans: int("num_channels", 3)?,
+            num_register_tokens: if with_registers { int("num_register_tokens", 4)? } else { 0 },
+            layerscale_init: Some(float("layerscale_value", 1.0)?),
+            layer_norm_eps: float("layer_norm_eps", 1e-6)?,
+            qkv_bias: boolean("qkv_bias", true)?,
             proj_bias: true,
             ffn_bias: true,
-            drop_path_rate: float("drop_path_rate", 0.0),
+            drop_path_rate: float("drop_path_rate", 0.0)?,
             drop_path_uniform: true,
-            use_mask_token: if with_registers { true } else { boolean("use_mask_token", true) },
+            use_mask_token: if with_registers { true } else { boolean("use_mask_token", true)? },
             interpolation: if with_registers { PosInterp::REGISTERS_AA } else { PosInterp::HF_SIZE },
         };
         cfg.validate()?;
@@ -360,6 +370,10 @@ mod tests {
         .unwrap();
         assert_eq!((cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.num_register_tokens), (96, 3, 3, 2));
         assert_eq!(cfg.interpolation, PosInterp::REGISTERS_AA);
+        let e = VitConfig::from_hf_config(r#"{"model_type":"dinov2","hidden_size":"96"}"#).unwrap_err().to_string();
+        assert!(e.contains(r#""hidden_size" must be an integer, found "96""#), "{e}");
+        let e = VitConfig::from_hf_config(r#"{"model_type":"dinov2","qkv_bias":1}"#).unwrap_err().to_string();
+        assert!(e.contains(r#""qkv_bias" must be true or false, found 1"#), "{e}");
         let e = VitConfig::from_hf_config(r#"{"model_type":"vit"}"#).unwrap_err().to_string();
         assert!(e.contains("model_type"), "{e}");
         let e = VitConfig::from_hf_config(r#"{"model_type":"dinov2","hidden_size":100,"num_attention_heads":3}"#)

@@ -121,7 +121,6 @@ pub fn small_ssl(model: VitConfig, head: cxformer_core::ssl::head::HeadConfig) -
     }
 }
 
-
 /// A small SwiGLU ViT/14 (48 wide, 2 heads, 2 blocks, 28 px, 3 registers) for model-level tests.
 pub fn small_swiglu() -> VitConfig {
     let mut c = VitConfig::vit_small();
