@@ -28,7 +28,7 @@ import { EventFile } from '../run/tensorboard.js';
 import { BatchLoader, openTrainingData, type TrainingData } from './data.js';
 import type { GrayImage } from '../cache/planes.js';
 import { CollapseMonitor } from './collapse.js';
-import { createProber, type Prober } from './probe.js';
+import { createProber, type Prober, type ProbeResult } from './probe.js';
 import { backboneConfig, runSchedules, sslConfig } from './ssl-options.js';
 
 /** Images generated into <output>/data when data.root is null. */
@@ -227,6 +227,7 @@ async function trainOnData(o: TrainOptions, x: RankContext, data: TrainingData, 
     log,
   );
   const ckpt = await checkpointer(x, trainer, data, metrics, resumeIt, tb);
+  if (!resumeFile) await ckpt.baseline();
 
   // ---- the loop ----
   if (lead) emit({ kind: 'start', iteration: start, total });
@@ -377,12 +378,27 @@ async function stepImages(
   return JSON.parse(json) as StepRecord;
 }
 
+/** The baseline probe a resumed run logged at its start (metrics.jsonl), if any. */
+async function readBaseline(metrics: string): Promise<ProbeResult | null> {
+  if (!existsSync(metrics)) return null;
+  for (const line of (await readFile(metrics, 'utf8')).split('\n')) {
+    if (!line.includes('"probe_baseline"')) continue;
+    try {
+      const r = JSON.parse(line) as ProbeResult & { probe_baseline?: boolean };
+      if (r.probe_baseline === true) return r;
+    } catch {
+      // A torn last line of a killed run: keepJsonl drops it.
+    }
+  }
+  return null;
+}
+
 /**
  * Checkpoints: rank 0 writes (keeping the last checkpoint.keep_last) and runs the probe on it, if enabled (a failed
  * probe is logged, never stops training); every rank waits until that went well (within dist.timeout_s).
  */
 async function checkpointer(x: RankContext, trainer: NativeTrainer, data: TrainingData, metrics: string, resumeIt: number, tb: EventFile | null) {
-  const { c, lead, log } = x;
+  const { c, lead, log, out } = x;
   let prober: Prober | null = null;
   if (c.probe.enabled && lead) {
     const root = c.probe.root ?? data.dataRoot;
@@ -390,6 +406,28 @@ async function checkpointer(x: RankContext, trainer: NativeTrainer, data: Traini
     prober = await createProber(c, root);
   }
   let lastSaved = resumeIt;
+  const f = (v: number | null) => (v === null ? 'n/a' : v.toFixed(3));
+  // The probe of the encoder the run starts from (random weights, or init.weights), same geometry as every later
+  // probe: the baseline each later probe line is compared with. Logged once, as iteration 0 with probe_baseline.
+  let base: ProbeResult | null = prober ? await readBaseline(metrics) : null;
+  const vsBase = (v: number | null, b: number | null | undefined) => (v === null || b === null || b === undefined ? '' : ` (${v - b >= 0 ? '+' : ''}${(v - b).toFixed(3)})`);
+  const baseline = async () => {
+    if (!prober) return;
+    const file = path.join(out, `.baseline-${process.pid}.safetensors`);
+    try {
+      await call('saveCheckpoint', () => trainer.saveCheckpoint(file, 0, { cxformer_run_config: JSON.stringify(c), cxformer_world_size: String(x.world) }));
+      base = await prober.run(file);
+    } catch (e) {
+      await log(`probe of the starting encoder failed: ${(e as Error).message}`);
+      return;
+    } finally {
+      await rm(file, { force: true });
+    }
+    await appendFile(metrics, `${JSON.stringify({ iteration: 0, probe_baseline: true, ...base })}\n`);
+    tb?.metrics(0, { ...base });
+    const what = c.init.weights ? 'the initial weights' : 'the untrained (random) encoder';
+    await log(`probe of ${what}, the baseline: kNN macro AUROC ${f(base.probe_knn_macro_auroc)}, linear macro AUROC ${f(base.probe_linear_macro_auroc)} (${base.probe_train_images}/${base.probe_valid_images} images, ${base.probe_seconds.toFixed(1)} s)`);
+  };
   const write = async (it: number, probe: boolean) => {
     const file = ckptPath(x.ckDir, it);
     await call('saveCheckpoint', () => trainer.saveCheckpoint(file, it, { cxformer_run_config: JSON.stringify(c), cxformer_world_size: String(x.world) }));
@@ -407,10 +445,15 @@ async function checkpointer(x: RankContext, trainer: NativeTrainer, data: Traini
     }
     await appendFile(metrics, `${JSON.stringify({ iteration: it, ...r })}\n`);
     tb?.metrics(it, r);
-    const f = (v: number | null) => (v === null ? 'n/a' : v.toFixed(3));
-    await log(`probe at iteration ${it}: kNN macro AUROC ${f(r.probe_knn_macro_auroc)}, linear macro AUROC ${f(r.probe_linear_macro_auroc)} (${r.probe_train_images}/${r.probe_valid_images} images, ${r.probe_seconds.toFixed(1)} s)`);
+    await log(
+      `probe at iteration ${it}: kNN macro AUROC ${f(r.probe_knn_macro_auroc)}${vsBase(r.probe_knn_macro_auroc, base?.probe_knn_macro_auroc)}, ` +
+        `linear macro AUROC ${f(r.probe_linear_macro_auroc)}${vsBase(r.probe_linear_macro_auroc, base?.probe_linear_macro_auroc)}` +
+        `${base ? ' vs the baseline' : ''} (${r.probe_train_images}/${r.probe_valid_images} images, ${r.probe_seconds.toFixed(1)} s)`,
+    );
   };
   return {
+    /** Fresh runs only: the baseline probe (collective, like save). */
+    baseline: () => onRankZero(x.pg, 'probe of the starting encoder', baseline),
     save: (it: number, probe = true) => {
       lastSaved = it;
       return onRankZero(x.pg, `checkpoint at iteration ${it}`, () => write(it, probe));

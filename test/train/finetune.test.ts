@@ -72,14 +72,23 @@ describe('cxformer finetune / evaluate (linear probe)', () => {
     expect(r.code, r.stderr).toBe(0);
     const lines = (await readFile(path.join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
     const probes = lines.filter((l) => 'probe_knn_macro_auroc' in l);
-    expect(probes.map((p) => p.iteration)).toEqual([3, 7]);
+    // The baseline (the untrained encoder, before the first step), then one probe per checkpoint.
+    expect(probes.map((p) => p.iteration)).toEqual([0, 3, 7]);
+    expect(probes.map((p) => p.probe_baseline ?? false)).toEqual([true, false, false]);
     for (const p of probes) {
       expect(p.probe_knn_macro_auroc).toBeGreaterThanOrEqual(0);
       expect(p.probe_knn_macro_auroc).toBeLessThanOrEqual(1);
       expect(p.probe_linear_macro_auroc).toBeGreaterThanOrEqual(0);
       expect(p.probe_train_images).toBeGreaterThan(p.probe_valid_images);
     }
-    expect(await readFile(path.join(out, 'train.log'), 'utf8')).toMatch(/probe at iteration 7: kNN macro AUROC/);
+    const log = await readFile(path.join(out, 'train.log'), 'utf8');
+    expect(log).toMatch(/probe of the untrained \(random\) encoder, the baseline: kNN macro AUROC \d\.\d{3}, linear macro AUROC \d\.\d{3}/);
+    // Each later probe shows its difference to the baseline, computed from the logged numbers.
+    const m = /probe at iteration 7: kNN macro AUROC (\d\.\d{3}) \(([+-]\d\.\d{3})\), linear macro AUROC (\d\.\d{3}) \(([+-]\d\.\d{3})\) vs the baseline/.exec(log);
+    expect(m, log).not.toBeNull();
+    const [b, p7] = [probes[0], probes[2]];
+    expect(Number(m![2])).toBeCloseTo(p7.probe_knn_macro_auroc - b.probe_knn_macro_auroc, 3);
+    expect(Number(m![4])).toBeCloseTo(p7.probe_linear_macro_auroc - b.probe_linear_macro_auroc, 3);
   });
 
   it('bad input is named', () => {
