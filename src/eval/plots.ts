@@ -12,6 +12,9 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 
 import { writeFileAtomic } from '../data/fsutil.js';
+import { escapeXml, FONT, niceStep, PALETTE, styleOf } from './svg-style.js';
+
+export { escapeXml, niceStep, PALETTE };
 
 export interface RocSeries {
   name: string;
@@ -42,20 +45,6 @@ export interface PlotOptions {
   title?: string;
   /** Which statistic the legend's AUROC / AP values are (e.g. "bootstrap median of 1000"), shown under the legend. */
   statistic?: string;
-}
-
-/** matplotlib's tab10 colours. */
-export const PALETTE: readonly string[] = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
-const DASHES = ['', '7 4', '2 3'];
-const FONT = 'DejaVu Sans, Helvetica, Arial, sans-serif';
-
-/** Escapes text for SVG content and attribute values. */
-export function escapeXml(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
-}
-
-function styleOf(k: number): { color: string; dash: string } {
-  return { color: PALETTE[k % PALETTE.length]!, dash: DASHES[Math.floor(k / PALETTE.length) % DASHES.length]! };
 }
 
 const f2 = (v: number): string => (Math.round(v * 100) / 100).toString();
@@ -222,15 +211,6 @@ export function prSvg(series: readonly PrSeries[], opts: PlotOptions = {}): stri
   });
   out.push(...legend(f, entries), '</svg>');
   return `${out.join('\n')}\n`;
-}
-
-/** "Nice" tick step (1, 2 or 5 × 10^k) giving about `target` intervals up to `max`. */
-export function niceStep(max: number, target = 4): number {
-  if (!(max > 0)) return 1;
-  const raw = max / target;
-  const p = 10 ** Math.floor(Math.log10(raw));
-  const m = raw / p;
-  return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
 }
 
 /**

@@ -17,6 +17,7 @@ import * as path from 'node:path';
 
 import { formatCsv } from '../data/csv.js';
 import { writeFileAtomic } from '../data/fsutil.js';
+import { formatCardCell, type JsonMetric } from './format.js';
 import { bootstrapMultiLabel, PERCENTILE_METHOD, type BootstrapInterval, type BootstrapResult } from './bootstrap.js';
 import {
   brierScore,
@@ -65,10 +66,7 @@ export interface EvaluationInput {
   title?: string;
 }
 
-/** A metric in metrics.json: defined (value, and the bootstrap summary when run) or undefined with a reason. */
-export type JsonMetric =
-  | { value: number; median?: number | null; ci?: [number, number] | null; n_valid?: number; n_skipped?: number }
-  | { value: null; reason: string };
+export { formatCardCell, type JsonMetric };
 
 export interface ClassMetricsJson {
   class: string;
@@ -135,14 +133,6 @@ function jsonMetric(r: MetricResult, b?: BootstrapInterval): JsonMetric {
   if (r.value === null) return { value: null, reason: r.reason };
   if (b === undefined) return { value: r.value };
   return { value: r.value, median: b.median, ci: b.lo !== null && b.hi !== null ? [b.lo, b.hi] : null, n_valid: b.nValid, n_skipped: b.nSkipped };
-}
-
-/** "83.34 [83.17, 83.39]" (× 100), "83.34" without a bootstrap, "— (reason)" when undefined. */
-export function formatCardCell(m: JsonMetric): string {
-  if (m.value === null) return `— (${m.reason})`;
-  const pc = (v: number): string => (v * 100).toFixed(2);
-  if (m.median !== undefined && m.median !== null && m.ci !== undefined && m.ci !== null) return `${pc(m.median)} [${pc(m.ci[0])}, ${pc(m.ci[1])}]`;
-  return pc(m.value);
 }
 
 const mdEscape = (s: string): string => s.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
