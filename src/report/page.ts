@@ -139,7 +139,10 @@ function headline(run: RunFolder): string[][] {
     const at = (r: Record<string, unknown>) => (typeof r.iteration === 'number' ? `iteration ${r.iteration}` : typeof r.epoch === 'number' ? `epoch ${(r.epoch as number) + 1}` : '');
     const [r0, v0] = vals[0]!;
     const [r1, v1] = vals[vals.length - 1]!;
-    rows.push([h(k), vals.length > 1 ? `${num(v0 as number)} (${at(r0)}) → ${num(v1 as number)} (${at(r1)})` : `${num(v1 as number)} (${at(r1)})`]);
+    // A pretraining run's first probe line (probe_baseline) measures the encoder it started from.
+    const first = `${num(v0 as number)} (${r0.probe_baseline === true ? 'baseline: the starting encoder' : at(r0)})`;
+    const d = (v1 as number) - (v0 as number);
+    rows.push([h(k), vals.length > 1 ? `${first} → ${num(v1 as number)} (${at(r1)}), ${d >= 0 ? '+' : '−'}${num(Math.abs(d), 3)}` : `${num(v1 as number)} (${at(r1)})`]);
   }
   const e = run.evaluation;
   if (e?.kind === 'classification') {

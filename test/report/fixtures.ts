@@ -9,8 +9,8 @@ import path from 'node:path';
 import sharp from 'sharp';
 
 export const PRETRAIN_ITERATIONS = 12;
-/** Probe lines of the pretraining fixture (iterations 3, 7, 11). */
-export const PRETRAIN_PROBES = 3;
+/** Probe lines of the pretraining fixture (the baseline at iteration 0, then iterations 3, 7, 11). */
+export const PRETRAIN_PROBES = 4;
 export const FT_EPOCHS = 4;
 export const SEG_STEPS = 6;
 export const SEG_EPOCHS = 2;
@@ -33,7 +33,8 @@ export async function pretrainRun(dir: string): Promise<string> {
     '2026-01-02T10:00:00.000Z data: 256 images\n2026-01-02T10:01:00.000Z probe at iteration 3\n2026-01-02T10:03:30.500Z exported\n',
   );
   await writeFile(path.join(dir, 'events.out.tfevents.1767348000.testhost.123.0'), '');
-  const rows: object[] = [];
+  // src/train/run.ts: a fresh run first probes the encoder it starts from (iteration 0, probe_baseline)
+  const rows: object[] = [{ iteration: 0, probe_baseline: true, probe_knn_macro_auroc: 0.5, probe_linear_macro_auroc: 0.51, probe_train_images: 208, probe_valid_images: 48, probe_seconds: 30 }];
   for (let it = 0; it < PRETRAIN_ITERATIONS; it++) {
     rows.push({
       iteration: it,
