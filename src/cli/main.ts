@@ -56,6 +56,8 @@ async function main(): Promise<number> {
         return await (await import('./commands/export.js')).run(argv);
       case 'phantom':
         return await (await import('./commands/phantom.js')).run(argv);
+      case 'report':
+        return await (await import('./commands/report.js')).run(argv);
       default:
         process.stderr.write(`error: unknown command '${cmd}'\n`);
         return 2;

@@ -10,7 +10,7 @@ import yargs, { type Argv } from 'yargs';
 import { CLASSIFICATION, SEGMENTATION } from '../config/downstream.js';
 import { checkNumericFlags } from './ranges.js';
 
-export const COMMANDS = ['train', 'finetune', 'evaluate', 'launch', 'prepare', 'embed', 'info', 'export', 'synth', 'phantom'] as const;
+export const COMMANDS = ['train', 'finetune', 'evaluate', 'launch', 'prepare', 'embed', 'info', 'export', 'synth', 'phantom', 'report'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 /** A `key=value` argument is a config override (e.g. `model.num_heads=3`), anything else an input. */
@@ -446,6 +446,15 @@ export function buildParser(args: readonly string[]): Argv {
         .option('count', { alias: 'n', type: 'number', default: 8, describe: 'Number of images' })
         .option('size', { type: 'number', default: 512, describe: 'Image side in px' })
         .option('seed', { type: 'number', default: 0, describe: 'Seed' }),
+    )
+    .command('report <run>', 'Write the run\'s report.html: one self-contained page (curves, evaluation tables with CIs, plots, settings; no LibTorch)', (y) =>
+      examples(y
+        .positional('run', { type: 'string', describe: 'Run folder of train, finetune or evaluate' })
+        .option('out', { alias: 'o', type: 'string', describe: 'Page to write (default RUN/report.html)' })
+        .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: "Don't print the page's path" }), [
+        ['the page of the demo run (open runs/demo/report.html in a browser)', '$0 report runs/demo'],
+        ['an evaluation folder, the page written elsewhere', '$0 report runs/probe-eval --out probe-eval.html'],
+      ]),
     )
     .demandCommand(1, `Give a command: ${COMMANDS.join(', ')}.`)
     .strict()

@@ -103,6 +103,7 @@ const READERS: Record<CommandName, string[]> = {
   export: ['export.ts', 'common.ts'],
   synth: ['synth.ts'],
   phantom: ['phantom.ts'],
+  report: ['report.ts'],
 };
 /** Read by the grammar itself: yargs' --config file loader, help and the --show-hidden switch. */
 const GRAMMAR = new Set(['config', 'help', 'show-hidden']);

@@ -3,6 +3,7 @@ import { CLASSIFICATION } from '../../config/downstream.js';
 import type { DatasetSpec } from '../../datasets/index.js';
 import { CxformerError } from '../../native/load.js';
 import { type Args, datasetSpec, formatDuration, list, onInterrupt, preprocessOverrides, progress, splitPositionals, withLibraryProgress } from './common.js';
+import { reportAtEnd } from './report.js';
 
 /** The labelled dataset of a classification run (csv: the class names are its label columns). */
 function classificationData(a: Args, classes: string[], split?: string): DatasetSpec {
@@ -114,6 +115,7 @@ async function runFull(a: Args, classes: string[]): Promise<number> {
     }
     // Data parallel: rank 0 writes the outputs and evaluates; the other ranks are done after training.
     if (res.rank > 0) return 0;
+    await reportAtEnd(res.out, (msg) => bar.done(msg));
     const m = res.report?.metrics as unknown as { macro?: { auroc?: { value: number | null } }; accuracy?: { value: number | null } } | undefined;
     bar.done(
       `finetune: ${res.report?.split} macro AUROC ${m?.macro?.auroc?.value ?? 'n/a'}${m?.accuracy ? `, accuracy ${m.accuracy.value ?? 'n/a'}` : ''} (best epoch ${res.bestEpoch ?? 'last'}); ` +
@@ -163,6 +165,7 @@ export async function run(a: Args): Promise<number> {
   }));
   // Data parallel: only rank 0 fits the head and reports.
   if (!res) return 0;
+  await reportAtEnd(String(a.out), (msg) => log.done(msg));
   const m = res.metrics as unknown as { macro?: { auroc?: { value: number | null } } };
   log.done(`finetune: macro AUROC ${m.macro?.auroc?.value ?? 'n/a'}; report ${res.files.report}`);
   return 0;
@@ -187,6 +190,7 @@ export async function evaluate(a: Args): Promise<number> {
     bootstrap: Number(a.bootstrap),
     preprocess: preprocessOverrides(a),
   }));
+  await reportAtEnd(String(a.out), (msg) => log.done(msg));
   // The result is printed even with -q (as finetune's), which silences the progress lines only.
   progress(false).done(`evaluate: ${res.files.metrics}, ${res.files.report}`);
   return 0;

@@ -13,6 +13,7 @@ import { CxformerError } from '../../native/load.js';
 import type { MaskSource } from '../../segment/data.js';
 import type { SegConfig } from '../../segment/native.js';
 import { type Args, datasetSpec, list, onInterrupt, preprocessOverrides, progress, type Progress, splitPositionals, withLibraryProgress } from './common.js';
+import { reportAtEnd } from './report.js';
 
 
 /**
@@ -117,6 +118,8 @@ export async function run(a: Args): Promise<number> {
     progress: (m, done, total) => log.update(m, done, total),
   })).finally(() => interrupt.dispose());
   if (res.interrupted) return 130;
+  // Data parallel: rank 0 alone writes the folder.
+  if (res.rank === 0) await reportAtEnd(String(a.out), (msg) => log.done(msg));
   if (res.evaluation) {
     const p = res.evaluation.metrics.pooled;
     log.done(`finetune (segmentation): Dice lungs ${fmt(p.lungs)}, heart ${fmt(p.heart)}, dice_avg ${fmt(p.dice_avg)}; report ${res.evaluation.files.report}`);
@@ -147,6 +150,7 @@ export async function evaluate(a: Args): Promise<number> {
     title: `Segmentation evaluation (${split} split)`,
     log: logTo(log, 'evaluate'),
   }));
+  await reportAtEnd(String(a.out), (msg) => log.done(msg));
   const p = res.metrics.pooled;
   log.done(`evaluate (segmentation): Dice lungs ${fmt(p.lungs)}, heart ${fmt(p.heart)}, dice_avg ${fmt(p.dice_avg)}; ${res.files.metrics}, ${res.files.report}`);
   return 0;
