@@ -9,7 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 say() { printf '\n== setup: %s\n' "$*"; }
 t0=$SECONDS
 
-# apt: only libgloo-dev (below); g++, python3 with venv, node 20 and cargo come with the image. Fail early and
+# apt: only libgloo-dev and chromium (below); g++, python3 with venv, node 20 and cargo come with the image. Fail early and
 # clearly if one is missing.
 for tool in python3 node npm cargo g++; do
   command -v "$tool" >/dev/null || { echo "setup: '$tool' is required but not on PATH" >&2; exit 1; }
@@ -25,6 +25,19 @@ if [ ! -f /usr/include/gloo/context.h ] && [ -z "${CXF_GLOO_INCLUDE:-}" ]; then
     sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libgloo-dev
   else
     echo "setup: warning: /usr/include/gloo is missing and apt needs root: multi-process training will be compiled out" >&2
+  fi
+fi
+
+# Chromium (Debian's package): test/report/browser.test.ts renders the run report page headless and screenshots it.
+# Only when missing.
+if ! command -v chromium >/dev/null; then
+  say "apt: chromium (headless browser for the run report page test)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+  elif command -v sudo >/dev/null; then
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+  else
+    echo "setup: warning: chromium is missing and apt needs root: test/report/browser.test.ts will fail" >&2
   fi
 fi
 
