@@ -46,6 +46,17 @@ export interface LineChartOptions {
 }
 
 const ROW = 19;
+
+/** Smallest and largest of `v` (a loop: spreading 10^5 values into Math.min overflows the call stack). */
+export function extent(v: readonly number[]): [number, number] {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const x of v) {
+    if (x < lo) lo = x;
+    if (x > hi) hi = x;
+  }
+  return [lo, hi];
+}
 const r2 = (v: number): number => Math.round(v * 100) / 100;
 
 /** The finite (x, y) pairs of a series, in order, with null where the line breaks. */
@@ -133,9 +144,11 @@ export function lineChartSvg(series: readonly ChartSeries[], opts: LineChartOpti
   for (const p of pts) for (const q of p) if (q) (xs.push(q[0]), ys.push(q[1]));
   for (const r of refs) ys.push(r.y);
   let log = opts.yScale === 'log' && ys.length > 0 && ys.every((v) => v > 0);
-  const yAxis = ys.length === 0 ? linearTicks(0, 1) : log ? logTicks(Math.min(...ys), Math.max(...ys)) : linearTicks(Math.min(...ys), Math.max(...ys));
+  const [yLo, yHi] = extent(ys);
+  const [xLo, xHi] = extent(xs);
+  const yAxis = ys.length === 0 ? linearTicks(0, 1) : log ? logTicks(yLo, yHi) : linearTicks(yLo, yHi);
   if (!Number.isFinite(yAxis.min) || !Number.isFinite(yAxis.max)) log = false;
-  const xAxis = xs.length === 0 ? linearTicks(0, 1, 5, true) : linearTicks(Math.min(...xs), Math.max(...xs), 6, opts.integerX ?? true);
+  const xAxis = xs.length === 0 ? linearTicks(0, 1, 5, true) : linearTicks(xLo, xHi, 6, opts.integerX ?? true);
   const tx = (v: number): number => x0 + ((v - xAxis.min) / (xAxis.max - xAxis.min)) * W;
   const ty = log
     ? (v: number): number => y0 + H - ((Math.log10(v) - Math.log10(yAxis.min)) / (Math.log10(yAxis.max) - Math.log10(yAxis.min))) * H

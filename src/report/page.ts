@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { formatCardCell, type JsonMetric } from '../eval/format.js';
 import { escapeXml } from '../eval/svg-style.js';
-import { lineChartSvg } from './charts.js';
+import { extent, lineChartSvg } from './charts.js';
 import { planCharts, type ChartSpec, type ConstantField } from './curves.js';
 import { plotTitle, type RunFolder } from './run.js';
 
@@ -85,8 +85,8 @@ function summary(run: RunFolder): string {
   else rows.push(['Ran', 'not recorded (no train.log, no metrics file)']);
   const iters = recs.filter((r) => typeof r.iteration === 'number').map((r) => r.iteration as number);
   const epochs = recs.filter((r) => typeof r.epoch === 'number' && (r.kind === undefined || r.kind === 'epoch') && typeof r.iteration !== 'number').map((r) => r.epoch as number);
-  if (iters.length) rows.push(['Iterations logged', `${new Set(iters).size} (last ${Math.max(...iters)})`]);
-  if (epochs.length) rows.push(['Epochs logged', `${new Set(epochs).size} (last ${Math.max(...epochs) + 1})`]);
+  if (iters.length) rows.push(['Iterations logged', `${new Set(iters).size} (last ${extent(iters)[1]})`]);
+  if (epochs.length) rows.push(['Epochs logged', `${new Set(epochs).size} (last ${extent(epochs)[1] + 1})`]);
   const machine = [
     run.machine.hosts.length ? `host ${run.machine.hosts.map(h).join(', ')}` : '',
     run.machine.device !== null ? `device ${h(run.machine.device)}` : '',

@@ -78,6 +78,14 @@ describe('lineChartSvg', () => {
     expect(drawn).toBeLessThanOrEqual(1001);
   });
 
+  it('handles 10^5 points per series (no spread into Math.min)', () => {
+    const n = 100_000;
+    const xs = Array.from({ length: n }, (_, i) => i);
+    const svg = lineChartSvg([{ name: 'a', x: xs, y: xs.map((i) => i % 7) }, { name: 'b', x: xs, y: xs.map((i) => -i) }], { title: 'Big', xLabel: 'iteration' });
+    expect(dataPoints(svg, 'b')).toBe(n);
+    expect(drawnPoints(svg, 'b')[0]).toBeLessThanOrEqual(2001);
+  });
+
   it('refuses series whose x and y lengths differ, naming the series', () => {
     expect(() => lineChartSvg([{ name: 'bad', x: [0, 1], y: [1] }], { title: 't', xLabel: 'x' })).toThrow(/'bad': 2 x values for 1 y values/);
   });
