@@ -44,3 +44,4 @@ export { augmentPair, normalizeBatch, type SegAugmentOptions } from './segment/a
 export { overlayRgb, writeOverlayPng, writeMaskPng } from './segment/overlay.js';
 export * from './image/index.js';
 export * from './io/index.js';
+export { autoRunReport, lineChartSvg, readRunFolder, renderRunReport, runReportEnabled, writeRunReport, type RunFolder, type RunKind, type RunReport, type RunReportOptions } from './report/index.js';
