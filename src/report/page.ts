@@ -142,7 +142,7 @@ function headline(run: RunFolder): string[][] {
     // A pretraining run's first probe line (probe_baseline) measures the encoder it started from.
     const first = `${num(v0 as number)} (${r0.probe_baseline === true ? 'baseline: the starting encoder' : at(r0)})`;
     const d = (v1 as number) - (v0 as number);
-    rows.push([h(k), vals.length > 1 ? `${first} → ${num(v1 as number)} (${at(r1)}), ${d >= 0 ? '+' : '−'}${num(Math.abs(d), 3)}` : `${num(v1 as number)} (${at(r1)})`]);
+    rows.push([h(k), vals.length > 1 ? `${first} → ${num(v1 as number)} (${at(r1)}), ${d >= 0 ? '+' : '−'}${Math.abs(d).toFixed(3)}` : `${num(v1 as number)} (${at(r1)})`]);
   }
   const e = run.evaluation;
   if (e?.kind === 'classification') {

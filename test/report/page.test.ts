@@ -72,7 +72,7 @@ describe('the page', () => {
     expect(s).toMatch(/augment<\/td><td>600 ms<\/td><td>13\.3 %/);
     expect(s).toContain('1 line(s) of metrics.jsonl did not parse');
     // the probe's first and last scores
-    expect(s).toContain('probe_knn_macro_auroc</td><td>0.5 (baseline: the starting encoder) → 0.66 (iteration 11), +0.16');
+    expect(s).toContain('probe_knn_macro_auroc</td><td>0.5 (baseline: the starting encoder) → 0.66 (iteration 11), +0.160');
     const c = section(html, 'curves');
     expect(points(c, 'total_loss')).toEqual([fx.PRETRAIN_ITERATIONS]);
     // koleo_loss is null once: a gap, not a zero
