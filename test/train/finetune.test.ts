@@ -89,6 +89,11 @@ describe('cxformer finetune / evaluate (linear probe)', () => {
     const [b, p7] = [probes[0], probes[2]];
     expect(Number(m![2])).toBeCloseTo(p7.probe_knn_macro_auroc - b.probe_knn_macro_auroc, 3);
     expect(Number(m![4])).toBeCloseTo(p7.probe_linear_macro_auroc - b.probe_linear_macro_auroc, 3);
+    // The run report page is written at the end, with the probe curve starting from the baseline.
+    const page = await readFile(path.join(out, 'report.html'), 'utf8');
+    expect(page).toMatch(/id="curves"/);
+    expect(page).toMatch(/baseline/);
+    expect(r.stderr).not.toMatch(/report page/); // -q
   });
 
   it('bad input is named', () => {

@@ -49,6 +49,8 @@ export async function run(a: Args): Promise<number> {
       if (res.rank === 0) process.stderr.write(`train: interrupted after iteration ${res.lastIteration}; re-run the same command to resume\n`);
       return 130;
     }
+    // The run report page (report.html: curves, probes, timings, paths); a failure only warns.
+    if (res.rank === 0) await (await import('./report.js')).reportAtEnd(res.output, (m) => (quiet ? undefined : process.stderr.write(`${m}\n`)));
     if (res.rank === 0) process.stderr.write(`train: done (${res.output}); exported teacher: ${res.exported ?? 'n/a'}\n`);
     return 0;
   } finally {
