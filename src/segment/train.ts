@@ -100,7 +100,7 @@ export interface SegTrainOptions {
   force?: boolean;
   log?: (msg: string) => void;
   /** A progress line; with `done` and `total`, a counted task (the CLI adds the percentage and ETA). */
-  progress?: (msg: string, done?: number, total?: number) => void;
+  progress?: (msg: string, done?: number, total?: number, key?: string) => void;
   /**
    * Data parallel, when the process was started as one of several ranks (torchrun / Slurm / cxformer launch
    * variables): seconds to wait for the other ranks (rendezvous and every collective; default 600) and the backend
@@ -260,7 +260,7 @@ interface Ctx {
   pg: ProcessGroup | null;
   /** Rank 0 logs (train.log and o.log); the other ranks report only their errors (thrown). */
   log: (m: string) => void;
-  progress: (m: string, done?: number, total?: number) => void;
+  progress: (m: string, done?: number, total?: number, key?: string) => void;
   /** Rank 0's TensorBoard events file of this start (src/run/tensorboard.ts), null elsewhere. */
   tb?: EventFile | null;
 }
@@ -412,7 +412,8 @@ async function trainEpoch(x: Ctx, s: Setup, state: SegState, epoch: number, budg
     sums.seen += size;
     sums.lr = rec.lr;
     const ips = (size * 1000) / Math.max(1, Date.now() - ts);
-    x.progress(`epoch ${epoch + 1}/${epochs} step ${b + 1}/${spe} loss ${rec.loss.toFixed(4)} lr ${lr.toExponential(2)} ${ips.toFixed(1)} img/s`);
+    // Counted over the run's steps (the CLI adds percentage and ETA); the key keeps one task while the numbers change.
+    x.progress(`training: epoch ${epoch + 1}/${epochs}, loss ${rec.loss.toFixed(4)}, lr ${lr.toExponential(2)}, ${ips.toFixed(1)} img/s, step`, state.step, s.total, 'segmentation training');
     if (rank === 0 && logEvery > 0 && (state.step % logEvery === 0 || b === spe - 1)) {
       await appendFile(s.files.metrics, `${JSON.stringify({ kind: 'step', epoch, ...rec, imagesPerS: ips })}\n`);
       x.tb?.metrics(rec.step, { epoch, ...rec, imagesPerS: ips }, ['step']);

@@ -41,6 +41,21 @@ describe('progress on a terminal', () => {
     ]);
   });
 
+  it('a key keeps one counted task (and its ETA) while the message changes, as segmentation training steps do', () => {
+    const { writes, p, at } = sink(true);
+    const bar = p();
+    bar.update('loss 0.9, step', 10, 110, 'train'); // resumed at step 10: the clock starts here
+    at(1000);
+    bar.update('loss 0.8, step', 20, 110, 'train'); // 10 steps in 1 s, 90 left
+    at(2000);
+    bar.update('loss 0.7, step', 30, 110); // no key: the message is the task, a new one starts
+    expect(writes).toEqual([
+      '\r\x1b[2Kloss 0.9, step 10/110 (9 %), 0s elapsed, ETA ?',
+      '\r\x1b[2Kloss 0.8, step 20/110 (18 %), 1s elapsed, ETA 9s',
+      '\r\x1b[2Kloss 0.7, step 30/110 (27 %), 0s elapsed, ETA ?',
+    ]);
+  });
+
   it('uncounted messages are throttled the same way', () => {
     const { writes, p, at } = sink(true);
     const bar = p();

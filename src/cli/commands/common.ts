@@ -71,7 +71,7 @@ export function progress(opts: boolean | ProgressOptions = false) {
   const lineMs = o.lineIntervalMs ?? 10_000;
   let last = -Infinity; // time of the last line written by update()
   let live = false; // a rewritten line is on screen
-  let task: { msg: string; total: number; t0: number; done0: number; lastDone: number; bucket: number } | undefined;
+  let task: { key: string; total: number; t0: number; done0: number; lastDone: number; bucket: number } | undefined;
   const write = (line: string) => {
     if (tty) {
       stream.write(`\r\x1b[2K${line}`);
@@ -79,7 +79,8 @@ export function progress(opts: boolean | ProgressOptions = false) {
     } else stream.write(`${line}\n`);
   };
   return {
-    update(msg: string, done?: number, total?: number) {
+    /** `key` names a counted task whose message changes from update to update (default: the message itself). */
+    update(msg: string, done?: number, total?: number, key: string = msg) {
       if (o.quiet) return;
       const t = now();
       if (done === undefined || total === undefined) {
@@ -88,7 +89,7 @@ export function progress(opts: boolean | ProgressOptions = false) {
         write(msg);
         return;
       }
-      if (!task || task.msg !== msg || task.total !== total || done < task.lastDone) task = { msg, total, t0: t, done0: done, lastDone: done, bucket: -1 };
+      if (!task || task.key !== key || task.total !== total || done < task.lastDone) task = { key, total, t0: t, done0: done, lastDone: done, bucket: -1 };
       task.lastDone = done;
       const finished = done >= total;
       const bucket = total > 0 ? Math.floor((10 * done) / total) : 10;

@@ -115,7 +115,7 @@ export async function run(a: Args): Promise<number> {
     ...(a['eval-batch-size'] !== undefined ? { evalBatchSize: Number(a['eval-batch-size']) } : {}),
     force: Boolean(a.force),
     log: logTo(log, 'finetune'),
-    progress: (m, done, total) => log.update(m, done, total),
+    progress: (m, done, total, key) => log.update(m, done, total, key),
   })).finally(() => interrupt.dispose());
   if (res.interrupted) return 130;
   // Data parallel: rank 0 alone writes the folder.
