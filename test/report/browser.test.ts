@@ -2,7 +2,7 @@
  * The run report page in a real browser: Debian's Chromium, headless (scripts/setup.sh installs it). The page of
  * hand-made run folders must render with every section (the page's inline script marks `<body data-rendered>` with
  * the section ids it found once the DOM is built), show its SVG charts and plots, and a screenshot must come out
- * (written under the OS temp folder, not committed). A missing Chromium fails this test: run scripts/setup.sh.
+ * (kept as <OS temp folder>/cxformer-report-screenshot.png, its path printed; not committed). A missing Chromium fails this test: run scripts/setup.sh.
  *
  * Flags: --headless --no-sandbox (root in CI containers) --disable-gpu; --dump-dom prints the DOM after scripts ran
  * (https://developer.chrome.com/docs/chromium/headless).
@@ -10,6 +10,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
@@ -83,7 +84,8 @@ describe('the report page in headless Chromium', () => {
     expect(chromium, 'chromium not found: run scripts/setup.sh').not.toBeNull();
     const dir = await fx.pretrainRun(path.join(root, 'shot'));
     const { file } = await writeRunReport(dir);
-    const png = path.join(root, 'report.png');
+    // Kept after the test (outside the removed temp folder) for a look: its path is printed.
+    const png = path.join(tmpdir(), 'cxformer-report-screenshot.png');
     const r = browse([`--screenshot=${png}`, '--window-size=1280,4000', '--hide-scrollbars', pathToFileURL(file).href]);
     expect(r.code, r.stderr).toBe(0);
     expect(existsSync(png), r.stderr).toBe(true);
@@ -93,5 +95,6 @@ describe('the report page in headless Chromium', () => {
     // not a blank page: the image has more than one colour
     const { channels } = await sharp(png).stats();
     expect(channels.some((c) => c.max - c.min > 100)).toBe(true);
+    process.stdout.write(`report page screenshot: ${png}\n`);
   });
 });
