@@ -73,8 +73,9 @@ export class CollapseMonitor {
       return (
         `warning: collapse (uniform outputs) at iteration ${iteration}: for ${this.o.window} steps the teacher's targets ` +
         `have entropy ${entropy.toFixed(3)} of ln K = ${lnK} (K = ${this.prototypes}) and the DINO terms sit at ${terms}: ` +
-        'the features carry little information. Try a lower teacher temperature, Sinkhorn-Knopp centering, fewer ' +
-        'prototypes or a longer warm-up (docs/recipe.md §3.4).'
+        'the targets carry little information and these terms teach little (the probes, probe.enabled, show whether ' +
+        'the backbone still improves). Try a lower teacher temperature, Sinkhorn-Knopp centering, fewer prototypes or ' +
+        'a longer warm-up (docs/recipe.md §3.4); on the built-in phantoms (little variety) it is expected (BENCHMARKS.md).'
       );
     }
     return (

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { COMMANDS, parseCli, type CommandName } from '../../src/cli/parser.js';
 import { repoRoot } from '../unit/golden.js';
+import { joinContinuations, readmeCommands, shellWords } from './shell-lines.js';
 
 const MAIN = path.join(repoRoot, 'dist', 'cli', 'main.js');
 const PROBE = path.join(repoRoot, 'test', 'helpers', 'libtorch-probe.cjs');
@@ -52,40 +53,6 @@ function helpExamples(text: string): string[] {
   if (at < 0) return [];
   const body = text.slice(at + '\nExamples:\n'.length).split('\n\n')[0]!;
   return joinContinuations(body.split('\n').map((l) => l.trim())).filter((l) => l.startsWith('cxformer '));
-}
-
-function joinContinuations(lines: string[]): string[] {
-  const out: string[] = [];
-  let cur = '';
-  for (const l of lines) {
-    if (l.endsWith('\\')) cur += `${l.slice(0, -1).trimEnd()} `;
-    else {
-      out.push(cur + l);
-      cur = '';
-    }
-  }
-  return out;
-}
-
-/** Shell words of a command line: spaces split, "…" and '…' quote, a word-initial # starts a comment. */
-function shellWords(line: string): string[] {
-  const words: string[] = [];
-  let cur: string | null = null;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i]!;
-    if (c === '"' || c === "'") {
-      const end = line.indexOf(c, i + 1);
-      if (end < 0) throw new Error(`unterminated quote in: ${line}`);
-      cur = (cur ?? '') + line.slice(i + 1, end);
-      i = end;
-    } else if (/\s/.test(c)) {
-      if (cur !== null) words.push(cur);
-      cur = null;
-    } else if (c === '#' && cur === null) break;
-    else cur = (cur ?? '') + c;
-  }
-  if (cur !== null) words.push(cur);
-  return words;
 }
 
 /**
@@ -216,9 +183,7 @@ describe('finetune --help', () => {
 
 describe('README commands', () => {
   it('every `npx cxformer …` line of the README parses with the CLI grammar', () => {
-    const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
-    const blocks = [...readme.matchAll(/```(?:sh|bash|console)?\n([\s\S]*?)```/g)].map((m) => m[1]!);
-    const lines = blocks.flatMap((b) => joinContinuations(b.split('\n').map((l) => l.trim()))).filter((l) => l.startsWith('npx cxformer '));
+    const lines = readmeCommands(readFileSync(path.join(repoRoot, 'README.md'), 'utf8'));
     expect(lines.length).toBeGreaterThan(5);
     let parsed = 0;
     for (const line of lines) {

@@ -28,8 +28,8 @@ let tmp: string;
 /** The architecture overrides of the comparison, shared by the pretraining run and the random encoder. */
 const ARCH = ['model.depth=4', 'model.embed_dim=192', 'model.num_heads=3', 'model.layerscale_init=1.0'];
 const PRETRAIN = [
-  '--config', 'demo', ...ARCH, 'data.base_size=128', 'dino.head_n_prototypes=1024', 'optim.base_lr=0.001', 'optim.epochs=50',
-  'optim.warmup_epochs=5', 'probe.enabled=false', 'compute.threads=2', '-q',
+  '--config', 'demo', ...ARCH, 'data.base_size=128', 'dino.head_n_prototypes=1024', 'optim.base_lr=0.001', 'train.OFFICIAL_EPOCH_LENGTH=10',
+  'optim.epochs=50', 'optim.warmup_epochs=5', 'checkpoint.period_iterations=100', 'probe.enabled=false', 'compute.threads=2', '-q',
 ];
 
 /** Required advantage of the pretrained encoder in test macro AUROC (see the note above). */

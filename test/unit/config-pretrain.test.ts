@@ -148,10 +148,12 @@ describe('presets', () => {
     expect(c.dino.head_n_prototypes).toBeGreaterThanOrEqual(1024);
     expect(c.dino.head_n_prototypes).toBeLessThanOrEqual(4096);
     expect(c.ibot.separate_head).toBe(false);
-    expect(c.checkpoint.period_iterations).toBe(10);
-    expect(d.total_iterations).toBe(30); // 3 epochs × 10
-    expect(d.warmup_iterations).toBe(10);
-    expect([d.vit.embed_dim, d.vit.depth, d.vit.num_heads, d.vit.img_size, d.vit.num_register_tokens]).toEqual([384, 4, 6, 98, 4]);
+    expect(c.checkpoint.period_iterations).toBe(50);
+    expect(d.total_iterations).toBe(200); // 8 epochs × 25
+    expect(d.warmup_iterations).toBe(25);
+    expect(c.probe.enabled).toBe(true);
+    expect([d.vit.embed_dim, d.vit.depth, d.vit.num_heads, d.vit.img_size, d.vit.num_register_tokens]).toEqual([192, 4, 3, 98, 4]);
+    expect(d.vit.layerscale_init).toBe(1);
     expect([d.global_grid, d.local_grid]).toEqual([7, 3]);
     expect(d.max_mask_patches).toBe(21); // (49 // 14 = 3) · 98 // 14
   });
