@@ -15,7 +15,7 @@
  * regression check on a seeded run, not a significance claim (the AUROC's standard error on 600 images is ≈ 0.02).
  * Over seeds (BENCHMARKS.md) the pretrained encoder scores 0.624 / 0.576 / 0.640 and the random one 0.585–0.605:
  * only seed 0 is asserted here. The demo's paired check (its last linear probe against its own untrained encoder)
- * is in test/cli/readme-examples.test.ts.
+ * is in test/cli/readme-examples.ts, whose suite this file also runs (below).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -23,6 +23,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synthDataset } from '../../src/data/synth.js';
+import { describeReadmeExamples } from '../cli/readme-examples.js';
 import { repoRoot } from '../unit/golden.js';
 
 const MAIN = path.join(repoRoot, 'dist', 'cli', 'main.js');
@@ -75,3 +76,8 @@ describe('phantom: pretrained encoder vs random initialisation', () => {
     expect(pretrained.macro).toBeGreaterThan(random.macro + MARGIN);
   }, 900_000);
 });
+
+// The README's examples (they train the demo, ~3 min alone). In this file so that the suite's two long trainings run
+// one after the other: vitest runs files in parallel (2 workers on 2 cores), and side by side each took ~4x longer
+// (oversubscribed LibTorch threads), past this test's limit.
+describeReadmeExamples();
