@@ -32,8 +32,8 @@ import { createProber, type Prober, type ProbeResult } from './probe.js';
 import { backboneConfig, runSchedules, sslConfig } from './ssl-options.js';
 
 /**
- * Images generated into <output>/data when data.root is null (at data.base_size, else 512 px): enough that the
- * probes' valid + test rows (20 %) score the findings on 400 images.
+ * Images generated into <output>/data when data.root is null (at data.base_size, at least 64 px, else 512 px):
+ * enough that the probes' valid + test rows (20 %) score the findings on 400 images.
  */
 export const PHANTOM_IMAGES = 2000;
 
@@ -427,7 +427,7 @@ async function checkpointer(x: RankContext, trainer: NativeTrainer, data: Traini
       await rm(file, { force: true });
     }
     await appendFile(metrics, `${JSON.stringify({ iteration: 0, probe_baseline: true, ...base })}\n`);
-    tb?.metrics(0, { ...base });
+    tb?.metrics(0, base);
     const what = c.init.weights ? 'the initial weights' : 'the untrained (random) encoder';
     await log(`probe of ${what}, the baseline: kNN macro AUROC ${f(base.probe_knn_macro_auroc)}, linear macro AUROC ${f(base.probe_linear_macro_auroc)} (${base.probe_train_images}/${base.probe_valid_images} images, ${base.probe_seconds.toFixed(1)} s)`);
   };
