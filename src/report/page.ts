@@ -14,6 +14,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { formatCardCell, type JsonMetric } from '../eval/format.js';
+import { formatDuration } from '../run/duration.js';
 import { escapeXml } from '../eval/svg-style.js';
 import { extent, lineChartSvg } from './charts.js';
 import { planCharts, type ChartSpec, type ConstantField } from './curves.js';
@@ -35,17 +36,6 @@ const KIND_TITLE: Record<RunFolder['kind'], string> = {
   segmentation: 'Segmentation (cxformer finetune --task segmentation)',
   evaluation: 'Evaluation (cxformer evaluate)',
 };
-
-/** "1 h 02 min", "3 min 05 s", "12.3 s". */
-export function formatSeconds(s: number): string {
-  if (!Number.isFinite(s) || s < 0) return 'n/a';
-  if (s < 59.95) return `${s.toFixed(1)} s`;
-  const whole = Math.round(s);
-  const m = Math.floor(whole / 60);
-  if (m < 60) return `${m} min ${String(whole - m * 60).padStart(2, '0')} s`;
-  const mins = Math.round(s / 60);
-  return `${Math.floor(mins / 60)} h ${String(mins % 60).padStart(2, '0')} min`;
-}
 
 const num = (v: number, digits = 4): string => (Number.isFinite(v) ? (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : Number(v.toPrecision(digits)).toString()) : 'n/a');
 const iso = (d: Date): string => d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
@@ -80,7 +70,7 @@ function summary(run: RunFolder): string {
   rows.push(['Folder', `<code>${h(run.dir)}</code>`]);
   if (run.log?.first && run.log.last) {
     rows.push(['Ran', `${h(iso(run.log.first))} → ${h(iso(run.log.last))} (first and last line of train.log)`]);
-    rows.push(['Wall time', `${h(formatSeconds((run.log.last.getTime() - run.log.first.getTime()) / 1000))} (train.log span, restarts included)`]);
+    rows.push(['Wall time', `${h(formatDuration((run.log.last.getTime() - run.log.first.getTime()) / 1000))} (train.log span, restarts included)`]);
   } else if (run.modified) rows.push(['Ran', `files last written ${h(iso(run.modified))} (no train.log timestamps)`]);
   else rows.push(['Ran', 'not recorded (no train.log, no metrics file)']);
   const iters = recs.filter((r) => typeof r.iteration === 'number').map((r) => r.iteration as number);
@@ -112,9 +102,9 @@ function summary(run: RunFolder): string {
     if (m.n) timing.push([h(k), `${num(m.mean)} per s (mean)`, '', `${m.n} lines`]);
   }
   const probe = meanOf(recs, 'probe_seconds');
-  if (probe.n) timing.push(['probe', `${num(probe.mean)} s per probe`, '', `${probe.n} probes, ${h(formatSeconds(probe.sum))} in all`]);
+  if (probe.n) timing.push(['probe', `${num(probe.mean)} s per probe`, '', `${probe.n} probes, ${h(formatDuration(probe.sum))} in all`]);
   const epochSeconds = meanOf(recs.filter((r) => r.kind === undefined || r.kind === 'epoch'), 'seconds');
-  if (epochSeconds.n) timing.push(['epoch', `${h(formatSeconds(epochSeconds.mean))} per epoch`, '', `${epochSeconds.n} epochs, ${h(formatSeconds(epochSeconds.sum))} in all`]);
+  if (epochSeconds.n) timing.push(['epoch', `${h(formatDuration(epochSeconds.mean))} per epoch`, '', `${epochSeconds.n} epochs, ${h(formatDuration(epochSeconds.sum))} in all`]);
   out.push('<h3>Stage timings</h3>');
   out.push(timing.length ? `${table(['Stage', 'Mean', 'Share of a step', 'Over'], timing)}\n<p class="note">Means over the logged lines of ${h(path.basename(run.metrics?.file ?? 'metrics.jsonl'))} (ms_* fields: milliseconds per iteration in each stage of the training step).</p>` : none('No stage timings recorded (no ms_*, images/s or seconds fields in the metrics lines).'));
 

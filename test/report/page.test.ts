@@ -4,7 +4,7 @@ import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { autoRunReport, detectKind, readRunFolder, renderRunReport, runReportEnabled, SECTION_IDS, writeRunReport } from '../../src/report/index.js';
-import { formatSeconds, inlineSvg } from '../../src/report/page.js';
+import { inlineSvg } from '../../src/report/page.js';
 import { parseJsonl } from '../../src/report/run.js';
 import * as fx from './fixtures.js';
 
@@ -67,7 +67,7 @@ describe('the page', () => {
     expect(s).toContain('Pretraining (cxformer train)');
     for (const f of ['metrics.jsonl', 'train.log', 'resolved.yaml', 'checkpoints', 'exported']) expect(s).toContain(`<code>${path.join(runs.pretrain!, f)}</code>`);
     expect(s).toContain('2026-01-02 10:00:00 UTC → 2026-01-02 10:03:30 UTC');
-    expect(s).toContain('3 min 31 s');
+    expect(s).toContain('3m30s'); // 210.5 s, as the progress lines print durations (src/run/duration.ts)
     expect(s).toContain('host testhost; device cpu; threads 2');
     expect(s).toMatch(/augment<\/td><td>600 ms<\/td><td>13\.3 %/);
     expect(s).toContain('1 line(s) of metrics.jsonl did not parse');
@@ -163,17 +163,6 @@ describe('the page', () => {
 
   it('inlineSvg drops the XML declaration, namespaces and scripts', () => {
     expect(inlineSvg('<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="1"><script>alert(1)</script><rect/></svg>\n')).toBe('<svg width="1"><rect/></svg>');
-  });
-});
-
-describe('formatSeconds', () => {
-  it('seconds, minutes, hours; never "1 min 60 s"', () => {
-    expect(formatSeconds(12.34)).toBe('12.3 s');
-    expect(formatSeconds(119.6)).toBe('2 min 00 s');
-    expect(formatSeconds(210.5)).toBe('3 min 31 s');
-    expect(formatSeconds(3599.7)).toBe('1 h 00 min');
-    expect(formatSeconds(7384)).toBe('2 h 03 min');
-    expect(formatSeconds(Number.NaN)).toBe('n/a');
   });
 });
 

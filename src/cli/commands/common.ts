@@ -6,6 +6,9 @@ import type { PreprocessOptions } from '../../image/options.js';
 import { CxformerError } from '../../native/load.js';
 import { isOverride } from '../parser.js';
 import { releaseHeldLocksSync } from '../../run/lock.js';
+import { formatDuration } from '../../run/duration.js';
+
+export { formatDuration };
 
 export type Args = Record<string, unknown> & { _: (string | number)[] };
 
@@ -194,16 +197,6 @@ export function onInterrupt(first: (signal: AbortSignal) => void): { signal: Abo
   };
   process.on('SIGINT', handler);
   return { signal: ac.signal, dispose: () => process.removeListener('SIGINT', handler) };
-}
-
-/** An ETA or elapsed time for progress lines: 1h05m, 4m07s, 12s; '?' when unknown. */
-export function formatDuration(s: number): string {
-  if (!Number.isFinite(s) || s < 0) return '?';
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const sec = Math.floor(s % 60);
-  if (h) return `${h}h${String(m).padStart(2, '0')}m`;
-  return m ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
 }
 
 /** Builds the backbone of `embed` / `export` from their shared model flags (--device, --threads, --seed, --allow-nonfinite). */
