@@ -162,7 +162,9 @@ export async function readRunFolder(dir: string, opts: ReadRunOptions = {}): Pro
   let st;
   try {
     st = await stat(abs);
-  } catch {
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new CxformerError('CXF_INPUT', `${abs}: cannot read it (${(e as Error).message})`);
     throw new CxformerError('CXF_INPUT', `${abs}: no such folder (expected a run folder of cxformer train, finetune or evaluate)`);
   }
   if (!st.isDirectory()) throw new CxformerError('CXF_INPUT', `${abs}: expected a run folder, found a file`);

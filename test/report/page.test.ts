@@ -1,6 +1,6 @@
 /** The run report page (src/report): reading run folders of each kind, the page's sections, escaping, atomic write. */
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { autoRunReport, detectKind, readRunFolder, renderRunReport, runReportEnabled, SECTION_IDS, writeRunReport } from '../../src/report/index.js';
@@ -159,6 +159,19 @@ describe('the page', () => {
     await mkdir(dir, { recursive: true });
     await writeFile(path.join(dir, 'metrics.json'), '{"format":');
     await expect(readRunFolder(dir)).rejects.toMatchObject({ code: 'CXF_INPUT', message: expect.stringContaining(`${path.join(dir, 'metrics.json')}: not JSON`) });
+  });
+
+  it('a run path that cannot be read says why, instead of "no such folder"', async () => {
+    const loop = path.join(root, 'loop');
+    await symlink(loop, loop); // stat fails with ELOOP
+    await expect(readRunFolder(loop)).rejects.toMatchObject({ code: 'CXF_INPUT', message: expect.stringMatching(new RegExp(`^${loop}: cannot read it \\(ELOOP`)) });
+  });
+
+  it('a metrics.json that is JSON but not an object says what it found', async () => {
+    const dir = path.join(root, 'array-eval');
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, 'metrics.json'), '[1, 2]');
+    await expect(readRunFolder(dir)).rejects.toMatchObject({ code: 'CXF_INPUT', message: `${path.join(dir, 'metrics.json')}: expected a JSON object, found an array` });
   });
 
   it('inlineSvg drops the XML declaration, namespaces and scripts', () => {
