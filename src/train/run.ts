@@ -416,6 +416,8 @@ async function checkpointer(x: RankContext, trainer: NativeTrainer, data: Traini
   const vsBase = (v: number | null, b: number | null | undefined) => (v === null || b === null || b === undefined ? '' : ` (${v - b >= 0 ? '+' : ''}${(v - b).toFixed(3)})`);
   const baseline = async () => {
     if (!prober) return;
+    // A run killed while probing left its file; the run after it starts fresh (no checkpoint yet) and removes it.
+    for (const n of await readdir(out)) if (/^\.baseline-\d+\.safetensors$/.test(n)) await rm(path.join(out, n), { force: true });
     const file = path.join(out, `.baseline-${process.pid}.safetensors`);
     try {
       await call('saveCheckpoint', () => trainer.saveCheckpoint(file, 0, { cxformer_run_config: JSON.stringify(c), cxformer_world_size: String(x.world) }));

@@ -4,7 +4,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -63,6 +63,9 @@ describe('cxformer finetune / evaluate (linear probe)', () => {
 
   it('pretraining probes (kNN and linear) are logged at each checkpoint', async () => {
     const out = path.join(tmp, 'pretrain');
+    // What a run killed while probing its baseline leaves behind: the next (fresh) run removes it.
+    await mkdir(out, { recursive: true });
+    await writeFile(path.join(out, '.baseline-1.safetensors'), 'stale');
     const r = cli([
       'train', '--config', 'demo', `output=${out}`, `data.root=${data}`, 'data.base_size=96', 'model.depth=2',
       'crops.global_crops_size=56', 'crops.local_crops_size=28', 'crops.local_crops_number=2', 'train.batch_size_per_gpu=4',
@@ -94,6 +97,7 @@ describe('cxformer finetune / evaluate (linear probe)', () => {
     expect(page).toMatch(/id="curves"/);
     expect(page).toMatch(/baseline/);
     expect(r.stderr).not.toMatch(/report page/); // -q
+    expect((await readdir(out)).filter((n) => n.startsWith('.baseline-'))).toEqual([]);
   });
 
   it('bad input is named', () => {
