@@ -51,3 +51,26 @@ export function selectColumns(rows: readonly (readonly LabelCell[])[], from: rea
 export function cellFromChexbertCode(code: number): LabelCell | undefined {
   return code === 0 ? null : code === 1 ? 1 : code === 2 ? 0 : code === 3 ? -1 : undefined;
 }
+
+/** A problem in one report: a sentence outside a grammar, a class mentioned twice, an empty report. */
+export interface LabelDiagnostic {
+  /** 0-based index of the report in the labelled list. */
+  report: number;
+  kind: 'unparsed' | 'repeated' | 'conflict' | 'empty';
+  /** The sentence concerned (as normalised: lower case). */
+  sentence: string;
+  message: string;
+}
+
+/** A labeler's rows together with the diagnostics of every report. */
+export interface LabelRun {
+  classes: readonly string[];
+  rows: LabelCell[][];
+  diagnostics: LabelDiagnostic[];
+}
+
+/** A labeler that also reports what it could not read. */
+export interface DiagnosingLabeler extends Labeler {
+  analyze(texts: readonly string[]): LabelRun;
+}
+
