@@ -13,6 +13,7 @@ pub mod runtime;
 pub mod seg;
 pub mod shim;
 pub mod ssl;
+pub mod text;
 pub mod train;
 pub mod weights;
 
