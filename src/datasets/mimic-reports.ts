@@ -4,12 +4,13 @@
  * the existing adapter (`loadMimic`: metadata, labels, official split, `mimicImagePath`), with the section chosen by
  * the MIT-LCP parser port (sections.ts).
  *
- * Protocol `r2gen` (default; the design in docs/report-data.md, after R2Gen, cuhksz-nlp/R2Gen):
+ * Protocol `r2gen` (default; the project's design, docs/report-data.md, after R2Gen, cuhksz-nlp/R2Gen):
  * 1. the official split (mimic-cxr-2.0.0-split.csv.gz; 'validate' → 'valid'); images without a split are dropped;
  * 2. frontal images only: ViewPosition PA or AP (`views`);
  * 3. section = findings: the LAST non-empty findings section (create_section_files.py's `mimic_cxr_sectioned.csv`
  *    column); studies without one are dropped, and so are the studies with a custom rule in section_parser.py
- *    (create_section_files.py writes no sectioned row for them; section 'conclusion' uses the rules);
+ *    (create_section_files.py writes no sectioned row for them, and ttanida/rgrg src/dataset/create_dataset.py skips
+ *    them as "reports that don't have findings sections"; section 'conclusion' uses the rules);
  * 4. train and valid: every remaining image is a record; test: ONE image per study, the first PA by dicom_id
  *    (string order), else the first AP (in general: the first image of the earliest view in `views`).
  * Protocol `all-images`: steps 1 and 3 only — every image with a split and a report section, any view.
@@ -39,7 +40,8 @@ export type MimicReportProtocol = 'r2gen' | 'all-images';
 export interface MimicReportOptions extends Pick<MimicOptions, 'metadataCsv' | 'labelsCsv' | 'labeler' | 'splitCsv' | 'imagesDir' | 'imageExt'> {
   /**
    * The report tree: the folder holding `files/` (as `mimic-cxr-reports.zip` unpacks), or that `files/` folder
-   * itself. May be a separate root from the JPG root. @default the root
+   * itself. May be a separate root from the JPG root; a relative path is resolved against the root (as `imagesDir`).
+   * @default the root
    */
   reportsDir?: string;
   /** @default 'findings' */
@@ -128,7 +130,8 @@ async function forEachLimit<T>(items: readonly T[], limit: number, fn: (t: T) =>
  * @param root the MIMIC-CXR-JPG root (metadata, split and label tables, `files/` with the JPGs)
  * @returns the records, in metadata order, and what was dropped and why
  * @throws DataError for the MIMIC-CXR-JPG tables' errors (loadMimic; the split file is required), an unreadable or
- *   non-UTF-8 report file, or when no record is left (the summary's counts are in the message)
+ *   non-UTF-8 report file, a custom section name its report lacks (section 'conclusion'), or when no record is left
+ *   (the summary's counts are in the message)
  */
 export async function loadMimicReports(root: string, opts: MimicReportOptions = {}): Promise<{ records: ReportRecord[]; summary: MimicReportSummary }> {
   const base = path.resolve(root);
@@ -190,7 +193,14 @@ export async function loadMimicReports(root: string, opts: MimicReportOptions = 
       chosen.set(key, { drop: 'noReport' });
       return;
     }
-    chosen.set(key, chooseSection(await readReportText(file), s.study, section, rules));
+    const text = await readReportText(file);
+    try {
+      chosen.set(key, chooseSection(text, s.study, section, rules));
+    } catch (e) {
+      // A custom section name the report lacks (extractConclusion): add the file.
+      if (e instanceof DataError && e.file === undefined) throw new DataError(e.message, { file });
+      throw e;
+    }
   });
   summary.studies.read = studies.size;
   // Count and list in metadata order (the reads finish in any order).

@@ -259,6 +259,15 @@ describe('loadMimicReports errors', () => {
     await expect(loadMimicReports(jpg, { reportsDir: bad })).rejects.toThrow(`${f}: the report is not valid UTF-8 text`);
   });
 
+  it("names the report file when a study's custom section is missing (section 'conclusion')", async () => {
+    const odd = path.join(tmp, 'odd-reports');
+    await writeReports(odd, REPORTS.map(([a, b, t]) => [a, b, b === '50913680' ? R.STANDARD : t]));
+    const f = mimicReportPath(path.join(odd, 'files'), '11000003', '50913680');
+    await expect(loadMimicReports(jpg, { reportsDir: odd, section: 'conclusion' })).rejects.toThrow(
+      `${f}: study s50913680: its custom rule names section 'recommendations', which the report does not have (sections: preamble, examination, indication, technique, comparison, findings, impression)`,
+    );
+  });
+
   it('requires the split file', async () => {
     const noSplit = path.join(tmp, 'jpg-no-split');
     await mkdir(noSplit, { recursive: true });
