@@ -3,7 +3,7 @@
  * Every expected section is worked out by hand from MIT-LCP/mimic-cxr txt/section_parser.py and
  * txt/create_section_files.py (the reasoning is in each case's comment); no Python runs here.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,6 +21,18 @@ import {
   sectionText,
 } from '../../src/datasets/sections.js';
 import * as R from './mimic-style-reports.js';
+
+/** Outputs of MIT-LCP's Python code on generated texts (test/fixtures/sections/README.md). */
+interface ReferenceCase {
+  study: string;
+  text: string;
+  sections: string[];
+  names: string[];
+  starts: number[];
+  conclusion: string | { error: string };
+  sectioned: Record<string, string | null> | null;
+}
+const REFERENCE = new URL('../fixtures/sections/reference.json', import.meta.url);
 
 describe('sectionText (section_parser.py section_text)', () => {
   it('splits a standard report at its headers; the preamble keeps the "\\n " of the first header line', () => {
@@ -297,5 +309,28 @@ describe('readReportText', () => {
     await writeFile(bad, Buffer.from([0x41, 0xff, 0x42]));
     await expect(readReportText(bad)).rejects.toThrow(`${bad}: the report is not valid UTF-8 text`);
     await expect(readReportText(path.join(dir, 'none.txt'))).rejects.toThrow(`${path.join(dir, 'none.txt')}: report file not found`);
+  });
+});
+
+describe('agreement with MIT-LCP section_parser.py / create_section_files.py (recorded outputs)', () => {
+  it('reproduces section_text, the conclusion and the sectioned row of all 100 generated texts', async () => {
+    const ref = JSON.parse(await readFile(REFERENCE, 'utf8')) as { cases: ReferenceCase[] };
+    expect(ref.cases).toHaveLength(100);
+    let errors = 0;
+    for (const c of ref.cases) {
+      expect(sectionText(c.text), c.text).toEqual({ sections: c.sections, names: c.names, starts: c.starts });
+      if (typeof c.conclusion === 'string') expect(extractConclusion(c.text, c.study).text, c.text).toBe(c.conclusion);
+      else {
+        errors++;
+        expect(() => extractConclusion(c.text, c.study)).toThrow(`its custom rule names section '${c.conclusion.error}'`);
+      }
+      expect(extractSections(c.text, c.study), c.text).toEqual(c.sectioned);
+    }
+    // The recording covers every path: custom-section failures, custom-rule studies, the fallbacks, astral text.
+    expect(errors).toBe(3);
+    expect(ref.cases.filter((c) => c.sectioned === null)).toHaveLength(19);
+    expect(ref.cases.filter((c) => c.names.includes('last_paragraph')).length).toBeGreaterThan(10);
+    expect(ref.cases.filter((c) => c.names[0] === 'full report').length).toBeGreaterThan(5);
+    expect(ref.cases.filter((c) => /[\uD800-\uDFFF]/.test(c.text)).length).toBeGreaterThan(5);
   });
 });
