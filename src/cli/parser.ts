@@ -297,6 +297,7 @@ export function buildParser(args: readonly string[]): Argv {
         .option('checkpoint-steps', { type: 'number', describe: `full and segmentation: also save the training state every N steps (0 = at epoch ends) (default ${CLASSIFICATION.checkpointSteps})` })
         .option('force', { type: 'boolean', default: false, describe: 'full and segmentation: resume an --out folder whose finetune.json / run.json has other settings' })
         .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress output (logs are still written)' })
+        .option('tensorboard', { type: 'boolean', describe: `TensorBoard event files beside metrics.jsonl (--no-tensorboard: none; CXFORMER_TENSORBOARD=0: none for any command) (default ${CLASSIFICATION.tensorboard})` })
         , {
         'Model:': ['weights', 'arch', 'device'],
         'Data:': ['config', 'dataset', 'root', 'manifest', 'classes'],

@@ -33,6 +33,8 @@ export interface ClassificationDefaults {
   clsLayers: number;
   avgpool: boolean;
   bootstrap: number;
+  /** TensorBoard event files beside metrics.jsonl (history.jsonl: linear); CXFORMER_TENSORBOARD=0 turns them off regardless. */
+  tensorboard: boolean;
 }
 
 export interface SegmentationDefaults {
@@ -45,6 +47,8 @@ export interface SegmentationDefaults {
   seed: number;
   overlays: number;
   bootstrap: number;
+  /** TensorBoard event files beside metrics.jsonl; CXFORMER_TENSORBOARD=0 turns them off regardless. */
+  tensorboard: boolean;
 }
 
 export const DOWNSTREAM_DEFAULTS_FILE = fileURLToPath(new URL('../../configs/downstream/defaults.json', import.meta.url));

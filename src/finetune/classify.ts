@@ -4,7 +4,7 @@
  * split with the validation split monitored, and the test split (or validation when there is none) is
  * evaluated with per-class and macro AUROC/AUPRC, bootstrap CIs, curves and predictions (src/eval).
  * Outputs in `out/`: features-<split>.safetensors, head.safetensors, history.jsonl (and its numbers for TensorBoard:
- * events.out.tfevents.*, src/run/tensorboard.ts), eval/ (report).
+ * events.out.tfevents.*, src/run/tensorboard.ts; `tensorboard: false` turns them off), eval/ (report).
  *
  * Data parallel (docs/distributed.md, "cxformer finetune (linear mode)"): started as several ranks (cxformer launch,
  * torchrun, Slurm) the ranks join a process group, each rank computes the features of a contiguous share of every
@@ -52,6 +52,8 @@ export interface LinearProbeOptions {
   out: string;
   /** Bootstrap resamples of the report (0 = point estimates). @default 1000 */
   bootstrap?: number;
+  /** TensorBoard event files beside history.jsonl; CXFORMER_TENSORBOARD=0 turns them off regardless. @default true (configs/downstream/defaults.json) */
+  tensorboard?: boolean;
   log?: (msg: string) => void;
   /**
    * Data parallel feature extraction, when the process was started as one of several ranks (torchrun / Slurm /
@@ -262,7 +264,7 @@ async function probeRanked(o: LinearProbeOptions, env: DistEnv, device: string, 
   // TensorBoard (src/run/tensorboard.ts): the head's epochs at their optimizer step, in a new events file whose START
   // at step 0 supersedes an earlier run's in this folder (history.jsonl is rewritten too).
   const settings = { backbone: o.backbone, dataset: o.dataset, classes: o.classes, labelType, policy: o.policy ?? null, features: fo, head: fit.head.config, bestEpoch: fit.bestEpoch };
-  const tb = EventFile.create(path.resolve(o.out), { config: JSON.stringify(settings, null, 2) });
+  const tb = (o.tensorboard ?? CLASSIFICATION.tensorboard) ? EventFile.create(path.resolve(o.out), { config: JSON.stringify(settings, null, 2) }) : null;
   for (const h of fit.history) tb?.metrics(h.steps, h, ['steps']);
   await saveHead(path.join(o.out, 'head.safetensors'), fit.head, {
     classes: JSON.stringify(o.classes),

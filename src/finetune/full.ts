@@ -11,7 +11,8 @@
  *   best/model/                   HF folder of the selected backbone (config.json, model.safetensors, preprocessor)
  *   best/head.safetensors         its head (`cxformer evaluate --weights best/model --head best/head.safetensors`)
  *   metrics.jsonl, train.log      one line per epoch; log
- *   events.out.tfevents.*         the same numbers for TensorBoard, one file per start (src/run/tensorboard.ts)
+ *   events.out.tfevents.*         the same numbers for TensorBoard, one file per start (src/run/tensorboard.ts;
+ *                                 `tensorboard: false` turns them off)
  *   eval/                         test (else validation) report of the selected model, as the linear mode's
  * Re-running the same command resumes from the state (mid-epoch positions included) and ends exactly as an
  * uninterrupted run: the epoch order comes from (seed, epoch), the augmentations from (seed, step), stochastic depth
@@ -133,6 +134,11 @@ export interface FullFinetuneOptions {
   bootstrap?: number;
   /** Resume into a folder whose finetune.json has other values. */
   force?: boolean;
+  /**
+   * TensorBoard event files beside metrics.jsonl (not a training setting: it may change on resume);
+   * CXFORMER_TENSORBOARD=0 turns them off regardless. @default true (configs/downstream/defaults.json)
+   */
+  tensorboard?: boolean;
   onEvent?: (e: FullFinetuneEvent) => void;
   signal?: AbortSignal;
   /** Stop (saving the state) once this many steps have been taken in total: tests of interruption. */
@@ -387,7 +393,7 @@ async function finetuneRanked(x: Ctx): Promise<FullFinetuneResult> {
   // the last epoch kept supersedes what a killed run logged later, as metrics.jsonl is rewritten from the history.
   let tb = null as EventFile | null;
   await onRankZero(pg, 'starting the events file', async () => {
-    tb = EventFile.create(files.out, { firstStep: (prog.history.at(-1)?.step ?? -1) + 1, config: JSON.stringify(s.settings, null, 2) });
+    tb = (o.tensorboard ?? CLASSIFICATION.tensorboard) ? EventFile.create(files.out, { firstStep: (prog.history.at(-1)?.step ?? -1) + 1, config: JSON.stringify(s.settings, null, 2) }) : null;
   });
 
   /**

@@ -25,7 +25,9 @@
  * too (src/run/folder.ts `keepJsonl`). File names sort in creation order (a start in the same second as an older file
  * takes the next second), which is the order TensorBoard reads a folder's files in.
  *
- * `CXFORMER_TENSORBOARD=0` in the environment turns the files off.
+ * Each trainer has a setting that turns its files off (pretraining `log.tensorboard`, fine-tuning and segmentation
+ * `tensorboard`, configs/downstream/defaults.json); `CXFORMER_TENSORBOARD=0` in the environment turns them off for
+ * every trainer.
  */
 import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { appendFileSync, readdirSync, writeFileSync } from 'node:fs';

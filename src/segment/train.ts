@@ -13,7 +13,7 @@
  * - `run.json`: the resolved settings (data, preprocessing, head, schedule, backbone);
  * - `metrics.jsonl`: one `{"kind":"step",…}` line every `logEvery` steps and one `{"kind":"epoch",…}` line per
  *   epoch (train loss, validation Dice per structure, `dice_avg`, best so far, seconds); `events.out.tfevents.*`: the
- *   same numbers for TensorBoard, one file per start (src/run/tensorboard.ts);
+ *   same numbers for TensorBoard, one file per start (src/run/tensorboard.ts; `tensorboard: false` turns them off);
  * - `last.safetensors` (weights + AdamW state, written atomically after every epoch, every `checkpointSteps` steps
  *   and when stopped; its metadata `seg_state` holds the epoch, step, position inside the epoch, best epoch/Dice
  *   and history), `best.safetensors` (weights of the best epoch, no optimizer);
@@ -98,6 +98,11 @@ export interface SegTrainOptions {
   signal?: AbortSignal;
   /** Resume a folder whose run.json has other training settings. @default false */
   force?: boolean;
+  /**
+   * TensorBoard event files beside metrics.jsonl (not a training setting: it may change on resume);
+   * CXFORMER_TENSORBOARD=0 turns them off regardless. @default true (configs/downstream/defaults.json)
+   */
+  tensorboard?: boolean;
   log?: (msg: string) => void;
   /** A progress line; with `done` and `total`, a counted task (the CLI adds the percentage and ETA). */
   progress?: (msg: string, done?: number, total?: number, key?: string) => void;
@@ -289,7 +294,7 @@ async function trainRanked(o: SegTrainOptions, env: DistEnv, device: string, pg:
     await keepJsonl(files.metrics, (r) => resuming && typeof r.step === 'number' && r.step <= state.step);
     await writeFileAtomic(files.run, `${JSON.stringify(settings, null, 2)}\n`);
     // A new events file beside metrics.jsonl; its START supersedes what a killed run logged after the checkpoint.
-    x.tb = EventFile.create(files.out, { firstStep: resuming ? state.step + 1 : 0, config: JSON.stringify(settings, null, 2) });
+    x.tb = (o.tensorboard ?? SEGMENTATION.tensorboard) ? EventFile.create(files.out, { firstStep: resuming ? state.step + 1 : 0, config: JSON.stringify(settings, null, 2) }) : null;
   });
   if (world > 1) {
     x.log(`distributed: ${world} ranks, backend ${pg?.backend() ?? '?'}, this is ${describeDistEnv(env)}, device ${device}`);

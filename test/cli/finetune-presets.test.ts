@@ -1,8 +1,11 @@
 /**
  * Downstream classification presets carry the mode, the label type and the full fine-tuning values (docs/recipe.md §5.1),
- * and the command line wins over them; full-mode options parse without loading LibTorch.
+ * and the command line wins over them; full-mode options parse without loading LibTorch; `tensorboard` (every
+ * preset, default true) parses from a file and from --[no-]tensorboard.
  */
 import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseCli } from '../../src/cli/parser.js';
@@ -42,5 +45,27 @@ describe('finetune presets and full-mode options', () => {
     expect(() => parseCli(['finetune', '--classes', 'A', ...base, '--label-type', 'ordinal'])).toThrow(/ordinal/);
     expect(() => parseCli(['finetune', '--classes', 'A', ...base, '--select-best', 'valF1'])).toThrow(/valF1/);
     expect(() => parseCli(['finetune', '--classes', 'A', ...base, '--schedule', 'step'])).toThrow(/step/);
+  });
+
+  it('tensorboard: on by default (the table), in every preset, off with tensorboard: false or --no-tensorboard', async () => {
+    expect([CLASSIFICATION.tensorboard, SEGMENTATION.tensorboard]).toEqual([true, true]);
+    expect(parseCli(['finetune', '--classes', 'A', ...base]).tensorboard).toBeUndefined();
+    for (const name of ['chexpert', 'nih', 'rsna', 'vindr', 'phantom', 'chexmask', 'phantom_seg']) {
+      expect(parseCli(['finetune', '--config', name, ...base]).tensorboard, name).toBe(true);
+      expect(parseCli(['finetune', '--config', name, ...base, '--no-tensorboard']).tensorboard, name).toBe(false);
+    }
+    const dir = await mkdtemp(path.join(tmpdir(), 'cxf-presets-'));
+    try {
+      const file = path.join(dir, 'quiet-probe.yaml');
+      await writeFile(file, 'classes: A\ntensorboard: false\n');
+      expect(parseCli(['finetune', '--config', file, ...base]).tensorboard).toBe(false);
+      expect(parseCli(['finetune', '--config', file, ...base, '--tensorboard']).tensorboard).toBe(true);
+      // evaluate takes the same file and leaves the training-only key out.
+      expect(parseCli(['evaluate', '--config', file, ...base, '--head', 'h']).tensorboard).toBeUndefined();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    const help = spawnSync(process.execPath, [path.join(repoRoot, 'dist', 'cli', 'main.js'), 'finetune', '--help', '--show-hidden'], { encoding: 'utf8' }).stdout;
+    expect(help).toMatch(/--tensorboard +TensorBoard event files beside metrics\.jsonl \(--no-tensorboard: none;[^[]*\(default true\) +\[boolean\]/);
   });
 });

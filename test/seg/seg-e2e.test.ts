@@ -1,6 +1,7 @@
 /**
  * Segmentation end to end on phantom data (`cxformer synth` masks) with the tiny golden backbone at 112 px:
- * - a short training through the CLI (phantom_seg preset) beats the trivial baselines: all background (Dice 0) by a
+ * - a short training through the CLI (phantom_seg preset; --no-tensorboard over its `tensorboard: true`: no event
+ *   files) beats the trivial baselines: all background (Dice 0) by a
  *   wide margin, and the fixed per-pixel majority mask of the training set (computed here independently) on the lungs
  *   and on dice_avg;
  * - the output files: checkpoints, metrics.jsonl, metrics.json, per-image CSV, PNG masks, CheXmask RLE of the
@@ -91,8 +92,9 @@ describe('native segmentation step', () => {
 describe('cxformer finetune --task segmentation (phantom data)', () => {
   it('trains well above the trivial baselines and writes predictions, RLE and overlays', async () => {
     const out = path.join(tmp, 'run');
-    const r = cli(['finetune', '--config', 'phantom_seg', '--root', data, '--weights', WEIGHTS(), '--out', out, '--threads', '1', '-q']);
+    const r = cli(['finetune', '--config', 'phantom_seg', '--root', data, '--weights', WEIGHTS(), '--out', out, '--threads', '1', '-q', '--no-tensorboard']);
     expect(r.code, r.stderr).toBe(0);
+    expect((await readdir(out)).filter((f) => f.startsWith('events.out.tfevents.'))).toEqual([]);
     for (const f of ['run.json', 'metrics.jsonl', 'last.safetensors', 'best.safetensors', 'eval/metrics.json', 'eval/per_image.csv', 'eval/report.md', 'eval/predictions.csv', 'eval/dice_per_image.svg', 'eval/dice_per_image.png']) {
       expect(existsSync(path.join(out, f)), f).toBe(true);
     }

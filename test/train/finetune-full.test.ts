@@ -2,11 +2,11 @@
  * Full fine-tuning end to end on phantom data (CLI and library): training reduces the loss, the exported best
  * model + head reproduce the held-out predictions through `cxformer evaluate`, an interrupted run resumes to exactly
  * the uninterrupted result, changed settings are refused without --force; label types (binary, multiclass) in
- * both modes; argument and label errors are named.
+ * both modes, with TensorBoard files by default and none with --no-tensorboard; argument and label errors are named.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -28,6 +28,8 @@ function cli(args: string[]) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** The TensorBoard event files of a run folder. */
+const eventFiles = async (dir: string) => (await readdir(dir)).filter((f) => f.startsWith('events.out.tfevents.'));
 const jsonl = async (f: string) => (await readFile(f, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, number | null>);
 /** metrics.jsonl without the wall-clock fields. */
 const noTimes = (rows: Record<string, unknown>[]) => rows.map(({ seconds: _s, images_per_s: _i, ...r }) => r);
@@ -136,13 +138,16 @@ describe('label types', () => {
     expect(mb.per_class).toHaveLength(1);
     expect(mb.macro.auroc.value).toBe(mb.per_class[0].auroc.value);
     expect(await readFile(path.join(bin, 'eval', 'report.md'), 'utf8')).toMatch(/Binary task/);
+    expect(await eventFiles(bin)).toHaveLength(1);
 
     // multiclass, linear and full: softmax probabilities sum to 1 per row; accuracy recomputed from predictions.csv.
+    // (--no-tensorboard: no TensorBoard files in either mode.)
     for (const mode of ['linear', 'full']) {
       const out = path.join(tmp, `mc-${mode}`);
       const extra = mode === 'full' ? ['--mode', 'full', '--backbone-lr', '1e-4', '--head-batch-size', '8', '-q'] : [];
-      const m = cli(['finetune', ...BACKBONE, ...extra, '--label-type', 'multiclass', '--root', data, '--manifest', 'multiclass.csv', '--classes', 'Normal,Abnormal', '--out', out, '--epochs', '2', '--lr', '1e-3', '--bootstrap', '0']);
+      const m = cli(['finetune', ...BACKBONE, ...extra, '--label-type', 'multiclass', '--root', data, '--manifest', 'multiclass.csv', '--classes', 'Normal,Abnormal', '--out', out, '--epochs', '2', '--lr', '1e-3', '--bootstrap', '0', '--no-tensorboard']);
       expect(m.code, m.stderr).toBe(0);
+      expect(await eventFiles(out), mode).toEqual([]);
       const mm = JSON.parse(await readFile(path.join(out, 'eval', 'metrics.json'), 'utf8'));
       expect(mm.label_type).toBe('multiclass');
       const rows = (await readFile(path.join(out, 'eval', 'predictions.csv'), 'utf8')).trim().split('\n').slice(1).map((l) => l.split(','));

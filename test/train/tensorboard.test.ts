@@ -3,9 +3,12 @@
  * test/unit/tfevents-reader.ts (both CRCs of every record, the Event protobuf decoded by hand): each run folder holds
  * events files whose scalars are exactly metrics.jsonl's numbers (same step, float32), tag by tag, also after an
  * interrupted run resumed (the new file's SessionLog START supersedes what the killed start logged after its last
- * checkpoint, as metrics.jsonl drops those lines), and the resolved settings as one text summary per start.
+ * checkpoint, as metrics.jsonl drops those lines), and the resolved settings as one text summary per start. Each
+ * trainer's setting (pretraining `log.tensorboard`, the others' `tensorboard`, default true) turns the files off: a
+ * start with it false writes none, and a downstream run may turn them on again when it resumes (not a training setting).
  * Tiny runs (2-block ViTs at 56 px, a few steps each) keep the file to about half a minute on 2 cores.
  */
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -96,11 +99,19 @@ describe('TensorBoard events beside metrics.jsonl', () => {
     const texts = readRun(out).texts.get('config')!;
     expect(texts).toHaveLength(2);
     expect(texts[1]).toMatch(/"headLr": 0\.001/);
+    // tensorboard: false: a start writes its state and no events file; the resume with it on writes one.
+    const off = path.join(tmp, 'full-off');
+    expect((await fullFinetune({ ...opts, out: off, tensorboard: false, stopAfterSteps: 1 })).interrupted).toBe(true);
+    expect(existsSync(path.join(off, 'checkpoints', 'state.safetensors'))).toBe(true);
+    expect(readRun(off).files).toEqual([]);
+    expect((await fullFinetune({ ...opts, out: off, tensorboard: true, stopAfterSteps: 2 })).interrupted).toBe(true);
+    expect(readRun(off).files).toHaveLength(1);
+    expect(readRun(off).texts.get('config')).toHaveLength(1);
   });
 
   it('linear probe: the head’s history.jsonl at its optimizer steps', async () => {
     const out = path.join(tmp, 'linear');
-    await linearProbe({
+    const opts = {
       backbone: { arch: 'vit_small', overrides: ['model.depth=2', 'model.img_size=56'], threads: 1 },
       dataset: { name: 'csv', root: data, manifest: 'labels.csv', pathColumn: 'Path', patientColumn: 'Patient', splitColumn: 'Split', labelColumns: CLASSES } as never,
       classes: CLASSES,
@@ -108,12 +119,19 @@ describe('TensorBoard events beside metrics.jsonl', () => {
       probe: { epochs: 3 },
       out,
       bootstrap: 0,
-    });
+    };
+    await linearProbe(opts);
     const lines = await jsonl(path.join(out, 'history.jsonl'));
     expect(lines).toHaveLength(3);
     const got = expectScalarsMatch(out, lines, 'steps');
     for (const tag of ['train/trainLoss', 'schedule/lr', 'val/valLoss', 'progress/epoch']) expect(got.has(tag), tag).toBe(true);
+    expect(readRun(out).files).toHaveLength(1);
     expect(readRun(out).texts.get('config')![0]).toMatch(/"classes": \[/);
+    // tensorboard: false: history.jsonl and no events file.
+    const off = path.join(tmp, 'linear-off');
+    await linearProbe({ ...opts, out: off, probe: { epochs: 1 }, tensorboard: false });
+    expect(await jsonl(path.join(off, 'history.jsonl'))).toHaveLength(1);
+    expect(readRun(off).files).toEqual([]);
   });
 
   it('segmentation: step and epoch lines (validation Dice per structure), across a mid-epoch stop', async () => {
@@ -140,5 +158,13 @@ describe('TensorBoard events beside metrics.jsonl', () => {
     for (const tag of ['train/loss', 'train/ce', 'train/softDice', 'grad/gradNorm', 'schedule/lr', 'time/imagesPerS', 'train/trainLoss', 'val/valDiceAvg', 'val/valDice/lungs', 'progress/bestEpoch']) {
       expect(got.has(tag), tag).toBe(true);
     }
+    expect(readRun(out).files).toHaveLength(2);
+    // tensorboard: false: a start writes its step lines and no events file; the resume with it on writes one.
+    const off = path.join(tmp, 'seg-off');
+    expect((await trainSegmentation({ ...common, out: off, tensorboard: false, stopAfterSteps: 1 })).partial).toBe(true);
+    expect((await jsonl(path.join(off, 'metrics.jsonl'))).map((l) => l.step)).toEqual([1]);
+    expect(readRun(off).files).toEqual([]);
+    expect((await trainSegmentation({ ...common, out: off, tensorboard: true, stopAfterSteps: 1 })).partial).toBe(true);
+    expect(readRun(off).files).toHaveLength(1);
   });
 });

@@ -93,6 +93,7 @@ async function runFull(a: Args, classes: string[]): Promise<number> {
       out: String(a.out),
       bootstrap: Number(a.bootstrap),
       force: Boolean(a.force),
+      ...(a.tensorboard !== undefined ? { tensorboard: Boolean(a.tensorboard) } : {}),
       signal: interrupt.signal,
       onEvent: (e) => {
         if (e.kind === 'step' && e.totalSteps) {
@@ -161,6 +162,7 @@ export async function run(a: Args): Promise<number> {
     }),
     out: String(a.out),
     bootstrap: Number(a.bootstrap),
+    ...(a.tensorboard !== undefined ? { tensorboard: Boolean(a.tensorboard) } : {}),
     log: (m) => log.done(m),
   }));
   // Data parallel: only rank 0 fits the head and reports.

@@ -114,6 +114,7 @@ export async function run(a: Args): Promise<number> {
     overlays: Number(a.overlays ?? SEGMENTATION.overlays),
     ...(a['eval-batch-size'] !== undefined ? { evalBatchSize: Number(a['eval-batch-size']) } : {}),
     force: Boolean(a.force),
+    ...(a.tensorboard !== undefined ? { tensorboard: Boolean(a.tensorboard) } : {}),
     log: logTo(log, 'finetune'),
     progress: (m, done, total, key) => log.update(m, done, total, key),
   })).finally(() => interrupt.dispose());
