@@ -148,6 +148,8 @@ describe('cxformer train run folder', () => {
     expect(await readFile(path.join(out, 'train.log'), 'utf8')).toMatch(/Z error: .*no-such-folder/);
     const good = cli(tiny(out, ['optim.epochs=1', 'optim.warmup_epochs=0']));
     expect(good.code, good.stderr).toBe(0);
+    // -q: no progress, checkpoint or log lines; the result only.
+    expect(good.stderr).toBe(`train: done (${out}); exported teacher: ${path.join(out, 'exported')}\n`);
     expect((await metrics(out)).map((r) => r.iteration)).toEqual([...Array(12).keys()]);
   });
 

@@ -43,7 +43,8 @@ const tiny = (out: string, extra: string[] = []) => [
 ];
 
 function cli(args: string[]) {
-  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8' });
+  // stderr is a pipe: the plain progress lines (CXFORMER_PROGRESS_TTY, which launch sets, would ask for a terminal's).
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { ...process.env, CXFORMER_PROGRESS_TTY: '' } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -72,10 +73,21 @@ afterAll(async () => {
 });
 
 describe('cxformer train', () => {
-  it('trains, checkpoints, exports, and the export embeds', async () => {
+  it('trains (progress lines), checkpoints, exports, and the export embeds', async () => {
     const out = path.join(tmp, 'run-a');
-    const r = cli(['train', '--config', 'demo', ...tiny(out), '-q']);
+    const r = cli(['train', '--config', 'demo', ...tiny(out)]);
     expect(r.code, r.stderr).toBe(0);
+    // Progress without a terminal (the shared progress line of every long command): plain lines with the losses,
+    // throughput, iteration count, percentage and ETA, at least the first and the last iteration's; the checkpoints.
+    expect(r.stderr).not.toContain('\r');
+    const err = r.stderr.trimEnd().split('\n');
+    expect(err).toContain('train: iterations 0..11');
+    const steps = err.map((l) => /^train: loss \d+\.\d{4} \(dino \S+, ibot \S+, koleo \S+, H\/lnK \S+\), lr \S+, \S+ it\/s, \S+ img\/s, iteration (\d+)\/12 \((\d+) %\), \S+ elapsed, ETA \S+$/.exec(l)).filter((m) => m !== null);
+    expect(steps.length, r.stderr).toBeGreaterThanOrEqual(2);
+    expect(steps[0]![1]).toBe('1');
+    expect([steps.at(-1)![1], steps.at(-1)![2]]).toEqual(['12', '100']);
+    expect(err.filter((l) => l.startsWith('checkpoint: ')).map((l) => path.basename(l))).toEqual(['ckpt-0000003.safetensors', 'ckpt-0000007.safetensors', 'ckpt-0000011.safetensors']);
+    expect(err.at(-1)).toBe(`train: done (${out}); exported teacher: ${path.join(out, 'exported')}`);
     const lines = (await readFile(path.join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.map((l) => l.iteration)).toEqual([...Array(12).keys()]);
     for (const l of lines) {

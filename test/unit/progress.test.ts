@@ -1,12 +1,12 @@
 /** The progress line of long commands (src/cli/commands/common.ts `progress`), with an injected clock and stream. */
 import { describe, expect, it } from 'vitest';
-import { formatCounted, progress } from '../../src/cli/commands/common.js';
+import { formatCounted, progress, type ProgressOptions } from '../../src/cli/commands/common.js';
 
-function sink(tty: boolean) {
+function sink(tty: boolean, extra: ProgressOptions = {}) {
   const writes: string[] = [];
   let t = 0;
   const p = (quiet = false) =>
-    progress({ quiet, tty, stream: { write: (s: string) => writes.push(s) }, now: () => t });
+    progress({ quiet, tty, stream: { write: (s: string) => writes.push(s) }, now: () => t, ...extra });
   return { writes, p, at: (ms: number) => (t = ms) };
 }
 
@@ -120,6 +120,65 @@ describe('progress without a terminal', () => {
     at(3000);
     bar.update('loading valid', 2, 4);
     expect(writes).toEqual(['loading train 10/10 (100 %), 1s elapsed, ETA 0s\n', 'loading valid 2/4 (50 %), 1s elapsed, ETA 1s\n']);
+  });
+});
+
+describe('train’s settings (lineIntervalMs 2000, finalLine)', () => {
+  it('without a terminal: a line every 2 s, and the last item even right after another line', () => {
+    const { writes, p, at } = sink(false, { lineIntervalMs: 2000, finalLine: true });
+    const bar = p();
+    bar.update('train: iteration', 0, 1000, 'train'); // the start event: the clock starts, nothing printed
+    for (let k = 1; k <= 10; k++) {
+      at(k * 500); // 0.5 s per iteration, far from a 10 % mark: the 2 s lines
+      bar.update(`train: loss ${(1 / k).toFixed(4)}, iteration`, k, 1000, 'train');
+    }
+    at(5300);
+    bar.update('train: loss 0.0010, iteration', 1000, 1000, 'train'); // 0.8 s after the line of iteration 9
+    expect(writes).toEqual([
+      'train: loss 1.0000, iteration 1/1000 (0 %), 0s elapsed, ETA 8m19s\n',
+      'train: loss 0.2000, iteration 5/1000 (0 %), 2s elapsed, ETA 8m17s\n',
+      'train: loss 0.1111, iteration 9/1000 (0 %), 4s elapsed, ETA 8m15s\n',
+      'train: loss 0.0010, iteration 1000/1000 (100 %), 5s elapsed, ETA 0s\n',
+    ]);
+  });
+
+  it('a resumed run counts its ETA from the start event, not from iteration 0', () => {
+    const { writes, p, at } = sink(false, { lineIntervalMs: 2000, finalLine: true });
+    const bar = p();
+    bar.update('train: iteration', 150, 200, 'train'); // resumed at iteration 150
+    at(3000);
+    bar.update('train: loss 0.5000, iteration', 151, 200, 'train'); // 3 s per iteration, 49 left
+    expect(writes).toEqual(['train: loss 0.5000, iteration 151/200 (75 %), 3s elapsed, ETA 2m27s\n']);
+  });
+
+  it('finalLine off: the last item within a second of the previous line is left out (as before)', () => {
+    for (const finalLine of [false, true]) {
+      const { writes, p, at } = sink(false, { finalLine });
+      const bar = p();
+      bar.update('quick', 0, 100);
+      for (let k = 1; k <= 100; k++) {
+        at(k * 15);
+        bar.update('quick', k, 100);
+      }
+      expect(writes.map((w) => w.split(' ')[1])).toEqual(finalLine ? ['1/100', '68/100', '100/100'] : ['1/100', '68/100']);
+    }
+  });
+
+  it('on a terminal the start event shows the line at once, and every step rewrites it', () => {
+    const { writes, p, at } = sink(true, { lineIntervalMs: 2000, finalLine: true });
+    const bar = p();
+    bar.update('train: iteration', 0, 2, 'train');
+    at(500);
+    bar.update('train: loss 1.0000, iteration', 1, 2, 'train');
+    bar.done('checkpoint: ckpt-0000000.safetensors');
+    at(1000);
+    bar.update('train: loss 0.9000, iteration', 2, 2, 'train');
+    expect(writes).toEqual([
+      '\r\x1b[2Ktrain: iteration 0/2 (0 %), 0s elapsed, ETA ?',
+      '\r\x1b[2Ktrain: loss 1.0000, iteration 1/2 (50 %), 0s elapsed, ETA 0s',
+      '\r\x1b[2Kcheckpoint: ckpt-0000000.safetensors\n',
+      '\r\x1b[2Ktrain: loss 0.9000, iteration 2/2 (100 %), 1s elapsed, ETA 0s',
+    ]);
   });
 });
 

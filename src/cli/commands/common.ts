@@ -54,12 +54,17 @@ export interface ProgressOptions {
   ttyIntervalMs?: number;
   /** No terminal: one line per this many ms, and one per 10 % of a counted task. @default 10000 */
   lineIntervalMs?: number;
+  /**
+   * No terminal: always print a counted task's last item (done = total), as a terminal does (train: the final
+   * losses). @default false: a last item within a second of the previous line is left out, the result follows it
+   */
+  finalLine?: boolean;
 }
 
 /**
  * Progress of a long command, to stderr. On a terminal one line is rewritten in place (`\r`), at most ~10 times a
  * second; otherwise a plain line at most every 10 s, plus one per 10 % of a counted task (at most one a second), so
- * logs stay short.
+ * logs stay short (`lineIntervalMs`, `finalLine`: train's every 2 s and its last iteration).
  * `update(msg, done, total)` counts: the line reads `msg done/total (pct %), elapsed, ETA`, with
  * ETA = elapsed / done · (total − done) measured from the task's first update (a call with done 0 starts its clock
  * exactly; a new msg, another total or a smaller done starts a new task). `done(msg)` always prints (unless quiet):
@@ -97,8 +102,10 @@ export function progress(opts: boolean | ProgressOptions = false) {
       const finished = done >= total;
       const bucket = total > 0 ? Math.floor((10 * done) / total) : 10;
       // Without a terminal: nothing before the first item (the ETA is unknown); then a line per 10 % (at most one a
-      // second, so a quick task prints one or two) or every lineMs.
-      const due = tty ? t - last >= ttyMs || finished : done > task.done0 && (t - last >= lineMs || (bucket > task.bucket && t - last >= 1000));
+      // second, so a quick task prints one or two) or every lineMs, and the last item with finalLine.
+      const due = tty
+        ? t - last >= ttyMs || finished
+        : done > task.done0 && (t - last >= lineMs || (bucket > task.bucket && t - last >= 1000) || (finished && o.finalLine === true));
       if (!due) return;
       task.bucket = bucket;
       last = t;

@@ -1,5 +1,9 @@
-/** `cxformer train`: pretraining with a progress bar (TTY) or plain lines, Ctrl-C = checkpoint and stop. */
-import { type Args, formatDuration, onInterrupt, splitPositionals } from './common.js';
+/**
+ * `cxformer train`: pretraining with the shared progress line (common.ts `progress`: rewritten in place on a
+ * terminal, plain lines otherwise), Ctrl-C = checkpoint and stop.
+ */
+import type { TrainEvent } from '../../train/run.js';
+import { type Args, onInterrupt, progress, splitPositionals } from './common.js';
 
 export async function run(a: Args): Promise<number> {
   const { overrides } = splitPositionals(a.overrides);
@@ -15,9 +19,12 @@ export async function run(a: Args): Promise<number> {
   }
   const { train } = await import('../../train/run.js');
   const quiet = Boolean(a.quiet);
-  const tty = process.stderr.isTTY && !quiet;
-  const interrupt = onInterrupt(() => process.stderr.write('\ninterrupt: finishing the current step, then writing a checkpoint (Ctrl-C again to quit at once)\n'));
-  let lastLine = 0;
+  // The progress line of every long command (common.ts); without a terminal a line every 2 s (a step can take
+  // seconds) and the last iteration's.
+  const bar = progress({ quiet, lineIntervalMs: 2000, finalLine: true });
+  // The interruption notice and the result are printed even with -q (the progress lines are not).
+  const say = quiet ? progress() : bar;
+  const interrupt = onInterrupt(() => say.done('interrupt: finishing the current step, then writing a checkpoint (Ctrl-C again to quit at once)'));
   try {
     const res = await train({
       configs,
@@ -25,35 +32,37 @@ export async function run(a: Args): Promise<number> {
       force: Boolean(a.force),
       signal: interrupt.signal,
       onEvent: (e) => {
-        if (quiet) return;
-        if (e.kind === 'log') process.stderr.write(`${tty ? '\r\x1b[2K' : ''}${e.message}\n`);
-        else if (e.kind === 'start') process.stderr.write(`train: iterations ${e.iteration}..${(e.total ?? 0) - 1}\n`);
-        else if (e.kind === 'step' && e.record) {
-          const r = e.record;
-          const it = (e.iteration ?? 0) + 1;
-          const total = e.total ?? 0;
-          const msg = `[${it}/${total}] loss ${r.total_loss.toFixed(4)} (dino ${(r.dino_local_crops_loss + r.dino_global_crops_loss).toFixed(3)}, ibot ${r.ibot_loss.toFixed(3)}, koleo ${r.koleo_loss.toFixed(3)}, H/lnK ${r.teacher_entropy_ratio.toFixed(2)}) lr ${r.lr.toExponential(2)} ${r.it_per_s.toFixed(2)} it/s ${r.images_per_s.toFixed(1)} img/s ETA ${formatDuration(e.etaSeconds ?? NaN)}`;
-          if (tty) {
-            const width = 20;
-            const fill = Math.round((it / Math.max(1, total)) * width);
-            process.stderr.write(`\r\x1b[2K${'█'.repeat(fill)}${'░'.repeat(width - fill)} ${msg}`);
-          } else if (Date.now() - lastLine > 2000 || it === total) {
-            lastLine = Date.now();
-            process.stderr.write(`${msg}\n`);
-          }
-        } else if (e.kind === 'checkpoint') process.stderr.write(`${tty ? '\r\x1b[2K' : ''}checkpoint: ${e.message}\n`);
+        if (e.kind === 'log') bar.done(e.message ?? '');
+        else if (e.kind === 'start') {
+          bar.done(`train: iterations ${e.iteration}..${(e.total ?? 0) - 1}`);
+          // The ETA's clock starts here, at the iterations already done (a resumed run's are not counted).
+          bar.update('train: iteration', e.iteration ?? 0, e.total ?? 0, 'train');
+        } else if (e.kind === 'step' && e.record) bar.update(stepLine(e.record), (e.iteration ?? 0) + 1, e.total ?? 0, 'train');
+        else if (e.kind === 'checkpoint') bar.done(`checkpoint: ${e.message}`);
       },
     });
-    if (tty) process.stderr.write('\n');
     if (res.interrupted) {
-      if (res.rank === 0) process.stderr.write(`train: interrupted after iteration ${res.lastIteration}; re-run the same command to resume\n`);
+      if (res.rank === 0) say.done(`train: interrupted after iteration ${res.lastIteration}; re-run the same command to resume`);
       return 130;
     }
     // The run report page (report.html: curves, probes, timings, paths); a failure only warns.
-    if (res.rank === 0) await (await import('./report.js')).reportAtEnd(res.output, (m) => (quiet ? undefined : process.stderr.write(`${m}\n`)));
-    if (res.rank === 0) process.stderr.write(`train: done (${res.output}); exported teacher: ${res.exported ?? 'n/a'}\n`);
+    if (res.rank === 0) await (await import('./report.js')).reportAtEnd(res.output, (m) => bar.done(m));
+    if (res.rank === 0) say.done(`train: done (${res.output}); exported teacher: ${res.exported ?? 'n/a'}`);
     return 0;
   } finally {
     interrupt.dispose();
   }
+}
+
+/**
+ * An iteration's numbers on the progress line, before the count, percentage and ETA that `progress` adds: `train:
+ * loss 8.4309 (dino 5.543, ibot 2.818, koleo 0.070, H/lnK 0.97), lr 7.50e-4, 6.89 it/s, 27.5 img/s, iteration 9/12
+ * (75 %), 2s elapsed, ETA 0s`.
+ */
+function stepLine(r: NonNullable<TrainEvent['record']>): string {
+  return (
+    `train: loss ${r.total_loss.toFixed(4)} (dino ${(r.dino_local_crops_loss + r.dino_global_crops_loss).toFixed(3)}, ibot ${r.ibot_loss.toFixed(3)}, ` +
+    `koleo ${r.koleo_loss.toFixed(3)}, H/lnK ${r.teacher_entropy_ratio.toFixed(2)}), lr ${r.lr.toExponential(2)}, ${r.it_per_s.toFixed(2)} it/s, ` +
+    `${r.images_per_s.toFixed(1)} img/s, iteration`
+  );
 }
