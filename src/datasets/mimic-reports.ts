@@ -23,14 +23,13 @@
  * DATA USE: MIMIC-CXR text is credentialed data (PhysioNet DUA). Nothing here writes it anywhere; never commit it,
  * print it in logs, or put it in test fixtures.
  */
-import { stat } from 'node:fs/promises';
 import path from 'node:path';
 
 import { DataError } from '../data/errors.js';
 import type { ReportLabel, ReportRecord } from '../rrg/data.js';
 import { finishRecords } from './common.js';
 import { loadMimic, type MimicOptions } from './mimic.js';
-import { type CustomRules, customMimicCxrRules, extractConclusion, extractSections, pyStrip, readReportText } from './sections.js';
+import { type CustomRules, customMimicCxrRules, extractConclusion, extractSections, pyStrip, readReportTextSync } from './sections.js';
 import { findFile, isDirectory } from './table.js';
 import type { CxrRecord, Split } from './types.js';
 
@@ -61,8 +60,6 @@ export interface MimicReportOptions extends Pick<MimicOptions, 'metadataCsv' | '
    * @default false
    */
   checkFiles?: boolean | 'drop';
-  /** Report files read at once. @default 32 */
-  concurrency?: number;
 }
 
 /** What was kept and dropped, and why. Image counts are exclusive, in the order listed. */
@@ -116,14 +113,8 @@ function chooseSection(text: string, study: string, section: MimicReportSection,
   return kept.length === 0 ? { drop: 'noSection' } : { text: kept.join('\n\n') };
 }
 
-/** Runs `fn` over `items` with at most `limit` in flight. */
-async function forEachLimit<T>(items: readonly T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++] as T);
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-}
+/** Files read synchronously between two turns of the event loop. */
+const READ_BATCH = 256;
 
 /**
  * Loads MIMIC-CXR image/report records (see the module comment for the protocol).
@@ -182,28 +173,30 @@ export async function loadMimicReports(root: string, opts: MimicReportOptions = 
     const key = `${r.patient}/${r.study as string}`;
     if (!studies.has(key)) studies.set(key, { subject: r.patient, study: r.study as string });
   }
+  // Synchronous reads in batches, yielding to the event loop between batches (for 227k small files a synchronous
+  // read is several times faster than an async one, which costs four thread-pool round trips).
   const chosen = new Map<string, Chosen | { drop: 'noReport' }>();
-  await forEachLimit([...studies.entries()], opts.concurrency ?? 32, async ([key, s]) => {
+  let inBatch = 0;
+  for (const [key, s] of studies) {
     const file = mimicReportPath(filesDir, s.subject, s.study);
-    const exists = await stat(file).then(
-      (st) => st.isFile(),
-      () => false,
-    );
-    if (!exists) {
-      chosen.set(key, { drop: 'noReport' });
-      return;
+    const text = readReportTextSync(file);
+    if (text === undefined) chosen.set(key, { drop: 'noReport' });
+    else {
+      try {
+        chosen.set(key, chooseSection(text, s.study, section, rules));
+      } catch (e) {
+        // A custom section name the report lacks (extractConclusion): add the file.
+        if (e instanceof DataError && e.file === undefined) throw new DataError(e.message, { file });
+        throw e;
+      }
     }
-    const text = await readReportText(file);
-    try {
-      chosen.set(key, chooseSection(text, s.study, section, rules));
-    } catch (e) {
-      // A custom section name the report lacks (extractConclusion): add the file.
-      if (e instanceof DataError && e.file === undefined) throw new DataError(e.message, { file });
-      throw e;
+    if (++inBatch === READ_BATCH) {
+      inBatch = 0;
+      await new Promise((resolve) => setImmediate(resolve));
     }
-  });
+  }
   summary.studies.read = studies.size;
-  // Count and list in metadata order (the reads finish in any order).
+  // Count and list in metadata order.
   for (const [key, s] of studies) {
     const c = chosen.get(key) as Chosen | { drop: 'noReport' };
     if ('drop' in c) {

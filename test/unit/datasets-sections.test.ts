@@ -18,6 +18,7 @@ import {
   parseCustomRules,
   pyStrip,
   readReportText,
+  readReportTextSync,
   sectionText,
 } from '../../src/datasets/sections.js';
 import * as R from './mimic-style-reports.js';
@@ -304,10 +305,20 @@ describe('readReportText', () => {
     expect(await readReportText(f)).toBe('\ufeffx\n');
   });
 
+  it('reads the same synchronously, with undefined for a missing file', async () => {
+    const f = path.join(dir, 'sync.txt');
+    await writeFile(f, 'a\r\nb\rc');
+    expect(readReportTextSync(f)).toBe('a\nb\nc');
+    expect(readReportTextSync(f)).toBe(await readReportText(f));
+    expect(readReportTextSync(path.join(dir, 'none.txt'))).toBeUndefined();
+    expect(() => readReportTextSync(dir)).toThrow(`${dir}: cannot read the report (EISDIR`);
+  });
+
   it('names the file when it is missing or not UTF-8', async () => {
     const bad = path.join(dir, 'bad.txt');
     await writeFile(bad, Buffer.from([0x41, 0xff, 0x42]));
     await expect(readReportText(bad)).rejects.toThrow(`${bad}: the report is not valid UTF-8 text`);
+    expect(() => readReportTextSync(bad)).toThrow(`${bad}: the report is not valid UTF-8 text`);
     await expect(readReportText(path.join(dir, 'none.txt'))).rejects.toThrow(`${path.join(dir, 'none.txt')}: report file not found`);
   });
 });
