@@ -15,6 +15,8 @@ import {
   sacreSentenceBleu,
   type SmoothMethod,
 } from '../../src/eval/text/bleu.js';
+import { NgramTable } from '../../src/eval/text/ngram.js';
+import { isPySpace, pyRstrip, pySplit, pyStrip } from '../../src/eval/text/pystr.js';
 import { tokenize13a, tokenizeIntl, type SacreTokenizer } from '../../src/eval/text/tok13a.js';
 import { Mismatches, textGolden } from './text-golden.js';
 
@@ -234,5 +236,42 @@ describe('sacrebleu tokenizers (outputs recorded from sacrebleu 2.6.0 Tokenizer1
   it.each(cases)('%j', (input, t13a, intl) => {
     expect(tokenize13a(input)).toBe(t13a);
     expect(tokenizeIntl(input)).toBe(intl);
+  });
+});
+
+describe('Python str helpers', () => {
+  it('isPySpace is Python 3.11 str.isspace() over every UTF-16 code unit', () => {
+    // [c for c in range(0x110000) if chr(c).isspace()] in Python 3.11.7 (none is above U+FFFF).
+    const py = [
+      0x9, 0xa, 0xb, 0xc, 0xd, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x85, 0xa0, 0x1680, 0x2000, 0x2001, 0x2002, 0x2003, 0x2004, 0x2005, 0x2006,
+      0x2007, 0x2008, 0x2009, 0x200a, 0x2028, 0x2029, 0x202f, 0x205f, 0x3000,
+    ];
+    const ours: number[] = [];
+    for (let c = 0; c <= 0xffff; c++) if (isPySpace(c)) ours.push(c);
+    expect(ours).toEqual(py);
+  });
+  it('pySplit / pyStrip / pyRstrip behave like str.split() / strip() / rstrip()', () => {
+    expect(pySplit('')).toEqual([]);
+    expect(pySplit(' \t\n ')).toEqual([]);
+    expect(pySplit('  a  b\x1cc\x85d ')).toEqual(['a', 'b', 'c', 'd']);
+    expect(pySplit('a\ufeffb')).toEqual(['a\ufeffb']);
+    expect(pyStrip('\u3000 a b \n')).toBe('a b');
+    expect(pyRstrip(' a \u2029')).toBe(' a');
+  });
+});
+
+describe('NgramTable', () => {
+  it('counts n-grams per order in first-occurrence order, with ids shared across sentences and distinct across orders', () => {
+    const t = new NgramTable();
+    const [uni, bi, tri] = t.count(['a', 'b', 'a', 'b'], 3);
+    expect([...uni!.values()]).toEqual([2, 2]);
+    expect([...bi!.values()]).toEqual([2, 1]); // "a b" ×2, "b a" ×1
+    expect([...tri!.values()]).toEqual([1, 1]);
+    const ids = [...uni!.keys(), ...bi!.keys(), ...tri!.keys()];
+    expect(new Set(ids).size).toBe(6);
+    const [uni2, bi2] = t.count(['b', 'a'], 2);
+    expect([...uni2!.keys()]).toEqual([...uni!.keys()].reverse());
+    expect([...bi2!.keys()]).toEqual([[...bi!.keys()][1]]);
+    expect(t.count([], 4).every((m) => m.size === 0)).toBe(true);
   });
 });

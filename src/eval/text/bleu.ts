@@ -27,56 +27,8 @@
  * of them; sacrebleu's reference streams with `None` for missing references are the transpose of this.
  */
 import { pySplit, pyRstrip } from './pystr.js';
+import { clippedMatches, maxCounts, NgramTable } from './ngram.js';
 import { sacreTokenizer, type SacreTokenizer } from './tok13a.js';
-
-// ---------------------------------------------------------------------------------------------------------------
-// n-gram counting shared by both implementations: n-gram keys are the tokens joined by a space (tokens from
-// str.split() never contain whitespace, so the key is unambiguous); one Map per order, in first-occurrence order.
-
-/** Counts of the 1..n-grams of a token list: `counts[k - 1]` maps each k-gram to its count. */
-export function ngramCounts(tokens: readonly string[], n: number): Map<string, number>[] {
-  const counts: Map<string, number>[] = [];
-  for (let k = 1; k <= n; k++) {
-    const m = new Map<string, number>();
-    for (let i = 0; i + k <= tokens.length; i++) {
-      const key = k === 1 ? (tokens[i] as string) : tokens.slice(i, i + k).join(' ');
-      m.set(key, (m.get(key) ?? 0) + 1);
-    }
-    counts.push(m);
-  }
-  return counts;
-}
-
-/** Per order, the maximum count of each n-gram over several count tables. */
-function maxCounts(tables: readonly Map<string, number>[][], n: number): Map<string, number>[] {
-  const out: Map<string, number>[] = [];
-  for (let k = 0; k < n; k++) {
-    const m = new Map<string, number>();
-    for (const t of tables) {
-      for (const [g, c] of t[k] as Map<string, number>) {
-        const prev = m.get(g);
-        if (prev === undefined || c > prev) m.set(g, c);
-      }
-    }
-    out.push(m);
-  }
-  return out;
-}
-
-/** Σ over n-grams of min(hyp count, ref max count), per order. */
-function clippedMatches(hyp: readonly Map<string, number>[], refMax: readonly Map<string, number>[], n: number): number[] {
-  const correct = new Array<number>(n).fill(0);
-  for (let k = 0; k < n; k++) {
-    const r = refMax[k] as Map<string, number>;
-    let c = 0;
-    for (const [g, count] of hyp[k] as Map<string, number>) {
-      const rc = r.get(g);
-      if (rc !== undefined) c += Math.min(count, rc);
-    }
-    correct[k] = c;
-  }
-  return correct;
-}
 
 function checkCorpus(hyps: readonly string[], refs: readonly (readonly string[])[], what: string): void {
   if (!Array.isArray(hyps)) throw new TypeError(`${what}: hyps must be an array of strings`);
@@ -125,13 +77,14 @@ export function pycocoBleu(hyps: readonly string[], refs: readonly (readonly str
   let reflenSum = 0;
   const guessSum = new Array<number>(n).fill(0);
   const correctSum = new Array<number>(n).fill(0);
+  const table = new NgramTable();
   for (let i = 0; i < hyps.length; i++) {
     // cook_refs / cook_test
     const refTokens = (refs[i] as readonly string[]).map((r) => pySplit(r));
-    const refMax = maxCounts(refTokens.map((t) => ngramCounts(t, n)), n);
+    const refMax = maxCounts(refTokens.map((t) => table.count(t, n)), n);
     const words = pySplit(hyps[i] as string);
     const testlen = words.length;
-    const correct = clippedMatches(ngramCounts(words, n), refMax, n);
+    const correct = clippedMatches(table.count(words, n), refMax, n);
     const guess = Array.from({ length: n }, (_, k) => Math.max(0, testlen - k));
     // _single_reflen(option='closest'): min over (|l - testlen|, l) tuples
     let reflen = refTokens[0]!.length;
@@ -248,10 +201,10 @@ function sacreTokens(s: string, o: ResolvedSacre): string[] {
 }
 
 /** Segment statistics `[sys_len, ref_len, correct_1..N, total_1..N]` (sacrebleu `_compute_segment_statistics`). */
-function sacreSegmentStats(hyp: string, refs: readonly string[], o: ResolvedSacre): number[] {
+function sacreSegmentStats(hyp: string, refs: readonly string[], o: ResolvedSacre, table: NgramTable): number[] {
   const n = o.order;
   const refTokens = refs.map((r) => sacreTokens(r, o));
-  const refMax = maxCounts(refTokens.map((t) => ngramCounts(t, n)), n);
+  const refMax = maxCounts(refTokens.map((t) => table.count(t, n)), n);
   const words = sacreTokens(hyp, o);
   const hypLen = words.length;
   // _get_closest_ref_len
@@ -266,7 +219,7 @@ function sacreSegmentStats(hyp: string, refs: readonly string[], o: ResolvedSacr
       closestLen = t.length;
     }
   }
-  const hypCounts = ngramCounts(words, n);
+  const hypCounts = table.count(words, n);
   const correct = clippedMatches(hypCounts, refMax, n);
   const total = hypCounts.map((m) => {
     let s = 0;
@@ -352,8 +305,9 @@ export function sacreBleu(hyps: readonly string[], refs: readonly (readonly stri
   checkCorpus(hyps, refs, 'sacreBleu');
   const o = resolveSacre(opts, false, 'sacreBleu');
   const sum = new Array<number>(2 + 2 * o.order).fill(0);
+  const table = new NgramTable();
   for (let i = 0; i < hyps.length; i++) {
-    const s = sacreSegmentStats(hyps[i] as string, refs[i] as readonly string[], o);
+    const s = sacreSegmentStats(hyps[i] as string, refs[i] as readonly string[], o, table);
     for (let j = 0; j < sum.length; j++) sum[j]! += s[j]!;
   }
   return scoreFromStats(sum, o);
@@ -363,13 +317,13 @@ export function sacreBleu(hyps: readonly string[], refs: readonly (readonly stri
 export function sacreSentenceBleu(hyp: string, refs: readonly string[], opts: SacreBleuOptions = {}): BleuScore {
   checkCorpus([hyp], [refs], 'sacreSentenceBleu');
   const o = resolveSacre(opts, true, 'sacreSentenceBleu');
-  return scoreFromStats(sacreSegmentStats(hyp, refs, o), o);
+  return scoreFromStats(sacreSegmentStats(hyp, refs, o, new NgramTable()), o);
 }
 
 /** sacrebleu's per-segment statistics `[sys_len, ref_len, correct_1..N, total_1..N]` (for bootstrap or checks). */
 export function sacreBleuStats(hyp: string, refs: readonly string[], opts: SacreBleuOptions = {}): number[] {
   checkCorpus([hyp], [refs], 'sacreBleuStats');
-  return sacreSegmentStats(hyp, refs, resolveSacre(opts, false, 'sacreBleuStats'));
+  return sacreSegmentStats(hyp, refs, resolveSacre(opts, false, 'sacreBleuStats'), new NgramTable());
 }
 
 /**

@@ -18,50 +18,66 @@
  * that is a RangeError saying so.
  */
 import { mean } from '../stats.js';
-import { ngramCounts } from './bleu.js';
+import { NgramTable } from './ngram.js';
 import { pySplit } from './pystr.js';
 
 const N = 4;
 const SIGMA = 6.0;
 
+/** A sentence's tf-idf vector: per order, parallel arrays of n-gram ids and weights in pycoco's dict order. */
 interface CiderVec {
-  /** Per order: n-gram → tf·idf weight, in the order pycoco's dict would iterate. */
-  vec: Map<string, number>[];
+  ids: number[][];
+  w: number[][];
   norm: number[];
   /** Number of bigram occurrences (pycoco `length`). */
   length: number;
 }
 
-function counts2vec(counts: readonly Map<string, number>[], df: ReadonlyMap<string, number>[], refLen: number): CiderVec {
-  const vec: Map<string, number>[] = [];
+/** pycoco `counts2vec`: weight tf · (ref_len − log(max(1, df))), norm √Σw², length = bigram count. */
+function counts2vec(counts: readonly Map<number, number>[], df: Float64Array, refLen: number): CiderVec {
+  const ids: number[][] = [];
+  const w: number[][] = [];
   const norm: number[] = [];
   let length = 0;
   for (let n = 0; n < N; n++) {
-    const v = new Map<string, number>();
+    const gi: number[] = [];
+    const gw: number[] = [];
     let s = 0.0;
-    for (const [g, tf] of counts[n] as Map<string, number>) {
-      const d = Math.log(Math.max(1.0, (df[n] as ReadonlyMap<string, number>).get(g) ?? 0));
-      const w = tf * (refLen - d);
-      v.set(g, w);
-      s += w * w;
+    for (const [g, tf] of counts[n] as Map<number, number>) {
+      const d = Math.log(Math.max(1.0, df[g] as number));
+      const v = tf * (refLen - d);
+      gi.push(g);
+      gw.push(v);
+      s += v * v;
       if (n === 1) length += tf;
     }
-    vec.push(v);
-    norm.push(s);
+    ids.push(gi);
+    w.push(gw);
+    norm.push(Math.sqrt(s));
   }
-  return { vec, norm: norm.map((x) => Math.sqrt(x)), length };
+  return { ids, w, norm, length };
 }
 
-function sim(h: CiderVec, r: CiderVec, val: Float64Array): void {
+/**
+ * pycoco `sim`, added into `val` (pycoco: `score += sim(...)`). `scratch` is all zeros on entry and on exit; it holds
+ * the reference weights by n-gram id meanwhile (a missing n-gram weighs 0, as in pycoco's defaultdict).
+ */
+function sim(h: CiderVec, r: CiderVec, val: Float64Array, scratch: Float64Array): void {
   const delta = h.length - r.length;
   const penalty = Math.E ** (-(delta * delta) / (2 * SIGMA ** 2));
   for (let n = 0; n < N; n++) {
+    const rIds = r.ids[n] as number[];
+    const rW = r.w[n] as number[];
+    for (let j = 0; j < rIds.length; j++) scratch[rIds[j] as number] = rW[j] as number;
     let v = 0.0;
-    const rv = r.vec[n] as Map<string, number>;
-    for (const [g, wh] of h.vec[n] as Map<string, number>) {
-      const wr = rv.get(g) ?? 0.0;
-      v += Math.min(wh, wr) * wr;
+    const hIds = h.ids[n] as number[];
+    const hW = h.w[n] as number[];
+    for (let j = 0; j < hIds.length; j++) {
+      const wr = scratch[hIds[j] as number] as number;
+      const wh = hW[j] as number;
+      v += (wh < wr ? wh : wr) * wr;
     }
+    for (let j = 0; j < rIds.length; j++) scratch[rIds[j] as number] = 0;
     const nh = h.norm[n] as number;
     const nr = r.norm[n] as number;
     if (nh !== 0 && nr !== 0) v /= nh * nr;
@@ -80,8 +96,9 @@ export function ciderD(hyps: readonly string[], refs: readonly (readonly string[
     throw new RangeError(`ciderD: ${hyps.length} hypotheses but ${refs.length} reference lists (one list per hypothesis expected)`);
   }
   if (hyps.length === 0) throw new RangeError('ciderD: the corpus is empty (no hypotheses)');
-  const crefs: Map<string, number>[][][] = [];
-  const ctest: Map<string, number>[][] = [];
+  const table = new NgramTable();
+  const crefs: Map<number, number>[][][] = [];
+  const ctest: Map<number, number>[][] = [];
   for (let i = 0; i < hyps.length; i++) {
     const h = hyps[i];
     const r = refs[i];
@@ -90,23 +107,28 @@ export function ciderD(hyps: readonly string[], refs: readonly (readonly string[
     crefs.push(
       r.map((s, j) => {
         if (typeof s !== 'string') throw new TypeError(`ciderD: refs[${i}][${j}] must be a string, got ${typeof s}`);
-        return ngramCounts(pySplit(s), N);
+        return table.count(pySplit(s), N);
       }),
     );
-    ctest.push(ngramCounts(pySplit(h), N));
+    ctest.push(table.count(pySplit(h), N));
   }
   // compute_doc_freq: each segment counts once per n-gram found in any of its references.
-  const df: Map<string, number>[] = Array.from({ length: N }, () => new Map());
+  const df = new Float64Array(table.size);
+  const lastSeen = new Int32Array(table.size).fill(-1);
   let anyRefNgram = false;
-  for (const segRefs of crefs) {
-    for (let n = 0; n < N; n++) {
-      const seen = new Set<string>();
-      for (const ref of segRefs) for (const g of (ref[n] as Map<string, number>).keys()) seen.add(g);
-      const d = df[n] as Map<string, number>;
-      for (const g of seen) d.set(g, (d.get(g) ?? 0) + 1);
-      if (seen.size > 0) anyRefNgram = true;
+  crefs.forEach((segRefs, i) => {
+    for (const ref of segRefs) {
+      for (const m of ref) {
+        for (const g of m.keys()) {
+          anyRefNgram = true;
+          if (lastSeen[g] !== i) {
+            lastSeen[g] = i;
+            df[g] = (df[g] as number) + 1;
+          }
+        }
+      }
     }
-  }
+  });
   if (!anyRefNgram) {
     throw new RangeError(
       'ciderD: every reference in the corpus is empty (no tokens), so there are no document frequencies; ' +
@@ -115,12 +137,13 @@ export function ciderD(hyps: readonly string[], refs: readonly (readonly string[
   }
   // compute_cider
   const refLen = Math.log(crefs.length);
+  const scratch = new Float64Array(table.size);
   const segments: number[] = [];
   for (let i = 0; i < ctest.length; i++) {
-    const h = counts2vec(ctest[i] as Map<string, number>[], df, refLen);
+    const h = counts2vec(ctest[i] as Map<number, number>[], df, refLen);
     const score = new Float64Array(N);
-    const segRefs = crefs[i] as Map<string, number>[][];
-    for (const ref of segRefs) sim(h, counts2vec(ref, df, refLen), score);
+    const segRefs = crefs[i] as Map<number, number>[][];
+    for (const ref of segRefs) sim(h, counts2vec(ref, df, refLen), score, scratch);
     let avg = mean(score);
     avg /= segRefs.length;
     avg *= 10.0;

@@ -4,7 +4,7 @@
  * rouge-score 0.1.2 ROUGE-L (with nltk's Porter stemmer), and R2Gen's report cleaners. Dependency-free; no native
  * code.
  */
-export { pycocoBleu, sacreBleu, sacreSentenceBleu, sacreBleuStats, sacreBleuSignature, computeBleu, ngramCounts } from './bleu.js';
+export { pycocoBleu, sacreBleu, sacreSentenceBleu, sacreBleuStats, sacreBleuSignature, computeBleu } from './bleu.js';
 export type { PycocoBleuResult, SacreBleuOptions, BleuScore, SmoothMethod } from './bleu.js';
 export { ciderD } from './cider.js';
 export { r2genClean, r2genCleanIuXray } from './clean.js';
@@ -13,4 +13,5 @@ export { rougeScoreL, rougeScoreLMulti, rougeScoreLCorpus, rougeScoreTokens, pyc
 export type { PrfScore } from './rouge.js';
 export { tokenize13a, tokenizeIntl, tokenizeRegexp, sacreTokenizer, SACRE_TOKENIZERS } from './tok13a.js';
 export type { SacreTokenizer } from './tok13a.js';
-export { pySplit, pyRstrip, pyStrip, pyNormalizeSpace } from './pystr.js';
+export { NgramTable } from './ngram.js';
+export { isPySpace, pySplit, pyRstrip, pyStrip, pyNormalizeSpace } from './pystr.js';

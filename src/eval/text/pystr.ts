@@ -10,27 +10,35 @@
  *   included, e.g. `İ` → `i̇`, and the final-sigma rule), so it is used as is.
  */
 
-/** The characters of Python's `str.isspace()`, as a regular-expression character class body. */
-const PY_WS = '\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
-const PY_WS_RUN = new RegExp(`[${PY_WS}]+`, 'u');
-const PY_WS_TRAILING = new RegExp(`[${PY_WS}]+$`, 'u');
-const PY_NON_WS = new RegExp(`[^${PY_WS}]`, 'u');
+/** Python `str.isspace()` for one UTF-16 code unit (every such character is in the BMP). */
+export function isPySpace(c: number): boolean {
+  if (c <= 0x20) return c === 0x20 || (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f);
+  if (c < 0x85) return false;
+  return (
+    c === 0x85 || c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000
+  );
+}
 
 /** Python `s.split()`: whitespace-separated fields, no empty strings. */
 export function pySplit(s: string): string[] {
-  if (!PY_NON_WS.test(s)) return [];
-  const parts = s.split(PY_WS_RUN);
-  // A leading or trailing run gives one empty field at that end; Python drops it.
-  let a = 0;
-  let b = parts.length;
-  if (parts[0] === '') a = 1;
-  if (b > a && parts[b - 1] === '') b -= 1;
-  return a === 0 && b === parts.length ? parts : parts.slice(a, b);
+  const out: string[] = [];
+  const n = s.length;
+  let i = 0;
+  while (i < n) {
+    while (i < n && isPySpace(s.charCodeAt(i))) i++;
+    if (i >= n) break;
+    const start = i;
+    while (i < n && !isPySpace(s.charCodeAt(i))) i++;
+    out.push(s.slice(start, i));
+  }
+  return out;
 }
 
 /** Python `s.rstrip()`. */
 export function pyRstrip(s: string): string {
-  return s.replace(PY_WS_TRAILING, '');
+  let end = s.length;
+  while (end > 0 && isPySpace(s.charCodeAt(end - 1))) end--;
+  return end === s.length ? s : s.slice(0, end);
 }
 
 /** Python `' '.join(s.split())`: one space between fields, none at the ends. */
@@ -38,9 +46,9 @@ export function pyNormalizeSpace(s: string): string {
   return pySplit(s).join(' ');
 }
 
-const PY_WS_LEADING = new RegExp(`^[${PY_WS}]+`, 'u');
-
 /** Python `s.strip()`. */
 export function pyStrip(s: string): string {
-  return pyRstrip(s.replace(PY_WS_LEADING, ''));
+  let start = 0;
+  while (start < s.length && isPySpace(s.charCodeAt(start))) start++;
+  return pyRstrip(start === 0 ? s : s.slice(start));
 }

@@ -76,16 +76,50 @@ export function lcsLength(a: readonly string[], b: readonly string[]): number {
 // ---------------------------------------------------------------------------------------------------------------
 // rouge-score
 
-const NON_ALPHANUM = /[^a-z0-9]+/g;
-const VALID_TOKEN = /^[a-z0-9]+$/;
-const WS_RUN = /\s+/;
+/** Stems of recent words: the stemmer is pure, and reports repeat their vocabulary (bounded, cleared when full). */
+const stemCache = new Map<string, string>();
+const STEM_CACHE_MAX = 100_000;
 
-/** rouge-score `tokenize.tokenize(text, stemmer)`. */
+function cachedStem(x: string): string {
+  let s = stemCache.get(x);
+  if (s === undefined) {
+    s = porterStem(x);
+    if (stemCache.size >= STEM_CACHE_MAX) stemCache.clear();
+    stemCache.set(x, s);
+  }
+  return s;
+}
+
+const VALID_TOKEN = /^[a-z0-9]+$/;
+
+/**
+ * rouge-score `tokenize.tokenize(text, stemmer)`: lower-case, `[^a-z0-9]+` → ' ', split on whitespace, stem tokens
+ * longer than 3 characters, keep tokens matching `^[a-z0-9]+$`. The first three steps leave exactly the maximal runs
+ * of `[a-z0-9]` of the lower-cased text, which is how they are computed here.
+ */
 export function rougeScoreTokens(text: string, opts: { stemmer?: boolean } = {}): string[] {
-  // After the substitution only [a-z0-9] and spaces remain, so JavaScript's \s split equals Python's \s+ split.
-  let tokens = text.toLowerCase().replace(NON_ALPHANUM, ' ').split(WS_RUN);
-  if (opts.stemmer) tokens = tokens.map((x) => (x.length > 3 ? porterStem(x) : x));
-  return tokens.filter((x) => VALID_TOKEN.test(x));
+  const t = text.toLowerCase();
+  const out: string[] = [];
+  const n = t.length;
+  let i = 0;
+  while (i < n) {
+    let c = t.charCodeAt(i);
+    if (!((c >= 97 && c <= 122) || (c >= 48 && c <= 57))) {
+      i++;
+      continue;
+    }
+    const start = i;
+    do {
+      i++;
+      c = i < n ? t.charCodeAt(i) : 0;
+    } while ((c >= 97 && c <= 122) || (c >= 48 && c <= 57));
+    const x = t.slice(start, i);
+    if (opts.stemmer && x.length > 3) {
+      const st = cachedStem(x);
+      if (VALID_TOKEN.test(st)) out.push(st);
+    } else out.push(x);
+  }
+  return out;
 }
 
 /** rouge-score `_score_lcs(target_tokens, prediction_tokens)`. */
