@@ -70,60 +70,66 @@ export function pycocoBleu(hyps: readonly string[], refs: readonly (readonly str
   const n = opts.n ?? 4;
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`pycocoBleu: n must be a positive integer, got ${n}`);
   checkCorpus(hyps, refs, 'pycocoBleu');
-  const small = 1e-9;
-  const tiny = 1e-15;
   const segments: number[][] = Array.from({ length: n }, () => []);
-  let testlenSum = 0;
-  let reflenSum = 0;
-  const guessSum = new Array<number>(n).fill(0);
-  const correctSum = new Array<number>(n).fill(0);
+  const sum = new Array<number>(2 + 2 * n).fill(0);
   const table = new NgramTable();
   for (let i = 0; i < hyps.length; i++) {
-    // cook_refs / cook_test
-    const refTokens = (refs[i] as readonly string[]).map((r) => pySplit(r));
-    const refMax = maxCounts(refTokens.map((t) => table.count(t, n)), n);
-    const words = pySplit(hyps[i] as string);
-    const testlen = words.length;
-    const correct = clippedMatches(table.count(words, n), refMax, n);
-    const guess = Array.from({ length: n }, (_, k) => Math.max(0, testlen - k));
-    // _single_reflen(option='closest'): min over (|l - testlen|, l) tuples
-    let reflen = refTokens[0]!.length;
-    for (const t of refTokens) {
-      const l = t.length;
-      const d = Math.abs(l - testlen);
-      const bd = Math.abs(reflen - testlen);
-      if (d < bd || (d === bd && l < reflen)) reflen = l;
-    }
-    testlenSum += testlen;
-    reflenSum += reflen;
-    for (let k = 0; k < n; k++) {
-      guessSum[k]! += guess[k]!;
-      correctSum[k]! += correct[k]!;
-    }
-    let bleu = 1;
-    for (let k = 0; k < n; k++) {
-      bleu *= (correct[k]! + tiny) / (guess[k]! + small);
-      segments[k]!.push(bleu ** (1 / (k + 1)));
-    }
-    const ratio = (testlen + tiny) / (reflen + small);
-    if (ratio < 1) {
-      for (let k = 0; k < n; k++) {
-        const s = segments[k]!;
-        s[s.length - 1] = s[s.length - 1]! * Math.exp(1 - 1 / ratio);
-      }
-    }
+    const st = segmentStats(hyps[i] as string, refs[i] as readonly string[], n, table);
+    for (let j = 0; j < sum.length; j++) sum[j]! += st[j]!;
+    // per image bleu score (pycoco's bleu_list)
+    const bleu = pycocoBleuFromStats(st, n);
+    for (let k = 0; k < n; k++) segments[k]!.push(bleu[k]!);
   }
-  const corpus: number[] = [];
+  return { corpus: pycocoBleuFromStats(sum, n), segments, testlen: sum[0]!, reflen: sum[1]! };
+}
+
+/** cook_refs + cook_test of one segment: `[testlen, closest reflen, correct_1..n, guess_1..n]`. */
+function segmentStats(hyp: string, refs: readonly string[], n: number, table: NgramTable): number[] {
+  const refTokens = refs.map((r) => pySplit(r));
+  const refMax = maxCounts(refTokens.map((t) => table.count(t, n)), n);
+  const words = pySplit(hyp);
+  const testlen = words.length;
+  const correct = clippedMatches(table.count(words, n), refMax, n);
+  const guess = Array.from({ length: n }, (_, k) => Math.max(0, testlen - k));
+  // _single_reflen(option='closest'): min over (|l - testlen|, l) tuples
+  let reflen = refTokens[0]!.length;
+  for (const t of refTokens) {
+    const l = t.length;
+    const d = Math.abs(l - testlen);
+    const bd = Math.abs(reflen - testlen);
+    if (d < bd || (d === bd && l < reflen)) reflen = l;
+  }
+  return [testlen, reflen, ...correct, ...guess];
+}
+
+/**
+ * pycocoevalcap's per-segment statistics `[testlen, reflen (closest), correct_1..n, guess_1..n]`: summed over segments
+ * (with integer weights for a bootstrap resample) they give the corpus score through {@link pycocoBleuFromStats}.
+ */
+export function pycocoBleuStats(hyp: string, refs: readonly string[], n = 4): number[] {
+  checkCorpus([hyp], [refs], 'pycocoBleuStats');
+  return segmentStats(hyp, refs, n, new NgramTable());
+}
+
+/**
+ * Cumulative BLEU-1..n from (summed) statistics, in BleuScorer.compute_score's order of operations: the product of
+ * (correct + 1e-15)/(guess + 1e-9) up to each order, its (k+1)-th root, times exp(1 − 1/ratio) when the ratio
+ * (testlen + 1e-15)/(reflen + 1e-9) is below 1.
+ */
+export function pycocoBleuFromStats(stats: readonly number[], n = 4): number[] {
+  const small = 1e-9;
+  const tiny = 1e-15;
+  const out: number[] = [];
   let bleu = 1;
   for (let k = 0; k < n; k++) {
-    bleu *= (correctSum[k]! + tiny) / (guessSum[k]! + small);
-    corpus.push(bleu ** (1 / (k + 1)));
+    bleu *= (stats[2 + k]! + tiny) / (stats[2 + n + k]! + small);
+    out.push(bleu ** (1 / (k + 1)));
   }
-  const ratio = (testlenSum + tiny) / (reflenSum + small);
+  const ratio = (stats[0]! + tiny) / (stats[1]! + small);
   if (ratio < 1) {
-    for (let k = 0; k < n; k++) corpus[k] = corpus[k]! * Math.exp(1 - 1 / ratio);
+    for (let k = 0; k < n; k++) out[k] = out[k]! * Math.exp(1 - 1 / ratio);
   }
-  return { corpus, segments, testlen: testlenSum, reflen: reflenSum };
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
  * rouge-score 0.1.2 ROUGE-L (with nltk's Porter stemmer), and R2Gen's report cleaners. Dependency-free; no native
  * code.
  */
-export { pycocoBleu, sacreBleu, sacreSentenceBleu, sacreBleuStats, sacreBleuSignature, computeBleu } from './bleu.js';
+export { pycocoBleu, pycocoBleuStats, pycocoBleuFromStats, sacreBleu, sacreSentenceBleu, sacreBleuStats, sacreBleuSignature, computeBleu } from './bleu.js';
 export type { PycocoBleuResult, SacreBleuOptions, BleuScore, SmoothMethod } from './bleu.js';
 export { ciderD } from './cider.js';
 export { r2genClean, r2genCleanIuXray } from './clean.js';
