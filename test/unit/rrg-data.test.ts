@@ -145,6 +145,8 @@ describe('loadPhantomReports errors', () => {
     const dup = await edited('dup', { reports: (t) => `${t}${id},Heart normal.\n` });
     expect((await rejected(loadPhantomReports(dup))).message).toBe(`${path.join(dup, 'reports.csv')}: line 102 (row 101), column 'Path': Path '${id}' appears twice (first at line 4)`);
     await expect(loadPhantomReports(path.join(tmp, 'nowhere'))).rejects.toThrow(`${path.join(tmp, 'nowhere', 'reports.csv')}: file not found`);
+    const headerOnly = await edited('header-only', { reports: (t) => t.split('\n')[0]! + '\n', labels: (t) => t.split('\n')[0]! + '\n' });
+    expect((await rejected(loadPhantomReports(headerOnly))).message).toBe(`${path.join(headerOnly, 'reports.csv')}: no reports (the file has a header only)`);
   });
 });
 
