@@ -9,6 +9,7 @@ pub mod dist;
 pub mod downstream;
 pub mod error;
 pub mod model;
+pub mod rrg;
 pub mod runtime;
 pub mod seg;
 pub mod shim;

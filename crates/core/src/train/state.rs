@@ -51,6 +51,8 @@ pub enum StateKind {
     Ssl,
     Finetune,
     Seg,
+    /// The report captioner ([`crate::rrg::train::ReportTrainer`]); no version-1 files exist.
+    Rrg,
 }
 
 impl StateKind {
@@ -60,6 +62,7 @@ impl StateKind {
             StateKind::Ssl => "ssl",
             StateKind::Finetune => "finetune",
             StateKind::Seg => "seg",
+            StateKind::Rrg => "rrg",
         }
     }
 
@@ -69,11 +72,12 @@ impl StateKind {
             StateKind::Ssl => "SSL pretraining",
             StateKind::Finetune => "fine-tuning",
             StateKind::Seg => "segmentation",
+            StateKind::Rrg => "report captioner",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [StateKind::Ssl, StateKind::Finetune, StateKind::Seg].into_iter().find(|k| k.as_str() == s)
+        [StateKind::Ssl, StateKind::Finetune, StateKind::Seg, StateKind::Rrg].into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -257,6 +261,9 @@ fn from_v1(kind: StateKind, mut md: HashMap<String, String>, mut tensors: BTreeM
             md.remove("backbone_config");
             let step = parse_step(&take(&mut md, "optim_step", &source)?, "optim_step", &source)?;
             (take(&mut md, "config", &source)?, step)
+        }
+        StateKind::Rrg => {
+            return Err(Error::weights(&source, format!("not a report-captioner training state (metadata {KIND_KEY} is missing)")));
         }
     };
     Ok(TrainState { kind, config, step, counters, tensors, metadata: md, source })

@@ -1,0 +1,249 @@
+//! [`ReportTrainer`]: teacher-forced training of the report captioner on the shared harness
+//! ([`crate::train`]), shaped like [`crate::classify::finetune::FineTuner`].
+//!
+//! - **Inputs**: encoder features (B, M, D_vit) float32 (the frozen encoder's memory tokens, cached by the caller
+//!   or taken with [`crate::rrg::memory_tokens`] under `tch::no_grad`), an optional memory mask (B, M) for
+//!   memories padded to one length, and reports (B, T) int64 `[BOS] … [EOS]` right-padded with 0.
+//! - **Loss**: [`crate::rrg::ReportModel::loss`]: label-smoothed cross-entropy over the non-pad targets, in
+//!   float32 (outside autocast). A batch without a target (on every process) takes no update and only advances
+//!   the schedule.
+//! - **Optimizer**: AdamW ([`crate::train::optim::AdamW`], torch semantics), one lr for every parameter; the
+//!   decoupled weight decay applies to the 2-D parameters (linear weights, token and position embeddings, as
+//!   nanoGPT's `configure_optimizers`), never to biases or LayerNorms.
+//! - **Schedule**, per optimizer step s: linspace(0, lr, W) warm-up then cosine to 0 at T (or constant):
+//!   [`crate::train::schedule::lr_at`] with `warmupSteps`, `totalSteps`, `schedule`.
+//! - **Step order** ([`crate::train::step`]): dropout seeded from (seed, step, rank)
+//!   ([`crate::train::step::seed_drop_path`], under the crate's generator lock) → forward (bf16 autocast when
+//!   `precision` is bf16 and the device is CUDA; f32 otherwise) → loss → (data parallel: one all-reduce of
+//!   [targets, loss · targets]) → NaN check (nothing modified on failure) → backward scaled by kᵣ·W/K →
+//!   gradient all-reduce ([`Collective`]) → total-norm clipping (`clipGrad`) → AdamW.
+//! - **Data parallelism** ([`ReportTrainer::set_dist`]): rank 0's state is broadcast at `set_dist` and after
+//!   every load; the gradient is that of the mean loss over every target of the global batch. Dropout differs
+//!   per rank (each rank draws its own stream), so W ranks × b equal 1 process × W·b exactly only without dropout.
+//! - **State**: [`ReportTrainer::save_state`] / [`ReportTrainer::load_state`] in the one training-state format
+//!   ([`crate::train::state`], kind `rrg`): parameters under their model keys, `optim.exp_avg.<key>`,
+//!   `optim.exp_avg_sq.<key>`, the optimizer step and the counter `scheduled_steps`; atomic writes, strict loads,
+//!   exact resume (the dropout streams depend only on (seed, step, rank)).
+//! - **Export** ([`ReportTrainer::export`]): `model.safetensors` + `config.json` ([`crate::rrg::ReportModel::save`]).
+//!
+//! Unfreezing the encoder (not built yet) fits this shape: hold the [`crate::model::Vit`] in the trainer's
+//! VarStore under `backbone.`, add its parameters to the AdamW slots with a
+//! [`crate::train::optim::ParamGroup`] whose `lr_mult` = backboneLr / lr (layer-wise decay with
+//! [`crate::train::optim::backbone_group`]), and add a `step_pixels` that computes the memory with
+//! [`crate::rrg::memory_tokens`] inside the autocast region (gradients flowing) before the same loss and update;
+//! the state then carries the `backbone.*` tensors too.
+use super::{ReportModel, RrgTrainConfig, label_smoothed_ce};
+use crate::bail_shape;
+use crate::error::{Error, Result};
+use crate::model::sorted_vars;
+use crate::train::collective::{Collective, SingleProcess};
+use crate::train::optim::{AdamW, ParamGroup};
+use crate::train::state::{SCHEDULED_STEPS, StateKind, TrainState, agree, copy_into, sync_from_rank0};
+use crate::train::step::{LossTerms, UpdateValues, backward_and_update, seed_drop_path};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+/// What one training step reports.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StepReport {
+    /// The scheduled step this was (0-based).
+    pub step: i64,
+    /// Mean loss over the batch's targets (data parallel: the global batch's); 0 when none.
+    pub loss: f64,
+    /// Targets (non-pad tokens after BOS) counted, of every process.
+    pub tokens: i64,
+    /// Learning rate of the step.
+    pub lr: f64,
+    /// Total gradient norm before clipping (0 when skipped).
+    pub grad_norm: f64,
+    /// No update was taken (no target on any process).
+    pub skipped: bool,
+}
+
+/// The loss of an evaluation batch.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EvalReport {
+    /// Mean label-smoothed loss over the targets (0 when none); combine batches weighted by `tokens`.
+    pub loss: f64,
+    pub tokens: i64,
+}
+
+/// The captioner trainer (see the module docs).
+pub struct ReportTrainer {
+    pub cfg: RrgTrainConfig,
+    pub model: ReportModel,
+    pub optimizer: AdamW,
+    /// Gradient averaging across processes (SingleProcess by default).
+    pub dist: Box<dyn Collective>,
+    /// Initialisation and dropout seed.
+    pub seed: i64,
+    /// Scheduled steps taken (step calls, skipped batches included).
+    pub step: i64,
+}
+
+impl ReportTrainer {
+    /// A fresh model ([`ReportModel::new`] seeded with `seed`) and AdamW on `device`.
+    pub fn create(cfg: RrgTrainConfig, device: Device, seed: i64) -> Result<Self> {
+        cfg.validate()?;
+        let model = ReportModel::new(cfg.model.clone(), device, seed)?;
+        let params = sorted_vars(&model.vs)
+            .into_iter()
+            .map(|(name, t)| {
+                let wd_mult = if t.dim() >= 2 { 1.0 } else { 0.0 };
+                (name, t, ParamGroup { lr_mult: 1.0, wd_mult, is_last_layer: false })
+            })
+            .collect();
+        let optimizer = AdamW::new(params, cfg.adamw_betas[0], cfg.adamw_betas[1], cfg.adamw_eps);
+        Ok(ReportTrainer { cfg, model, optimizer, dist: Box::new(SingleProcess), seed, step: 0 })
+    }
+
+    /// Joins a process group: every rank's state becomes rank 0's; from then on gradients and reported losses
+    /// are global. Collective: call it on every rank.
+    pub fn set_dist(&mut self, dist: Box<dyn Collective>) -> Result<()> {
+        self.dist = dist;
+        self.sync_from_rank0()
+    }
+
+    /// Broadcasts rank 0's parameters, AdamW moments and counters. Collective; no-op on one process.
+    pub fn sync_from_rank0(&mut self) -> Result<()> {
+        let mut counters = [self.optimizer.step, self.step];
+        let live: Vec<Tensor> = self.live().into_values().collect();
+        sync_from_rank0(self.dist.as_ref(), &live, &mut counters)?;
+        [self.optimizer.step, self.step] = counters;
+        Ok(())
+    }
+
+    /// (parameter key, weight-decay multiplier) of every optimised parameter.
+    pub fn groups(&self) -> Vec<(String, f64)> {
+        self.optimizer.slots.iter().map(|s| (s.name.clone(), s.group.wd_mult)).collect()
+    }
+
+    /// Loss (float32, outside autocast) and target count of one batch; `train` = dropout on.
+    fn batch_loss(&self, features: &Tensor, memory_mask: Option<&Tensor>, tokens: &Tensor, train: bool) -> Result<(Tensor, i64)> {
+        if tokens.dim() != 2 || tokens.size()[1] < 2 || tokens.kind() != Kind::Int64 {
+            bail_shape!("tokens: expected a (B, T) int64 tensor with T ≥ 2 ([BOS] … [EOS] padded with 0), got {:?} {:?}", tokens.size(), tokens.kind());
+        }
+        if features.dim() < 1 || tokens.size()[0] != features.size()[0] || features.size()[0] == 0 {
+            bail_shape!("tokens {:?} and memory features {:?} must have the same number of rows (≥ 1)", tokens.size(), features.size());
+        }
+        let device = self.model.vs.device();
+        let t = tokens.size()[1];
+        let tokens = tokens.f_to_device(device)?;
+        let logits = {
+            let _ac = if device.is_cuda() { self.cfg.precision.autocast(device)? } else { None };
+            self.model.forward(features, memory_mask, &tokens.narrow(1, 0, t - 1), train)?
+        };
+        let v = self.model.cfg.vocab_size;
+        let targets = tokens.narrow(1, 1, t - 1).reshape([-1]);
+        label_smoothed_ce(&logits.reshape([-1, v]), &targets, self.model.cfg.pad_id, self.model.cfg.label_smoothing)
+    }
+
+    /// One training step (see the module docs for the order).
+    ///
+    /// # Shapes
+    /// features: (B, M, D_vit) float32; memory_mask: (B, M) bool or None; tokens: (B, T) int64, 2 ≤ T ≤
+    /// maxPositions + 1.
+    ///
+    /// Errors: Shape for bad inputs, NonFinite when the loss is NaN/∞ (before anything is modified).
+    pub fn step(&mut self, features: &Tensor, memory_mask: Option<&Tensor>, tokens: &Tensor) -> Result<StepReport> {
+        let step = self.step;
+        let lr = self.cfg.lr_at(step);
+        let (loss, k) = {
+            let _rng = crate::backbone::RNG_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+            seed_drop_path(self.seed, step, self.dist.rank());
+            self.batch_loss(features, memory_mask, tokens, true)?
+        };
+        let device = self.model.vs.device();
+        let global = LossTerms::new(k as f64, ["report captioner train loss"], [loss.f_double_value(&[])?])
+            .over_ranks(self.dist.as_ref(), device, step)?;
+        let ([lv], total) = (global.values, global.weight);
+        self.step += 1;
+        if total == 0.0 {
+            return Ok(StepReport { step, loss: 0.0, tokens: 0, lr, grad_norm: 0.0, skipped: true });
+        }
+        let values = UpdateValues { lr, last_layer_lr: lr, wd: self.cfg.weight_decay, max_norm: self.cfg.clip_grad };
+        let loss = if k > 0 { Some(&loss) } else { None };
+        let grad_norm = backward_and_update(self.dist.as_ref(), &mut self.optimizer, loss, k as f64, total, values)?;
+        Ok(StepReport { step, loss: lv, tokens: total as i64, lr, grad_norm, skipped: false })
+    }
+
+    /// Eval-mode loss of a batch (no dropout, no gradients, float32; label smoothing included, as in training).
+    /// Local to this process.
+    pub fn evaluate(&self, features: &Tensor, memory_mask: Option<&Tensor>, tokens: &Tensor) -> Result<EvalReport> {
+        tch::no_grad(|| {
+            let (loss, k) = self.batch_loss(features, memory_mask, tokens, false)?;
+            Ok(EvalReport { loss: if k > 0 { loss.f_double_value(&[])? } else { 0.0 }, tokens: k })
+        })
+    }
+
+    /// Live parameters and AdamW moments under their state names (sharing storage with the model).
+    fn live(&self) -> BTreeMap<String, Tensor> {
+        let mut out: BTreeMap<String, Tensor> = sorted_vars(&self.model.vs).into_iter().collect();
+        for s in &self.optimizer.slots {
+            out.insert(format!("optim.exp_avg.{}", s.name), s.exp_avg.shallow_clone());
+            out.insert(format!("optim.exp_avg_sq.{}", s.name), s.exp_avg_sq.shallow_clone());
+        }
+        out
+    }
+
+    /// Every tensor of the training state on the CPU (CPU tensors share storage with the model).
+    pub fn state(&self) -> Result<BTreeMap<String, Tensor>> {
+        self.live().into_iter().map(|(k, t)| Ok((k, t.f_detach()?.f_to_device(Device::Cpu)?))).collect()
+    }
+
+    /// The whole training state: tensors, optimizer step, scheduled steps, config.
+    pub fn train_state(&self) -> Result<TrainState> {
+        let mut st = TrainState::new(StateKind::Rrg, self.cfg.to_json(), self.optimizer.step, self.state()?);
+        st.counters.insert(SCHEDULED_STEPS.into(), self.step);
+        Ok(st)
+    }
+
+    /// Writes the training state atomically with the caller's `metadata` (epoch, batch position…).
+    pub fn save_state(&self, path: &Path, metadata: HashMap<String, String>) -> Result<()> {
+        let mut st = self.train_state()?;
+        st.metadata = metadata;
+        st.save(path)
+    }
+
+    /// Restores a state of [`ReportTrainer::save_state`] strictly (kind `rrg`, every tensor with its shape,
+    /// nothing extra, same config unless `allow_config_change`; else nothing is loaded). Returns the caller's
+    /// metadata. Collective under a process group (the ranks agree, then rank 0's state is broadcast).
+    pub fn load_state(&mut self, path: &Path, allow_config_change: bool) -> Result<HashMap<String, String>> {
+        self.restore_checked(TrainState::read(path, StateKind::Rrg), allow_config_change)
+    }
+
+    /// [`ReportTrainer::load_state`] of a state in memory.
+    pub fn restore(&mut self, state: TrainState, allow_config_change: bool) -> Result<HashMap<String, String>> {
+        self.restore_checked(Ok(state), allow_config_change)
+    }
+
+    fn restore_checked(&mut self, state: Result<TrainState>, force: bool) -> Result<HashMap<String, String>> {
+        let expect = self.state()?;
+        let config = self.cfg.to_json();
+        let state = state.and_then(|s| {
+            s.check(StateKind::Rrg, &config, force, &expect, |_| false)?;
+            match s.counters.get(SCHEDULED_STEPS) {
+                Some(_) => Ok(s),
+                None => Err(Error::weights(&s.source, format!("the state has no '{SCHEDULED_STEPS}' counter; nothing was loaded"))),
+            }
+        });
+        let state = agree(self.dist.as_ref(), state, "loading the report-captioner state")?;
+        copy_into(&self.live(), &state)?;
+        self.optimizer.step = state.step;
+        self.step = state.counters[SCHEDULED_STEPS];
+        self.sync_from_rank0()?;
+        Ok(state.metadata)
+    }
+
+    /// Writes `dir/model.safetensors` + `dir/config.json` ([`ReportModel::save`]) with `cxformer_step` and the
+    /// caller's `metadata`; [`ReportModel::load`] reads them back.
+    pub fn export(&self, dir: &Path, metadata: HashMap<String, String>) -> Result<()> {
+        let mut md = metadata;
+        md.insert("cxformer_step".into(), self.optimizer.step.to_string());
+        self.model.save(dir, md)
+    }
+}
