@@ -49,7 +49,7 @@ export interface MimicReportOptions extends Pick<MimicOptions, 'metadataCsv' | '
   protocol?: MimicReportProtocol;
   /** Frontal views kept by the r2gen protocol, in test-image preference order. @default ['PA', 'AP'] */
   views?: string[];
-  /** Section rules (custom_mimic_cxr_rules()). @default the shipped sections-custom.json */
+  /** Section rules (custom_mimic_cxr_rules()). @default the shipped assets/datasets/mimic-sections-custom.json */
   rules?: CustomRules;
   /** Replace every run of whitespace in the report by one space. @default false */
   collapseWhitespace?: boolean;

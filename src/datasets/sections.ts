@@ -2,10 +2,10 @@
  * Sections of MIMIC-CXR free-text reports: a TypeScript port of MIT-LCP's section parser and of its section choice.
  *
  * Sources (MIT License, Copyright (c) 2019 MIT Laboratory for Computational Physiology; the notice is kept in
- * `sections-custom.json`), read at MIT-LCP/mimic-cxr commit 31901464793d0bb23835092f05bd1aba6af7baff (the same `txt/`
+ * `assets/datasets/mimic-sections-custom.json`), read at MIT-LCP/mimic-cxr commit 31901464793d0bb23835092f05bd1aba6af7baff (the same `txt/`
  * code ships in MIT-LCP/mimic-code):
  * - `txt/section_parser.py` `section_text`, `normalize_section_names` → `sectionText`, `normalizeSectionNames`;
- *   `custom_mimic_cxr_rules()` → `customMimicCxrRules()`, its data shipped unchanged in `sections-custom.json`.
+ *   `custom_mimic_cxr_rules()` → `customMimicCxrRules()`, its data shipped unchanged in `assets/datasets/mimic-sections-custom.json`.
  * - `txt/create_section_files.py` `main` → `extractConclusion` (its `patient_studies` output: the report's
  *   "conclusion") and `extractSections` (its `study_sections` output, `mimic_cxr_sectioned.csv`: the LAST section of
  *   each of impression / findings / last_paragraph / comparison).
@@ -272,10 +272,11 @@ export function lastSection(sectioned: SectionedText, name: string): string | un
   return i < 0 ? undefined : pyStrip(sectioned.sections[i] as string);
 }
 
-// ---- custom rules (sections-custom.json) ----
+// ---- custom rules (assets/datasets/mimic-sections-custom.json) ----
 
 /** Where the rules file is: next to this module, or (compiled to dist/datasets/, which tsc does not copy it to) in src/datasets/. */
-const RULES_CANDIDATES = [new URL('./sections-custom.json', import.meta.url), new URL('../../src/datasets/sections-custom.json', import.meta.url)];
+/** The shipped rules: `assets/` sits beside `src/` and `dist/` (package.json `files`), so one path serves both. */
+const RULES_CANDIDATES = [new URL('../../assets/datasets/mimic-sections-custom.json', import.meta.url)];
 
 let cachedRules: CustomRules | undefined;
 
@@ -285,15 +286,15 @@ export function customRulesFile(): string {
     const f = fileURLToPath(u);
     if (existsSync(f)) return f;
   }
-  throw new DataError(`the MIMIC-CXR section rules file sections-custom.json is missing (looked for ${RULES_CANDIDATES.map((u) => fileURLToPath(u)).join(', ')})`);
+  throw new DataError(`the MIMIC-CXR section rules file assets/datasets/mimic-sections-custom.json is missing (looked for ${RULES_CANDIDATES.map((u) => fileURLToPath(u)).join(', ')})`);
 }
 
 /**
- * Validates a parsed rules object (the shape of `sections-custom.json`).
+ * Validates a parsed rules object (the shape of `assets/datasets/mimic-sections-custom.json`).
  * @param file for messages
  * @throws DataError naming the key and what was found
  */
-export function parseCustomRules(json: unknown, file = 'sections-custom.json'): CustomRules {
+export function parseCustomRules(json: unknown, file = 'assets/datasets/mimic-sections-custom.json'): CustomRules {
   const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
   const found = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? `an array of ${v.length}` : `${typeof v} ${JSON.stringify(v)}`);
   if (!isObj(json)) throw new DataError(`expected a JSON object with customSectionNames and customIndices, found ${found(json)}`, { file });
@@ -317,7 +318,7 @@ export function parseCustomRules(json: unknown, file = 'sections-custom.json'): 
 }
 
 /**
- * `custom_mimic_cxr_rules()`: the per-study special cases, read from `sections-custom.json` once.
+ * `custom_mimic_cxr_rules()`: the per-study special cases, read from `assets/datasets/mimic-sections-custom.json` once.
  * @throws DataError when the file is missing or malformed
  */
 export function customMimicCxrRules(): CustomRules {

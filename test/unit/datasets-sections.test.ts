@@ -224,7 +224,7 @@ describe('extractConclusion (create_section_files.py patient_studies)', () => {
   });
 
   it("uses a study's custom section name: the last section of that name", () => {
-    // s50913680 → 'recommendations' (sections-custom.json); 'RECOMMENDATION(S)' → 'recommendations'.
+    // s50913680 → 'recommendations' (assets/datasets/mimic-sections-custom.json); 'RECOMMENDATION(S)' → 'recommendations'.
     expect(extractConclusion(R.CUSTOM_SECTION, '50913680')).toEqual({ text: R.CUSTOM_SECTION_TEXT, section: 'recommendations', rule: 'custom-section' });
     // Another study with the same text follows the priority: findings (no impression).
     expect(extractConclusion(R.CUSTOM_SECTION, '50000010').text).toBe('A 6 mm nodule in the right upper lobe is unchanged.');
@@ -245,7 +245,7 @@ describe('extractConclusion (create_section_files.py patient_studies)', () => {
   });
 });
 
-describe('customMimicCxrRules (sections-custom.json)', () => {
+describe('customMimicCxrRules (assets/datasets/mimic-sections-custom.json)', () => {
   it('holds the 23 section names and 31 index pairs of section_parser.py, with the MIT notice', async () => {
     const rules = customMimicCxrRules();
     expect(Object.keys(rules.sectionNames)).toHaveLength(23);
