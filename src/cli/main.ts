@@ -58,6 +58,8 @@ async function main(): Promise<number> {
         return await (await import('./commands/phantom.js')).run(argv);
       case 'report':
         return await (await import('./commands/report.js')).run(argv);
+      case 'label':
+        return await (await import('./commands/label.js')).run(argv);
       default:
         process.stderr.write(`error: unknown command '${cmd}'\n`);
         return 2;

@@ -10,7 +10,7 @@ import yargs, { type Argv } from 'yargs';
 import { CLASSIFICATION, SEGMENTATION } from '../config/downstream.js';
 import { checkNumericFlags } from './ranges.js';
 
-export const COMMANDS = ['train', 'finetune', 'evaluate', 'launch', 'prepare', 'embed', 'info', 'export', 'synth', 'phantom', 'report'] as const;
+export const COMMANDS = ['train', 'finetune', 'evaluate', 'launch', 'prepare', 'embed', 'info', 'export', 'synth', 'phantom', 'report', 'label'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 /** A `key=value` argument is a config override (e.g. `model.num_heads=3`), anything else an input. */
@@ -455,6 +455,24 @@ export function buildParser(args: readonly string[]): Argv {
         .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: "Don't print the page's path" }), [
         ['the page of the demo run (open runs/demo/report.html in a browser)', '$0 report runs/demo'],
         ['an evaluation folder, the page written elsewhere', '$0 report runs/probe-eval --out probe-eval.html'],
+      ]),
+    )
+    .command('label <reports>', 'Label report texts (a CSV such as synth\'s reports.csv) with CheXpert-style cells: phantom (exact), rules (cheXpert-lite) or labels:FILE (no LibTorch)', (y) =>
+      examples(y
+        .positional('reports', { type: 'string', describe: 'CSV with an id column and a report-text column' })
+        .option('labeler', { type: 'string', demandOption: true, describe: 'phantom, rules, or labels:FILE (labels computed elsewhere, e.g. CheXbert)' })
+        .option('out', { alias: 'o', type: 'string', describe: 'Label CSV to write (default: stdout)' })
+        .option('column', { type: 'string', default: 'Findings', describe: 'Report-text column' })
+        .option('id-column', { type: 'string', default: 'Path', describe: 'Id column (copied to the output; the key of labels:FILE)' })
+        .option('codes', { choices: ['cells', 'chexbert'] as const, default: 'cells' as const, describe: 'Numbers in labels:FILE: cells (1/0/-1/blank) or chexbert (0 blank, 1 pos, 2 neg, 3 unc)' })
+        .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No warnings or summary on stderr' })
+        .check((a) => {
+          const l = String(a.labeler);
+          if (!['phantom', 'rules'].includes(l) && !/^labels:.+/.test(l)) throw new Error(`label: unknown labeler '${l}': expected phantom, rules or labels:FILE.\nExample usage: cxformer label --labeler rules reports.csv`);
+          return true;
+        }), [
+        ['labels of phantom reports, read back exactly', '$0 label --labeler phantom phantoms/reports.csv', '--out phantoms/labels-from-text.csv'],
+        ['CheXpert-style labels of generated reports (cheXpert-lite rules)', '$0 label --labeler rules preds.csv --column Report --id-column id'],
       ]),
     )
     .demandCommand(1, `Give a command: ${COMMANDS.join(', ')}.`)

@@ -71,6 +71,7 @@ const READERS: Record<CommandName, string[]> = {
   synth: ['synth.ts'],
   phantom: ['phantom.ts'],
   report: ['report.ts'],
+  label: ['label.ts'],
 };
 /** Read by the grammar itself: yargs' --config file loader, help and the --show-hidden switch. */
 const GRAMMAR = new Set(['config', 'help', 'show-hidden']);
