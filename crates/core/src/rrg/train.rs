@@ -22,8 +22,8 @@
 //!   per rank (each rank draws its own stream), so W ranks × b equal 1 process × W·b exactly only without dropout.
 //! - **State**: [`ReportTrainer::save_state`] / [`ReportTrainer::load_state`] in the one training-state format
 //!   ([`crate::train::state`], kind `rrg`): parameters under their model keys, `optim.exp_avg.<key>`,
-//!   `optim.exp_avg_sq.<key>`, the optimizer step and the counter `scheduled_steps`; atomic writes, strict loads,
-//!   exact resume (the dropout streams depend only on (seed, step, rank)).
+//!   `optim.exp_avg_sq.<key>`, the optimizer step and the counters `scheduled_steps` and `seed`; atomic writes,
+//!   strict loads, exact resume (the dropout streams depend only on (seed, step, rank), and the seed is restored).
 //! - **Export** ([`ReportTrainer::export`]): `model.safetensors` + `config.json` ([`crate::rrg::ReportModel::save`]).
 //!
 //! Unfreezing the encoder (not built yet) fits this shape: hold the [`crate::model::Vit`] in the trainer's
@@ -44,6 +44,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
+
+/// The state counter holding the trainer's seed (the dropout streams depend on it): a resumed run draws what the
+/// uninterrupted run drew whatever seed the resuming trainer was created with.
+pub const SEED_COUNTER: &str = "seed";
 
 /// What one training step reports.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -108,12 +112,12 @@ impl ReportTrainer {
         self.sync_from_rank0()
     }
 
-    /// Broadcasts rank 0's parameters, AdamW moments and counters. Collective; no-op on one process.
+    /// Broadcasts rank 0's parameters, AdamW moments, counters and seed. Collective; no-op on one process.
     pub fn sync_from_rank0(&mut self) -> Result<()> {
-        let mut counters = [self.optimizer.step, self.step];
+        let mut counters = [self.optimizer.step, self.step, self.seed];
         let live: Vec<Tensor> = self.live().into_values().collect();
         sync_from_rank0(self.dist.as_ref(), &live, &mut counters)?;
-        [self.optimizer.step, self.step] = counters;
+        [self.optimizer.step, self.step, self.seed] = counters;
         Ok(())
     }
 
@@ -199,6 +203,7 @@ impl ReportTrainer {
     pub fn train_state(&self) -> Result<TrainState> {
         let mut st = TrainState::new(StateKind::Rrg, self.cfg.to_json(), self.optimizer.step, self.state()?);
         st.counters.insert(SCHEDULED_STEPS.into(), self.step);
+        st.counters.insert(SEED_COUNTER.into(), self.seed);
         Ok(st)
     }
 
@@ -226,15 +231,16 @@ impl ReportTrainer {
         let config = self.cfg.to_json();
         let state = state.and_then(|s| {
             s.check(StateKind::Rrg, &config, force, &expect, |_| false)?;
-            match s.counters.get(SCHEDULED_STEPS) {
-                Some(_) => Ok(s),
-                None => Err(Error::weights(&s.source, format!("the state has no '{SCHEDULED_STEPS}' counter; nothing was loaded"))),
+            match [SCHEDULED_STEPS, SEED_COUNTER].into_iter().find(|c| !s.counters.contains_key(*c)) {
+                None => Ok(s),
+                Some(c) => Err(Error::weights(&s.source, format!("the state has no '{c}' counter; nothing was loaded"))),
             }
         });
         let state = agree(self.dist.as_ref(), state, "loading the report-captioner state")?;
         copy_into(&self.live(), &state)?;
         self.optimizer.step = state.step;
         self.step = state.counters[SCHEDULED_STEPS];
+        self.seed = state.counters[SEED_COUNTER];
         self.sync_from_rank0()?;
         Ok(state.metadata)
     }
