@@ -32,6 +32,24 @@ export { DataError } from './data/errors.js';
 export * from './cache/index.js';
 export * from './datasets/index.js';
 export * from './eval/index.js';
+export {
+  labelReports,
+  labelerFromSpec,
+  phantomLabeler,
+  rulesLabeler,
+  importLabeler,
+  parsePhantomReport,
+  phantomFacts,
+  phantomFactF1,
+  CHEXBERT_14,
+  CHEXBERT_5,
+  PHANTOM_CLASSES,
+  type Labeler,
+  type LabelCell,
+  type LabelRun,
+} from './eval/labelers/index.js';
+export { labelF1, type LabelF1Options, type LabelF1Result } from './eval/text/label-f1.js';
+export { radgraphReward, radgraphPairReward, readRadGraphFile, parseRadGraphAnnotations, pairRadGraph, type RadGraphAnnotation, type RadGraphReward } from './eval/text/radgraph.js';
 export { fitLinearProbe, predictProbe } from './finetune/probe.js';
 export { linearProbe, evaluateHead, loadHead, type LinearProbeOptions, type LinearProbeResult } from './finetune/classify.js';
 export { fullFinetune, type FullFinetuneOptions, type FullFinetuneResult, type FullTrainConfig, type EpochRecord as FinetuneEpochRecord } from './finetune/full.js';
