@@ -5,11 +5,14 @@
  * terminators), the aggregation rules of `stages/aggregate.py`, and the shipped data files.
  */
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CHEXPERT_LITE_DIR, cleanReport, labelReportRules, rulesLabeler, splitSentences } from '../../src/eval/labelers/rules.js';
 import { CHEXBERT_14, type LabelCell } from '../../src/eval/labelers/types.js';
-import { repoRoot } from './golden.js';
+import { parseCsv } from '../../src/data/csv.js';
+import { phantomLabeler } from '../../src/eval/labelers/phantom.js';
+import { goldenFile, repoRoot } from './golden.js';
 
 /** The labelled classes of a report, as {class: cell} (blank classes left out). */
 function labels(text: string): Record<string, LabelCell> {
@@ -81,5 +84,26 @@ describe('cleaning, sentences, labeler', () => {
     expect(existsSync(path.join(CHEXPERT_LITE_DIR, 'cues.json'))).toBe(true);
     const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { files: string[] };
     expect(pkg.files).toContain('assets');
+  });
+});
+
+describe('cheXpert-lite on the golden phantom reports', () => {
+  it('agrees with the exact phantom labeler on every finding cell (Nodule → Lung Lesion) of all 300 reports', async () => {
+    const t = parseCsv(await readFile(goldenFile('text/phantom/reports.csv'), 'utf8'));
+    const texts = t.rows.map((r) => r[1] as string);
+    const exact = phantomLabeler({ classes: 'chexbert14' }).label(texts);
+    const rules = rulesLabeler().label(texts);
+    let compared = 0;
+    for (const c of ['Cardiomegaly', 'Pleural Effusion', 'Lung Lesion', 'Pneumothorax']) {
+      const k = CHEXBERT_14.indexOf(c);
+      texts.forEach((text, i) => {
+        expect(rules[i]![k], `${c}: ${text}`).toBe(exact[i]![k]);
+        compared++;
+      });
+    }
+    expect(compared).toBe(1200);
+    // The rules labeler also reads "nodular opacity" as Lung Opacity, which the phantom classes do not have.
+    const opacity = CHEXBERT_14.indexOf('Lung Opacity');
+    expect(rules.filter((r, i) => r[opacity] !== null && !/nodular opacity/i.test(texts[i]!))).toEqual([]);
   });
 });
