@@ -2,7 +2,8 @@
  * cheXpert-lite (the rules labeler): the four labelled examples of stanfordmlgroup/chexpert-labeler's
  * `labeled_reports.csv` (commit 44ddeb3, MIT; the CheXpert labeler's own output, copied here), hand-written
  * sentences with known labels (negation, uncertainty, multiple mentions, scopes ended by punctuation and
- * terminators), the aggregation rules of `stages/aggregate.py`, and the shipped data files.
+ * terminators), the aggregation rules of `stages/aggregate.py`, the shipped data files, and agreement with the exact
+ * phantom labeler on the golden phantom reports.
  */
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
