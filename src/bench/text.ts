@@ -9,14 +9,30 @@
  * swapped, words changed) or another report. BENCH_TEXT_DUMP=FILE writes the pairs as JSON
  * (`[{ hyp, refs: [ref] }, …]`) so the Python packages can be timed on the same text.
  *
- * Env: BENCH_TEXT_PAIRS (default 3000), BENCH_RUNS (default 5), BENCH_TEXT_SEED (default 15), BENCH_TEXT_DUMP.
+ * Also timed: the rules labeler (cheXpert-lite) on both sides plus the label F1 variants (CheXbert 14 and 5, micro and
+ * macro, uncertain negative and positive), and the whole `evaluateReports` under the `all` protocol with the rules
+ * labeler and 1,000 bootstrap resamples (what `cxformer evaluate --task report` computes).
+ *
+ * With TEXT_REF_PY set to a Python that has pycocoevalcap 1.2, sacrebleu 2.6.0 and rouge-score 0.1.2 installed,
+ * scripts/bench-text-reference.py times the packages on the same pairs in the same run, and the ratio is recorded
+ * (BENCHMARKS.md, "Report-generation metrics").
+ *
+ * Env: BENCH_TEXT_PAIRS (default 3000), BENCH_RUNS (default 5), BENCH_TEXT_SEED (default 15), BENCH_TEXT_DUMP, TEXT_REF_PY.
  */
-import { mkdir } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../data/fsutil.js';
 import { hashSeed, mulberry32 } from '../data/random.js';
 import { ciderD } from '../eval/text/cider.js';
 import { pycocoBleu, sacreBleu } from '../eval/text/bleu.js';
 import { pycocoRougeLCorpus, rougeScoreLCorpus } from '../eval/text/rouge.js';
+import { rulesLabeler } from '../eval/labelers/rules.js';
+import { CHEXBERT_14, CHEXBERT_5 } from '../eval/labelers/types.js';
+import { labelF1 } from '../eval/text/label-f1.js';
+import { evaluateReports } from '../rrg/evaluate.js';
 import { machineLine, median } from './flops.js';
 
 type Rnd = () => number;
@@ -77,7 +93,9 @@ async function main() {
   const runs = Number(process.env.BENCH_RUNS ?? 5);
   const seed = Number(process.env.BENCH_TEXT_SEED ?? 15);
   const pairs = generatePairs(n, seed);
-  const dump = process.env.BENCH_TEXT_DUMP;
+  const refPy = process.env.TEXT_REF_PY;
+  const tmp = refPy ? await mkdtemp(path.join(tmpdir(), 'cxf-bench-text-')) : undefined;
+  const dump = process.env.BENCH_TEXT_DUMP ?? (tmp ? path.join(tmp, 'pairs.json') : undefined);
   if (dump) await writeFileAtomic(dump, `${JSON.stringify(pairs)}\n`);
   const hyps = pairs.map((p) => p.hyp);
   const refs = pairs.map((p) => p.refs);
@@ -88,10 +106,25 @@ async function main() {
     ['ROUGE-L rouge-score (stemmer)', () => rougeScoreLCorpus(hyps, refs, { stemmer: true })],
     ['CIDEr-D pycocoevalcap Cider', () => ciderD(hyps, refs)],
   ];
+  const labeler = rulesLabeler();
+  const labelTask = (): unknown => {
+    const h = labeler.label(hyps);
+    const r = labeler.label(refs.map((x) => x[0] as string));
+    for (const uncertain of ['negative', 'positive'] as const) {
+      labelF1(r, h, { classes: CHEXBERT_14, uncertain });
+      labelF1(r, h, { classes: CHEXBERT_14, subset: CHEXBERT_5, uncertain });
+    }
+    return h;
+  };
+  const evalPairs = pairs.map((p, i) => ({ id: String(i), hypothesis: p.hyp, references: p.refs }));
+  const extra: Array<[string, () => unknown]> = [
+    ['rules labeler (both sides) + label F1 (14/5, micro/macro, uncertain -/+)', labelTask],
+    ['evaluateReports: protocol all + rules labeler + 1,000 bootstrap resamples', () => evaluateReports(evalPairs, { protocol: 'all', labels: { labeler }, bootstrap: 1000 })],
+  ];
   const machine = machineLine();
   process.stderr.write(`${machine}; node ${process.version}; ${n} pairs, median of ${runs} runs\n`);
   const rows: Array<{ metric: string; median_s: number; runs_s: number[] }> = [];
-  for (const [name, fn] of tasks) {
+  for (const [name, fn] of [...tasks, ...extra]) {
     fn(); // warm-up (JIT)
     const times: number[] = [];
     for (let r = 0; r < runs; r++) {
@@ -101,7 +134,7 @@ async function main() {
     }
     rows.push({ metric: name, median_s: median(times), runs_s: times });
   }
-  const total = rows.reduce((s, r) => s + r.median_s, 0);
+  const total = rows.slice(0, tasks.length).reduce((s, r) => s + r.median_s, 0);
   const scores = {
     pycoco_bleu4: pycocoBleu(hyps, refs).corpus[3],
     sacrebleu_13a: sacreBleu(hyps, refs).score,
@@ -113,8 +146,19 @@ async function main() {
   for (const r of rows) console.log(`| ${r.metric} | ${r.median_s.toFixed(4)} |`);
   console.log(`| all five | ${total.toFixed(4)} |`);
   console.log(`\nscores: ${JSON.stringify(scores)}`);
+  // The reference packages on the same pairs, in the same run.
+  let reference: { table: string; total_s: number; ratio: number } | undefined;
+  if (refPy && dump) {
+    const script = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'scripts', 'bench-text-reference.py');
+    const out = execFileSync(refPy, [script, dump, String(Math.max(1, Math.min(runs, 3)))], { encoding: 'utf8' });
+    const m = /\| all five \| ([0-9.]+) \|/.exec(out);
+    if (!m) throw new Error(`bench-text-reference.py printed no total:\n${out}`);
+    reference = { table: out.trim(), total_s: Number(m[1]), ratio: Number(m[1]) / total };
+    console.log(`\nPython reference packages, same pairs (${refPy}):\n${out.trim()}\nspeed-up for the five: ${reference.ratio.toFixed(1)}x`);
+  }
+  if (tmp) await rm(tmp, { recursive: true, force: true });
   await mkdir('bench-results', { recursive: true });
-  await writeFileAtomic('bench-results/text.json', `${JSON.stringify({ machine, node: process.version, pairs: n, seed, runs, rows, total_s: total, scores }, null, 2)}\n`);
+  await writeFileAtomic('bench-results/text.json', `${JSON.stringify({ machine, node: process.version, pairs: n, seed, runs, rows, total_s: total, scores, ...(reference ? { reference } : {}) }, null, 2)}\n`);
 }
 
 main().catch((e) => {

@@ -103,10 +103,21 @@ export interface ReportEvaluation {
   perPair: PairScores[];
 }
 
-/** A metric as a point estimate plus a replicate function of pair weights (NaN = undefined in that replicate). */
+/**
+ * A metric as a point estimate plus a replicate function of pair weights (NaN = undefined in that replicate); `r`
+ * numbers the replicate, so metrics that share per-class counts compute them once per replicate.
+ */
 interface Aggregate {
   point: number;
-  replicate(w: Float64Array): number;
+  replicate(w: Float64Array, r: number): number;
+}
+
+/** Weighted per-class counts of one binarised label matrix pair, computed once per replicate. */
+interface SharedCounts {
+  r: number;
+  tp: Float64Array;
+  pred: Float64Array;
+  truth: Float64Array;
 }
 
 function weightedMean(values: Float64Array, w: Float64Array): number {
@@ -136,7 +147,7 @@ function weightedSums(stats: readonly (readonly number[])[], w: Float64Array): n
 }
 
 /** Binarised label matrices of one class set and policy, for fast weighted counts. */
-function labelAggregate(refs: LabelCell[][], hyps: LabelCell[][], classes: readonly string[], m: MetricSpec): Aggregate {
+function labelAggregate(refs: LabelCell[][], hyps: LabelCell[][], classes: readonly string[], m: MetricSpec, cache: Map<string, SharedCounts>): Aggregate {
   const uncertain = m.uncertain ?? 'negative';
   const full = labelF1(refs, hyps, { classes, uncertain });
   const stat = m.statistic ?? 'f1';
@@ -171,11 +182,26 @@ function labelAggregate(refs: LabelCell[][], hyps: LabelCell[][], classes: reado
     if (stat === 'recall') return truth === 0 ? 0 : tp / truth;
     return pred + truth === 0 ? 0 : (2 * tp) / (pred + truth);
   };
-  const replicate = (w: Float64Array): number => {
+  const key = `${classes.join('|')}#${uncertain}`;
+  let shared = cache.get(key);
+  if (!shared) {
+    shared = { r: -1, tp: new Float64Array(K), pred: new Float64Array(K), truth: new Float64Array(K) };
+    cache.set(key, shared);
+  }
+  const counts = shared;
+  const replicate = (w: Float64Array, r: number): number => {
     if (avg === 'samples') return weightedMean(sample, w);
-    const tp = new Float64Array(K);
-    const pred = new Float64Array(K);
-    const truth = new Float64Array(K);
+    const { tp, pred, truth } = counts;
+    if (counts.r !== r) fill(w);
+    counts.r = r;
+    if (avg === 'micro') return ratio(pairwiseSum(tp), pairwiseSum(pred), pairwiseSum(truth));
+    return pairwiseSum(Float64Array.from({ length: K }, (_, k) => ratio(tp[k]!, pred[k]!, truth[k]!))) / K;
+  };
+  const fill = (w: Float64Array): void => {
+    const { tp, pred, truth } = counts;
+    tp.fill(0);
+    pred.fill(0);
+    truth.fill(0);
     for (let i = 0; i < n; i++) {
       const wi = w[i] as number;
       if (wi === 0) continue;
@@ -187,8 +213,6 @@ function labelAggregate(refs: LabelCell[][], hyps: LabelCell[][], classes: reado
         truth[k]! += wi * a;
       }
     }
-    if (avg === 'micro') return ratio(pairwiseSum(tp), pairwiseSum(pred), pairwiseSum(truth));
-    return pairwiseSum(Float64Array.from({ length: K }, (_, k) => ratio(tp[k]!, pred[k]!, truth[k]!))) / K;
   };
   return { point, replicate };
 }
@@ -263,6 +287,7 @@ export function evaluateReports(pairs: readonly ReportPair[], opts: EvaluateRepo
   const radgraphPairs = opts.radgraph ? opts.radgraph.hyps.map((h, i) => radgraphPairReward(h, opts.radgraph!.refs[i]!)) : undefined;
 
   const aggregates: { spec: MetricSpec; agg: Aggregate }[] = [];
+  const countCache = new Map<string, SharedCounts>();
   for (const m of specs) {
     const H = m.text === 'r2gen-clean' ? cleanHyps : hyps;
     const R = m.text === 'r2gen-clean' ? cleanRefs : refs;
@@ -299,7 +324,7 @@ export function evaluateReports(pairs: readonly ReportPair[], opts: EvaluateRepo
           break;
         }
         const set = m.labels ?? '14';
-        aggregates.push({ spec: m, agg: labelAggregate(rowsFor(labelRows.refs, labeler.classes, set), rowsFor(labelRows.hyps, labeler.classes, set), classesOf(set), m) });
+        aggregates.push({ spec: m, agg: labelAggregate(rowsFor(labelRows.refs, labeler.classes, set), rowsFor(labelRows.hyps, labeler.classes, set), classesOf(set), m, countCache) });
         break;
       }
       case 'radgraph': {
@@ -326,7 +351,7 @@ export function evaluateReports(pairs: readonly ReportPair[], opts: EvaluateRepo
     for (let r = 0; r < nBoot; r++) {
       drawResample(rnd, units, w);
       aggregates.forEach((a, k) => {
-        reps[k]![r] = a.agg.replicate(w);
+        reps[k]![r] = a.agg.replicate(w, r);
       });
       opts.onProgress?.(r + 1, nBoot);
     }
