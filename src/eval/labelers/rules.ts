@@ -18,7 +18,8 @@
  *   (Chapman et al. 2001) with word windows stand in (assets/labelers/chexpert-lite/cues.json, written for cxformer
  *   from those patterns): forward cues ("no", "without", "possible", "cannot exclude", …) act on mentions after them,
  *   backward cues ("… is normal", "… has resolved", "… is suspected") on mentions before them, within a window of
- *   words, inside one sentence, not across a terminator ("but", "however", "which", ";", and "," for backward cues).
+ *   words, inside one sentence, not across a terminator ("but", "however", "which", ";", a new clause such as
+ *   "and the …" or "… is seen", and "," for backward cues).
  *   Cue groups are tried in the original's order: pre-negation uncertainty ("cannot exclude", "no new"), negation,
  *   post-negation uncertainty ("may", "or", …); then the original's extra rules: congestion / indistinctness /
  *   vascular prominence are uncertain, a stable or unchanged heart size or contour is uncertain.
