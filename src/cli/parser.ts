@@ -106,8 +106,8 @@ export function presetNames(dir: string, except: readonly string[] = []): string
 function labelledData(y: Argv, command: 'finetune' | 'evaluate') {
   y = y
     .config('config', `Downstream preset (${presetNames(DOWNSTREAM_DIR).join(', ')}) or YAML file of option values; command-line options win`, command === 'evaluate' ? evaluateConfigLoader(y) : loadDownstreamConfig)
-    .option('dataset', { type: 'string', default: 'csv', describe: 'chexpert, mimic, nih, padchest, brax, vindr, rsna, or csv (a manifest)' })
-    .option('root', { type: 'string', demandOption: true, describe: 'Dataset root folder' })
+    .option('dataset', { type: 'string', default: 'csv', describe: 'chexpert, mimic, nih, padchest, brax, vindr, rsna, csv' })
+    .option('root', { type: 'string', describe: 'Dataset root folder' })
     .option('manifest', { type: 'string', describe: 'csv: the manifest (relative to --root)' })
     .option('path-column', { type: 'string', default: 'Path', describe: 'csv: image path column' })
     .option('patient-column', { type: 'string', default: 'Patient', describe: 'csv: patient id column' })
@@ -116,7 +116,7 @@ function labelledData(y: Argv, command: 'finetune' | 'evaluate') {
       type: 'string',
       describe:
         command === 'evaluate'
-          ? "Comma-separated class names to report, some or all of the head's (default: all)"
+          ? "Class names to report (comma-separated; default: all of the head's)"
           : 'Comma-separated class names (csv: the label columns); required except for --task segmentation',
     })
     .option('views', { type: 'string', describe: 'Keep these views, e.g. PA,AP' })
@@ -132,6 +132,13 @@ function labelledData(y: Argv, command: 'finetune' | 'evaluate') {
       if (bad.length) throw new Error(`unexpected argument(s) ${bad.join(' ')}: only key=value backbone overrides are positional`);
       // (A broken --config reports its own error; do not mask it with this one.)
       // (evaluate: the head names its classes.)
+      // evaluate --task report scores text files: no dataset, head or backbone.
+      if (command === 'evaluate' && a.task === 'report') {
+        if (a.predictions === undefined) throw new Error('Missing required argument: predictions (evaluate --task report scores a predictions file)');
+        return true;
+      }
+      if (a.root === undefined) throw new Error('Missing required argument: root');
+      if (command === 'evaluate' && a.head === undefined) throw new Error('Missing required argument: head');
       if (command === 'finetune' && a.task !== 'segmentation' && a.classes === undefined && configLoads(a.config)) throw new Error('Missing required argument: classes');
       if (!a.weights && !a.arch && !(a.task === 'segmentation' && a.head !== undefined)) throw new Error('give --weights <folder|file|run checkpoint>, or --arch <preset> for a random-initialised backbone');
       return true;
@@ -309,20 +316,29 @@ export function buildParser(args: readonly string[]): Argv {
         ['full fine-tuning on CheXpert; re-run to resume', '$0 finetune --config chexpert --mode full', '--root /data/CheXpert-v1.0-small --weights models/cxformer-small', '--out runs/chexpert-ft'],
       ]),
     )
-    .command('evaluate [overrides..]', 'Evaluate a trained head on a dataset split: predictions.csv, metrics.json (AUROC/AUPRC with bootstrap CIs), plots, report.md; --task segmentation: Dice, masks, overlays', (y) =>
+    .command('evaluate [overrides..]', 'Evaluate a trained head on a dataset split (AUROC/AUPRC with CIs, plots, report.md); --task segmentation: Dice; --task report: generated reports', (y) =>
       examples(layout(maskOptions(preprocessOptions(labelledData(modelOptions(y), 'evaluate')), 'evaluate')
         .positional('overrides', { type: 'string', array: true, describe: 'Backbone overrides key=value' })
-        .option('task', { choices: ['classification', 'segmentation'] as const, default: 'classification' as const, describe: 'classification, or segmentation (--head = best.safetensors of a segmentation run)' })
-        .option('head', { type: 'string', demandOption: true, describe: "finetune's head.safetensors (segmentation: best.safetensors)" })
+        .option('task', { choices: ['classification', 'segmentation', 'report'] as const, default: 'classification' as const, describe: 'segmentation: --head = best.safetensors of a segmentation run; report: see below' })
+        .option('head', { type: 'string', describe: "finetune's head.safetensors (segmentation: best.safetensors)" })
         .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Report folder' })
-        .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress output' }), {
-        'Model:': ['weights', 'arch', 'device', 'head'],
-        'Data:': ['config', 'dataset', 'root', 'manifest', 'split', 'classes'],
+        .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress output' })
+        .option('predictions', { type: 'string', describe: 'Generated reports: JSON Lines (id, generated) or CSV' })
+        .option('references', { type: 'string', describe: "Reference reports by id, e.g. a phantom reports.csv" })
+        .option('protocol', { choices: ['cxformer', 'llava-rad', 'r2gen', 'all'] as const, default: 'cxformer' as const, describe: 'Metric conventions (docs/report-generation.md)' })
+        .option('labeler', { type: 'string', describe: 'For label F1: phantom, rules, labels:FILE or labels:GEN.csv,REF.csv' })
+        .option('radgraph', { type: 'string', describe: "report: RadGraph annotations of the generated and reference texts, HYP.json,REF.json (the radgraph package's output, keyed by report id)" })
+        .option('id-column', { type: 'string', describe: 'report: CSV id column (default id, else Path)' })
+        .option('column', { type: 'string', describe: 'report: CSV column of the generated text (default generated, hypothesis, prediction or Findings)' })
+        .option('bootstrap-seed', { type: 'number', default: 0, describe: 'report: seed of the bootstrap resamples' }), {
+        'Model:': ['weights', 'arch', 'head'],
+        'Data:': ['config', 'dataset', 'root', 'split', 'classes', 'masks'],
         'Report:': ['task', 'out', 'bootstrap', 'quiet'],
-        'Segmentation (--task segmentation):': ['masks', 'masks-root', 'overlays'],
+        'Generated reports (--task report):': ['predictions', 'references', 'protocol', 'labeler'],
       }, showAll), [
         ['the probe of the finetune example on the phantom test split', '$0 evaluate --config phantom --root runs/demo/data', '--weights runs/demo/exported --head runs/probe/head.safetensors', '--out runs/probe-eval'],
         ['the segmentation model of the finetune example', '$0 evaluate --task segmentation --config phantom_seg', '--root runs/seg-data --head runs/seg/best.safetensors --out runs/seg-eval'],
+        ["any model's generated reports against phantom references", '$0 evaluate --task report --predictions preds.jsonl', '--references data/reports.csv --labeler phantom --out runs/rrg-eval'],
       ]),
     )
     .command('launch', 'Run train (or finetune) as N data-parallel ranks on this node (torchrun-style): cxformer launch --nproc-per-node N -- train …', (y) =>

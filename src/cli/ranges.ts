@@ -37,6 +37,7 @@ export const NUMERIC_FLAGS: Readonly<Record<string, Range>> = Object.freeze({
   // Data and evaluation (finetune, evaluate, embed).
   'batch-size': int(1),
   bootstrap: int(0),
+  'bootstrap-seed': int(0),
   // Classification training (finetune).
   'cls-layers': int(1),
   epochs: int(1),

@@ -62,7 +62,7 @@ function helpExamples(text: string): string[] {
 const READERS: Record<CommandName, string[]> = {
   train: ['train.ts'],
   finetune: ['finetune.ts', 'segment.ts', 'common.ts'],
-  evaluate: ['finetune.ts', 'segment.ts', 'common.ts'],
+  evaluate: ['finetune.ts', 'segment.ts', 'evaluate-report.ts', 'common.ts'],
   launch: ['launch.ts'],
   prepare: ['prepare.ts'],
   embed: ['embed.ts', 'common.ts'],

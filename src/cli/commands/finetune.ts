@@ -175,6 +175,7 @@ export async function run(a: Args): Promise<number> {
 
 export async function evaluate(a: Args): Promise<number> {
   if (a.task === 'segmentation') return (await import('./segment.js')).evaluate(a);
+  if (a.task === 'report') return (await import('./evaluate-report.js')).run(a);
   const { evaluateHead, loadHead } = await import('../../finetune/classify.js');
   const { selectClasses } = await import('../../eval/classes.js');
   // --classes: report only those of the head's classes (checked here, before LibTorch loads); default all.
