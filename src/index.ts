@@ -50,6 +50,27 @@ export {
 } from './eval/labelers/index.js';
 export { labelF1, type LabelF1Options, type LabelF1Result } from './eval/text/label-f1.js';
 export { radgraphReward, radgraphPairReward, readRadGraphFile, parseRadGraphAnnotations, pairRadGraph, type RadGraphAnnotation, type RadGraphReward } from './eval/text/radgraph.js';
+export {
+  pycocoBleu,
+  sacreBleu,
+  sacreSentenceBleu,
+  sacreBleuSignature,
+  rougeScoreL,
+  rougeScoreLCorpus,
+  pycocoRougeL,
+  pycocoRougeLCorpus,
+  ciderD,
+  r2genClean,
+  r2genCleanIuXray,
+  type SacreBleuOptions,
+  type BleuScore,
+} from './eval/text/index.js';
+export { evaluateReports, type EvaluateReportsOptions, type ReportEvaluation, type ReportMetricResult } from './rrg/evaluate.js';
+export { readReportPairs, type ReportPair } from './rrg/pairs.js';
+export { PROTOCOLS, protocolMetrics, metricCard, type ProtocolName, type MetricSpec, type MetricCard } from './rrg/protocol.js';
+export { writeReportEvaluation } from './rrg/write.js';
+export { extractMemory, type Memory, type MemoryOptions } from './rrg/memory.js';
+export { loadPhantomReports, loadReportRecords, reportSplitSummary, type ReportRecord } from './rrg/data.js';
 export { fitLinearProbe, predictProbe } from './finetune/probe.js';
 export { linearProbe, evaluateHead, loadHead, type LinearProbeOptions, type LinearProbeResult } from './finetune/classify.js';
 export { fullFinetune, type FullFinetuneOptions, type FullFinetuneResult, type FullTrainConfig, type EpochRecord as FinetuneEpochRecord } from './finetune/full.js';
