@@ -136,7 +136,7 @@ impl RrgConfig {
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return bad(format!("labelSmoothing must be in [0, 1), got {}", self.label_smoothing));
         }
-        if !(self.layer_norm_eps > 0.0) {
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return bad(format!("layerNormEps must be > 0, got {}", self.layer_norm_eps));
         }
         for (name, v) in [("padId", self.pad_id), ("bosId", self.bos_id), ("eosId", self.eos_id)] {
@@ -161,6 +161,7 @@ impl RrgConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RrgTrainConfig {
+    /// The architecture.
     pub model: RrgConfig,
     /// Peak learning rate. @default 1e-4
     #[serde(default = "d_lr")]
@@ -246,6 +247,7 @@ impl RrgTrainConfig {
         serde_json::to_string(self).expect("serializable")
     }
 
+    /// Checks the model and every training value, naming the field.
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
         let bad = |m: String| Err(Error::Config(format!("report training config: {m}")));

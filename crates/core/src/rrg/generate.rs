@@ -62,6 +62,7 @@ pub struct BeamOptions {
     pub num_beams: i64,
     /// α in score / Lᵅ (HF default 1.0).
     pub length_penalty: f64,
+    /// When a row stops.
     pub early_stopping: EarlyStopping,
 }
 
@@ -72,20 +73,25 @@ pub struct SampleOptions {
     pub temperature: f64,
     /// Nucleus mass in (0, 1] (1 = off).
     pub top_p: f64,
+    /// Seed of each row's SplitMix64 stream.
     pub seed: u64,
 }
 
 /// The decoding strategy.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Strategy {
+    /// Most probable token at each step.
     Greedy,
+    /// Beam search.
     Beam(BeamOptions),
+    /// Temperature / top-p sampling.
     Sample(SampleOptions),
 }
 
 /// What [`generate`] does.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GenerateOptions {
+    /// Greedy, beam or sampling.
     pub strategy: Strategy,
     /// Tokens after BOS, at most maxPositions − 1.
     pub max_new_tokens: i64,
@@ -459,7 +465,8 @@ fn beam_search(model: &ReportModel, memory: &Tensor, mask: Option<&Tensor>, opts
                     _ => gen_len,
                 };
                 let attainable = best / (horizon as f64).powf(bo.length_penalty);
-                done[r] = bo.early_stopping == EarlyStopping::Always || !(attainable > finished[r].worst());
+                // NaN cannot arise (−∞ is the only non-finite score); ≤ is "cannot beat".
+                done[r] = bo.early_stopping == EarlyStopping::Always || attainable <= finished[r].worst();
             }
         }
         seqs = next_seqs;

@@ -65,9 +65,13 @@ pub fn label_smoothed_ce(logits: &Tensor, targets: &Tensor, pad: i64, smoothing:
 /// The captioner: memory projector and decoder in one VarStore (see the module docs for the key layout).
 #[derive(Debug)]
 pub struct ReportModel {
+    /// The architecture.
     pub cfg: RrgConfig,
+    /// Every parameter, under the keys of the module docs.
     pub vs: nn::VarStore,
+    /// Encoder tokens → d.
     pub memory: MemoryProjector,
+    /// The text decoder (also the decoding-cache API).
     pub decoder: Decoder,
 }
 

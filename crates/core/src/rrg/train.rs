@@ -73,13 +73,17 @@ pub struct StepReport {
 pub struct EvalReport {
     /// Mean label-smoothed loss over the targets (0 when none); combine batches weighted by `tokens`.
     pub loss: f64,
+    /// Targets counted.
     pub tokens: i64,
 }
 
 /// The captioner trainer (see the module docs).
 pub struct ReportTrainer {
+    /// The training config (its JSON is compared when a state is loaded).
     pub cfg: RrgTrainConfig,
+    /// The model being trained.
     pub model: ReportModel,
+    /// AdamW over every model parameter, in sorted key order (slot names = model keys).
     pub optimizer: AdamW,
     /// Gradient averaging across processes (SingleProcess by default).
     pub dist: Box<dyn Collective>,

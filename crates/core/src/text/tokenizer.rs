@@ -49,9 +49,13 @@ pub const UNK: &str = "[UNK]";
 /// The ids of the four special tokens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SpecialIds {
+    /// `[PAD]` (always 0).
     pub pad: i64,
+    /// `[BOS]`.
     pub bos: i64,
+    /// `[EOS]`.
     pub eos: i64,
+    /// `[UNK]`.
     pub unk: i64,
 }
 
