@@ -335,6 +335,22 @@ fn memory_tokens_pool_the_patch_grid_2x2() {
         let want = (p(2 * i, 2 * j) + p(2 * i, 2 * j + 1) + p(2 * i + 1, 2 * j) + p(2 * i + 1, 2 * j + 1)) / 4.0;
         assert!((pooled.select(1, 3 + cell as i64) - want).abs().max().double_value(&[]) < 1e-6);
     }
+    // An odd grid (70 px: 5×5) keeps its partial windows: 3×3 cells, an edge cell averages 2 patches, the corner 1.
+    let x5 = Tensor::from_slice(&common::lcg_values(3 * 70 * 70, 10)).reshape([1, 3, 70, 70]);
+    let full5 = tch::no_grad(|| memory_tokens(&vit, &x5, -1, false)).unwrap();
+    let pooled5 = tch::no_grad(|| memory_tokens(&vit, &x5, -1, true)).unwrap();
+    assert_eq!((full5.size()[1], pooled5.size()[1]), (3 + 25, 3 + 9));
+    let p5 = |r: i64, c: i64| full5.select(1, 3 + r * 5 + c);
+    let cell = |i: i64, j: i64| pooled5.select(1, 3 + i * 3 + j);
+    let checks = [
+        (cell(0, 0), (p5(0, 0) + p5(0, 1) + p5(1, 0) + p5(1, 1)) / 4.0),
+        (cell(0, 2), (p5(0, 4) + p5(1, 4)) / 2.0),
+        (cell(2, 1), (p5(4, 2) + p5(4, 3)) / 2.0),
+        (cell(2, 2), p5(4, 4)),
+    ];
+    for (got, want) in checks {
+        assert!((got - want).abs().max().double_value(&[]) < 1e-6);
+    }
     // Block 0: that block's normed output, also reachable as block −2 of 2.
     let b0 = tch::no_grad(|| memory_tokens(&vit, &x, 0, false)).unwrap();
     let bm2 = tch::no_grad(|| memory_tokens(&vit, &x, -2, false)).unwrap();

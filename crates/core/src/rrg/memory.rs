@@ -38,12 +38,14 @@ impl MemoryProjector {
 /// The memory tokens of `pixels` from ViT block `block` (0-based; negative from the end, −1 = the last block),
 /// after the ViT's final LayerNorm (DINOv2 `get_intermediate_layers(norm=True)`): [CLS, registers, patches] in
 /// the ViT's order, float32. With `pool2x2` the patch grid (h, w) is average-pooled with a 2×2 window and stride
-/// 2 (floor: an odd last row or column is dropped, 37×37 → 18×18), CLS and registers kept as they are. Runs the
+/// 2, CLS and registers kept as they are; an odd last row or column keeps its partial windows, averaged over the
+/// tokens they hold (torch `avg_pool2d(2, 2, ceil_mode=True)`, 37×37 → 19×19), the convention of the TypeScript
+/// memory extractor (src/rrg/memory.ts), so that cached and native memories agree. Runs the
 /// ViT in eval mode; gradients flow into the ViT unless the caller runs it under `tch::no_grad` (the frozen
 /// encoder of the default recipe).
 ///
 /// # Shapes
-/// pixels: (B, 3, H, W) normalised → (B, 1 + R + N', D_vit), N' = h·w, or ⌊h/2⌋·⌊w/2⌋ with `pool2x2`
+/// pixels: (B, 3, H, W) normalised → (B, 1 + R + N', D_vit), N' = h·w, or ⌈h/2⌉·⌈w/2⌉ with `pool2x2`
 pub fn memory_tokens(vit: &Vit, pixels: &Tensor, block: i64, pool2x2: bool) -> Result<Tensor> {
     let out = vit.forward(pixels, &ForwardOptions { masks: None, intermediate_layers: vec![block], norm_intermediates: true, train: false })?;
     let tokens = out.intermediates.into_iter().next().expect("one block requested").to_kind(Kind::Float);
@@ -59,7 +61,8 @@ pub fn memory_tokens(vit: &Vit, pixels: &Tensor, block: i64, pool2x2: bool) -> R
     let patches = tokens.narrow(1, lead, h * w);
     // (B, N, D) -> (B, h, w, D) -> (B, D, h, w) -> pool -> (B, D, h/2, w/2) -> (B, N', D)
     let grid = patches.reshape([b, h, w, d]).permute([0, 3, 1, 2]);
-    let pooled = grid.f_avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>)?;
+    // No padding: a window past the edge is averaged over its in-bounds tokens.
+    let pooled = grid.f_avg_pool2d([2, 2], [2, 2], [0, 0], true, false, None::<i64>)?;
     let pooled = pooled.flatten(2, 3).transpose(1, 2);
     Ok(Tensor::cat(&[tokens.narrow(1, 0, lead), pooled], 1))
 }
