@@ -40,6 +40,8 @@ async function main(): Promise<number> {
         return await (await import('./commands/train.js')).run(argv);
       case 'finetune':
         return await (await import('./commands/finetune.js')).run(argv);
+      case 'generate':
+        return await (await import('./commands/generate.js')).run(argv);
       case 'evaluate':
         return await (await import('./commands/finetune.js')).evaluate(argv);
       case 'launch':

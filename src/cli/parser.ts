@@ -10,7 +10,7 @@ import yargs, { type Argv } from 'yargs';
 import { CLASSIFICATION, SEGMENTATION } from '../config/downstream.js';
 import { checkNumericFlags } from './ranges.js';
 
-export const COMMANDS = ['train', 'finetune', 'evaluate', 'launch', 'prepare', 'embed', 'info', 'export', 'synth', 'phantom', 'report', 'label'] as const;
+export const COMMANDS = ['train', 'finetune', 'generate', 'evaluate', 'launch', 'prepare', 'embed', 'info', 'export', 'synth', 'phantom', 'report', 'label'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 /** A `key=value` argument is a config override (e.g. `model.num_heads=3`), anything else an input. */
@@ -117,7 +117,7 @@ function labelledData(y: Argv, command: 'finetune' | 'evaluate') {
       describe:
         command === 'evaluate'
           ? "Class names to report (comma-separated; default: all of the head's)"
-          : 'Comma-separated class names (csv: the label columns); required except for --task segmentation',
+          : 'Comma-separated class names (csv: the label columns); classification only',
     })
     .option('views', { type: 'string', describe: 'Keep these views, e.g. PA,AP' })
     .option('uncertain', { choices: ['ones', 'zeros', 'ignore'] as const, describe: 'Uncertain (-1) labels (default: the dataset default)' })
@@ -139,7 +139,7 @@ function labelledData(y: Argv, command: 'finetune' | 'evaluate') {
       }
       if (a.root === undefined) throw new Error('Missing required argument: root');
       if (command === 'evaluate' && a.head === undefined) throw new Error('Missing required argument: head');
-      if (command === 'finetune' && a.task !== 'segmentation' && a.classes === undefined && configLoads(a.config)) throw new Error('Missing required argument: classes');
+      if (command === 'finetune' && a.task !== 'segmentation' && a.task !== 'report' && a.classes === undefined && configLoads(a.config)) throw new Error('Missing required argument: classes');
       if (!a.weights && !a.arch && !(a.task === 'segmentation' && a.head !== undefined)) throw new Error('give --weights <folder|file|run checkpoint>, or --arch <preset> for a random-initialised backbone');
       return true;
   });
@@ -273,11 +273,22 @@ export function buildParser(args: readonly string[]): Argv {
         ['CXformer(S) continual pretraining', '$0 train --config cxformer_small output=runs/s data.root=/data/cxr', 'init.weights=models/dinov2-with-registers-small'],
       ]),
     )
-    .command('finetune [overrides..]', 'Classification (linear probe on frozen features, or --mode full) or --task segmentation (lungs and heart on CheXmask masks): training, evaluation report', (y) =>
+    .command('finetune [overrides..]', 'Classification (linear probe, or --mode full), --task segmentation (lungs, heart) or --task report (report captioner): training and evaluation', (y) =>
       examples(layout(segTrainOptions(maskOptions(preprocessOptions(labelledData(modelOptions(y), 'finetune')), 'finetune'))
         .positional('overrides', { type: 'string', array: true, describe: 'Backbone overrides key=value' })
-        .option('task', { choices: ['classification', 'segmentation'] as const, default: 'classification' as const, describe: 'segmentation: lungs and heart on CheXmask masks (docs/segmentation.md)' })
-        .option('mode', { choices: ['linear', 'full'] as const, default: 'linear' as const, describe: 'linear: frozen backbone; full: backbone + head (resumable)' })
+        .option('task', { choices: ['classification', 'segmentation', 'report'] as const, default: 'classification' as const, describe: 'docs/segmentation.md, docs/report-generation.md' })
+        .option('report-data', { choices: ['phantom', 'mimic', 'r2gen', 'iu-xray'] as const, describe: 'report: the source of image/report pairs under --root (default phantom)' })
+        .option('reports', { type: 'string', describe: 'report, mimic: the MIMIC-CXR report files root (files/pNN/…/sNNN.txt) (default --root)' })
+        .option('annotation', { type: 'string', describe: "report, r2gen / iu-xray: R2Gen's annotation.json (default <root>/annotation.json)" })
+        .option('decoder', { choices: ['phantom', 'mimic'] as const, describe: 'report: decoder size preset (phantom: d 256, 3 layers; mimic: d 512, 3 layers) (default phantom)' })
+        .option('tokenizer', { type: 'string', describe: 'report: word[:MIN_COUNT] (lowercased), word-cased[:MIN_COUNT], bpe[:VOCAB] (trained on the training reports) or a tokenizer.json (default word:3)' })
+        .option('memory-block', { type: 'number', describe: 'report: backbone block whose tokens the decoder reads (negative from the end) (default -1)' })
+        .option('memory-pool', { type: 'number', describe: 'report: average-pool the patch tokens k×k (1 = off) (default 1)' })
+        .option('labeler', { type: 'string', describe: 'report: labeler for model selection and evaluation: phantom or rules (default phantom)' })
+        .option('protocol', { choices: ['cxformer', 'llava-rad', 'r2gen', 'all'] as const, describe: 'report: metric conventions of the test evaluation (default cxformer)' })
+        .option('max-train', { type: 'number', describe: 'report: use at most this many training reports (a seeded sample)' })
+        .option('val-every', { type: 'number', describe: 'report: validate, keep the best model and save the state every N epochs (and after the last) (default 1)' })
+        .option('mode', { choices: ['linear', 'full'] as const, default: 'linear' as const, describe: 'full: backbone + head, resumable' })
         .option('label-type', { choices: ['multilabel', 'binary', 'multiclass'] as const, default: 'multilabel' as const, describe: 'multilabel (sigmoids), binary (one class), multiclass (one-hot classes, softmax; adds accuracy)' })
         .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Output folder (features, head.safetensors, history.jsonl, eval/)' })
         .option('cls-layers', { type: 'number', describe: `CLS tokens of the last n blocks (after the final norm) in the features (default ${CLASSIFICATION.clsLayers})` })
@@ -314,6 +325,27 @@ export function buildParser(args: readonly string[]): Argv {
         ['linear probe on the phantom findings of the demo run', '$0 finetune --config phantom --root runs/demo/data', '--weights runs/demo/exported --out runs/probe'],
         ['lungs and heart on phantoms of: cxformer synth --out runs/seg-data', '$0 finetune --config phantom_seg --root runs/seg-data', '--weights runs/demo/exported --out runs/seg'],
         ['full fine-tuning on CheXpert; re-run to resume', '$0 finetune --config chexpert --mode full', '--root /data/CheXpert-v1.0-small --weights models/cxformer-small', '--out runs/chexpert-ft'],
+        ['report captioner on phantoms of: cxformer synth --size 224', '$0 finetune --config phantom_report --root runs/rrg-data', '--weights runs/demo/exported --out runs/rrg'],
+      ]),
+    )
+    .command('generate [images..]', 'Write reports for images with a captioner of finetune --task report (its best/ folder)', (y) =>
+      examples(y
+        .positional('images', { type: 'string', array: true, describe: 'Image files (PNG, JPEG, DICOM)' })
+        .option('model', { alias: 'm', type: 'string', demandOption: true, describe: "A captioner folder: finetune --task report's best/" })
+        .option('out', { alias: 'o', type: 'string', describe: 'Write JSON Lines {id, image, generated} here (default: print the reports)' })
+        .option('beam', { type: 'number', describe: 'Beam search with this many beams (default: the model folder\'s decoding, greedy)' })
+        .option('max-new-tokens', { type: 'number', describe: 'At most this many tokens per report (default: the model folder\'s)' })
+        .option('sample', { type: 'boolean', default: false, describe: 'Sample instead of searching (with --temperature, --top-p, --seed)' })
+        .option('temperature', { type: 'number', default: 1, describe: 'Sampling temperature' })
+        .option('top-p', { type: 'number', default: 1, describe: 'Nucleus sampling mass (1 = off)' })
+        .option('seed', { type: 'number', default: 0, describe: 'Sampling seed' })
+        .option('device', { type: 'string', default: 'cpu', describe: 'cpu, cuda or cuda:N' })
+        .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress output' })
+        .check((a) => {
+          if (!((a.images as string[] | undefined) ?? []).length) throw new Error('generate: give one or more image files');
+          return true;
+        }), [
+        ['the test images of a phantom captioner run', '$0 generate --model runs/rrg/best runs/rrg-data/images/P00001_01.png'],
       ]),
     )
     .command('evaluate [overrides..]', 'Evaluate a trained head on a dataset split (AUROC/AUPRC with CIs, plots, report.md); --task segmentation: Dice; --task report: generated reports', (y) =>

@@ -38,6 +38,15 @@ export const NUMERIC_FLAGS: Readonly<Record<string, Range>> = Object.freeze({
   'batch-size': int(1),
   bootstrap: int(0),
   'bootstrap-seed': int(0),
+  // Report generation (finetune --task report, generate).
+  'memory-block': int(),
+  'memory-pool': int(1),
+  'max-train': int(1),
+  'val-every': int(1),
+  beam: int(1),
+  'max-new-tokens': int(1),
+  temperature: num(0, undefined, { minOpen: true }),
+  'top-p': num(0, 1, { minOpen: true }),
   // Classification training (finetune).
   'cls-layers': int(1),
   epochs: int(1),

@@ -61,7 +61,8 @@ function helpExamples(text: string): string[] {
  */
 const READERS: Record<CommandName, string[]> = {
   train: ['train.ts'],
-  finetune: ['finetune.ts', 'segment.ts', 'common.ts'],
+  finetune: ['finetune.ts', 'segment.ts', 'report-task.ts', 'common.ts'],
+  generate: ['generate.ts', 'common.ts'],
   evaluate: ['finetune.ts', 'segment.ts', 'evaluate-report.ts', 'common.ts'],
   launch: ['launch.ts'],
   prepare: ['prepare.ts'],

@@ -21,6 +21,7 @@ mod dist;
 mod finetune;
 mod job;
 mod probe;
+mod rrg;
 mod seg;
 mod trainer;
 

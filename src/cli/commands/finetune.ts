@@ -130,6 +130,7 @@ async function runFull(a: Args, classes: string[]): Promise<number> {
 
 export async function run(a: Args): Promise<number> {
   if (a.task === 'segmentation') return (await import('./segment.js')).run(a);
+  if (a.task === 'report') return (await import('./report-task.js')).run(a);
   const classes = list(a.classes) ?? [];
   if (a.mode === 'full') return runFull(a, classes);
   const { linearProbe } = await import('../../finetune/classify.js');

@@ -1,0 +1,30 @@
+/**
+ * `cxformer generate --model DIR IMAGES… [--beam N | --sample …] [--out preds.jsonl]`: reports for images with a
+ * captioner of `finetune --task report` (src/rrg/generate.ts). Without --out the reports are printed, one block per
+ * image; with --out they are written as JSON Lines `{id, image, generated}` (id = the path as given), the input of
+ * `evaluate --task report`.
+ */
+import path from 'node:path';
+
+import { writeFileAtomic } from '../../data/fsutil.js';
+import { loadReportGenerator } from '../../rrg/generate.js';
+import type { GenerateOptions } from '../../rrg/native.js';
+import { type Args, progress } from './common.js';
+
+export async function run(a: Args): Promise<number> {
+  const images = ((a.images as string[] | undefined) ?? []).map(String);
+  const log = progress(Boolean(a.quiet));
+  const gen = await loadReportGenerator(String(a.model), { device: String(a.device ?? 'cpu') });
+  const o: GenerateOptions = {};
+  if (a.sample) Object.assign(o, { strategy: 'sample', temperature: Number(a.temperature), topP: Number(a['top-p']), seed: Number(a.seed) });
+  else if (a.beam !== undefined) Object.assign(o, { strategy: 'beam', numBeams: Number(a.beam) });
+  if (a['max-new-tokens'] !== undefined) o.maxNewTokens = Number(a['max-new-tokens']);
+  const texts = await gen.generate(images, { ...o, onProgress: (d, t) => log.update('generate', d, t) });
+  if (a.out !== undefined) {
+    await writeFileAtomic(String(a.out), `${images.map((im, i) => JSON.stringify({ id: im, image: path.resolve(im), generated: texts[i] })).join('\n')}\n`);
+    log.done(`generate: ${images.length} reports → ${a.out}`);
+  } else {
+    for (const [i, im] of images.entries()) process.stdout.write(`${im}\n${texts[i]}\n\n`);
+  }
+  return 0;
+}

@@ -1,0 +1,381 @@
+/**
+ * `finetune --task report`: the native captioner (crates/core/src/rrg/) trained on a frozen backbone's visual memory,
+ * end to end — records → tokenizer → cached memories → teacher-forced epochs → per-epoch validation by decoding and
+ * labelling → best model → test predictions, evaluation and baselines. One flat loop (nanoGPT style).
+ *
+ * Run folder (`out`):
+ * - `settings.json` (what the run was started with; a resume with other training settings is refused, naming them),
+ *   `tokenizer.json`, `train.log`, `metrics.jsonl` (one line per step), `history.jsonl` (one line per epoch:
+ *   validation loss and label F1), TensorBoard events;
+ * - `memory-{train,valid,test}.safetensors`: the frozen backbone's memories (ids in the metadata), reused on resume;
+ * - `checkpoints/state.safetensors`: the whole training state after each validated epoch (every `valEvery`, atomic),
+ *   with the epoch and the best score in its metadata; a re-run of the same command resumes from it, bit for bit;
+ * - `best/`: the model of the best validation epoch (`model.safetensors`, `config.json`), `tokenizer.json`,
+ *   `report-model.json` (memory settings, preprocessing, decoding defaults) and `backbone/` (the frozen backbone, HF
+ *   layout): everything `cxformer generate` needs;
+ * - `predictions.jsonl` (test split: id, image, patient, reference, generated) and `eval/` (report.json, report.md,
+ *   pairs.jsonl under the protocol), `baselines.json` (the most frequent training report and the 1-nearest-neighbour
+ *   training report by memory CLS token, scored the same way).
+ *
+ * Model selection: the validation label micro F1 of greedy decoding (the phantom findings with the phantom labeler,
+ * CheXbert's 14 with the rules labeler); ties and an undefined F1 fall back to the lower validation loss.
+ * Randomness: the trainer's initialisation and dropout from `seed`; the epoch order from mulberry32(hash(seed, epoch)).
+ */
+import { existsSync } from 'node:fs';
+import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+
+import { type Backbone, loadBackbone, type LoadBackboneOptions, writeJsonAtomic } from '../backbone.js';
+import { writeFileAtomic } from '../data/fsutil.js';
+import { hashSeed, mulberry32, shuffleInPlace } from '../data/random.js';
+import { labelerFromSpec } from '../eval/labelers/index.js';
+import { PHANTOM_CLASSES } from '../eval/labelers/phantom.js';
+import { CHEXBERT_14 } from '../eval/labelers/types.js';
+import { labelF1 } from '../eval/text/label-f1.js';
+import type { PreprocessOptions } from '../image/options.js';
+import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
+import { CxformerError } from '../native/load.js';
+import { keepJsonl, withRunFolder } from '../run/folder.js';
+import { EventFile } from '../run/tensorboard.js';
+import { settingsDiff } from '../run/settings.js';
+import { loadReportRecords, type ReportRecord, type ReportSourceSpec } from './data.js';
+import { evaluateReports, type ReportEvaluation } from './evaluate.js';
+import { extractMemory, type Memory } from './memory.js';
+import { type GenerateOptions, padTokens, ReportModel, ReportTokenizer, ReportTrainer, type RrgConfig, type RrgStepRecord, type TokenizerSpec } from './native.js';
+import type { ReportPair } from './pairs.js';
+import type { ProtocolName } from './protocol.js';
+import { writeReportEvaluation } from './write.js';
+
+/** Decoder sizes of the presets (crates/core/src/rrg/config.rs `phantom()` / `mimic()`). */
+export const DECODER_PRESETS = {
+  phantom: { dModel: 256, numLayers: 3, numHeads: 4, ffnDim: 1024, maxPositions: 128 },
+  mimic: { dModel: 512, numLayers: 3, numHeads: 8, ffnDim: 2048, maxPositions: 160 },
+} as const;
+
+export interface ReportTrainOptions {
+  backbone: LoadBackboneOptions;
+  data: ReportSourceSpec;
+  out: string;
+  /** @default { kind: 'word', minCount: 3 } */
+  tokenizer?: TokenizerSpec;
+  memory?: { block?: number; pool?: number; batchSize?: number; preprocess?: Partial<PreprocessOptions> };
+  /** @default 'phantom' */
+  decoder?: keyof typeof DECODER_PRESETS | Partial<Pick<RrgConfig, 'dModel' | 'numLayers' | 'numHeads' | 'ffnDim' | 'maxPositions' | 'dropout' | 'labelSmoothing'>>;
+  /** @default 20 */
+  epochs?: number;
+  /** Reports per step. @default 32 */
+  batchSize?: number;
+  /** Peak learning rate. @default 5e-4 */
+  lr?: number;
+  /** @default 0.01 */
+  weightDecay?: number;
+  /** Warm-up as a fraction of all steps. @default 0.05 */
+  warmup?: number;
+  /** Decoding of the validation and test reports. @default greedy, 100 new tokens */
+  decode?: GenerateOptions;
+  /** For model selection and the evaluation: 'phantom' or 'rules' (or labels:FILE for the evaluation only). @default 'phantom' */
+  labeler?: string;
+  /** @default 'cxformer' */
+  protocol?: ProtocolName;
+  /** @default 1000 */
+  bootstrap?: number;
+  /** @default 0 */
+  seed?: number;
+  /** Use at most this many training records (a seeded sample). */
+  maxTrain?: number;
+  /** Resume although the training settings changed. @default false */
+  force?: boolean;
+  /** Validate (decode and label the validation split), keep the best model and save the training state every N epochs (and after the last). @default 1 */
+  valEvery?: number;
+  /** TensorBoard events beside metrics.jsonl. @default true */
+  tensorboard?: boolean;
+  log?: (message: string) => void;
+  onStep?: (record: RrgStepRecord & { epoch: number; epochs: number; stepsPerEpoch: number; stepInEpoch: number }) => void;
+  onProgress?: (what: string, done: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface ReportTrainResult {
+  bestEpoch: number;
+  best: { valF1: number | null; valLoss: number };
+  evaluation: ReportEvaluation;
+  baselines: Record<string, { f1Micro: number | null; rougeL: number | null; bleu4: number | null }>;
+  files: { best: string; predictions: string; report: string };
+}
+
+const STATE = path.join('checkpoints', 'state.safetensors');
+
+/** Memories of one split, cached in the run folder (reused when the ids match). */
+async function memoryOf(model: Backbone, split: string, recs: readonly ReportRecord[], o: ReportTrainOptions, dir: string, log: (m: string) => void): Promise<Memory> {
+  const file = path.join(dir, `memory-${split}.safetensors`);
+  const ids = JSON.stringify(recs.map((r) => r.id));
+  const settings = JSON.stringify({ block: o.memory?.block ?? -1, pool: o.memory?.pool ?? 1, preprocess: o.memory?.preprocess ?? {} });
+  if (existsSync(file)) {
+    const f = await readSafetensors(file);
+    const t = f.tensors.get('memory');
+    const md = f.metadata ?? {};
+    if (t && md.ids === ids && md.settings === settings) {
+      log(`memory: ${split} ${recs.length} images from ${file}`);
+      const g = JSON.parse(md.grid ?? '[0,0]') as [number, number];
+      const pg = JSON.parse(md.pooled_grid ?? '[0,0]') as [number, number];
+      return { data: t.data as Float32Array, shape: t.shape as [number, number, number], grid: g, pooledGrid: pg };
+    }
+  }
+  log(`memory: ${split} ${recs.length} images → ${file}`);
+  const m = await extractMemory(model, recs.map((r) => r.image), {
+    block: o.memory?.block ?? -1,
+    pool: o.memory?.pool ?? 1,
+    batchSize: o.memory?.batchSize ?? 8,
+    ...(o.memory?.preprocess ? { preprocess: o.memory.preprocess } : {}),
+    onProgress: (d, t) => o.onProgress?.(`memory ${split}`, d, t),
+    ...(o.signal ? { signal: o.signal } : {}),
+  });
+  await writeSafetensors(file, { memory: { dtype: 'F32', shape: m.shape, data: m.data } }, { ids, settings, grid: JSON.stringify(m.grid), pooled_grid: JSON.stringify(m.pooledGrid) });
+  return m;
+}
+
+/** Rows `idx` of a memory as one batch. */
+function rows(m: Memory, idx: readonly number[]): { data: Float32Array; shape: [number, number, number] } {
+  const [, M, D] = m.shape;
+  const data = new Float32Array(idx.length * M * D);
+  idx.forEach((r, i) => data.set(m.data.subarray(r * M * D, (r + 1) * M * D), i * M * D));
+  return { data, shape: [idx.length, M, D] };
+}
+
+/** Decodes every row of a memory in batches. */
+async function decodeAll(gen: { generate(f: ReturnType<typeof rows>, o: GenerateOptions): Promise<{ tokens: number[][] }> }, tok: ReportTokenizer, m: Memory, o: GenerateOptions, onProgress?: (d: number, t: number) => void): Promise<string[]> {
+  const n = m.shape[0];
+  const out: string[] = [];
+  const B = 64;
+  for (let s = 0; s < n; s += B) {
+    const idx = Array.from({ length: Math.min(B, n - s) }, (_, i) => s + i);
+    const g = await gen.generate(rows(m, idx), o);
+    for (const t of g.tokens) out.push(tok.decode(t));
+    onProgress?.(Math.min(s + B, n), n);
+  }
+  return out;
+}
+
+/** Micro F1 of generated vs reference texts under the selection labeler (null when undefined). */
+function selectionF1(labeler: ReturnType<typeof labelerFromSpec>, refs: readonly string[], hyps: readonly string[]): number | null {
+  const phantom = labeler.classes.length === PHANTOM_CLASSES.length && labeler.classes.every((c, i) => c === PHANTOM_CLASSES[i]);
+  const subset = phantom ? PHANTOM_CLASSES.filter((c) => c !== 'No Finding') : CHEXBERT_14;
+  const r = labelF1(labeler.label(refs), labeler.label(hyps), { classes: labeler.classes, subset, uncertain: 'negative', zeroDivision: 'nan' });
+  return Number.isFinite(r.micro.f1) ? r.micro.f1 : null;
+}
+
+/** Trains, selects, predicts and evaluates (see the module comment). */
+export async function finetuneReport(o: ReportTrainOptions): Promise<ReportTrainResult> {
+  const dir = path.resolve(o.out);
+  await mkdir(path.join(dir, 'checkpoints'), { recursive: true });
+  const log = o.log ?? (() => undefined);
+  return withRunFolder({ dir, rank: 0, pg: null, command: 'cxformer finetune --task report', report: log }, (run) => trainInFolder(o, dir, (m) => void run.log(m)));
+}
+
+async function trainInFolder(o: ReportTrainOptions, dir: string, log: (m: string) => void): Promise<ReportTrainResult> {
+  const loaded = await loadReportRecords(o.data);
+  let train = loaded.records.filter((r) => r.split === 'train');
+  const valid = loaded.records.filter((r) => r.split === 'valid');
+  const test = loaded.records.filter((r) => r.split === 'test');
+  const seed = o.seed ?? 0;
+  if (o.maxTrain !== undefined && train.length > o.maxTrain) {
+    const order = train.map((_, i) => i);
+    shuffleInPlace(order, mulberry32(hashSeed(seed, 77)));
+    train = order.slice(0, o.maxTrain).sort((a, b) => a - b).map((i) => train[i]!);
+  }
+  const held = valid.length ? valid : test;
+  if (!train.length || !held.length || !test.length) {
+    throw new CxformerError('CXF_INPUT', `report training needs train, valid (or test) and test records; found train ${train.length}, valid ${valid.length}, test ${test.length}`);
+  }
+  log(`data: ${o.data.kind} ${o.data.root}: train ${train.length}, valid ${valid.length}, test ${test.length} reports`);
+
+  // Settings: a resume must train the same way.
+  const preset = typeof o.decoder === 'string' || o.decoder === undefined ? DECODER_PRESETS[o.decoder ?? 'phantom'] : { ...DECODER_PRESETS.phantom, ...o.decoder };
+  const settings = {
+    data: { kind: o.data.kind, root: path.resolve(o.data.root) },
+    backbone: { weights: o.backbone.weights ?? null, arch: o.backbone.arch ?? null, seed: o.backbone.seed ?? 0 },
+    tokenizer: o.tokenizer ?? { kind: 'word', minCount: 3 },
+    memory: { block: o.memory?.block ?? -1, pool: o.memory?.pool ?? 1, preprocess: o.memory?.preprocess ?? {} },
+    decoder: preset,
+    epochs: o.epochs ?? 20,
+    batchSize: o.batchSize ?? 32,
+    lr: o.lr ?? 5e-4,
+    weightDecay: o.weightDecay ?? 0.01,
+    warmup: o.warmup ?? 0.05,
+    seed,
+    maxTrain: o.maxTrain ?? null,
+  };
+  const settingsFile = path.join(dir, 'settings.json');
+  const statePath = path.join(dir, STATE);
+  const resuming = existsSync(statePath);
+  if (resuming && existsSync(settingsFile)) {
+    const prev = JSON.parse(await readFile(settingsFile, 'utf8')) as Record<string, unknown>;
+    const diff = settingsDiff(prev, settings as unknown as Record<string, unknown>);
+    if (diff.length && !o.force) {
+      throw new CxformerError('CXF_CONFIG', `${dir} holds a report training started with other settings (${diff.join('; ')}); use another --out, or --force to resume with the new ones`);
+    }
+  }
+  await writeJsonAtomic(settingsFile, settings);
+
+  // Tokenizer: trained once on the training reports, kept in the run folder.
+  const tokFile = path.join(dir, 'tokenizer.json');
+  const tok = existsSync(tokFile) ? await ReportTokenizer.load(tokFile) : await ReportTokenizer.make(settings.tokenizer as TokenizerSpec, train.map((r) => r.report));
+  if (!existsSync(tokFile)) await tok.save(tokFile);
+  const sp = tok.specials;
+  log(`tokenizer: ${tok.vocabSize} tokens (${tok.source})`);
+
+  // Memories of the frozen backbone.
+  const backbone = await loadBackbone(o.backbone);
+  const mTrain = await memoryOf(backbone, 'train', train, o, dir, log);
+  const mHeld = await memoryOf(backbone, held === valid ? 'valid' : 'test', held, o, dir, log);
+  const mTest = held === test ? mHeld : await memoryOf(backbone, 'test', test, o, dir, log);
+  const dVit = mTrain.shape[2];
+
+  const encTrain = tok.encode(train.map((r) => r.report));
+  const encHeld = tok.encode(held.map((r) => r.report));
+  // A token row [BOS] … [EOS] of length T occupies T − 1 positions (the model reads 0..T−2, predicts 1..T−1).
+  const maxLen = preset.maxPositions + 1;
+  const cut = encTrain.filter((e) => e.length > maxLen).length;
+  if (cut) log(`tokenizer: ${cut} training reports longer than ${maxLen - 2} tokens are cut (maxPositions ${preset.maxPositions})`);
+
+  const B = settings.batchSize;
+  const stepsPerEpoch = Math.ceil(train.length / B);
+  const totalSteps = settings.epochs * stepsPerEpoch;
+  const model: RrgConfig = { vocabSize: tok.vocabSize, dVit, padId: sp.pad, bosId: sp.bos, eosId: sp.eos, ...preset };
+  const trainer = await ReportTrainer.create({
+    config: { model, lr: settings.lr, weightDecay: settings.weightDecay, warmupSteps: Math.round(settings.warmup * totalSteps), totalSteps },
+    seed,
+    ...(o.backbone.device ? { device: o.backbone.device } : {}),
+  });
+  log(`captioner: ${(trainer.numParameters / 1e6).toFixed(2)} M parameters (d ${preset.dModel}, ${preset.numLayers} layers, ${preset.numHeads} heads), memory ${mTrain.shape[1]} tokens × ${dVit}; ${settings.epochs} epochs × ${stepsPerEpoch} steps`);
+
+  let startEpoch = 0;
+  let best = { epoch: -1, valF1: null as number | null, valLoss: Number.POSITIVE_INFINITY };
+  if (resuming) {
+    const md = await trainer.loadState(statePath, Boolean(o.force));
+    startEpoch = Number(md.epoch ?? 0);
+    best = JSON.parse(md.best ?? JSON.stringify(best)) as typeof best;
+    if (best.valLoss === null) best.valLoss = Number.POSITIVE_INFINITY;
+    log(`resume: epoch ${startEpoch} of ${settings.epochs} (best so far: epoch ${best.epoch + 1})`);
+    // Lines of an epoch after the saved state (a kill between the appends and the state) are written again.
+    for (const f of ['metrics.jsonl', 'history.jsonl']) if (existsSync(path.join(dir, f))) await keepJsonl(path.join(dir, f), (r) => Number(r.epoch) <= startEpoch);
+  }
+  const tb = (o.tensorboard ?? true) ? EventFile.create(dir, { firstStep: startEpoch * stepsPerEpoch + 1 }) : null;
+  const labeler = labelerFromSpec(o.labeler ?? 'phantom');
+  const decode: GenerateOptions = { strategy: 'greedy', maxNewTokens: preset.maxPositions - 1, ...o.decode };
+  const bestDir = path.join(dir, 'best');
+
+  for (let epoch = startEpoch; epoch < settings.epochs; epoch++) {
+    const order = train.map((_, i) => i);
+    shuffleInPlace(order, mulberry32(hashSeed(seed, 1, epoch)));
+    const lines: string[] = [];
+    for (let s = 0; s < stepsPerEpoch; s++) {
+      if (o.signal?.aborted) throw new CxformerError('CXF_CANCELLED', `report training interrupted in epoch ${epoch + 1}; re-run the command to resume from the last finished epoch`);
+      const idx = order.slice(s * B, (s + 1) * B);
+      const rec = await trainer.step(rows(mTrain, idx), padTokens(idx.map((i) => encTrain[i]!), maxLen, sp.eos));
+      lines.push(JSON.stringify({ epoch: epoch + 1, ...rec }));
+      tb?.metrics(rec.step + 1, { loss: rec.loss, lr: rec.lr, grad_norm: rec.gradNorm });
+      o.onStep?.({ ...rec, epoch, epochs: settings.epochs, stepsPerEpoch, stepInEpoch: s });
+    }
+    // One append per epoch: a run killed mid-epoch resumes from the last state, whose epoch's lines are all here.
+    await appendFile(path.join(dir, 'metrics.jsonl'), `${lines.join('\n')}\n`);
+
+    // Validation (every valEvery epochs and after the last): loss, then greedy decoding labelled against the references.
+    if ((epoch + 1) % (o.valEvery ?? 1) !== 0 && epoch + 1 < settings.epochs) continue;
+    let lossSum = 0;
+    let tokSum = 0;
+    for (let s = 0; s < held.length; s += 64) {
+      const idx = Array.from({ length: Math.min(64, held.length - s) }, (_, i) => s + i);
+      const e = await trainer.evaluate(rows(mHeld, idx), padTokens(idx.map((i) => encHeld[i]!), maxLen, sp.eos));
+      lossSum += e.loss * e.tokens;
+      tokSum += e.tokens;
+    }
+    const valLoss = tokSum ? lossSum / tokSum : Number.NaN;
+    const hyps = await decodeAll(trainer, tok, mHeld, decode, (d, t) => o.onProgress?.('validation decoding', d, t));
+    const valF1 = selectionF1(labeler, held.map((r) => r.report), hyps);
+    const better = best.epoch < 0 || (valF1 ?? -1) > (best.valF1 ?? -1) || ((valF1 ?? -1) === (best.valF1 ?? -1) && valLoss < best.valLoss);
+    await appendFile(path.join(dir, 'history.jsonl'), `${JSON.stringify({ epoch: epoch + 1, step: (epoch + 1) * stepsPerEpoch, valLoss, valF1, example: hyps[0] ?? '' })}\n`);
+    tb?.metrics((epoch + 1) * stepsPerEpoch, { val_loss: valLoss, ...(valF1 !== null ? { val_f1_micro: valF1 } : {}) });
+    log(`epoch ${epoch + 1}/${settings.epochs}: validation loss ${valLoss.toFixed(4)}, label micro F1 ${valF1 === null ? 'n/a' : valF1.toFixed(3)}${better ? ' (best)' : ''}`);
+    if (better) {
+      best = { epoch, valF1, valLoss };
+      await trainer.export(bestDir, { epoch: String(epoch + 1) });
+      await tok.save(path.join(bestDir, 'tokenizer.json'));
+      await writeJsonAtomic(path.join(bestDir, 'report-model.json'), {
+        format: 'cxformer-report-model',
+        memory: settings.memory,
+        preprocess: { ...backbone.preprocess, ...(o.memory?.preprocess ?? {}) },
+        decode,
+        labeler: o.labeler ?? 'phantom',
+        epoch: epoch + 1,
+      });
+      if (!existsSync(path.join(bestDir, 'backbone', 'config.json'))) await backbone.exportHf(path.join(bestDir, 'backbone'));
+    }
+    await trainer.saveState(statePath, { epoch: String(epoch + 1), best: JSON.stringify({ ...best, valLoss: Number.isFinite(best.valLoss) ? best.valLoss : null }) });
+  }
+
+  // Test: the best model's reports, evaluated under the protocol, and the two baselines.
+  const bestModel = await ReportModel.load(bestDir, o.backbone.device ? { device: o.backbone.device } : {});
+  const generated = await decodeAll(bestModel, tok, mTest, decode, (d, t) => o.onProgress?.('test decoding', d, t));
+  const predFile = path.join(dir, 'predictions.jsonl');
+  await writeFileAtomic(predFile, `${test.map((r, i) => JSON.stringify({ id: r.id, image: r.image, patient: r.patient, reference: r.report, generated: generated[i] })).join('\n')}\n`);
+  const pairsOf = (texts: readonly string[]): ReportPair[] => test.map((r, i) => ({ id: r.id, hypothesis: texts[i] as string, references: [r.report], patient: r.patient }));
+  const evalOpts = { protocol: o.protocol ?? 'cxformer', labels: { labeler }, bootstrap: o.bootstrap ?? 1000, seed } as const;
+  const evaluation = evaluateReports(pairsOf(generated), { ...evalOpts, onProgress: (d, t) => o.onProgress?.('bootstrap', d, t) });
+  const files = await writeReportEvaluation(path.join(dir, 'eval'), evaluation, undefined, 'Report generation: the best model on the test split');
+
+  // Baselines: the most frequent training report; the training report of the nearest memory CLS token (cosine).
+  const counts = new Map<string, number>();
+  for (const r of train) counts.set(r.report, (counts.get(r.report) ?? 0) + 1);
+  const constant = [...counts.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))[0]![0];
+  const nn = nearestReports(mTrain, mTest, train.map((r) => r.report));
+  const baselines: ReportTrainResult['baselines'] = {};
+  const summary = (e: ReportEvaluation) => {
+    const k = Object.fromEntries(e.metrics.map((m) => [m.key, m.value]));
+    return { f1Micro: (k.f1_findings_micro ?? k.f1_14_micro ?? null) as number | null, rougeL: (k.rougeL ?? null) as number | null, bleu4: (k.bleu4 ?? null) as number | null };
+  };
+  baselines.model = summary(evaluation);
+  for (const [name, texts] of [['most_frequent_report', test.map(() => constant)], ['nearest_neighbour_report', nn]] as const) {
+    const e = evaluateReports(pairsOf(texts), { ...evalOpts, bootstrap: 0 });
+    baselines[name] = summary(e);
+  }
+  await writeJsonAtomic(path.join(dir, 'baselines.json'), { note: 'scores on the test split (protocol scale); f1Micro = label micro F1 (phantom findings, or CheXbert 14)', mostFrequentReport: constant, ...baselines });
+  log(`test: label micro F1 ${fmt(baselines.model.f1Micro)} (most frequent report ${fmt(baselines.most_frequent_report!.f1Micro)}, 1-NN report ${fmt(baselines.nearest_neighbour_report!.f1Micro)}); ROUGE-L ${fmt(baselines.model.rougeL)} (${fmt(baselines.most_frequent_report!.rougeL)}, ${fmt(baselines.nearest_neighbour_report!.rougeL)})`);
+  return {
+    bestEpoch: best.epoch + 1,
+    best: { valF1: best.valF1, valLoss: best.valLoss },
+    evaluation,
+    baselines,
+    files: { best: bestDir, predictions: predFile, report: files.markdown },
+  };
+}
+
+const fmt = (v: number | null | undefined) => (v === null || v === undefined ? 'n/a' : v.toFixed(2));
+
+/** For each query row, the report of the training row whose memory CLS token (token 0) is nearest by cosine. */
+export function nearestReports(train: Memory, query: Memory, reports: readonly string[]): string[] {
+  const [n, M, D] = train.shape;
+  const unit = (m: Memory, i: number): Float32Array => {
+    const v = m.data.slice(i * M * D, i * M * D + D);
+    let s = 0;
+    for (const x of v) s += x * x;
+    const r = 1 / Math.sqrt(s || 1);
+    for (let d = 0; d < D; d++) v[d] = (v[d] as number) * r;
+    return v;
+  };
+  const T = Array.from({ length: n }, (_, i) => unit(train, i));
+  return Array.from({ length: query.shape[0] }, (_, q) => {
+    const v = unit(query, q);
+    let bi = 0;
+    let bs = Number.NEGATIVE_INFINITY;
+    T.forEach((t, i) => {
+      let s = 0;
+      for (let d = 0; d < D; d++) s += (t[d] as number) * (v[d] as number);
+      if (s > bs) {
+        bs = s;
+        bi = i;
+      }
+    });
+    return reports[bi] as string;
+  });
+}

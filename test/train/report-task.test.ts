@@ -1,0 +1,131 @@
+/**
+ * `cxformer finetune --task report` and `cxformer generate` end to end on phantoms (built dist/cli/main.js and the
+ * native addon; `npm run build` first), with the tiny golden ViT as the frozen backbone so that a run takes seconds:
+ * the run folder's files, `generate` agreeing with the run's own test predictions, the same seed giving byte-identical
+ * predictions, a run killed with SIGKILL and re-run giving what an uninterrupted run gives, memorisation of 32 training
+ * pairs, and the clear errors of bad input.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+import { phantomFolder } from '../helpers/phantom-folder.js';
+import { goldenFile, repoRoot } from '../unit/golden.js';
+
+const MAIN = path.join(repoRoot, 'dist', 'cli', 'main.js');
+const TINY = path.dirname(goldenFile('vit_tiny_hf/config.json'));
+const ph = phantomFolder('cxf-report-task-', { n: 160, seed: 21, size: 224 });
+
+/** Small and fast: 112 px memories of the tiny ViT (8×8 patches pooled 2×2), a 2-layer d-64 decoder. */
+function args(out: string, extra: string[] = []): string[] {
+  return ['finetune', '--task', 'report', '--root', ph.data, '--weights', TINY, '--out', out, '--resize', '112', '--crop', '112', '--memory-pool', '2', '--tokenizer', 'word-cased:1', '--epochs', '3', '--head-batch-size', '16', '--lr', '0.001', '--bootstrap', '20', '--threads', '1', ...extra];
+}
+
+function cli(a: string[], timeout = 600_000) {
+  const r = spawnSync(process.execPath, [MAIN, ...a], { encoding: 'utf8', timeout, env: { ...process.env, CXFORMER_REPORT: '0' } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const lines = async (f: string) => (await readFile(f, 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+
+describe('finetune --task report', () => {
+  it('writes the run folder; generate decodes what the run predicted; the same seed gives the same bytes', { timeout: 600_000 }, async () => {
+    const out = path.join(ph.tmp, 'run1');
+    const r = cli(args(out));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/captioner: [\d.]+ M parameters/);
+    expect(r.stderr).toMatch(/test: label micro F1 [\d.n/a]+ \(most frequent report [\d.n/a]+, 1-NN report [\d.n/a]+\)/);
+    for (const f of ['settings.json', 'tokenizer.json', 'metrics.jsonl', 'history.jsonl', 'checkpoints/state.safetensors', 'best/model.safetensors', 'best/config.json', 'best/tokenizer.json', 'best/report-model.json', 'best/backbone/config.json', 'predictions.jsonl', 'eval/report.json', 'eval/report.md', 'baselines.json']) {
+      expect(existsSync(path.join(out, f)), f).toBe(true);
+    }
+    const history = await lines(path.join(out, 'history.jsonl'));
+    expect(history.map((h) => h.epoch)).toEqual([1, 2, 3]);
+    const metrics = await lines(path.join(out, 'metrics.jsonl'));
+    const train = (await readFile(path.join(ph.data, 'labels.csv'), 'utf8')).split('\n').filter((l) => l.endsWith(',train')).length;
+    expect(metrics).toHaveLength(3 * Math.ceil(train / 16));
+    expect(metrics.map((m) => m.step)).toEqual(metrics.map((_, i) => i));
+    const preds = await lines(path.join(out, 'predictions.jsonl'));
+    expect(preds.length).toBeGreaterThan(5);
+    for (const p of preds) expect(Object.keys(p).sort()).toEqual(['generated', 'id', 'image', 'patient', 'reference']);
+    const rep = JSON.parse(await readFile(path.join(out, 'eval', 'report.json'), 'utf8'));
+    expect(rep).toMatchObject({ task: 'report', protocol: 'cxformer', pairs: preds.length, labeler: { name: 'phantom' } });
+    const base = JSON.parse(await readFile(path.join(out, 'baselines.json'), 'utf8'));
+    expect(Object.keys(base)).toEqual(expect.arrayContaining(['model', 'most_frequent_report', 'nearest_neighbour_report', 'mostFrequentReport']));
+
+    // generate with the best/ folder reproduces the run's greedy test reports.
+    const imgs = preds.slice(0, 4).map((p) => p.image as string);
+    const g = cli(['generate', '--model', path.join(out, 'best'), ...imgs, '--out', path.join(ph.tmp, 'gen.jsonl'), '-q']);
+    expect(g.code, g.stderr).toBe(0);
+    const gen = await lines(path.join(ph.tmp, 'gen.jsonl'));
+    expect(gen.map((x) => x.generated)).toEqual(preds.slice(0, 4).map((p) => p.generated));
+    const beam1 = cli(['generate', '--model', path.join(out, 'best'), imgs[0]!, '--beam', '1']);
+    expect(beam1.code, beam1.stderr).toBe(0);
+    expect(beam1.stdout.trim().split('\n')[1]).toBe(preds[0].generated);
+
+    // Same seed, same bytes.
+    const out2 = path.join(ph.tmp, 'run2');
+    expect(cli(args(out2)).code).toBe(0);
+    expect(await readFile(path.join(out2, 'predictions.jsonl'), 'utf8')).toBe(await readFile(path.join(out, 'predictions.jsonl'), 'utf8'));
+    expect(await readFile(path.join(out2, 'metrics.jsonl'), 'utf8')).toBe(await readFile(path.join(out, 'metrics.jsonl'), 'utf8'));
+  });
+
+  it('a run killed with SIGKILL after its first epoch and re-run ends as the uninterrupted run', { timeout: 600_000 }, async () => {
+    const ref = path.join(ph.tmp, 'run1');
+    const out = path.join(ph.tmp, 'killed');
+    const child = spawn(process.execPath, [MAIN, ...args(out)], { stdio: 'ignore', env: { ...process.env, CXFORMER_REPORT: '0' } });
+    const state = path.join(out, 'checkpoints', 'state.safetensors');
+    const t0 = Date.now();
+    while (!existsSync(state) && Date.now() - t0 < 300_000 && child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    expect(existsSync(state)).toBe(true);
+    const r = cli(args(out));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/resume: epoch [12] of 3/);
+    expect(await readFile(path.join(out, 'predictions.jsonl'), 'utf8')).toBe(await readFile(path.join(ref, 'predictions.jsonl'), 'utf8'));
+    expect(await readFile(path.join(out, 'metrics.jsonl'), 'utf8')).toBe(await readFile(path.join(ref, 'metrics.jsonl'), 'utf8'));
+    // Other training settings in the same folder are refused, naming them.
+    const changed = cli(args(out, ['--lr', '0.002']));
+    expect(changed.code).toBe(2);
+    expect(changed.stderr).toMatch(/other settings \(.*lr.*\)/);
+  });
+
+  it('memorises 32 training pairs within 400 steps: greedy decoding reproduces every training report exactly', { timeout: 600_000 }, async () => {
+    const out = path.join(ph.tmp, 'overfit');
+    // 100 epochs × 4 steps = 400 steps; validation (and the state) every 25 epochs.
+    const r = cli(args(out, ['--max-train', '32', '--epochs', '100', '--head-batch-size', '8', '--lr', '0.002', '--bootstrap', '0', '--val-every', '25']));
+    expect(r.code, r.stderr).toBe(0);
+    const train = (await readFile(path.join(ph.data, 'labels.csv'), 'utf8')).split('\n').filter((l) => l.endsWith(',train')).map((l) => l.split(',')[0]!);
+    // The 32 records the run trained on: those in memory-train.safetensors' ids.
+    const { readSafetensors } = await import('../../src/io/safetensors.js');
+    const ids = JSON.parse((await readSafetensors(path.join(out, 'memory-train.safetensors'))).metadata!.ids!) as string[];
+    expect(ids).toHaveLength(32);
+    expect(ids.every((id) => train.includes(id))).toBe(true);
+    const reports = new Map((await readFile(path.join(ph.data, 'reports.csv'), 'utf8')).trim().split('\n').slice(1).map((l) => {
+      const i = l.indexOf(',');
+      return [l.slice(0, i), l.slice(i + 1).replace(/^"|"$/g, '')] as const;
+    }));
+    const g = cli(['generate', '--model', path.join(out, 'best'), ...ids.map((id) => path.join(ph.data, id)), '--out', path.join(ph.tmp, 'overfit.jsonl'), '-q']);
+    expect(g.code, g.stderr).toBe(0);
+    const gen = await lines(path.join(ph.tmp, 'overfit.jsonl'));
+    const wrong = gen.filter((x, i) => x.generated !== reports.get(ids[i]!));
+    expect(wrong.map((x) => x.id)).toEqual([]);
+  });
+
+  it('names the file, row or folder of bad input', async () => {
+    const bad = path.join(ph.tmp, 'bad');
+    await mkdir(bad, { recursive: true });
+    await writeFile(path.join(bad, 'tokenizer.json'), '{"version": "1.0", "model": ');
+    const tok = cli(args(path.join(ph.tmp, 'tok-run'), ['--tokenizer', path.join(bad, 'tokenizer.json')]));
+    expect(tok.code).toBe(2);
+    expect(tok.stderr).toMatch(/bad\/tokenizer\.json/);
+    const gen = cli(['generate', '--model', ph.data, path.join(ph.data, 'images', 'P00001_01.png')]);
+    expect(gen.code).toBe(2);
+    expect(gen.stderr).toMatch(/not a report captioner folder: missing report-model\.json, model\.safetensors, config\.json, tokenizer\.json/);
+    const noRoot = cli(args(path.join(ph.tmp, 'x'), ['--root', bad]));
+    expect(noRoot.code).toBe(2);
+    expect(noRoot.stderr).toMatch(/bad.*reports\.csv|reports\.csv.*bad/);
+  });
+});
