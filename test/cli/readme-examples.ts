@@ -26,6 +26,11 @@ const LONG = [
   'npx cxformer finetune --config phantom --mode full', // full fine-tuning: test/train/finetune-full.test.ts
   'npx cxformer evaluate --config phantom --weights runs/phantom-ft/best/model', // needs the line above
   'npx cxformer launch --nproc-per-node 2 -- train --config demo', // test/distributed/launch.test.ts
+  // The report captioner (minutes at 224 px): test/train/report-task.test.ts, report-phantom.test.ts; the two after it read its run.
+  'npx cxformer synth --out runs/rrg-data --n 1700',
+  'npx cxformer finetune --config phantom_report',
+  'npx cxformer generate --model runs/rrg/best',
+  'npx cxformer evaluate --task report --predictions runs/rrg/',
 ];
 
 const skipReason = (line: string) =>

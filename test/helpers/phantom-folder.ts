@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import { synthDataset } from '../../src/data/synth.js';
 
-export function phantomFolder(prefix: string, o: { n: number; seed: number; size: number }): { tmp: string; data: string } {
+export function phantomFolder(prefix: string, o: { n: number; seed: number; size: number; splitFractions?: { train?: number; valid?: number; test?: number } }): { tmp: string; data: string } {
   const f = { tmp: '', data: '' };
   beforeAll(async () => {
     f.tmp = await mkdtemp(path.join(tmpdir(), prefix));

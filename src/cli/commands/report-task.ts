@@ -2,8 +2,6 @@
  * `cxformer finetune --task report`: the report captioner on a frozen backbone (src/rrg/train.ts); re-run the same
  * command to resume after an interruption.
  */
-import path from 'node:path';
-
 import type { ReportSourceSpec } from '../../rrg/data.js';
 import { parseTokenizerSpec } from '../../rrg/native.js';
 import type { ProtocolName } from '../../rrg/protocol.js';
@@ -63,7 +61,7 @@ export async function run(a: Args): Promise<number> {
       onProgress: (what, d, t) => bar.update(`finetune: ${what}`, d, t),
     });
     await reportAtEnd(String(a.out), (msg) => bar.done(msg));
-    progress(false).done(`finetune: best epoch ${res.bestEpoch}; ${path.relative(process.cwd(), res.files.best) || res.files.best}, ${res.files.predictions}, ${res.files.report}`);
+    progress(false).done(`finetune: best epoch ${res.bestEpoch}; ${res.files.best}, ${res.files.predictions}, ${res.files.report}`);
     return 0;
   } finally {
     interrupt.dispose();
