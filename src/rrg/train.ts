@@ -109,7 +109,8 @@ const STATE = path.join('checkpoints', 'state.safetensors');
 async function memoryOf(model: Backbone, split: string, recs: readonly ReportRecord[], o: ReportTrainOptions, dir: string, log: (m: string) => void): Promise<Memory> {
   const file = path.join(dir, `memory-${split}.safetensors`);
   const ids = JSON.stringify(recs.map((r) => r.id));
-  const settings = JSON.stringify({ block: o.memory?.block ?? -1, pool: o.memory?.pool ?? 1, preprocess: o.memory?.preprocess ?? {} });
+  // The backbone is part of the key: a resume with --force and other weights must not reuse the old memories.
+  const settings = JSON.stringify({ block: o.memory?.block ?? -1, pool: o.memory?.pool ?? 1, preprocess: o.memory?.preprocess ?? {}, backbone: { weights: o.backbone.weights ?? null, arch: o.backbone.arch ?? null, seed: o.backbone.seed ?? 0, overrides: o.backbone.overrides ?? [] } });
   if (existsSync(file)) {
     const f = await readSafetensors(file);
     const t = f.tensors.get('memory');

@@ -23,7 +23,7 @@ const ph = phantomFolder('cxf-report-phantom-', { n: 1700, seed: 3, size: 224, s
 describe('report captioner on phantoms (frozen backbone)', () => {
   it('beats 0.30 label micro F1, the 1-NN report baseline, and the constant report on ROUGE-L', { timeout: 900_000 }, async () => {
     const out = path.join(ph.tmp, 'run');
-    const r = spawnSync(process.execPath, [MAIN, 'finetune', '--config', 'phantom_report', '--root', ph.data, '--weights', TINY, '--out', out, '--epochs', '12', '--max-train', '1000', '--bootstrap', '100', '-q'], {
+    const r = spawnSync(process.execPath, [MAIN, 'finetune', '--config', 'phantom_report', '--root', ph.data, '--weights', TINY, '--out', out, '--epochs', '10', '--val-every', '5', '--max-train', '1000', '--bootstrap', '50', '--threads', '1', '-q'], {
       encoding: 'utf8',
       timeout: 880_000,
       env: { ...process.env, CXFORMER_REPORT: '0' },
