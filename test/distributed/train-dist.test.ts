@@ -217,7 +217,7 @@ describe('cxformer launch -- train on 2 CPU ranks', () => {
     const onData = (d: Buffer) => {
       text += d.toString();
       // A step line of rank 0: both ranks are inside the training loop.
-      if (!sent && /\[rank 0\] \[\d+\/6000\] loss/.test(text)) {
+      if (!sent && /\[rank 0\] train: loss [^\n]*iteration \d+\/6000/.test(text)) {
         sent = true;
         launcher.kill('SIGINT');
       }
