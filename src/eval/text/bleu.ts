@@ -29,25 +29,7 @@
 import { pySplit, pyRstrip } from './pystr.js';
 import { clippedMatches, maxCounts, NgramTable } from './ngram.js';
 import { sacreTokenizer, type SacreTokenizer } from './tok13a.js';
-
-function checkCorpus(hyps: readonly string[], refs: readonly (readonly string[])[], what: string): void {
-  if (!Array.isArray(hyps)) throw new TypeError(`${what}: hyps must be an array of strings`);
-  if (!Array.isArray(refs)) throw new TypeError(`${what}: refs must be an array of reference lists`);
-  if (hyps.length !== refs.length) {
-    throw new RangeError(`${what}: ${hyps.length} hypotheses but ${refs.length} reference lists (one list per hypothesis expected)`);
-  }
-  if (hyps.length === 0) throw new RangeError(`${what}: the corpus is empty (no hypotheses)`);
-  for (let i = 0; i < hyps.length; i++) {
-    if (typeof hyps[i] !== 'string') throw new TypeError(`${what}: hyps[${i}] must be a string, got ${typeof hyps[i]}`);
-    const r = refs[i];
-    if (!Array.isArray(r) || r.length === 0) {
-      throw new RangeError(`${what}: refs[${i}] must be a non-empty array of reference strings, got ${Array.isArray(r) ? 'an empty array' : typeof r}`);
-    }
-    for (let j = 0; j < r.length; j++) {
-      if (typeof r[j] !== 'string') throw new TypeError(`${what}: refs[${i}][${j}] must be a string, got ${typeof r[j]}`);
-    }
-  }
-}
+import { checkCorpus } from './corpus.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // pycocoevalcap

@@ -22,6 +22,7 @@
  */
 import { mean } from '../stats.js';
 import { porterStem } from './porter.js';
+import { checkCorpus } from './corpus.js';
 
 export interface PrfScore {
   precision: number;
@@ -158,7 +159,7 @@ export function rougeScoreLCorpus(
   refs: readonly (readonly string[])[],
   opts: { stemmer?: boolean } = {},
 ): { meanF: number; segments: PrfScore[] } {
-  checkPairs(hyps, refs, 'rougeScoreLCorpus');
+  checkCorpus(hyps, refs, 'rougeScoreLCorpus');
   const segments = hyps.map((h, i) => rougeScoreLMulti(h, refs[i] as readonly string[], opts));
   return { meanF: mean(segments.map((s) => s.fmeasure)), segments };
 }
@@ -190,22 +191,8 @@ export function pycocoRougeL(hyp: string, refs: readonly string[]): number {
 
 /** pycocoevalcap `Rouge().compute_score(gts, res)`: the mean (numpy summation) and the per-pair scores. */
 export function pycocoRougeLCorpus(hyps: readonly string[], refs: readonly (readonly string[])[]): { corpus: number; segments: number[] } {
-  checkPairs(hyps, refs, 'pycocoRougeLCorpus');
+  checkCorpus(hyps, refs, 'pycocoRougeLCorpus');
   const segments = hyps.map((h, i) => pycocoRougeL(h, refs[i] as readonly string[]));
   return { corpus: mean(segments), segments };
 }
 
-function checkPairs(hyps: readonly string[], refs: readonly (readonly string[])[], what: string): void {
-  if (hyps.length !== refs.length) {
-    throw new RangeError(`${what}: ${hyps.length} hypotheses but ${refs.length} reference lists (one list per hypothesis expected)`);
-  }
-  if (hyps.length === 0) throw new RangeError(`${what}: the corpus is empty (no hypotheses)`);
-  for (let i = 0; i < hyps.length; i++) {
-    if (typeof hyps[i] !== 'string') throw new TypeError(`${what}: hyps[${i}] must be a string, got ${typeof hyps[i]}`);
-    const r = refs[i];
-    if (!Array.isArray(r) || r.length === 0) throw new RangeError(`${what}: refs[${i}] must be a non-empty array of reference strings`);
-    for (let j = 0; j < r.length; j++) {
-      if (typeof r[j] !== 'string') throw new TypeError(`${what}: refs[${i}][${j}] must be a string, got ${typeof r[j]}`);
-    }
-  }
-}
