@@ -218,7 +218,7 @@ function labelAggregate(refs: LabelCell[][], hyps: LabelCell[][], classes: reado
 }
 
 /** Whether a labeler's columns are the phantom label columns (the phantom labeler, or phantom labels imported). */
-function isPhantomColumns(classes: readonly string[]): boolean {
+export function isPhantomColumns(classes: readonly string[]): boolean {
   return classes.length === PHANTOM_CLASSES.length && classes.every((c, i) => c === PHANTOM_CLASSES[i]);
 }
 

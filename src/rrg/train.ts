@@ -29,7 +29,6 @@ import { type Backbone, loadBackbone, type LoadBackboneOptions, writeJsonAtomic 
 import { writeFileAtomic } from '../data/fsutil.js';
 import { hashSeed, mulberry32, shuffleInPlace } from '../data/random.js';
 import { labelerFromSpec } from '../eval/labelers/index.js';
-import { PHANTOM_CLASSES } from '../eval/labelers/phantom.js';
 import { CHEXBERT_14 } from '../eval/labelers/types.js';
 import { labelF1 } from '../eval/text/label-f1.js';
 import type { PreprocessOptions } from '../image/options.js';
@@ -39,7 +38,7 @@ import { keepJsonl, withRunFolder } from '../run/folder.js';
 import { EventFile } from '../run/tensorboard.js';
 import { settingsDiff } from '../run/settings.js';
 import { loadReportRecords, type ReportRecord, type ReportSourceSpec } from './data.js';
-import { evaluateReports, type ReportEvaluation } from './evaluate.js';
+import { evaluateReports, isPhantomColumns, PHANTOM_FINDINGS, type ReportEvaluation } from './evaluate.js';
 import { extractMemory, type Memory } from './memory.js';
 import { type GenerateOptions, padTokens, ReportModel, ReportTokenizer, ReportTrainer, type RrgConfig, type RrgStepRecord, type TokenizerSpec } from './native.js';
 import type { ReportPair } from './pairs.js';
@@ -159,14 +158,17 @@ async function decodeAll(gen: { generate(f: ReturnType<typeof rows>, o: Generate
 
 /** Micro F1 of generated vs reference texts under the selection labeler (null when undefined). */
 function selectionF1(labeler: ReturnType<typeof labelerFromSpec>, refs: readonly string[], hyps: readonly string[]): number | null {
-  const phantom = labeler.classes.length === PHANTOM_CLASSES.length && labeler.classes.every((c, i) => c === PHANTOM_CLASSES[i]);
-  const subset = phantom ? PHANTOM_CLASSES.filter((c) => c !== 'No Finding') : CHEXBERT_14;
+  const subset = isPhantomColumns(labeler.classes) ? PHANTOM_FINDINGS : CHEXBERT_14;
   const r = labelF1(labeler.label(refs), labeler.label(hyps), { classes: labeler.classes, subset, uncertain: 'negative', zeroDivision: 'nan' });
   return Number.isFinite(r.micro.f1) ? r.micro.f1 : null;
 }
 
 /** Trains, selects, predicts and evaluates (see the module comment). */
 export async function finetuneReport(o: ReportTrainOptions): Promise<ReportTrainResult> {
+  // The labeler reads the generated text of every validation: it must label text, not look labels up.
+  if (o.labeler !== undefined && o.labeler !== 'phantom' && o.labeler !== 'rules') {
+    throw new CxformerError('CXF_ARG', `--labeler for report training must be phantom or rules (it labels the reports generated at each validation), got '${o.labeler}'; score imported labels afterwards with cxformer evaluate --task report --labeler labels:…`);
+  }
   const dir = path.resolve(o.out);
   await mkdir(path.join(dir, 'checkpoints'), { recursive: true });
   const log = o.log ?? (() => undefined);

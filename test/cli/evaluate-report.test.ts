@@ -107,6 +107,14 @@ describe('cxformer evaluate --task report', () => {
     const lab = cli(['evaluate', '--task', 'report', '--predictions', 'preds.jsonl', '--references', 'ph/reports.csv', '--labeler', 'chexbert', '--out', 'e']);
     expect(lab.code).toBe(2);
     expect(lab.stderr).toMatch(/unknown labeler 'chexbert'/);
+    const rg = cli(['evaluate', '--task', 'report', '--predictions', 'preds.jsonl', '--references', 'ph/reports.csv', '--radgraph', 'only-one.json', '--out', 'e']);
+    expect(rg.code).toBe(2);
+    expect(rg.stderr).toMatch(/--radgraph takes two files, HYP\.json,REF\.json; got 'only-one\.json'/);
+    // labels:GEN,REF wants two id-keyed files; a text-keyed one (CheXbert's 'Report Impression') is named.
+    await writeFile(path.join(tmp, 'text-keyed.csv'), 'Report Impression,Cardiomegaly\nThe heart is enlarged.,1.0\n');
+    const tk = cli(['evaluate', '--task', 'report', '--predictions', 'preds.jsonl', '--references', 'ph/reports.csv', '--labeler', 'labels:text-keyed.csv,text-keyed.csv', '--out', 'e']);
+    expect(tk.code).toBe(2);
+    expect(tk.stderr).toMatch(/text-keyed\.csv: labels:GENERATED,REFERENCE needs two files keyed by report id; this one is keyed by report text/);
     const proto = cli(['evaluate', '--task', 'report', '--predictions', 'preds.jsonl', '--protocol', 'coco', '--out', 'e']);
     expect(proto.code).toBe(2);
     expect(proto.stderr).toMatch(/Invalid values:[\s\S]*protocol/);

@@ -124,6 +124,9 @@ describe('finetune --task report', () => {
     const gen = cli(['generate', '--model', ph.data, path.join(ph.data, 'images', 'P00001_01.png')]);
     expect(gen.code).toBe(2);
     expect(gen.stderr).toMatch(/not a report captioner folder: missing report-model\.json, model\.safetensors, config\.json, tokenizer\.json/);
+    const lab = cli(args(path.join(ph.tmp, 'lab-run'), ['--labeler', 'labels:x.csv']));
+    expect(lab.code).toBe(2);
+    expect(lab.stderr).toMatch(/--labeler for report training must be phantom or rules .*got 'labels:x\.csv'/);
     const noRoot = cli(args(path.join(ph.tmp, 'x'), ['--root', bad]));
     expect(noRoot.code).toBe(2);
     expect(noRoot.stderr).toMatch(/bad.*reports\.csv|reports\.csv.*bad/);
