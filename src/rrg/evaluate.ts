@@ -288,6 +288,8 @@ export function evaluateReports(pairs: readonly ReportPair[], opts: EvaluateRepo
 
   const aggregates: { spec: MetricSpec; agg: Aggregate }[] = [];
   const countCache = new Map<string, SharedCounts>();
+  // pycocoevalcap BLEU is only ever computed on the R2Gen-cleaned text (the r2gen protocol).
+  let pycoco: { stats: number[][]; corpus: number[] } | undefined;
   for (const m of specs) {
     const H = m.text === 'r2gen-clean' ? cleanHyps : hyps;
     const R = m.text === 'r2gen-clean' ? cleanRefs : refs;
@@ -301,9 +303,11 @@ export function evaluateReports(pairs: readonly ReportPair[], opts: EvaluateRepo
         break;
       }
       case 'bleu-pycoco': {
+        // BLEU-1..4 share one set of per-pair statistics and one corpus score (computed for the first of them).
         const order = m.order ?? 4;
-        const stats = H.map((h, i) => pycocoBleuStats(h, R[i] as string[], 4));
-        aggregates.push({ spec: m, agg: { point: pycocoBleu(H, R).corpus[order - 1] as number, replicate: (w) => pycocoBleuFromStats(weightedSums(stats, w), 4)[order - 1] as number } });
+        pycoco ??= { stats: H.map((h, i) => pycocoBleuStats(h, R[i] as string[], 4)), corpus: pycocoBleu(H, R).corpus };
+        const { stats, corpus } = pycoco;
+        aggregates.push({ spec: m, agg: { point: corpus[order - 1] as number, replicate: (w) => pycocoBleuFromStats(weightedSums(stats, w), 4)[order - 1] as number } });
         break;
       }
       case 'rouge-score':
