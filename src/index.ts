@@ -71,6 +71,9 @@ export { PROTOCOLS, protocolMetrics, metricCard, type ProtocolName, type MetricS
 export { writeReportEvaluation } from './rrg/write.js';
 export { extractMemory, type Memory, type MemoryOptions } from './rrg/memory.js';
 export { loadPhantomReports, loadReportRecords, reportSplitSummary, type ReportRecord } from './rrg/data.js';
+export { finetuneReport, DECODER_PRESETS, type ReportTrainOptions, type ReportTrainResult } from './rrg/train.js';
+export { loadReportGenerator, type ReportGenerator, type ReportStreamEvent } from './rrg/generate.js';
+export { ReportModel, ReportTokenizer, ReportTrainer, type GenerateOptions, type RrgConfig, type RrgTrainConfig, type TokenizerSpec } from './rrg/native.js';
 export { fitLinearProbe, predictProbe } from './finetune/probe.js';
 export { linearProbe, evaluateHead, loadHead, type LinearProbeOptions, type LinearProbeResult } from './finetune/classify.js';
 export { fullFinetune, type FullFinetuneOptions, type FullFinetuneResult, type FullTrainConfig, type EpochRecord as FinetuneEpochRecord } from './finetune/full.js';

@@ -339,6 +339,7 @@ export function buildParser(args: readonly string[]): Argv {
         .option('temperature', { type: 'number', default: 1, describe: 'Sampling temperature' })
         .option('top-p', { type: 'number', default: 1, describe: 'Nucleus sampling mass (1 = off)' })
         .option('seed', { type: 'number', default: 0, describe: 'Sampling seed' })
+        .option('stream', { type: 'boolean', default: false, describe: 'Print each report word by word as it is decoded, one image at a time' })
         .option('device', { type: 'string', default: 'cpu', describe: 'cpu, cuda or cuda:N' })
         .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress output' })
         .check((a) => {
@@ -346,6 +347,7 @@ export function buildParser(args: readonly string[]): Argv {
           return true;
         }), [
         ['the test images of a phantom captioner run', '$0 generate --model runs/rrg/best runs/rrg-data/images/P00001_01.png'],
+        ['word by word, with beam search', '$0 generate --model runs/rrg/best --stream --beam 3', 'runs/rrg-data/images/P00001_01.png'],
       ]),
     )
     .command('evaluate [overrides..]', 'Evaluate a trained head on a dataset split (AUROC/AUPRC with CIs, plots, report.md); --task segmentation: Dice; --task report: generated reports', (y) =>

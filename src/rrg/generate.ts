@@ -20,11 +20,46 @@ interface ReportModelJson {
   decode: GenerateOptions;
 }
 
+/** One event of {@link ReportGenerator.stream}. */
+export interface ReportStreamEvent {
+  /** The image's position in the input list. */
+  index: number;
+  image: string;
+  /** The token just generated (EOS is never handed out); absent on an image's closing event. */
+  token?: number;
+  /**
+   * Text added since this image's previous event. Words are handed out whole (the text up to the last space so
+   * far, as transformers' `TextStreamer` does), so it is often empty; the pieces of an image join to its report.
+   */
+  text: string;
+  /** On the image's closing event only: the whole report, exactly what `generate` returns for the image. */
+  report?: string;
+}
+
 export interface ReportGenerator {
   /** The folder's decoding defaults. */
   readonly decode: GenerateOptions;
   /** One report per image, in order. */
   generate(images: readonly string[], o?: GenerateOptions & { batchSize?: number; onProgress?: (done: number, total: number) => void }): Promise<string[]>;
+  /**
+   * The reports as they are decoded: for each image in turn (batch 1), an event per token as soon as the decoder
+   * picks it (greedy and sampling; beam search knows its tokens only at the end, so they come at once), then a
+   * closing event with the whole report. Same text as `generate`. Leaving the loop early (`break`) cancels the
+   * decoding in progress.
+   */
+  stream(images: readonly string[], o?: GenerateOptions): AsyncIterable<ReportStreamEvent>;
+}
+
+/**
+ * Text to hand out after `full` (the decoded tokens so far) when `shown` is already out: nothing unless `full`
+ * extends `shown`, and only up to its last space or newline until the report is `finished`.
+ */
+export function streamPiece(full: string, shown: string, finished: boolean): string {
+  if (!full.startsWith(shown)) return '';
+  const rest = full.slice(shown.length);
+  if (finished) return rest;
+  const cut = Math.max(rest.lastIndexOf(' '), rest.lastIndexOf('\n'));
+  return cut < 0 ? '' : rest.slice(0, cut + 1);
 }
 
 const FILES = ['report-model.json', 'model.safetensors', 'config.json', 'tokenizer.json', path.join('backbone', 'config.json')];
@@ -56,6 +91,61 @@ export async function loadReportGenerator(dir: string, o: { device?: string; thr
         onProgress?.(Math.min(s + batchSize, images.length), images.length);
       }
       return out;
+    },
+    async *stream(images, g = {}) {
+      const { eos } = tok.specials;
+      for (const [index, image] of images.entries()) {
+        const m = await extractMemory(backbone, [image], { block: meta.memory.block, pool: meta.memory.pool, preprocess: meta.preprocess });
+        const queue: number[] = [];
+        let wake: (() => void) | undefined;
+        let stop = false;
+        let settled = false;
+        let result: { tokens: number[][] } | undefined;
+        let failure: unknown;
+        model
+          .generateStream({ data: m.data, shape: m.shape }, { ...meta.decode, ...g }, (_row, t) => {
+            if (stop) return false;
+            queue.push(t);
+            wake?.();
+          })
+          .then(
+            (r) => (result = r),
+            (e: unknown) => (failure = e),
+          )
+          .finally(() => {
+            settled = true;
+            wake?.();
+          });
+        const ids: number[] = [];
+        let shown = '';
+        try {
+          for (;;) {
+            for (let t = queue.shift(); t !== undefined; t = queue.shift()) {
+              if (t === eos) continue;
+              ids.push(t);
+              const text = streamPiece(tok.decode(ids), shown, false);
+              shown += text;
+              yield { index, image, token: t, text };
+            }
+            if (settled) break;
+            await new Promise<void>((r) => (wake = r));
+            wake = undefined;
+          }
+          if (failure !== undefined) throw failure;
+          // The promise can settle before the last token calls arrive: the result holds every token.
+          const all = (result as { tokens: number[][] }).tokens[0] ?? [];
+          for (const t of all.slice(ids.length)) {
+            ids.push(t);
+            const text = streamPiece(tok.decode(ids), shown, false);
+            shown += text;
+            yield { index, image, token: t, text };
+          }
+          const report = tok.decode(ids);
+          yield { index, image, text: streamPiece(report, shown, true), report };
+        } finally {
+          stop = true; // a consumer that left early: the decoder stops at its next token
+        }
+      }
     },
   };
 }

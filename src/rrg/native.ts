@@ -223,4 +223,14 @@ export class ReportModel {
   async generate(f: Features, o: GenerateOptions = {}): Promise<{ tokens: number[][]; scores: number[] }> {
     return JSON.parse(await call('report generate', () => this.handle.generate(f.data, f.shape, JSON.stringify(o))));
   }
+
+  /**
+   * `generate` that also calls `onToken(row, token)` for each token as soon as the decoder chooses it (greedy and
+   * sampling; beam search hands its tokens over at the end; EOS included). Calls arrive in order but may still
+   * arrive after the promise settles; the result holds every token. `onToken` returning `false` cancels (a few
+   * tokens later): the promise rejects with code CXF_CANCELLED.
+   */
+  async generateStream(f: Features, o: GenerateOptions, onToken: (row: number, token: number) => boolean | void): Promise<{ tokens: number[][]; scores: number[] }> {
+    return JSON.parse(await call('report generate', () => this.handle.generateStream(f.data, f.shape, JSON.stringify(o), onToken)));
+  }
 }

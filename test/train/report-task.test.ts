@@ -3,7 +3,7 @@
  * native addon; `npm run build` first), with the tiny golden ViT as the frozen backbone so that a run takes seconds:
  * the run folder's files, `generate` agreeing with the run's own test predictions, the same seed giving byte-identical
  * predictions, a run killed with SIGKILL and re-run giving what an uninterrupted run gives, memorisation of 32 training
- * pairs, and the clear errors of bad input.
+ * pairs, streaming (library and --stream, cancellation), and the clear errors of bad input.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -112,6 +112,58 @@ describe('finetune --task report', () => {
     const gen = await lines(path.join(ph.tmp, 'overfit.jsonl'));
     const wrong = gen.map((x, i) => (x.generated === reports.get(ids[i]!) ? '' : `${x.generated} ≠ ${reports.get(ids[i]!)}`)).filter(Boolean);
     expect(wrong).toEqual([]);
+
+    // Streaming (library): one event per token, then a closing event with the report; the pieces join to it.
+    const { loadReportGenerator } = await import('../../src/rrg/generate.js');
+    const best = path.join(out, 'best');
+    const gen3 = await loadReportGenerator(best, { threads: 1 });
+    const three = ids.slice(0, 3).map((id) => path.join(ph.data, id));
+    for (const o of [{}, { strategy: 'beam' as const, numBeams: 3 }]) {
+      const events = [];
+      for await (const e of gen3.stream(three, o)) events.push(e);
+      const want = await gen3.generate(three, o);
+      for (let i = 0; i < 3; i++) {
+        const mine = events.filter((e) => e.index === i);
+        const close = mine.at(-1)!;
+        expect(close.report).toBe(want[i]);
+        expect(close.token).toBeUndefined();
+        expect(mine.map((e) => e.text).join('')).toBe(want[i]);
+        expect(mine.slice(0, -1).every((e) => typeof e.token === 'number' && e.image === three[i])).toBe(true);
+        expect(mine.length - 1).toBeGreaterThan(want[i]!.split(' ').length - 1); // word tokens + punctuation
+      }
+      expect(events.map((e) => e.index)).toEqual([...events.map((e) => e.index)].sort((a, b) => a - b));
+    }
+    expect((await import('node:util')).isDeepStrictEqual(await gen3.generate(three), ids.slice(0, 3).map((id) => reports.get(id)))).toBe(true);
+
+    // Tokens are handed over while the decoder runs: a callback that answers false cancels a long sampled decoding.
+    const { ReportModel } = await import('../../src/rrg/native.js');
+    const { extractMemory } = await import('../../src/rrg/memory.js');
+    const { loadBackbone } = await import('../../src/backbone.js');
+    const meta = JSON.parse(await readFile(path.join(best, 'report-model.json'), 'utf8'));
+    const model = await ReportModel.load(best, { threads: 1 });
+    const bb = await loadBackbone({ weights: path.join(best, 'backbone'), threads: 1 });
+    const mem = await extractMemory(bb, [three[0]!], { block: meta.memory.block, pool: meta.memory.pool, preprocess: meta.preprocess });
+    const long = { strategy: 'sample' as const, temperature: 50, seed: 3, maxNewTokens: model.config.maxPositions - 1 };
+    const full = await model.generate({ data: mem.data, shape: mem.shape }, long);
+    expect(full.tokens[0]!.length).toBeGreaterThan(40);
+    let calls = 0;
+    await expect(model.generateStream({ data: mem.data, shape: mem.shape }, long, () => (++calls, false))).rejects.toMatchObject({ code: 'CXF_CANCELLED' });
+    expect(calls).toBeLessThan(full.tokens[0]!.length);
+    // The model is usable after a cancellation; the stream of the same decoding gives its tokens in order.
+    const seen: number[] = [];
+    const again = await model.generateStream({ data: mem.data, shape: mem.shape }, long, (row, t) => void seen.push(row, t));
+    expect(again.tokens).toEqual(full.tokens);
+    await new Promise((r) => setTimeout(r, 50));
+    const eos = JSON.parse(await readFile(path.join(best, 'config.json'), 'utf8')).eosId ?? 2;
+    expect(seen.filter((_, i) => i % 2 === 1).filter((t) => t !== eos)).toEqual(full.tokens[0]);
+    expect(seen.filter((_, i) => i % 2 === 0).every((r) => r === 0)).toBe(true);
+
+    // The CLI's --stream prints what the plain command prints, and still writes --out.
+    const plain = cli(['generate', '--model', best, ...three]);
+    const streamed = cli(['generate', '--model', best, ...three, '--stream', '--out', path.join(ph.tmp, 'streamed.jsonl')]);
+    expect(streamed.code, streamed.stderr).toBe(0);
+    expect(streamed.stdout).toBe(plain.stdout);
+    expect((await lines(path.join(ph.tmp, 'streamed.jsonl'))).map((x) => x.generated)).toEqual(ids.slice(0, 3).map((id) => reports.get(id)));
   });
 
   it('names the file, row or folder of bad input', async () => {

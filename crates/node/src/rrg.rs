@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use tch::Tensor;
 
 // ---- tokenizer ----
@@ -170,10 +172,10 @@ struct GeneratedJs {
     scores: Vec<f64>,
 }
 
-fn run_generate(model: &ReportModel, features: &Tensor, opts: &GenerateOptions) -> napi::Result<String> {
+fn run_generate(model: &ReportModel, features: &Tensor, opts: &GenerateOptions, on_token: impl FnMut(usize, i64) -> bool) -> napi::Result<String> {
     let device = model.vs.device();
     let x = features.f_to_device(device).map_err(|e| js_error(e.into()))?;
-    let g = generate(model, &x, None, opts, |_, _| true).map_err(js_error)?;
+    let g = generate(model, &x, None, opts, on_token).map_err(js_error)?;
     let eos = model.cfg.eos_id;
     let out = GeneratedJs { tokens: g.tokens.iter().map(|t| strip_eos(t, eos).to_vec()).collect(), scores: g.scores };
     Ok(serde_json::to_string(&out).expect("serializable"))
@@ -300,7 +302,7 @@ impl NativeReportTrainer {
         let x = features_of(&features, &features_shape)?;
         let opts = generate_options(&options)?;
         let inner = self.inner.clone();
-        Ok(job("report generate", move || run_generate(&inner.lock()?.model, &x, &opts)))
+        Ok(job("report generate", move || run_generate(&inner.lock()?.model, &x, &opts, |_, _| true)))
     }
 
     /// Writes the whole training state (atomic) with `metadata`.
@@ -368,7 +370,47 @@ impl NativeReportModel {
         let inner = self.inner.clone();
         Ok(job("report generate", move || {
             let m = inner.lock()?;
-            run_generate(&m, &x, &opts)
+            run_generate(&m, &x, &opts, |_, _| true)
+        }))
+    }
+
+    /// `generate` that also hands each token to `onToken(row, token)` on the JS thread as soon as it is chosen
+    /// (greedy and sampling; beam search knows its tokens only at the end and hands them over then, row by row;
+    /// EOS included). The calls are queued, never blocking the decoder, and arrive in order; the promise may settle
+    /// before the last of them has arrived (its result holds every token). `onToken` returning `false` cancels the decoding: it stops at the next token it would
+    /// hand over (a few tokens later, as the calls are asynchronous) and the promise rejects with `cancelled`.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn generate_stream(
+        &self,
+        features: Float32Array,
+        features_shape: Vec<i64>,
+        options: String,
+        #[napi(ts_arg_type = "(row: number, token: number) => boolean | void")] on_token: TokenCallback,
+    ) -> napi::Result<AsyncTask<Job<String, String>>> {
+        let x = features_of(&features, &features_shape)?;
+        let opts = generate_options(&options)?;
+        let inner = self.inner.clone();
+        let on_token = Arc::new(on_token);
+        Ok(job("report generate", move || {
+            let m = inner.lock()?;
+            let stop = Arc::new(AtomicBool::new(false));
+            run_generate(&m, &x, &opts, |row, token| {
+                if stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+                let stop = stop.clone();
+                let status = on_token.call_with_return_value(FnArgs::from((row as u32, token as u32)), ThreadsafeFunctionCallMode::NonBlocking, move |r: napi::Result<Option<bool>>, _| {
+                    if matches!(r, Ok(Some(false)) | Err(_)) {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    Ok(())
+                });
+                // Closing: the JS side is gone (the environment is shutting down); nothing is listening.
+                status == napi::Status::Ok
+            })
         }))
     }
 }
+
+/// `onToken(row, token)` of `generateStream`, called from the compute thread; its return value says whether to go on.
+type TokenCallback = ThreadsafeFunction<FnArgs<(u32, u32)>, Option<bool>, FnArgs<(u32, u32)>, napi::Status, false>;

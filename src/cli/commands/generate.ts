@@ -2,7 +2,7 @@
  * `cxformer generate --model DIR IMAGES… [--beam N | --sample …] [--out preds.jsonl]`: reports for images with a
  * captioner of `finetune --task report` (src/rrg/generate.ts). Without --out the reports are printed, one block per
  * image; with --out they are written as JSON Lines `{id, image, generated}` (id = the path as given), the input of
- * `evaluate --task report`.
+ * `evaluate --task report`. --stream prints each report word by word as it is decoded (ReportGenerator.stream).
  */
 import path from 'node:path';
 
@@ -19,11 +19,29 @@ export async function run(a: Args): Promise<number> {
   if (a.sample) Object.assign(o, { strategy: 'sample', temperature: Number(a.temperature), topP: Number(a['top-p']), seed: Number(a.seed) });
   else if (a.beam !== undefined) Object.assign(o, { strategy: 'beam', numBeams: Number(a.beam) });
   if (a['max-new-tokens'] !== undefined) o.maxNewTokens = Number(a['max-new-tokens']);
-  const texts = await gen.generate(images, { ...o, onProgress: (d, t) => log.update('generate', d, t) });
+  let texts: string[];
+  if (a.stream) {
+    // One image at a time: its name, then its words as the decoder picks them; --out still gets every report.
+    texts = [];
+    let shown = 0; // images whose name is out
+    for await (const e of gen.stream(images, o)) {
+      if (shown <= e.index) {
+        shown = e.index + 1;
+        process.stdout.write(`${e.image}\n`);
+      }
+      process.stdout.write(e.text);
+      if (e.report !== undefined) {
+        texts.push(e.report);
+        process.stdout.write('\n\n');
+      }
+    }
+  } else {
+    texts = await gen.generate(images, { ...o, onProgress: (d, t) => log.update('generate', d, t) });
+  }
   if (a.out !== undefined) {
     await writeFileAtomic(String(a.out), `${images.map((im, i) => JSON.stringify({ id: im, image: path.resolve(im), generated: texts[i] })).join('\n')}\n`);
     log.done(`generate: ${images.length} reports → ${a.out}`);
-  } else {
+  } else if (!a.stream) {
     for (const [i, im] of images.entries()) process.stdout.write(`${im}\n${texts[i]}\n\n`);
   }
   return 0;
