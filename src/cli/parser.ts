@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { load } from 'js-yaml';
 import yargs, { type Argv } from 'yargs';
-import { CLASSIFICATION, SEGMENTATION } from '../config/downstream.js';
+import { CLASSIFICATION, REPORT_ENCODER, SEGMENTATION } from '../config/downstream.js';
 import { checkNumericFlags } from './ranges.js';
 
 export const COMMANDS = ['train', 'finetune', 'generate', 'evaluate', 'launch', 'prepare', 'embed', 'info', 'export', 'synth', 'phantom', 'report', 'label'] as const;
@@ -281,6 +281,7 @@ export function buildParser(args: readonly string[]): Argv {
         .option('reports', { type: 'string', describe: 'report, mimic: the MIMIC-CXR report files root (files/pNN/…/sNNN.txt) (default --root)' })
         .option('annotation', { type: 'string', describe: "report, r2gen / iu-xray: R2Gen's annotation.json (default <root>/annotation.json)" })
         .option('decoder', { choices: ['phantom', 'mimic'] as const, describe: 'report: decoder size preset (phantom: d 256, 3 layers; mimic: d 512, 3 layers) (default phantom)' })
+        .option('dropout', { type: 'number', describe: "report: the decoder's dropout (default: the preset's, 0.1)" })
         .option('tokenizer', { type: 'string', describe: 'report: word[:MIN_COUNT] (lowercased), word-cased[:MIN_COUNT], bpe[:VOCAB] (trained on the training reports) or a tokenizer.json (default word:3)' })
         .option('memory-block', { type: 'number', describe: 'report: backbone block whose tokens the decoder reads (negative from the end) (default -1)' })
         .option('memory-pool', { type: 'number', describe: 'report: average-pool the patch tokens k×k (1 = off) (default 1)' })
@@ -288,7 +289,7 @@ export function buildParser(args: readonly string[]): Argv {
         .option('protocol', { choices: ['cxformer', 'llava-rad', 'r2gen', 'all'] as const, describe: 'report: metric conventions of the test evaluation (default cxformer)' })
         .option('max-train', { type: 'number', describe: 'report: use at most this many training reports (a seeded sample)' })
         .option('val-every', { type: 'number', describe: 'report: validate, keep the best model and save the state every N epochs (and after the last) (default 1)' })
-        .option('mode', { choices: ['linear', 'full'] as const, default: 'linear' as const, describe: 'full: backbone + head, resumable' })
+        .option('mode', { choices: ['linear', 'full'] as const, default: 'linear' as const, describe: 'full: backbone trained too' })
         .option('label-type', { choices: ['multilabel', 'binary', 'multiclass'] as const, default: 'multilabel' as const, describe: 'multilabel (sigmoids), binary (one class), multiclass (one-hot classes, softmax; adds accuracy)' })
         .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Output folder (features, head.safetensors, history.jsonl, eval/)' })
         .option('cls-layers', { type: 'number', describe: `CLS tokens of the last n blocks (after the final norm) in the features (default ${CLASSIFICATION.clsLayers})` })
@@ -299,7 +300,7 @@ export function buildParser(args: readonly string[]): Argv {
         .option('hidden', { type: 'string', describe: 'Hidden widths of an MLP head, e.g. 512,256 (default: linear)' })
         .option('select-best', { choices: ['valAuroc', 'valAuprc', 'valLoss', 'last'] as const, describe: `Which epoch to keep (with a validation split; valAuprc: full mode) (default ${CLASSIFICATION.selectBest})` })
         .option('patience', { type: 'number', describe: `Early stopping: epochs without a better validation score (0 = off) (default ${CLASSIFICATION.patience})` })
-        .option('backbone-lr', { type: 'number', describe: `full: backbone learning rate before layer-wise decay (default ${CLASSIFICATION.backboneLr})` })
+        .option('backbone-lr', { type: 'number', describe: `full: backbone learning rate before layer-wise decay (default ${CLASSIFICATION.backboneLr}; report ${REPORT_ENCODER.backboneLr})` })
         .option('layer-decay', { type: 'number', describe: `full: layer-wise lr decay (1 = off; e.g. 0.75) (default ${CLASSIFICATION.layerwiseDecay})` })
         .option('patch-embed-lr-mult', { type: 'number', describe: `full: extra lr multiplier of the patch embedding (DINOv2: 0.2) (default ${CLASSIFICATION.patchEmbedLrMult})` })
         .option('weight-decay', { type: 'number', describe: `AdamW weight decay of weight matrices (never biases, norms, tokens) (default ${CLASSIFICATION.weightDecay})` })

@@ -41,6 +41,7 @@ export const NUMERIC_FLAGS: Readonly<Record<string, Range>> = Object.freeze({
   // Report generation (finetune --task report, generate).
   'memory-block': int(),
   'memory-pool': int(1),
+  dropout: num(0, 1, { maxOpen: true }),
   'max-train': int(1),
   'val-every': int(1),
   beam: int(1),

@@ -67,3 +67,6 @@ const table = readTable();
 export const CLASSIFICATION: Readonly<ClassificationDefaults> = Object.freeze(table.classification);
 /** Segmentation defaults. */
 export const SEGMENTATION: Readonly<SegmentationDefaults> = Object.freeze(table.segmentation);
+
+/** The encoder optimizer values of `finetune --task report --mode full` when not given (src/rrg/train.ts). */
+export const REPORT_ENCODER = Object.freeze({ backboneLr: 1e-4, layerwiseDecay: 1, patchEmbedLrMult: 1 });

@@ -8,6 +8,7 @@ import path from 'node:path';
 
 import { threadCount } from '../backbone.js';
 import type { ProcessGroup } from '../distributed/group.js';
+import type { VitConfig } from '../model/config.js';
 import { writeFileAtomic } from '../data/fsutil.js';
 import { call, callSync, CxformerError, native, type NativeBinding } from '../native/load.js';
 
@@ -121,6 +122,18 @@ export interface RrgTrainConfig {
   schedule?: 'cosine' | 'constant';
   clipGrad?: number;
   precision?: 'f32' | 'bf16';
+  /** The encoder trained end to end (crates/core/src/rrg/config.rs `EncoderTrainConfig`); absent: frozen. */
+  encoder?: EncoderTrainConfig;
+}
+
+/** The ViT trained with the captioner: its config (snake_case VitConfig), memory block and pooling, optimizer values. */
+export interface EncoderTrainConfig {
+  model: VitConfig;
+  block?: number;
+  pool?: number;
+  backboneLr?: number;
+  layerwiseDecay?: number;
+  patchEmbedLrMult?: number;
 }
 
 export interface RrgStepRecord {
@@ -158,14 +171,17 @@ export function padTokens(rows: readonly (readonly number[])[], maxLen: number, 
 }
 
 type Features = { data: Float32Array; shape: [number, number, number] };
+type Pixels = { data: Float32Array; shape: readonly number[] };
 
 export class ReportTrainer {
   private constructor(private readonly handle: NativeTrainer) {}
 
-  static async create(o: { config: RrgTrainConfig; seed?: number; device?: string; threads?: number; processGroup?: ProcessGroup | null }): Promise<ReportTrainer> {
+  /** `encoderWeights`: the initial weights of the encoder of `config.encoder` (a safetensors file; absent: DINOv2's init). */
+  static async create(o: { config: RrgTrainConfig; seed?: number; device?: string; threads?: number; processGroup?: ProcessGroup | null; encoderWeights?: string | null }): Promise<ReportTrainer> {
     const bind = native();
     callSync('setThreads', () => bind.setThreads(threadCount(o.threads)));
-    const h = await call('createReportTrainer', () => bind.createReportTrainer(JSON.stringify({ config: o.config, seed: o.seed ?? 0, device: o.device ?? 'cpu' }), o.processGroup ?? undefined));
+    const opts = { config: o.config, seed: o.seed ?? 0, device: o.device ?? 'cpu', ...(o.encoderWeights ? { encoderWeights: path.resolve(o.encoderWeights) } : {}) };
+    const h = await call('createReportTrainer', () => bind.createReportTrainer(JSON.stringify(opts), o.processGroup ?? undefined));
     return new ReportTrainer(h);
   }
 
@@ -187,6 +203,26 @@ export class ReportTrainer {
 
   async evaluate(f: Features, tokens: { data: Int32Array; shape: [number, number] }): Promise<{ loss: number; tokens: number }> {
     return JSON.parse(await call('report evaluate', () => this.handle.evaluate(f.data, f.shape, tokens.data, tokens.shape)));
+  }
+
+  /** A step of a trainer with an encoder: normalised pixels (B, 3, H, W) instead of memory features. */
+  async stepPixels(x: Pixels, tokens: { data: Int32Array; shape: [number, number] }): Promise<RrgStepRecord> {
+    return JSON.parse(await call('report step', () => this.handle.stepPixels(x.data, [...x.shape], tokens.data, tokens.shape))) as RrgStepRecord;
+  }
+
+  async evaluatePixels(x: Pixels, tokens: { data: Int32Array; shape: [number, number] }): Promise<{ loss: number; tokens: number }> {
+    return JSON.parse(await call('report evaluate', () => this.handle.evaluatePixels(x.data, [...x.shape], tokens.data, tokens.shape)));
+  }
+
+  /** The memory of normalised pixels under the encoder being trained (eval mode). */
+  async memory(x: Pixels): Promise<Features> {
+    const t = await call('report memory', () => this.handle.memory(x.data, [...x.shape]));
+    return { data: t.data, shape: t.shape.map(Number) as [number, number, number] };
+  }
+
+  /** Writes the encoder being trained (safetensors, HF names, float32). */
+  async exportEncoder(file: string): Promise<void> {
+    await call('report exportEncoder', () => this.handle.exportEncoder(path.resolve(file)));
   }
 
   async generate(f: Features, o: GenerateOptions = {}): Promise<{ tokens: number[][]; scores: number[] }> {

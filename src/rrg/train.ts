@@ -25,22 +25,31 @@ import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 
-import { type Backbone, loadBackbone, type LoadBackboneOptions, writeJsonAtomic } from '../backbone.js';
+import { type Backbone, loadBackbone, type LoadBackboneOptions, threadCount, toHfPreprocessorConfig, writeJsonAtomic } from '../backbone.js';
+import { REPORT_ENCODER } from '../config/downstream.js';
+import { describeDistEnv, type DistEnv, rankThreads } from '../distributed/env.js';
+import { type DistSettings, type ProcessGroup, withProcessGroup } from '../distributed/group.js';
+import { share } from '../distributed/shard.js';
 import { writeFileAtomic } from '../data/fsutil.js';
 import { hashSeed, mulberry32, shuffleInPlace } from '../data/random.js';
 import { labelerFromSpec } from '../eval/labelers/index.js';
 import { CHEXBERT_14 } from '../eval/labelers/types.js';
 import { labelF1 } from '../eval/text/label-f1.js';
-import type { PreprocessOptions } from '../image/options.js';
+import { resolvePreprocessOptions, type PreprocessOptions } from '../image/options.js';
+import { preprocessBatch } from '../image/preprocess.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
+import { INTERP_HF_SIZE, INTERP_REGISTERS_AA, toHfConfig } from '../model/config.js';
+import { writeHfConfig } from '../model/hf-json.js';
+import { resolveModel } from '../model/weights.js';
 import { CxformerError } from '../native/load.js';
 import { keepJsonl, withRunFolder } from '../run/folder.js';
+import { dumpRankState, gatherRows, onRankZero, rankZeroDecides, requireShared, stopTogether } from '../run/rank.js';
 import { EventFile } from '../run/tensorboard.js';
 import { settingsDiff } from '../run/settings.js';
 import { loadReportRecords, type ReportRecord, type ReportSourceSpec } from './data.js';
 import { evaluateReports, isPhantomColumns, PHANTOM_FINDINGS, type ReportEvaluation } from './evaluate.js';
 import { extractMemory, type Memory } from './memory.js';
-import { type GenerateOptions, padTokens, ReportModel, ReportTokenizer, ReportTrainer, type RrgConfig, type RrgStepRecord, type TokenizerSpec } from './native.js';
+import { type EncoderTrainConfig, type GenerateOptions, padTokens, ReportModel, ReportTokenizer, ReportTrainer, type RrgConfig, type RrgStepRecord, type TokenizerSpec } from './native.js';
 import type { ReportPair } from './pairs.js';
 import type { ProtocolName } from './protocol.js';
 import { writeReportEvaluation } from './write.js';
@@ -60,6 +69,11 @@ export interface ReportTrainOptions {
   memory?: { block?: number; pool?: number; batchSize?: number; preprocess?: Partial<PreprocessOptions> };
   /** @default 'phantom' */
   decoder?: keyof typeof DECODER_PRESETS | Partial<Pick<RrgConfig, 'dModel' | 'numLayers' | 'numHeads' | 'ffnDim' | 'maxPositions' | 'dropout' | 'labelSmoothing'>>;
+  /**
+   * Train the encoder end to end with the decoder (`--mode full`) with these optimizer values; absent: the encoder
+   * is frozen and its memories are cached. `backboneLr` is the last block's peak lr (layer-wise decay below it).
+   */
+  encoder?: { backboneLr?: number; layerwiseDecay?: number; patchEmbedLrMult?: number };
   /** @default 20 */
   epochs?: number;
   /** Reports per step. @default 32 */
@@ -92,12 +106,17 @@ export interface ReportTrainOptions {
   onStep?: (record: RrgStepRecord & { epoch: number; epochs: number; stepsPerEpoch: number; stepInEpoch: number }) => void;
   onProgress?: (what: string, done: number, total: number) => void;
   signal?: AbortSignal;
+  /** Data parallel runs (started as several ranks): collective timeout and backend. @default {timeoutS: 600, backend: 'auto'} */
+  dist?: DistSettings;
 }
 
 export interface ReportTrainResult {
+  /** This process's rank and the number of ranks; only rank 0 evaluates (the others' `evaluation` is null). */
+  rank: number;
+  worldSize: number;
   bestEpoch: number;
   best: { valF1: number | null; valLoss: number };
-  evaluation: ReportEvaluation;
+  evaluation: ReportEvaluation | null;
   baselines: Record<string, { f1Micro: number | null; rougeL: number | null; bleu4: number | null }>;
   files: { best: string; predictions: string; report: string };
 }
@@ -172,10 +191,17 @@ export async function finetuneReport(o: ReportTrainOptions): Promise<ReportTrain
   const dir = path.resolve(o.out);
   await mkdir(path.join(dir, 'checkpoints'), { recursive: true });
   const log = o.log ?? (() => undefined);
-  return withRunFolder({ dir, rank: 0, pg: null, command: 'cxformer finetune --task report', report: log }, (run) => trainInFolder(o, dir, (m) => void run.log(m)));
+  // Started as several ranks (cxformer launch, torchrun, Slurm) the ranks join a process group (docs/distributed.md).
+  return withProcessGroup(o.dist, o.backbone.device ?? 'cpu', (env, device, pg) =>
+    withRunFolder({ dir, rank: env.rank, pg, command: 'cxformer finetune --task report', report: log }, (run) =>
+      trainInFolder({ ...o, backbone: { ...o.backbone, device, threads: rankThreads(threadCount(o.backbone.threads), env) } }, dir, (m) => void run.log(m), env, pg),
+    ),
+  );
 }
 
-async function trainInFolder(o: ReportTrainOptions, dir: string, log: (m: string) => void): Promise<ReportTrainResult> {
+async function trainInFolder(o: ReportTrainOptions, dir: string, log: (m: string) => void, env: DistEnv, pg: ProcessGroup | null): Promise<ReportTrainResult> {
+  const { rank, worldSize: W } = env;
+  const lead = rank === 0;
   const loaded = await loadReportRecords(o.data);
   let train = loaded.records.filter((r) => r.split === 'train');
   const valid = loaded.records.filter((r) => r.split === 'valid');
@@ -207,32 +233,70 @@ async function trainInFolder(o: ReportTrainOptions, dir: string, log: (m: string
     warmup: o.warmup ?? 0.05,
     seed,
     maxTrain: o.maxTrain ?? null,
+    // The global batch is batchSize × ranks: another number of ranks is another run (unless --force).
+    ...(W > 1 ? { worldSize: W } : {}),
+    // Only in --mode full runs, so that a frozen run's settings.json stays what earlier versions wrote.
+    ...(o.encoder ? { encoder: { backboneLr: o.encoder.backboneLr ?? REPORT_ENCODER.backboneLr, layerwiseDecay: o.encoder.layerwiseDecay ?? REPORT_ENCODER.layerwiseDecay, patchEmbedLrMult: o.encoder.patchEmbedLrMult ?? REPORT_ENCODER.patchEmbedLrMult } } : {}),
   };
   const settingsFile = path.join(dir, 'settings.json');
   const statePath = path.join(dir, STATE);
-  const resuming = existsSync(statePath);
-  if (resuming && existsSync(settingsFile)) {
-    const prev = JSON.parse(await readFile(settingsFile, 'utf8')) as Record<string, unknown>;
-    const diff = settingsDiff(prev, settings as unknown as Record<string, unknown>);
-    if (diff.length && !o.force) {
-      throw new CxformerError('CXF_CONFIG', `${dir} holds a report training started with other settings (${diff.join('; ')}); use another --out, or --force to resume with the new ones`);
+  // Rank 0 decides whether this is a resume; every rank must then see the state (a shared file system).
+  const resuming = await rankZeroDecides(pg, lead && existsSync(statePath));
+  if (resuming) await requireShared(pg, statePath);
+  await onRankZero(pg, 'checking the settings', async () => {
+    if (resuming && existsSync(settingsFile)) {
+      const prev = JSON.parse(await readFile(settingsFile, 'utf8')) as Record<string, unknown>;
+      const diff = settingsDiff(prev, settings as unknown as Record<string, unknown>);
+      if (diff.length && !o.force) {
+        throw new CxformerError('CXF_CONFIG', `${dir} holds a report training started with other settings (${diff.join('; ')}); use another --out, or --force to resume with the new ones`);
+      }
     }
-  }
-  await writeJsonAtomic(settingsFile, settings);
+    await writeJsonAtomic(settingsFile, settings);
+  });
+  if (W > 1) log(`distributed: ${W} ranks, backend ${pg?.backend() ?? '?'}, this is ${describeDistEnv(env)}; global batch = ${settings.batchSize} reports per rank × ${W}`);
 
-  // Tokenizer: trained once on the training reports, kept in the run folder.
+  // Tokenizer: trained once on the training reports (rank 0), kept in the run folder, read by every rank.
   const tokFile = path.join(dir, 'tokenizer.json');
-  const tok = existsSync(tokFile) ? await ReportTokenizer.load(tokFile) : await ReportTokenizer.make(settings.tokenizer as TokenizerSpec, train.map((r) => r.report));
-  if (!existsSync(tokFile)) await tok.save(tokFile);
+  await onRankZero(pg, 'making the tokenizer', async () => {
+    if (!existsSync(tokFile)) await (await ReportTokenizer.make(settings.tokenizer as TokenizerSpec, train.map((r) => r.report))).save(tokFile);
+  });
+  const tok = await ReportTokenizer.load(tokFile);
   const sp = tok.specials;
   log(`tokenizer: ${tok.vocabSize} tokens (${tok.source})`);
 
-  // Memories of the frozen backbone.
-  const backbone = await loadBackbone(o.backbone);
-  const mTrain = await memoryOf(backbone, 'train', train, o, dir, log);
-  const mHeld = await memoryOf(backbone, held === valid ? 'valid' : 'test', held, o, dir, log);
-  const mTest = held === test ? mHeld : await memoryOf(backbone, 'test', test, o, dir, log);
-  const dVit = mTrain.shape[2];
+  // Frozen: the backbone's memories, cached. Full: the encoder is trained, so the memories are computed each step.
+  const memSettings = settings.memory;
+  let frozen: { backbone: Backbone; mTrain: Memory; mHeld: Memory; mTest: Memory } | null = null;
+  let full: { encoder: EncoderTrainConfig; pre: PreprocessOptions; weights: string | null } | null = null;
+  let dVit: number;
+  if (!settings.encoder) {
+    const backbone = await loadBackbone(o.backbone);
+    // Rank 0 extracts and caches the memories; the other ranks read its files.
+    await onRankZero(pg, 'extracting the memories', async () => {
+      await memoryOf(backbone, 'train', train, o, dir, log);
+      await memoryOf(backbone, held === valid ? 'valid' : 'test', held, o, dir, log);
+      if (held !== test) await memoryOf(backbone, 'test', test, o, dir, log);
+    });
+    const mTrain = await memoryOf(backbone, 'train', train, o, dir, log);
+    const mHeld = await memoryOf(backbone, held === valid ? 'valid' : 'test', held, o, dir, log);
+    const mTest = held === test ? mHeld : await memoryOf(backbone, 'test', test, o, dir, log);
+    frozen = { backbone, mTrain, mHeld, mTest };
+    dVit = mTrain.shape[2];
+  } else {
+    const resolved = await resolveModel({ weights: o.backbone.weights, arch: o.backbone.arch, overrides: o.backbone.overrides ?? [] });
+    // The position-embedding rule of the HF folder best/backbone/ is written as (src/finetune/full.ts does the
+    // same), so that generate computes the memory that was trained.
+    const family = resolved.config.num_register_tokens > 0 ? INTERP_REGISTERS_AA : INTERP_HF_SIZE;
+    const vit = { ...resolved.config, interpolation: { ...family } };
+    const pre = resolvePreprocessOptions({ ...(resolved.preprocess ?? {}), ...(o.memory?.preprocess ?? {}) });
+    const depth = vit.depth;
+    if (!(Number.isInteger(memSettings.block) && memSettings.block >= -depth && memSettings.block < depth)) {
+      throw new CxformerError('CXF_ARG', `memory block must be an integer in -${depth}..${depth - 1} (the model has ${depth} blocks), got ${memSettings.block}`);
+    }
+    full = { encoder: { model: vit, block: memSettings.block, pool: memSettings.pool, ...settings.encoder }, pre, weights: resolved.weights?.file ?? null };
+    dVit = vit.embed_dim;
+    log(`encoder: trained end to end (${resolved.configSource}), lr ${settings.encoder.backboneLr} at the last block, layer-wise decay ${settings.encoder.layerwiseDecay}`);
+  }
 
   const encTrain = tok.encode(train.map((r) => r.report));
   const encHeld = tok.encode(held.map((r) => r.report));
@@ -241,16 +305,28 @@ async function trainInFolder(o: ReportTrainOptions, dir: string, log: (m: string
   const cut = encTrain.filter((e) => e.length > maxLen).length;
   if (cut) log(`tokenizer: ${cut} training reports longer than ${maxLen - 2} tokens are cut (maxPositions ${preset.maxPositions})`);
 
+  // The global batch G = B per rank × W ranks; rank r takes the r-th of W contiguous near-equal slices of each.
   const B = settings.batchSize;
-  const stepsPerEpoch = Math.ceil(train.length / B);
+  const G = B * W;
+  const stepsPerEpoch = Math.ceil(train.length / G);
   const totalSteps = settings.epochs * stepsPerEpoch;
   const model: RrgConfig = { vocabSize: tok.vocabSize, dVit, padId: sp.pad, bosId: sp.bos, eosId: sp.eos, ...preset };
   const trainer = await ReportTrainer.create({
-    config: { model, lr: settings.lr, weightDecay: settings.weightDecay, warmupSteps: Math.round(settings.warmup * totalSteps), totalSteps },
+    config: { model, lr: settings.lr, weightDecay: settings.weightDecay, warmupSteps: Math.round(settings.warmup * totalSteps), totalSteps, ...(full ? { encoder: full.encoder } : {}) },
     seed,
     ...(o.backbone.device ? { device: o.backbone.device } : {}),
+    ...(o.backbone.threads ? { threads: o.backbone.threads } : {}),
+    ...(full && !resuming ? { encoderWeights: full.weights } : {}),
+    processGroup: pg,
   });
-  log(`captioner: ${(trainer.numParameters / 1e6).toFixed(2)} M parameters (d ${preset.dModel}, ${preset.numLayers} layers, ${preset.numHeads} heads), memory ${mTrain.shape[1]} tokens × ${dVit}; ${settings.epochs} epochs × ${stepsPerEpoch} steps`);
+  // What a step, an evaluation or a decoding reads for records `idx` of a split: cached memory rows (frozen), or
+  // the images preprocessed now (full).
+  const pixels = (recs: readonly ReportRecord[], idx: readonly number[]) => {
+    const p = preprocessBatch(idx.map((i) => recs[i]!.image), (full as NonNullable<typeof full>).pre);
+    p.catch(() => undefined); // a prefetched batch that fails is reported where it is awaited
+    return p;
+  };
+  log(`captioner: ${(trainer.numParameters / 1e6).toFixed(2)} M parameters (d ${preset.dModel}, ${preset.numLayers} layers, ${preset.numHeads} heads${full ? ', encoder included' : ''}), memory ${frozen ? `${frozen.mTrain.shape[1]} tokens` : 'tokens'} × ${dVit}; ${settings.epochs} epochs × ${stepsPerEpoch} steps`);
 
   let startEpoch = 0;
   let best = { epoch: -1, valF1: null as number | null, valLoss: Number.POSITIVE_INFINITY };
@@ -261,9 +337,11 @@ async function trainInFolder(o: ReportTrainOptions, dir: string, log: (m: string
     if (best.valLoss === null) best.valLoss = Number.POSITIVE_INFINITY;
     log(`resume: epoch ${startEpoch} of ${settings.epochs} (best so far: epoch ${best.epoch + 1})`);
     // Lines of an epoch after the saved state (a kill between the appends and the state) are written again.
-    for (const f of ['metrics.jsonl', 'history.jsonl']) if (existsSync(path.join(dir, f))) await keepJsonl(path.join(dir, f), (r) => Number(r.epoch) <= startEpoch);
+    await onRankZero(pg, 'trimming the logs', async () => {
+      for (const f of ['metrics.jsonl', 'history.jsonl']) if (existsSync(path.join(dir, f))) await keepJsonl(path.join(dir, f), (r) => Number(r.epoch) <= startEpoch);
+    });
   }
-  const tb = (o.tensorboard ?? true) ? EventFile.create(dir, { firstStep: startEpoch * stepsPerEpoch + 1 }) : null;
+  const tb = lead && (o.tensorboard ?? true) ? EventFile.create(dir, { firstStep: startEpoch * stepsPerEpoch + 1 }) : null;
   const labeler = labelerFromSpec(o.labeler ?? 'phantom');
   const decode: GenerateOptions = { strategy: 'greedy', maxNewTokens: preset.maxPositions - 1, ...o.decode };
   const bestDir = path.join(dir, 'best');
@@ -272,85 +350,165 @@ async function trainInFolder(o: ReportTrainOptions, dir: string, log: (m: string
     const order = train.map((_, i) => i);
     shuffleInPlace(order, mulberry32(hashSeed(seed, 1, epoch)));
     const lines: string[] = [];
+    // This rank's slice of global batch s; an empty slice (fewer reports left than ranks) is one row without a
+    // target ([BOS][PAD]), which adds nothing to the global batch's loss or gradient.
+    const batchIdx = (s: number) => {
+      const g = order.slice(s * G, (s + 1) * G);
+      const [lo, hi] = share(g.length, rank, W);
+      return { idx: hi > lo ? g.slice(lo, hi) : [g[0]!], empty: hi === lo };
+    };
+    // Full: the next batch's images are decoded while the current step runs.
+    let next = full ? pixels(train, batchIdx(0).idx) : null;
     for (let s = 0; s < stepsPerEpoch; s++) {
-      if (o.signal?.aborted) throw new CxformerError('CXF_CANCELLED', `report training interrupted in epoch ${epoch + 1}; re-run the command to resume from the last finished epoch`);
-      const idx = order.slice(s * B, (s + 1) * B);
-      const rec = await trainer.step(rows(mTrain, idx), padTokens(idx.map((i) => encTrain[i]!), maxLen, sp.eos));
+      if (await stopTogether(pg, Boolean(o.signal?.aborted))) {
+        throw new CxformerError('CXF_CANCELLED', `report training interrupted in epoch ${epoch + 1}; re-run the command to resume from the last finished epoch`);
+      }
+      const { idx, empty } = batchIdx(s);
+      const tokens = empty ? { data: Int32Array.of(sp.bos, sp.pad), shape: [1, 2] as [number, number] } : padTokens(idx.map((i) => encTrain[i]!), maxLen, sp.eos);
+      let rec: RrgStepRecord;
+      if (frozen) rec = await trainer.step(rows(frozen.mTrain, idx), tokens);
+      else {
+        const x = await (next as ReturnType<typeof pixels>);
+        next = s + 1 < stepsPerEpoch ? pixels(train, batchIdx(s + 1).idx) : null;
+        rec = await trainer.stepPixels(x, tokens);
+      }
       lines.push(JSON.stringify({ epoch: epoch + 1, ...rec }));
       tb?.metrics(rec.step + 1, { loss: rec.loss, lr: rec.lr, grad_norm: rec.gradNorm });
       o.onStep?.({ ...rec, epoch, epochs: settings.epochs, stepsPerEpoch, stepInEpoch: s });
     }
     // One append per epoch: a run killed mid-epoch resumes from the last state, whose epoch's lines are all here.
-    await appendFile(path.join(dir, 'metrics.jsonl'), `${lines.join('\n')}\n`);
+    if (lead) await appendFile(path.join(dir, 'metrics.jsonl'), `${lines.join('\n')}\n`);
 
     // Validation (every valEvery epochs and after the last): loss, then greedy decoding labelled against the references.
     if ((epoch + 1) % (o.valEvery ?? 1) !== 0 && epoch + 1 < settings.epochs) continue;
-    let lossSum = 0;
-    let tokSum = 0;
-    for (let s = 0; s < held.length; s += 64) {
-      const idx = Array.from({ length: Math.min(64, held.length - s) }, (_, i) => s + i);
-      const e = await trainer.evaluate(rows(mHeld, idx), padTokens(idx.map((i) => encHeld[i]!), maxLen, sp.eos));
-      lossSum += e.loss * e.tokens;
-      tokSum += e.tokens;
-    }
+    // Each rank scores and decodes its share of the held-out split; the shares are gathered, so every rank computes
+    // the same F1 and takes the same decision.
+    const width = 1 + (decode.maxNewTokens ?? preset.maxPositions - 1) + 1;
+    const shares = await gatherRows(pg, held.length, width, async (lo, hi) => {
+      let lossSum = 0;
+      let tokSum = 0;
+      const out = new Float32Array((hi - lo) * width);
+      const EB = frozen ? 64 : 16;
+      for (let s = lo; s < hi; s += EB) {
+        const idx = Array.from({ length: Math.min(EB, hi - s) }, (_, i) => s + i);
+        const tokens = padTokens(idx.map((i) => encHeld[i]!), maxLen, sp.eos);
+        let e: { loss: number; tokens: number };
+        let f: { data: Float32Array; shape: [number, number, number] };
+        if (frozen) {
+          f = rows(frozen.mHeld, idx);
+          e = await trainer.evaluate(f, tokens);
+        } else {
+          const x = await pixels(held, idx);
+          e = await trainer.evaluatePixels(x, tokens);
+          f = await trainer.memory(x);
+        }
+        lossSum += e.loss * e.tokens;
+        tokSum += e.tokens;
+        const g = await trainer.generate(f, decode);
+        g.tokens.forEach((t, k) => {
+          const at = (s - lo + k) * width;
+          out[at] = t.length;
+          out.set(t.slice(0, width - 1), at + 1);
+        });
+        o.onProgress?.('validation', s + idx.length - lo, hi - lo);
+      }
+      return { rows: out, tail: [lossSum, tokSum] };
+    });
+    const lossSum = shares.tails.reduce((a, t) => a + (t[0] ?? 0), 0);
+    const tokSum = shares.tails.reduce((a, t) => a + (t[1] ?? 0), 0);
     const valLoss = tokSum ? lossSum / tokSum : Number.NaN;
-    const hyps = await decodeAll(trainer, tok, mHeld, decode, (d, t) => o.onProgress?.('validation decoding', d, t));
+    const hyps = held.map((_, i) => tok.decode(Array.from(shares.rows.subarray(i * width + 1, i * width + 1 + (shares.rows[i * width] as number)))));
     const valF1 = selectionF1(labeler, held.map((r) => r.report), hyps);
     const better = best.epoch < 0 || (valF1 ?? -1) > (best.valF1 ?? -1) || ((valF1 ?? -1) === (best.valF1 ?? -1) && valLoss < best.valLoss);
-    await appendFile(path.join(dir, 'history.jsonl'), `${JSON.stringify({ epoch: epoch + 1, step: (epoch + 1) * stepsPerEpoch, valLoss, valF1, example: hyps[0] ?? '' })}\n`);
+    if (lead) await appendFile(path.join(dir, 'history.jsonl'), `${JSON.stringify({ epoch: epoch + 1, step: (epoch + 1) * stepsPerEpoch, valLoss, valF1, example: hyps[0] ?? '' })}\n`);
     tb?.metrics((epoch + 1) * stepsPerEpoch, { val_loss: valLoss, ...(valF1 !== null ? { val_f1_micro: valF1 } : {}) });
     log(`epoch ${epoch + 1}/${settings.epochs}: validation loss ${valLoss.toFixed(4)}, label micro F1 ${valF1 === null ? 'n/a' : valF1.toFixed(3)}${better ? ' (best)' : ''}`);
-    if (better) {
-      best = { epoch, valF1, valLoss };
-      await trainer.export(bestDir, { epoch: String(epoch + 1) });
-      await tok.save(path.join(bestDir, 'tokenizer.json'));
-      await writeJsonAtomic(path.join(bestDir, 'report-model.json'), {
-        format: 'cxformer-report-model',
-        memory: settings.memory,
-        preprocess: { ...backbone.preprocess, ...(o.memory?.preprocess ?? {}) },
-        decode,
-        labeler: o.labeler ?? 'phantom',
-        epoch: epoch + 1,
-      });
-      if (!existsSync(path.join(bestDir, 'backbone', 'config.json'))) await backbone.exportHf(path.join(bestDir, 'backbone'));
+    if (better) best = { epoch, valF1, valLoss };
+    await onRankZero(pg, `saving epoch ${epoch + 1}`, async () => {
+      if (better) await saveBest(epoch);
+      await trainer.saveState(statePath, { epoch: String(epoch + 1), best: JSON.stringify({ ...best, valLoss: Number.isFinite(best.valLoss) ? best.valLoss : null }) });
+    });
+  }
+
+  await dumpRankState(rank, (file) => trainer.saveState(file));
+  // Data parallel: rank 0 alone decodes and evaluates the test split; the other ranks are done.
+  if (!lead) return { rank, worldSize: W, bestEpoch: best.epoch + 1, best: { valF1: best.valF1, valLoss: best.valLoss }, evaluation: null, baselines: {}, files: { best: bestDir, predictions: path.join(dir, 'predictions.jsonl'), report: '' } };
+  return testAndBaselines();
+
+  /** Writes best/ from the trainer (rank 0). */
+  async function saveBest(epoch: number): Promise<void> {
+    await trainer.export(bestDir, { epoch: String(epoch + 1) });
+    await tok.save(path.join(bestDir, 'tokenizer.json'));
+    await writeJsonAtomic(path.join(bestDir, 'report-model.json'), {
+      format: 'cxformer-report-model',
+      memory: settings.memory,
+      preprocess: frozen ? { ...frozen.backbone.preprocess, ...(o.memory?.preprocess ?? {}) } : (full as NonNullable<typeof full>).pre,
+      decode,
+      labeler: o.labeler ?? 'phantom',
+      epoch: epoch + 1,
+      encoder: frozen ? 'frozen' : 'trained',
+    });
+    const bb = path.join(bestDir, 'backbone');
+    if (frozen) {
+      if (!existsSync(path.join(bb, 'config.json'))) await frozen.backbone.exportHf(bb);
+    } else {
+      // The encoder of this epoch, as an HF folder that loadBackbone and transformers read.
+      const f = full as NonNullable<typeof full>;
+      await mkdir(bb, { recursive: true });
+      await trainer.exportEncoder(path.join(bb, 'model.safetensors'));
+      await writeHfConfig(path.join(bb, 'config.json'), toHfConfig(f.encoder.model));
+      await writeJsonAtomic(path.join(bb, 'preprocessor_config.json'), toHfPreprocessorConfig(f.pre));
     }
-    await trainer.saveState(statePath, { epoch: String(epoch + 1), best: JSON.stringify({ ...best, valLoss: Number.isFinite(best.valLoss) ? best.valLoss : null }) });
   }
 
-  // Test: the best model's reports, evaluated under the protocol, and the two baselines.
-  const bestModel = await ReportModel.load(bestDir, o.backbone.device ? { device: o.backbone.device } : {});
-  const generated = await decodeAll(bestModel, tok, mTest, decode, (d, t) => o.onProgress?.('test decoding', d, t));
-  const predFile = path.join(dir, 'predictions.jsonl');
-  await writeFileAtomic(predFile, `${test.map((r, i) => JSON.stringify({ id: r.id, image: r.image, patient: r.patient, reference: r.report, generated: generated[i] })).join('\n')}\n`);
-  const pairsOf = (texts: readonly string[]): ReportPair[] => test.map((r, i) => ({ id: r.id, hypothesis: texts[i] as string, references: [r.report], patient: r.patient }));
-  const evalOpts = { protocol: o.protocol ?? 'cxformer', labels: { labeler }, bootstrap: o.bootstrap ?? 1000, seed } as const;
-  const evaluation = evaluateReports(pairsOf(generated), { ...evalOpts, onProgress: (d, t) => o.onProgress?.('bootstrap', d, t) });
-  const files = await writeReportEvaluation(path.join(dir, 'eval'), evaluation, undefined, 'Report generation: the best model on the test split');
+  async function testAndBaselines(): Promise<ReportTrainResult> {
+    // Test: the best model's reports, evaluated under the protocol, and the two baselines. Full: the memories of the
+    // best epoch's encoder (best/backbone/, as cxformer generate computes them), not cached.
+    let mTrain: Memory;
+    let mTest: Memory;
+    if (frozen) ({ mTrain, mTest } = frozen);
+    else {
+      const bestBackbone = await loadBackbone({ ...o.backbone, weights: path.join(bestDir, 'backbone'), arch: undefined, overrides: [] });
+      const mo = { block: memSettings.block, pool: memSettings.pool, batchSize: o.memory?.batchSize ?? 8, preprocess: (full as NonNullable<typeof full>).pre };
+      mTest = await extractMemory(bestBackbone, test.map((r) => r.image), { ...mo, onProgress: (d, t) => o.onProgress?.('memory test', d, t) });
+      mTrain = await extractMemory(bestBackbone, train.map((r) => r.image), { ...mo, onProgress: (d, t) => o.onProgress?.('memory train (1-NN baseline)', d, t) });
+    }
+    const bestModel = await ReportModel.load(bestDir, o.backbone.device ? { device: o.backbone.device } : {});
+    const generated = await decodeAll(bestModel, tok, mTest, decode, (d, t) => o.onProgress?.('test decoding', d, t));
+    const predFile = path.join(dir, 'predictions.jsonl');
+    await writeFileAtomic(predFile, `${test.map((r, i) => JSON.stringify({ id: r.id, image: r.image, patient: r.patient, reference: r.report, generated: generated[i] })).join('\n')}\n`);
+    const pairsOf = (texts: readonly string[]): ReportPair[] => test.map((r, i) => ({ id: r.id, hypothesis: texts[i] as string, references: [r.report], patient: r.patient }));
+    const evalOpts = { protocol: o.protocol ?? 'cxformer', labels: { labeler }, bootstrap: o.bootstrap ?? 1000, seed } as const;
+    const evaluation = evaluateReports(pairsOf(generated), { ...evalOpts, onProgress: (d, t) => o.onProgress?.('bootstrap', d, t) });
+    const files = await writeReportEvaluation(path.join(dir, 'eval'), evaluation, undefined, 'Report generation: the best model on the test split');
 
-  // Baselines: the most frequent training report; the training report of the nearest memory CLS token (cosine).
-  const counts = new Map<string, number>();
-  for (const r of train) counts.set(r.report, (counts.get(r.report) ?? 0) + 1);
-  const constant = [...counts.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))[0]![0];
-  const nn = nearestReports(mTrain, mTest, train.map((r) => r.report));
-  const baselines: ReportTrainResult['baselines'] = {};
-  const summary = (e: ReportEvaluation) => {
-    const k = Object.fromEntries(e.metrics.map((m) => [m.key, m.value]));
-    return { f1Micro: (k.f1_findings_micro ?? k.f1_14_micro ?? null) as number | null, rougeL: (k.rougeL ?? null) as number | null, bleu4: (k.bleu4 ?? null) as number | null };
-  };
-  baselines.model = summary(evaluation);
-  for (const [name, texts] of [['most_frequent_report', test.map(() => constant)], ['nearest_neighbour_report', nn]] as const) {
-    const e = evaluateReports(pairsOf(texts), { ...evalOpts, bootstrap: 0 });
-    baselines[name] = summary(e);
+    // Baselines: the most frequent training report; the training report of the nearest memory CLS token (cosine).
+    const counts = new Map<string, number>();
+    for (const r of train) counts.set(r.report, (counts.get(r.report) ?? 0) + 1);
+    const constant = [...counts.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))[0]![0];
+    const nn = nearestReports(mTrain, mTest, train.map((r) => r.report));
+    const baselines: ReportTrainResult['baselines'] = {};
+    const summary = (e: ReportEvaluation) => {
+      const k = Object.fromEntries(e.metrics.map((m) => [m.key, m.value]));
+      return { f1Micro: (k.f1_findings_micro ?? k.f1_14_micro ?? null) as number | null, rougeL: (k.rougeL ?? null) as number | null, bleu4: (k.bleu4 ?? null) as number | null };
+    };
+    baselines.model = summary(evaluation);
+    for (const [name, texts] of [['most_frequent_report', test.map(() => constant)], ['nearest_neighbour_report', nn]] as const) {
+      const e = evaluateReports(pairsOf(texts), { ...evalOpts, bootstrap: 0 });
+      baselines[name] = summary(e);
+    }
+    await writeJsonAtomic(path.join(dir, 'baselines.json'), { note: 'scores on the test split (protocol scale); f1Micro = label micro F1 (phantom findings, or CheXbert 14)', mostFrequentReport: constant, ...baselines });
+    log(`test: label micro F1 ${fmt(baselines.model.f1Micro)} (most frequent report ${fmt(baselines.most_frequent_report!.f1Micro)}, 1-NN report ${fmt(baselines.nearest_neighbour_report!.f1Micro)}); ROUGE-L ${fmt(baselines.model.rougeL)} (${fmt(baselines.most_frequent_report!.rougeL)}, ${fmt(baselines.nearest_neighbour_report!.rougeL)})`);
+    return {
+      rank,
+      worldSize: W,
+      bestEpoch: best.epoch + 1,
+      best: { valF1: best.valF1, valLoss: best.valLoss },
+      evaluation,
+      baselines,
+      files: { best: bestDir, predictions: predFile, report: files.markdown },
+    };
   }
-  await writeJsonAtomic(path.join(dir, 'baselines.json'), { note: 'scores on the test split (protocol scale); f1Micro = label micro F1 (phantom findings, or CheXbert 14)', mostFrequentReport: constant, ...baselines });
-  log(`test: label micro F1 ${fmt(baselines.model.f1Micro)} (most frequent report ${fmt(baselines.most_frequent_report!.f1Micro)}, 1-NN report ${fmt(baselines.nearest_neighbour_report!.f1Micro)}); ROUGE-L ${fmt(baselines.model.rougeL)} (${fmt(baselines.most_frequent_report!.rougeL)}, ${fmt(baselines.nearest_neighbour_report!.rougeL)})`);
-  return {
-    bestEpoch: best.epoch + 1,
-    best: { valF1: best.valF1, valLoss: best.valLoss },
-    evaluation,
-    baselines,
-    files: { best: bestDir, predictions: predFile, report: files.markdown },
-  };
 }
 
 const fmt = (v: number | null | undefined) => (v === null || v === undefined ? 'n/a' : v.toFixed(2));

@@ -3,7 +3,8 @@
  * native addon; `npm run build` first), with the tiny golden ViT as the frozen backbone so that a run takes seconds:
  * the run folder's files, `generate` agreeing with the run's own test predictions, the same seed giving byte-identical
  * predictions, a run killed with SIGKILL and re-run giving what an uninterrupted run gives, memorisation of 32 training
- * pairs, streaming (library and --stream, cancellation), and the clear errors of bad input.
+ * pairs, streaming (library and --stream, cancellation), --mode full (the encoder trained end to end, exact resume),
+ * and the clear errors of bad input.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -90,6 +91,49 @@ describe('finetune --task report', () => {
     const changed = cli(args(out, ['--lr', '0.002']));
     expect(changed.code).toBe(2);
     expect(changed.stderr).toMatch(/other settings \(.*lr.*\)/);
+  });
+
+  it('--mode full trains the encoder: best/backbone moves, generate decodes what the run predicted, a killed run resumes exactly', { timeout: 600_000 }, async () => {
+    const full = (out: string) => args(out, ['--mode', 'full', '--backbone-lr', '0.001', '--epochs', '2']);
+    const out = path.join(ph.tmp, 'full');
+    const r = cli(full(out));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/encoder: trained end to end/);
+    for (const f of ['best/backbone/model.safetensors', 'best/backbone/config.json', 'best/backbone/preprocessor_config.json', 'predictions.jsonl', 'eval/report.json', 'baselines.json']) {
+      expect(existsSync(path.join(out, f)), f).toBe(true);
+    }
+    expect(existsSync(path.join(out, 'memory-train.safetensors'))).toBe(false);
+    const meta = JSON.parse(await readFile(path.join(out, 'best', 'report-model.json'), 'utf8'));
+    expect(meta).toMatchObject({ encoder: 'trained', memory: { block: -1, pool: 2 } });
+    // The exported encoder moved away from the initial weights (every block and the patch embedding).
+    const { readSafetensors } = await import('../../src/io/safetensors.js');
+    const before = (await readSafetensors(path.join(TINY, 'model.safetensors'))).tensors;
+    const after = (await readSafetensors(path.join(out, 'best', 'backbone', 'model.safetensors'))).tensors;
+    expect([...after.keys()].sort()).toEqual([...before.keys()].sort());
+    const moved = [...after.keys()].filter((k) => (after.get(k)!.data as Float32Array).some((v, i) => v !== (before.get(k)!.data as Float32Array)[i]));
+    for (const k of ['embeddings.patch_embeddings.projection.weight', 'encoder.layer.0.attention.attention.query.weight', 'encoder.layer.2.mlp.fc2.weight', 'layernorm.weight']) expect(moved, k).toContain(k);
+    // generate with best/ (its trained encoder) reproduces the run's test reports.
+    const preds = await lines(path.join(out, 'predictions.jsonl'));
+    const imgs = preds.slice(0, 3).map((p) => p.image as string);
+    const g = cli(['generate', '--model', path.join(out, 'best'), ...imgs, '--out', path.join(ph.tmp, 'full-gen.jsonl'), '-q']);
+    expect(g.code, g.stderr).toBe(0);
+    expect((await lines(path.join(ph.tmp, 'full-gen.jsonl'))).map((x) => x.generated)).toEqual(preds.slice(0, 3).map((p) => p.generated));
+
+    // Killed after its first epoch's state and re-run: the uninterrupted run's bytes.
+    const killed = path.join(ph.tmp, 'full-killed');
+    const child = spawn(process.execPath, [MAIN, ...full(killed)], { stdio: 'ignore', env: { ...process.env, CXFORMER_REPORT: '0' } });
+    const state = path.join(killed, 'checkpoints', 'state.safetensors');
+    const t0 = Date.now();
+    while (!existsSync(state) && Date.now() - t0 < 300_000 && child.exitCode === null) await new Promise((res) => setTimeout(res, 20));
+    child.kill('SIGKILL');
+    await new Promise((res) => child.once('exit', res));
+    expect(existsSync(state)).toBe(true);
+    const again = cli(full(killed));
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/resume: epoch 1 of 2/);
+    for (const f of ['predictions.jsonl', 'metrics.jsonl', 'best/backbone/model.safetensors']) {
+      expect(await readFile(path.join(killed, f)), f).toEqual(await readFile(path.join(out, f)));
+    }
   });
 
   it('memorises 32 training pairs within 400 steps: greedy decoding reproduces every training report exactly', { timeout: 600_000 }, async () => {

@@ -599,9 +599,28 @@ pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, Tensor>, metada
         .iter()
         .map(|(n, d, s, b)| Ok((n.clone(), TensorView::new(*d, s.clone(), b).map_err(|e| Error::Config(e.to_string()))?)))
         .collect::<Result<_>>()?;
-    let md = if metadata.is_empty() { None } else { Some(metadata) };
-    let data = safetensors::serialize(views, md).map_err(|e| Error::weights(path, e.to_string()))?;
-    write_atomic(path, &data)
+    let data = safetensors::serialize(views, None).map_err(|e| Error::weights(path, e.to_string()))?;
+    write_atomic(path, &with_sorted_metadata(data, &metadata).map_err(|e| Error::weights(path, e))?)
+}
+
+/// `data` (a safetensors file without metadata) with `metadata` as its `__metadata__`, keys in sorted order: the
+/// safetensors crate writes a HashMap in its random iteration order, and a file written twice from the same state
+/// must be the same bytes. The header stays padded with spaces to a multiple of 8 bytes.
+fn with_sorted_metadata(data: Vec<u8>, metadata: &HashMap<String, String>) -> std::result::Result<Vec<u8>, String> {
+    if metadata.is_empty() {
+        return Ok(data);
+    }
+    let n = u64::from_le_bytes(data[..8].try_into().expect("8-byte length prefix")) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&data[8..8 + n]).map_err(|e| e.to_string())?;
+    let sorted: BTreeMap<&String, &String> = metadata.iter().collect();
+    header.insert("__metadata__".into(), serde_json::to_value(sorted).map_err(|e| e.to_string())?);
+    let mut text = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+    text.resize(text.len().div_ceil(8) * 8, b' ');
+    let mut out = Vec::with_capacity(8 + text.len() + data.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&data[8 + n..]);
+    Ok(out)
 }
 
 /// Writes `data` to `path` through a temp file in the same folder + fsync + rename.
@@ -625,6 +644,31 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_is_written_in_sorted_order_and_reads_back() {
+        let dir = std::env::temp_dir().join(format!("cxf-weights-md-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tensors = BTreeMap::from([
+            ("b".to_string(), Tensor::from_slice(&[1.0f32, 2.0, 3.0])),
+            ("a".to_string(), Tensor::from_slice(&[7i64]).reshape([1, 1])),
+        ]);
+        let md: HashMap<String, String> = (0..40).map(|i| (format!("key{i}"), format!("value {i}"))).collect();
+        let (p1, p2) = (dir.join("one.safetensors"), dir.join("two.safetensors"));
+        write_safetensors(&p1, &tensors, md.clone()).unwrap();
+        // Another HashMap of the same entries (another insertion order, another hasher state).
+        let md2: HashMap<String, String> = (0..40).rev().map(|i| (format!("key{i}"), format!("value {i}"))).collect();
+        write_safetensors(&p2, &tensors, md2).unwrap();
+        let (b1, b2) = (std::fs::read(&p1).unwrap(), std::fs::read(&p2).unwrap());
+        assert_eq!(b1, b2);
+        let n = u64::from_le_bytes(b1[..8].try_into().unwrap()) as usize;
+        assert_eq!(n % 8, 0);
+        let f = WeightFile::open(&p1).unwrap();
+        assert_eq!(f.metadata(), md);
+        assert_eq!(f.tensor("b").unwrap(), Tensor::from_slice(&[1.0f32, 2.0, 3.0]));
+        assert_eq!(f.tensor("a").unwrap(), Tensor::from_slice(&[7i64]).reshape([1, 1]));
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn key_mapping_round_trip() {

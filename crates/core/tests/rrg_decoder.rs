@@ -315,18 +315,18 @@ fn label_smoothed_loss_matches_pytorch_on_a_2x3_example() {
 }
 
 #[test]
-fn memory_tokens_pool_the_patch_grid_2x2() {
+fn memory_tokens_pool_the_patch_grid_kxk() {
     let cfg = common::small_vit(32, 2, 56, 2);
     let vs = nn::VarStore::new(Device::Cpu);
     let vit = Vit::new(&vs.root(), &cfg).unwrap();
     cxformer_core::model::init_from_scratch(&vs);
     let x = Tensor::from_slice(&common::lcg_values(2 * 3 * 56 * 56, 9)).reshape([2, 3, 56, 56]);
-    let full = tch::no_grad(|| memory_tokens(&vit, &x, -1, false)).unwrap();
+    let full = tch::no_grad(|| memory_tokens(&vit, &x, -1, 1, false)).unwrap();
     // 1 CLS + 2 registers + 4×4 patches, last block after the final norm = last_hidden_state.
     assert_eq!(full.size(), [2, 19, 32]);
     let out = tch::no_grad(|| vit.forward(&x, &Default::default())).unwrap();
     assert!((&full - &out.last_hidden_state).abs().max().double_value(&[]) < 1e-6);
-    let pooled = tch::no_grad(|| memory_tokens(&vit, &x, -1, true)).unwrap();
+    let pooled = tch::no_grad(|| memory_tokens(&vit, &x, -1, 2, false)).unwrap();
     assert_eq!(pooled.size(), [2, 3 + 4, 32]);
     assert!((pooled.narrow(1, 0, 3) - full.narrow(1, 0, 3)).abs().max().double_value(&[]) == 0.0);
     // Pooled cell (i, j) = mean of patches (2i, 2j), (2i, 2j+1), (2i+1, 2j), (2i+1, 2j+1) of the 4×4 grid.
@@ -337,8 +337,8 @@ fn memory_tokens_pool_the_patch_grid_2x2() {
     }
     // An odd grid (70 px: 5×5) keeps its partial windows: 3×3 cells, an edge cell averages 2 patches, the corner 1.
     let x5 = Tensor::from_slice(&common::lcg_values(3 * 70 * 70, 10)).reshape([1, 3, 70, 70]);
-    let full5 = tch::no_grad(|| memory_tokens(&vit, &x5, -1, false)).unwrap();
-    let pooled5 = tch::no_grad(|| memory_tokens(&vit, &x5, -1, true)).unwrap();
+    let full5 = tch::no_grad(|| memory_tokens(&vit, &x5, -1, 1, false)).unwrap();
+    let pooled5 = tch::no_grad(|| memory_tokens(&vit, &x5, -1, 2, false)).unwrap();
     assert_eq!((full5.size()[1], pooled5.size()[1]), (3 + 25, 3 + 9));
     let p5 = |r: i64, c: i64| full5.select(1, 3 + r * 5 + c);
     let cell = |i: i64, j: i64| pooled5.select(1, 3 + i * 3 + j);
@@ -352,8 +352,17 @@ fn memory_tokens_pool_the_patch_grid_2x2() {
         assert!((got - want).abs().max().double_value(&[]) < 1e-6);
     }
     // Block 0: that block's normed output, also reachable as block −2 of 2.
-    let b0 = tch::no_grad(|| memory_tokens(&vit, &x, 0, false)).unwrap();
-    let bm2 = tch::no_grad(|| memory_tokens(&vit, &x, -2, false)).unwrap();
+    let b0 = tch::no_grad(|| memory_tokens(&vit, &x, 0, 1, false)).unwrap();
+    let bm2 = tch::no_grad(|| memory_tokens(&vit, &x, -2, 1, false)).unwrap();
     assert!(b0.equal(&bm2) && !b0.equal(&full));
-    assert!(memory_tokens(&vit, &x, 2, false).is_err());
+    assert!(memory_tokens(&vit, &x, 2, 1, false).is_err());
+    // k = 3 on the 5×5 grid: 2×2 cells; the first holds a 3×3 window, the corner 2×2, an edge 3×2.
+    let pooled3 = tch::no_grad(|| memory_tokens(&vit, &x5, -1, 3, false)).unwrap();
+    assert_eq!(pooled3.size()[1], 3 + 4);
+    let mean = |cells: &[(i64, i64)]| cells.iter().map(|&(r, c)| p5(r, c)).reduce(|a, b| a + b).unwrap() / cells.len() as f64;
+    let win = |r0: i64, r1: i64, c0: i64, c1: i64| (r0..r1).flat_map(|r| (c0..c1).map(move |c| (r, c))).collect::<Vec<_>>();
+    for (cell, want) in [(0, mean(&win(0, 3, 0, 3))), (1, mean(&win(0, 3, 3, 5))), (3, mean(&win(3, 5, 3, 5)))] {
+        assert!((pooled3.select(1, 3 + cell) - want).abs().max().double_value(&[]) < 1e-6);
+    }
+    assert!(memory_tokens(&vit, &x, -1, 5, false).is_err() && memory_tokens(&vit, &x, -1, 0, false).is_err());
 }

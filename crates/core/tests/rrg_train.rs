@@ -2,11 +2,12 @@
 //! (memory, report) pairs until greedy decoding reproduces every report; the same seed gives the same losses
 //! (dropout on); save_state → load_state → continue equals the uninterrupted run bit for bit; the strict
 //! export/load round trip and its errors; 2 thread-ranks × b over Gloo equal 1 process × 2b; weight-decay groups,
-//! warm-up lr, NaN and bad-input refusals.
+//! warm-up lr, NaN and bad-input refusals; an encoder trained end to end (frozen blocks stay put, its lr groups,
+//! exact resume, export = memory).
 mod common;
 
 use cxformer_core::Error;
-use cxformer_core::rrg::{GenerateOptions, ReportModel, ReportTrainer, RrgConfig, RrgTrainConfig, StepReport, generate};
+use cxformer_core::rrg::{EncoderTrainConfig, GenerateOptions, ReportModel, ReportTrainer, RrgConfig, RrgTrainConfig, StepReport, generate, memory_tokens};
 use cxformer_core::train::schedule::Schedule;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -274,4 +275,95 @@ fn two_ranks_of_b_equal_one_process_of_2b() {
         let (d, k) = max_diff(st, &want);
         assert!(d < 1e-5, "rank {rank}: {k} differs by {d}");
     }
+}
+
+/// A trainer whose encoder (a 2-block ViT at 28 px: 2×2 patches + CLS + 1 register) is trained end to end, the
+/// memory taken from block `block`.
+fn encoder_cfg(block: i64) -> RrgTrainConfig {
+    let mut vit = common::small_vit(DV, 2, 28, 1);
+    vit.patch_size = 14;
+    let mut c = cfg(0.0);
+    c.encoder = Some(EncoderTrainConfig { block, backbone_lr: 1e-3, layerwise_decay: 0.5, patch_embed_lr_mult: 0.2, ..EncoderTrainConfig::new(vit) });
+    c
+}
+
+fn pixels(n: i64, seed: u64) -> Tensor {
+    Tensor::from_slice(&common::lcg_values(n * 3 * 28 * 28, seed)).reshape([n, 3, 28, 28])
+}
+
+#[test]
+fn encoder_trained_end_to_end_groups_resume_and_export() {
+    let (_, toks, _) = dataset(4, 3);
+    let x = pixels(4, 21);
+    // Memory of block 0 of 2: block 1 gets no gradient and stays put, bit for bit; block 0, the final norm and the
+    // patch embedding move, and so does the decoder.
+    let mut a = ReportTrainer::create(encoder_cfg(0), Device::Cpu, 5).unwrap();
+    let before = snapshot(&a);
+    let r = (0..3).map(|_| a.step_pixels(&x, &toks).unwrap()).collect::<Vec<_>>();
+    assert!(r[2].loss < r[0].loss, "{r:?}");
+    let after = snapshot(&a);
+    let moved = |k: &str| !before[k].equal(&after[k]);
+    for k in before.keys().filter(|k| !k.starts_with("optim.")) {
+        // No masks in report training: the iBOT mask token is never read either.
+        let unused = k.starts_with("backbone.blocks.1.") || k == "backbone.mask_token";
+        assert_eq!(moved(k), !unused, "{k}");
+    }
+    assert!(moved("backbone.patch_embed.proj.weight") && moved("backbone.norm.weight") && moved("decoder.embed_tokens.weight"));
+    // Groups: full fine-tuning's rule relative to the decoder lr (1e-3 / 3e-3 = 1/3; layer ids: patch_embed 0 →
+    // 0.5³ × 0.2, blocks.0 → 0.5², norm 3 → 1), weight decay on backbone weight matrices only.
+    let groups: HashMap<String, (f64, f64)> = a.optimizer.slots.iter().map(|s| (s.name.clone(), (s.group.lr_mult, s.group.wd_mult))).collect();
+    let close = |name: &str, lr: f64, wd: f64| {
+        let (l, w) = groups[name];
+        assert!((l - lr).abs() < 1e-12 && w == wd, "{name}: {l} {w} vs {lr} {wd}");
+    };
+    close("backbone.patch_embed.proj.weight", 0.125 * 0.2 / 3.0, 1.0);
+    close("backbone.blocks.0.attn.qkv.weight", 0.25 / 3.0, 1.0);
+    close("backbone.blocks.0.attn.qkv.bias", 0.25 / 3.0, 0.0);
+    close("backbone.norm.weight", 1.0 / 3.0, 0.0);
+    close("decoder.embed_tokens.weight", 1.0, 1.0);
+
+    // Exact resume: 3 steps, save, a fresh trainer (other seed) loads and continues = 6 uninterrupted steps.
+    let dir = common::tmpdir("rrg-encoder");
+    let state = dir.join("state.safetensors");
+    let mut b = ReportTrainer::create(encoder_cfg(0), Device::Cpu, 5).unwrap();
+    for _ in 0..3 {
+        b.step_pixels(&x, &toks).unwrap();
+    }
+    b.save_state(&state, HashMap::new()).unwrap();
+    let mut c = ReportTrainer::create(encoder_cfg(0), Device::Cpu, 11).unwrap();
+    c.load_state(&state, false).unwrap();
+    let rc: Vec<StepReport> = (0..3).map(|_| c.step_pixels(&x, &toks).unwrap()).collect();
+    let ra: Vec<StepReport> = (0..3).map(|_| a.step_pixels(&x, &toks).unwrap()).collect();
+    assert_eq!(rc, ra);
+    let (diff, key) = max_diff(&snapshot(&c), &snapshot(&a));
+    assert!(diff == 0.0, "resumed state differs at {key} by {diff}");
+    // A frozen-encoder state does not fit, and says which keys.
+    let mut frozen = ReportTrainer::create(cfg(0.0), Device::Cpu, 5).unwrap();
+    let err = frozen.load_state(&state, true).unwrap_err().to_string();
+    assert!(err.contains("backbone.blocks.0."), "{err}");
+
+    // The exported encoder, loaded strictly into a fresh ViT, gives the trainer's memory.
+    let enc = dir.join("encoder.safetensors");
+    a.export_encoder(&enc).unwrap();
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let vit = cxformer_core::model::Vit::new(&vs.root(), &a.cfg.encoder.as_ref().unwrap().model).unwrap();
+    cxformer_core::weights::load_backbone(&vs, &cxformer_core::weights::WeightFile::open(&enc).unwrap()).unwrap();
+    let want = tch::no_grad(|| memory_tokens(&vit, &x, 0, 1, false)).unwrap();
+    assert!(a.memory(&x).unwrap().equal(&want));
+    // ... and a trainer created from it starts with those weights.
+    let (d, rep) = ReportTrainer::create_with(encoder_cfg(0), Device::Cpu, 5, Some(&enc)).unwrap();
+    assert!(rep.is_some());
+    assert!(d.memory(&x).unwrap().equal(&want));
+
+    // Refusals: features to a trainer with an encoder, pixels to a frozen one, weights without an encoder.
+    let (feats, _, _) = dataset(4, 3);
+    assert!(a.step(&feats, None, &toks).unwrap_err().to_string().contains("give it pixels"));
+    assert!(frozen.step_pixels(&x, &toks).unwrap_err().to_string().contains("need an encoder"));
+    assert!(ReportTrainer::create_with(cfg(0.0), Device::Cpu, 5, Some(&enc)).is_err());
+    let mut wide = encoder_cfg(0);
+    wide.model.d_vit = DV * 2;
+    assert!(ReportTrainer::create(wide, Device::Cpu, 5).err().unwrap().to_string().contains("dVit"));
+    // A frozen trainer's config JSON has no encoder key (its states keep their configuration text).
+    assert!(!cfg(0.0).to_json().contains("encoder") && encoder_cfg(-1).to_json().contains("\"encoder\""));
+    let _ = std::fs::remove_dir_all(dir);
 }

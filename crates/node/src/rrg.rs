@@ -188,6 +188,13 @@ fn features_of(features: &[f32], shape: &[i64]) -> napi::Result<Tensor> {
     tensor_from(features, shape, "features")
 }
 
+fn pixels_of(pixels: &[f32], shape: &[i64]) -> napi::Result<Tensor> {
+    if shape.len() != 4 || shape[1] != 3 {
+        return Err(invalid(format!("pixelsShape: expected [batch, 3, height, width], got {shape:?}")));
+    }
+    tensor_from(pixels, shape, "pixels")
+}
+
 fn tokens_of(tokens: &[i32], shape: &[i64]) -> napi::Result<Tensor> {
     if shape.len() != 2 || shape.iter().any(|&s| s < 0) {
         return Err(invalid(format!("tokensShape: expected [batch, length], got {shape:?}")));
@@ -214,13 +221,18 @@ struct CreateOptions {
     /// Initialisation and dropout seed. @default 0
     #[serde(default)]
     seed: i64,
+    /// With an `encoder` in the config: its initial weights (safetensors, any supported layout); absent = DINOv2's
+    /// from-scratch init.
+    #[serde(default)]
+    encoder_weights: Option<String>,
 }
 
 fn create(options: &str, pg: Option<Arc<ProcessGroup>>) -> napi::Result<(ReportTrainer, Option<Arc<ProcessGroup>>)> {
     let o: CreateOptions = serde_json::from_str(options).map_err(|e| invalid(format!("createReportTrainer options: {e}")))?;
     let cfg = RrgTrainConfig::from_json(&o.config.to_string()).map_err(js_error)?;
     let device = cxformer_core::runtime::parse_device(o.device.as_deref().unwrap_or("cpu")).map_err(js_error)?;
-    let mut t = ReportTrainer::create(cfg, device, o.seed).map_err(js_error)?;
+    let weights = o.encoder_weights.as_ref().map(PathBuf::from);
+    let (mut t, _) = ReportTrainer::create_with(cfg, device, o.seed, weights.as_deref()).map_err(js_error)?;
     let pg = pg.filter(|pg| pg.world() > 1);
     if let Some(pg) = &pg {
         t.set_dist(Box::new(pg.clone())).map_err(js_error)?;
@@ -228,7 +240,8 @@ fn create(options: &str, pg: Option<Arc<ProcessGroup>>) -> napi::Result<(ReportT
     Ok((t, pg))
 }
 
-/// Builds a captioner trainer (fresh model + AdamW) off the JS thread. `options`: JSON `{config, device?, seed?}`.
+/// Builds a captioner trainer (fresh model + AdamW) off the JS thread. `options`: JSON `{config, device?, seed?,
+/// encoderWeights?}` (`encoderWeights`: the initial weights of the encoder trained end to end, config `encoder`).
 /// With a `processGroup` of worldSize > 1 every rank must create it (rank 0's state is broadcast) and every step
 /// and `loadState` is collective.
 #[napi(ts_return_type = "Promise<NativeReportTrainer>")]
@@ -281,6 +294,48 @@ impl NativeReportTrainer {
             let rep = report(pg.as_deref(), || format!("report step {}", t.step), r)?;
             Ok(serde_json::to_string(&rep).expect("serializable"))
         }))
+    }
+
+    /// `step` of a trainer with an encoder (config `encoder`): normalised pixels (B, 3, H, W) instead of features.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn step_pixels(&self, pixels: Float32Array, pixels_shape: Vec<i64>, tokens: Int32Array, tokens_shape: Vec<i64>) -> napi::Result<AsyncTask<Job<String, String>>> {
+        let x = pixels_of(&pixels, &pixels_shape)?;
+        let y = tokens_of(&tokens, &tokens_shape)?;
+        let (inner, pg) = (self.inner.clone(), self.pg.clone());
+        Ok(job("report step", move || {
+            let mut t = inner.lock()?;
+            let r = t.step_pixels(&x, &y);
+            let rep = report(pg.as_deref(), || format!("report step {}", t.step), r)?;
+            Ok(serde_json::to_string(&rep).expect("serializable"))
+        }))
+    }
+
+    /// `evaluate` of a trainer with an encoder, on normalised pixels: JSON {loss, tokens}.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn evaluate_pixels(&self, pixels: Float32Array, pixels_shape: Vec<i64>, tokens: Int32Array, tokens_shape: Vec<i64>) -> napi::Result<AsyncTask<Job<String, String>>> {
+        let x = pixels_of(&pixels, &pixels_shape)?;
+        let y = tokens_of(&tokens, &tokens_shape)?;
+        let inner = self.inner.clone();
+        Ok(job("report evaluate", move || {
+            let r = inner.lock()?.evaluate_pixels(&x, &y).map_err(js_error)?;
+            Ok(serde_json::to_string(&r).expect("serializable"))
+        }))
+    }
+
+    /// The memory features (B, M, D_vit) of normalised pixels under the encoder being trained (eval mode), for
+    /// `generate` and retrieval.
+    #[napi(ts_return_type = "Promise<NamedTensor>")]
+    pub fn memory(&self, pixels: Float32Array, pixels_shape: Vec<i64>) -> napi::Result<AsyncTask<Job<Tensor, crate::NamedTensor>>> {
+        let x = pixels_of(&pixels, &pixels_shape)?;
+        let inner = self.inner.clone();
+        Ok(job_with("report memory", move || Ok(crate::cpu_contiguous(&inner.lock()?.memory(&x).map_err(js_error)?)), |t| crate::named("memory", &t)))
+    }
+
+    /// Writes the encoder being trained (HF names, float32; atomic) to `file`.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn export_encoder(&self, file: String) -> AsyncTask<Job<(), ()>> {
+        let inner = self.inner.clone();
+        job("exportEncoder", move || inner.lock()?.export_encoder(&PathBuf::from(&file)).map_err(js_error))
     }
 
     /// Eval-mode loss of a batch: JSON {loss, tokens}.

@@ -1,11 +1,11 @@
 /**
- * `cxformer finetune --task report`: the report captioner on a frozen backbone (src/rrg/train.ts); re-run the same
- * command to resume after an interruption.
+ * `cxformer finetune --task report`: the report captioner on a frozen backbone, or with `--mode full` on an encoder
+ * trained end to end (src/rrg/train.ts); re-run the same command to resume after an interruption.
  */
 import type { ReportSourceSpec } from '../../rrg/data.js';
 import { parseTokenizerSpec } from '../../rrg/native.js';
 import type { ProtocolName } from '../../rrg/protocol.js';
-import { finetuneReport } from '../../rrg/train.js';
+import { DECODER_PRESETS, finetuneReport, type ReportTrainOptions } from '../../rrg/train.js';
 import { type Args, onInterrupt, preprocessOverrides, progress, splitPositionals } from './common.js';
 import { reportAtEnd } from './report.js';
 
@@ -21,6 +21,12 @@ function dataSpec(a: Args): ReportSourceSpec {
     default:
       return { kind: 'phantom', root };
   }
+}
+
+/** --decoder PRESET [--dropout P]: the preset, or its sizes with another dropout. */
+function decoderOf(a: Args): ReportTrainOptions['decoder'] {
+  const name = (a.decoder ?? 'phantom') as keyof typeof DECODER_PRESETS;
+  return a.dropout === undefined ? name : { ...DECODER_PRESETS[name], dropout: Number(a.dropout) };
 }
 
 export async function run(a: Args): Promise<number> {
@@ -42,7 +48,11 @@ export async function run(a: Args): Promise<number> {
       out: String(a.out),
       ...(a.tokenizer !== undefined ? { tokenizer: parseTokenizerSpec(String(a.tokenizer)) } : {}),
       memory: { block: num(a, 'memory-block') ?? -1, pool: num(a, 'memory-pool') ?? 1, ...(num(a, 'batch-size') ? { batchSize: num(a, 'batch-size') } : {}), ...(pre && Object.keys(pre).length ? { preprocess: pre } : {}) },
-      ...(a.decoder !== undefined ? { decoder: a.decoder as 'phantom' | 'mimic' } : {}),
+      ...(a.decoder !== undefined || a.dropout !== undefined ? { decoder: decoderOf(a) } : {}),
+      // --mode full: the encoder trained end to end with its own lr (layer-wise decay and patch-embed multiplier).
+      ...(a.mode === 'full'
+        ? { encoder: { ...(num(a, 'backbone-lr') !== undefined ? { backboneLr: num(a, 'backbone-lr') } : {}), ...(num(a, 'layer-decay') !== undefined ? { layerwiseDecay: num(a, 'layer-decay') } : {}), ...(num(a, 'patch-embed-lr-mult') !== undefined ? { patchEmbedLrMult: num(a, 'patch-embed-lr-mult') } : {}) } }
+        : {}),
       ...(num(a, 'epochs') !== undefined ? { epochs: num(a, 'epochs') } : {}),
       ...(num(a, 'head-batch-size') !== undefined ? { batchSize: num(a, 'head-batch-size') } : {}),
       ...(num(a, 'lr') !== undefined ? { lr: num(a, 'lr') } : {}),
@@ -60,6 +70,8 @@ export async function run(a: Args): Promise<number> {
       onStep: (r) => bar.update(`finetune: loss ${r.loss.toFixed(4)}, lr ${r.lr.toExponential(2)}, epoch ${r.epoch + 1}/${r.epochs}`, r.epoch * r.stepsPerEpoch + r.stepInEpoch + 1, r.epochs * r.stepsPerEpoch, 'report steps'),
       onProgress: (what, d, t) => bar.update(`finetune: ${what}`, d, t),
     });
+    // Data parallel: rank 0 evaluates and writes the outputs; the other ranks are done after training.
+    if (res.rank > 0) return 0;
     await reportAtEnd(String(a.out), (msg) => bar.done(msg));
     progress(false).done(`finetune: best epoch ${res.bestEpoch}; ${res.files.best}, ${res.files.predictions}, ${res.files.report}`);
     return 0;

@@ -191,6 +191,81 @@ pub struct RrgTrainConfig {
     /// @default 1e-8
     #[serde(default = "d_eps")]
     pub adamw_eps: f64,
+    /// The encoder trained end to end with the decoder (its own learning rate); absent: the encoder is frozen and
+    /// the caller supplies its memory features. Absent from the JSON when absent, so states of frozen-encoder
+    /// runs keep their configuration text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<EncoderTrainConfig>,
+}
+
+/// The ViT trained end to end with the captioner (`finetune --task report --mode full`): its architecture, which
+/// block's tokens form the memory, and its optimizer values, as full classification fine-tuning has them
+/// ([`crate::classify::finetune`]): a backbone parameter's lr = `backboneLr · layerwiseDecay^(depth + 1 − layer_id)`
+/// (× `patchEmbedLrMult` for patch_embed.*), weight decay on its weight matrices only.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EncoderTrainConfig {
+    /// The ViT (snake_case, as everywhere a VitConfig is written).
+    pub model: crate::config::VitConfig,
+    /// Block whose normed tokens are the memory (negative from the end). @default -1
+    #[serde(default = "d_block")]
+    pub block: i64,
+    /// Patch-grid average pooling window k (1 = off). @default 1
+    #[serde(default = "d_pool")]
+    pub pool: i64,
+    /// Peak lr of the last block (the decoder has `lr`). @default 2e-5
+    #[serde(default = "d_backbone_lr")]
+    pub backbone_lr: f64,
+    /// @default 1
+    #[serde(default = "d_one")]
+    pub layerwise_decay: f64,
+    /// @default 1
+    #[serde(default = "d_one")]
+    pub patch_embed_lr_mult: f64,
+}
+
+fn d_block() -> i64 {
+    -1
+}
+fn d_pool() -> i64 {
+    1
+}
+fn d_backbone_lr() -> f64 {
+    2e-5
+}
+fn d_one() -> f64 {
+    1.0
+}
+
+impl EncoderTrainConfig {
+    /// `model` with the memory of the last block, unpooled, and the default optimizer values.
+    pub fn new(model: crate::config::VitConfig) -> Self {
+        EncoderTrainConfig { model, block: d_block(), pool: d_pool(), backbone_lr: d_backbone_lr(), layerwise_decay: d_one(), patch_embed_lr_mult: d_one() }
+    }
+
+    /// Checks the values against the ViT, naming the field.
+    pub fn validate(&self, d_vit: i64) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(format!("report training config: encoder: {m}")));
+        let depth = self.model.depth;
+        if !(-depth..depth).contains(&self.block) {
+            return bad(format!("block must lie in {}..{} (the ViT has {depth} blocks), got {}", -depth, depth - 1, self.block));
+        }
+        if self.pool < 1 {
+            return bad(format!("pool must be ≥ 1, got {}", self.pool));
+        }
+        if !(self.backbone_lr.is_finite() && self.backbone_lr > 0.0) {
+            return bad(format!("backboneLr must be a finite number > 0 (a frozen encoder has no encoder section), got {}", self.backbone_lr));
+        }
+        for (name, v) in [("layerwiseDecay", self.layerwise_decay), ("patchEmbedLrMult", self.patch_embed_lr_mult)] {
+            if !(v.is_finite() && v > 0.0 && v <= 1.0) {
+                return bad(format!("{name} must lie in (0, 1], got {v}"));
+            }
+        }
+        if self.model.embed_dim != d_vit {
+            return bad(format!("the ViT's width {} differs from the model's dVit {d_vit}", self.model.embed_dim));
+        }
+        Ok(())
+    }
 }
 
 fn d_lr() -> f64 {
@@ -232,6 +307,7 @@ impl RrgTrainConfig {
             precision: d_precision(),
             adamw_betas: d_betas(),
             adamw_eps: d_eps(),
+            encoder: None,
         }
     }
 
@@ -264,6 +340,9 @@ impl RrgTrainConfig {
         }
         if !(self.adamw_betas.iter().all(|b| (0.0..1.0).contains(b)) && self.adamw_eps > 0.0) {
             return bad(format!("adamwBetas must lie in [0, 1) and adamwEps be > 0, got {:?} and {}", self.adamw_betas, self.adamw_eps));
+        }
+        if let Some(e) = &self.encoder {
+            e.validate(self.model.d_vit)?;
         }
         Ok(())
     }

@@ -37,32 +37,35 @@ impl MemoryProjector {
 
 /// The memory tokens of `pixels` from ViT block `block` (0-based; negative from the end, −1 = the last block),
 /// after the ViT's final LayerNorm (DINOv2 `get_intermediate_layers(norm=True)`): [CLS, registers, patches] in
-/// the ViT's order, float32. With `pool2x2` the patch grid (h, w) is average-pooled with a 2×2 window and stride
-/// 2, CLS and registers kept as they are; an odd last row or column keeps its partial windows, averaged over the
-/// tokens they hold (torch `avg_pool2d(2, 2, ceil_mode=True)`, 37×37 → 19×19), the convention of the TypeScript
-/// memory extractor (src/rrg/memory.ts), so that cached and native memories agree. Runs the
-/// ViT in eval mode; gradients flow into the ViT unless the caller runs it under `tch::no_grad` (the frozen
-/// encoder of the default recipe).
+/// the ViT's order, float32. With `pool` k > 1 the patch grid (h, w) is average-pooled in k×k windows with stride
+/// k, CLS and registers kept as they are; a last row or column of windows that passes the grid's edge is averaged
+/// over the tokens it holds (torch `avg_pool2d(k, k, ceil_mode=True)`, 37×37 → 19×19 for k = 2), the convention
+/// of the TypeScript memory extractor (src/rrg/memory.ts `poolSequence`), so that cached and native memories agree.
+/// `train` runs the ViT in training mode (stochastic depth, when configured). Gradients flow into the ViT unless
+/// the caller runs it under `tch::no_grad` (the frozen encoder of the default recipe).
 ///
 /// # Shapes
-/// pixels: (B, 3, H, W) normalised → (B, 1 + R + N', D_vit), N' = h·w, or ⌈h/2⌉·⌈w/2⌉ with `pool2x2`
-pub fn memory_tokens(vit: &Vit, pixels: &Tensor, block: i64, pool2x2: bool) -> Result<Tensor> {
-    let out = vit.forward(pixels, &ForwardOptions { masks: None, intermediate_layers: vec![block], norm_intermediates: true, train: false })?;
+/// pixels: (B, 3, H, W) normalised → (B, 1 + R + N', D_vit), N' = h·w, or ⌈h/k⌉·⌈w/k⌉ pooled
+pub fn memory_tokens(vit: &Vit, pixels: &Tensor, block: i64, pool: i64, train: bool) -> Result<Tensor> {
+    if pool < 1 {
+        bail_shape!("memory pool must be ≥ 1, got {pool}");
+    }
+    let out = vit.forward(pixels, &ForwardOptions { masks: None, intermediate_layers: vec![block], norm_intermediates: true, train })?;
     let tokens = out.intermediates.into_iter().next().expect("one block requested").to_kind(Kind::Float);
-    if !pool2x2 {
+    if pool == 1 {
         return Ok(tokens);
     }
     let (h, w) = out.grid;
-    if h < 2 || w < 2 {
-        bail_shape!("pool2x2 needs a patch grid of at least 2×2, got {h}×{w}");
+    if h < pool || w < pool {
+        bail_shape!("memory pool {pool} needs a patch grid of at least {pool}×{pool}, got {h}×{w}");
     }
     let (b, t, d) = tokens.size3()?;
     let lead = t - h * w; // CLS + registers
     let patches = tokens.narrow(1, lead, h * w);
-    // (B, N, D) -> (B, h, w, D) -> (B, D, h, w) -> pool -> (B, D, h/2, w/2) -> (B, N', D)
+    // (B, N, D) -> (B, h, w, D) -> (B, D, h, w) -> pool -> (B, D, h', w') -> (B, N', D)
     let grid = patches.reshape([b, h, w, d]).permute([0, 3, 1, 2]);
     // No padding: a window past the edge is averaged over its in-bounds tokens.
-    let pooled = grid.f_avg_pool2d([2, 2], [2, 2], [0, 0], true, false, None::<i64>)?;
+    let pooled = grid.f_avg_pool2d([pool, pool], [pool, pool], [0, 0], true, false, None::<i64>)?;
     let pooled = pooled.flatten(2, 3).transpose(1, 2);
     Ok(Tensor::cat(&[tokens.narrow(1, 0, lead), pooled], 1))
 }

@@ -23,11 +23,11 @@ pub mod generate;
 pub mod memory;
 pub mod train;
 
-pub use config::{RrgConfig, RrgTrainConfig};
+pub use config::{EncoderTrainConfig, RrgConfig, RrgTrainConfig};
 pub use decoder::{Decoder, DecoderCache};
 pub use generate::{BeamOptions, EarlyStopping, GenerateOptions, Generation, Hypothesis, SampleOptions, Strategy, generate};
 pub use memory::{MemoryProjector, memory_tokens};
-pub use train::{EvalReport, ReportTrainer, StepReport};
+pub use train::{EvalReport, MemoryInput, ReportEncoder, ReportTrainer, StepReport};
 
 use crate::bail_shape;
 use crate::error::{Error, Result};

@@ -3,7 +3,8 @@
 //!
 //! - **Inputs**: encoder features (B, M, D_vit) float32 (the frozen encoder's memory tokens, cached by the caller
 //!   or taken with [`crate::rrg::memory_tokens`] under `tch::no_grad`), an optional memory mask (B, M) for
-//!   memories padded to one length, and reports (B, T) int64 `[BOS] … [EOS]` right-padded with 0.
+//!   memories padded to one length, and reports (B, T) int64 `[BOS] … [EOS]` right-padded with 0; with an encoder
+//!   trained end to end, normalised pixels (B, 3, H, W) instead of features.
 //! - **Loss**: [`crate::rrg::ReportModel::loss`]: label-smoothed cross-entropy over the non-pad targets, in
 //!   float32 (outside autocast). A batch without a target (on every process) takes no update and only advances
 //!   the schedule.
@@ -26,24 +27,30 @@
 //!   strict loads, exact resume (the dropout streams depend only on (seed, step, rank), and the seed is restored).
 //! - **Export** ([`ReportTrainer::export`]): `model.safetensors` + `config.json` ([`crate::rrg::ReportModel::save`]).
 //!
-//! Unfreezing the encoder (not built yet) fits this shape: hold the [`crate::model::Vit`] in the trainer's
-//! VarStore under `backbone.`, add its parameters to the AdamW slots with a
-//! [`crate::train::optim::ParamGroup`] whose `lr_mult` = backboneLr / lr (layer-wise decay with
-//! [`crate::train::optim::backbone_group`]), and add a `step_pixels` that computes the memory with
-//! [`crate::rrg::memory_tokens`] inside the autocast region (gradients flowing) before the same loss and update;
-//! the state then carries the `backbone.*` tensors too.
-use super::{ReportModel, RrgTrainConfig, label_smoothed_ce};
+//! - **Encoder trained end to end** (`encoder` in the config, [`ReportTrainer::create_with`]): the trainer holds
+//!   the [`crate::model::Vit`] (weights loaded strictly, or DINOv2's from-scratch init from `seed`) and takes
+//!   normalised pixels ([`ReportTrainer::step_pixels`]): the memory is computed with
+//!   [`crate::rrg::memory_tokens`] (training mode, stochastic depth when configured) inside the autocast region,
+//!   gradients flowing, before the same loss and update. Its parameters join AdamW as `backbone.<name>` with full
+//!   fine-tuning's groups ([`crate::classify::finetune`]: lr = backboneLr·decay^(depth + 1 − layer_id), ×
+//!   patchEmbedLrMult for patch_embed, weight decay on weight matrices only); blocks after the memory block get no
+//!   gradient and stay put. The state then carries the `backbone.*` tensors and their moments;
+//!   [`ReportTrainer::export_encoder`] writes the ViT (HF layout) and [`ReportTrainer::memory`] gives the memory
+//!   of the encoder being trained (eval mode) for decoding.
+use super::config::EncoderTrainConfig;
+use super::{ReportModel, RrgTrainConfig, label_smoothed_ce, memory_tokens};
 use crate::bail_shape;
 use crate::error::{Error, Result};
-use crate::model::sorted_vars;
+use crate::model::{Vit, sorted_vars};
 use crate::train::collective::{Collective, SingleProcess};
-use crate::train::optim::{AdamW, ParamGroup};
+use crate::train::optim::{AdamW, ParamGroup, backbone_group, finetune_wd_mult};
+use crate::weights::{LoadReport, SaveLayout, WeightFile, load_backbone, save_backbone};
 use crate::train::state::{SCHEDULED_STEPS, StateKind, TrainState, agree, copy_into, sync_from_rank0};
 use crate::train::step::{LossTerms, UpdateValues, backward_and_update, seed_drop_path};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor, nn};
 
 /// The state counter holding the trainer's seed (the dropout streams depend on it): a resumed run draws what the
 /// uninterrupted run drew whatever seed the resuming trainer was created with.
@@ -77,6 +84,37 @@ pub struct EvalReport {
     pub tokens: i64,
 }
 
+/// The encoder trained end to end with the captioner.
+pub struct ReportEncoder {
+    /// Its variables (original DINOv2 names).
+    pub vs: nn::VarStore,
+    pub vit: Vit,
+}
+
+/// What the memory is computed from.
+#[derive(Clone, Copy)]
+pub enum MemoryInput<'a> {
+    /// Encoder features (B, M, D_vit) of a frozen encoder.
+    Features(&'a Tensor),
+    /// Normalised pixels (B, 3, H, W) for the encoder being trained.
+    Pixels(&'a Tensor),
+}
+
+impl MemoryInput<'_> {
+    fn rows(&self) -> i64 {
+        let t = match self {
+            MemoryInput::Features(t) | MemoryInput::Pixels(t) => t,
+        };
+        if t.dim() >= 1 { t.size()[0] } else { 0 }
+    }
+}
+
+/// The AdamW group of encoder parameter `name` relative to the decoder lr (see the module docs).
+pub fn encoder_group(e: &EncoderTrainConfig, lr: f64, name: &str) -> ParamGroup {
+    let g = backbone_group(name, e.model.depth, e.layerwise_decay, e.patch_embed_lr_mult);
+    ParamGroup { lr_mult: g.lr_mult * e.backbone_lr / lr, wd_mult: finetune_wd_mult(name), is_last_layer: false }
+}
+
 /// The captioner trainer (see the module docs).
 pub struct ReportTrainer {
     /// The training config (its JSON is compared when a state is loaded).
@@ -91,22 +129,56 @@ pub struct ReportTrainer {
     pub seed: i64,
     /// Scheduled steps taken (step calls, skipped batches included).
     pub step: i64,
+    /// The encoder trained end to end (config `encoder`), or None (frozen: the caller gives features).
+    pub encoder: Option<ReportEncoder>,
 }
 
 impl ReportTrainer {
-    /// A fresh model ([`ReportModel::new`] seeded with `seed`) and AdamW on `device`.
+    /// A fresh model ([`ReportModel::new`] seeded with `seed`) and AdamW on `device`; with an `encoder` in the
+    /// config, its ViT from DINOv2's from-scratch init (use [`ReportTrainer::create_with`] to start from weights).
     pub fn create(cfg: RrgTrainConfig, device: Device, seed: i64) -> Result<Self> {
+        Ok(Self::create_with(cfg, device, seed, None)?.0)
+    }
+
+    /// [`ReportTrainer::create`] with the encoder's initial weights loaded strictly from `encoder_weights` (any
+    /// layout cxformer reads); returns the load report. Weights without an `encoder` in the config are an error.
+    pub fn create_with(cfg: RrgTrainConfig, device: Device, seed: i64, encoder_weights: Option<&Path>) -> Result<(Self, Option<LoadReport>)> {
         cfg.validate()?;
         let model = ReportModel::new(cfg.model.clone(), device, seed)?;
-        let params = sorted_vars(&model.vs)
+        let mut params: Vec<(String, Tensor, ParamGroup)> = sorted_vars(&model.vs)
             .into_iter()
             .map(|(name, t)| {
                 let wd_mult = if t.dim() >= 2 { 1.0 } else { 0.0 };
                 (name, t, ParamGroup { lr_mult: 1.0, wd_mult, is_last_layer: false })
             })
             .collect();
+        let (encoder, report) = match &cfg.encoder {
+            None if encoder_weights.is_some() => {
+                return Err(Error::Config("report trainer: encoder weights were given but the config has no encoder (a frozen encoder's features come from the caller)".into()));
+            }
+            None => (None, None),
+            Some(e) => {
+                let vs = nn::VarStore::new(device);
+                let vit = {
+                    let _rng = crate::backbone::RNG_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+                    tch::manual_seed(seed);
+                    let vit = Vit::new(&vs.root(), &e.model)?;
+                    crate::model::init_from_scratch(&vs);
+                    vit
+                };
+                let report = match encoder_weights {
+                    Some(p) => Some(load_backbone(&vs, &WeightFile::open(p)?)?),
+                    None => None,
+                };
+                for (name, t) in sorted_vars(&vs) {
+                    let g = encoder_group(e, cfg.lr, &name);
+                    params.push((format!("backbone.{name}"), t, g));
+                }
+                (Some(ReportEncoder { vs, vit }), report)
+            }
+        };
         let optimizer = AdamW::new(params, cfg.adamw_betas[0], cfg.adamw_betas[1], cfg.adamw_eps);
-        Ok(ReportTrainer { cfg, model, optimizer, dist: Box::new(SingleProcess), seed, step: 0 })
+        Ok((ReportTrainer { cfg, model, optimizer, dist: Box::new(SingleProcess), seed, step: 0, encoder }, report))
     }
 
     /// Joins a process group: every rank's state becomes rank 0's; from then on gradients and reported losses
@@ -130,20 +202,42 @@ impl ReportTrainer {
         self.optimizer.slots.iter().map(|s| (s.name.clone(), s.group.wd_mult)).collect()
     }
 
+    /// The memory features of `input` on the device: features as given, or the encoder's memory of pixels
+    /// (gradients flowing when the caller has them on; `train` = stochastic depth on).
+    fn features(&self, input: MemoryInput, train: bool) -> Result<Tensor> {
+        let device = self.model.vs.device();
+        match (input, &self.encoder, &self.cfg.encoder) {
+            (MemoryInput::Features(f), None, _) => Ok(f.shallow_clone()),
+            (MemoryInput::Features(_), Some(_), _) => {
+                Err(Error::Config("report trainer: this trainer trains its encoder: give it pixels (stepPixels / evaluatePixels), not memory features".into()))
+            }
+            (MemoryInput::Pixels(_), None, _) | (MemoryInput::Pixels(_), Some(_), None) => {
+                Err(Error::Config("report trainer: pixels need an encoder in the config (a frozen encoder's features come from the caller)".into()))
+            }
+            (MemoryInput::Pixels(x), Some(enc), Some(e)) => {
+                if x.dim() != 4 || x.size()[1] != 3 || x.kind() != Kind::Float {
+                    bail_shape!("pixel values: expected a (B, 3, H, W) float32 tensor, got {:?} {:?}", x.size(), x.kind());
+                }
+                memory_tokens(&enc.vit, &x.f_to_device(device)?, e.block, e.pool, train)
+            }
+        }
+    }
+
     /// Loss (float32, outside autocast) and target count of one batch; `train` = dropout on.
-    fn batch_loss(&self, features: &Tensor, memory_mask: Option<&Tensor>, tokens: &Tensor, train: bool) -> Result<(Tensor, i64)> {
+    fn batch_loss(&self, input: MemoryInput, memory_mask: Option<&Tensor>, tokens: &Tensor, train: bool) -> Result<(Tensor, i64)> {
         if tokens.dim() != 2 || tokens.size()[1] < 2 || tokens.kind() != Kind::Int64 {
             bail_shape!("tokens: expected a (B, T) int64 tensor with T ≥ 2 ([BOS] … [EOS] padded with 0), got {:?} {:?}", tokens.size(), tokens.kind());
         }
-        if features.dim() < 1 || tokens.size()[0] != features.size()[0] || features.size()[0] == 0 {
-            bail_shape!("tokens {:?} and memory features {:?} must have the same number of rows (≥ 1)", tokens.size(), features.size());
+        if tokens.size()[0] != input.rows() || input.rows() == 0 {
+            bail_shape!("tokens {:?} and the memory input must have the same number of rows (≥ 1), got {}", tokens.size(), input.rows());
         }
         let device = self.model.vs.device();
         let t = tokens.size()[1];
         let tokens = tokens.f_to_device(device)?;
         let logits = {
             let _ac = if device.is_cuda() { self.cfg.precision.autocast(device)? } else { None };
-            self.model.forward(features, memory_mask, &tokens.narrow(1, 0, t - 1), train)?
+            let features = self.features(input, train)?;
+            self.model.forward(&features, memory_mask, &tokens.narrow(1, 0, t - 1), train)?
         };
         let v = self.model.cfg.vocab_size;
         let targets = tokens.narrow(1, 1, t - 1).reshape([-1]);
@@ -158,12 +252,21 @@ impl ReportTrainer {
     ///
     /// Errors: Shape for bad inputs, NonFinite when the loss is NaN/∞ (before anything is modified).
     pub fn step(&mut self, features: &Tensor, memory_mask: Option<&Tensor>, tokens: &Tensor) -> Result<StepReport> {
+        self.step_input(MemoryInput::Features(features), memory_mask, tokens)
+    }
+
+    /// [`ReportTrainer::step`] of a trainer with an encoder: the memory of normalised pixels (B, 3, H, W).
+    pub fn step_pixels(&mut self, pixels: &Tensor, tokens: &Tensor) -> Result<StepReport> {
+        self.step_input(MemoryInput::Pixels(pixels), None, tokens)
+    }
+
+    fn step_input(&mut self, input: MemoryInput, memory_mask: Option<&Tensor>, tokens: &Tensor) -> Result<StepReport> {
         let step = self.step;
         let lr = self.cfg.lr_at(step);
         let (loss, k) = {
             let _rng = crate::backbone::RNG_LOCK.lock().unwrap_or_else(|p| p.into_inner());
             seed_drop_path(self.seed, step, self.dist.rank());
-            self.batch_loss(features, memory_mask, tokens, true)?
+            self.batch_loss(input, memory_mask, tokens, true)?
         };
         let device = self.model.vs.device();
         let global = LossTerms::new(k as f64, ["report captioner train loss"], [loss.f_double_value(&[])?])
@@ -182,15 +285,33 @@ impl ReportTrainer {
     /// Eval-mode loss of a batch (no dropout, no gradients, float32; label smoothing included, as in training).
     /// Local to this process.
     pub fn evaluate(&self, features: &Tensor, memory_mask: Option<&Tensor>, tokens: &Tensor) -> Result<EvalReport> {
+        self.evaluate_input(MemoryInput::Features(features), memory_mask, tokens)
+    }
+
+    /// [`ReportTrainer::evaluate`] of a trainer with an encoder, on normalised pixels.
+    pub fn evaluate_pixels(&self, pixels: &Tensor, tokens: &Tensor) -> Result<EvalReport> {
+        self.evaluate_input(MemoryInput::Pixels(pixels), None, tokens)
+    }
+
+    fn evaluate_input(&self, input: MemoryInput, memory_mask: Option<&Tensor>, tokens: &Tensor) -> Result<EvalReport> {
         tch::no_grad(|| {
-            let (loss, k) = self.batch_loss(features, memory_mask, tokens, false)?;
+            let (loss, k) = self.batch_loss(input, memory_mask, tokens, false)?;
             Ok(EvalReport { loss: if k > 0 { loss.f_double_value(&[])? } else { 0.0 }, tokens: k })
         })
+    }
+
+    /// The memory features (B, M, D_vit) float32 on the CPU of normalised pixels under the encoder being trained
+    /// (eval mode, no gradients), for [`crate::rrg::generate`] and retrieval. Errors without an encoder.
+    pub fn memory(&self, pixels: &Tensor) -> Result<Tensor> {
+        tch::no_grad(|| Ok(self.features(MemoryInput::Pixels(pixels), false)?.f_to_device(Device::Cpu)?))
     }
 
     /// Live parameters and AdamW moments under their state names (sharing storage with the model).
     fn live(&self) -> BTreeMap<String, Tensor> {
         let mut out: BTreeMap<String, Tensor> = sorted_vars(&self.model.vs).into_iter().collect();
+        if let Some(enc) = &self.encoder {
+            out.extend(sorted_vars(&enc.vs).into_iter().map(|(k, t)| (format!("backbone.{k}"), t)));
+        }
         for s in &self.optimizer.slots {
             out.insert(format!("optim.exp_avg.{}", s.name), s.exp_avg.shallow_clone());
             out.insert(format!("optim.exp_avg_sq.{}", s.name), s.exp_avg_sq.shallow_clone());
@@ -255,5 +376,18 @@ impl ReportTrainer {
         let mut md = metadata;
         md.insert("cxformer_step".into(), self.optimizer.step.to_string());
         self.model.save(dir, md)
+    }
+
+    /// Writes the encoder being trained to `file` (safetensors, HF names, float32, its VitConfig in the metadata;
+    /// atomic), as full classification fine-tuning exports its backbone. Errors without an encoder.
+    pub fn export_encoder(&self, file: &Path) -> Result<()> {
+        let (Some(enc), Some(e)) = (&self.encoder, &self.cfg.encoder) else {
+            return Err(Error::Config("report trainer: no encoder to export (the encoder is frozen)".into()));
+        };
+        let mut md = HashMap::new();
+        md.insert("format".to_string(), "pt".to_string());
+        md.insert("cxformer_config".to_string(), e.model.to_json());
+        md.insert("cxformer_layout".to_string(), "hf".to_string());
+        save_backbone(&enc.vs, file, SaveLayout::Hf, Kind::Float, md)
     }
 }
