@@ -139,11 +139,11 @@ pub struct Generation {
     pub step_logits: Vec<Tensor>,
 }
 
-/// SplitMix64 (Steele et al. 2014): the sampling stream of one row.
-struct SplitMix64(u64);
+/// SplitMix64 (Steele et al. 2014): the sampling stream of one row (also [`crate::lm::generate`]'s).
+pub(crate) struct SplitMix64(u64);
 
 impl SplitMix64 {
-    fn new(seed: u64, row: u64) -> Self {
+    pub(crate) fn new(seed: u64, row: u64) -> Self {
         let mut r = SplitMix64(seed ^ row.wrapping_mul(0xD1B5_4A32_D192_ED03));
         r.next_u64();
         r
@@ -156,7 +156,7 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
     /// Uniform in [0, 1).
-    fn uniform(&mut self) -> f64 {
+    pub(crate) fn uniform(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 }
@@ -199,7 +199,7 @@ fn argmax(row: &[f64], eos: i64) -> i64 {
 }
 
 /// One draw from softmax(logits/T) restricted to the top-p nucleus (see the module docs); −∞ entries excluded.
-fn sample_row(logprobs: &[f64], opts: &SampleOptions, rng: &mut SplitMix64, eos: i64) -> i64 {
+pub(crate) fn sample_row(logprobs: &[f64], opts: &SampleOptions, rng: &mut SplitMix64, eos: i64) -> i64 {
     let scaled: Vec<(usize, f64)> = logprobs.iter().enumerate().filter(|(_, x)| x.is_finite()).map(|(i, &x)| (i, x / opts.temperature)).collect();
     if scaled.is_empty() {
         return eos;
