@@ -285,6 +285,7 @@ export function buildParser(args: readonly string[]): Argv {
         .option('tokenizer', { type: 'string', describe: 'report: word[:MIN_COUNT] (lowercased), word-cased[:MIN_COUNT], bpe[:VOCAB] (trained on the training reports) or a tokenizer.json (default word:3)' })
         .option('memory-block', { type: 'number', describe: 'report: backbone block whose tokens the decoder reads (negative from the end) (default -1)' })
         .option('memory-pool', { type: 'number', describe: 'report: average-pool the patch tokens k×k (1 = off) (default 1)' })
+        .option('memory-cache', { type: 'boolean', describe: "report: cache the frozen encoder's memories (default: when they fit in 8 GiB; --no-memory-cache: computed at every step)" })
         .option('labeler', { type: 'string', describe: 'report: labeler for model selection and evaluation: phantom or rules (default phantom)' })
         .option('protocol', { choices: ['cxformer', 'llava-rad', 'r2gen', 'all'] as const, describe: 'report: metric conventions of the test evaluation (default cxformer)' })
         .option('max-train', { type: 'number', describe: 'report: use at most this many training reports (a seeded sample)' })

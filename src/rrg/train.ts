@@ -38,7 +38,7 @@ import { labelF1 } from '../eval/text/label-f1.js';
 import { resolvePreprocessOptions, type PreprocessOptions } from '../image/options.js';
 import { preprocessBatch } from '../image/preprocess.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
-import { INTERP_HF_SIZE, INTERP_REGISTERS_AA, toHfConfig } from '../model/config.js';
+import { INTERP_HF_SIZE, INTERP_REGISTERS_AA, toHfConfig, type VitConfig } from '../model/config.js';
 import { writeHfConfig } from '../model/hf-json.js';
 import { resolveModel } from '../model/weights.js';
 import { CxformerError } from '../native/load.js';
@@ -66,7 +66,12 @@ export interface ReportTrainOptions {
   out: string;
   /** @default { kind: 'word', minCount: 3 } */
   tokenizer?: TokenizerSpec;
-  memory?: { block?: number; pool?: number; batchSize?: number; preprocess?: Partial<PreprocessOptions> };
+  /**
+   * The visual memory. `cache`: keep the frozen encoder's memories of every split in the run folder (and in RAM);
+   * false computes them at every step instead (the encoder frozen inside the trainer); 'auto' (default) caches when
+   * they take at most {@link MEMORY_CACHE_LIMIT} bytes. With `encoder` (end to end) nothing is cached.
+   */
+  memory?: { block?: number; pool?: number; batchSize?: number; preprocess?: Partial<PreprocessOptions>; cache?: boolean | 'auto' };
   /** @default 'phantom' */
   decoder?: keyof typeof DECODER_PRESETS | Partial<Pick<RrgConfig, 'dModel' | 'numLayers' | 'numHeads' | 'ffnDim' | 'maxPositions' | 'dropout' | 'labelSmoothing'>>;
   /**
@@ -153,6 +158,38 @@ async function memoryOf(model: Backbone, split: string, recs: readonly ReportRec
   return m;
 }
 
+/** The largest memory cache `memory.cache: 'auto'` keeps (8 GiB): above it the memories are computed at every step. */
+export const MEMORY_CACHE_LIMIT = 8 * 2 ** 30;
+
+/** Bytes of the float32 memories of `n` images for a ViT `cfg` at preprocessing `pre`, patch grid pooled k×k. */
+export function memoryCacheBytes(n: number, cfg: VitConfig, pre: PreprocessOptions, k: number): number {
+  const side = (v: PreprocessOptions['crop'] | PreprocessOptions['resize'], i: number) => (v === null || v === undefined ? null : typeof v === 'number' ? v : v[i]!);
+  const [h, w] = [0, 1].map((i) => side(pre.crop, i) ?? side(pre.resize, i) ?? cfg.img_size) as [number, number];
+  const tokens = 1 + cfg.num_register_tokens + Math.ceil(Math.floor(h / cfg.patch_size) / k) * Math.ceil(Math.floor(w / cfg.patch_size) / k);
+  return n * tokens * cfg.embed_dim * 4;
+}
+
+/** The CLS token (token 0) of every row of a memory, as a memory of one token. */
+function rowsCls(m: Memory): Memory {
+  const [n, M, D] = m.shape;
+  const data = new Float32Array(n * D);
+  for (let i = 0; i < n; i++) data.set(m.data.subarray(i * M * D, i * M * D + D), i * D);
+  return { data, shape: [n, 1, D], grid: m.grid, pooledGrid: m.pooledGrid };
+}
+
+/** Memories of one length joined row-wise, in order. */
+function joinRows(parts: readonly Memory[]): Memory {
+  const [, M, D] = parts[0]!.shape;
+  const n = parts.reduce((a, p) => a + p.shape[0], 0);
+  const data = new Float32Array(n * M * D);
+  let at = 0;
+  for (const p of parts) {
+    data.set(p.data, at);
+    at += p.data.length;
+  }
+  return { data, shape: [n, M, D], grid: parts[0]!.grid, pooledGrid: parts[0]!.pooledGrid };
+}
+
 /** Rows `idx` of a memory as one batch. */
 function rows(m: Memory, idx: readonly number[]): { data: Float32Array; shape: [number, number, number] } {
   const [, M, D] = m.shape;
@@ -218,6 +255,13 @@ async function trainInFolder(o: ReportTrainOptions, dir: string, log: (m: string
   }
   log(`data: ${o.data.kind} ${o.data.root}: train ${train.length}, valid ${valid.length}, test ${test.length} reports`);
 
+  // The encoder and its preprocessing; whether the frozen encoder's memories are cached (they must fit).
+  const resolved = await resolveModel({ weights: o.backbone.weights, arch: o.backbone.arch, overrides: o.backbone.overrides ?? [] });
+  const pre = resolvePreprocessOptions({ ...(resolved.preprocess ?? {}), ...(o.memory?.preprocess ?? {}) });
+  const cacheBytes = memoryCacheBytes(train.length + valid.length + test.length, resolved.config, pre, o.memory?.pool ?? 1);
+  const wantCache = o.memory?.cache ?? 'auto';
+  const cache = !o.encoder && (wantCache === 'auto' ? cacheBytes <= MEMORY_CACHE_LIMIT : wantCache);
+
   // Settings: a resume must train the same way.
   const preset = typeof o.decoder === 'string' || o.decoder === undefined ? DECODER_PRESETS[o.decoder ?? 'phantom'] : { ...DECODER_PRESETS.phantom, ...o.decoder };
   const settings = {
@@ -235,6 +279,7 @@ async function trainInFolder(o: ReportTrainOptions, dir: string, log: (m: string
     maxTrain: o.maxTrain ?? null,
     // The global batch is batchSize × ranks: another number of ranks is another run (unless --force).
     ...(W > 1 ? { worldSize: W } : {}),
+    ...(!o.encoder && !cache ? { memoryCache: false } : {}),
     // Only in --mode full runs, so that a frozen run's settings.json stays what earlier versions wrote.
     ...(o.encoder ? { encoder: { backboneLr: o.encoder.backboneLr ?? REPORT_ENCODER.backboneLr, layerwiseDecay: o.encoder.layerwiseDecay ?? REPORT_ENCODER.layerwiseDecay, patchEmbedLrMult: o.encoder.patchEmbedLrMult ?? REPORT_ENCODER.patchEmbedLrMult } } : {}),
   };
@@ -269,7 +314,8 @@ async function trainInFolder(o: ReportTrainOptions, dir: string, log: (m: string
   let frozen: { backbone: Backbone; mTrain: Memory; mHeld: Memory; mTest: Memory } | null = null;
   let full: { encoder: EncoderTrainConfig; pre: PreprocessOptions; weights: string | null } | null = null;
   let dVit: number;
-  if (!settings.encoder) {
+  const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+  if (cache) {
     const backbone = await loadBackbone(o.backbone);
     // Rank 0 extracts and caches the memories; the other ranks read its files.
     await onRankZero(pg, 'extracting the memories', async () => {
@@ -283,19 +329,20 @@ async function trainInFolder(o: ReportTrainOptions, dir: string, log: (m: string
     frozen = { backbone, mTrain, mHeld, mTest };
     dVit = mTrain.shape[2];
   } else {
-    const resolved = await resolveModel({ weights: o.backbone.weights, arch: o.backbone.arch, overrides: o.backbone.overrides ?? [] });
-    // The position-embedding rule of the HF folder best/backbone/ is written as (src/finetune/full.ts does the
-    // same), so that generate computes the memory that was trained.
+    // The encoder inside the trainer: trained end to end, or frozen with its memories computed at every step. The
+    // position-embedding rule of the HF folder best/backbone/ is written as (src/finetune/full.ts does the same),
+    // so that generate computes the memory that was trained.
     const family = resolved.config.num_register_tokens > 0 ? INTERP_REGISTERS_AA : INTERP_HF_SIZE;
     const vit = { ...resolved.config, interpolation: { ...family } };
-    const pre = resolvePreprocessOptions({ ...(resolved.preprocess ?? {}), ...(o.memory?.preprocess ?? {}) });
     const depth = vit.depth;
     if (!(Number.isInteger(memSettings.block) && memSettings.block >= -depth && memSettings.block < depth)) {
       throw new CxformerError('CXF_ARG', `memory block must be an integer in -${depth}..${depth - 1} (the model has ${depth} blocks), got ${memSettings.block}`);
     }
-    full = { encoder: { model: vit, block: memSettings.block, pool: memSettings.pool, ...settings.encoder }, pre, weights: resolved.weights?.file ?? null };
+    const opt = settings.encoder ?? { backboneLr: 0, layerwiseDecay: 1, patchEmbedLrMult: 1 };
+    full = { encoder: { model: vit, block: memSettings.block, pool: memSettings.pool, ...opt }, pre, weights: resolved.weights?.file ?? null };
     dVit = vit.embed_dim;
-    log(`encoder: trained end to end (${resolved.configSource}), lr ${settings.encoder.backboneLr} at the last block, layer-wise decay ${settings.encoder.layerwiseDecay}`);
+    if (settings.encoder) log(`encoder: trained end to end (${resolved.configSource}), lr ${settings.encoder.backboneLr} at the last block, layer-wise decay ${settings.encoder.layerwiseDecay}`);
+    else log(`memory: computed at every step by the frozen encoder (cached it would take ${gib(cacheBytes)}${wantCache === 'auto' ? `, over the ${gib(MEMORY_CACHE_LIMIT)} limit` : ''})`);
   }
 
   const encTrain = tok.encode(train.map((r) => r.report));
@@ -316,7 +363,8 @@ async function trainInFolder(o: ReportTrainOptions, dir: string, log: (m: string
     seed,
     ...(o.backbone.device ? { device: o.backbone.device } : {}),
     ...(o.backbone.threads ? { threads: o.backbone.threads } : {}),
-    ...(full && !resuming ? { encoderWeights: full.weights } : {}),
+    // A frozen encoder inside the trainer starts from its weights on a resume too (its state holds them as well).
+    ...(full && (!resuming || !settings.encoder) ? { encoderWeights: full.weights } : {}),
     processGroup: pg,
   });
   // What a step, an evaluation or a decoding reads for records `idx` of a split: cached memory rows (frozen), or
@@ -446,7 +494,7 @@ async function trainInFolder(o: ReportTrainOptions, dir: string, log: (m: string
       decode,
       labeler: o.labeler ?? 'phantom',
       epoch: epoch + 1,
-      encoder: frozen ? 'frozen' : 'trained',
+      encoder: settings.encoder ? 'trained' : 'frozen',
     });
     const bb = path.join(bestDir, 'backbone');
     if (frozen) {
@@ -462,19 +510,35 @@ async function trainInFolder(o: ReportTrainOptions, dir: string, log: (m: string
   }
 
   async function testAndBaselines(): Promise<ReportTrainResult> {
-    // Test: the best model's reports, evaluated under the protocol, and the two baselines. Full: the memories of the
-    // best epoch's encoder (best/backbone/, as cxformer generate computes them), not cached.
-    let mTrain: Memory;
-    let mTest: Memory;
-    if (frozen) ({ mTrain, mTest } = frozen);
-    else {
+    // Test: the best model's reports, evaluated under the protocol, and the two baselines. Without a cache: the
+    // memories of best/backbone/ (the best epoch's encoder, as cxformer generate computes them), a chunk at a time;
+    // the 1-NN baseline keeps their CLS tokens only.
+    const bestModel = await ReportModel.load(bestDir, o.backbone.device ? { device: o.backbone.device } : {});
+    let generated: string[];
+    let trainCls: Memory;
+    let testCls: Memory;
+    if (frozen) {
+      generated = await decodeAll(bestModel, tok, frozen.mTest, decode, (d, t) => o.onProgress?.('test decoding', d, t));
+      ({ mTrain: trainCls, mTest: testCls } = frozen);
+    } else {
       const bestBackbone = await loadBackbone({ ...o.backbone, weights: path.join(bestDir, 'backbone'), arch: undefined, overrides: [] });
       const mo = { block: memSettings.block, pool: memSettings.pool, batchSize: o.memory?.batchSize ?? 8, preprocess: (full as NonNullable<typeof full>).pre };
-      mTest = await extractMemory(bestBackbone, test.map((r) => r.image), { ...mo, onProgress: (d, t) => o.onProgress?.('memory test', d, t) });
-      mTrain = await extractMemory(bestBackbone, train.map((r) => r.image), { ...mo, onProgress: (d, t) => o.onProgress?.('memory train (1-NN baseline)', d, t) });
+      const chunks = async (recs: readonly ReportRecord[], what: string, each?: (m: Memory) => Promise<void>): Promise<Memory> => {
+        const cls: Memory[] = [];
+        for (let s = 0; s < recs.length; s += 64) {
+          const m = await extractMemory(bestBackbone, recs.slice(s, s + 64).map((r) => r.image), mo);
+          await each?.(m);
+          cls.push(rowsCls(m));
+          o.onProgress?.(what, Math.min(s + 64, recs.length), recs.length);
+        }
+        return joinRows(cls);
+      };
+      generated = [];
+      testCls = await chunks(test, 'test decoding', async (m) => {
+        generated.push(...(await decodeAll(bestModel, tok, m, decode)));
+      });
+      trainCls = await chunks(train, 'memory train (1-NN baseline)');
     }
-    const bestModel = await ReportModel.load(bestDir, o.backbone.device ? { device: o.backbone.device } : {});
-    const generated = await decodeAll(bestModel, tok, mTest, decode, (d, t) => o.onProgress?.('test decoding', d, t));
     const predFile = path.join(dir, 'predictions.jsonl');
     await writeFileAtomic(predFile, `${test.map((r, i) => JSON.stringify({ id: r.id, image: r.image, patient: r.patient, reference: r.report, generated: generated[i] })).join('\n')}\n`);
     const pairsOf = (texts: readonly string[]): ReportPair[] => test.map((r, i) => ({ id: r.id, hypothesis: texts[i] as string, references: [r.report], patient: r.patient }));
@@ -486,7 +550,7 @@ async function trainInFolder(o: ReportTrainOptions, dir: string, log: (m: string
     const counts = new Map<string, number>();
     for (const r of train) counts.set(r.report, (counts.get(r.report) ?? 0) + 1);
     const constant = [...counts.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))[0]![0];
-    const nn = nearestReports(mTrain, mTest, train.map((r) => r.report));
+    const nn = nearestReports(trainCls, testCls, train.map((r) => r.report));
     const baselines: ReportTrainResult['baselines'] = {};
     const summary = (e: ReportEvaluation) => {
       const k = Object.fromEntries(e.metrics.map((m) => [m.key, m.value]));

@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synthDataset } from '../../src/data/synth.js';
-import { readSafetensors } from '../../src/io/safetensors.js';
 import { repoRoot } from '../unit/golden.js';
+import { maxDiff } from '../helpers/safetensors-diff.js';
 
 const MAIN = path.join(repoRoot, 'dist', 'cli', 'main.js');
 let tmp: string;
@@ -50,21 +50,6 @@ const ft = (out: string, batch: number, epochs: number, extra: string[] = []) =>
   ...extra,
 ];
 
-/** Largest absolute difference over every tensor of two safetensors files (same keys and sizes required). */
-async function maxDiff(a: string, b: string, keep: (k: string) => boolean = () => true): Promise<number> {
-  const [ta, tb] = await Promise.all([readSafetensors(a), readSafetensors(b)]);
-  const keys = [...ta.tensors.keys()].filter(keep).sort();
-  expect(keys.length).toBeGreaterThan(0);
-  expect([...tb.tensors.keys()].filter(keep).sort()).toEqual(keys);
-  let m = 0;
-  for (const k of keys) {
-    const t = ta.tensors.get(k)!.data as ArrayLike<number | bigint>;
-    const u = tb.tensors.get(k)!.data as ArrayLike<number | bigint>;
-    expect(u.length, k).toBe(t.length);
-    for (let i = 0; i < t.length; i++) m = Math.max(m, Math.abs(Number(t[i]) - Number(u[i])));
-  }
-  return m;
-}
 
 const jsonl = async (f: string) => (await readFile(f, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, number | null>);
 /** metrics.jsonl without the wall-clock fields. */

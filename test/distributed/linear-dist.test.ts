@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synthDataset } from '../../src/data/synth.js';
 import { readSafetensors } from '../../src/io/safetensors.js';
 import { repoRoot } from '../unit/golden.js';
+import { maxDiff } from '../helpers/safetensors-diff.js';
 
 const MAIN = path.join(repoRoot, 'dist', 'cli', 'main.js');
 let tmp: string;
@@ -55,21 +56,6 @@ const probe = (out: string) => [
   out,
 ];
 
-/** Largest absolute difference over the tensors of two safetensors files (same keys and sizes required). */
-async function maxDiff(a: string, b: string): Promise<number> {
-  const [ta, tb] = await Promise.all([readSafetensors(a), readSafetensors(b)]);
-  const keys = [...ta.tensors.keys()].sort();
-  expect(keys.length).toBeGreaterThan(0);
-  expect([...tb.tensors.keys()].sort()).toEqual(keys);
-  let m = 0;
-  for (const k of keys) {
-    const t = ta.tensors.get(k)!.data as ArrayLike<number>;
-    const u = tb.tensors.get(k)!.data as ArrayLike<number>;
-    expect(u.length, k).toBe(t.length);
-    for (let i = 0; i < t.length; i++) m = Math.max(m, Math.abs(Number(t[i]) - Number(u[i])));
-  }
-  return m;
-}
 
 beforeAll(async () => {
   tmp = await mkdtemp(path.join(tmpdir(), 'cxf-lindist-'));

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synthDataset } from '../../src/data/synth.js';
 import { readSafetensors } from '../../src/io/safetensors.js';
 import { goldenFile, repoRoot } from '../unit/golden.js';
+import { maxDiff } from '../helpers/safetensors-diff.js';
 
 const MAIN = path.join(repoRoot, 'dist', 'cli', 'main.js');
 const WEIGHTS = () => goldenFile('vit_tiny_hf');
@@ -67,21 +68,6 @@ const seg = (out: string, batch: number, epochs: number, extra: string[] = []) =
 
 const launch2 = (args: string[], env: NodeJS.ProcessEnv = {}) => cli(['launch', '--nproc-per-node', '2', '--grace-s', '5', '--', ...args], env);
 
-/** Largest absolute difference over the tensors of two safetensors files (same keys and sizes required). */
-async function maxDiff(a: string, b: string, keep: (k: string) => boolean = () => true): Promise<number> {
-  const [ta, tb] = await Promise.all([readSafetensors(a), readSafetensors(b)]);
-  const keys = [...ta.tensors.keys()].filter(keep).sort();
-  expect(keys.length).toBeGreaterThan(0);
-  expect([...tb.tensors.keys()].filter(keep).sort()).toEqual(keys);
-  let m = 0;
-  for (const k of keys) {
-    const t = ta.tensors.get(k)!.data as ArrayLike<number>;
-    const u = tb.tensors.get(k)!.data as ArrayLike<number>;
-    expect(u.length, k).toBe(t.length);
-    for (let i = 0; i < t.length; i++) m = Math.max(m, Math.abs(Number(t[i]) - Number(u[i])));
-  }
-  return m;
-}
 
 type Row = Record<string, unknown> & { kind: string; step: number };
 const jsonl = async (f: string) => (await readFile(f, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Row);

@@ -14,8 +14,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synthDataset } from '../../src/data/synth.js';
 import { freePort } from '../../src/distributed/launch.js';
-import { readSafetensors } from '../../src/io/safetensors.js';
 import { repoRoot } from '../unit/golden.js';
+import { maxDiff } from '../helpers/safetensors-diff.js';
 
 const MAIN = path.join(repoRoot, 'dist', 'cli', 'main.js');
 const HELPERS = path.join(repoRoot, 'test', 'distributed', 'helpers');
@@ -27,18 +27,6 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** Largest absolute difference over every tensor of two safetensors files (same keys required). */
-async function maxDiff(a: string, b: string): Promise<number> {
-  const [ta, tb] = await Promise.all([readSafetensors(a), readSafetensors(b)]);
-  expect([...ta.tensors.keys()].sort()).toEqual([...tb.tensors.keys()].sort());
-  let m = 0;
-  for (const [k, t] of ta.tensors) {
-    const u = tb.tensors.get(k)?.data as ArrayLike<number | bigint>;
-    expect(u.length, k).toBe(t.data.length);
-    for (let i = 0; i < t.data.length; i++) m = Math.max(m, Math.abs(Number(t.data[i]) - Number(u[i])));
-  }
-  return m;
-}
 
 /** Tiny run: 2 blocks, 56/28 px crops, batch 2 per rank, 12 iterations, checkpoints every 4. */
 const tiny = (out: string, extra: string[] = []) => [

@@ -8,7 +8,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -91,6 +91,34 @@ describe('finetune --task report', () => {
     const changed = cli(args(out, ['--lr', '0.002']));
     expect(changed.code).toBe(2);
     expect(changed.stderr).toMatch(/other settings \(.*lr.*\)/);
+  });
+
+  it('--no-memory-cache computes the frozen memories at every step: the cached run within float noise, nothing cached', { timeout: 600_000 }, async () => {
+    const out = path.join(ph.tmp, 'nocache');
+    const r = cli(args(out, ['--no-memory-cache', '--epochs', '2']));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/memory: computed at every step by the frozen encoder \(cached it would take [\d.]+ GiB\)/);
+    expect((await readdir(out)).filter((f) => f.startsWith('memory-'))).toEqual([]);
+    expect(JSON.parse(await readFile(path.join(out, 'settings.json'), 'utf8')).memoryCache).toBe(false);
+    expect(JSON.parse(await readFile(path.join(out, 'best', 'report-model.json'), 'utf8')).encoder).toBe('frozen');
+    // The same backbone weights as the input (the encoder never moves).
+    const { readSafetensors } = await import('../../src/io/safetensors.js');
+    const before = (await readSafetensors(path.join(TINY, 'model.safetensors'))).tensors;
+    const after = (await readSafetensors(path.join(out, 'best', 'backbone', 'model.safetensors'))).tensors;
+    for (const [k, t] of after) expect(Array.from(t.data as Float32Array), k).toEqual(Array.from(before.get(k)!.data as Float32Array));
+    // The cached run of the same settings: the memories differ only by float summation order (TypeScript pooling
+    // there, torch's avg_pool2d here), so the losses agree closely.
+    const cached = path.join(ph.tmp, 'cached2');
+    expect(cli(args(cached, ['--epochs', '2'])).code).toBe(0);
+    const [a, b] = [await lines(path.join(out, 'metrics.jsonl')), await lines(path.join(cached, 'metrics.jsonl'))];
+    expect(a.map((m) => m.step)).toEqual(b.map((m) => m.step));
+    for (const [x, y] of a.map((m, i) => [m, b[i]] as const)) expect(Math.abs(x.loss - y.loss)).toBeLessThan(1e-3 * (1 + y.loss));
+    // generate (best/: backbone + decoder) reproduces the run's test reports.
+    const preds = await lines(path.join(out, 'predictions.jsonl'));
+    const imgs = preds.slice(0, 3).map((p) => p.image as string);
+    const g = cli(['generate', '--model', path.join(out, 'best'), ...imgs, '--out', path.join(ph.tmp, 'nocache-gen.jsonl'), '-q']);
+    expect(g.code, g.stderr).toBe(0);
+    expect((await lines(path.join(ph.tmp, 'nocache-gen.jsonl'))).map((x) => x.generated)).toEqual(preds.slice(0, 3).map((p) => p.generated));
   });
 
   it('--mode full trains the encoder: best/backbone moves, generate decodes what the run predicted, a killed run resumes exactly', { timeout: 600_000 }, async () => {

@@ -14,6 +14,7 @@ import { readSafetensors } from '../../src/io/safetensors.js';
 import { train } from '../../src/train/run.js';
 import { Trainer } from '../../src/train/trainer.js';
 import { repoRoot } from '../unit/golden.js';
+import { maxDiff } from '../helpers/safetensors-diff.js';
 
 const MAIN = path.join(repoRoot, 'dist', 'cli', 'main.js');
 let tmp: string;
@@ -52,16 +53,6 @@ async function tensors(file: string) {
   return (await readSafetensors(file)).tensors;
 }
 
-async function maxDiff(a: string, b: string): Promise<number> {
-  const [ta, tb] = await Promise.all([tensors(a), tensors(b)]);
-  expect([...ta.keys()].sort()).toEqual([...tb.keys()].sort());
-  let m = 0;
-  for (const [k, t] of ta) {
-    const u = tb.get(k)?.data as ArrayLike<number | bigint>;
-    for (let i = 0; i < t.data.length; i++) m = Math.max(m, Math.abs(Number(t.data[i]) - Number(u[i])));
-  }
-  return m;
-}
 
 beforeAll(async () => {
   tmp = await mkdtemp(path.join(tmpdir(), 'cxf-train-'));

@@ -367,3 +367,28 @@ fn encoder_trained_end_to_end_groups_resume_and_export() {
     assert!(!cfg(0.0).to_json().contains("encoder") && encoder_cfg(-1).to_json().contains("\"encoder\""));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn frozen_encoder_inside_the_trainer_equals_training_on_its_cached_memories() {
+    let (_, toks, _) = dataset(4, 3);
+    let x = pixels(4, 21);
+    let mut c = encoder_cfg(-1);
+    c.encoder.as_mut().unwrap().backbone_lr = 0.0;
+    let mut a = ReportTrainer::create(c, Device::Cpu, 5).unwrap();
+    assert!(a.optimizer.slots.iter().all(|s| !s.name.starts_with("backbone.")));
+    let before = snapshot(&a);
+    let cached = a.memory(&x).unwrap();
+    let mut b = ReportTrainer::create(cfg(0.0), Device::Cpu, 5).unwrap();
+    for _ in 0..3 {
+        assert_eq!(a.step_pixels(&x, &toks).unwrap(), b.step(&cached, None, &toks).unwrap());
+    }
+    let (sa, sb) = (snapshot(&a), snapshot(&b));
+    for (k, t) in &sb {
+        assert!(t.equal(&sa[k]), "{k}");
+    }
+    // The encoder is part of the state but never moves.
+    for k in sa.keys().filter(|k| k.starts_with("backbone.")) {
+        assert!(sa[k].equal(&before[k]), "{k}");
+    }
+    assert!(a.memory(&x).unwrap().equal(&cached));
+}

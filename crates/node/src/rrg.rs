@@ -8,7 +8,7 @@ use crate::job::{Job, Shared, job, job_with, report};
 use crate::{invalid, js_error, tensor_from};
 use cxformer_core::dist::ProcessGroup;
 use cxformer_core::rrg::generate::strip_eos;
-use cxformer_core::rrg::{BeamOptions, EarlyStopping, GenerateOptions, ReportModel, ReportTrainer, RrgTrainConfig, SampleOptions, Strategy, generate};
+use cxformer_core::rrg::{BeamOptions, EarlyStopping, GenerateOptions, MemoryInput, ReportModel, ReportTrainer, RrgTrainConfig, SampleOptions, Strategy, generate};
 use cxformer_core::text::ReportTokenizer;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -260,6 +260,43 @@ pub struct NativeReportTrainer {
     pg: Option<Arc<ProcessGroup>>,
 }
 
+/// What a step or an evaluation reads, moved into its job.
+enum Input {
+    Features(Tensor),
+    Pixels(Tensor),
+}
+
+impl Input {
+    fn memory(&self) -> MemoryInput<'_> {
+        match self {
+            Input::Features(t) => MemoryInput::Features(t),
+            Input::Pixels(t) => MemoryInput::Pixels(t),
+        }
+    }
+}
+
+impl NativeReportTrainer {
+    /// A training step as a job (collective under a process group; a failure is recorded for the peers).
+    fn step_job(&self, input: Input, tokens: Tensor) -> AsyncTask<Job<String, String>> {
+        let (inner, pg) = (self.inner.clone(), self.pg.clone());
+        job("report step", move || {
+            let mut t = inner.lock()?;
+            let r = t.step_input(input.memory(), None, &tokens);
+            let rep = report(pg.as_deref(), || format!("report step {}", t.step), r)?;
+            Ok(serde_json::to_string(&rep).expect("serializable"))
+        })
+    }
+
+    /// An evaluation as a job (local to this process).
+    fn evaluate_job(&self, input: Input, tokens: Tensor) -> AsyncTask<Job<String, String>> {
+        let inner = self.inner.clone();
+        job("report evaluate", move || {
+            let r = inner.lock()?.evaluate_input(input.memory(), None, &tokens).map_err(js_error)?;
+            Ok(serde_json::to_string(&r).expect("serializable"))
+        })
+    }
+}
+
 #[napi]
 impl NativeReportTrainer {
     /// The resolved RrgTrainConfig (JSON, defaults filled in).
@@ -285,41 +322,19 @@ impl NativeReportTrainer {
     /// the pad id. Resolves to the step report (JSON {step, loss, tokens, lr, gradNorm, skipped}).
     #[napi(ts_return_type = "Promise<string>")]
     pub fn step(&self, features: Float32Array, features_shape: Vec<i64>, tokens: Int32Array, tokens_shape: Vec<i64>) -> napi::Result<AsyncTask<Job<String, String>>> {
-        let x = features_of(&features, &features_shape)?;
-        let y = tokens_of(&tokens, &tokens_shape)?;
-        let (inner, pg) = (self.inner.clone(), self.pg.clone());
-        Ok(job("report step", move || {
-            let mut t = inner.lock()?;
-            let r = t.step(&x, None, &y);
-            let rep = report(pg.as_deref(), || format!("report step {}", t.step), r)?;
-            Ok(serde_json::to_string(&rep).expect("serializable"))
-        }))
+        Ok(self.step_job(Input::Features(features_of(&features, &features_shape)?), tokens_of(&tokens, &tokens_shape)?))
     }
 
     /// `step` of a trainer with an encoder (config `encoder`): normalised pixels (B, 3, H, W) instead of features.
     #[napi(ts_return_type = "Promise<string>")]
     pub fn step_pixels(&self, pixels: Float32Array, pixels_shape: Vec<i64>, tokens: Int32Array, tokens_shape: Vec<i64>) -> napi::Result<AsyncTask<Job<String, String>>> {
-        let x = pixels_of(&pixels, &pixels_shape)?;
-        let y = tokens_of(&tokens, &tokens_shape)?;
-        let (inner, pg) = (self.inner.clone(), self.pg.clone());
-        Ok(job("report step", move || {
-            let mut t = inner.lock()?;
-            let r = t.step_pixels(&x, &y);
-            let rep = report(pg.as_deref(), || format!("report step {}", t.step), r)?;
-            Ok(serde_json::to_string(&rep).expect("serializable"))
-        }))
+        Ok(self.step_job(Input::Pixels(pixels_of(&pixels, &pixels_shape)?), tokens_of(&tokens, &tokens_shape)?))
     }
 
     /// `evaluate` of a trainer with an encoder, on normalised pixels: JSON {loss, tokens}.
     #[napi(ts_return_type = "Promise<string>")]
     pub fn evaluate_pixels(&self, pixels: Float32Array, pixels_shape: Vec<i64>, tokens: Int32Array, tokens_shape: Vec<i64>) -> napi::Result<AsyncTask<Job<String, String>>> {
-        let x = pixels_of(&pixels, &pixels_shape)?;
-        let y = tokens_of(&tokens, &tokens_shape)?;
-        let inner = self.inner.clone();
-        Ok(job("report evaluate", move || {
-            let r = inner.lock()?.evaluate_pixels(&x, &y).map_err(js_error)?;
-            Ok(serde_json::to_string(&r).expect("serializable"))
-        }))
+        Ok(self.evaluate_job(Input::Pixels(pixels_of(&pixels, &pixels_shape)?), tokens_of(&tokens, &tokens_shape)?))
     }
 
     /// The memory features (B, M, D_vit) of normalised pixels under the encoder being trained (eval mode), for
@@ -341,13 +356,7 @@ impl NativeReportTrainer {
     /// Eval-mode loss of a batch: JSON {loss, tokens}.
     #[napi(ts_return_type = "Promise<string>")]
     pub fn evaluate(&self, features: Float32Array, features_shape: Vec<i64>, tokens: Int32Array, tokens_shape: Vec<i64>) -> napi::Result<AsyncTask<Job<String, String>>> {
-        let x = features_of(&features, &features_shape)?;
-        let y = tokens_of(&tokens, &tokens_shape)?;
-        let inner = self.inner.clone();
-        Ok(job("report evaluate", move || {
-            let r = inner.lock()?.evaluate(&x, None, &y).map_err(js_error)?;
-            Ok(serde_json::to_string(&r).expect("serializable"))
-        }))
+        Ok(self.evaluate_job(Input::Features(features_of(&features, &features_shape)?), tokens_of(&tokens, &tokens_shape)?))
     }
 
     /// Decodes a report per row of `features` (B, M, D_vit) with the model being trained; `options` as

@@ -47,7 +47,13 @@ export async function run(a: Args): Promise<number> {
       data: dataSpec(a),
       out: String(a.out),
       ...(a.tokenizer !== undefined ? { tokenizer: parseTokenizerSpec(String(a.tokenizer)) } : {}),
-      memory: { block: num(a, 'memory-block') ?? -1, pool: num(a, 'memory-pool') ?? 1, ...(num(a, 'batch-size') ? { batchSize: num(a, 'batch-size') } : {}), ...(pre && Object.keys(pre).length ? { preprocess: pre } : {}) },
+      memory: {
+        block: num(a, 'memory-block') ?? -1,
+        pool: num(a, 'memory-pool') ?? 1,
+        ...(num(a, 'batch-size') ? { batchSize: num(a, 'batch-size') } : {}),
+        ...(pre && Object.keys(pre).length ? { preprocess: pre } : {}),
+        ...(a['memory-cache'] !== undefined ? { cache: Boolean(a['memory-cache']) } : {}),
+      },
       ...(a.decoder !== undefined || a.dropout !== undefined ? { decoder: decoderOf(a) } : {}),
       // --mode full: the encoder trained end to end with its own lr (layer-wise decay and patch-embed multiplier).
       ...(a.mode === 'full'

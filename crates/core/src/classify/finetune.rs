@@ -108,14 +108,7 @@ impl FineTuner {
     /// `seed`; head from the config's seed; fresh AdamW. Returns the load report when weights were given.
     pub fn new(cfg: FinetuneConfig, device: Device, init_weights: Option<&Path>, seed: i64) -> Result<(Self, Option<LoadReport>)> {
         cfg.validate()?;
-        let vs = nn::VarStore::new(device);
-        let vit = {
-            let _rng = crate::backbone::RNG_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-            tch::manual_seed(seed);
-            let vit = Vit::new(&vs.root(), &cfg.model)?;
-            crate::model::init_from_scratch(&vs);
-            vit
-        };
+        let crate::Backbone { vs, vit } = crate::Backbone::random(&cfg.model, device, seed)?;
         let report = match init_weights {
             Some(p) => Some(load_backbone(&vs, &WeightFile::open(p)?)?),
             None => None,

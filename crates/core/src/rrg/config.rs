@@ -198,7 +198,8 @@ pub struct RrgTrainConfig {
     pub encoder: Option<EncoderTrainConfig>,
 }
 
-/// The ViT trained end to end with the captioner (`finetune --task report --mode full`): its architecture, which
+/// The ViT inside the captioner's trainer: trained end to end (`finetune --task report --mode full`), or frozen
+/// (`backboneLr` 0) when the memories are computed at every step instead of cached. Its architecture, which
 /// block's tokens form the memory, and its optimizer values, as full classification fine-tuning has them
 /// ([`crate::classify::finetune`]): a backbone parameter's lr = `backboneLr · layerwiseDecay^(depth + 1 − layer_id)`
 /// (× `patchEmbedLrMult` for patch_embed.*), weight decay on its weight matrices only.
@@ -213,7 +214,8 @@ pub struct EncoderTrainConfig {
     /// Patch-grid average pooling window k (1 = off). @default 1
     #[serde(default = "d_pool")]
     pub pool: i64,
-    /// Peak lr of the last block (the decoder has `lr`). @default 2e-5
+    /// Peak lr of the last block (the decoder has `lr`); 0 = the encoder stays frozen and computes the memory at
+    /// every step without gradients (for data sets whose cached memories would not fit). @default 1e-4
     #[serde(default = "d_backbone_lr")]
     pub backbone_lr: f64,
     /// @default 1
@@ -231,7 +233,7 @@ fn d_pool() -> i64 {
     1
 }
 fn d_backbone_lr() -> f64 {
-    2e-5
+    1e-4
 }
 fn d_one() -> f64 {
     1.0
@@ -241,6 +243,11 @@ impl EncoderTrainConfig {
     /// `model` with the memory of the last block, unpooled, and the default optimizer values.
     pub fn new(model: crate::config::VitConfig) -> Self {
         EncoderTrainConfig { model, block: d_block(), pool: d_pool(), backbone_lr: d_backbone_lr(), layerwise_decay: d_one(), patch_embed_lr_mult: d_one() }
+    }
+
+    /// The encoder gets no gradient and no optimizer state (`backboneLr` 0).
+    pub fn frozen(&self) -> bool {
+        self.backbone_lr == 0.0
     }
 
     /// Checks the values against the ViT, naming the field.
@@ -253,8 +260,8 @@ impl EncoderTrainConfig {
         if self.pool < 1 {
             return bad(format!("pool must be ≥ 1, got {}", self.pool));
         }
-        if !(self.backbone_lr.is_finite() && self.backbone_lr > 0.0) {
-            return bad(format!("backboneLr must be a finite number > 0 (a frozen encoder has no encoder section), got {}", self.backbone_lr));
+        if !(self.backbone_lr.is_finite() && self.backbone_lr >= 0.0) {
+            return bad(format!("backboneLr must be a finite number ≥ 0 (0: frozen), got {}", self.backbone_lr));
         }
         for (name, v) in [("layerwiseDecay", self.layerwise_decay), ("patchEmbedLrMult", self.patch_embed_lr_mult)] {
             if !(v.is_finite() && v > 0.0 && v <= 1.0) {

@@ -36,7 +36,9 @@
 //!   patchEmbedLrMult for patch_embed, weight decay on weight matrices only); blocks after the memory block get no
 //!   gradient and stay put. The state then carries the `backbone.*` tensors and their moments;
 //!   [`ReportTrainer::export_encoder`] writes the ViT (HF layout) and [`ReportTrainer::memory`] gives the memory
-//!   of the encoder being trained (eval mode) for decoding.
+//!   of the encoder being trained (eval mode) for decoding. With `backboneLr` 0 the encoder is frozen inside the
+//!   trainer: no gradients, no optimizer slots, the memory computed in eval mode at every step (the cached-memory
+//!   recipe for data sets whose memories would not fit on disk or in RAM); its tensors are still part of the state.
 use super::config::EncoderTrainConfig;
 use super::{ReportModel, RrgTrainConfig, label_smoothed_ce, memory_tokens};
 use crate::bail_shape;
@@ -158,21 +160,18 @@ impl ReportTrainer {
             }
             None => (None, None),
             Some(e) => {
-                let vs = nn::VarStore::new(device);
-                let vit = {
-                    let _rng = crate::backbone::RNG_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-                    tch::manual_seed(seed);
-                    let vit = Vit::new(&vs.root(), &e.model)?;
-                    crate::model::init_from_scratch(&vs);
-                    vit
-                };
+                let crate::Backbone { vs, vit } = crate::Backbone::random(&e.model, device, seed)?;
                 let report = match encoder_weights {
                     Some(p) => Some(load_backbone(&vs, &WeightFile::open(p)?)?),
                     None => None,
                 };
                 for (name, t) in sorted_vars(&vs) {
-                    let g = encoder_group(e, cfg.lr, &name);
-                    params.push((format!("backbone.{name}"), t, g));
+                    if e.frozen() {
+                        let _ = t.set_requires_grad(false);
+                    } else {
+                        let g = encoder_group(e, cfg.lr, &name);
+                        params.push((format!("backbone.{name}"), t, g));
+                    }
                 }
                 (Some(ReportEncoder { vs, vit }), report)
             }
@@ -218,7 +217,12 @@ impl ReportTrainer {
                 if x.dim() != 4 || x.size()[1] != 3 || x.kind() != Kind::Float {
                     bail_shape!("pixel values: expected a (B, 3, H, W) float32 tensor, got {:?} {:?}", x.size(), x.kind());
                 }
-                memory_tokens(&enc.vit, &x.f_to_device(device)?, e.block, e.pool, train)
+                let x = x.f_to_device(device)?;
+                if e.frozen() {
+                    // A frozen encoder computes what the cached memories hold: eval mode, no gradients.
+                    return tch::no_grad(|| memory_tokens(&enc.vit, &x, e.block, e.pool, false));
+                }
+                memory_tokens(&enc.vit, &x, e.block, e.pool, train)
             }
         }
     }
@@ -260,7 +264,8 @@ impl ReportTrainer {
         self.step_input(MemoryInput::Pixels(pixels), None, tokens)
     }
 
-    fn step_input(&mut self, input: MemoryInput, memory_mask: Option<&Tensor>, tokens: &Tensor) -> Result<StepReport> {
+    /// [`ReportTrainer::step`] of either input.
+    pub fn step_input(&mut self, input: MemoryInput, memory_mask: Option<&Tensor>, tokens: &Tensor) -> Result<StepReport> {
         let step = self.step;
         let lr = self.cfg.lr_at(step);
         let (loss, k) = {
@@ -293,7 +298,8 @@ impl ReportTrainer {
         self.evaluate_input(MemoryInput::Pixels(pixels), None, tokens)
     }
 
-    fn evaluate_input(&self, input: MemoryInput, memory_mask: Option<&Tensor>, tokens: &Tensor) -> Result<EvalReport> {
+    /// [`ReportTrainer::evaluate`] of either input.
+    pub fn evaluate_input(&self, input: MemoryInput, memory_mask: Option<&Tensor>, tokens: &Tensor) -> Result<EvalReport> {
         tch::no_grad(|| {
             let (loss, k) = self.batch_loss(input, memory_mask, tokens, false)?;
             Ok(EvalReport { loss: if k > 0 { loss.f_double_value(&[])? } else { 0.0 }, tokens: k })
