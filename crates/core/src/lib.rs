@@ -8,6 +8,7 @@ pub mod config;
 pub mod dist;
 pub mod downstream;
 pub mod error;
+pub mod llava;
 pub mod lm;
 pub mod model;
 pub mod rrg;

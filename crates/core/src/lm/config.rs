@@ -69,7 +69,9 @@ pub enum Activation {
 }
 
 impl Activation {
-    fn parse(name: &str, key: &str) -> Result<Self> {
+    /// From a transformers activation name (`hidden_act`, `projector_hidden_act`, …); `key` names the field in
+    /// the error.
+    pub fn parse(name: &str, key: &str) -> Result<Self> {
         Ok(match name {
             "silu" | "swish" => Activation::Silu,
             "gelu" => Activation::Gelu,

@@ -13,28 +13,39 @@
 //! `transformer.h.{i}.attn.c_proj.weight` (d, d) `|bias`, `transformer.h.{i}.ln_2.weight|bias`,
 //! `transformer.h.{i}.mlp.c_fc.weight` (d, F) `|bias`, `transformer.h.{i}.mlp.c_proj.weight` (F, d) `|bias`,
 //! `transformer.ln_f.weight|bias`; `lm_head.weight` (V, d) only when untied.
+use super::adapter::{LinearDelta, LinearLayer};
 use super::cache::{AttnMask, KvCache, attend};
 use super::config::{Activation, LmConfig};
 use crate::bail_shape;
 use crate::error::Result;
 use tch::{Tensor, nn};
 
-/// Conv1D: y = x W + b with W stored (in, out).
+/// Conv1D: y = x W + b with W stored (in, out) (+ Δ(x) when an adapter is set, [`super::adapter`]).
 #[derive(Debug)]
 struct Conv1D {
     weight: Tensor,
     bias: Tensor,
+    delta: Option<Box<dyn LinearDelta>>,
 }
 
 impl Conv1D {
     fn new(p: nn::Path, i: i64, o: i64) -> Self {
-        Conv1D { weight: p.var("weight", &[i, o], nn::Init::Const(0.0)), bias: p.var("bias", &[o], nn::Init::Const(0.0)) }
+        Conv1D { weight: p.var("weight", &[i, o], nn::Init::Const(0.0)), bias: p.var("bias", &[o], nn::Init::Const(0.0)), delta: None }
     }
 
     /// # Shapes
     /// x: (..., in) → (..., out)
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.f_matmul(&self.weight)?.f_add(&self.bias)?)
+        let y = x.f_matmul(&self.weight)?.f_add(&self.bias)?;
+        match &self.delta {
+            Some(d) => Ok(y.f_add(&d.forward(x)?)?),
+            None => Ok(y),
+        }
+    }
+
+    fn info(&self, path: String) -> LinearLayer {
+        let (i, o) = (self.weight.size()[0], self.weight.size()[1]);
+        LinearLayer { path, in_features: i, out_features: o, fan_in_fan_out: true, weight: self.weight.shallow_clone(), adapted: self.delta.is_some() }
     }
 }
 
@@ -98,6 +109,33 @@ impl Gpt2Model {
 
     pub fn num_layers(&self) -> usize {
         self.h.len()
+    }
+
+    /// Every Conv1D of every block with its path under the transformer root (`h.{i}.attn.c_attn`, …).
+    fn projections_mut(&mut self) -> Vec<(String, &mut Conv1D)> {
+        let mut out = Vec::new();
+        for (i, b) in self.h.iter_mut().enumerate() {
+            for (n, c) in [("attn.c_attn", &mut b.c_attn), ("attn.c_proj", &mut b.attn_c_proj), ("mlp.c_fc", &mut b.c_fc), ("mlp.c_proj", &mut b.mlp_c_proj)] {
+                out.push((format!("h.{i}.{n}"), c));
+            }
+        }
+        out
+    }
+
+    /// See [`super::LanguageModel::linear_layers`]; paths under the transformer root.
+    pub(crate) fn linear_layers(&mut self) -> Vec<LinearLayer> {
+        self.projections_mut().into_iter().map(|(p, c)| c.info(p)).collect()
+    }
+
+    /// Sets (or clears) the delta of the Conv1D at `path` (under the transformer root); false if there is none.
+    pub(crate) fn set_delta(&mut self, path: &str, delta: Option<Box<dyn LinearDelta>>) -> bool {
+        match self.projections_mut().into_iter().find(|(p, _)| p == path) {
+            Some((_, c)) => {
+                c.delta = delta;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Hidden states after `ln_f`; the learned positions are added here (transformers adds them to

@@ -11,6 +11,7 @@
 //! `model.layers.{i}.self_attn.{q,k,v,o}_proj.weight|bias` (q: (H·Dh, d), k/v: (H_kv·Dh, d), o: (d, H·Dh));
 //! `model.layers.{i}.self_attn.{q,k}_norm.weight` (Dh, qwen3); `model.layers.{i}.mlp.{gate,up,down}_proj.weight|bias`;
 //! `model.norm.weight`; `lm_head.weight` (V, d) unless tied.
+use super::adapter::{Linear, LinearDelta, LinearLayer};
 use super::cache::{AttnMask, KvCache, attend};
 use super::config::LmConfig;
 use super::rope::{self, Rope};
@@ -18,8 +19,8 @@ use crate::error::Result;
 use tch::{Kind, Tensor, nn};
 
 /// A linear layer whose variables start at zero (every value is loaded afterwards; no random init to pay for).
-pub(crate) fn linear(p: nn::Path, i: i64, o: i64, bias: bool) -> nn::Linear {
-    nn::linear(p, i, o, nn::LinearConfig { ws_init: nn::Init::Const(0.0), bs_init: Some(nn::Init::Const(0.0)), bias })
+fn linear(p: nn::Path, i: i64, o: i64, bias: bool) -> Linear {
+    Linear::new(p, i, o, bias)
 }
 
 /// RMSNorm computed in float32 (transformers `LlamaRMSNorm`): w ⊙ (x / √(mean(x²) + ε)), cast back to x's kind
@@ -47,10 +48,10 @@ impl RmsNorm {
 
 #[derive(Debug)]
 struct SelfAttention {
-    q_proj: nn::Linear,
-    k_proj: nn::Linear,
-    v_proj: nn::Linear,
-    o_proj: nn::Linear,
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
     heads: i64,
@@ -80,8 +81,8 @@ impl SelfAttention {
     fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: &AttnMask, cache: Option<(&mut KvCache, usize)>) -> Result<Tensor> {
         let (b, t, _) = x.size3()?;
         // (B, T, H·Dh) → (B, T, H, Dh) [→ per-head RMSNorm] → (B, H, T, Dh)
-        let heads = |lin: &nn::Linear, n: i64, norm: &Option<RmsNorm>| -> Result<Tensor> {
-            let y = x.apply(lin).f_view([b, t, n, self.head_dim])?;
+        let heads = |lin: &Linear, n: i64, norm: &Option<RmsNorm>| -> Result<Tensor> {
+            let y = lin.forward(x)?.f_view([b, t, n, self.head_dim])?;
             let y = match norm {
                 Some(nm) => nm.forward(&y)?,
                 None => y,
@@ -96,15 +97,15 @@ impl SelfAttention {
             None => (k, v),
         };
         let o = attend(&q, &k, &v, mask, (self.head_dim as f64).powf(-0.5))?;
-        Ok(o.apply(&self.o_proj))
+        self.o_proj.forward(&o)
     }
 }
 
 #[derive(Debug)]
 struct Mlp {
-    gate_proj: nn::Linear,
-    up_proj: nn::Linear,
-    down_proj: nn::Linear,
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
     act: super::config::Activation,
 }
 
@@ -119,8 +120,9 @@ impl Mlp {
         }
     }
 
-    fn forward(&self, x: &Tensor) -> Tensor {
-        (self.act.apply(&x.apply(&self.gate_proj)) * x.apply(&self.up_proj)).apply(&self.down_proj)
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.act.apply(&self.gate_proj.forward(x)?).f_mul(&self.up_proj.forward(x)?)?;
+        self.down_proj.forward(&h)
     }
 }
 
@@ -168,6 +170,38 @@ impl LlamaModel {
         self.layers.len()
     }
 
+    /// Every projection of every layer with its path under the model root (`layers.{i}.self_attn.q_proj`, …).
+    fn projections_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let a = &mut l.self_attn;
+            for (n, lin) in [("q_proj", &mut a.q_proj), ("k_proj", &mut a.k_proj), ("v_proj", &mut a.v_proj), ("o_proj", &mut a.o_proj)] {
+                out.push((format!("layers.{i}.self_attn.{n}"), lin));
+            }
+            let m = &mut l.mlp;
+            for (n, lin) in [("gate_proj", &mut m.gate_proj), ("up_proj", &mut m.up_proj), ("down_proj", &mut m.down_proj)] {
+                out.push((format!("layers.{i}.mlp.{n}"), lin));
+            }
+        }
+        out
+    }
+
+    /// See [`super::LanguageModel::linear_layers`]; paths under the model root.
+    pub(crate) fn linear_layers(&mut self) -> Vec<LinearLayer> {
+        self.projections_mut().into_iter().map(|(p, l)| l.info(p)).collect()
+    }
+
+    /// Sets (or clears) the delta of the projection at `path` (under the model root); false if there is none.
+    pub(crate) fn set_delta(&mut self, path: &str, delta: Option<Box<dyn LinearDelta>>) -> bool {
+        match self.projections_mut().into_iter().find(|(p, _)| p == path) {
+            Some((_, l)) => {
+                l.delta = delta;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Hidden states after the final norm.
     ///
     /// # Shapes
@@ -179,7 +213,7 @@ impl LlamaModel {
             let c = cache.as_deref_mut().map(|c| (c, i));
             let a = l.self_attn.forward(&l.input_layernorm.forward(&x)?, &cos, &sin, mask, c)?;
             x = x.f_add(&a)?;
-            let f = l.mlp.forward(&l.post_attention_layernorm.forward(&x)?);
+            let f = l.mlp.forward(&l.post_attention_layernorm.forward(&x)?)?;
             x = x.f_add(&f)?;
         }
         self.norm.forward(&x)

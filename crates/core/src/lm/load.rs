@@ -5,7 +5,7 @@
 //! accounted for, nothing loaded unless all of it matches.
 use crate::error::{Error, Result};
 use crate::weights::WeightFile;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor, nn};
@@ -170,6 +170,10 @@ pub enum KeyRole {
     Ignore,
     /// A tensor that must equal the one loaded into this variable (a tied LM head stored anyway).
     Tied(String),
+    /// Rows `index`·n..(`index`+1)·n of this variable, n = its first dimension / `parts` (a fused projection stored
+    /// in parts, e.g. the query/key/value of an HF Dinov2 layer for cxformer's fused `qkv`). Every part of a
+    /// variable must be stored exactly once.
+    Part { var: String, index: i64, parts: i64 },
 }
 
 /// How [`load_strict`] converts and checks values.
@@ -210,24 +214,62 @@ pub struct LmLoadReport {
 /// value exactly and (unless allowed) every value is finite; nothing is loaded then. Values are converted to each
 /// variable's kind.
 pub fn load_strict(vs: &nn::VarStore, ckpt: &Checkpoint, role: impl Fn(&str) -> Option<KeyRole>, allow_non_finite: bool) -> Result<LmLoadReport> {
-    let mut vars = vs.variables();
+    load_strict_into(vs.variables(), ckpt, role, allow_non_finite)
+}
+
+/// [`load_strict`] into a set of variables (name → the variable itself, e.g. part of a VarStore's
+/// `variables()`): every variable of `vars` must be set, and only those.
+pub fn load_strict_into(
+    mut vars: HashMap<String, Tensor>,
+    ckpt: &Checkpoint,
+    role: impl Fn(&str) -> Option<KeyRole>,
+    allow_non_finite: bool,
+) -> Result<LmLoadReport> {
     let (mut missing, mut unexpected, mut mismatched, mut twice) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut ignored, mut tied) = (Vec::new(), Vec::new());
     let mut source: BTreeMap<String, String> = BTreeMap::new(); // variable → key
+    let mut parts: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new(); // variable → key of each part
     let mut dtypes = BTreeSet::new();
+    let float_dtype = |key: &str, e: &Entry| -> Result<()> {
+        if !matches!(e.dtype.as_str(), "F32" | "BF16" | "F16" | "F64") {
+            return Err(Error::weights(&ckpt.path, format!("tensor '{key}' has dtype {}; expected F32, BF16, F16 or F64", e.dtype)));
+        }
+        Ok(())
+    };
     for (key, e) in &ckpt.entries {
         match role(key) {
             None => unexpected.push(key.clone()),
             Some(KeyRole::Ignore) => ignored.push(key.clone()),
             Some(KeyRole::Tied(var)) => tied.push((key.clone(), var)),
+            Some(KeyRole::Part { var, index, parts: n }) => {
+                let Some(t) = vars.get(&var) else {
+                    unexpected.push(key.clone());
+                    continue;
+                };
+                float_dtype(key, e)?;
+                dtypes.insert(e.dtype.clone());
+                let mut want = t.size();
+                if n < 1 || index < 0 || index >= n || want.is_empty() || want[0] % n != 0 {
+                    mismatched.push(format!("{key} (part {index} of {n} of {var} {:?})", t.size()));
+                    continue;
+                }
+                want[0] /= n;
+                if e.shape != want {
+                    mismatched.push(format!("{key} (file {:?}, model {want:?}: part {index} of {n} of {var})", e.shape));
+                }
+                let slots = parts.entry(var.clone()).or_insert_with(|| vec![None; n as usize]);
+                if slots.len() != n as usize {
+                    twice.push(format!("{var} (split in {} and in {n} parts)", slots.len()));
+                } else if let Some(prev) = slots[index as usize].replace(key.clone()) {
+                    twice.push(format!("{var} part {index} (from {prev} and {key})"));
+                }
+            }
             Some(KeyRole::Var(var)) => {
                 let Some(t) = vars.get(&var) else {
                     unexpected.push(key.clone());
                     continue;
                 };
-                if !matches!(e.dtype.as_str(), "F32" | "BF16" | "F16" | "F64") {
-                    return Err(Error::weights(&ckpt.path, format!("tensor '{key}' has dtype {}; expected F32, BF16, F16 or F64", e.dtype)));
-                }
+                float_dtype(key, e)?;
                 dtypes.insert(e.dtype.clone());
                 if let Some(prev) = source.insert(var.clone(), key.clone()) {
                     twice.push(format!("{var} (from {prev} and {key})"));
@@ -241,8 +283,16 @@ pub fn load_strict(vs: &nn::VarStore, ckpt: &Checkpoint, role: impl Fn(&str) -> 
     let mut names: Vec<&String> = vars.keys().collect();
     names.sort();
     for v in names {
-        if !source.contains_key(v) {
-            missing.push(v.clone());
+        match (source.get(v), parts.get(v)) {
+            (None, None) => missing.push(v.clone()),
+            (Some(k), Some(_)) => twice.push(format!("{v} (from {k} and from parts)")),
+            (None, Some(slots)) => {
+                let absent: Vec<String> = slots.iter().enumerate().filter(|(_, k)| k.is_none()).map(|(i, _)| i.to_string()).collect();
+                if !absent.is_empty() {
+                    missing.push(format!("{v} (part(s) {} of {})", absent.join(", "), slots.len()));
+                }
+            }
+            (Some(_), None) => {}
         }
     }
     for (key, var) in &tied {
@@ -262,7 +312,8 @@ pub fn load_strict(vs: &nn::VarStore, ckpt: &Checkpoint, role: impl Fn(&str) -> 
     }
     // Pass 1: values (finite, tied copies equal) before any variable changes.
     let mut bad = Vec::new();
-    for key in source.values() {
+    let part_keys = parts.values().flatten().flatten();
+    for key in source.values().chain(part_keys) {
         if !allow_non_finite {
             let t = ckpt.tensor(key)?;
             let n = t.f_isfinite()?.f_logical_not()?.f_sum(Kind::Int64)?.f_int64_value(&[])?;
@@ -298,11 +349,19 @@ pub fn load_strict(vs: &nn::VarStore, ckpt: &Checkpoint, role: impl Fn(&str) -> 
             let t = ckpt.tensor(key)?;
             dst.f_copy_(&t.f_to_kind(dst.kind())?.f_to_device(dst.device())?)?;
         }
+        for (var, keys) in &parts {
+            let dst = vars.get_mut(var).expect("checked above");
+            let rows = dst.size()[0] / keys.len() as i64;
+            for (i, key) in keys.iter().enumerate() {
+                let t = ckpt.tensor(key.as_deref().expect("every part checked above"))?;
+                dst.f_narrow(0, i as i64 * rows, rows)?.f_copy_(&t.f_to_kind(dst.kind())?.f_to_device(dst.device())?)?;
+            }
+        }
         Ok(())
     })?;
     Ok(LmLoadReport {
         files: ckpt.files(),
-        loaded: source.len(),
+        loaded: source.len() + parts.len(),
         ignored,
         tied: tied.into_iter().map(|(k, _)| k).collect(),
         source_dtypes: dtypes.into_iter().collect(),

@@ -53,9 +53,14 @@
 //! (preallocated for a capacity, filled in place) carries keys and values across calls; the mask then covers
 //! past and new positions.
 //!
+//! # Adapters
+//! Each projection of a decoder layer can carry a delta added to its output ([`adapter`],
+//! [`LanguageModel::set_delta`]; LoRA in [`crate::llava::lora`]); without one it computes exactly as before.
+//!
 //! # Decoding
 //! [`fn@generate`]: greedy, beam search (transformers' `_beam_search`) and seeded sampling, stopping on any EOS
 //! id, rows continuing with the pad id after their EOS (rules: module [`mod@generate`]).
+pub mod adapter;
 pub mod cache;
 pub mod config;
 pub mod generate;
@@ -64,10 +69,11 @@ pub mod llama;
 pub mod load;
 pub mod rope;
 
+pub use adapter::{LinearDelta, LinearLayer};
 pub use cache::KvCache;
 pub use config::{Activation, Family, GenerationConfig, LmConfig, RopeScaling, SUPPORTED_MODEL_TYPES};
 pub use generate::{BeamOptions, EarlyStopping, GenerateOptions, Hypothesis, LmGeneration, Prompt, SampleOptions, Strategy, generate};
-pub use load::{Checkpoint, INDEX_FILE, KeyRole, LmLoadOptions, LmLoadReport, MODEL_FILE, load_strict};
+pub use load::{Checkpoint, INDEX_FILE, KeyRole, LmLoadOptions, LmLoadReport, MODEL_FILE, load_strict, load_strict_into};
 
 use crate::bail_shape;
 use crate::error::{Error, Result};
@@ -145,6 +151,39 @@ impl LanguageModel {
             Body::Llama(m) => m.num_layers(),
             Body::Gpt2(m) => m.num_layers(),
         }
+    }
+
+    /// The projections of every decoder layer that an adapter can extend ([`adapter`]: q/k/v/o and the MLP's
+    /// for the llama family, GPT-2's four Conv1D), layer by layer, paths as in the checkpoint
+    /// (`model.layers.0.self_attn.q_proj`, `transformer.h.0.attn.c_attn`).
+    pub fn linear_layers(&mut self) -> Vec<LinearLayer> {
+        let base = Self::base_name(self.cfg.family);
+        let mut layers = match &mut self.body {
+            Body::Llama(m) => m.linear_layers(),
+            Body::Gpt2(m) => m.linear_layers(),
+        };
+        for l in &mut layers {
+            l.path = format!("{base}.{}", l.path);
+        }
+        layers
+    }
+
+    /// Sets (Some) or removes (None) the delta added to the output of the projection at `path` (one of
+    /// [`LanguageModel::linear_layers`]).
+    pub fn set_delta(&mut self, path: &str, delta: Option<Box<dyn LinearDelta>>) -> Result<()> {
+        let base = Self::base_name(self.cfg.family);
+        let found = match path.strip_prefix(base).and_then(|r| r.strip_prefix('.')) {
+            None => false,
+            Some(rest) => match &mut self.body {
+                Body::Llama(m) => m.set_delta(rest, delta),
+                Body::Gpt2(m) => m.set_delta(rest, delta),
+            },
+        };
+        if !found {
+            let example = if self.cfg.family == Family::Gpt2 { "h.0.attn.c_attn" } else { "layers.0.self_attn.q_proj" };
+            return Err(Error::Config(format!("the LM has no adaptable linear layer \"{path}\" (e.g. {base}.{example})")));
+        }
+        Ok(())
     }
 
     /// An empty cache of `capacity` positions for `batch` rows, in the model's kind and device.
