@@ -39,7 +39,7 @@ describe('finetune presets and full-mode options', () => {
     expect(CLASSIFICATION).toMatchObject({ lr: 5e-5, backboneLr: 5e-7, headBatchSize: 10, weightDecay: 0, layerwiseDecay: 1, schedule: 'constant', clipGrad: 1, seed: 7479, epochs: 100, clsLayers: 4, avgpool: true, cropScale: [0.08, 1] });
     expect(SEGMENTATION).toMatchObject({ epochs: 5, lr: 5e-3, batchSize: 64 });
     const help = spawnSync(process.execPath, [path.join(repoRoot, 'dist', 'cli', 'main.js'), 'finetune', '--help', '--show-hidden'], { encoding: 'utf8' }).stdout;
-    expect(help).toMatch(/full: backbone learning rate before layer-wise decay \(default 5e-7\)/);
+    expect(help).toMatch(/full: backbone learning rate before layer-wise decay \(default 5e-7;\s+report 0\.0001\)/);
     expect(help).toMatch(/Head training epochs \(default 100; segmentation 5\)/);
     expect(() => parseCli(['finetune', '--classes', 'A', ...base, '--mode', 'partial'])).toThrow(/mode.*partial|partial.*mode/s);
     expect(() => parseCli(['finetune', '--classes', 'A', ...base, '--label-type', 'ordinal'])).toThrow(/ordinal/);
