@@ -34,17 +34,20 @@
 //! # Training pieces
 //! [`LlavaModel::set_stage`] selects the trainable variables (align: the projector only; the others get
 //! `requires_grad(false)` and no gradient, so they stay bit-for-bit unchanged), [`lora`] adds LoRA to the LM,
-//! [`inputs::causal_lm_loss`] is transformers' shifted loss on the report labels.
+//! [`inputs::causal_lm_loss`] is transformers' shifted loss on the report labels; [`train::LlavaTrainer`] trains
+//! both stages on the shared harness (state, resume, data parallelism, gradient accumulation, export).
 pub mod config;
 pub mod inputs;
 pub mod lora;
 pub mod projector;
+pub mod train;
 pub mod vision;
 
 pub use config::{FeatureSelect, LlavaConfig, LlavaOptions, ProjectorKind};
 pub use inputs::{IGNORE_INDEX, LlavaInputs, causal_lm_loss, expand_image_tokens, report_labels};
 pub use lora::{Lora, LoraConfig};
 pub use projector::Projector;
+pub use train::{LlavaBatch, LlavaTrainConfig, LlavaTrainer, LmTuning, LoraSpec, TrainStage};
 
 use crate::error::{Error, Result};
 use crate::lm::{
@@ -175,6 +178,9 @@ impl LlavaModel {
         let mut vs = nn::VarStore::new(device);
         vs.set_kind(kind);
         let root = vs.root();
+        // Building the variables draws from LibTorch's process-global generator: not while another thread's
+        // seeded step draws its dropout (crate::backbone::RNG_LOCK).
+        let _rng = crate::backbone::RNG_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let vit = Vit::new(&(&root / "vision_tower"), &cfg.vision)?;
         let projector = Projector::new(
             &root / "multi_modal_projector",

@@ -53,6 +53,8 @@ pub enum StateKind {
     Seg,
     /// The report captioner ([`crate::rrg::train::ReportTrainer`]); no version-1 files exist.
     Rrg,
+    /// The LLaVA trainer ([`crate::llava::train::LlavaTrainer`]); no version-1 files exist.
+    Llava,
 }
 
 impl StateKind {
@@ -63,6 +65,7 @@ impl StateKind {
             StateKind::Finetune => "finetune",
             StateKind::Seg => "seg",
             StateKind::Rrg => "rrg",
+            StateKind::Llava => "llava",
         }
     }
 
@@ -73,11 +76,12 @@ impl StateKind {
             StateKind::Finetune => "fine-tuning",
             StateKind::Seg => "segmentation",
             StateKind::Rrg => "report captioner",
+            StateKind::Llava => "LLaVA",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [StateKind::Ssl, StateKind::Finetune, StateKind::Seg, StateKind::Rrg].into_iter().find(|k| k.as_str() == s)
+        [StateKind::Ssl, StateKind::Finetune, StateKind::Seg, StateKind::Rrg, StateKind::Llava].into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -264,6 +268,9 @@ fn from_v1(kind: StateKind, mut md: HashMap<String, String>, mut tensors: BTreeM
         }
         StateKind::Rrg => {
             return Err(Error::weights(&source, format!("not a report-captioner training state (metadata {KIND_KEY} is missing)")));
+        }
+        StateKind::Llava => {
+            return Err(Error::weights(&source, format!("not a LLaVA training state (metadata {KIND_KEY} is missing)")));
         }
     };
     Ok(TrainState { kind, config, step, counters, tensors, metadata: md, source })
