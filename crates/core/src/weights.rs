@@ -112,39 +112,46 @@ fn hf_to_original(name: &str) -> Option<Target> {
     None
 }
 
-/// Maps an original-layout key to its HF key(s); qkv splits into query/key/value (rows [0:D], [D:2D], [2D:3D]).
-fn original_to_hf(name: &str) -> Vec<String> {
-    let direct = match name {
-        "cls_token" => Some("embeddings.cls_token"),
-        "mask_token" => Some("embeddings.mask_token"),
-        "pos_embed" => Some("embeddings.position_embeddings"),
-        "register_tokens" => Some("embeddings.register_tokens"),
-        _ => None,
-    };
-    if let Some(d) = direct {
-        return vec![d.to_string()];
+/// The Hugging Face key(s) of a backbone variable (original DINOv2 name; without a prefix such as LLaVA's
+/// `vision_tower.`): three for the fused q/k/v (rows [0:D], [D:2D], [2D:3D] = query, key, value), one otherwise; None for a name that is
+/// not a tower variable.
+pub fn hf_keys(name: &str) -> Option<Vec<String>> {
+    let one = |s: String| Some(vec![s]);
+    match name {
+        "cls_token" => return one("embeddings.cls_token".into()),
+        "mask_token" => return one("embeddings.mask_token".into()),
+        "pos_embed" => return one("embeddings.position_embeddings".into()),
+        "register_tokens" => return one("embeddings.register_tokens".into()),
+        _ => {}
     }
     if let Some(p) = name.strip_prefix("patch_embed.proj.") {
-        return vec![format!("embeddings.patch_embeddings.projection.{p}")];
+        return one(format!("embeddings.patch_embeddings.projection.{p}"));
     }
     if let Some(p) = name.strip_prefix("norm.") {
-        return vec![format!("layernorm.{p}")];
+        return one(format!("layernorm.{p}"));
     }
-    let rest = name.strip_prefix("blocks.").expect("every backbone variable is covered by the mapping");
-    let (i, rest) = rest.split_once('.').expect("blocks.{i}.*");
+    let (i, rest) = name.strip_prefix("blocks.")?.split_once('.')?;
     let l = |s: &str| format!("encoder.layer.{i}.{s}");
     if let Some(p) = rest.strip_prefix("attn.qkv.") {
-        return ["query", "key", "value"].iter().map(|w| l(&format!("attention.attention.{w}.{p}"))).collect();
+        return Some(["query", "key", "value"].iter().map(|w| l(&format!("attention.attention.{w}.{p}"))).collect());
     }
     if let Some(p) = rest.strip_prefix("attn.proj.") {
-        return vec![l(&format!("attention.output.dense.{p}"))];
+        return one(l(&format!("attention.output.dense.{p}")));
     }
     let mapped = match rest {
         "ls1.gamma" => "layer_scale1.lambda1".to_string(),
         "ls2.gamma" => "layer_scale2.lambda1".to_string(),
-        r => r.replacen("mlp.w12.", "mlp.weights_in.", 1).replacen("mlp.w3.", "mlp.weights_out.", 1),
+        r if r.starts_with("norm1.") || r.starts_with("norm2.") || r.starts_with("mlp.fc1.") || r.starts_with("mlp.fc2.") => r.to_string(),
+        r if r.starts_with("mlp.w12.") => r.replacen("mlp.w12.", "mlp.weights_in.", 1),
+        r if r.starts_with("mlp.w3.") => r.replacen("mlp.w3.", "mlp.weights_out.", 1),
+        _ => return None,
     };
-    vec![l(&mapped)]
+    one(l(&mapped))
+}
+
+/// [`hf_keys`] of a variable of a cxformer ViT (always mapped).
+fn original_to_hf(name: &str) -> Vec<String> {
+    hf_keys(name).expect("every backbone variable is covered by the mapping")
 }
 
 /// Any JSON value whose objects repeat no key (serde_json bounds the nesting depth at 128).

@@ -18,49 +18,14 @@
 //! `blocks.N.attn.qkv`); [`hf_keys`] gives the transformers key(s) of each (`embeddings.*`, `encoder.layer.N.*`,
 //! `layernorm.*`; q/k/v split into row thirds), the same table as [`crate::weights`]' HF layout.
 use super::config::{FeatureSelect, LlavaConfig};
-use crate::bail_shape;
 use crate::config::{FfnKind, VitConfig};
 use crate::error::{Error, Result};
 use crate::model::{ForwardOptions, Vit};
+use crate::rrg::memory::pool_patch_grid as pool_patches;
 use serde_json::{Map, Value, json};
 use tch::{Tensor, nn};
 
-/// The transformers key(s) (without `vision_tower.`) of a tower variable (original DINOv2 name): three for
-/// the fused q/k/v (rows [0:D], [D:2D], [2D:3D] = query, key, value), one otherwise; None for a name that is
-/// not a tower variable.
-pub fn hf_keys(name: &str) -> Option<Vec<String>> {
-    let one = |s: String| Some(vec![s]);
-    match name {
-        "cls_token" => return one("embeddings.cls_token".into()),
-        "mask_token" => return one("embeddings.mask_token".into()),
-        "pos_embed" => return one("embeddings.position_embeddings".into()),
-        "register_tokens" => return one("embeddings.register_tokens".into()),
-        _ => {}
-    }
-    if let Some(p) = name.strip_prefix("patch_embed.proj.") {
-        return one(format!("embeddings.patch_embeddings.projection.{p}"));
-    }
-    if let Some(p) = name.strip_prefix("norm.") {
-        return one(format!("layernorm.{p}"));
-    }
-    let (i, rest) = name.strip_prefix("blocks.")?.split_once('.')?;
-    let l = |s: &str| format!("encoder.layer.{i}.{s}");
-    if let Some(p) = rest.strip_prefix("attn.qkv.") {
-        return Some(["query", "key", "value"].iter().map(|w| l(&format!("attention.attention.{w}.{p}"))).collect());
-    }
-    if let Some(p) = rest.strip_prefix("attn.proj.") {
-        return one(l(&format!("attention.output.dense.{p}")));
-    }
-    let mapped = match rest {
-        "ls1.gamma" => "layer_scale1.lambda1".to_string(),
-        "ls2.gamma" => "layer_scale2.lambda1".to_string(),
-        r if r.starts_with("norm1.") || r.starts_with("norm2.") || r.starts_with("mlp.fc1.") || r.starts_with("mlp.fc2.") => r.to_string(),
-        r if r.starts_with("mlp.w12.") => r.replacen("mlp.w12.", "mlp.weights_in.", 1),
-        r if r.starts_with("mlp.w3.") => r.replacen("mlp.w3.", "mlp.weights_out.", 1),
-        _ => return None,
-    };
-    one(l(&mapped))
-}
+pub use crate::weights::hf_keys;
 
 /// transformers' `vision_config` of a cxformer tower: `dinov2_with_registers` with registers, `dinov2` without,
 /// the keys `Dinov2WithRegistersConfig.to_diff_dict()` writes (as in the golden LLaVA folder), floats as JSON
@@ -138,24 +103,4 @@ pub(crate) fn selected_features(vit: &Vit, cfg: &LlavaConfig, pixels: &Tensor, v
         FeatureSelect::Default => x.f_narrow(1, 1, x.size()[1] - 1)?,
     };
     pool_patches(&x, grid, cfg.options.pool)
-}
-
-/// The patch grid (the last h·w tokens) average-pooled k×k, partial edge windows averaged over their tokens; the
-/// tokens before the grid kept.
-///
-/// # Shapes
-/// x: (N, lead + h·w, D) → (N, lead + ⌈h/k⌉·⌈w/k⌉, D)
-fn pool_patches(x: &Tensor, (h, w): (i64, i64), k: i64) -> Result<Tensor> {
-    if k == 1 {
-        return Ok(x.shallow_clone());
-    }
-    if h < k || w < k {
-        bail_shape!("patch pooling {k}×{k} needs a patch grid of at least {k}×{k}, got {h}×{w}");
-    }
-    let (n, t, d) = x.size3()?;
-    let lead = t - h * w;
-    // (N, h·w, D) → (N, h, w, D) → (N, D, h, w) → pool → (N, D, h', w') → (N, h'·w', D)
-    let grid = x.f_narrow(1, lead, h * w)?.f_reshape([n, h, w, d])?.f_permute([0, 3, 1, 2])?;
-    let pooled = grid.f_avg_pool2d([k, k], [k, k], [0, 0], true, false, None::<i64>)?.f_flatten(2, 3)?.f_transpose(1, 2)?;
-    Ok(Tensor::f_cat(&[x.f_narrow(1, 0, lead)?, pooled], 1)?)
 }

@@ -52,20 +52,26 @@ pub fn memory_tokens(vit: &Vit, pixels: &Tensor, block: i64, pool: i64, train: b
     }
     let out = vit.forward(pixels, &ForwardOptions { masks: None, intermediate_layers: vec![block], norm_intermediates: true, train })?;
     let tokens = out.intermediates.into_iter().next().expect("one block requested").to_kind(Kind::Float);
-    if pool == 1 {
-        return Ok(tokens);
+    pool_patch_grid(&tokens, out.grid, pool)
+}
+
+/// The patch grid (the last h·w tokens) average-pooled k×k with stride k, partial edge windows averaged over the
+/// tokens they hold (torch `avg_pool2d(k, k, ceil_mode=True)`); the tokens before the grid (CLS, registers) kept.
+///
+/// # Shapes
+/// x: (N, lead + h·w, D) → (N, lead + ⌈h/k⌉·⌈w/k⌉, D)
+pub(crate) fn pool_patch_grid(x: &Tensor, (h, w): (i64, i64), k: i64) -> Result<Tensor> {
+    if k == 1 {
+        return Ok(x.shallow_clone());
     }
-    let (h, w) = out.grid;
-    if h < pool || w < pool {
-        bail_shape!("memory pool {pool} needs a patch grid of at least {pool}×{pool}, got {h}×{w}");
+    if h < k || w < k {
+        bail_shape!("patch pooling {k}×{k} needs a patch grid of at least {k}×{k}, got {h}×{w}");
     }
-    let (b, t, d) = tokens.size3()?;
+    let (n, t, d) = x.size3()?;
     let lead = t - h * w; // CLS + registers
-    let patches = tokens.narrow(1, lead, h * w);
-    // (B, N, D) -> (B, h, w, D) -> (B, D, h, w) -> pool -> (B, D, h', w') -> (B, N', D)
-    let grid = patches.reshape([b, h, w, d]).permute([0, 3, 1, 2]);
-    // No padding: a window past the edge is averaged over its in-bounds tokens.
-    let pooled = grid.f_avg_pool2d([pool, pool], [pool, pool], [0, 0], true, false, None::<i64>)?;
-    let pooled = pooled.flatten(2, 3).transpose(1, 2);
-    Ok(Tensor::cat(&[tokens.narrow(1, 0, lead), pooled], 1))
+    // (N, h·w, D) → (N, h, w, D) → (N, D, h, w) → pool → (N, D, h', w') → (N, h'·w', D); no padding: a window past
+    // the edge is averaged over its in-bounds tokens.
+    let grid = x.f_narrow(1, lead, h * w)?.f_reshape([n, h, w, d])?.f_permute([0, 3, 1, 2])?;
+    let pooled = grid.f_avg_pool2d([k, k], [k, k], [0, 0], true, false, None::<i64>)?.f_flatten(2, 3)?.f_transpose(1, 2)?;
+    Ok(Tensor::f_cat(&[x.f_narrow(1, 0, lead)?, pooled], 1)?)
 }
