@@ -36,18 +36,19 @@
 //!   uninterrupted run drew. Data order and augmentations are chosen by the caller.
 //! - **State**: [`FineTuner::save_state`] writes model, optimizer moments, step counters and caller metadata (epoch,
 //!   batch position…) in the one training-state format ([`crate::train::state`]), atomically;
-//!   [`FineTuner::load_state`] restores it strictly (version-1 files too), collectively under a process group.
+//!   [`FineTuner::load_state`] restores it strictly (version-1 files too), collectively under a process group. The
+//!   plumbing is the shared [`crate::train::state::TrainerState`]; this file says where the state lives.
 use super::config::{FinetuneConfig, ProbeTask};
 use super::head::{FittedHead, forward, init_layers};
 use super::loss::{check_classes, masked_loss};
 use crate::augment::multicrop::multicrop_imagenet;
 use crate::augment::params::ImageCrops;
 use crate::bail_shape;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{ForwardOptions, Vit, sorted_vars};
 use crate::train::collective::{Collective, SingleProcess};
 use crate::train::optim::{AdamW, ParamGroup, backbone_group, finetune_wd_mult};
-use crate::train::state::{SCHEDULED_STEPS, StateKind, TrainState, agree, copy_into, sync_from_rank0};
+use crate::train::state::{SCHEDULED_STEPS, StateKind, TrainState, TrainerState};
 use crate::train::step::{LossTerms, UpdateValues, backward_and_update, seed_drop_path};
 use crate::weights::{LoadReport, SaveLayout, WeightFile, load_backbone, save_backbone};
 use serde::{Deserialize, Serialize};
@@ -152,11 +153,7 @@ impl FineTuner {
     /// Broadcasts rank 0's training state (backbone parameters and buffers, head, AdamW moments, optimizer and
     /// schedule step counts) to every rank. Collective; no-op on one process.
     pub fn sync_from_rank0(&mut self) -> Result<()> {
-        let mut counters = [self.optimizer.step, self.step];
-        let live: Vec<Tensor> = self.live().into_values().collect();
-        sync_from_rank0(self.dist.as_ref(), &live, &mut counters)?;
-        [self.optimizer.step, self.step] = counters;
-        Ok(())
+        TrainerState::sync_from_rank0(self)
     }
 
     /// (parameter name, lr multiplier relative to the head lr, weight-decay multiplier) of every optimised parameter.
@@ -280,77 +277,37 @@ impl FineTuner {
         })
     }
 
-    /// The live parameters and AdamW moments under their checkpoint names, sharing storage with the model:
-    /// `backbone.<name>` (buffers included), `head.<i>.weight|bias`, `optim.exp_avg.<param>`, `optim.exp_avg_sq.<param>`.
-    fn live(&self) -> BTreeMap<String, Tensor> {
-        let mut out = BTreeMap::new();
-        for (name, t) in sorted_vars(&self.vs) {
-            out.insert(format!("backbone.{name}"), t);
-        }
-        for (i, (w, b)) in self.head.iter().enumerate() {
-            out.insert(format!("head.{i}.weight"), w.shallow_clone());
-            out.insert(format!("head.{i}.bias"), b.shallow_clone());
-        }
-        for s in &self.optimizer.slots {
-            out.insert(format!("optim.exp_avg.{}", s.name), s.exp_avg.shallow_clone());
-            out.insert(format!("optim.exp_avg_sq.{}", s.name), s.exp_avg_sq.shallow_clone());
-        }
-        out
-    }
-
     /// Every tensor of the training state (on the CPU; CPU tensors share storage with the model): `backbone.<name>`,
     /// `head.<i>.weight|bias`, `optim.exp_avg.<param>`, `optim.exp_avg_sq.<param>`.
     pub fn state(&self) -> Result<BTreeMap<String, Tensor>> {
-        self.live().into_iter().map(|(k, t)| Ok((k, t.f_detach()?.f_to_device(Device::Cpu)?))).collect()
+        TrainerState::state(self)
     }
 
     /// The whole training state: [`FineTuner::state`], the optimizer step, the scheduled steps (counter
     /// [`SCHEDULED_STEPS`]) and the config.
     pub fn train_state(&self) -> Result<TrainState> {
-        let mut st = TrainState::new(StateKind::Finetune, self.cfg.to_json(), self.optimizer.step, self.state()?);
-        st.counters.insert(SCHEDULED_STEPS.into(), self.step);
-        Ok(st)
+        TrainerState::train_state(self)
     }
 
     /// Writes the training state atomically ([`TrainState::save`]) with `metadata` (the caller's epoch, batch
     /// position, history…).
     pub fn save_state(&self, path: &Path, metadata: HashMap<String, String>) -> Result<()> {
-        let mut st = self.train_state()?;
-        st.metadata = metadata;
-        st.save(path)
+        TrainerState::save_state(self, path, metadata)
     }
 
     /// Restores a state written by [`FineTuner::save_state`], or a version-1 state (converted, see
     /// [`crate::train::state`]): every tensor present with its shape, nothing extra, else nothing is loaded. A state
-    /// written with another configuration is refused, naming the differing keys, unless `allow_config_change`
-    /// (resuming with new training values on purpose). Returns the caller's metadata. Under a process group (W > 1)
-    /// this is collective: every rank reads its file, the ranks agree that every one succeeded, then rank 0's
-    /// state is broadcast ([`FineTuner::sync_from_rank0`]).
+    /// written with another configuration is refused, naming the differing keys, unless `allow_config_change` (resuming
+    /// with new training values on purpose). Returns the caller's metadata. Under a process group (W > 1) this is
+    /// collective: every rank reads its file, the ranks agree that every one succeeded, then rank 0's state is
+    /// broadcast ([`FineTuner::sync_from_rank0`]); the order is [`TrainerState::restore_checked`]'s.
     pub fn load_state(&mut self, path: &Path, allow_config_change: bool) -> Result<HashMap<String, String>> {
-        self.restore_checked(TrainState::read(path, StateKind::Finetune), allow_config_change)
+        TrainerState::load_state(self, path, allow_config_change)
     }
 
     /// [`FineTuner::load_state`] of a state in memory.
     pub fn restore(&mut self, state: TrainState, allow_config_change: bool) -> Result<HashMap<String, String>> {
-        self.restore_checked(Ok(state), allow_config_change)
-    }
-
-    fn restore_checked(&mut self, state: Result<TrainState>, force: bool) -> Result<HashMap<String, String>> {
-        let expect = self.state()?;
-        let config = self.cfg.to_json();
-        let state = state.and_then(|s| {
-            s.check(StateKind::Finetune, &config, force, &expect, |_| false)?;
-            match s.counters.get(SCHEDULED_STEPS) {
-                Some(_) => Ok(s),
-                None => Err(Error::weights(&s.source, format!("the state has no '{SCHEDULED_STEPS}' counter; nothing was loaded"))),
-            }
-        });
-        let state = agree(self.dist.as_ref(), state, "loading the fine-tuning state")?;
-        copy_into(&self.live(), &state)?;
-        self.optimizer.step = state.step;
-        self.step = state.counters[SCHEDULED_STEPS];
-        self.sync_from_rank0()?;
-        Ok(state.metadata)
+        TrainerState::restore(self, state, allow_config_change)
     }
 
     /// The head as a [`FittedHead`] (CPU copies), as the linear mode saves it.
@@ -372,5 +329,46 @@ impl FineTuner {
         md.insert("cxformer_layout".to_string(), "hf".to_string());
         save_backbone(&self.vs, backbone_file, SaveLayout::Hf, Kind::Float, md)?;
         self.fitted_head()?.save(head_file, head_metadata)
+    }
+}
+
+/// The state plumbing ([`crate::train::state::TrainerState`]): kind `finetune`, the counter `scheduled_steps`.
+impl TrainerState for FineTuner {
+    const KIND: StateKind = StateKind::Finetune;
+    const LOADING: &'static str = "loading the fine-tuning state";
+    const COUNTERS: &'static [&'static str] = &[SCHEDULED_STEPS];
+
+    fn config_json(&self) -> String {
+        self.cfg.to_json()
+    }
+
+    /// The live parameters and AdamW moments under their checkpoint names, sharing storage with the model:
+    /// `backbone.<name>` (buffers included), `head.<i>.weight|bias`, `optim.exp_avg.<param>`, `optim.exp_avg_sq.<param>`.
+    fn live(&self) -> BTreeMap<String, Tensor> {
+        let mut out = BTreeMap::new();
+        for (name, t) in sorted_vars(&self.vs) {
+            out.insert(format!("backbone.{name}"), t);
+        }
+        for (i, (w, b)) in self.head.iter().enumerate() {
+            out.insert(format!("head.{i}.weight"), w.shallow_clone());
+            out.insert(format!("head.{i}.bias"), b.shallow_clone());
+        }
+        for s in &self.optimizer.slots {
+            out.insert(format!("optim.exp_avg.{}", s.name), s.exp_avg.shallow_clone());
+            out.insert(format!("optim.exp_avg_sq.{}", s.name), s.exp_avg_sq.shallow_clone());
+        }
+        out
+    }
+
+    fn dist(&self) -> &dyn Collective {
+        self.dist.as_ref()
+    }
+
+    fn counters(&self) -> Vec<i64> {
+        vec![self.optimizer.step, self.step]
+    }
+
+    fn set_counters(&mut self, values: &[i64]) {
+        [self.optimizer.step, self.step] = [values[0], values[1]];
     }
 }

@@ -39,7 +39,8 @@
 //!   reloaded from its folder, and its fingerprint ([`base_fingerprint`], a 64-bit hash of every frozen tensor's
 //!   name, dtype, shape and bytes) is written in the metadata entry [`BASE_KEY`]. A state of another stage or of
 //!   another base is refused by name, also when a config change is allowed; atomic writes, strict loads, exact
-//!   resume.
+//!   resume. The plumbing is the shared [`crate::train::state::TrainerState`] (the stage and base checks are this
+//!   trainer's own hook); this file says where the state lives.
 //! - **Export**: [`LlavaTrainer::save_hf`] writes a transformers `LlavaForConditionalGeneration` folder with the
 //!   adapters merged (into a float32 copy on the CPU: the trainer keeps its adapters and goes on);
 //!   [`LlavaTrainer::save_peft`] the PEFT adapter folder.
@@ -58,7 +59,7 @@ use crate::model::sorted_vars;
 use crate::train::collective::{Collective, SingleProcess};
 use crate::train::optim::{AdamW, ParamGroup};
 use crate::train::schedule::{Schedule, lr_at};
-use crate::train::state::{SCHEDULED_STEPS, StateKind, TrainState, agree, copy_into, sync_from_rank0};
+use crate::train::state::{SCHEDULED_STEPS, StateKind, TrainState, TrainerState};
 use crate::train::step::{LossTerms, UpdateValues, apply_update, seed_drop_path};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -197,17 +198,17 @@ struct RawConfig {
     #[serde(default)]
     weight_decay: f64,
     warmup_steps: Option<i64>,
-    #[serde(default = "d_total")]
+    #[serde(default = "crate::train::defaults::total_steps")]
     total_steps: i64,
-    #[serde(default = "d_schedule")]
+    #[serde(default = "crate::train::defaults::schedule")]
     schedule: Schedule,
-    #[serde(default = "d_clip")]
+    #[serde(default = "crate::train::defaults::clip_grad")]
     clip_grad: f64,
     #[serde(default = "d_precision")]
     precision: Precision,
-    #[serde(default = "d_betas")]
+    #[serde(default = "crate::train::defaults::adamw_betas")]
     adamw_betas: [f64; 2],
-    #[serde(default = "d_eps")]
+    #[serde(default = "crate::train::defaults::adamw_eps")]
     adamw_eps: f64,
     lora: Option<LmTuning>,
     #[serde(default = "d_one")]
@@ -216,23 +217,8 @@ struct RawConfig {
     train_vision: bool,
 }
 
-fn d_total() -> i64 {
-    1000
-}
-fn d_schedule() -> Schedule {
-    Schedule::Cosine
-}
-fn d_clip() -> f64 {
-    1.0
-}
 fn d_precision() -> Precision {
     Precision::Bf16
-}
-fn d_betas() -> [f64; 2] {
-    [0.9, 0.999]
-}
-fn d_eps() -> f64 {
-    1e-8
 }
 fn d_one() -> i64 {
     1
@@ -578,11 +564,7 @@ impl LlavaTrainer {
 
     /// Broadcasts rank 0's trainable tensors, AdamW moments, counters and seed. Collective; no-op on one process.
     pub fn sync_from_rank0(&mut self) -> Result<()> {
-        let mut counters = [self.optimizer.step, self.step, self.seed];
-        let live: Vec<Tensor> = self.live().into_values().collect();
-        sync_from_rank0(self.dist.as_ref(), &live, &mut counters)?;
-        [self.optimizer.step, self.step, self.seed] = counters;
-        Ok(())
+        TrainerState::sync_from_rank0(self)
     }
 
     /// The frozen base's fingerprint ([`base_fingerprint`]).
@@ -707,86 +689,33 @@ impl LlavaTrainer {
         })
     }
 
-    /// Trainable tensors and AdamW moments under their state names (sharing storage with the model).
-    fn live(&self) -> BTreeMap<String, Tensor> {
-        let mut out = BTreeMap::new();
-        for s in &self.optimizer.slots {
-            out.insert(s.name.clone(), s.param.shallow_clone());
-            out.insert(format!("optim.exp_avg.{}", s.name), s.exp_avg.shallow_clone());
-            out.insert(format!("optim.exp_avg_sq.{}", s.name), s.exp_avg_sq.shallow_clone());
-        }
-        out
-    }
-
     /// Every tensor of the training state on the CPU (CPU tensors share storage with the model).
     pub fn state(&self) -> Result<BTreeMap<String, Tensor>> {
-        self.live().into_iter().map(|(k, t)| Ok((k, t.f_detach()?.f_to_device(Device::Cpu)?))).collect()
+        TrainerState::state(self)
     }
 
     /// The whole training state: tensors, optimizer step, counters, config and the base fingerprint.
     pub fn train_state(&self) -> Result<TrainState> {
-        let mut st = TrainState::new(StateKind::Llava, self.cfg.to_json(), self.optimizer.step, self.state()?);
-        st.counters.insert(SCHEDULED_STEPS.into(), self.step);
-        st.counters.insert(SEED_COUNTER.into(), self.seed);
-        st.metadata.insert(BASE_KEY.into(), self.base.clone());
-        Ok(st)
+        TrainerState::train_state(self)
     }
 
-    /// Writes the training state atomically with the caller's `metadata` (epoch, batch position…).
+    /// Writes the training state atomically with the caller's `metadata` (epoch, batch position…); the base fingerprint
+    /// [`BASE_KEY`] wins over a caller entry of that name.
     pub fn save_state(&self, path: &Path, metadata: HashMap<String, String>) -> Result<()> {
-        let mut st = self.train_state()?;
-        st.metadata.extend(metadata);
-        st.metadata.insert(BASE_KEY.into(), self.base.clone());
-        st.save(path)
+        TrainerState::save_state(self, path, metadata)
     }
 
-    /// Restores a state of [`LlavaTrainer::save_state`] strictly: kind `llava`, the same stage and the same
-    /// frozen base (always), the same config unless `allow_config_change`, every trainable tensor with its shape
-    /// and nothing extra; else nothing is loaded. Returns the caller's metadata. Collective under a process group.
+    /// Restores a state of [`LlavaTrainer::save_state`] strictly: kind `llava`, the same stage and the same frozen base
+    /// (always, checked first), the same config unless `allow_config_change`, every trainable tensor with its shape and
+    /// nothing extra, the counters `scheduled_steps` and `seed`; else nothing is loaded. Returns the caller's metadata.
+    /// Collective under a process group ([`TrainerState::restore_checked`]).
     pub fn load_state(&mut self, path: &Path, allow_config_change: bool) -> Result<HashMap<String, String>> {
-        self.restore_checked(TrainState::read(path, StateKind::Llava), allow_config_change)
+        TrainerState::load_state(self, path, allow_config_change)
     }
 
     /// [`LlavaTrainer::load_state`] of a state in memory.
     pub fn restore(&mut self, state: TrainState, allow_config_change: bool) -> Result<HashMap<String, String>> {
-        self.restore_checked(Ok(state), allow_config_change)
-    }
-
-    fn restore_checked(&mut self, state: Result<TrainState>, force: bool) -> Result<HashMap<String, String>> {
-        let expect = self.state()?;
-        let config = self.cfg.to_json();
-        let ours = stage_name(self.cfg.model_stage());
-        let state = state.and_then(|mut s| {
-            let theirs = stage_words(&s.config);
-            if theirs != ours {
-                return Err(Error::weights(
-                    &s.source,
-                    format!("a state of the {theirs} stage; this trainer is in the {ours} stage; nothing was loaded (start a new stage from an exported model)"),
-                ));
-            }
-            match s.metadata.remove(BASE_KEY) {
-                None => return Err(Error::weights(&s.source, format!("the state has no '{BASE_KEY}' metadata (frozen-base fingerprint); nothing was loaded"))),
-                Some(b) if b != self.base => {
-                    return Err(Error::weights(
-                        &s.source,
-                        format!("the state was trained on another base model (frozen-base fingerprint {b}; this trainer's base is {}); nothing was loaded", self.base),
-                    ));
-                }
-                Some(_) => {}
-            }
-            s.check(StateKind::Llava, &config, force, &expect, |_| false)?;
-            match [SCHEDULED_STEPS, SEED_COUNTER].into_iter().find(|c| !s.counters.contains_key(*c)) {
-                None => Ok(s),
-                Some(c) => Err(Error::weights(&s.source, format!("the state has no '{c}' counter; nothing was loaded"))),
-            }
-        });
-        let state = agree(self.dist.as_ref(), state, "loading the LLaVA training state")?;
-        copy_into(&self.live(), &state)?;
-        self.optimizer.step = state.step;
-        self.step = state.counters[SCHEDULED_STEPS];
-        self.seed = state.counters[SEED_COUNTER];
-        self.sync_from_rank0()?;
-        Ok(state.metadata)
+        TrainerState::restore(self, state, allow_config_change)
     }
 
     /// Writes a transformers `LlavaForConditionalGeneration` folder ([`LlavaModel::save_hf`]) of the model being
@@ -817,5 +746,66 @@ impl LlavaTrainer {
     /// The model, adapters still attached (e.g. to merge them in place: [`LlavaModel::merge_lora`]).
     pub fn into_model(self) -> LlavaModel {
         self.model
+    }
+}
+
+/// The state plumbing ([`crate::train::state::TrainerState`]): kind `llava`, the live tensors = the trainable
+/// ones and their moments, the counters `scheduled_steps` and `seed`, the frozen-base fingerprint in the metadata
+/// ([`BASE_KEY`]), and the stage and base checked before anything else.
+impl TrainerState for LlavaTrainer {
+    const KIND: StateKind = StateKind::Llava;
+    const LOADING: &'static str = "loading the LLaVA training state";
+    const COUNTERS: &'static [&'static str] = &[SCHEDULED_STEPS, SEED_COUNTER];
+
+    fn config_json(&self) -> String {
+        self.cfg.to_json()
+    }
+
+    /// Trainable tensors and AdamW moments under their state names (sharing storage with the model).
+    fn live(&self) -> BTreeMap<String, Tensor> {
+        let mut out = BTreeMap::new();
+        for s in &self.optimizer.slots {
+            out.insert(s.name.clone(), s.param.shallow_clone());
+            out.insert(format!("optim.exp_avg.{}", s.name), s.exp_avg.shallow_clone());
+            out.insert(format!("optim.exp_avg_sq.{}", s.name), s.exp_avg_sq.shallow_clone());
+        }
+        out
+    }
+
+    fn dist(&self) -> &dyn Collective {
+        self.dist.as_ref()
+    }
+
+    fn counters(&self) -> Vec<i64> {
+        vec![self.optimizer.step, self.step, self.seed]
+    }
+
+    fn set_counters(&mut self, values: &[i64]) {
+        [self.optimizer.step, self.step, self.seed] = [values[0], values[1], values[2]];
+    }
+
+    /// The same stage, then the same frozen base (its [`BASE_KEY`] entry taken out of the metadata), also when a
+    /// config change is allowed.
+    fn check_own(&self, s: &mut TrainState) -> Result<()> {
+        let ours = stage_name(self.cfg.model_stage());
+        let theirs = stage_words(&s.config);
+        if theirs != ours {
+            return Err(Error::weights(
+                &s.source,
+                format!("a state of the {theirs} stage; this trainer is in the {ours} stage; nothing was loaded (start a new stage from an exported model)"),
+            ));
+        }
+        match s.metadata.remove(BASE_KEY) {
+            None => Err(Error::weights(&s.source, format!("the state has no '{BASE_KEY}' metadata (frozen-base fingerprint); nothing was loaded"))),
+            Some(b) if b != self.base => Err(Error::weights(
+                &s.source,
+                format!("the state was trained on another base model (frozen-base fingerprint {b}; this trainer's base is {}); nothing was loaded", self.base),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn own_metadata(&self) -> Vec<(&'static str, String)> {
+        vec![(BASE_KEY, self.base.clone())]
     }
 }

@@ -6,6 +6,7 @@
 //! (github.com/zhjohnchan/R2Gen, 3 layers, d 512, 8 heads, 0.1 dropout) scaled for phantom data.
 use crate::backbone::Precision;
 use crate::error::{Error, Result};
+use crate::train::defaults;
 use crate::train::schedule::Schedule;
 use serde::{Deserialize, Serialize};
 
@@ -174,22 +175,22 @@ pub struct RrgTrainConfig {
     #[serde(default)]
     pub warmup_steps: i64,
     /// Total optimizer steps T of the schedule (cosine reaches 0 at T). @default 1000
-    #[serde(default = "d_total")]
+    #[serde(default = "crate::train::defaults::total_steps")]
     pub total_steps: i64,
     /// @default "cosine"
-    #[serde(default = "d_schedule")]
+    #[serde(default = "crate::train::defaults::schedule")]
     pub schedule: Schedule,
     /// Max total gradient norm, 0 = off. @default 1
-    #[serde(default = "d_clip")]
+    #[serde(default = "crate::train::defaults::clip_grad")]
     pub clip_grad: f64,
     /// bf16 autocast of the forward pass; applied on CUDA only (the CPU always runs f32). @default "f32"
     #[serde(default = "d_precision")]
     pub precision: Precision,
     /// @default [0.9, 0.999]
-    #[serde(default = "d_betas")]
+    #[serde(default = "crate::train::defaults::adamw_betas")]
     pub adamw_betas: [f64; 2],
     /// @default 1e-8
-    #[serde(default = "d_eps")]
+    #[serde(default = "crate::train::defaults::adamw_eps")]
     pub adamw_eps: f64,
     /// The encoder trained end to end with the decoder (its own learning rate); absent: the encoder is frozen and
     /// the caller supplies its memory features. Absent from the JSON when absent, so states of frozen-encoder
@@ -281,23 +282,8 @@ fn d_lr() -> f64 {
 fn d_wd() -> f64 {
     0.01
 }
-fn d_total() -> i64 {
-    1000
-}
-fn d_schedule() -> Schedule {
-    Schedule::Cosine
-}
-fn d_clip() -> f64 {
-    1.0
-}
 fn d_precision() -> Precision {
     Precision::F32
-}
-fn d_betas() -> [f64; 2] {
-    [0.9, 0.999]
-}
-fn d_eps() -> f64 {
-    1e-8
 }
 
 impl RrgTrainConfig {
@@ -308,12 +294,12 @@ impl RrgTrainConfig {
             lr: d_lr(),
             weight_decay: d_wd(),
             warmup_steps: 0,
-            total_steps: d_total(),
-            schedule: d_schedule(),
-            clip_grad: d_clip(),
+            total_steps: defaults::total_steps(),
+            schedule: defaults::schedule(),
+            clip_grad: defaults::clip_grad(),
             precision: d_precision(),
-            adamw_betas: d_betas(),
-            adamw_eps: d_eps(),
+            adamw_betas: defaults::adamw_betas(),
+            adamw_eps: defaults::adamw_eps(),
             encoder: None,
         }
     }

@@ -25,6 +25,7 @@
 //!   ([`crate::train::state`], kind `rrg`): parameters under their model keys, `optim.exp_avg.<key>`,
 //!   `optim.exp_avg_sq.<key>`, the optimizer step and the counters `scheduled_steps` and `seed`; atomic writes,
 //!   strict loads, exact resume (the dropout streams depend only on (seed, step, rank), and the seed is restored).
+//!   The plumbing is the shared [`crate::train::state::TrainerState`]; this file says where the state lives.
 //! - **Export** ([`ReportTrainer::export`]): `model.safetensors` + `config.json` ([`crate::rrg::ReportModel::save`]).
 //!
 //! - **Encoder trained end to end** (`encoder` in the config, [`ReportTrainer::create_with`]): the trainer holds
@@ -47,7 +48,7 @@ use crate::model::{Vit, sorted_vars};
 use crate::train::collective::{Collective, SingleProcess};
 use crate::train::optim::{AdamW, ParamGroup, backbone_group, finetune_wd_mult};
 use crate::weights::{LoadReport, SaveLayout, WeightFile, load_backbone, save_backbone};
-use crate::train::state::{SCHEDULED_STEPS, StateKind, TrainState, agree, copy_into, sync_from_rank0};
+use crate::train::state::{SCHEDULED_STEPS, StateKind, TrainState, TrainerState};
 use crate::train::step::{LossTerms, UpdateValues, backward_and_update, seed_drop_path};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -189,11 +190,7 @@ impl ReportTrainer {
 
     /// Broadcasts rank 0's parameters, AdamW moments, counters and seed. Collective; no-op on one process.
     pub fn sync_from_rank0(&mut self) -> Result<()> {
-        let mut counters = [self.optimizer.step, self.step, self.seed];
-        let live: Vec<Tensor> = self.live().into_values().collect();
-        sync_from_rank0(self.dist.as_ref(), &live, &mut counters)?;
-        [self.optimizer.step, self.step, self.seed] = counters;
-        Ok(())
+        TrainerState::sync_from_rank0(self)
     }
 
     /// (parameter key, weight-decay multiplier) of every optimised parameter.
@@ -312,68 +309,32 @@ impl ReportTrainer {
         tch::no_grad(|| Ok(self.features(MemoryInput::Pixels(pixels), false)?.f_to_device(Device::Cpu)?))
     }
 
-    /// Live parameters and AdamW moments under their state names (sharing storage with the model).
-    fn live(&self) -> BTreeMap<String, Tensor> {
-        let mut out: BTreeMap<String, Tensor> = sorted_vars(&self.model.vs).into_iter().collect();
-        if let Some(enc) = &self.encoder {
-            out.extend(sorted_vars(&enc.vs).into_iter().map(|(k, t)| (format!("backbone.{k}"), t)));
-        }
-        for s in &self.optimizer.slots {
-            out.insert(format!("optim.exp_avg.{}", s.name), s.exp_avg.shallow_clone());
-            out.insert(format!("optim.exp_avg_sq.{}", s.name), s.exp_avg_sq.shallow_clone());
-        }
-        out
-    }
-
     /// Every tensor of the training state on the CPU (CPU tensors share storage with the model).
     pub fn state(&self) -> Result<BTreeMap<String, Tensor>> {
-        self.live().into_iter().map(|(k, t)| Ok((k, t.f_detach()?.f_to_device(Device::Cpu)?))).collect()
+        TrainerState::state(self)
     }
 
-    /// The whole training state: tensors, optimizer step, scheduled steps, config.
+    /// The whole training state: tensors, optimizer step, scheduled steps, seed, config.
     pub fn train_state(&self) -> Result<TrainState> {
-        let mut st = TrainState::new(StateKind::Rrg, self.cfg.to_json(), self.optimizer.step, self.state()?);
-        st.counters.insert(SCHEDULED_STEPS.into(), self.step);
-        st.counters.insert(SEED_COUNTER.into(), self.seed);
-        Ok(st)
+        TrainerState::train_state(self)
     }
 
     /// Writes the training state atomically with the caller's `metadata` (epoch, batch position…).
     pub fn save_state(&self, path: &Path, metadata: HashMap<String, String>) -> Result<()> {
-        let mut st = self.train_state()?;
-        st.metadata = metadata;
-        st.save(path)
+        TrainerState::save_state(self, path, metadata)
     }
 
-    /// Restores a state of [`ReportTrainer::save_state`] strictly (kind `rrg`, every tensor with its shape,
-    /// nothing extra, same config unless `allow_config_change`; else nothing is loaded). Returns the caller's
-    /// metadata. Collective under a process group (the ranks agree, then rank 0's state is broadcast).
+    /// Restores a state of [`ReportTrainer::save_state`] strictly (kind `rrg`, every tensor with its shape, nothing
+    /// extra, the counters `scheduled_steps` and `seed`, same config unless `allow_config_change`; else nothing is
+    /// loaded). Returns the caller's metadata. Collective under a process group (the ranks agree, then rank 0's state
+    /// is broadcast): [`TrainerState::restore_checked`].
     pub fn load_state(&mut self, path: &Path, allow_config_change: bool) -> Result<HashMap<String, String>> {
-        self.restore_checked(TrainState::read(path, StateKind::Rrg), allow_config_change)
+        TrainerState::load_state(self, path, allow_config_change)
     }
 
     /// [`ReportTrainer::load_state`] of a state in memory.
     pub fn restore(&mut self, state: TrainState, allow_config_change: bool) -> Result<HashMap<String, String>> {
-        self.restore_checked(Ok(state), allow_config_change)
-    }
-
-    fn restore_checked(&mut self, state: Result<TrainState>, force: bool) -> Result<HashMap<String, String>> {
-        let expect = self.state()?;
-        let config = self.cfg.to_json();
-        let state = state.and_then(|s| {
-            s.check(StateKind::Rrg, &config, force, &expect, |_| false)?;
-            match [SCHEDULED_STEPS, SEED_COUNTER].into_iter().find(|c| !s.counters.contains_key(*c)) {
-                None => Ok(s),
-                Some(c) => Err(Error::weights(&s.source, format!("the state has no '{c}' counter; nothing was loaded"))),
-            }
-        });
-        let state = agree(self.dist.as_ref(), state, "loading the report-captioner state")?;
-        copy_into(&self.live(), &state)?;
-        self.optimizer.step = state.step;
-        self.step = state.counters[SCHEDULED_STEPS];
-        self.seed = state.counters[SEED_COUNTER];
-        self.sync_from_rank0()?;
-        Ok(state.metadata)
+        TrainerState::restore(self, state, allow_config_change)
     }
 
     /// Writes `dir/model.safetensors` + `dir/config.json` ([`ReportModel::save`]) with `cxformer_step` and the
@@ -395,5 +356,42 @@ impl ReportTrainer {
         md.insert("cxformer_config".to_string(), e.model.to_json());
         md.insert("cxformer_layout".to_string(), "hf".to_string());
         save_backbone(&enc.vs, file, SaveLayout::Hf, Kind::Float, md)
+    }
+}
+
+/// The state plumbing ([`crate::train::state::TrainerState`]): kind `rrg`, the live tensors = parameters under
+/// their model keys (`backbone.<name>` for the encoder's, frozen or not) and the AdamW moments, the counters
+/// `scheduled_steps` and `seed`.
+impl TrainerState for ReportTrainer {
+    const KIND: StateKind = StateKind::Rrg;
+    const LOADING: &'static str = "loading the report-captioner state";
+    const COUNTERS: &'static [&'static str] = &[SCHEDULED_STEPS, SEED_COUNTER];
+
+    fn config_json(&self) -> String {
+        self.cfg.to_json()
+    }
+
+    fn live(&self) -> BTreeMap<String, Tensor> {
+        let mut out: BTreeMap<String, Tensor> = sorted_vars(&self.model.vs).into_iter().collect();
+        if let Some(enc) = &self.encoder {
+            out.extend(sorted_vars(&enc.vs).into_iter().map(|(k, t)| (format!("backbone.{k}"), t)));
+        }
+        for s in &self.optimizer.slots {
+            out.insert(format!("optim.exp_avg.{}", s.name), s.exp_avg.shallow_clone());
+            out.insert(format!("optim.exp_avg_sq.{}", s.name), s.exp_avg_sq.shallow_clone());
+        }
+        out
+    }
+
+    fn dist(&self) -> &dyn Collective {
+        self.dist.as_ref()
+    }
+
+    fn counters(&self) -> Vec<i64> {
+        vec![self.optimizer.step, self.step, self.seed]
+    }
+
+    fn set_counters(&mut self, values: &[i64]) {
+        [self.optimizer.step, self.step, self.seed] = [values[0], values[1], values[2]];
     }
 }

@@ -1,5 +1,6 @@
 //! [`SegModel`]: a backbone with a segmentation head and its optimizer; training step, prediction, state (see
-//! [`crate::seg`] for every convention).
+//! [`crate::seg`] for every convention). The training-state plumbing (save, strict collective load) is the shared
+//! [`crate::train::state::TrainerState`]; this file says where the state lives.
 use super::config::{SegConfig, SegHeadKind};
 use super::head::{Head, tokens_to_grid};
 use super::loss::ce_dice_loss;
@@ -9,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::model::{ForwardOptions, sorted_vars};
 use crate::train::collective::{Collective, SingleProcess};
 use crate::train::optim::{AdamW, ParamGroup, head_group};
-use crate::train::state::{StateKind, TrainState, agree, copy_into, sync_from_rank0};
+use crate::train::state::{StateKind, TrainState, TrainerState, sync_from_rank0};
 use crate::train::step::{LossTerms, UpdateValues, backward_and_update, seed_drop_path};
 use crate::weights::{WeightFile, write_safetensors};
 use serde::{Deserialize, Serialize};
@@ -100,16 +101,7 @@ impl SegModel {
     /// Collective; no-op on one process. [`SegModel::set_dist`] and every training-state load do it; calling it
     /// again is harmless.
     pub fn sync_from_rank0(&mut self) -> Result<()> {
-        let mut ts: Vec<Tensor> = sorted_vars(&self.backbone.vs).into_iter().map(|(_, t)| t).collect();
-        ts.extend(sorted_vars(&self.head_vs).into_iter().map(|(_, t)| t));
-        for s in &self.opt.slots {
-            ts.push(s.exp_avg.shallow_clone());
-            ts.push(s.exp_avg_sq.shallow_clone());
-        }
-        let mut step = [self.opt.step];
-        sync_from_rank0(self.dist.as_ref(), &ts, &mut step)?;
-        self.opt.step = step[0];
-        Ok(())
+        TrainerState::sync_from_rank0(self)
     }
 
     pub fn device(&self) -> Device {
@@ -254,8 +246,7 @@ impl SegModel {
 
     /// The whole training state: [`SegModel::state`] with the optimizer, the optimizer step and the config.
     pub fn train_state(&self) -> Result<TrainState> {
-        let tensors = self.state(true).into_iter().map(|(k, t)| Ok((k, t.f_to_device(Device::Cpu)?))).collect::<Result<_>>()?;
-        Ok(TrainState::new(StateKind::Seg, self.cfg.to_json(), self.opt.step, tensors))
+        TrainerState::train_state(self)
     }
 
     /// Writes a file atomically, with `extra` as metadata: with the optimizer, the training state
@@ -264,9 +255,7 @@ impl SegModel {
     /// JSON) and `backbone_config` (VitConfig JSON), which `cxformer evaluate` reads.
     pub fn save(&self, path: impl AsRef<Path>, with_optimizer: bool, extra: HashMap<String, String>) -> Result<()> {
         if with_optimizer {
-            let mut st = self.train_state()?;
-            st.metadata = extra;
-            return st.save(path.as_ref());
+            return TrainerState::save_state(self, path.as_ref(), extra);
         }
         let mut md = extra;
         md.insert("format".into(), SEG_FORMAT.into());
@@ -293,27 +282,14 @@ impl SegModel {
     /// `last.safetensors` (converted, see [`crate::train::state`]): strict ([`TrainState::check`]; a state of
     /// another configuration only with `force`). Under a process group (W > 1) this is collective: every rank
     /// reads its file, the ranks agree that every one succeeded, then rank 0's state is broadcast
-    /// ([`SegModel::sync_from_rank0`]). Returns the caller's metadata.
+    /// ([`SegModel::sync_from_rank0`]): [`TrainerState::restore_checked`]. Returns the caller's metadata.
     pub fn load_state(&mut self, path: impl AsRef<Path>, force: bool) -> Result<HashMap<String, String>> {
-        self.restore_checked(TrainState::read(path.as_ref(), StateKind::Seg), force)
+        TrainerState::load_state(self, path.as_ref(), force)
     }
 
     /// [`SegModel::load_state`] of a state in memory.
     pub fn restore(&mut self, state: TrainState, force: bool) -> Result<HashMap<String, String>> {
-        self.restore_checked(Ok(state), force)
-    }
-
-    fn restore_checked(&mut self, state: Result<TrainState>, force: bool) -> Result<HashMap<String, String>> {
-        let live = self.state(true);
-        let config = self.cfg.to_json();
-        let state = state.and_then(|s| s.check(StateKind::Seg, &config, force, &live, |_| false).map(|()| s));
-        let state = agree(self.dist.as_ref(), state, "loading the segmentation state")?;
-        // `state(true)` detached the parameters (same storage) and shallow-cloned the moments: the copies write
-        // into the live tensors.
-        copy_into(&live, &state)?;
-        self.opt.step = state.step;
-        self.sync_from_rank0()?;
-        Ok(state.metadata)
+        TrainerState::restore(self, state, force)
     }
 
     /// Loads a model saved without its optimizer by [`SegModel::save`] (`best.safetensors`) for this model's
@@ -360,5 +336,49 @@ impl SegModel {
             Ok(())
         })?;
         Ok(md)
+    }
+}
+
+/// The state plumbing ([`crate::train::state::TrainerState`]): kind `seg`, the live tensors = [`SegModel::state`]
+/// with the optimizer (the head, the backbone when unfrozen, the AdamW moments), no counter besides the optimizer
+/// step; its own [`SegModel::sync_from_rank0`], which also broadcasts a frozen backbone.
+impl TrainerState for SegModel {
+    const KIND: StateKind = StateKind::Seg;
+    const LOADING: &'static str = "loading the segmentation state";
+    const COUNTERS: &'static [&'static str] = &[];
+
+    fn config_json(&self) -> String {
+        self.cfg.to_json()
+    }
+
+    /// [`SegModel::state`] with the optimizer: the parameters detached (same storage), the moments shallow
+    /// clones, so that copies write into the live tensors.
+    fn live(&self) -> BTreeMap<String, Tensor> {
+        self.state(true)
+    }
+
+    fn dist(&self) -> &dyn Collective {
+        self.dist.as_ref()
+    }
+
+    fn counters(&self) -> Vec<i64> {
+        vec![self.opt.step]
+    }
+
+    fn set_counters(&mut self, values: &[i64]) {
+        self.opt.step = values[0];
+    }
+
+    fn sync_from_rank0(&mut self) -> Result<()> {
+        let mut ts: Vec<Tensor> = sorted_vars(&self.backbone.vs).into_iter().map(|(_, t)| t).collect();
+        ts.extend(sorted_vars(&self.head_vs).into_iter().map(|(_, t)| t));
+        for s in &self.opt.slots {
+            ts.push(s.exp_avg.shallow_clone());
+            ts.push(s.exp_avg_sq.shallow_clone());
+        }
+        let mut step = [self.opt.step];
+        sync_from_rank0(self.dist.as_ref(), &ts, &mut step)?;
+        self.opt.step = step[0];
+        Ok(())
     }
 }

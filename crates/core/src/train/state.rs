@@ -4,7 +4,7 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `cxformer_state` | the trainer: `ssl`, `finetune` or `seg` |
+//! | `cxformer_state` | the trainer: `ssl`, `finetune`, `seg`, `rrg` or `llava` |
 //! | `cxformer_state_version` | `2` |
 //! | `cxformer_train_config` | the trainer's native config JSON, compared on load |
 //! | `cxformer_step` | optimizer steps taken |
@@ -17,6 +17,12 @@
 //! else nothing is loaded) and, under a process group, collective: every rank reads and checks its file, the ranks
 //! agree that every one of them succeeded ([`agree`]), then the trainer broadcasts rank 0's state
 //! ([`sync_from_rank0`]), so that the ranks hold the same state whatever file each one read (docs/recipe.md §3.10).
+//!
+//! The trainers other than SSL pretraining share the plumbing around the format, [`TrainerState`]: each one says
+//! where its state lives (config JSON, live tensors, optimizer step and counters, process group, own checks and
+//! metadata) and gets `state`, `train_state`, `save_state`, `load_state`, `restore` and the one strict, collective
+//! `restore_checked` (each trainer's public methods of those names call them, so that callers need not import the
+//! trait).
 //!
 //! Version 1, the three conventions before this one, is read by [`TrainState::read`] and converted on the fly, so
 //! that a run folder written before it resumes: SSL `ckpt-N.safetensors` (`cxformer_checkpoint: "1"`, the optimizer
@@ -333,6 +339,122 @@ pub fn sync_from_rank0(dist: &dyn Collective, tensors: &[Tensor], counters: &mut
     }
     broadcast_counters(dist, counters)?;
     tch::no_grad(|| broadcast_tensors(dist, tensors, 0))
+}
+
+/// The save/load plumbing of a trainer whose whole state is one [`TrainState`] of kind [`TrainerState::KIND`]:
+/// each trainer says where its state lives (its config JSON, its live tensors, its optimizer step and counters,
+/// its process group) and inherits [`TrainerState::state`], [`TrainerState::train_state`],
+/// [`TrainerState::save_state`], [`TrainerState::load_state`], [`TrainerState::restore`] and the one strict,
+/// collective [`TrainerState::restore_checked`]. Implemented by [`crate::classify::finetune::FineTuner`],
+/// [`crate::rrg::train::ReportTrainer`], [`crate::llava::train::LlavaTrainer`] and [`crate::seg::model::SegModel`],
+/// whose public methods of the same names call these.
+pub trait TrainerState {
+    /// The kind of its states.
+    const KIND: StateKind;
+    /// What [`agree`] names when loading failed on another rank ("loading the fine-tuning state").
+    const LOADING: &'static str;
+    /// Its counters besides the optimizer step, saved under these names, required in a state, and broadcast in
+    /// this order after the optimizer step ([`TrainerState::counters`]).
+    const COUNTERS: &'static [&'static str];
+
+    /// The native config JSON, written in a state and compared on load.
+    fn config_json(&self) -> String;
+    /// The live tensors under their state names, sharing storage with the trainer (parameters, AdamW moments…).
+    fn live(&self) -> BTreeMap<String, Tensor>;
+    /// The process group.
+    fn dist(&self) -> &dyn Collective;
+    /// [optimizer step, one value per [`TrainerState::COUNTERS`] in that order].
+    fn counters(&self) -> Vec<i64>;
+    /// Sets what [`TrainerState::counters`] reads, in the same order.
+    fn set_counters(&mut self, values: &[i64]);
+
+    /// The trainer's own checks of a state, run before the common ones of [`TrainerState::restore_checked`]; it may
+    /// take its own entries out of the state's metadata. None by default.
+    fn check_own(&self, _state: &mut TrainState) -> Result<()> {
+        Ok(())
+    }
+
+    /// Metadata entries of the trainer's own, written in every state (over the caller's of the same name). None
+    /// by default.
+    fn own_metadata(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
+    /// Broadcasts rank 0's [`TrainerState::live`] tensors and [`TrainerState::counters`] to every rank.
+    /// Collective; no-op on one process.
+    fn sync_from_rank0(&mut self) -> Result<()> {
+        let mut counters = self.counters();
+        let live: Vec<Tensor> = self.live().into_values().collect();
+        sync_from_rank0(self.dist(), &live, &mut counters)?;
+        self.set_counters(&counters);
+        Ok(())
+    }
+
+    /// Every tensor of the training state on the CPU (CPU tensors share storage with the trainer).
+    fn state(&self) -> Result<BTreeMap<String, Tensor>> {
+        self.live().into_iter().map(|(k, t)| Ok((k, t.f_detach()?.f_to_device(tch::Device::Cpu)?))).collect()
+    }
+
+    /// The whole training state: [`TrainerState::state`], the config, the optimizer step, the counters and the
+    /// trainer's own metadata.
+    fn train_state(&self) -> Result<TrainState> {
+        let counters = self.counters();
+        let mut st = TrainState::new(Self::KIND, self.config_json(), counters[0], self.state()?);
+        for (name, v) in Self::COUNTERS.iter().zip(&counters[1..]) {
+            st.counters.insert((*name).into(), *v);
+        }
+        for (k, v) in self.own_metadata() {
+            st.metadata.insert(k.into(), v);
+        }
+        Ok(st)
+    }
+
+    /// Writes the training state atomically ([`TrainState::save`]) with the caller's `metadata` (epoch, batch
+    /// position…).
+    fn save_state(&self, path: &Path, metadata: HashMap<String, String>) -> Result<()> {
+        let mut st = self.train_state()?;
+        st.metadata.extend(metadata);
+        for (k, v) in self.own_metadata() {
+            st.metadata.insert(k.into(), v);
+        }
+        st.save(path)
+    }
+
+    /// Reads a state file ([`TrainState::read`]) and restores it ([`TrainerState::restore_checked`]).
+    fn load_state(&mut self, path: &Path, force: bool) -> Result<HashMap<String, String>> {
+        self.restore_checked(TrainState::read(path, Self::KIND), force)
+    }
+
+    /// [`TrainerState::load_state`] of a state in memory.
+    fn restore(&mut self, state: TrainState, force: bool) -> Result<HashMap<String, String>> {
+        self.restore_checked(Ok(state), force)
+    }
+
+    /// Restores a state that was read (or failed to be read) on this rank, in this order: the trainer's own checks
+    /// ([`TrainerState::check_own`]) → [`TrainState::check`] (the kind; the config unless `force`; every live
+    /// tensor present with its shape and nothing else) → every [`TrainerState::COUNTERS`] present → [`agree`]
+    /// over the ranks → [`copy_into`] the live tensors → the counters → [`TrainerState::sync_from_rank0`]. Any
+    /// failure before the copy leaves the trainer untouched on every rank. Returns the caller's metadata.
+    fn restore_checked(&mut self, state: Result<TrainState>, force: bool) -> Result<HashMap<String, String>> {
+        let live = self.live();
+        let config = self.config_json();
+        let state = state.and_then(|mut s| {
+            self.check_own(&mut s)?;
+            s.check(Self::KIND, &config, force, &live, |_| false)?;
+            match Self::COUNTERS.iter().find(|c| !s.counters.contains_key(**c)) {
+                None => Ok(s),
+                Some(c) => Err(Error::weights(&s.source, format!("the state has no '{c}' counter; nothing was loaded"))),
+            }
+        });
+        let state = agree(self.dist(), state, Self::LOADING)?;
+        // The live tensors share storage with the trainer: the copies write into it.
+        copy_into(&live, &state)?;
+        let mut counters = vec![state.step];
+        counters.extend(Self::COUNTERS.iter().map(|c| state.counters[*c]));
+        self.set_counters(&counters);
+        self.sync_from_rank0()?;
+        Ok(state.metadata)
+    }
 }
 
 #[cfg(test)]
