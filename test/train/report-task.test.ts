@@ -29,6 +29,17 @@ function cli(a: string[], timeout = 600_000) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** Starts the CLI with `a`, kills it (SIGKILL) as soon as `out`'s training state exists; true if it existed. */
+async function killAfterFirstState(a: string[], out: string): Promise<boolean> {
+  const child = spawn(process.execPath, [MAIN, ...a], { stdio: 'ignore', env: { ...process.env, CXFORMER_REPORT: '0' } });
+  const state = path.join(out, 'checkpoints', 'state.safetensors');
+  const t0 = Date.now();
+  while (!existsSync(state) && Date.now() - t0 < 300_000 && child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('exit', r));
+  return existsSync(state);
+}
+
 const lines = async (f: string) => (await readFile(f, 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
 
 describe('finetune --task report', () => {
@@ -75,13 +86,7 @@ describe('finetune --task report', () => {
   it('a run killed with SIGKILL after its first epoch and re-run ends as the uninterrupted run', { timeout: 600_000 }, async () => {
     const ref = path.join(ph.tmp, 'run1');
     const out = path.join(ph.tmp, 'killed');
-    const child = spawn(process.execPath, [MAIN, ...args(out)], { stdio: 'ignore', env: { ...process.env, CXFORMER_REPORT: '0' } });
-    const state = path.join(out, 'checkpoints', 'state.safetensors');
-    const t0 = Date.now();
-    while (!existsSync(state) && Date.now() - t0 < 300_000 && child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
-    expect(existsSync(state)).toBe(true);
+    expect(await killAfterFirstState(args(out), out)).toBe(true);
     const r = cli(args(out));
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/resume: epoch [12] of 3/);
@@ -149,13 +154,7 @@ describe('finetune --task report', () => {
 
     // Killed after its first epoch's state and re-run: the uninterrupted run's bytes.
     const killed = path.join(ph.tmp, 'full-killed');
-    const child = spawn(process.execPath, [MAIN, ...full(killed)], { stdio: 'ignore', env: { ...process.env, CXFORMER_REPORT: '0' } });
-    const state = path.join(killed, 'checkpoints', 'state.safetensors');
-    const t0 = Date.now();
-    while (!existsSync(state) && Date.now() - t0 < 300_000 && child.exitCode === null) await new Promise((res) => setTimeout(res, 20));
-    child.kill('SIGKILL');
-    await new Promise((res) => child.once('exit', res));
-    expect(existsSync(state)).toBe(true);
+    expect(await killAfterFirstState(full(killed), killed)).toBe(true);
     const again = cli(full(killed));
     expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).toMatch(/resume: epoch 1 of 2/);
