@@ -68,12 +68,7 @@ fn snapshot(ft: &FineTuner) -> BTreeMap<String, Tensor> {
     ft.state().unwrap().into_iter().map(|(k, t)| (k, t.copy())).collect()
 }
 
-fn max_diff(a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tensor>) -> (f64, String) {
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    a.iter()
-        .map(|(k, t)| ((t.to_kind(tch::Kind::Double) - b[k].to_kind(tch::Kind::Double)).abs().max().double_value(&[]), k.clone()))
-        .fold((0.0, String::new()), |acc, x| if x.0 > acc.0 { x } else { acc })
-}
+use common::state_max_diff as max_diff;
 
 #[test]
 fn two_ranks_of_b_equal_one_rank_of_2b() {

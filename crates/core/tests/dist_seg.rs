@@ -77,12 +77,7 @@ fn snapshot(m: &SegModel) -> BTreeMap<String, Tensor> {
     s
 }
 
-fn max_diff(a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tensor>) -> (f64, String) {
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    a.iter()
-        .map(|(k, t)| ((t.to_kind(Kind::Double) - b[k].to_kind(Kind::Double)).abs().max().double_value(&[]), k.clone()))
-        .fold((0.0, String::new()), |acc, x| if x.0 > acc.0 { x } else { acc })
-}
+use common::state_max_diff as max_diff;
 
 fn two_ranks_equal_one(unfreeze: bool) {
     let _g = RNG.lock().unwrap_or_else(|p| p.into_inner());

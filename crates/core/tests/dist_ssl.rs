@@ -77,12 +77,7 @@ fn params(m: &SslModel) -> BTreeMap<String, Tensor> {
         .collect()
 }
 
-fn max_diff(a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tensor>) -> (f64, String) {
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    a.iter()
-        .map(|(k, t)| ((t - &b[k]).abs().max().double_value(&[]), k.clone()))
-        .fold((0.0, String::new()), |acc, x| if x.0 > acc.0 { x } else { acc })
-}
+use common::state_max_diff as max_diff;
 
 fn close(a: f64, b: f64, what: &str) {
     assert!((a - b).abs() <= 2e-5 * (1.0 + b.abs()), "{what}: {a} (2 ranks) vs {b} (1 rank)");

@@ -14,7 +14,7 @@ use cxformer_core::lm::LmLoadOptions;
 use cxformer_core::model::sorted_vars;
 use cxformer_core::train::state::{StateKind, TrainState};
 use std::collections::{BTreeMap, HashMap};
-use tch::{Kind, Tensor, nn};
+use tch::{Tensor, nn};
 
 const IMAGE: i64 = 500;
 /// Collapsed prompt: 3 prompt ids, the image token, 6 report ids.
@@ -81,12 +81,7 @@ fn snapshot(t: &LlavaTrainer) -> BTreeMap<String, Tensor> {
     t.state().unwrap().into_iter().map(|(k, v)| (k, v.copy())).collect()
 }
 
-fn max_diff(a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tensor>) -> (f64, String) {
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    a.iter()
-        .map(|(k, t)| ((t.to_kind(Kind::Double) - b[k].to_kind(Kind::Double)).abs().max().double_value(&[]), k.clone()))
-        .fold((0.0, String::new()), |acc, x| if x.0 > acc.0 { x } else { acc })
-}
+use common::state_max_diff as max_diff;
 
 #[test]
 fn config_defaults_follow_llava_rad_and_refusals_name_the_field() {

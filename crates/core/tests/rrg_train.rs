@@ -61,12 +61,7 @@ fn snapshot(t: &ReportTrainer) -> BTreeMap<String, Tensor> {
     t.state().unwrap().into_iter().map(|(k, v)| (k, v.copy())).collect()
 }
 
-fn max_diff(a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tensor>) -> (f64, String) {
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    a.iter()
-        .map(|(k, t)| ((t.to_kind(Kind::Double) - b[k].to_kind(Kind::Double)).abs().max().double_value(&[]), k.clone()))
-        .fold((0.0, String::new()), |acc, x| if x.0 > acc.0 { x } else { acc })
-}
+use common::state_max_diff as max_diff;
 
 #[test]
 fn memorises_32_reports_until_greedy_reproduces_them() {

@@ -132,3 +132,12 @@ pub fn small_swiglu() -> VitConfig {
     c.ffn = FfnKind::Swiglu;
     c
 }
+
+/// The largest absolute difference (in float64) between two tensor maps with the same keys, and the key where it
+/// occurs: training states of two runs, two ranks, a resumed and an uninterrupted run.
+pub fn state_max_diff(a: &std::collections::BTreeMap<String, Tensor>, b: &std::collections::BTreeMap<String, Tensor>) -> (f64, String) {
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    a.iter()
+        .map(|(k, t)| ((t.to_kind(tch::Kind::Double) - b[k].to_kind(tch::Kind::Double)).abs().max().double_value(&[]), k.clone()))
+        .fold((0.0, String::new()), |acc, x| if x.0 > acc.0 { x } else { acc })
+}
