@@ -139,12 +139,7 @@ fn int(o: &Map<String, Value>, k: &str, default: i64) -> Result<i64> {
 impl LlavaConfig {
     /// Reads a folder's `config.json`; errors name the file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| Error::weights(path, format!("not valid JSON: {e}")))?;
-        Self::from_json(&v).map_err(|e| match e {
-            Error::Config(m) => Error::weights(path, m),
-            e => e,
-        })
+        crate::lm::config::read_config_file(path, Self::from_json)
     }
 
     /// Parses a LLaVA config object (transformers' defaults for absent keys: `image_token_index` 32000,

@@ -249,15 +249,20 @@ fn rope(o: &Obj<'_>) -> Result<(f64, RopeScaling)> {
     Ok((theta.unwrap_or(10000.0), scaling))
 }
 
+/// Parses the JSON file `path` with `parse`; a read error, invalid JSON or a config error names the file.
+pub(crate) fn read_config_file<T>(path: &Path, parse: impl FnOnce(&Value) -> Result<T>) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| Error::weights(path, format!("not valid JSON: {e}")))?;
+    parse(&v).map_err(|e| match e {
+        Error::Config(m) => Error::weights(path, m),
+        e => e,
+    })
+}
+
 impl LmConfig {
     /// Reads `path` (a `config.json`); errors name the file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| Error::weights(path, format!("not valid JSON: {e}")))?;
-        Self::from_json(&v).map_err(|e| match e {
-            Error::Config(m) => Error::weights(path, m),
-            e => e,
-        })
+        read_config_file(path, Self::from_json)
     }
 
     /// Parses a config object (a whole `config.json`, or a LLaVA `text_config`).
