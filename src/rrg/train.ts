@@ -317,15 +317,18 @@ async function trainInFolder(o: ReportTrainOptions, dir: string, log: (m: string
   const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
   if (cache) {
     const backbone = await loadBackbone(o.backbone);
-    // Rank 0 extracts and caches the memories; the other ranks read its files.
+    // Rank 0 extracts (or reads) and caches the memories; the other ranks then read its files.
+    const all = async () => {
+      const mTrain = await memoryOf(backbone, 'train', train, o, dir, log);
+      const mHeld = await memoryOf(backbone, held === valid ? 'valid' : 'test', held, o, dir, log);
+      const mTest = held === test ? mHeld : await memoryOf(backbone, 'test', test, o, dir, log);
+      return { mTrain, mHeld, mTest };
+    };
+    let mine: Awaited<ReturnType<typeof all>> | undefined;
     await onRankZero(pg, 'extracting the memories', async () => {
-      await memoryOf(backbone, 'train', train, o, dir, log);
-      await memoryOf(backbone, held === valid ? 'valid' : 'test', held, o, dir, log);
-      if (held !== test) await memoryOf(backbone, 'test', test, o, dir, log);
+      mine = await all();
     });
-    const mTrain = await memoryOf(backbone, 'train', train, o, dir, log);
-    const mHeld = await memoryOf(backbone, held === valid ? 'valid' : 'test', held, o, dir, log);
-    const mTest = held === test ? mHeld : await memoryOf(backbone, 'test', test, o, dir, log);
+    const { mTrain, mHeld, mTest } = mine ?? (await all());
     frozen = { backbone, mTrain, mHeld, mTest };
     dVit = mTrain.shape[2];
   } else {

@@ -204,6 +204,11 @@ describe('finetune --task report', () => {
       }
       expect(events.map((e) => e.index)).toEqual([...events.map((e) => e.index)].sort((a, b) => a - b));
     }
+    // Leaving the loop at the first token cancels that decoding; the generator goes on working.
+    for await (const e of gen3.stream(three)) {
+      expect(e.index).toBe(0);
+      break;
+    }
     expect((await import('node:util')).isDeepStrictEqual(await gen3.generate(three), ids.slice(0, 3).map((id) => reports.get(id)))).toBe(true);
 
     // Tokens are handed over while the decoder runs: a callback that answers false cancels a long sampled decoding.

@@ -201,27 +201,29 @@ impl ReportTrainer {
     /// The memory features of `input` on the device: features as given, or the encoder's memory of pixels
     /// (gradients flowing when the caller has them on; `train` = stochastic depth on).
     fn features(&self, input: MemoryInput, train: bool) -> Result<Tensor> {
-        let device = self.model.vs.device();
-        match (input, &self.encoder, &self.cfg.encoder) {
-            (MemoryInput::Features(f), None, _) => Ok(f.shallow_clone()),
-            (MemoryInput::Features(_), Some(_), _) => {
-                Err(Error::Config("report trainer: this trainer trains its encoder: give it pixels (stepPixels / evaluatePixels), not memory features".into()))
+        // `encoder` is built exactly when the config has one (create_with).
+        let x = match (input, &self.encoder) {
+            (MemoryInput::Features(f), None) => return Ok(f.shallow_clone()),
+            (MemoryInput::Features(_), Some(_)) => {
+                return Err(Error::Config("report trainer: this trainer trains its encoder: give it pixels (stepPixels / evaluatePixels), not memory features".into()));
             }
-            (MemoryInput::Pixels(_), None, _) | (MemoryInput::Pixels(_), Some(_), None) => {
-                Err(Error::Config("report trainer: pixels need an encoder in the config (a frozen encoder's features come from the caller)".into()))
+            (MemoryInput::Pixels(_), None) => {
+                return Err(Error::Config("report trainer: pixels need an encoder in the config (a frozen encoder's features come from the caller)".into()));
             }
-            (MemoryInput::Pixels(x), Some(enc), Some(e)) => {
-                if x.dim() != 4 || x.size()[1] != 3 || x.kind() != Kind::Float {
-                    bail_shape!("pixel values: expected a (B, 3, H, W) float32 tensor, got {:?} {:?}", x.size(), x.kind());
-                }
-                let x = x.f_to_device(device)?;
-                if e.frozen() {
-                    // A frozen encoder computes what the cached memories hold: eval mode, no gradients.
-                    return tch::no_grad(|| memory_tokens(&enc.vit, &x, e.block, e.pool, false));
-                }
-                memory_tokens(&enc.vit, &x, e.block, e.pool, train)
-            }
+            (MemoryInput::Pixels(x), Some(_)) => x,
+        };
+        let (Some(enc), Some(e)) = (&self.encoder, &self.cfg.encoder) else {
+            return Err(Error::Config("report trainer: the config's encoder section was removed after the trainer was created".into()));
+        };
+        if x.dim() != 4 || x.size()[1] != 3 || x.kind() != Kind::Float {
+            bail_shape!("pixel values: expected a (B, 3, H, W) float32 tensor, got {:?} {:?}", x.size(), x.kind());
         }
+        let x = x.f_to_device(self.model.vs.device())?;
+        if e.frozen() {
+            // A frozen encoder computes what the cached memories hold: eval mode, no gradients.
+            return tch::no_grad(|| memory_tokens(&enc.vit, &x, e.block, e.pool, false));
+        }
+        memory_tokens(&enc.vit, &x, e.block, e.pool, train)
     }
 
     /// Loss (float32, outside autocast) and target count of one batch; `train` = dropout on.
