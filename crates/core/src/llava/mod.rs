@@ -27,6 +27,11 @@
 //! missing keys listed, a tied LM head resolved as [`crate::lm`] does, nothing loaded on failure. Before it, the
 //! projector's stored widths are checked against the tower and the LM, naming both numbers.
 //!
+//! # Building from parts
+//! [`LlavaModel::from_parts`] ([`parts`]) joins a tower config (with its weights, or at its from-scratch init),
+//! a transformers causal LM folder and a projector drawn from a seed, growing the LM's vocabulary by one row
+//! when the image token is the id after its last.
+//!
 //! # Decoding
 //! [`LlavaModel::generate`]: [`crate::lm::generate`] from the prompt's embeddings; the sequences returned
 //! start with the (expanded) prompt ids, as transformers' `generate` returns them for `input_ids`.
@@ -39,6 +44,7 @@
 pub mod config;
 pub mod inputs;
 pub mod lora;
+pub mod parts;
 pub mod projector;
 pub mod train;
 pub mod vision;
@@ -46,6 +52,7 @@ pub mod vision;
 pub use config::{FeatureSelect, LlavaConfig, LlavaOptions, ProjectorKind};
 pub use inputs::{IGNORE_INDEX, LlavaInputs, causal_lm_loss, expand_image_tokens, report_labels};
 pub use lora::{Lora, LoraConfig};
+pub use parts::{FromPartsReport, VocabGrowth};
 pub use projector::Projector;
 pub use train::{LlavaBatch, LlavaTrainConfig, LlavaTrainer, LmTuning, LoraSpec, TrainStage};
 
@@ -55,7 +62,7 @@ use crate::lm::{
     Prompt, load_strict, load_strict_into,
 };
 use crate::model::{Vit, sorted_vars};
-use crate::weights::{LoadReport, WeightFile, load_backbone, write_atomic, write_safetensors};
+use crate::weights::{LoadOptions, LoadReport, WeightFile, load_backbone_with, write_atomic, write_safetensors};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -269,12 +276,17 @@ impl LlavaModel {
     }
 
     /// Loads the vision tower from a cxformer / DINOv2 weight file (any layout [`crate::weights`] reads,
-    /// strictly, [`load_backbone`]).
+    /// strictly, [`crate::weights::load_backbone`]; NaN / ±Inf values refused).
     pub fn load_vision(&self, file: &WeightFile) -> Result<LoadReport> {
+        self.load_vision_with(file, LoadOptions::default())
+    }
+
+    /// [`LlavaModel::load_vision`] with the options of [`load_backbone_with`] (e.g. non-finite values allowed).
+    pub fn load_vision_with(&self, file: &WeightFile, opts: LoadOptions) -> Result<LoadReport> {
         let mut tmp = nn::VarStore::new(self.vs.device());
         tmp.set_kind(self.lm.kind());
         let _vit = Vit::new(&tmp.root(), &self.cfg.vision)?;
-        let report = load_backbone(&tmp, file)?;
+        let report = load_backbone_with(&tmp, file, opts)?;
         let vars = self.vs.variables();
         tch::no_grad(|| -> Result<()> {
             for (name, t) in tmp.variables() {
@@ -288,20 +300,36 @@ impl LlavaModel {
 
     /// Loads the LM from a transformers causal LM folder whose config.json is this LLaVA's `text_config`
     /// (strictly, [`crate::lm::load_strict_into`]); its generation ids become the LLaVA's.
+    ///
+    /// A folder of one token fewer, whose `vocab_size` is this LLaVA's image token id (the vocabulary grown for
+    /// the image token, [`parts`]), loads into the first rows of the token embedding and of an untied head; their
+    /// last row becomes the mean of the rows above it ([`parts::fill_mean_rows`]).
     pub fn load_language_model(&mut self, dir: &Path, allow_non_finite: bool) -> Result<LmLoadReport> {
         let cfg = LmConfig::from_file(&dir.join(lm::CONFIG_FILE))?;
-        if cfg != self.cfg.text {
+        let text = self.cfg.text.clone();
+        let grown = cfg.vocab_size + 1 == text.vocab_size
+            && cfg.vocab_size == self.cfg.options.image_token_index
+            && LmConfig { vocab_size: text.vocab_size, ..cfg.clone() } == text;
+        if cfg != text && !grown {
             return Err(Error::weights(dir, "config.json describes another LM than this LLaVA's text_config"));
         }
         let ckpt = Checkpoint::open_dir(dir)?;
-        let vars: HashMap<String, Tensor> = self.vs.variables().into_iter().filter(|(n, _)| n.starts_with(LM_PREFIX)).collect();
-        let text = self.cfg.text.clone();
+        let mut vars: HashMap<String, Tensor> = self.vs.variables().into_iter().filter(|(n, _)| n.starts_with(LM_PREFIX)).collect();
+        let rows = if grown { parts::vocab_rows(&vars, &text)? } else { Vec::new() };
+        // The grown variables are loaded through views of their first rows (created without gradient tracking,
+        // as the load writes them in place).
+        for name in &rows {
+            let view = tch::no_grad(|| vars[name].f_narrow(0, 0, cfg.vocab_size))?;
+            vars.insert(name.clone(), view);
+        }
         let role = |k: &str| match lm::checkpoint_role(&text, k)? {
             KeyRole::Var(v) => Some(KeyRole::Var(format!("{LM_PREFIX}{v}"))),
             KeyRole::Tied(v) => Some(KeyRole::Tied(format!("{LM_PREFIX}{v}"))),
             other => Some(other),
         };
         let report = load_strict_into(vars, &ckpt, role, allow_non_finite)?;
+        let all = self.vs.variables();
+        parts::fill_mean_rows(rows.iter().map(|n| &all[n]), cfg.vocab_size)?;
         self.generation = GenerationConfig::load(&dir.join(lm::GENERATION_CONFIG_FILE), &cfg)?;
         Ok(report)
     }
