@@ -2,14 +2,17 @@
 //! patch 14, 2 registers, D 96) or a from-scratch tower, joined to the golden tiny LMs of fixtures/golden/lm
 //! (vocab 500 = their tokenizer's size) with the image token 500. The vocabulary grows 500 → 501 with the mean
 //! row in the embedding and in an untied head, and the LM computes what it computes alone on text; an id inside
-//! the vocabulary grows nothing; any other id is refused naming both numbers; a tower file of another width is
-//! refused naming both shapes; the built model's export reloads with the same logits.
+//! the vocabulary grows nothing; any other id is refused naming both numbers; without tower weights the seed
+//! gives the whole model; a tower file of another width is refused naming both shapes; the built model's export
+//! reloads with the same logits.
 mod common;
 
 use common::{golden_dir, lcg_values, max_abs_diff, tiny_config, tiny_weights, tmpdir};
 use cxformer_core::llava::{LlavaModel, LlavaOptions, SaveOptions, VocabGrowth};
 use cxformer_core::lm::{CausalLm, LmLoadOptions};
+use cxformer_core::model::sorted_vars;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
@@ -93,6 +96,20 @@ fn an_image_token_inside_the_vocabulary_grows_nothing_and_others_are_refused() {
         let e = build("qwen2", bad, true).unwrap_err().to_string();
         assert!(e.contains(&format!("image_token_index {bad}")) && e.contains(&format!("vocab_size {V}")), "{e}");
     }
+}
+
+#[test]
+fn without_tower_weights_the_seed_gives_the_whole_model() {
+    let values = |seed: u64| -> BTreeMap<String, Tensor> {
+        let m = LlavaModel::from_parts(&tiny_config(), None, &lm_dir("qwen2"), LlavaOptions::new(IMAGE), &LmLoadOptions::default(), seed).unwrap().0;
+        sorted_vars(&m.vs).into_iter().map(|(n, t)| (n, t.detach().copy())).collect()
+    };
+    let (a, b, c) = (values(4), values(4), values(5));
+    assert_eq!(a, b, "the same seed: the same tower and projector");
+    for part in ["vision_tower.", "multi_modal_projector."] {
+        assert!(a.iter().filter(|(n, _)| n.starts_with(part)).any(|(n, t)| *t != c[n]), "another seed draws another {part}");
+    }
+    assert!(a.iter().filter(|(n, _)| n.starts_with("language_model.")).all(|(n, t)| *t == c[n]), "the LM is the folder's");
 }
 
 #[test]

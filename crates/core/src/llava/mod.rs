@@ -28,7 +28,7 @@
 //! projector's stored widths are checked against the tower and the LM, naming both numbers.
 //!
 //! # Building from parts
-//! [`LlavaModel::from_parts`] ([`parts`]) joins a tower config (with its weights, or at its from-scratch init),
+//! [`LlavaModel::from_parts`] ([`parts`]) joins a tower config (with its weights, or drawn at its from-scratch init),
 //! a transformers causal LM folder and a projector drawn from a seed, growing the LM's vocabulary by one row
 //! when the image token is the id after its last.
 //!
@@ -287,15 +287,20 @@ impl LlavaModel {
         tmp.set_kind(self.lm.kind());
         let _vit = Vit::new(&tmp.root(), &self.cfg.vision)?;
         let report = load_backbone_with(&tmp, file, opts)?;
+        self.set_vision(&tmp)?;
+        Ok(report)
+    }
+
+    /// Copies a tower's variables (original DINOv2 names, e.g. a [`crate::Backbone`]'s) into the vision tower.
+    pub(crate) fn set_vision(&self, src: &nn::VarStore) -> Result<()> {
         let vars = self.vs.variables();
         tch::no_grad(|| -> Result<()> {
-            for (name, t) in tmp.variables() {
+            for (name, t) in src.variables() {
                 let dst = vars.get(&format!("{VISION_PREFIX}{name}")).ok_or_else(|| Error::Config(format!("no vision tower variable {name}")))?;
                 dst.shallow_clone().f_copy_(&t)?;
             }
             Ok(())
-        })?;
-        Ok(report)
+        })
     }
 
     /// Loads the LM from a transformers causal LM folder whose config.json is this LLaVA's `text_config`

@@ -1,6 +1,6 @@
 //! [`LlavaModel::from_parts`]: a LLaVA built from its parts, as LLaVA's training scripts build one before stage
-//! 1: a vision tower (a [`VitConfig`], its weights or its from-scratch init), a transformers causal LM folder
-//! (loaded strictly) and a projector drawn from a seed.
+//! 1: a vision tower (a [`VitConfig`] with its weights, or drawn at its from-scratch init), a transformers causal
+//! LM folder (loaded strictly) and a projector, the draws seeded.
 //!
 //! # The image token
 //! LLaVA appends `<image>` to the LM's tokenizer, so its id is the tokenizer's size. Where the LM's embedding has
@@ -13,6 +13,7 @@
 //! nothing grows. The image token's own embedding is never used (image features replace it), and its head row
 //! only scores the token as an output.
 use super::{LM_PREFIX, LlavaConfig, LlavaModel, LlavaOptions};
+use crate::backbone::Backbone;
 use crate::config::VitConfig;
 use crate::error::{Error, Result};
 use crate::lm::{self, Family, GenerationConfig, LanguageModel, LmConfig, LmLoadOptions, LmLoadReport};
@@ -36,9 +37,10 @@ pub struct FromPartsReport {
     pub vocab_grown: Option<VocabGrowth>,
     /// The LM's strict load.
     pub lm: LmLoadReport,
-    /// The tower's strict load (None: the tower keeps its from-scratch init).
+    /// The tower's strict load (None: no weights; the tower is DINOv2's from-scratch init seeded with
+    /// `projector_seed`, [`Backbone::random`]).
     pub vision: Option<LoadReport>,
-    /// The seed of the projector's draws.
+    /// The seed of the projector's draws (and of the tower's without weights).
     pub projector_seed: u64,
 }
 
@@ -94,8 +96,10 @@ impl LlavaModel {
     /// A LLaVA of the tower `vision` and the causal LM folder `lm_dir` (config.json, optional
     /// generation_config.json, safetensors weights), joined by `options` (see the module docs for the image
     /// token): the LM loaded strictly ([`LlavaModel::load_language_model`]; its generation ids become the
-    /// LLaVA's), the tower loaded strictly from `vision_weights` (any layout [`crate::weights`] reads) or kept at
-    /// its from-scratch init when None, and the projector drawn from `projector_seed` ([`LlavaModel::init_projector`]).
+    /// LLaVA's), the tower loaded strictly from `vision_weights` (any layout [`crate::weights`] reads) or, when
+    /// None, drawn at DINOv2's from-scratch init ([`Backbone::random`]) from `projector_seed`, and the projector
+    /// drawn from `projector_seed` ([`LlavaModel::init_projector`]): the same arguments give the same model (the
+    /// same base on every rank of a process group).
     /// `load` gives the device, the variables' kind and whether non-finite weights are accepted (in both files).
     /// Nothing is returned unless every part loaded.
     ///
@@ -119,7 +123,10 @@ impl LlavaModel {
         let mut model = LlavaModel::new(&cfg, GenerationConfig::default(), load.device, load.kind)?;
         let lm = model.load_language_model(lm_dir, load.allow_non_finite)?;
         let vision = match vision_weights {
-            None => None,
+            None => {
+                model.set_vision(&Backbone::random(vision, load.device, projector_seed as i64)?.vs)?;
+                None
+            }
             Some(p) => Some(model.load_vision_with(&WeightFile::open(p)?, LoadOptions { allow_non_finite: load.allow_non_finite })?),
         };
         model.init_projector(projector_seed)?;
