@@ -20,6 +20,7 @@ mod compute;
 mod dist;
 mod finetune;
 mod job;
+mod llava;
 mod probe;
 mod rrg;
 mod seg;

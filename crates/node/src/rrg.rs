@@ -150,7 +150,19 @@ struct GenerateJs {
     seed: Option<u64>,
 }
 
-fn generate_options(json: &str) -> napi::Result<GenerateOptions> {
+/// The decoding choices of a `generate` options JSON, shared by the report decoder and the LM decoder
+/// (crate::llava), each of which builds its own options from them.
+pub(crate) struct Decoding {
+    pub strategy: Strategy,
+    /// @default 100
+    pub max_new_tokens: i64,
+    /// 0 = off.
+    pub no_repeat_ngram_size: i64,
+}
+
+/// Parses a `generate` options JSON (`{strategy?, maxNewTokens?, numBeams?, lengthPenalty?, earlyStopping?,
+/// noRepeatNgramSize?, temperature?, topP?, seed?}`, unknown fields refused) with the defaults of [`GenerateJs`].
+pub(crate) fn decoding_options(json: &str) -> napi::Result<Decoding> {
     let o: GenerateJs = serde_json::from_str(json).map_err(|e| invalid(format!("generate options: {e}")))?;
     let strategy = match o.strategy.as_deref().unwrap_or("greedy") {
         "greedy" => Strategy::Greedy,
@@ -162,7 +174,12 @@ fn generate_options(json: &str) -> napi::Result<GenerateOptions> {
         "sample" => Strategy::Sample(SampleOptions { temperature: o.temperature.unwrap_or(1.0), top_p: o.top_p.unwrap_or(1.0), seed: o.seed.unwrap_or(0) }),
         s => return Err(invalid(format!("generate: strategy must be \"greedy\", \"beam\" or \"sample\", got {s:?}"))),
     };
-    Ok(GenerateOptions { strategy, max_new_tokens: o.max_new_tokens.unwrap_or(100), no_repeat_ngram_size: o.no_repeat_ngram_size.unwrap_or(0), return_step_logits: false })
+    Ok(Decoding { strategy, max_new_tokens: o.max_new_tokens.unwrap_or(100), no_repeat_ngram_size: o.no_repeat_ngram_size.unwrap_or(0) })
+}
+
+fn generate_options(json: &str) -> napi::Result<GenerateOptions> {
+    let d = decoding_options(json)?;
+    Ok(GenerateOptions { strategy: d.strategy, max_new_tokens: d.max_new_tokens, no_repeat_ngram_size: d.no_repeat_ngram_size, return_step_logits: false })
 }
 
 /// One generated report per row: its token ids (EOS removed) and score.
@@ -188,7 +205,7 @@ fn features_of(features: &[f32], shape: &[i64]) -> napi::Result<Tensor> {
     tensor_from(features, shape, "features")
 }
 
-fn pixels_of(pixels: &[f32], shape: &[i64]) -> napi::Result<Tensor> {
+pub(crate) fn pixels_of(pixels: &[f32], shape: &[i64]) -> napi::Result<Tensor> {
     if shape.len() != 4 || shape[1] != 3 {
         return Err(invalid(format!("pixelsShape: expected [batch, 3, height, width], got {shape:?}")));
     }
@@ -196,14 +213,19 @@ fn pixels_of(pixels: &[f32], shape: &[i64]) -> napi::Result<Tensor> {
 }
 
 fn tokens_of(tokens: &[i32], shape: &[i64]) -> napi::Result<Tensor> {
+    ids_of(tokens, shape, "tokens", "tokensShape")
+}
+
+/// A (batch, length) int64 tensor of an Int32Array (`name`) and its shape (`shape_name`), both named in errors.
+pub(crate) fn ids_of(values: &[i32], shape: &[i64], name: &str, shape_name: &str) -> napi::Result<Tensor> {
     if shape.len() != 2 || shape.iter().any(|&s| s < 0) {
-        return Err(invalid(format!("tokensShape: expected [batch, length], got {shape:?}")));
+        return Err(invalid(format!("{shape_name}: expected [batch, length], got {shape:?}")));
     }
     let n: i64 = shape.iter().product();
-    if n as usize != tokens.len() {
-        return Err(invalid(format!("tokens: tokensShape {shape:?} needs {n} values but the Int32Array has {}", tokens.len())));
+    if n as usize != values.len() {
+        return Err(invalid(format!("{name}: {shape_name} {shape:?} needs {n} values but the Int32Array has {}", values.len())));
     }
-    let v: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+    let v: Vec<i64> = values.iter().map(|&t| t as i64).collect();
     let shape = shape.to_vec();
     Ok(crate::compute::run(move || Tensor::from_slice(&v).reshape(&shape)))
 }
@@ -454,27 +476,34 @@ impl NativeReportModel {
         let x = features_of(&features, &features_shape)?;
         let opts = generate_options(&options)?;
         let inner = self.inner.clone();
-        let on_token = Arc::new(on_token);
+        let on_token = stream_to(on_token);
         Ok(job("report generate", move || {
             let m = inner.lock()?;
-            let stop = Arc::new(AtomicBool::new(false));
-            run_generate(&m, &x, &opts, |row, token| {
-                if stop.load(Ordering::Relaxed) {
-                    return false;
-                }
-                let stop = stop.clone();
-                let status = on_token.call_with_return_value(FnArgs::from((row as u32, token as u32)), ThreadsafeFunctionCallMode::NonBlocking, move |r: napi::Result<Option<bool>>, _| {
-                    if matches!(r, Ok(Some(false)) | Err(_)) {
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                    Ok(())
-                });
-                // Closing: the JS side is gone (the environment is shutting down); nothing is listening.
-                status == napi::Status::Ok
-            })
+            run_generate(&m, &x, &opts, on_token)
         }))
     }
 }
 
 /// `onToken(row, token)` of `generateStream`, called from the compute thread; its return value says whether to go on.
-type TokenCallback = ThreadsafeFunction<FnArgs<(u32, u32)>, Option<bool>, FnArgs<(u32, u32)>, napi::Status, false>;
+pub(crate) type TokenCallback = ThreadsafeFunction<FnArgs<(u32, u32)>, Option<bool>, FnArgs<(u32, u32)>, napi::Status, false>;
+
+/// The `on_token(row, token)` of a decoder that streams to `callback` (the semantics of `generateStream`): each
+/// token is queued for the JS thread without blocking; once `callback` has answered `false` (or thrown) the next
+/// call says stop, and so does a call that finds the JS side gone; the decoder then fails with `cancelled`.
+pub(crate) fn stream_to(callback: TokenCallback) -> impl FnMut(usize, i64) -> bool + Send {
+    let stop = Arc::new(AtomicBool::new(false));
+    move |row, token| {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let stop = stop.clone();
+        let status = callback.call_with_return_value(FnArgs::from((row as u32, token as u32)), ThreadsafeFunctionCallMode::NonBlocking, move |r: napi::Result<Option<bool>>, _| {
+            if matches!(r, Ok(Some(false)) | Err(_)) {
+                stop.store(true, Ordering::Relaxed);
+            }
+            Ok(())
+        });
+        // Closing: the JS side is gone (the environment is shutting down); nothing is listening.
+        status == napi::Status::Ok
+    }
+}
