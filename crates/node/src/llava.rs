@@ -55,13 +55,13 @@ impl NativeLmTokenizer {
         self.inner.vocab_size()
     }
 
-    /// The id of a token of the vocabulary or of the added tokens (undefined when absent).
+    /// The id of a token of the vocabulary or of the added tokens (null when absent).
     #[napi]
     pub fn token_to_id(&self, token: String) -> Option<i64> {
         self.inner.token_to_id(&token)
     }
 
-    /// The token of an id (undefined outside the vocabulary).
+    /// The token of an id (null outside the vocabulary).
     #[napi]
     pub fn id_to_token(&self, id: i64) -> Option<String> {
         self.inner.id_to_token(id)
@@ -263,7 +263,7 @@ struct PartsBase {
     /// "linear" | "mlp2x_gelu" | "mlpNx_gelu". @default "mlp2x_gelu"
     #[serde(default)]
     projector: Option<String>,
-    /// @default 0
+    /// The projector's draws, and the tower's from-scratch draws when `vision.weights` is absent. @default 0
     #[serde(default)]
     projector_seed: u64,
 }
@@ -354,7 +354,8 @@ fn create(options: &str, pg: Option<Arc<ProcessGroup>>) -> napi::Result<Created>
 /// Builds a LLaVA trainer off the JS thread. `options`: JSON `{base, train, device?, dtype?, seed?,
 /// allowNonFinite?}`: `base` is `{llava: DIR}` (a transformers LLaVA folder) or `{lm: DIR, vision: {config,
 /// weights?}, imageTokenIndex, featureLayers?, select?, pool?, projector?, projectorSeed?}` (a LLaVA built from a
-/// tower and a causal LM folder, the vocabulary grown by one row when `imageTokenIndex` is the LM's vocab_size);
+/// tower and a causal LM folder, the vocabulary grown by one row when `imageTokenIndex` is the LM's vocab_size;
+/// `projectorSeed` also seeds the tower's from-scratch init when `vision.weights` is absent);
 /// `train` a LlavaTrainConfig; `dtype` the variables' kind ("f32" | "bf16"). With a `processGroup` of
 /// worldSize > 1 every rank must create it (the ranks check that they hold the same frozen base; rank 0's
 /// trainable state is broadcast) and every step and `loadState` is collective.
