@@ -74,6 +74,11 @@ export { loadPhantomReports, loadReportRecords, reportSplitSummary, type ReportR
 export { finetuneReport, DECODER_PRESETS, type ReportTrainOptions, type ReportTrainResult } from './rrg/train.js';
 export { loadReportGenerator, type ReportGenerator, type ReportStreamEvent } from './rrg/generate.js';
 export { ReportModel, ReportTokenizer, ReportTrainer, type GenerateOptions, type RrgConfig, type RrgTrainConfig, type TokenizerSpec } from './rrg/native.js';
+export { finetuneLlava, type LlavaRunOptions, type LlavaRunResult, type LlavaStage } from './llava/train.js';
+export { decodeReports, isLlavaFolder, loadLlavaGenerator, LLAVA_MODEL_FILE, type LlavaModelJson } from './llava/generate.js';
+export { exportLlavaRun } from './llava/export.js';
+export { LlavaModel, LlavaTrainer, LmTokenizer, IGNORE_INDEX, type LlavaBase, type LlavaBatch, type LlavaPrompt, type LlavaTrainConfig, type LlavaStepRecord, type GenerationIds } from './llava/native.js';
+export { DEFAULT_INSTRUCTION, IMAGE_TOKEN, encodeExamples, renderChat, readChatTemplate, type PromptSpec } from './llava/prompt.js';
 export { fitLinearProbe, predictProbe } from './finetune/probe.js';
 export { linearProbe, evaluateHead, loadHead, type LinearProbeOptions, type LinearProbeResult } from './finetune/classify.js';
 export { fullFinetune, type FullFinetuneOptions, type FullFinetuneResult, type FullTrainConfig, type EpochRecord as FinetuneEpochRecord } from './finetune/full.js';

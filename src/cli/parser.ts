@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { load } from 'js-yaml';
 import yargs, { type Argv } from 'yargs';
-import { CLASSIFICATION, REPORT_ENCODER, SEGMENTATION } from '../config/downstream.js';
+import { CLASSIFICATION, LLAVA_INSTRUCTION, LLAVA_STAGE_DEFAULTS, REPORT_ENCODER, SEGMENTATION } from '../config/downstream.js';
 import { checkNumericFlags } from './ranges.js';
 
 export const COMMANDS = ['train', 'finetune', 'generate', 'evaluate', 'launch', 'prepare', 'embed', 'info', 'export', 'synth', 'phantom', 'report', 'label'] as const;
@@ -105,7 +105,7 @@ export function presetNames(dir: string, except: readonly string[] = []): string
 /** Dataset, labels and report options of finetune and evaluate (evaluate: --split; finetune: --batch-size). */
 function labelledData(y: Argv, command: 'finetune' | 'evaluate') {
   y = y
-    .config('config', `Downstream preset (${presetNames(DOWNSTREAM_DIR).join(', ')}) or YAML file of option values; command-line options win`, command === 'evaluate' ? evaluateConfigLoader(y) : loadDownstreamConfig)
+    .config('config', `Preset (${presetNames(DOWNSTREAM_DIR).join(', ')}) or a YAML file of options; flags win`, command === 'evaluate' ? evaluateConfigLoader(y) : loadDownstreamConfig)
     .option('dataset', { type: 'string', default: 'csv', describe: 'chexpert, mimic, nih, padchest, brax, vindr, rsna, csv' })
     .option('root', { type: 'string', describe: 'Dataset root folder' })
     .option('manifest', { type: 'string', describe: 'csv: the manifest (relative to --root)' })
@@ -273,14 +273,26 @@ export function buildParser(args: readonly string[]): Argv {
         ['CXformer(S) continual pretraining', '$0 train --config cxformer_small output=runs/s data.root=/data/cxr', 'init.weights=models/dinov2-with-registers-small'],
       ]),
     )
-    .command('finetune [overrides..]', 'Classification (linear probe, or --mode full), --task segmentation (lungs, heart) or --task report (report captioner): training and evaluation', (y) =>
+    .command('finetune [overrides..]', 'Train and evaluate: classification (linear or --mode full), --task segmentation or report', (y) =>
       examples(layout(segTrainOptions(maskOptions(preprocessOptions(labelledData(modelOptions(y), 'finetune')), 'finetune'))
         .positional('overrides', { type: 'string', array: true, describe: 'Backbone overrides key=value' })
         .option('task', { choices: ['classification', 'segmentation', 'report'] as const, default: 'classification' as const, describe: 'docs/segmentation.md, docs/report-generation.md' })
         .option('report-data', { choices: ['phantom', 'mimic', 'r2gen', 'iu-xray'] as const, describe: 'report: the source of image/report pairs under --root (default phantom)' })
         .option('reports', { type: 'string', describe: 'report, mimic: the MIMIC-CXR report files root (files/pNN/…/sNNN.txt) (default --root)' })
         .option('annotation', { type: 'string', describe: "report, r2gen / iu-xray: R2Gen's annotation.json (default <root>/annotation.json)" })
-        .option('decoder', { choices: ['phantom', 'mimic'] as const, describe: 'report: decoder size preset (phantom: d 256, 3 layers; mimic: d 512, 3 layers) (default phantom)' })
+        .option('decoder', { choices: ['phantom', 'mimic', 'llm'] as const, describe: 'report: captioner size preset (phantom: d 256, 3 layers; mimic: d 512, 3 layers), or llm: the LLaVA recipe with --lm (default phantom)' })
+        .option('lm', { type: 'string', describe: 'report, llm: a Hugging Face causal LM folder (llama, mistral, qwen2, qwen3, gpt2)' })
+        .option('stage', { type: 'string', describe: 'report, llm: align (projector only), finetune (projector + LoRA or the LM) or align,finetune (default align,finetune)' })
+        .option('lora-rank', { type: 'number', describe: `report, llm finetune: LoRA rank on every LM linear layer; 0 = fine-tune the whole LM (default ${LLAVA_STAGE_DEFAULTS.lora.rank})` })
+        .option('lora-alpha', { type: 'number', describe: `report, llm finetune: LoRA α (scale α/r) (default ${LLAVA_STAGE_DEFAULTS.lora.alpha})` })
+        .option('lora-dropout', { type: 'number', describe: `report, llm finetune: dropout on the adapters' input (default ${LLAVA_STAGE_DEFAULTS.lora.dropout})` })
+        .option('lm-lr', { type: 'number', describe: `report, llm finetune: peak lr of the LM's adapters or weights (default ${LLAVA_STAGE_DEFAULTS.finetune.lmLr}; full ${LLAVA_STAGE_DEFAULTS.full.lmLr})` })
+        .option('micro-batches', { type: 'number', describe: 'report, llm: split each step into this many micro-batches (gradient accumulation) (default 1)' })
+        .option('feature-layer', { type: 'number', describe: 'report, llm: hidden state the projector reads (0 = embeddings, -1 = last block, before the final norm) (default -2)' })
+        .option('visual-tokens', { choices: ['full', 'default'] as const, describe: "report, llm: full (CLS, registers and patches) or default (transformers': without CLS) (default full)" })
+        .option('prompt', { choices: ['auto', 'plain', 'chat'] as const, describe: "report, llm finetune: the LM's chat template (auto: when it has one) or plain (default auto)" })
+        .option('instruction', { type: 'string', describe: `report, llm finetune: the chat prompt's instruction (default '${LLAVA_INSTRUCTION}')` })
+        .option('max-report-tokens', { type: 'number', describe: `report, llm: report tokens kept for training and generated at most (default ${LLAVA_STAGE_DEFAULTS.maxReportTokens})` })
         .option('dropout', { type: 'number', describe: "report: the decoder's dropout (default: the preset's, 0.1)" })
         .option('tokenizer', { type: 'string', describe: 'report: word[:MIN_COUNT] (lowercased), word-cased[:MIN_COUNT], bpe[:VOCAB] (trained on the training reports) or a tokenizer.json (default word:3)' })
         .option('memory-block', { type: 'number', describe: 'report: backbone block whose tokens the decoder reads (negative from the end) (default -1)' })
@@ -333,7 +345,7 @@ export function buildParser(args: readonly string[]): Argv {
     .command('generate [images..]', 'Write reports for images with a captioner of finetune --task report (its best/ folder)', (y) =>
       examples(y
         .positional('images', { type: 'string', array: true, describe: 'Image files (PNG, JPEG, DICOM)' })
-        .option('model', { alias: 'm', type: 'string', demandOption: true, describe: "A captioner folder: finetune --task report's best/" })
+        .option('model', { alias: 'm', type: 'string', demandOption: true, describe: "A captioner folder (finetune --task report's best/) or a LLaVA folder (--decoder llm's <stage>/model/, or its export)" })
         .option('out', { alias: 'o', type: 'string', describe: 'Write JSON Lines {id, image, generated} here (default: print the reports)' })
         .option('beam', { type: 'number', describe: 'Beam search with this many beams (default: the model folder\'s decoding, greedy)' })
         .option('max-new-tokens', { type: 'number', describe: 'At most this many tokens per report (default: the model folder\'s)' })
@@ -472,7 +484,7 @@ export function buildParser(args: readonly string[]): Argv {
       examples(modelOptions(y, true)
         .positional('overrides', { type: 'string', array: true, describe: 'A run folder or checkpoint to export, and/or model overrides key=value' })
         .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'Output folder (hf) or .safetensors file (original)' })
-        .option('format', { choices: ['hf', 'original'] as const, default: 'hf' as const, describe: 'hf folder, or one file with original DINOv2 names' })
+        .option('format', { choices: ['hf', 'original', 'llava-hf'] as const, default: 'hf' as const, describe: 'hf folder, one file with original DINOv2 names, or llava-hf: a LLaVA run as a transformers folder' })
         .option('dtype', { choices: ['f32', 'bf16', 'f16'] as const, default: 'f32' as const, describe: 'Stored dtype' })
         .option('head', {
           type: 'string',
@@ -485,6 +497,7 @@ export function buildParser(args: readonly string[]): Argv {
           const sources = pos.filter((s) => !isOverride(s));
           if (sources.length > 1) throw new Error(`export: one run folder or checkpoint at a time, got ${sources.join(' ')}`);
           if (sources.length && (a.weights || a.arch)) throw new Error('export: give either a run/checkpoint or --weights/--arch, not both');
+          if (a.format === 'llava-hf' && !sources.length) throw new Error('export: --format llava-hf exports a run folder of finetune --task report --decoder llm.\nExample usage: cxformer export runs/llava --format llava-hf --out exported-llava/');
           if (a.head !== undefined && !a.weights) throw new Error('export: --head goes with the --weights it was trained on.\nExample usage: cxformer export --weights runs/ft/best/model --head runs/ft/best/head.safetensors --out exported/');
           if (!sources.length && !a.weights && !a.arch) throw new Error('export: give a run folder or checkpoint, --weights, or --arch <preset> for a random-initialised model.\nExample usage: cxformer export runs/demo --out exported/');
           return true;

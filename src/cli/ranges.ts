@@ -48,6 +48,14 @@ export const NUMERIC_FLAGS: Readonly<Record<string, Range>> = Object.freeze({
   'max-new-tokens': int(1),
   temperature: num(0, undefined, { minOpen: true }),
   'top-p': num(0, 1, { minOpen: true }),
+  // The LLaVA recipe (finetune --task report --decoder llm).
+  'lora-rank': int(0),
+  'lora-alpha': num(0, undefined, { minOpen: true }),
+  'lora-dropout': num(0, 1, { maxOpen: true }),
+  'lm-lr': num(0),
+  'micro-batches': int(1),
+  'feature-layer': int(),
+  'max-report-tokens': int(2),
   // Classification training (finetune).
   'cls-layers': int(1),
   epochs: int(1),

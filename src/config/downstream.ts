@@ -70,3 +70,22 @@ export const SEGMENTATION: Readonly<SegmentationDefaults> = Object.freeze(table.
 
 /** The encoder optimizer values of `finetune --task report --mode full` when not given (src/rrg/train.ts). */
 export const REPORT_ENCODER = Object.freeze({ backboneLr: 1e-4, layerwiseDecay: 1, patchEmbedLrMult: 1 });
+
+/**
+ * The LLaVA recipe's values when not given (`finetune --task report --decoder llm`, src/llava/train.ts): LLaVA-Rad's
+ * (github.com/microsoft/LLaVA-Rad `scripts/pretrain.sh`, `scripts/finetune_lora.sh`) per stage; `full`: the whole LM
+ * fine-tuned (MAIRA-2-style, for LMs up to ~1.5B) at 2e-5. `batchSize` is per rank and step (LLaVA-Rad's global
+ * batches are 256 and 128: set them with --head-batch-size × ranks, --micro-batches for memory).
+ */
+export const LLAVA_STAGE_DEFAULTS = Object.freeze({
+  align: Object.freeze({ epochs: 1, lr: 1e-3 }),
+  finetune: Object.freeze({ epochs: 3, lr: 1e-4, lmLr: 1e-4 }),
+  full: Object.freeze({ lr: 2e-5, lmLr: 2e-5 }),
+  lora: Object.freeze({ rank: 64, alpha: 128, dropout: 0.05 }),
+  warmup: 0.03,
+  batchSize: 16,
+  maxReportTokens: 256,
+});
+
+/** The instruction of the LLaVA recipe's chat prompt (LLaVA-Rad's wording). */
+export const LLAVA_INSTRUCTION = 'Describe the findings of the chest X-ray.';

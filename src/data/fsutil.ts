@@ -1,5 +1,5 @@
 /** Small file-system helpers of the data layer. */
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 
 let counter = 0;
 
@@ -16,4 +16,9 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
     await rm(tmp, { force: true });
     throw e;
   }
+}
+
+/** Copies `src` to `dst` atomically ({@link writeFileAtomic}). */
+export async function copyAtomic(src: string, dst: string): Promise<void> {
+  await writeFileAtomic(dst, await readFile(src));
 }

@@ -53,7 +53,7 @@ describe('argument grammar (no process, no LibTorch)', () => {
     expect(a.lr).toBe(0.00005);
     const r = parseCli(['finetune', '--config', 'rsna', '--root', 'r', '--weights', 'w', '--out', 'o']);
     expect([r.classes, r.equalize]).toEqual(['Pneumonia', false]);
-    expect(() => parseCli(['finetune', '--config', 'imagenet', '--root', 'r', '--weights', 'w', '--out', 'o'])).toThrow(/not a preset \(chexmask, chexpert, mimic_report, nih, phantom, phantom_report, phantom_seg, rsna, vindr\)/);
+    expect(() => parseCli(['finetune', '--config', 'imagenet', '--root', 'r', '--weights', 'w', '--out', 'o'])).toThrow(/not a preset \(chexmask, chexpert, mimic_report, mimic_report_llava, nih, phantom, phantom_report, phantom_seg, rsna, vindr\)/);
   });
 
   it('evaluate takes a preset\'s data and preprocessing keys and leaves out its training keys', () => {

@@ -61,7 +61,7 @@ function helpExamples(text: string): string[] {
  */
 const READERS: Record<CommandName, string[]> = {
   train: ['train.ts'],
-  finetune: ['finetune.ts', 'segment.ts', 'report-task.ts', 'common.ts'],
+  finetune: ['finetune.ts', 'segment.ts', 'report-task.ts', 'llava-task.ts', 'common.ts'],
   generate: ['generate.ts', 'common.ts'],
   evaluate: ['finetune.ts', 'segment.ts', 'evaluate-report.ts', 'common.ts'],
   launch: ['launch.ts'],

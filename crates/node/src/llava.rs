@@ -180,7 +180,10 @@ impl Inputs {
 
 /// Decodes after each row's prompt with `model` (see [`GeneratedJs`]).
 fn run_generate(model: &LlavaModel, x: &Inputs, d: &Decoding, on_token: impl FnMut(usize, i64) -> bool) -> napi::Result<String> {
-    let opts = GenerateOptions::new(d.strategy, d.max_new_tokens, &model.generation);
+    let mut opts = GenerateOptions::new(d.strategy, d.max_new_tokens, &model.generation);
+    if let Some(ids) = &d.eos_token_ids {
+        opts.eos_token_ids = ids.clone();
+    }
     let g = model.generate(&x.pixels, &x.ids, Some(&x.mask), &opts, on_token).map_err(js_error)?;
     let eos = &opts.eos_token_ids;
     let tokens = g.tokens.into_iter().map(|t| t.into_iter().take_while(|x| !eos.contains(x)).collect()).collect();
@@ -648,10 +651,21 @@ impl NativeLlavaModel {
         tokens_per_image(&*self.inner.lock()?, height, width)
     }
 
+    /// Writes the model again as a transformers LlavaForConditionalGeneration folder (`LlavaModel::save_hf`, each
+    /// file atomic). `options`: JSON `{dtype?: "f32" | "bf16" | "f16", layout?: "legacy" | "nested",
+    /// tokenizerFrom?: DIR}` (defaults f32, legacy; `tokenizerFrom`: a folder whose tokenizer files are copied).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn save_hf(&self, dir: String, options: String) -> napi::Result<AsyncTask<Job<(), ()>>> {
+        let opts = save_options(&options)?;
+        let inner = self.inner.clone();
+        Ok(job("saveHf", move || inner.lock()?.save_hf(&PathBuf::from(&dir), &opts).map_err(js_error)))
+    }
+
     /// Decodes after each row's prompt: `pixels` (N, 3, H, W) float32 normalised, one image per row; `inputIds`
     /// and `attentionMask` (1/0, left padding) of shape `idsShape` (B, T), B = N, one image token per row or
     /// already expanded. `options`: JSON `{strategy?: "greedy" | "beam" | "sample", maxNewTokens? (100),
-    /// numBeams?, lengthPenalty?, earlyStopping?, temperature?, topP?, seed?}` (`noRepeatNgramSize` is refused).
+    /// numBeams?, lengthPenalty?, earlyStopping?, temperature?, topP?, seed?, eosTokenIds? (the ids that end a row;
+    /// default the model's generation_config.json ones)}` (`noRepeatNgramSize` is refused).
     /// Resolves to JSON {tokens: [[ids]], scores: [..]}: each row's new tokens, EOS and everything after it removed.
     #[napi(ts_return_type = "Promise<string>")]
     pub fn generate(

@@ -148,6 +148,10 @@ struct GenerateJs {
     /// sample: @default 0
     #[serde(default)]
     seed: Option<u64>,
+    /// LM decoder only: the ids that end a row, instead of the model's generation_config.json EOS ids (e.g. those
+    /// and a chat template's end-of-turn token).
+    #[serde(default)]
+    eos_token_ids: Option<Vec<i64>>,
 }
 
 /// The decoding choices of a `generate` options JSON, shared by the report decoder and the LM decoder
@@ -158,10 +162,12 @@ pub(crate) struct Decoding {
     pub max_new_tokens: i64,
     /// 0 = off.
     pub no_repeat_ngram_size: i64,
+    /// The ids that end a row instead of the model's own (LM decoder only).
+    pub eos_token_ids: Option<Vec<i64>>,
 }
 
 /// Parses a `generate` options JSON (`{strategy?, maxNewTokens?, numBeams?, lengthPenalty?, earlyStopping?,
-/// noRepeatNgramSize?, temperature?, topP?, seed?}`, unknown fields refused) with the defaults of [`GenerateJs`].
+/// noRepeatNgramSize?, temperature?, topP?, seed?, eosTokenIds?}`, unknown fields refused) with the defaults of [`GenerateJs`].
 pub(crate) fn decoding_options(json: &str) -> napi::Result<Decoding> {
     let o: GenerateJs = serde_json::from_str(json).map_err(|e| invalid(format!("generate options: {e}")))?;
     let strategy = match o.strategy.as_deref().unwrap_or("greedy") {
@@ -174,11 +180,14 @@ pub(crate) fn decoding_options(json: &str) -> napi::Result<Decoding> {
         "sample" => Strategy::Sample(SampleOptions { temperature: o.temperature.unwrap_or(1.0), top_p: o.top_p.unwrap_or(1.0), seed: o.seed.unwrap_or(0) }),
         s => return Err(invalid(format!("generate: strategy must be \"greedy\", \"beam\" or \"sample\", got {s:?}"))),
     };
-    Ok(Decoding { strategy, max_new_tokens: o.max_new_tokens.unwrap_or(100), no_repeat_ngram_size: o.no_repeat_ngram_size.unwrap_or(0) })
+    Ok(Decoding { strategy, max_new_tokens: o.max_new_tokens.unwrap_or(100), no_repeat_ngram_size: o.no_repeat_ngram_size.unwrap_or(0), eos_token_ids: o.eos_token_ids })
 }
 
 fn generate_options(json: &str) -> napi::Result<GenerateOptions> {
     let d = decoding_options(json)?;
+    if d.eos_token_ids.is_some() {
+        return Err(invalid("generate: eosTokenIds applies to the LM decoder (LLaVA) only; the captioner ends a report at its [EOS]"));
+    }
     Ok(GenerateOptions { strategy: d.strategy, max_new_tokens: d.max_new_tokens, no_repeat_ngram_size: d.no_repeat_ngram_size, return_step_logits: false })
 }
 

@@ -11,6 +11,14 @@ import { type Args, loadBackboneFromArgs, progress, splitPositionals } from './c
 export async function run(a: Args): Promise<number> {
   const { inputs, overrides } = splitPositionals(a.overrides);
   const dtype = a.dtype as 'f32' | 'bf16' | 'f16';
+  if (a.format === 'llava-hf') {
+    // A LLaVA run of finetune --task report --decoder llm: its last stage's model, as transformers' folder.
+    const { exportLlavaRun } = await import('../../llava/export.js');
+    if (inputs[0] === undefined) throw new CxformerError('CXF_ARG', '--format llava-hf exports a LLaVA run folder of cxformer finetune --task report --decoder llm.\nExample usage: cxformer export runs/llava --format llava-hf --out exported-llava/');
+    const r = await exportLlavaRun(inputs[0], path.resolve(String(a.out)), { dtype });
+    progress(false).done(`export: ${r.source} -> ${r.out} (LlavaForConditionalGeneration, ${dtype}: ${r.files.join(', ')})`);
+    return 0;
+  }
   if (inputs[0] !== undefined) {
     // A training run or checkpoint: teacher backbone (HF) + dino_head.safetensors.
     const { exportRun, checkpointOf } = await import('../../train/export.js');

@@ -1,6 +1,6 @@
 /**
  * `cxformer generate --model DIR IMAGES… [--beam N | --sample …] [--out preds.jsonl]`: reports for images with a
- * captioner of `finetune --task report` (src/rrg/generate.ts). Without --out the reports are printed, one block per
+ * captioner of `finetune --task report` (src/rrg/generate.ts) or a LLaVA folder of `--decoder llm` (src/llava/generate.ts). Without --out the reports are printed, one block per
  * image; with --out they are written as JSON Lines `{id, image, generated}` (id = the path as given), the input of
  * `evaluate --task report`. --stream prints each report word by word as it is decoded (ReportGenerator.stream).
  */
@@ -14,7 +14,9 @@ import { type Args, progress } from './common.js';
 export async function run(a: Args): Promise<number> {
   const images = ((a.images as string[] | undefined) ?? []).map(String);
   const log = progress(Boolean(a.quiet));
-  const gen = await loadReportGenerator(String(a.model), { device: String(a.device ?? 'cpu') });
+  const dir = String(a.model);
+  const { isLlavaFolder, loadLlavaGenerator } = await import('../../llava/generate.js');
+  const gen = isLlavaFolder(dir) ? await loadLlavaGenerator(dir, { device: String(a.device ?? 'cpu') }) : await loadReportGenerator(dir, { device: String(a.device ?? 'cpu') });
   const o: GenerateOptions = {};
   if (a.sample) Object.assign(o, { strategy: 'sample', temperature: Number(a.temperature), topP: Number(a['top-p']), seed: Number(a.seed) });
   else if (a.beam !== undefined) Object.assign(o, { strategy: 'beam', numBeams: Number(a.beam) });

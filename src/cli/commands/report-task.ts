@@ -9,7 +9,7 @@ import { DECODER_PRESETS, finetuneReport, type ReportTrainOptions } from '../../
 import { type Args, onInterrupt, preprocessOverrides, progress, splitPositionals } from './common.js';
 import { reportAtEnd } from './report.js';
 
-function dataSpec(a: Args): ReportSourceSpec {
+export function dataSpec(a: Args): ReportSourceSpec {
   const root = String(a.root);
   switch (String(a['report-data'] ?? 'phantom')) {
     case 'mimic':
@@ -25,11 +25,13 @@ function dataSpec(a: Args): ReportSourceSpec {
 
 /** --decoder PRESET [--dropout P]: the preset, or its sizes with another dropout. */
 function decoderOf(a: Args): ReportTrainOptions['decoder'] {
-  const name = (a.decoder ?? 'phantom') as keyof typeof DECODER_PRESETS;
+  const name = (a.decoder ?? 'phantom') as keyof typeof DECODER_PRESETS; // not 'llm': run() sent it elsewhere
   return a.dropout === undefined ? name : { ...DECODER_PRESETS[name], dropout: Number(a.dropout) };
 }
 
 export async function run(a: Args): Promise<number> {
+  // --decoder llm: the LLaVA recipe (an HF causal LM behind a projector).
+  if (a.decoder === 'llm') return (await import('./llava-task.js')).run(a);
   const quiet = Boolean(a.quiet);
   const bar = progress(quiet);
   const ctl = new AbortController();

@@ -1,0 +1,152 @@
+/**
+ * A LLaVA folder of `finetune --task report --decoder llm` (`<stage>/model/`: transformers'
+ * LlavaForConditionalGeneration files, the tokenizer with `<image>`, and `cxformer-llava.json` with the prompt,
+ * preprocessing and decoding) as a report generator with the interface of the captioner's (src/rrg/generate.ts):
+ * the same prompt as in training, decoding stopped at the LM's EOS ids and the chat template's end of turn.
+ * A transformers LLaVA folder without `cxformer-llava.json` is prompted plainly (`<image>` then the report) with the
+ * image processor of its preprocessor_config.json.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+
+import { preprocessorFromHfConfig } from '../image/hf-config.js';
+import { resolvePreprocessOptions, type PreprocessOptions } from '../image/options.js';
+import { preprocessBatch } from '../image/preprocess.js';
+import { CxformerError } from '../native/load.js';
+import { type ReportGenerator, type ReportStreamEvent, streamPiece } from '../rrg/generate.js';
+import type { GenerateOptions } from '../rrg/native.js';
+import { type LlavaGenerator, LlavaModel, LmTokenizer } from './native.js';
+import { encodePrompt, type PromptSpec, stopIds } from './prompt.js';
+
+/** cxformer's file in a LLaVA model folder. */
+export const LLAVA_MODEL_FILE = 'cxformer-llava.json';
+
+export interface LlavaModelJson {
+  format: 'cxformer-llava';
+  stage: 'align' | 'finetune';
+  prompt: PromptSpec;
+  preprocess: PreprocessOptions;
+  decode: GenerateOptions;
+  labeler: string;
+  /** The stage's last validation loss. */
+  valLoss: number | null;
+}
+
+/** Decoding options across N-API: the generation options and the extra stop ids. */
+type LlavaGenerateOptions = GenerateOptions & { eosTokenIds?: number[] };
+
+/** Whether `dir` holds a LLaVA (config.json with model_type "llava"). */
+export function isLlavaFolder(dir: string): boolean {
+  const f = path.join(dir, 'config.json');
+  if (!existsSync(f)) return false;
+  try {
+    return (JSON.parse(readFileSync(f, 'utf8')) as { model_type?: string }).model_type === 'llava';
+  } catch {
+    return false;
+  }
+}
+
+/** The folder's cxformer settings, or plain prompting with its preprocessor_config.json for a foreign folder. */
+async function settingsOf(dir: string): Promise<LlavaModelJson> {
+  const f = path.join(dir, LLAVA_MODEL_FILE);
+  if (existsSync(f)) {
+    const md = JSON.parse(await readFile(f, 'utf8')) as LlavaModelJson;
+    if (md.format !== 'cxformer-llava') throw new CxformerError('CXF_INPUT', `${f}: format is ${JSON.stringify(md.format)}, expected "cxformer-llava"`);
+    return md;
+  }
+  const pp = path.join(dir, 'preprocessor_config.json');
+  const preprocess = existsSync(pp) ? preprocessorFromHfConfig(JSON.parse(await readFile(pp, 'utf8')), pp) : resolvePreprocessOptions({});
+  return { format: 'cxformer-llava', stage: 'align', prompt: { kind: 'plain', instruction: '', maxReportTokens: 256 }, preprocess, decode: { strategy: 'greedy', maxNewTokens: 256 }, labeler: 'phantom', valLoss: null };
+}
+
+/** The prompt batch of `images`: their pixels and one prompt row each. */
+async function promptBatch(images: readonly string[], prompt: readonly number[], pre: PreprocessOptions) {
+  const px = await preprocessBatch(images, pre);
+  const B = images.length;
+  const T = prompt.length;
+  const inputIds = new Int32Array(B * T);
+  for (let i = 0; i < B; i++) inputIds.set(prompt, i * T);
+  return { pixels: { data: px.data, shape: px.shape }, inputIds, attentionMask: new Int32Array(B * T).fill(1), shape: [B, T] as [number, number] };
+}
+
+/** Decodes reports for `images` with a model of `dir`'s settings (the trainer's or the folder's own). */
+export async function decodeReports(gen: LlavaGenerator, dir: string, images: readonly string[], o: LlavaGenerateOptions & { batchSize?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<string[]> {
+  const md = await settingsOf(dir);
+  const tok = await LmTokenizer.load(path.join(dir, 'tokenizer.json'));
+  const { batchSize = 8, onProgress, ...decode } = o;
+  const prompt = encodePrompt(tok, md.prompt);
+  const opts = { ...md.decode, ...decode, eosTokenIds: [...new Set([...gen.generation.eosTokenIds, ...stopIds(tok, md.prompt)])] };
+  const out: string[] = [];
+  for (let s = 0; s < images.length; s += batchSize) {
+    const r = await gen.generate(await promptBatch(images.slice(s, s + batchSize), prompt, md.preprocess), opts);
+    for (const t of r.tokens) out.push(tok.decode(t).trim());
+    onProgress?.(Math.min(s + batchSize, images.length), images.length);
+  }
+  return out;
+}
+
+/** Loads a LLaVA folder as a report generator (see the module comment). */
+export async function loadLlavaGenerator(dir: string, o: { device?: string; threads?: number } = {}): Promise<ReportGenerator> {
+  if (!existsSync(path.join(dir, 'tokenizer.json'))) throw new CxformerError('CXF_INPUT', `${dir}: a LLaVA folder without tokenizer.json; export it with its tokenizer (cxformer export RUN --format llava-hf)`);
+  const md = await settingsOf(dir);
+  const model = await LlavaModel.load(dir, o);
+  const tok = await LmTokenizer.load(path.join(dir, 'tokenizer.json'));
+  const image = model.config.image_token_index;
+  if (tok.idToToken(image) === null) throw new CxformerError('CXF_INPUT', `${dir}: the image token id ${image} (config.json image_token_index) is not in tokenizer.json (${tok.vocabSize} tokens)`);
+  const prompt = encodePrompt(tok, md.prompt);
+  const stops = [...new Set([...model.generation.eosTokenIds, ...stopIds(tok, md.prompt)])];
+  return {
+    decode: md.decode,
+    generate: (images, g = {}) => decodeReports(model, dir, images, g),
+    async *stream(images, g = {}): AsyncIterable<ReportStreamEvent> {
+      const opts = { ...md.decode, ...g, eosTokenIds: stops };
+      for (const [index, img] of images.entries()) {
+        const batch = await promptBatch([img], prompt, md.preprocess);
+        const queue: number[] = [];
+        let wake: (() => void) | undefined;
+        let stop = false;
+        let settled = false;
+        let result: { tokens: number[][] } | undefined;
+        let failure: unknown;
+        model
+          .generateStream(batch, opts, (_row, t) => {
+            if (stop) return false;
+            queue.push(t);
+            wake?.();
+          })
+          .then(
+            (r) => (result = r),
+            (e: unknown) => (failure = e),
+          )
+          .finally(() => {
+            settled = true;
+            wake?.();
+          });
+        const ids: number[] = [];
+        let shown = '';
+        const emit = (t: number) => {
+          ids.push(t);
+          const text = streamPiece(tok.decode(ids).trimStart(), shown, false);
+          shown += text;
+          return { index, image: img, token: t, text };
+        };
+        try {
+          for (;;) {
+            for (let t = queue.shift(); t !== undefined; t = queue.shift()) if (!stops.includes(t)) yield emit(t);
+            if (settled) break;
+            await new Promise<void>((r) => (wake = r));
+            wake = undefined;
+          }
+          if (failure !== undefined) throw failure;
+          const all = (result as { tokens: number[][] }).tokens[0] ?? [];
+          for (const t of all.slice(ids.length)) yield emit(t);
+          const report = tok.decode(ids).trim();
+          yield { index, image: img, text: streamPiece(report, shown, true), report };
+        } finally {
+          stop = true;
+        }
+      }
+    },
+  };
+}
