@@ -5,11 +5,12 @@
  * - align: the loss falls ≥ 30 % within 200 steps and only the projector changes (every tower and LM tensor of the
  *   exported model equals its source bit for bit; the embedding grew by the one `<image>` row, the mean of the
  *   others); `<image>` is added to the tokenizer exactly once, also on a re-run;
+ * - a run killed with SIGKILL after its first training state and re-run gives the bytes of an uninterrupted run;
  * - finetune with LoRA after it (the LM's chat template): the PEFT adapter folder, `generate` reproducing the run's
  *   test predictions, streaming, the export reloading with the same reports;
  * - bad input: an LM of an unsupported family, a LLaVA whose projector does not fit the tower, a missing --lm.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -101,6 +102,26 @@ describe('finetune --task report --decoder llm', () => {
     }
     const cfg = JSON.parse(await readFile(path.join(out(), 'align', 'model', 'config.json'), 'utf8'));
     expect(cfg).toMatchObject({ model_type: 'llava', image_token_index: 500, text_config: { model_type: 'qwen2', vocab_size: 501 }, vision_feature_layer: -2 });
+  });
+
+  it('a run killed after its first state and re-run gives the bytes of an uninterrupted run', { timeout: 600_000 }, async () => {
+    const a = (o: string) => args(o, QWEN2, ['--stage', 'align', '--epochs', '3', '--lr', '0.01', '--max-train', '40']);
+    const whole = path.join(ph.tmp, 'whole');
+    expect(cli(a(whole)).code).toBe(0);
+    const killed = path.join(ph.tmp, 'killed');
+    const child = spawn(process.execPath, [MAIN, ...a(killed)], { stdio: 'ignore', env: { ...process.env, CXFORMER_REPORT: '0' } });
+    const state = path.join(killed, 'align', 'state.safetensors');
+    const t0 = Date.now();
+    while (!existsSync(state) && Date.now() - t0 < 300_000 && child.exitCode === null) await new Promise((r) => setTimeout(r, 10));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    expect(existsSync(path.join(killed, 'align', 'model', 'cxformer-llava.json')), 'killed before the end').toBe(false);
+    const r = cli(a(killed));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/align: resume at epoch [12] of 3/);
+    const bytes = (d: string) => readFileSync(path.join(d, 'align', 'model', 'model.safetensors'));
+    expect(bytes(killed).equals(bytes(whole))).toBe(true);
+    expect(readFileSync(path.join(killed, 'metrics.jsonl'), 'utf8')).toBe(readFileSync(path.join(whole, 'metrics.jsonl'), 'utf8'));
   });
 
   it('finetune with LoRA after align: adapters, predictions that generate reproduces, streaming, export', { timeout: 600_000 }, async () => {
