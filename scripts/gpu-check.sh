@@ -7,7 +7,9 @@
 #   4. the embedding benchmark on CUDA (f32 and bf16, 224 and 518 px, MFU against BENCH_PEAK_TFLOPS),
 #   5. the pretraining step at CXformer's real sizes (518/98, batch 64, K=16384, bf16) with its stage split.
 #   6. the segmentation step and inference (ViT-S/14, linear head, 518 px, bf16, batch 32),
-#   7. classification features and full fine-tuning step (ViT-S/14, 518 px, bf16), and a one-rank NCCL group.
+#   7. classification features and full fine-tuning step (ViT-S/14, 518 px, bf16), and a one-rank NCCL group,
+#   8. the LLaVA recipe: CXformer-S at 518 px + a random Qwen2.5-0.5B-shaped LM, bf16: align and LoRA steps, greedy
+#      generation, with the GPU's used memory sampled by nvidia-smi every 0.2 s (its peak in llava-memory.txt).
 # Results: $RESULTS (default $OUT or out/gpu-results): one log per step and summary.txt.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -56,6 +58,14 @@ step bench-cuda env BENCH_DEVICE="$device" BENCH_RUNS="${BENCH_RUNS:-10}" BENCH_
 step train-cuda env BENCH_REAL="${BENCH_REAL:-1}" BENCH_DEVICE="$device" BENCH_PRECISION=bf16 BENCH_STEPS="${BENCH_TRAIN_STEPS:-13}" "$NODE" "$kit/dist/bench/train.js"
 step finetune-cuda env BENCH_DEVICE="$device" BENCH_FT_SIZE="${BENCH_FT_SIZE:-518}" BENCH_RUNS="${BENCH_RUNS:-10}" "$NODE" "$kit/dist/bench/finetune.js"
 step seg-cuda env BENCH_DEVICE="$device" BENCH_SEG_SIZE="${BENCH_SEG_SIZE:-518}" BENCH_SEG_PRECISION=bf16 BENCH_SEG_BATCH="${BENCH_SEG_BATCH:-32}" "$NODE" "$kit/dist/bench/segment.js"
+# LLaVA: the peak of nvidia-smi's used memory while the benchmark runs (the caching allocator's reserve included).
+( while sleep 0.2; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | head -1; done ) > "$results/llava-memory-samples.txt" &
+mem_pid=$!
+step llava-cuda env BENCH_DEVICE="$device" BENCH_LLAVA_SHAPE=qwen05b BENCH_LLAVA_BATCH="${BENCH_LLAVA_BATCH:-4}" BENCH_LLAVA_RUNS="${BENCH_RUNS:-5}" \
+  BENCH_PEAK_TFLOPS="${BENCH_PEAK_TFLOPS:-989}" "$NODE" "$kit/dist/bench/llava.js"
+kill "$mem_pid" 2>/dev/null || true
+echo "llava peak used GPU memory (MiB, nvidia-smi): $(sort -n "$results/llava-memory-samples.txt" | tail -1)" | tee -a "$summary" "$results/llava-memory.txt"
+cp bench-results/llava.json "$results/bench-llava.json" 2>/dev/null || true
 cp bench-results/embed.json "$results/bench-embed.json" 2>/dev/null || true
 cp bench-results/segment.json "$results/bench-segment.json" 2>/dev/null || true
 cp bench-results/train.json "$results/bench-train.json" 2>/dev/null || true

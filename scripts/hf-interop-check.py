@@ -15,6 +15,11 @@ What it checks, on small random models and synthetic images (nothing is download
    Dinov2WithRegistersForImageClassification (one linear layer on CLS + mean patch token), and the README snippet of
    a cxformer-layout head (2 CLS layers, MLP); re-exporting a classification folder carries classifier.* through,
    and --format original refuses it.
+5. LLaVA: a `cxformer finetune --task report --decoder llm` run (the tiny random Qwen2 of the golden fixtures, a
+   random 2-block ViT, the align stage on phantoms) exported with `cxformer export --format llava-hf` loads in
+   transformers' LlavaForConditionalGeneration (no custom code; the grown vocabulary and `<image>` in the tokenizer),
+   AutoProcessor gives a LlavaProcessor, and transformers' greedy decoding of cxformer's pixels and prompt (the image
+   token expanded as the processor expands it) gives `cxformer generate`'s tokens.
 
 Usage:
     /work/refvenv/bin/python scripts/hf-interop-check.py [--root <cxformer package root>] [--work DIR] [--json out.json]
@@ -34,7 +39,7 @@ import torch
 import transformers
 from PIL import Image
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification, AutoProcessor, AutoTokenizer, LlavaForConditionalGeneration
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FEATURE_TOL = 1e-4  # float32, two implementations of the same network
@@ -190,6 +195,39 @@ def check_classifier(root, work, name, backbone, data, extra):
     return folder, arch
 
 
+def check_llava(root, work, data):
+    """Check 5: a LLaVA run's export in transformers (see the module docstring)."""
+    golden = os.environ.get("CXF_GOLDEN_DIR", os.path.join(os.path.dirname(root), "shared", "fixtures", "golden"))
+    tower = os.path.join(work, "llava-tower")
+    cli(root, "export", "--arch", "vit_small", "model.depth=2", "model.img_size=112", "--seed", "3", "--out", tower)
+    run = os.path.join(work, "llava-run")
+    cli(root, "finetune", "--task", "report", "--decoder", "llm", "--lm", os.path.join(golden, "lm", "qwen2"), "--stage", "align",
+        "--root", data, "--weights", tower, "--resize", "112", "--crop", "112", "--epochs", "3", "--lr", "0.01",
+        "--head-batch-size", "8", "--max-report-tokens", "32", "--bootstrap", "0", "--out", run)
+    exp = os.path.join(work, "llava-export")
+    cli(root, "export", run, "--format", "llava-hf", "--out", exp)
+    cfg = json.load(open(os.path.join(exp, "config.json")))
+    model = LlavaForConditionalGeneration.from_pretrained(exp, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(exp)
+    proc = AutoProcessor.from_pretrained(exp)
+    image_id = tok.convert_tokens_to_ids("<image>")
+    record("llava: the export loads (LlavaForConditionalGeneration, tokenizer, processor)",
+           f"vocab {cfg['text_config']['vocab_size']}, tokenizer {len(tok)}, <image> {image_id}, {type(proc).__name__}",
+           image_id == cfg["image_token_index"] and len(tok) == cfg["text_config"]["vocab_size"] and type(proc).__name__ == "LlavaProcessor")
+    paths = sorted(os.path.join(data, "images", f) for f in os.listdir(os.path.join(data, "images")))[:2]
+    px = cxformer_pixels(root, exp, paths, os.path.join(work, "llava-pixels.safetensors"))
+    per = proc.image_processor.crop_size["height"] // proc.patch_size
+    n = per * per + proc.num_additional_image_tokens - (1 if proc.vision_feature_select_strategy == "default" else 0)
+    prompt = tok("<image>", add_special_tokens=True)["input_ids"]
+    ids = torch.tensor([[t for x in prompt for t in ([x] * n if x == image_id else [x])]] * len(paths))
+    with torch.no_grad():
+        out = model.generate(pixel_values=px, input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=16, do_sample=False, num_beams=1)
+    theirs = [tok.decode(r[ids.shape[1]:], skip_special_tokens=True).strip() for r in out]
+    g = cli(root, "generate", "--model", exp, *paths, "--max-new-tokens", "16")
+    ours = [b.split("\n", 1)[1].strip() for b in g.stdout.strip().split("\n\n")]
+    record("llava: transformers' greedy reports = cxformer generate's", f"{theirs[0]!r}", theirs == ours, "" if theirs == ours else f"cxformer: {ours!r}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--root", default=REPO, help="cxformer package root (dist/ built)")
@@ -225,6 +263,8 @@ def main():
     record("re-export of a Dinov2ForImageClassification folder keeps every tensor", f"{len(s2)} tensors, classifier.weight {list(s2['classifier.weight'].shape)}", same)
     r = cli(root, "export", "--weights", c1, "--format", "original", "--out", os.path.join(work, "o.safetensors"), expect_ok=False)
     record("--format original of a classification folder refuses", r.stderr.strip().splitlines()[-1], r.returncode == 2 and "classifier" in r.stderr)
+
+    check_llava(root, work, data)
 
     if a.json:
         with open(a.json, "w") as f:

@@ -16,7 +16,7 @@ import { preprocessBatch } from '../image/preprocess.js';
 import { CxformerError } from '../native/load.js';
 import { type ReportGenerator, type ReportStreamEvent, streamPiece } from '../rrg/generate.js';
 import type { GenerateOptions } from '../rrg/native.js';
-import { type LlavaGenerator, LlavaModel, LmTokenizer } from './native.js';
+import { type LlavaGenerateOptions, type LlavaGenerator, LlavaModel, LmTokenizer } from './native.js';
 import { encodePrompt, type PromptSpec, stopIds } from './prompt.js';
 
 /** cxformer's file in a LLaVA model folder. */
@@ -33,8 +33,6 @@ export interface LlavaModelJson {
   valLoss: number | null;
 }
 
-/** Decoding options across N-API: the generation options and the extra stop ids. */
-type LlavaGenerateOptions = GenerateOptions & { eosTokenIds?: number[] };
 
 /** Whether `dir` holds a LLaVA (config.json with model_type "llava"). */
 export function isLlavaFolder(dir: string): boolean {

@@ -154,10 +154,13 @@ export interface LlavaPrompt {
   shape: [number, number];
 }
 
+/** Decoding options of the LM decoder: the captioner's, and the ids that end a row (default: the LM's EOS ids). */
+export type LlavaGenerateOptions = GenerateOptions & { eosTokenIds?: number[] };
+
 /** A model for decoding: the trainer's or an exported folder's. */
 export interface LlavaGenerator {
   readonly generation: GenerationIds;
-  generate(p: LlavaPrompt, o?: GenerateOptions): Promise<{ tokens: number[][]; scores: number[] }>;
+  generate(p: LlavaPrompt, o?: LlavaGenerateOptions): Promise<{ tokens: number[][]; scores: number[] }>;
 }
 
 /** The LLaVA config.json object (transformers' LlavaConfig) as far as cxformer reads it. */
@@ -236,7 +239,7 @@ export class LlavaTrainer implements LlavaGenerator {
   }
 
   /** New tokens per row (EOS and after removed). */
-  async generate(p: LlavaPrompt, o: GenerateOptions = {}): Promise<{ tokens: number[][]; scores: number[] }> {
+  async generate(p: LlavaPrompt, o: LlavaGenerateOptions = {}): Promise<{ tokens: number[][]; scores: number[] }> {
     return JSON.parse(await call('llava generate', () => this.handle.generate(p.pixels.data, [...p.pixels.shape], p.inputIds, p.attentionMask, p.shape, JSON.stringify(o))));
   }
 
@@ -289,7 +292,7 @@ export class LlavaModel implements LlavaGenerator {
     await call('llava saveHf', () => this.handle.saveHf(path.resolve(dir), JSON.stringify(opts)));
   }
 
-  async generate(p: LlavaPrompt, o: GenerateOptions = {}): Promise<{ tokens: number[][]; scores: number[] }> {
+  async generate(p: LlavaPrompt, o: LlavaGenerateOptions = {}): Promise<{ tokens: number[][]; scores: number[] }> {
     return JSON.parse(await call('llava generate', () => this.handle.generate(p.pixels.data, [...p.pixels.shape], p.inputIds, p.attentionMask, p.shape, JSON.stringify(o))));
   }
 
@@ -297,7 +300,7 @@ export class LlavaModel implements LlavaGenerator {
    * `generate` that also calls `onToken(row, token)` for each token as soon as the decoder chooses it (beam search
    * hands its tokens over at the end; EOS included); `false` cancels (the promise rejects with CXF_CANCELLED).
    */
-  async generateStream(p: LlavaPrompt, o: GenerateOptions, onToken: (row: number, token: number) => boolean | void): Promise<{ tokens: number[][]; scores: number[] }> {
+  async generateStream(p: LlavaPrompt, o: LlavaGenerateOptions, onToken: (row: number, token: number) => boolean | void): Promise<{ tokens: number[][]; scores: number[] }> {
     return JSON.parse(await call('llava generate', () => this.handle.generateStream(p.pixels.data, [...p.pixels.shape], p.inputIds, p.attentionMask, p.shape, JSON.stringify(o), onToken)));
   }
 }
