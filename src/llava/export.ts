@@ -29,6 +29,10 @@ export async function exportLlavaRun(source: string, out: string, o: { dtype?: '
   const src = llavaModelOf(source);
   if (path.resolve(src) === path.resolve(out)) throw new CxformerError('CXF_ARG', `--out ${out} is the model folder itself; export elsewhere`);
   const model = await LlavaModel.load(src);
+  const c = model.config;
+  if (c.cxformer_patch_pool !== undefined || c.cxformer_projector !== undefined) {
+    throw new CxformerError('CXF_ARG', `${src}: this LLaVA uses ${[c.cxformer_patch_pool !== undefined ? `patch pooling ${c.cxformer_patch_pool}×${c.cxformer_patch_pool}` : '', c.cxformer_projector !== undefined ? `the ${c.cxformer_projector} projector` : ''].filter(Boolean).join(' and ')}, which transformers' LlavaForConditionalGeneration does not compute: it cannot be exported for transformers (cxformer generate reads the folder as it is)`);
+  }
   await mkdir(out, { recursive: true });
   await model.saveHf(out, { dtype: o.dtype ?? 'f32', layout: o.layout ?? 'legacy', tokenizerFrom: src });
   for (const f of [LLAVA_MODEL_FILE, 'processor_config.json']) if (existsSync(path.join(src, f))) await copyAtomic(path.join(src, f), path.join(out, f));

@@ -163,6 +163,18 @@ export interface LlavaGenerator {
   generate(p: LlavaPrompt, o?: LlavaGenerateOptions): Promise<{ tokens: number[][]; scores: number[] }>;
 }
 
+/**
+ * How a LLaVA folder is written: the weights' dtype, transformers' key layout, the folder whose tokenizer files are
+ * copied, and `cxformerExtensions`: also a model transformers does not compute (patch pooling, another projector),
+ * with cxformer's config keys (otherwise refused).
+ */
+export interface SaveHfOptions {
+  dtype?: 'f32' | 'bf16' | 'f16';
+  layout?: 'legacy' | 'nested';
+  tokenizerFrom?: string;
+  cxformerExtensions?: boolean;
+}
+
 /** The LLaVA config.json object (transformers' LlavaConfig) as far as cxformer reads it. */
 export interface LlavaHfConfig {
   image_token_index: number;
@@ -170,6 +182,9 @@ export interface LlavaHfConfig {
   vision_feature_select_strategy: 'default' | 'full';
   image_seq_length: number;
   text_config: { model_type: string; vocab_size: number; hidden_size: number; [k: string]: unknown };
+  /** cxformer's keys of a model transformers does not compute. */
+  cxformer_patch_pool?: number;
+  cxformer_projector?: string;
   vision_config: { image_size: number; patch_size: number; hidden_size: number; [k: string]: unknown };
   [k: string]: unknown;
 }
@@ -252,7 +267,7 @@ export class LlavaTrainer implements LlavaGenerator {
   }
 
   /** A transformers LlavaForConditionalGeneration folder (adapters merged into the copy written). */
-  async saveHf(dir: string, o: { dtype?: 'f32' | 'bf16' | 'f16'; layout?: 'legacy' | 'nested'; tokenizerFrom?: string } = {}): Promise<void> {
+  async saveHf(dir: string, o: SaveHfOptions = {}): Promise<void> {
     const opts = { ...o, ...(o.tokenizerFrom ? { tokenizerFrom: path.resolve(o.tokenizerFrom) } : {}) };
     await call('llava saveHf', () => this.handle.saveHf(path.resolve(dir), JSON.stringify(opts)));
   }
@@ -287,7 +302,7 @@ export class LlavaModel implements LlavaGenerator {
   }
 
   /** Writes the model again as a transformers folder (another dtype or key layout). */
-  async saveHf(dir: string, o: { dtype?: 'f32' | 'bf16' | 'f16'; layout?: 'legacy' | 'nested'; tokenizerFrom?: string } = {}): Promise<void> {
+  async saveHf(dir: string, o: SaveHfOptions = {}): Promise<void> {
     const opts = { ...o, ...(o.tokenizerFrom ? { tokenizerFrom: path.resolve(o.tokenizerFrom) } : {}) };
     await call('llava saveHf', () => this.handle.saveHf(path.resolve(dir), JSON.stringify(opts)));
   }

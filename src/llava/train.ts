@@ -67,7 +67,11 @@ export interface LlavaRunOptions {
   out: string;
   /** @default ['align', 'finetune'] */
   stages?: readonly LlavaStage[];
-  /** The visual tokens: hidden_states index (default −2), token selection (default 'full': CLS and registers kept), k×k pooling, projector. */
+  /**
+   * The visual tokens: hidden_states index (default −2), token selection (default 'full': CLS and registers kept),
+   * k×k pooling of the patch grid (default 1 = off) and the projector (default 'mlp2x_gelu'; 'linear', 'mlpNx_gelu').
+   * Pooling or another projector makes models that transformers' LLaVA does not compute (written with cxformer's keys).
+   */
   vision?: { featureLayer?: number; select?: 'default' | 'full'; pool?: number; projector?: string; preprocess?: Partial<PreprocessOptions> };
   /** finetune's prompt: 'auto' (the LM's chat template when it has one, else plain), 'chat' or 'plain'; the instruction; the most report tokens. */
   prompt?: { finetune?: 'auto' | PromptKind; instruction?: string; maxReportTokens?: number };
@@ -215,10 +219,9 @@ async function runInFolder(o: LlavaRunOptions & { stages: readonly LlavaStage[] 
   const pre = resolvePreprocessOptions({ ...(resolved.preprocess ?? {}), ...(o.vision?.preprocess ?? {}) });
   const select = o.vision?.select ?? 'full';
   const vision = { featureLayer: o.vision?.featureLayer ?? -2, select, pool: o.vision?.pool ?? 1, projector: o.vision?.projector ?? 'mlp2x_gelu' };
-  if (vision.pool !== 1 || vision.projector !== 'mlp2x_gelu') {
-    // Every stage's model is saved as transformers' LlavaForConditionalGeneration, which has neither.
-    throw new CxformerError('CXF_ARG', `the LLaVA recipe saves its models as transformers' LlavaForConditionalGeneration, which computes neither pooled patch tokens nor a projector other than mlp2x_gelu; got pool ${vision.pool}, projector ${vision.projector}`);
-  }
+  // transformers' LLaVA computes neither pooled patch tokens nor other projectors: such models are cxformer's only.
+  const hfCompatible = vision.pool === 1 && vision.projector === 'mlp2x_gelu';
+  if (!hfCompatible) log(`vision: ${vision.pool > 1 ? `patch tokens pooled ${vision.pool}×${vision.pool}` : ''}${vision.pool > 1 && vision.projector !== 'mlp2x_gelu' ? ', ' : ''}${vision.projector !== 'mlp2x_gelu' ? `projector ${vision.projector}` : ''}: the models are written with cxformer's config keys, for cxformer (transformers' LLaVA does not compute them)`);
   const maxReportTokens = o.prompt?.maxReportTokens ?? LLAVA_STAGE_DEFAULTS.maxReportTokens;
   const settings = {
     data: { kind: o.data.kind, root: path.resolve(o.data.root) },
@@ -403,7 +406,7 @@ async function runInFolder(o: LlavaRunOptions & { stages: readonly LlavaStage[] 
     await dumpRankState(rank, (file) => trainer.saveState(file));
     // The stage's model: merged LLaVA folder (+ the PEFT adapters), then the cxformer file that marks it complete.
     await onRankZero(pg, `exporting the ${stage} model`, async () => {
-      await trainer.saveHf(modelDir, { tokenizerFrom: tokDir });
+      await trainer.saveHf(modelDir, { tokenizerFrom: tokDir, cxformerExtensions: !hfCompatible });
       for (const f of ['processor_config.json']) await copyAtomic(path.join(tokDir, f), path.join(modelDir, f));
       if (stage === 'finetune' && lora !== 'full') await trainer.savePeft(path.join(stageDir, 'adapter'), lmDir);
       const md: LlavaModelJson = {

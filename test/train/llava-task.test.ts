@@ -162,6 +162,23 @@ describe('finetune --task report --decoder llm', () => {
     expect(g2.stdout.trim().split('\n')[1] ?? '').toBe(preds[0].generated);
   });
 
+  it('pooled visual tokens and a linear projector: a cxformer-only model that generate reads and export refuses', { timeout: 300_000 }, async () => {
+    const run = path.join(ph.tmp, 'pooled');
+    const r = cli(args(run, QWEN2, ['--stage', 'align', '--epochs', '1', '--memory-pool', '2', '--projector', 'linear', '--max-train', '16']));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/patch tokens pooled 2×2, projector linear: the models are written with cxformer's config keys/);
+    expect(r.stderr).toMatch(/align: .* 19 visual tokens per image/); // 8×8 patches pooled 2×2 = 16, + CLS + 2 registers
+    const cfg = JSON.parse(await readFile(path.join(run, 'align', 'model', 'config.json'), 'utf8'));
+    expect(cfg).toMatchObject({ cxformer_patch_pool: 2, cxformer_projector: 'linear' });
+    const preds = await lines(path.join(run, 'predictions.jsonl'));
+    const g = cli(['generate', '--model', path.join(run, 'align', 'model'), preds[0].image]);
+    expect(g.code, g.stderr).toBe(0);
+    expect(g.stdout.trim().split('\n')[1] ?? '').toBe(preds[0].generated);
+    const e = cli(['export', run, '--format', 'llava-hf', '--out', path.join(ph.tmp, 'pooled-export')]);
+    expect(e.code).toBe(2);
+    expect(e.stderr).toMatch(/uses patch pooling 2×2 and the linear projector, which transformers' LlavaForConditionalGeneration does not compute/);
+  });
+
   it('bad input: an unsupported LM family, a projector that does not fit the tower, no --lm', { timeout: 300_000 }, async () => {
     const phi = path.join(ph.tmp, 'phi3');
     cpSync(QWEN2, phi, { recursive: true });

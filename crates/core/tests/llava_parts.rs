@@ -4,7 +4,8 @@
 //! row in the embedding and in an untied head, and the LM computes what it computes alone on text; an id inside
 //! the vocabulary grows nothing; any other id is refused naming both numbers; without tower weights the seed
 //! gives the whole model; a tower file of another width is refused naming both shapes; the built model's export
-//! reloads with the same logits.
+//! reloads with the same logits; a pooled model with a deeper projector is refused for transformers and saved with
+//! cxformer's config keys, reloading with the same logits.
 mod common;
 
 use common::{golden_dir, lcg_values, max_abs_diff, tiny_config, tiny_weights, tmpdir};
@@ -138,5 +139,29 @@ fn the_built_model_s_export_reloads_with_identical_logits() {
     assert_eq!(back.generation, m.generation);
     assert_eq!(back.forward(&px, &ids, None).unwrap(), want, "reloaded export: logits differ");
     assert_eq!(back.device(), Device::Cpu);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn pooling_and_deeper_projectors_save_with_cxformer_keys_and_reload_but_not_for_transformers() {
+    let mut o = LlavaOptions::new(IMAGE);
+    o.pool = 2;
+    o.projector = cxformer_core::llava::ProjectorKind::parse("mlp3x_gelu").unwrap();
+    let w = tiny_weights();
+    let (m, _) = LlavaModel::from_parts(&tiny_config(), Some(&w), &lm_dir("qwen2"), o, &LmLoadOptions::default(), 4).unwrap();
+    let px = Tensor::from_slice(&lcg_values(3 * 56 * 56, 6)).view([1, 3, 56, 56]);
+    let ids = Tensor::from_slice(&[11i64, IMAGE, 93]).view([1, 3]);
+    let want = m.forward(&px, &ids, None).unwrap();
+    // 56 px, patch 14: a 4×4 grid pooled 2×2 → 4 patch tokens + 2 registers (strategy "default": no CLS).
+    assert_eq!(m.config().tokens_per_image(56, 56), 6);
+    let dir = tmpdir("llava-parts-cxformer-keys");
+    let refused = m.save_hf(&dir, &SaveOptions::default()).unwrap_err().to_string();
+    assert!(refused.contains("cannot be exported for transformers") && refused.contains("patch pooling 2×2"), "{refused}");
+    m.save_hf(&dir, &SaveOptions { cxformer_extensions: true, ..Default::default() }).unwrap();
+    let cfg: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!((cfg["cxformer_patch_pool"].as_i64(), cfg["cxformer_projector"].as_str()), (Some(2), Some("mlp3x_gelu")));
+    let (back, _) = LlavaModel::load(&dir, &LmLoadOptions::default()).unwrap();
+    assert_eq!((back.config().options.pool, back.config().options.projector.depth), (2, 3));
+    assert_eq!(back.forward(&px, &ids, None).unwrap(), want, "reloaded cxformer-keyed folder: logits differ");
     let _ = std::fs::remove_dir_all(dir);
 }

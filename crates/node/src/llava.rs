@@ -540,7 +540,8 @@ impl NativeLlavaTrainer {
 
     /// Writes a transformers LlavaForConditionalGeneration folder (LoRA adapters merged in a copy; atomic files).
     /// `options`: JSON `{dtype?: "f32" | "bf16" | "f16", layout?: "legacy" | "nested", tokenizerFrom?: DIR}`
-    /// (defaults f32, legacy; `tokenizerFrom`: a folder whose tokenizer files are copied).
+    /// (defaults f32, legacy; `tokenizerFrom`: a folder whose tokenizer files are copied; `cxformerExtensions`: also
+    /// a model transformers does not compute, with cxformer's config keys).
     #[napi(ts_return_type = "Promise<void>")]
     pub fn save_hf(&self, dir: String, options: String) -> napi::Result<AsyncTask<Job<(), ()>>> {
         let opts = save_options(&options)?;
@@ -568,6 +569,10 @@ struct SaveHfJs {
     layout: Option<String>,
     #[serde(default)]
     tokenizer_from: Option<String>,
+    /// Also write a model transformers does not compute (patch pooling, another projector) with cxformer's config
+    /// keys. @default false
+    #[serde(default)]
+    cxformer_extensions: bool,
 }
 
 fn save_options(json: &str) -> napi::Result<SaveOptions> {
@@ -583,7 +588,7 @@ fn save_options(json: &str) -> napi::Result<SaveOptions> {
         "nested" => KeyLayout::Nested,
         l => return Err(invalid(format!("saveHf: layout \"{l}\": expected \"legacy\" or \"nested\""))),
     };
-    Ok(SaveOptions { kind, layout, tokenizer_from: o.tokenizer_from.map(PathBuf::from) })
+    Ok(SaveOptions { kind, layout, tokenizer_from: o.tokenizer_from.map(PathBuf::from), cxformer_extensions: o.cxformer_extensions })
 }
 
 // ---- an exported model ----

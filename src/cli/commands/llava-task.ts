@@ -37,6 +37,7 @@ export async function run(a: Args): Promise<number> {
         ...(num(a, 'feature-layer') !== undefined ? { featureLayer: num(a, 'feature-layer') } : {}),
         ...(a['visual-tokens'] !== undefined ? { select: a['visual-tokens'] as 'full' | 'default' } : {}),
         ...(num(a, 'memory-pool') !== undefined ? { pool: num(a, 'memory-pool') } : {}),
+        ...(a.projector !== undefined ? { projector: String(a.projector) } : {}),
         ...(pre && Object.keys(pre).length ? { preprocess: pre } : {}),
       },
       prompt: {

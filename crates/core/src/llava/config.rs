@@ -68,6 +68,11 @@ impl ProjectorKind {
     }
 }
 
+/// config.json key of cxformer's patch pooling (k, written when k > 1; transformers' LLaVA has none).
+pub const CXFORMER_POOL_KEY: &str = "cxformer_patch_pool";
+/// config.json key of cxformer's projector name (written when it is not `mlp2x_gelu`).
+pub const CXFORMER_PROJECTOR_KEY: &str = "cxformer_projector";
+
 /// The LLaVA-specific choices of a model built from a vision tower and a causal LM ([`LlavaConfig::new`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LlavaOptions {
@@ -145,7 +150,8 @@ impl LlavaConfig {
     /// Parses a LLaVA config object (transformers' defaults for absent keys: `image_token_index` 32000,
     /// `projector_hidden_act` "gelu", `vision_feature_select_strategy` "default", `vision_feature_layer` −2,
     /// `image_seq_length` 576, `multimodal_projector_bias` true). cxformer's own options are not part of
-    /// transformers' config: a loaded folder has pool 1 and an `mlp2x_gelu` projector.
+    /// transformers' config: a folder has pool 1 and an `mlp2x_gelu` projector unless it holds cxformer's keys
+    /// [`CXFORMER_POOL_KEY`] / [`CXFORMER_PROJECTOR_KEY`] ([`LlavaConfig::to_hf_json`]).
     pub fn from_json(v: &Value) -> Result<Self> {
         let o = v.as_object().ok_or_else(|| Error::Config("config must be a JSON object".into()))?;
         match get(o, "model_type").map(|t| t.as_str()) {
@@ -180,8 +186,8 @@ impl LlavaConfig {
             image_token_index,
             vision_feature_layers,
             select: FeatureSelect::parse(&str_of("vision_feature_select_strategy", "default")?)?,
-            pool: 1,
-            projector: ProjectorKind::MLP2X_GELU,
+            pool: int(o, CXFORMER_POOL_KEY, 1)?,
+            projector: ProjectorKind::parse(&str_of(CXFORMER_PROJECTOR_KEY, "mlp2x_gelu")?)?,
             projector_hidden_act: str_of("projector_hidden_act", "gelu")?,
             multimodal_projector_bias,
         };
@@ -286,10 +292,11 @@ impl LlavaConfig {
     }
 
     /// The config.json object of a transformers 4.57 `LlavaForConditionalGeneration` folder, the keys of
-    /// `save_pretrained` (`dtype`: the weights' dtype name, e.g. "float32"). Refused for a model transformers does
-    /// not compute ([`LlavaConfig::transformers_compatible`]).
+    /// `save_pretrained` (`dtype`: the weights' dtype name, e.g. "float32"). A model transformers does not compute
+    /// ([`LlavaConfig::transformers_compatible`]) also gets cxformer's keys [`CXFORMER_POOL_KEY`] and
+    /// [`CXFORMER_PROJECTOR_KEY`], which transformers ignores (such a folder fails there loudly: its image feature
+    /// count or projector keys do not match) and [`LlavaConfig::from_json`] reads.
     pub fn to_hf_json(&self, dtype: &str) -> Result<Value> {
-        self.transformers_compatible().map_err(|why| Error::Config(format!("this LLaVA cannot be exported for transformers: {why}")))?;
         let o = &self.options;
         let layer = match o.vision_feature_layers.as_slice() {
             [one] => json!(one),
@@ -298,6 +305,12 @@ impl LlavaConfig {
         let mut m = Map::new();
         // Sorted, as transformers writes them.
         m.insert("architectures".into(), json!(["LlavaForConditionalGeneration"]));
+        if o.pool != 1 {
+            m.insert(CXFORMER_POOL_KEY.into(), json!(o.pool));
+        }
+        if o.projector != ProjectorKind::MLP2X_GELU {
+            m.insert(CXFORMER_PROJECTOR_KEY.into(), json!(o.projector.name()));
+        }
         m.insert("dtype".into(), json!(dtype));
         m.insert("image_seq_length".into(), json!(self.tokens_per_image(self.vision.img_size, self.vision.img_size)));
         m.insert("image_token_index".into(), json!(o.image_token_index));

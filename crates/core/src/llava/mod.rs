@@ -125,11 +125,14 @@ pub struct SaveOptions {
     pub layout: KeyLayout,
     /// A folder whose tokenizer files ([`TOKENIZER_FILES`]) are copied (e.g. the loaded LLaVA or LM folder).
     pub tokenizer_from: Option<PathBuf>,
+    /// Also write a model transformers does not compute (patch pooling, another projector) with cxformer's
+    /// config keys ([`config::CXFORMER_POOL_KEY`]), for cxformer to load back; false refuses it.
+    pub cxformer_extensions: bool,
 }
 
 impl Default for SaveOptions {
     fn default() -> Self {
-        SaveOptions { kind: Kind::Float, layout: KeyLayout::Legacy, tokenizer_from: None }
+        SaveOptions { kind: Kind::Float, layout: KeyLayout::Legacy, tokenizer_from: None, cxformer_extensions: false }
     }
 }
 
@@ -525,10 +528,14 @@ impl LlavaModel {
     /// Writes a transformers `LlavaForConditionalGeneration` folder (see the module docs): `config.json`
     /// ([`LlavaConfig::to_hf_json`]), `generation_config.json`, `model.safetensors` (metadata format "pt") and the
     /// tokenizer files of `opts.tokenizer_from`, each written atomically. Refused while LoRA adapters are
-    /// attached (merge or save them first) and for models transformers does not compute.
+    /// attached (merge or save them first), and for models transformers does not compute unless
+    /// `opts.cxformer_extensions` (then written with cxformer's config keys, for cxformer only).
     pub fn save_hf(&self, dir: &Path, opts: &SaveOptions) -> Result<()> {
         if self.lora.is_some() {
             return Err(Error::Config("LoRA adapters are attached: merge them (merge_lora) or save them (save_peft) first".into()));
+        }
+        if !opts.cxformer_extensions {
+            self.cfg.transformers_compatible().map_err(|why| Error::Config(format!("this LLaVA cannot be exported for transformers: {why}")))?;
         }
         let config = self.cfg.to_hf_json(dtype_name(opts.kind)?)?;
         let nested = opts.layout == KeyLayout::Nested;
