@@ -292,6 +292,7 @@ export function buildParser(args: readonly string[]): Argv {
         .option('projector', { type: 'string', describe: 'report, llm: mlp2x_gelu (transformers\' LLaVA), linear or mlpNx_gelu (default mlp2x_gelu)' })
         .option('visual-tokens', { choices: ['full', 'default'] as const, describe: "report, llm: full (CLS, registers and patches) or default (transformers': without CLS) (default full)" })
         .option('prompt', { choices: ['auto', 'plain', 'chat'] as const, describe: "report, llm finetune: the LM's chat template (auto: when it has one) or plain (default auto)" })
+        .option('condition', { choices: ['indication'] as const, describe: "report, llm finetune: add the record's indication (MIMIC-CXR's INDICATION section) to the chat prompt" })
         .option('instruction', { type: 'string', describe: `report, llm finetune: the chat prompt's instruction (default '${LLAVA_INSTRUCTION}')` })
         .option('max-report-tokens', { type: 'number', describe: `report, llm: report tokens kept for training and generated at most (default ${LLAVA_STAGE_DEFAULTS.maxReportTokens})` })
         .option('dropout', { type: 'number', describe: "report: the decoder's dropout (default: the preset's, 0.1)" })
@@ -355,6 +356,7 @@ export function buildParser(args: readonly string[]): Argv {
         .option('top-p', { type: 'number', default: 1, describe: 'Nucleus sampling mass (1 = off)' })
         .option('seed', { type: 'number', default: 0, describe: 'Sampling seed' })
         .option('stream', { type: 'boolean', default: false, describe: 'Print each report word by word as it is decoded, one image at a time' })
+        .option('indication', { type: 'string', describe: 'LLaVA trained with --condition indication: the indication of the images (their prompt field)' })
         .option('device', { type: 'string', default: 'cpu', describe: 'cpu, cuda or cuda:N' })
         .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress output' })
         .check((a) => {

@@ -17,7 +17,8 @@
  *
  * Sections: 'findings', 'impression', 'findings+impression' (both, findings first, joined by a blank line; a study
  * with one of them keeps that one) and 'conclusion' (create_section_files.py's per-study text: custom rules, then
- * impression > findings > last_paragraph > comparison). Texts are stripped (Python's str.strip); whitespace inside
+ * impression > findings > last_paragraph > comparison). Each record also carries its report's INDICATION section
+ * (the last one, whitespace collapsed) when it has one: the optional prompt field of the LLaVA recipe. Texts are stripped (Python's str.strip); whitespace inside
  * is kept unless `collapseWhitespace`.
  *
  * DATA USE: MIMIC-CXR text is credentialed data (PhysioNet DUA). Nothing here writes it anywhere; never commit it,
@@ -29,7 +30,7 @@ import { DataError } from '../data/errors.js';
 import type { ReportLabel, ReportRecord } from '../rrg/data.js';
 import { finishRecords } from './common.js';
 import { loadMimic, type MimicOptions } from './mimic.js';
-import { type CustomRules, customMimicCxrRules, extractConclusion, extractSections, pyStrip, readReportTextSync } from './sections.js';
+import { type CustomRules, customMimicCxrRules, extractConclusion, extractSections, lastSection, pyStrip, readReportTextSync, sectionText } from './sections.js';
 import { findFile, isDirectory } from './table.js';
 import type { CxrRecord, Split } from './types.js';
 
@@ -99,7 +100,13 @@ export function mimicReportPath(filesDir: string, subject: string, study: string
 }
 
 /** The text of the chosen section, or why there is none. */
-type Chosen = { text: string } | { drop: 'customRule' | 'noSection' };
+type Chosen = { text: string; indication?: string } | { drop: 'customRule' | 'noSection' };
+
+/** The report's INDICATION section (the last one; "reason for exam" and the other names that normalise to it), whitespace collapsed. */
+function indicationOf(text: string): string | undefined {
+  const s = lastSection(sectionText(text), 'indication')?.split(/\s+/).filter((w) => w !== '').join(' ');
+  return s ? s : undefined;
+}
 
 function chooseSection(text: string, study: string, section: MimicReportSection, rules: CustomRules): Chosen {
   if (section === 'conclusion') {
@@ -183,7 +190,9 @@ export async function loadMimicReports(root: string, opts: MimicReportOptions = 
     if (text === undefined) chosen.set(key, { drop: 'noReport' });
     else {
       try {
-        chosen.set(key, chooseSection(text, s.study, section, rules));
+        const c = chooseSection(text, s.study, section, rules);
+        const indication = 'text' in c ? indicationOf(text) : undefined;
+        chosen.set(key, indication !== undefined ? { ...c, indication } : c);
       } catch (e) {
         // A custom section name the report lacks (extractConclusion): add the file.
         if (e instanceof DataError && e.file === undefined) throw new DataError(e.message, { file });
@@ -205,11 +214,11 @@ export async function loadMimicReports(root: string, opts: MimicReportOptions = 
     } else summary.studies.kept++;
   }
 
-  let kept: { r: CxrRecord; text: string }[] = [];
+  let kept: { r: CxrRecord; text: string; indication?: string }[] = [];
   for (const r of candidates) {
     const c = chosen.get(`${r.patient}/${r.study as string}`) as Chosen | { drop: 'noReport' };
     if ('drop' in c) summary.images[c.drop]++;
-    else kept.push({ r, text: opts.collapseWhitespace ? c.text.split(/\s+/).filter((w) => w !== '').join(' ') : c.text });
+    else kept.push({ r, text: opts.collapseWhitespace ? c.text.split(/\s+/).filter((w) => w !== '').join(' ') : c.text, ...(c.indication !== undefined ? { indication: c.indication } : {}) });
   }
 
   // 4. Test: one image per study.
@@ -235,10 +244,11 @@ export async function loadMimicReports(root: string, opts: MimicReportOptions = 
     summary.images.missingImage = before - kept.length;
   }
 
-  const records: ReportRecord[] = kept.map(({ r, text }) => ({
+  const records: ReportRecord[] = kept.map(({ r, text, indication }) => ({
     id: r.id,
     image: r.path,
     report: text,
+    ...(indication !== undefined ? { indication } : {}),
     split: r.split as Split,
     patient: r.patient,
     ...(r.study !== undefined ? { study: r.study } : {}),

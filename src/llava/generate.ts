@@ -14,10 +14,10 @@ import { preprocessorFromHfConfig } from '../image/hf-config.js';
 import { resolvePreprocessOptions, type PreprocessOptions } from '../image/options.js';
 import { preprocessBatch } from '../image/preprocess.js';
 import { CxformerError } from '../native/load.js';
-import { type ReportGenerator, type ReportStreamEvent, streamPiece } from '../rrg/generate.js';
+import { type ReportGenerator, type ReportStreamEvent, streamTokens, textEvents } from '../rrg/generate.js';
 import type { GenerateOptions } from '../rrg/native.js';
 import { type LlavaGenerateOptions, type LlavaGenerator, LlavaModel, LmTokenizer } from './native.js';
-import { encodePrompt, type PromptSpec, stopIds } from './prompt.js';
+import { encodePrompts, leftPad, type PromptContext, type PromptField, type PromptSpec, stopIds } from './prompt.js';
 
 /** cxformer's file in a LLaVA model folder. */
 export const LLAVA_MODEL_FILE = 'cxformer-llava.json';
@@ -58,92 +58,62 @@ async function settingsOf(dir: string): Promise<LlavaModelJson> {
   return { format: 'cxformer-llava', stage: 'align', prompt: { kind: 'plain', instruction: '', maxReportTokens: 256 }, preprocess, decode: { strategy: 'greedy', maxNewTokens: 256 }, labeler: 'phantom', valLoss: null };
 }
 
-/** The prompt batch of `images`: their pixels and one prompt row each. */
-async function promptBatch(images: readonly string[], prompt: readonly number[], pre: PreprocessOptions) {
+/** The prompt batch of `images`: their pixels and their prompts, left-padded with `pad`. */
+async function promptBatch(images: readonly string[], prompts: readonly number[][], pre: PreprocessOptions, pad: number) {
   const px = await preprocessBatch(images, pre);
-  const B = images.length;
-  const T = prompt.length;
-  const inputIds = new Int32Array(B * T);
-  for (let i = 0; i < B; i++) inputIds.set(prompt, i * T);
-  return { pixels: { data: px.data, shape: px.shape }, inputIds, attentionMask: new Int32Array(B * T).fill(1), shape: [B, T] as [number, number] };
+  const { inputIds, attentionMask, shape } = leftPad(prompts.map((ids) => ({ ids, labels: ids })), pad);
+  return { pixels: { data: px.data, shape: px.shape }, inputIds, attentionMask, shape };
 }
 
+/** `generate` / `stream` options of a LLaVA: the decoding, and each image's prompt fields (e.g. its indication). */
+export type LlavaDecodeOptions = LlavaGenerateOptions & { contexts?: readonly PromptContext[] };
+
 /** Decodes reports for `images` with a model of `dir`'s settings (the trainer's or the folder's own). */
-export async function decodeReports(gen: LlavaGenerator, dir: string, images: readonly string[], o: LlavaGenerateOptions & { batchSize?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<string[]> {
+export async function decodeReports(gen: LlavaGenerator, dir: string, images: readonly string[], o: LlavaDecodeOptions & { batchSize?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<string[]> {
   const md = await settingsOf(dir);
   const tok = await LmTokenizer.load(path.join(dir, 'tokenizer.json'));
-  const { batchSize = 8, onProgress, ...decode } = o;
-  const prompt = encodePrompt(tok, md.prompt);
-  const opts = { ...md.decode, ...decode, eosTokenIds: [...new Set([...gen.generation.eosTokenIds, ...stopIds(tok, md.prompt)])] };
+  const { batchSize = 8, onProgress, contexts, ...decode } = o;
+  const prompts = encodePrompts(tok, md.prompt, images.map((_, i) => contexts?.[i] ?? {}));
+  const g = gen.generation;
+  const opts = { ...md.decode, ...decode, eosTokenIds: [...new Set([...g.eosTokenIds, ...stopIds(tok, md.prompt)])] };
   const out: string[] = [];
   for (let s = 0; s < images.length; s += batchSize) {
-    const r = await gen.generate(await promptBatch(images.slice(s, s + batchSize), prompt, md.preprocess), opts);
+    const r = await gen.generate(await promptBatch(images.slice(s, s + batchSize), prompts.slice(s, s + batchSize), md.preprocess, g.padTokenId ?? g.eosTokenIds[0] ?? 0), opts);
     for (const t of r.tokens) out.push(tok.decode(t).trim());
     onProgress?.(Math.min(s + batchSize, images.length), images.length);
   }
   return out;
 }
 
+/** A LLaVA folder as a report generator: the captioner's interface, with each image's prompt fields. */
+export interface LlavaReportGenerator extends ReportGenerator {
+  /** The record fields the model's prompts carry (`--condition` at training). */
+  readonly fields: readonly PromptField[];
+  generate(images: readonly string[], o?: LlavaDecodeOptions & { batchSize?: number; onProgress?: (done: number, total: number) => void }): Promise<string[]>;
+  stream(images: readonly string[], o?: LlavaDecodeOptions): AsyncIterable<ReportStreamEvent>;
+}
+
 /** Loads a LLaVA folder as a report generator (see the module comment). */
-export async function loadLlavaGenerator(dir: string, o: { device?: string; threads?: number } = {}): Promise<ReportGenerator> {
+export async function loadLlavaGenerator(dir: string, o: { device?: string; threads?: number } = {}): Promise<LlavaReportGenerator> {
   if (!existsSync(path.join(dir, 'tokenizer.json'))) throw new CxformerError('CXF_INPUT', `${dir}: a LLaVA folder without tokenizer.json; export it with its tokenizer (cxformer export RUN --format llava-hf)`);
   const md = await settingsOf(dir);
   const model = await LlavaModel.load(dir, o);
   const tok = await LmTokenizer.load(path.join(dir, 'tokenizer.json'));
   const image = model.config.image_token_index;
   if (tok.idToToken(image) === null) throw new CxformerError('CXF_INPUT', `${dir}: the image token id ${image} (config.json image_token_index) is not in tokenizer.json (${tok.vocabSize} tokens)`);
-  const prompt = encodePrompt(tok, md.prompt);
   const stops = [...new Set([...model.generation.eosTokenIds, ...stopIds(tok, md.prompt)])];
   return {
     decode: md.decode,
-    generate: (images, g = {}) => decodeReports(model, dir, images, g),
-    async *stream(images, g = {}): AsyncIterable<ReportStreamEvent> {
-      const opts = { ...md.decode, ...g, eosTokenIds: stops };
+    fields: md.prompt.fields ?? [],
+    generate: (images, g: LlavaDecodeOptions & { batchSize?: number; onProgress?: (done: number, total: number) => void } = {}) => decodeReports(model, dir, images, g),
+    async *stream(images, g: LlavaDecodeOptions = {}): AsyncIterable<ReportStreamEvent> {
+      const { contexts, ...decode } = g;
+      const opts = { ...md.decode, ...decode, eosTokenIds: stops };
+      const prompts = encodePrompts(tok, md.prompt, images.map((_, i) => contexts?.[i] ?? {}));
       for (const [index, img] of images.entries()) {
-        const batch = await promptBatch([img], prompt, md.preprocess);
-        const queue: number[] = [];
-        let wake: (() => void) | undefined;
-        let stop = false;
-        let settled = false;
-        let result: { tokens: number[][] } | undefined;
-        let failure: unknown;
-        model
-          .generateStream(batch, opts, (_row, t) => {
-            if (stop) return false;
-            queue.push(t);
-            wake?.();
-          })
-          .then(
-            (r) => (result = r),
-            (e: unknown) => (failure = e),
-          )
-          .finally(() => {
-            settled = true;
-            wake?.();
-          });
-        const ids: number[] = [];
-        let shown = '';
-        const emit = (t: number) => {
-          ids.push(t);
-          const text = streamPiece(tok.decode(ids).trimStart(), shown, false);
-          shown += text;
-          return { index, image: img, token: t, text };
-        };
-        try {
-          for (;;) {
-            for (let t = queue.shift(); t !== undefined; t = queue.shift()) if (!stops.includes(t)) yield emit(t);
-            if (settled) break;
-            await new Promise<void>((r) => (wake = r));
-            wake = undefined;
-          }
-          if (failure !== undefined) throw failure;
-          const all = (result as { tokens: number[][] }).tokens[0] ?? [];
-          for (const t of all.slice(ids.length)) yield emit(t);
-          const report = tok.decode(ids).trim();
-          yield { index, image: img, text: streamPiece(report, shown, true), report };
-        } finally {
-          stop = true;
-        }
+        const batch = await promptBatch([img], [prompts[index]!], md.preprocess, 0);
+        const tokens = streamTokens((onToken) => model.generateStream(batch, opts, onToken), (t) => stops.includes(t));
+        yield* textEvents(index, img, (ids) => tok.decode(ids).trimStart(), tokens, (ids) => tok.decode(ids).trim());
       }
     },
   };

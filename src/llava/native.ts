@@ -13,7 +13,7 @@ import { writeFileAtomic } from '../data/fsutil.js';
 import type { ProcessGroup } from '../distributed/group.js';
 import type { VitConfig } from '../model/config.js';
 import { call, callSync, CxformerError, native, type NativeBinding } from '../native/load.js';
-import type { GenerateOptions } from '../rrg/native.js';
+import { type GenerateOptions, splitEncoded } from '../rrg/native.js';
 
 type NativeTokenizer = ReturnType<NativeBinding['NativeLmTokenizer']['fromJson']>;
 type NativeTrainer = Awaited<ReturnType<NativeBinding['createLlavaTrainer']>>;
@@ -66,14 +66,7 @@ export class LmTokenizer {
 
   /** Token ids per text; `addSpecialTokens` as transformers' (e.g. Llama's BOS). */
   encode(texts: readonly string[], addSpecialTokens: boolean): number[][] {
-    const e = callSync('tokenizer encode', () => this.handle.encodeBatch([...texts], addSpecialTokens));
-    const out: number[][] = [];
-    let at = 0;
-    for (const n of e.lengths) {
-      out.push(Array.from(e.ids.subarray(at, at + n)));
-      at += n;
-    }
-    return out;
+    return splitEncoded(callSync('tokenizer encode', () => this.handle.encodeBatch([...texts], addSpecialTokens)));
   }
 
   decode(ids: readonly number[], skipSpecialTokens = true): string {

@@ -6,7 +6,8 @@
  *   `[BOS?]<image>` | `report [EOS]`. The prompt is encoded with the tokenizer's special tokens (a Llama tokenizer
  *   adds its BOS, Qwen and GPT-2 add none), the report without.
  * - `chat` (stage 2): the LM's own chat template (Jinja, rendered with @huggingface/jinja as transformers'
- *   `apply_chat_template` renders it) on one user turn `<image>\n{instruction}`; the prompt is the rendering with
+ *   `apply_chat_template` renders it) on one user turn `<image>\n{instruction}` (then `\nIndication: …` when the
+ *   spec's `fields` ask for the record's indication and it has one); the prompt is the rendering with
  *   `add_generation_prompt`, the target is what the rendering of the whole conversation (the report as the assistant
  *   turn) adds after it — the report and the template's end of turn (e.g. `<|im_end|>\n`). Both are encoded without
  *   special tokens (the template writes them). Decoding stops at the LM's EOS ids and at the end-of-turn token.
@@ -42,6 +43,23 @@ export interface PromptSpec {
   specialTokens?: Record<string, string>;
   /** The most report tokens a training example keeps, end of report included. */
   maxReportTokens: number;
+  /** chat: record fields added to the user turn when a record has them (RaDialog-style conditioning). @default [] */
+  fields?: PromptField[];
+}
+
+/** Record fields a chat prompt can carry: `indication` (MIMIC-CXR's INDICATION section) as "Indication: …". */
+export type PromptField = 'indication';
+
+/** What one image's prompt is made of besides the spec: its record's fields. */
+export interface PromptContext {
+  indication?: string;
+}
+
+/** The chat prompt's user turn: the image token, the instruction, then the fields the spec asks for and the record has. */
+export function userTurn(p: PromptSpec, ctx: PromptContext = {}): string {
+  const lines = [IMAGE_TOKEN, p.instruction];
+  if (p.fields?.includes('indication') && ctx.indication) lines.push(`Indication: ${ctx.indication}`);
+  return lines.join('\n');
 }
 
 /** A report as training ids: the prompt (no loss) then the target. */
@@ -101,9 +119,9 @@ export function renderChat(template: string, messages: readonly { role: string; 
 }
 
 /** The prompt text and whether the tokenizer adds its special tokens to it. */
-export function promptText(p: PromptSpec): { text: string; addSpecialTokens: boolean } {
+export function promptText(p: PromptSpec, ctx: PromptContext = {}): { text: string; addSpecialTokens: boolean } {
   if (p.kind === 'plain') return { text: IMAGE_TOKEN, addSpecialTokens: true };
-  return { text: renderChat(chatTemplateOf(p), [{ role: 'user', content: `${IMAGE_TOKEN}\n${p.instruction}` }], true, p.specialTokens), addSpecialTokens: false };
+  return { text: renderChat(chatTemplateOf(p), [{ role: 'user', content: userTurn(p, ctx) }], true, p.specialTokens), addSpecialTokens: false };
 }
 
 function chatTemplateOf(p: PromptSpec): string {
@@ -115,9 +133,9 @@ function chatTemplateOf(p: PromptSpec): string {
  * The target text after the prompt for `report`: chat: what the whole conversation's rendering adds after the
  * prompt's; plain: the report itself (EOS is appended as an id).
  */
-export function targetText(p: PromptSpec, report: string): string {
+export function targetText(p: PromptSpec, report: string, ctx: PromptContext = {}): string {
   if (p.kind === 'plain') return report;
-  const user = { role: 'user', content: `${IMAGE_TOKEN}\n${p.instruction}` };
+  const user = { role: 'user', content: userTurn(p, ctx) };
   const prompt = renderChat(chatTemplateOf(p), [user], true, p.specialTokens);
   const full = renderChat(chatTemplateOf(p), [user, { role: 'assistant', content: report }], false, p.specialTokens);
   if (!full.startsWith(prompt)) {
@@ -126,12 +144,12 @@ export function targetText(p: PromptSpec, report: string): string {
   return full.slice(prompt.length);
 }
 
-/** Encodes prompts and targets (see the module comment): one example per report. */
-export function encodeExamples(tok: LmTokenizer, p: PromptSpec, reports: readonly string[], eosId: number): EncodedExample[] {
-  const { text, addSpecialTokens } = promptText(p);
-  const prompt = tok.encode([text], addSpecialTokens)[0]!;
-  const targets = tok.encode(reports.map((r) => targetText(p, r)), false);
-  return targets.map((t) => {
+/** Encodes prompts and targets (see the module comment): one example per record (its report and prompt fields). */
+export function encodeExamples(tok: LmTokenizer, p: PromptSpec, records: readonly (PromptContext & { report: string })[], eosId: number): EncodedExample[] {
+  const prompts = encodePrompts(tok, p, records);
+  const targets = tok.encode(records.map((r) => targetText(p, r.report, r)), false);
+  return targets.map((t, i) => {
+    const prompt = prompts[i]!;
     let tgt = p.kind === 'plain' ? [...t, eosId] : t;
     if (tgt.length > p.maxReportTokens) {
       // Keep the end of the report (EOS, or the template's end of turn: its ids after the report text).
@@ -164,10 +182,10 @@ export function stopIds(tok: LmTokenizer, p: PromptSpec): number[] {
   return special === undefined ? [] : [special];
 }
 
-/** The prompt ids of every image (identical rows). */
-export function encodePrompt(tok: LmTokenizer, p: PromptSpec): number[] {
-  const { text, addSpecialTokens } = promptText(p);
-  return tok.encode([text], addSpecialTokens)[0]!;
+/** The prompt ids of each image's context (records without fields share one prompt). */
+export function encodePrompts(tok: LmTokenizer, p: PromptSpec, contexts: readonly PromptContext[]): number[][] {
+  const { addSpecialTokens } = promptText(p);
+  return tok.encode(contexts.map((c) => promptText(p, c).text), addSpecialTokens);
 }
 
 /** Rows left-padded with `pad` to one length: ids, attention mask (1 = real) and labels (−100 on the padding). */

@@ -46,13 +46,13 @@ import { keepJsonl, withRunFolder } from '../run/folder.js';
 import { dumpRankState, onRankZero, rankZeroDecides, requireShared, stopTogether } from '../run/rank.js';
 import { settingsDiff } from '../run/settings.js';
 import { EventFile } from '../run/tensorboard.js';
-import { loadReportRecords, type ReportRecord, type ReportSourceSpec } from '../rrg/data.js';
+import { type ReportRecord, type ReportSourceSpec, trainingSplits } from '../rrg/data.js';
 import { evaluateReports, type ReportEvaluation } from '../rrg/evaluate.js';
 import type { GenerateOptions } from '../rrg/native.js';
 import type { ProtocolName } from '../rrg/protocol.js';
 import { writeReportEvaluation } from '../rrg/write.js';
 import { IGNORE_INDEX, type LlavaBase, LlavaModel, type LlavaStepRecord, type LlavaTrainConfig, LlavaTrainer, LmTokenizer } from './native.js';
-import { DEFAULT_INSTRUCTION, type EncodedExample, encodeExamples, IMAGE_TOKEN, leftPad, type PromptKind, type PromptSpec, readChatTemplate } from './prompt.js';
+import { DEFAULT_INSTRUCTION, type EncodedExample, encodeExamples, IMAGE_TOKEN, leftPad, type PromptField, type PromptKind, type PromptSpec, readChatTemplate } from './prompt.js';
 import { decodeReports, LLAVA_MODEL_FILE, type LlavaModelJson } from './generate.js';
 
 export type LlavaStage = 'align' | 'finetune';
@@ -73,8 +73,12 @@ export interface LlavaRunOptions {
    * Pooling or another projector makes models that transformers' LLaVA does not compute (written with cxformer's keys).
    */
   vision?: { featureLayer?: number; select?: 'default' | 'full'; pool?: number; projector?: string; preprocess?: Partial<PreprocessOptions> };
-  /** finetune's prompt: 'auto' (the LM's chat template when it has one, else plain), 'chat' or 'plain'; the instruction; the most report tokens. */
-  prompt?: { finetune?: 'auto' | PromptKind; instruction?: string; maxReportTokens?: number };
+  /**
+   * finetune's prompt: 'auto' (the LM's chat template when it has one, else plain), 'chat' or 'plain'; the
+   * instruction; the record fields added to the chat prompt (`indication`: MIMIC-CXR's INDICATION section, when the
+   * record has one); the most report tokens.
+   */
+  prompt?: { finetune?: 'auto' | PromptKind; instruction?: string; fields?: PromptField[]; maxReportTokens?: number };
   /** Epochs of each stage run (default: align 1, finetune 3). */
   epochs?: number;
   /** Reports per optimizer step and rank. @default 16 */
@@ -197,21 +201,8 @@ async function batchOf(recs: readonly ReportRecord[], ex: readonly EncodedExampl
 async function runInFolder(o: LlavaRunOptions & { stages: readonly LlavaStage[] }, dir: string, log: (m: string) => void, env: DistEnv, pg: ProcessGroup | null): Promise<LlavaRunResult> {
   const { rank, worldSize: W } = env;
   const lead = rank === 0;
-  const loaded = await loadReportRecords(o.data);
-  let train = loaded.records.filter((r) => r.split === 'train');
-  const valid = loaded.records.filter((r) => r.split === 'valid');
-  const test = loaded.records.filter((r) => r.split === 'test');
   const seed = o.seed ?? 0;
-  if (o.maxTrain !== undefined && train.length > o.maxTrain) {
-    const order = train.map((_, i) => i);
-    shuffleInPlace(order, mulberry32(hashSeed(seed, 77)));
-    train = order.slice(0, o.maxTrain).sort((a, b) => a - b).map((i) => train[i]!);
-  }
-  const held = valid.length ? valid : test;
-  if (!train.length || !held.length || !test.length) {
-    throw new CxformerError('CXF_INPUT', `report training needs train, valid (or test) and test records; found train ${train.length}, valid ${valid.length}, test ${test.length}`);
-  }
-  log(`data: ${o.data.kind} ${o.data.root}: train ${train.length}, valid ${valid.length}, test ${test.length} reports`);
+  const { train, test, held } = await trainingSplits(o.data, seed, o.maxTrain, log);
 
   const lmDir = path.resolve(o.lm);
   if (!existsSync(path.join(lmDir, 'config.json'))) throw new CxformerError('CXF_INPUT', `--lm ${o.lm}: no config.json; give a Hugging Face causal LM folder (config.json, model.safetensors or its sharded index, tokenizer.json)`);
@@ -229,7 +220,7 @@ async function runInFolder(o: LlavaRunOptions & { stages: readonly LlavaStage[] 
     lm: lmDir,
     vision,
     preprocess: o.vision?.preprocess ?? {},
-    prompt: { finetune: o.prompt?.finetune ?? 'auto', instruction: o.prompt?.instruction ?? DEFAULT_INSTRUCTION, maxReportTokens },
+    prompt: { finetune: o.prompt?.finetune ?? 'auto', instruction: o.prompt?.instruction ?? DEFAULT_INSTRUCTION, ...(o.prompt?.fields?.length ? { fields: o.prompt.fields } : {}), maxReportTokens },
     epochs: o.epochs ?? null,
     batchSize: o.batchSize ?? LLAVA_STAGE_DEFAULTS.batchSize,
     microBatches: o.microBatches ?? 1,
@@ -270,10 +261,10 @@ async function runInFolder(o: LlavaRunOptions & { stages: readonly LlavaStage[] 
     ...(chat.template ? { chatTemplate: chat.template } : {}),
     specialTokens: chat.specialTokens,
     maxReportTokens,
+    ...(stage === 'finetune' && settings.prompt.fields ? { fields: settings.prompt.fields } : {}),
   });
   if (o.stages.includes('finetune')) log(`finetune prompt: ${finetunePrompt}${finetunePrompt === 'plain' && settings.prompt.finetune === 'auto' ? ' (the LM has no chat template)' : ''}`);
 
-  const tb = lead && (o.tensorboard ?? true) ? EventFile.create(dir, {}) : null;
   const results: LlavaRunResult['stages'] = [];
   let lastModel = '';
   for (const stage of o.stages) {
@@ -330,8 +321,8 @@ async function runInFolder(o: LlavaRunOptions & { stages: readonly LlavaStage[] 
     const gen = trainer.generation;
     const eos = gen.eosTokenIds[0] ?? gen.padTokenId ?? 0;
     const pad = gen.padTokenId ?? eos;
-    const exTrain = encodeExamples(tok, prompt, train.map((r) => r.report), eos);
-    const exHeld = encodeExamples(tok, prompt, held.map((r) => r.report), eos);
+    const exTrain = encodeExamples(tok, prompt, train, eos);
+    const exHeld = encodeExamples(tok, prompt, held, eos);
 
     const statePath = path.join(stageDir, 'state.safetensors');
     let startEpoch = 0;
@@ -345,7 +336,10 @@ async function runInFolder(o: LlavaRunOptions & { stages: readonly LlavaStage[] 
         for (const f of ['metrics.jsonl', 'history.jsonl']) if (existsSync(path.join(dir, f))) await keepJsonl(path.join(dir, f), (r) => r.stage !== stage || Number(r.epoch) <= startEpoch);
       });
     }
-    const stepBase = stage === 'align' ? 0 : 1_000_000; // TensorBoard: the finetune stage's steps after align's
+    // TensorBoard: one step axis for the run, the finetune stage's steps after the align stage's (when it ran in
+    // this folder); each start's file supersedes older files' events from its first step on (a resume).
+    const stepBase = stage === 'finetune' && 'llava' in base ? (settings.epochs ?? LLAVA_STAGE_DEFAULTS.align.epochs) * stepsPerEpoch : 0;
+    const tb = lead && (o.tensorboard ?? true) ? EventFile.create(dir, { firstStep: stepBase + startEpoch * stepsPerEpoch + 1 }) : null;
     let valLoss: number | null = null;
     for (let epoch = startEpoch; epoch < epochs; epoch++) {
       const order = train.map((_, i) => i);
@@ -427,7 +421,7 @@ async function runInFolder(o: LlavaRunOptions & { stages: readonly LlavaStage[] 
   if (!lead) return { rank, worldSize: W, stages: results, evaluation: null, files: { model: lastModel, predictions: '', report: '' } };
   // Test: the last stage's exported model decodes the test split (what cxformer generate computes).
   const model = await LlavaModel.load(lastModel, o.backbone.device ? { device: o.backbone.device } : {});
-  const generated = await decodeReports(model, lastModel, test.map((r) => r.image), { onProgress: (d, t) => o.onProgress?.('test decoding', d, t) });
+  const generated = await decodeReports(model, lastModel, test.map((r) => r.image), { contexts: test, onProgress: (d, t) => o.onProgress?.('test decoding', d, t) });
   const predFile = path.join(dir, 'predictions.jsonl');
   await writeFileAtomic(predFile, `${test.map((r, i) => JSON.stringify({ id: r.id, image: r.image, patient: r.patient, reference: r.report, generated: generated[i] })).join('\n')}\n`);
   const evaluation = evaluateReports(

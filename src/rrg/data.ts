@@ -17,10 +17,12 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 
 import { DataError } from '../data/errors.js';
+import { hashSeed, mulberry32, shuffleInPlace } from '../data/random.js';
 import { normalizeView, parseLabelCell } from '../datasets/common.js';
 import { type MimicReportOptions, type MimicReportSummary, loadMimicReports } from '../datasets/mimic-reports.js';
 import { type R2GenOptions, type R2GenSummary, loadR2GenAnnotation } from '../datasets/r2gen.js';
 import { optionalColumn, readTable, requireColumns } from '../datasets/table.js';
+import { CxformerError } from '../native/load.js';
 
 /** Split of a report record. */
 export type ReportSplit = 'train' | 'valid' | 'test';
@@ -44,6 +46,8 @@ export interface ReportRecord {
   study?: string;
   /** View ('PA', 'AP', …) where the source says. */
   view?: string;
+  /** The report's indication (MIMIC-CXR: its INDICATION section), where the source has one; not part of `report`. */
+  indication?: string;
   /** Labels of the image or study, where the source has them. */
   labels?: Record<string, ReportLabel>;
 }
@@ -254,4 +258,34 @@ export async function loadReportRecords(spec: ReportSourceSpec): Promise<LoadedR
       throw new TypeError(`unknown report source kind ${JSON.stringify(k)} (expected 'phantom', 'mimic', 'r2gen' or 'iu-xray')`);
     }
   }
+}
+
+/** The splits a report trainer uses; `held` is the validation split, or the test split when there is none. */
+export interface TrainingSplits {
+  train: ReportRecord[];
+  valid: ReportRecord[];
+  test: ReportRecord[];
+  held: ReportRecord[];
+}
+
+/**
+ * A source's records split for training (logged): `maxTrain` keeps a seeded sample of the training records (in
+ * their order); every split a trainer needs must be non-empty.
+ */
+export async function trainingSplits(data: ReportSourceSpec, seed: number, maxTrain: number | undefined, log: (m: string) => void): Promise<TrainingSplits> {
+  const loaded = await loadReportRecords(data);
+  let train = loaded.records.filter((r) => r.split === 'train');
+  const valid = loaded.records.filter((r) => r.split === 'valid');
+  const test = loaded.records.filter((r) => r.split === 'test');
+  if (maxTrain !== undefined && train.length > maxTrain) {
+    const order = train.map((_, i) => i);
+    shuffleInPlace(order, mulberry32(hashSeed(seed, 77)));
+    train = order.slice(0, maxTrain).sort((a, b) => a - b).map((i) => train[i]!);
+  }
+  const held = valid.length ? valid : test;
+  if (!train.length || !held.length || !test.length) {
+    throw new CxformerError('CXF_INPUT', `report training needs train, valid (or test) and test records; found train ${train.length}, valid ${valid.length}, test ${test.length}`);
+  }
+  log(`data: ${data.kind} ${data.root}: train ${train.length}, valid ${valid.length}, test ${test.length} reports`);
+  return { train, valid, test, held };
 }

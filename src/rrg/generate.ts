@@ -96,56 +96,70 @@ export async function loadReportGenerator(dir: string, o: { device?: string; thr
       const { eos } = tok.specials;
       for (const [index, image] of images.entries()) {
         const m = await extractMemory(backbone, [image], { block: meta.memory.block, pool: meta.memory.pool, preprocess: meta.preprocess });
-        const queue: number[] = [];
-        let wake: (() => void) | undefined;
-        let stop = false;
-        let settled = false;
-        let result: { tokens: number[][] } | undefined;
-        let failure: unknown;
-        model
-          .generateStream({ data: m.data, shape: m.shape }, { ...meta.decode, ...g }, (_row, t) => {
-            if (stop) return false;
-            queue.push(t);
-            wake?.();
-          })
-          .then(
-            (r) => (result = r),
-            (e: unknown) => (failure = e),
-          )
-          .finally(() => {
-            settled = true;
-            wake?.();
-          });
-        const ids: number[] = [];
-        let shown = '';
-        try {
-          for (;;) {
-            for (let t = queue.shift(); t !== undefined; t = queue.shift()) {
-              if (t === eos) continue;
-              ids.push(t);
-              const text = streamPiece(tok.decode(ids), shown, false);
-              shown += text;
-              yield { index, image, token: t, text };
-            }
-            if (settled) break;
-            await new Promise<void>((r) => (wake = r));
-            wake = undefined;
-          }
-          if (failure !== undefined) throw failure;
-          // The promise can settle before the last token calls arrive: the result holds every token.
-          const all = (result as { tokens: number[][] }).tokens[0] ?? [];
-          for (const t of all.slice(ids.length)) {
-            ids.push(t);
-            const text = streamPiece(tok.decode(ids), shown, false);
-            shown += text;
-            yield { index, image, token: t, text };
-          }
-          const report = tok.decode(ids);
-          yield { index, image, text: streamPiece(report, shown, true), report };
-        } finally {
-          stop = true; // a consumer that left early: the decoder stops at its next token
-        }
+        yield* textEvents(index, image, (ids) => tok.decode(ids), streamTokens((onToken) => model.generateStream({ data: m.data, shape: m.shape }, { ...meta.decode, ...g }, onToken), (t) => t === eos));
       }
     },
   };
+}
+
+/**
+ * The tokens of one streamed decoding (batch 1) as they are chosen: `start(onToken)` starts it (`onToken` returning
+ * false cancels it), each token for which `skip` is false is yielded as soon as its call arrives, then those of the
+ * result that had not arrived yet (the promise may settle before the last calls). Leaving the loop early cancels
+ * the decoding at its next token.
+ */
+export async function* streamTokens(start: (onToken: (row: number, token: number) => boolean | void) => Promise<{ tokens: number[][] }>, skip: (token: number) => boolean): AsyncGenerator<number> {
+  const queue: number[] = [];
+  let wake: (() => void) | undefined;
+  let stop = false;
+  let settled = false;
+  let result: { tokens: number[][] } | undefined;
+  let failure: unknown;
+  start((_row, t) => {
+    if (stop) return false;
+    queue.push(t);
+    wake?.();
+  })
+    .then(
+      (r) => (result = r),
+      (e: unknown) => (failure = e),
+    )
+    .finally(() => {
+      settled = true;
+      wake?.();
+    });
+  let n = 0;
+  try {
+    for (;;) {
+      for (let t = queue.shift(); t !== undefined; t = queue.shift()) {
+        if (skip(t)) continue;
+        n++;
+        yield t;
+      }
+      if (settled) break;
+      await new Promise<void>((r) => (wake = r));
+      wake = undefined;
+    }
+    if (failure !== undefined) throw failure;
+    for (const t of (result as { tokens: number[][] }).tokens[0]?.slice(n) ?? []) yield t;
+  } finally {
+    stop = true; // a consumer that left early: the decoder stops at its next token
+  }
+}
+
+/**
+ * The {@link ReportStreamEvent}s of image `index`: one per token (the text it completes, whole words), then the
+ * closing event with the whole report (`report` of every token: what `generate` returns; default `decode`).
+ */
+export async function* textEvents(index: number, image: string, decode: (ids: number[]) => string, tokens: AsyncIterable<number>, report: (ids: number[]) => string = decode): AsyncGenerator<ReportStreamEvent> {
+  const ids: number[] = [];
+  let shown = '';
+  for await (const token of tokens) {
+    ids.push(token);
+    const text = streamPiece(decode(ids), shown, false);
+    shown += text;
+    yield { index, image, token, text };
+  }
+  const whole = report(ids);
+  yield { index, image, text: streamPiece(whole, shown, true), report: whole };
 }

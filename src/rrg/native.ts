@@ -30,6 +30,17 @@ export function parseTokenizerSpec(s: string): TokenizerSpec {
   return { kind: 'word', ...(m[2] ? { minCount: Number(m[2]) } : {}), lowercase: m[1] === 'word' };
 }
 
+/** The ids of several texts, back to back with each text's length (a native `encodeBatch`), one list per text. */
+export function splitEncoded(e: { ids: Int32Array; lengths: number[] }): number[][] {
+  const out: number[][] = [];
+  let at = 0;
+  for (const n of e.lengths) {
+    out.push(Array.from(e.ids.subarray(at, at + n)));
+    at += n;
+  }
+  return out;
+}
+
 export class ReportTokenizer {
   private constructor(
     private readonly handle: NativeTokenizer,
@@ -71,14 +82,7 @@ export class ReportTokenizer {
 
   /** Token ids per text (with `[BOS] … [EOS]` by default). */
   encode(texts: readonly string[], withSpecial = true): number[][] {
-    const e = callSync('tokenizer encode', () => this.handle.encodeBatch([...texts], withSpecial));
-    const out: number[][] = [];
-    let at = 0;
-    for (const n of e.lengths) {
-      out.push(Array.from(e.ids.subarray(at, at + n)));
-      at += n;
-    }
-    return out;
+    return splitEncoded(callSync('tokenizer encode', () => this.handle.encodeBatch([...texts], withSpecial)));
   }
 
   decode(ids: readonly number[]): string {

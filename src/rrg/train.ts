@@ -46,7 +46,7 @@ import { keepJsonl, withRunFolder } from '../run/folder.js';
 import { dumpRankState, gatherRows, onRankZero, rankZeroDecides, requireShared, stopTogether } from '../run/rank.js';
 import { EventFile } from '../run/tensorboard.js';
 import { settingsDiff } from '../run/settings.js';
-import { loadReportRecords, type ReportRecord, type ReportSourceSpec } from './data.js';
+import { type ReportRecord, type ReportSourceSpec, trainingSplits } from './data.js';
 import { evaluateReports, isPhantomColumns, PHANTOM_FINDINGS, type ReportEvaluation } from './evaluate.js';
 import { extractMemory, type Memory } from './memory.js';
 import { type EncoderTrainConfig, type GenerateOptions, padTokens, ReportModel, ReportTokenizer, ReportTrainer, type RrgConfig, type RrgStepRecord, type TokenizerSpec } from './native.js';
@@ -239,21 +239,8 @@ export async function finetuneReport(o: ReportTrainOptions): Promise<ReportTrain
 async function trainInFolder(o: ReportTrainOptions, dir: string, log: (m: string) => void, env: DistEnv, pg: ProcessGroup | null): Promise<ReportTrainResult> {
   const { rank, worldSize: W } = env;
   const lead = rank === 0;
-  const loaded = await loadReportRecords(o.data);
-  let train = loaded.records.filter((r) => r.split === 'train');
-  const valid = loaded.records.filter((r) => r.split === 'valid');
-  const test = loaded.records.filter((r) => r.split === 'test');
   const seed = o.seed ?? 0;
-  if (o.maxTrain !== undefined && train.length > o.maxTrain) {
-    const order = train.map((_, i) => i);
-    shuffleInPlace(order, mulberry32(hashSeed(seed, 77)));
-    train = order.slice(0, o.maxTrain).sort((a, b) => a - b).map((i) => train[i]!);
-  }
-  const held = valid.length ? valid : test;
-  if (!train.length || !held.length || !test.length) {
-    throw new CxformerError('CXF_INPUT', `report training needs train, valid (or test) and test records; found train ${train.length}, valid ${valid.length}, test ${test.length}`);
-  }
-  log(`data: ${o.data.kind} ${o.data.root}: train ${train.length}, valid ${valid.length}, test ${test.length} reports`);
+  const { train, valid, test, held } = await trainingSplits(o.data, seed, o.maxTrain, log);
 
   // The encoder and its preprocessing; whether the frozen encoder's memories are cached (they must fit).
   const resolved = await resolveModel({ weights: o.backbone.weights, arch: o.backbone.arch, overrides: o.backbone.overrides ?? [] });

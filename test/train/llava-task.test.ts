@@ -129,7 +129,7 @@ describe('finetune --task report --decoder llm', () => {
     // Another LM folder is another run: a new --out, with align/ taken from the first run's aligned model.
     const run2 = path.join(ph.tmp, 'run-ft');
     cpSync(path.join(out(), 'align'), path.join(run2, 'align'), { recursive: true });
-    const r = cli(args(run2, lm, ['--stage', 'finetune', '--epochs', '2', '--lora-rank', '4', '--lora-alpha', '8', '--lr', '0.002', '--lm-lr', '0.002']));
+    const r = cli(args(run2, lm, ['--stage', 'finetune', '--epochs', '2', '--lora-rank', '4', '--lora-alpha', '8', '--lr', '0.002', '--lm-lr', '0.002', '--condition', 'indication']));
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/finetune prompt: chat/);
     expect(r.stderr).toMatch(/finetune: [\d.]+ M of [\d.]+ M parameters trained/);
@@ -138,7 +138,7 @@ describe('finetune --task report --decoder llm', () => {
     const ad = await readSafetensors(path.join(run2, 'finetune', 'adapter', 'adapter_model.safetensors'));
     expect([...ad.tensors.keys()].every((k) => /^base_model\.model\..*\.lora_[AB]\.weight$/.test(k))).toBe(true);
     const md = JSON.parse(await readFile(path.join(run2, 'finetune', 'model', 'cxformer-llava.json'), 'utf8'));
-    expect(md).toMatchObject({ format: 'cxformer-llava', stage: 'finetune', prompt: { kind: 'chat' } });
+    expect(md).toMatchObject({ format: 'cxformer-llava', stage: 'finetune', prompt: { kind: 'chat', fields: ['indication'] } });
 
     const preds = await lines(path.join(run2, 'predictions.jsonl'));
     expect(preds.length).toBeGreaterThan(5);
@@ -151,6 +151,10 @@ describe('finetune --task report --decoder llm', () => {
     const s = cli(['generate', '--model', path.join(run2, 'finetune', 'model'), imgs[0]!, '--stream']);
     expect(s.code, s.stderr).toBe(0);
     expect(s.stdout).toBe(`${imgs[0]}\n${preds[0].generated}\n\n`);
+
+    // Phantom records have no indication, so their prompts carry none; one given to generate changes the prompt.
+    const withInd = cli(['generate', '--model', path.join(run2, 'finetune', 'model'), imgs[0]!, '--indication', 'Shortness of breath.']);
+    expect(withInd.code, withInd.stderr).toBe(0);
 
     // export --format llava-hf reloads and decodes the same reports.
     const ex = path.join(ph.tmp, 'exported');
@@ -198,6 +202,11 @@ describe('finetune --task report --decoder llm', () => {
     const g = cli(['generate', '--model', narrow, image]);
     expect(g.code).not.toBe(0);
     expect(g.stderr).toMatch(new RegExp(`linear_1 takes ${width} features, but the vision tower gives D_vit = ${width / 2}`));
+
+    // --indication needs a model trained with the field in its prompt.
+    const ind = cli(['generate', '--model', path.join(out(), 'align', 'model'), image, '--indication', 'Cough.']);
+    expect(ind.code).toBe(2);
+    expect(ind.stderr).toMatch(/--indication: .* was trained without indications in its prompt \(finetune --condition indication\)/);
 
     const n = cli(['finetune', '--task', 'report', '--decoder', 'llm', '--root', ph.data, '--weights', TINY, '--out', path.join(ph.tmp, 'bad2')]);
     expect(n.code).toBe(2);

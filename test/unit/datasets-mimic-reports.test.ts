@@ -113,6 +113,8 @@ describe('loadMimicReports, R2Gen protocol (findings)', () => {
       id: 'a1',
       image: img('a1'),
       report: R.STANDARD_FINDINGS,
+      // The report's INDICATION section rides along (the LLaVA recipe's optional prompt field).
+      indication: '___ year old woman with cough and fever, evaluate for pneumonia.',
       split: 'train',
       patient: '10000001',
       study: '50000001',
@@ -121,6 +123,7 @@ describe('loadMimicReports, R2Gen protocol (findings)', () => {
     });
     expect(a1.image).toBe(path.join(jpg, 'files', 'p10', 'p10000001', 's50000001', 'a1.jpg'));
     expect(records[1]!.view).toBe('AP'); // train keeps every frontal image
+    expect(records[2]!.indication).toBeUndefined(); // TWO_FINDINGS has a HISTORY, no INDICATION
     expect(records.slice(2, 4).map((r) => [r.split, r.report])).toEqual([
       ['valid', R.TWO_FINDINGS_LAST], // the LAST of two findings sections
       ['valid', R.TWO_FINDINGS_LAST],

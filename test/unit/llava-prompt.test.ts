@@ -2,7 +2,7 @@
  * The LLaVA recipe's prompts (src/llava/prompt.ts) without LibTorch: chat templates rendered as transformers'
  * `apply_chat_template` renders them (ChatML as Qwen2.5-Instruct ships it, and a Llama-3-style template reading
  * `bos_token`), the target of a report being exactly what the whole conversation adds after the prompt, the
- * template files of an LM folder, left padding, and the refusals.
+ * indication field, the template files of an LM folder, left padding, and the refusals.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,7 +10,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { IGNORE_INDEX } from '../../src/llava/native.js';
-import { DEFAULT_INSTRUCTION, IMAGE_TOKEN, leftPad, type PromptSpec, promptText, readChatTemplate, renderChat, targetText } from '../../src/llava/prompt.js';
+import { DEFAULT_INSTRUCTION, IMAGE_TOKEN, leftPad, type PromptSpec, promptText, readChatTemplate, renderChat, targetText, userTurn } from '../../src/llava/prompt.js';
 
 /** Qwen2.5-Instruct's template, shortened to its no-tools branch (the system default kept). */
 const CHATML =
@@ -39,6 +39,15 @@ describe('LLaVA prompts', () => {
     const s = spec(LLAMA3, { bos_token: '<|begin_of_text|>', eos_token: '<|eot_id|>' });
     expect(promptText(s).text).toBe(`<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n${IMAGE_TOKEN}\n${DEFAULT_INSTRUCTION}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n`);
     expect(targetText(s, ' No effusion. ')).toBe('No effusion.<|eot_id|>');
+  });
+
+  it('the indication field: added to the user turn when the spec asks for it and the record has one', () => {
+    const s = { ...spec(CHATML), fields: ['indication' as const] };
+    expect(userTurn(s, { indication: 'Cough and fever.' })).toBe(`${IMAGE_TOKEN}\n${DEFAULT_INSTRUCTION}\nIndication: Cough and fever.`);
+    expect(userTurn(s, {})).toBe(`${IMAGE_TOKEN}\n${DEFAULT_INSTRUCTION}`);
+    expect(userTurn(spec(CHATML), { indication: 'Cough and fever.' })).toBe(`${IMAGE_TOKEN}\n${DEFAULT_INSTRUCTION}`);
+    expect(promptText(s, { indication: 'Cough.' }).text).toContain(`<|im_start|>user\n${IMAGE_TOKEN}\n${DEFAULT_INSTRUCTION}\nIndication: Cough.<|im_end|>\n<|im_start|>assistant\n`);
+    expect(targetText(s, 'Clear lungs.', { indication: 'Cough.' })).toBe('Clear lungs.<|im_end|>\n');
   });
 
   it('plain: the image token alone, with the special tokens; the target is the report itself', () => {

@@ -8,6 +8,7 @@ import path from 'node:path';
 
 import { writeFileAtomic } from '../../data/fsutil.js';
 import { loadReportGenerator } from '../../rrg/generate.js';
+import { CxformerError } from '../../native/load.js';
 import type { GenerateOptions } from '../../rrg/native.js';
 import { type Args, progress } from './common.js';
 
@@ -16,8 +17,14 @@ export async function run(a: Args): Promise<number> {
   const log = progress(Boolean(a.quiet));
   const dir = String(a.model);
   const { isLlavaFolder, loadLlavaGenerator } = await import('../../llava/generate.js');
-  const gen = isLlavaFolder(dir) ? await loadLlavaGenerator(dir, { device: String(a.device ?? 'cpu') }) : await loadReportGenerator(dir, { device: String(a.device ?? 'cpu') });
-  const o: GenerateOptions = {};
+  const llava = isLlavaFolder(dir) ? await loadLlavaGenerator(dir, { device: String(a.device ?? 'cpu') }) : null;
+  const gen = llava ?? (await loadReportGenerator(dir, { device: String(a.device ?? 'cpu') }));
+  const o: GenerateOptions & { contexts?: { indication: string }[] } = {};
+  if (a.indication !== undefined) {
+    // The prompt field of a LLaVA trained with --condition indication, the same for every image given.
+    if (!llava?.fields.includes('indication')) throw new CxformerError('CXF_ARG', `--indication: ${dir} ${llava ? 'was trained without indications in its prompt (finetune --condition indication)' : 'is a captioner, whose reports have no prompt'}`);
+    o.contexts = images.map(() => ({ indication: String(a.indication) }));
+  }
   if (a.sample) Object.assign(o, { strategy: 'sample', temperature: Number(a.temperature), topP: Number(a['top-p']), seed: Number(a.seed) });
   else if (a.beam !== undefined) Object.assign(o, { strategy: 'beam', numBeams: Number(a.beam) });
   if (a['max-new-tokens'] !== undefined) o.maxNewTokens = Number(a['max-new-tokens']);

@@ -2,6 +2,7 @@
  * `cxformer finetune --task report --decoder llm --lm DIR [--stage align,finetune]`: the LLaVA recipe
  * (src/llava/train.ts); re-run the same command to resume after an interruption.
  */
+import type { PromptField } from '../../llava/prompt.js';
 import { finetuneLlava, type LlavaRunOptions, type LlavaStage } from '../../llava/train.js';
 import { CxformerError } from '../../native/load.js';
 import type { ProtocolName } from '../../rrg/protocol.js';
@@ -43,6 +44,7 @@ export async function run(a: Args): Promise<number> {
       prompt: {
         ...(a.prompt !== undefined ? { finetune: a.prompt as 'auto' | 'plain' | 'chat' } : {}),
         ...(a.instruction !== undefined ? { instruction: String(a.instruction) } : {}),
+        ...(a.condition !== undefined ? { fields: [a.condition as PromptField] } : {}),
         ...(num(a, 'max-report-tokens') !== undefined ? { maxReportTokens: num(a, 'max-report-tokens') } : {}),
       },
       ...(Object.keys(lora).length || lora === 'full' ? { lora } : {}),
