@@ -18,19 +18,7 @@ import { planFinetuneBatch } from '../finetune/augment.js';
 import { fitLinearProbe } from '../finetune/probe.js';
 import { presetConfig } from '../model/config.js';
 import { native } from '../native/load.js';
-import { median } from './flops.js';
-
-/** Median seconds of `runs` calls of `f` after one warm-up call. */
-async function timed(runs: number, f: () => Promise<unknown>): Promise<number> {
-  await f();
-  const t: number[] = [];
-  for (let r = 0; r < runs; r++) {
-    const t0 = performance.now();
-    await f();
-    t.push((performance.now() - t0) / 1000);
-  }
-  return median(t);
-}
+import { timed } from './flops.js';
 
 /** Feature extraction and fine-tuning step throughput of ViT-S/14 at BENCH_FT_SIZE px (224; 518 on a GPU). */
 async function backboneRates(device: string, runs: number) {

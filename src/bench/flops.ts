@@ -9,6 +9,18 @@ export function forwardFlops(size: number, d = 384, depth = 12, registers = 4, p
 }
 
 
+/** Median seconds of `runs` calls of `f` after one warm-up call. */
+export async function timed(runs: number, f: () => Promise<unknown>): Promise<number> {
+  await f();
+  const t: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    const t0 = performance.now();
+    await f();
+    t.push((performance.now() - t0) / 1000);
+  }
+  return median(t);
+}
+
 /** Median of a non-empty list. */
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

@@ -29,7 +29,7 @@ import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { type VitConfig, presetConfig } from '../model/config.js';
 import { resolveModel } from '../model/weights.js';
 import { LlavaTrainer, type LlavaBase } from '../llava/native.js';
-import { forwardFlops, machineLine, median } from './flops.js';
+import { forwardFlops, machineLine, timed } from './flops.js';
 
 /** Qwen2.5-0.5B's config.json shape (random weights). */
 const QWEN05B = {
@@ -160,16 +160,7 @@ async function main() {
       }
     }
     const batch = { pixels: { data: px, shape: [B, 3, size, size] }, inputIds: ids, attentionMask: new Int32Array(B * T).fill(1), labels, shape: [B, T] as [number, number] };
-    const time = async (f: () => Promise<unknown>) => {
-      await f();
-      const t: number[] = [];
-      for (let r = 0; r < runs; r++) {
-        const t0 = performance.now();
-        await f();
-        t.push((performance.now() - t0) / 1000);
-      }
-      return median(t);
-    };
+    const time = (f: () => Promise<unknown>) => timed(runs, f);
     const rows: Record<string, unknown>[] = [];
     let visual = 0;
     for (const stage of stages) {

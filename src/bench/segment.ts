@@ -12,8 +12,8 @@ import os from 'node:os';
 import { threadCount } from '../backbone.js';
 import { presetConfig } from '../model/config.js';
 import { Segmenter } from '../segment/native.js';
+import { timed } from './flops.js';
 
-const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
 
 async function main() {
   const size = Number(process.env.BENCH_SEG_SIZE ?? 224);
@@ -33,16 +33,7 @@ async function main() {
   }
   const labels = new Uint8Array(B * size * size).map((_, i) => Math.floor(((i % size) * 4) / size)); // 4 vertical stripes
   const shape: [number, number, number, number] = [B, 3, size, size];
-  const time = async (f: () => Promise<unknown>) => {
-    await f();
-    const t: number[] = [];
-    for (let r = 0; r < runs; r++) {
-      const t0 = performance.now();
-      await f();
-      t.push((performance.now() - t0) / 1000);
-    }
-    return median(t);
-  };
+  const time = (f: () => Promise<unknown>) => timed(runs, f);
   const stepS = await time(() => model.step(x, shape, labels, 1e-3));
   const predS = await time(() => model.predict(x, shape));
   const result = {

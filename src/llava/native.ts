@@ -5,15 +5,14 @@
  * added once as a special token when the tokenizer lacks it, left padding with an attention mask, labels −100 where
  * no loss is taken.
  */
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { threadCount } from '../backbone.js';
 import { writeFileAtomic } from '../data/fsutil.js';
 import type { ProcessGroup } from '../distributed/group.js';
 import type { VitConfig } from '../model/config.js';
-import { call, callSync, CxformerError, native, type NativeBinding } from '../native/load.js';
-import { type GenerateOptions, splitEncoded } from '../rrg/native.js';
+import { call, callSync, native, type NativeBinding } from '../native/load.js';
+import { type GenerateOptions, readTokenizerFile, splitEncoded } from '../rrg/native.js';
 
 type NativeTokenizer = ReturnType<NativeBinding['NativeLmTokenizer']['fromJson']>;
 type NativeTrainer = Awaited<ReturnType<NativeBinding['createLlavaTrainer']>>;
@@ -35,13 +34,7 @@ export class LmTokenizer {
   }
 
   static async load(file: string): Promise<LmTokenizer> {
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (e) {
-      throw new CxformerError('CXF_INPUT', `${file}: cannot read the tokenizer (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-    }
-    return LmTokenizer.fromJson(text, file);
+    return LmTokenizer.fromJson(await readTokenizerFile(file), file);
   }
 
   /** Tokens, added ones included. */

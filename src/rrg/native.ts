@@ -30,6 +30,15 @@ export function parseTokenizerSpec(s: string): TokenizerSpec {
   return { kind: 'word', ...(m[2] ? { minCount: Number(m[2]) } : {}), lowercase: m[1] === 'word' };
 }
 
+/** A `tokenizer.json`'s text; an unreadable file is an input error naming it. */
+export async function readTokenizerFile(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (e) {
+    throw new CxformerError('CXF_INPUT', `${file}: cannot read the tokenizer (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
+
 /** The ids of several texts, back to back with each text's length (a native `encodeBatch`), one list per text. */
 export function splitEncoded(e: { ids: Int32Array; lengths: number[] }): number[][] {
   const out: number[][] = [];
@@ -53,13 +62,7 @@ export class ReportTokenizer {
   }
 
   static async load(file: string): Promise<ReportTokenizer> {
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (e) {
-      throw new CxformerError('CXF_INPUT', `${file}: cannot read the tokenizer (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-    }
-    return ReportTokenizer.fromJson(text, file);
+    return ReportTokenizer.fromJson(await readTokenizerFile(file), file);
   }
 
   /** Trains on `texts` (word level: R2Gen-like, lowercased, punctuation split, rare words → [UNK]; or byte-level BPE). */
