@@ -3,15 +3,17 @@
  * else `align/model/`; or a LLaVA model folder given directly) written again as a transformers
  * LlavaForConditionalGeneration folder in the dtype asked for: config.json, generation_config.json,
  * model.safetensors, the tokenizer with `<image>`, preprocessor_config.json and processor_config.json, plus
- * cxformer-llava.json (the prompt and decoding `cxformer generate` uses). The LoRA adapters of a finetune stage stay
+ * cxformer-llava.json (the prompt and decoding `cxformer generate` uses) and, for prompts that carry a classifier's
+ * findings, `classifier/` (its head and backbone). The LoRA adapters of a finetune stage stay
  * in `RUN/finetune/adapter/` (a PEFT folder).
  */
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 import { copyAtomic } from '../data/fsutil.js';
 import { CxformerError } from '../native/load.js';
+import { CLASSIFIER_DIR } from './classifier.js';
 import { isLlavaFolder, LLAVA_MODEL_FILE } from './generate.js';
 import { LlavaModel } from './native.js';
 
@@ -36,6 +38,16 @@ export async function exportLlavaRun(source: string, out: string, o: { dtype?: '
   await mkdir(out, { recursive: true });
   await model.saveHf(out, { dtype: o.dtype ?? 'f32', layout: o.layout ?? 'legacy', tokenizerFrom: src });
   for (const f of [LLAVA_MODEL_FILE, 'processor_config.json']) if (existsSync(path.join(src, f))) await copyAtomic(path.join(src, f), path.join(out, f));
-  const files = ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json', 'processor_config.json', LLAVA_MODEL_FILE].filter((f) => existsSync(path.join(out, f)));
+  // The classifier of a model whose prompts carry its findings (cxformer generate computes them with it).
+  const cls = path.join(src, CLASSIFIER_DIR);
+  if (existsSync(cls)) {
+    for (const f of await readdir(cls, { recursive: true })) {
+      const from = path.join(cls, f);
+      if ((await stat(from)).isDirectory()) continue;
+      await mkdir(path.dirname(path.join(out, CLASSIFIER_DIR, f)), { recursive: true });
+      await copyAtomic(from, path.join(out, CLASSIFIER_DIR, f));
+    }
+  }
+  const files = ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json', 'processor_config.json', LLAVA_MODEL_FILE, CLASSIFIER_DIR].filter((f) => existsSync(path.join(out, f)));
   return { source: src, out, files };
 }

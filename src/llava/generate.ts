@@ -16,6 +16,7 @@ import { preprocessBatch } from '../image/preprocess.js';
 import { CxformerError } from '../native/load.js';
 import { type ReportGenerator, type ReportStreamEvent, streamTokens, textEvents } from '../rrg/generate.js';
 import type { GenerateOptions } from '../rrg/native.js';
+import { folderClassifier } from './classifier.js';
 import { type LlavaGenerateOptions, type LlavaGenerator, LlavaModel, LmTokenizer } from './native.js';
 import { encodePrompts, leftPad, type PromptContext, type PromptField, type PromptSpec, stopIds } from './prompt.js';
 
@@ -68,12 +69,25 @@ async function promptBatch(images: readonly string[], prompts: readonly number[]
 /** `generate` / `stream` options of a LLaVA: the decoding, and each image's prompt fields (e.g. its indication). */
 export type LlavaDecodeOptions = LlavaGenerateOptions & { contexts?: readonly PromptContext[] };
 
+/**
+ * Each image's prompt context; for a model whose prompts carry a classifier's findings, the images without them get
+ * them from the folder's classifier (`classifier/`).
+ */
+async function withFindings(dir: string, md: LlavaModelJson, images: readonly string[], contexts: readonly PromptContext[] | undefined, o: { device?: string; threads?: number } = {}): Promise<PromptContext[]> {
+  const ctx = images.map((_, i) => contexts?.[i] ?? {});
+  const missing = md.prompt.fields?.includes('classifier') ? ctx.flatMap((c, i) => (c.classifier === undefined ? [i] : [])) : [];
+  if (!missing.length) return ctx;
+  const found = await (await folderClassifier(dir, o)).findings(missing.map((i) => images[i] as string), md.preprocess);
+  missing.forEach((i, k) => (ctx[i] = { ...ctx[i], classifier: found[k] as string[] }));
+  return ctx;
+}
+
 /** Decodes reports for `images` with a model of `dir`'s settings (the trainer's or the folder's own). */
 export async function decodeReports(gen: LlavaGenerator, dir: string, images: readonly string[], o: LlavaDecodeOptions & { batchSize?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<string[]> {
   const md = await settingsOf(dir);
   const tok = await LmTokenizer.load(path.join(dir, 'tokenizer.json'));
   const { batchSize = 8, onProgress, contexts, ...decode } = o;
-  const prompts = encodePrompts(tok, md.prompt, images.map((_, i) => contexts?.[i] ?? {}));
+  const prompts = encodePrompts(tok, md.prompt, await withFindings(dir, md, images, contexts));
   const g = gen.generation;
   const opts = { ...md.decode, ...decode, eosTokenIds: [...new Set([...g.eosTokenIds, ...stopIds(tok, md.prompt)])] };
   const out: string[] = [];
@@ -109,7 +123,7 @@ export async function loadLlavaGenerator(dir: string, o: { device?: string; thre
     async *stream(images, g: LlavaDecodeOptions = {}): AsyncIterable<ReportStreamEvent> {
       const { contexts, ...decode } = g;
       const opts = { ...md.decode, ...decode, eosTokenIds: stops };
-      const prompts = encodePrompts(tok, md.prompt, images.map((_, i) => contexts?.[i] ?? {}));
+      const prompts = encodePrompts(tok, md.prompt, await withFindings(dir, md, images, contexts, o));
       for (const [index, img] of images.entries()) {
         const batch = await promptBatch([img], [prompts[index]!], md.preprocess, 0);
         const tokens = streamTokens((onToken) => model.generateStream(batch, opts, onToken), (t) => stops.includes(t));

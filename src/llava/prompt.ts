@@ -47,18 +47,26 @@ export interface PromptSpec {
   fields?: PromptField[];
 }
 
-/** Record fields a chat prompt can carry: `indication` (MIMIC-CXR's INDICATION section) as "Indication: …". */
-export type PromptField = 'indication';
+/**
+ * Record fields a chat prompt can carry: `indication` (MIMIC-CXR's INDICATION section) as "Indication: …", and
+ * `classifier` (the findings a classification head predicts for the image, src/llava/classifier.ts) as "Predicted
+ * findings: A, B." or "Predicted findings: none.".
+ */
+export type PromptField = 'indication' | 'classifier';
+export const PROMPT_FIELDS: readonly PromptField[] = ['indication', 'classifier'];
 
 /** What one image's prompt is made of besides the spec: its record's fields. */
 export interface PromptContext {
   indication?: string;
+  /** The classes the classifier predicts for the image (empty: none). */
+  classifier?: readonly string[];
 }
 
 /** The chat prompt's user turn: the image token, the instruction, then the fields the spec asks for and the record has. */
 export function userTurn(p: PromptSpec, ctx: PromptContext = {}): string {
   const lines = [IMAGE_TOKEN, p.instruction];
   if (p.fields?.includes('indication') && ctx.indication) lines.push(`Indication: ${ctx.indication}`);
+  if (p.fields?.includes('classifier') && ctx.classifier) lines.push(`Predicted findings: ${ctx.classifier.length ? ctx.classifier.join(', ') : 'none'}.`);
   return lines.join('\n');
 }
 

@@ -53,6 +53,7 @@ import type { ProtocolName } from '../rrg/protocol.js';
 import { writeReportEvaluation } from '../rrg/write.js';
 import { IGNORE_INDEX, type LlavaBase, LlavaModel, type LlavaStepRecord, type LlavaTrainConfig, LlavaTrainer, LmTokenizer } from './native.js';
 import { DEFAULT_INSTRUCTION, type EncodedExample, encodeExamples, IMAGE_TOKEN, leftPad, type PromptField, type PromptKind, type PromptSpec, readChatTemplate } from './prompt.js';
+import { cachedFindings, type FindingsClassifier, runClassifier } from './classifier.js';
 import { decodeReports, LLAVA_MODEL_FILE, type LlavaModelJson } from './generate.js';
 
 export type LlavaStage = 'align' | 'finetune';
@@ -76,9 +77,10 @@ export interface LlavaRunOptions {
   /**
    * finetune's prompt: 'auto' (the LM's chat template when it has one, else plain), 'chat' or 'plain'; the
    * instruction; the record fields added to the chat prompt (`indication`: MIMIC-CXR's INDICATION section, when the
-   * record has one); the most report tokens.
+   * record has one; `classifier`: the findings the head `classifier` predicts, src/llava/classifier.ts); the most
+   * report tokens.
    */
-  prompt?: { finetune?: 'auto' | PromptKind; instruction?: string; fields?: PromptField[]; maxReportTokens?: number };
+  prompt?: { finetune?: 'auto' | PromptKind; instruction?: string; fields?: PromptField[]; maxReportTokens?: number; classifier?: string };
   /** Epochs of each stage run (default: align 1, finetune 3). */
   epochs?: number;
   /** Reports per optimizer step and rank. @default 16 */
@@ -220,7 +222,13 @@ async function runInFolder(o: LlavaRunOptions & { stages: readonly LlavaStage[] 
     lm: lmDir,
     vision,
     preprocess: o.vision?.preprocess ?? {},
-    prompt: { finetune: o.prompt?.finetune ?? 'auto', instruction: o.prompt?.instruction ?? DEFAULT_INSTRUCTION, ...(o.prompt?.fields?.length ? { fields: o.prompt.fields } : {}), maxReportTokens },
+    prompt: {
+      finetune: o.prompt?.finetune ?? 'auto',
+      instruction: o.prompt?.instruction ?? DEFAULT_INSTRUCTION,
+      ...(o.prompt?.fields?.length ? { fields: o.prompt.fields } : {}),
+      ...(o.prompt?.classifier ? { classifier: path.resolve(o.prompt.classifier) } : {}),
+      maxReportTokens,
+    },
     epochs: o.epochs ?? null,
     batchSize: o.batchSize ?? LLAVA_STAGE_DEFAULTS.batchSize,
     microBatches: o.microBatches ?? 1,
@@ -263,6 +271,25 @@ async function runInFolder(o: LlavaRunOptions & { stages: readonly LlavaStage[] 
     maxReportTokens,
     ...(stage === 'finetune' && settings.prompt.fields ? { fields: settings.prompt.fields } : {}),
   });
+  // The classifier field: every record's predicted findings (rank 0 computes them once into the run folder).
+  const wantsClassifier = o.stages.includes('finetune') && Boolean(settings.prompt.fields?.includes('classifier'));
+  if (wantsClassifier !== Boolean(settings.prompt.classifier) && o.stages.includes('finetune')) {
+    throw new CxformerError('CXF_ARG', wantsClassifier ? '--condition classifier needs --classifier HEAD (a head.safetensors of cxformer finetune on the same --weights)' : '--classifier HEAD is read by --condition classifier only');
+  }
+  let classifier: FindingsClassifier | null = null;
+  let findings = new Map<string, string[]>();
+  if (wantsClassifier) {
+    const head = settings.prompt.classifier as string;
+    const cache = path.join(dir, 'classifier-findings.json');
+    const all = [...train, ...held, ...(held === test ? [] : test)];
+    classifier = await runClassifier(head, o.backbone);
+    await onRankZero(pg, 'predicting the findings of the classifier', async () => {
+      findings = await cachedFindings(cache, head, classifier as FindingsClassifier, all, pre, (d, t) => o.onProgress?.('classifier findings', d, t));
+    });
+    if (!lead) findings = new Map(Object.entries((JSON.parse(await readFile(cache, 'utf8')) as { findings: Record<string, string[]> }).findings));
+    log(`classifier: ${classifier.classes.length} classes (${classifier.classes.join(', ')}), findings of ${all.length} images`);
+  }
+  const contexts = (recs: readonly ReportRecord[]) => recs.map((r) => ({ ...r, ...(wantsClassifier ? { classifier: findings.get(r.id) ?? [] } : {}) }));
   if (o.stages.includes('finetune')) log(`finetune prompt: ${finetunePrompt}${finetunePrompt === 'plain' && settings.prompt.finetune === 'auto' ? ' (the LM has no chat template)' : ''}`);
 
   const results: LlavaRunResult['stages'] = [];
@@ -321,8 +348,8 @@ async function runInFolder(o: LlavaRunOptions & { stages: readonly LlavaStage[] 
     const gen = trainer.generation;
     const eos = gen.eosTokenIds[0] ?? gen.padTokenId ?? 0;
     const pad = gen.padTokenId ?? eos;
-    const exTrain = encodeExamples(tok, prompt, train, eos);
-    const exHeld = encodeExamples(tok, prompt, held, eos);
+    const exTrain = encodeExamples(tok, prompt, contexts(train), eos);
+    const exHeld = encodeExamples(tok, prompt, contexts(held), eos);
 
     const statePath = path.join(stageDir, 'state.safetensors');
     let startEpoch = 0;
@@ -401,6 +428,7 @@ async function runInFolder(o: LlavaRunOptions & { stages: readonly LlavaStage[] 
     // The stage's model: merged LLaVA folder (+ the PEFT adapters), then the cxformer file that marks it complete.
     await onRankZero(pg, `exporting the ${stage} model`, async () => {
       await trainer.saveHf(modelDir, { tokenizerFrom: tokDir, cxformerExtensions: !hfCompatible });
+      if (prompt.fields?.includes('classifier')) await (classifier as FindingsClassifier).save(modelDir);
       for (const f of ['processor_config.json']) await copyAtomic(path.join(tokDir, f), path.join(modelDir, f));
       if (stage === 'finetune' && lora !== 'full') await trainer.savePeft(path.join(stageDir, 'adapter'), lmDir);
       const md: LlavaModelJson = {
@@ -421,7 +449,7 @@ async function runInFolder(o: LlavaRunOptions & { stages: readonly LlavaStage[] 
   if (!lead) return { rank, worldSize: W, stages: results, evaluation: null, files: { model: lastModel, predictions: '', report: '' } };
   // Test: the last stage's exported model decodes the test split (what cxformer generate computes).
   const model = await LlavaModel.load(lastModel, o.backbone.device ? { device: o.backbone.device } : {});
-  const generated = await decodeReports(model, lastModel, test.map((r) => r.image), { contexts: test, onProgress: (d, t) => o.onProgress?.('test decoding', d, t) });
+  const generated = await decodeReports(model, lastModel, test.map((r) => r.image), { contexts: contexts(test), onProgress: (d, t) => o.onProgress?.('test decoding', d, t) });
   const predFile = path.join(dir, 'predictions.jsonl');
   await writeFileAtomic(predFile, `${test.map((r, i) => JSON.stringify({ id: r.id, image: r.image, patient: r.patient, reference: r.report, generated: generated[i] })).join('\n')}\n`);
   const evaluation = evaluateReports(

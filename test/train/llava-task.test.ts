@@ -6,8 +6,9 @@
  *   exported model equals its source bit for bit; the embedding grew by the one `<image>` row, the mean of the
  *   others); `<image>` is added to the tokenizer exactly once, also on a re-run;
  * - a run killed with SIGKILL after its first training state and re-run gives the bytes of an uninterrupted run;
- * - finetune with LoRA after it (the LM's chat template): the PEFT adapter folder, `generate` reproducing the run's
- *   test predictions, streaming, the export reloading with the same reports;
+ * - finetune with LoRA after it (the LM's chat template, the indication and classifier prompt fields with a linear
+ *   probe's head): the PEFT adapter folder, `generate` reproducing the run's test predictions (the findings
+ *   recomputed by the model folder's classifier), streaming, the export reloading with the same reports;
  * - bad input: an LM of an unsupported family, a LLaVA whose projector does not fit the tower, a missing --lm.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -129,16 +130,25 @@ describe('finetune --task report --decoder llm', () => {
     // Another LM folder is another run: a new --out, with align/ taken from the first run's aligned model.
     const run2 = path.join(ph.tmp, 'run-ft');
     cpSync(path.join(out(), 'align'), path.join(run2, 'align'), { recursive: true });
-    const r = cli(args(run2, lm, ['--stage', 'finetune', '--epochs', '2', '--lora-rank', '4', '--lora-alpha', '8', '--lr', '0.002', '--lm-lr', '0.002', '--condition', 'indication']));
+    // A linear-probe head on the same tower at the run's preprocessing: the classifier prompt field.
+    const probe = path.join(ph.tmp, 'probe');
+    const pr = cli(['finetune', '--config', 'phantom', '--root', ph.data, '--weights', TINY, '--resize', '112', '--crop', '112', '--cls-layers', '1', '--epochs', '5', '--bootstrap', '0', '--out', probe, '-q']);
+    expect(pr.code, pr.stderr).toBe(0);
+    const head = path.join(probe, 'head.safetensors');
+    const r = cli(args(run2, lm, ['--stage', 'finetune', '--epochs', '2', '--lora-rank', '4', '--lora-alpha', '8', '--lr', '0.002', '--lm-lr', '0.002', '--condition', 'indication,classifier', '--classifier', head]));
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/finetune prompt: chat/);
+    expect(r.stderr).toMatch(/classifier: 4 classes \(Cardiomegaly, Pleural Effusion, Nodule, Pneumothorax\), findings of \d+ images/);
+    const found = JSON.parse(await readFile(path.join(run2, 'classifier-findings.json'), 'utf8'));
+    expect(Object.keys(found.findings).length).toBeGreaterThan(100);
+    for (const f of ['classifier/head.safetensors', 'classifier/backbone/config.json', 'classifier/backbone/model.safetensors']) expect(existsSync(path.join(run2, 'finetune', 'model', f)), f).toBe(true);
     expect(r.stderr).toMatch(/finetune: [\d.]+ M of [\d.]+ M parameters trained/);
     const adapter = JSON.parse(await readFile(path.join(run2, 'finetune', 'adapter', 'adapter_config.json'), 'utf8'));
     expect(adapter).toMatchObject({ peft_type: 'LORA', r: 4, lora_alpha: 8 });
     const ad = await readSafetensors(path.join(run2, 'finetune', 'adapter', 'adapter_model.safetensors'));
     expect([...ad.tensors.keys()].every((k) => /^base_model\.model\..*\.lora_[AB]\.weight$/.test(k))).toBe(true);
     const md = JSON.parse(await readFile(path.join(run2, 'finetune', 'model', 'cxformer-llava.json'), 'utf8'));
-    expect(md).toMatchObject({ format: 'cxformer-llava', stage: 'finetune', prompt: { kind: 'chat', fields: ['indication'] } });
+    expect(md).toMatchObject({ format: 'cxformer-llava', stage: 'finetune', prompt: { kind: 'chat', fields: ['indication', 'classifier'] } });
 
     const preds = await lines(path.join(run2, 'predictions.jsonl'));
     expect(preds.length).toBeGreaterThan(5);
@@ -152,7 +162,8 @@ describe('finetune --task report --decoder llm', () => {
     expect(s.code, s.stderr).toBe(0);
     expect(s.stdout).toBe(`${imgs[0]}\n${preds[0].generated}\n\n`);
 
-    // Phantom records have no indication, so their prompts carry none; one given to generate changes the prompt.
+    // generate recomputed each image's findings with the folder's classifier/ (the same reports as the run's). Phantom
+    // records have no indication, so their prompts carry none; one given to generate changes the prompt.
     const withInd = cli(['generate', '--model', path.join(run2, 'finetune', 'model'), imgs[0]!, '--indication', 'Shortness of breath.']);
     expect(withInd.code, withInd.stderr).toBe(0);
 

@@ -2,13 +2,21 @@
  * `cxformer finetune --task report --decoder llm --lm DIR [--stage align,finetune]`: the LLaVA recipe
  * (src/llava/train.ts); re-run the same command to resume after an interruption.
  */
-import type { PromptField } from '../../llava/prompt.js';
+import { PROMPT_FIELDS, type PromptField } from '../../llava/prompt.js';
 import { finetuneLlava, type LlavaRunOptions, type LlavaStage } from '../../llava/train.js';
 import { CxformerError } from '../../native/load.js';
 import type { ProtocolName } from '../../rrg/protocol.js';
 import { type Args, onInterrupt, preprocessOverrides, progress, splitPositionals } from './common.js';
 import { reportAtEnd } from './report.js';
 import { dataSpec } from './report-task.js';
+
+/** `--condition indication,classifier` → the prompt fields (each known, none twice). */
+function conditionFields(v: string): PromptField[] {
+  const fields = v.split(',').map((f) => f.trim());
+  const bad = fields.filter((f) => !(PROMPT_FIELDS as readonly string[]).includes(f));
+  if (bad.length || new Set(fields).size !== fields.length) throw new CxformerError('CXF_ARG', `--condition ${v}: expected ${PROMPT_FIELDS.join(', ')} or both, comma-separated, each once`);
+  return fields as PromptField[];
+}
 
 export async function run(a: Args): Promise<number> {
   const quiet = Boolean(a.quiet);
@@ -44,7 +52,8 @@ export async function run(a: Args): Promise<number> {
       prompt: {
         ...(a.prompt !== undefined ? { finetune: a.prompt as 'auto' | 'plain' | 'chat' } : {}),
         ...(a.instruction !== undefined ? { instruction: String(a.instruction) } : {}),
-        ...(a.condition !== undefined ? { fields: [a.condition as PromptField] } : {}),
+        ...(a.condition !== undefined ? { fields: conditionFields(String(a.condition)) } : {}),
+        ...(a.classifier !== undefined ? { classifier: String(a.classifier) } : {}),
         ...(num(a, 'max-report-tokens') !== undefined ? { maxReportTokens: num(a, 'max-report-tokens') } : {}),
       },
       ...(Object.keys(lora).length || lora === 'full' ? { lora } : {}),
