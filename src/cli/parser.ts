@@ -358,6 +358,7 @@ export function buildParser(args: readonly string[]): Argv {
         .option('seed', { type: 'number', default: 0, describe: 'Sampling seed' })
         .option('stream', { type: 'boolean', default: false, describe: 'Print each report word by word as it is decoded, one image at a time' })
         .option('indication', { type: 'string', describe: 'LLaVA trained with --condition indication: the indication of the images (their prompt field)' })
+        .option('dtype', { choices: ['f32', 'bf16'] as const, describe: "LLaVA: the weights' dtype while decoding (bf16 halves the memory; for GPUs) (default f32)" })
         .option('device', { type: 'string', default: 'cpu', describe: 'cpu, cuda or cuda:N' })
         .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress output' })
         .check((a) => {

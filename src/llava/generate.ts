@@ -108,7 +108,7 @@ export interface LlavaReportGenerator extends ReportGenerator {
 }
 
 /** Loads a LLaVA folder as a report generator (see the module comment). */
-export async function loadLlavaGenerator(dir: string, o: { device?: string; threads?: number } = {}): Promise<LlavaReportGenerator> {
+export async function loadLlavaGenerator(dir: string, o: { device?: string; threads?: number; dtype?: 'f32' | 'bf16' } = {}): Promise<LlavaReportGenerator> {
   if (!existsSync(path.join(dir, 'tokenizer.json'))) throw new CxformerError('CXF_INPUT', `${dir}: a LLaVA folder without tokenizer.json; export it with its tokenizer (cxformer export RUN --format llava-hf)`);
   const md = await settingsOf(dir);
   const model = await LlavaModel.load(dir, o);
@@ -123,7 +123,7 @@ export async function loadLlavaGenerator(dir: string, o: { device?: string; thre
     async *stream(images, g: LlavaDecodeOptions = {}): AsyncIterable<ReportStreamEvent> {
       const { contexts, ...decode } = g;
       const opts = { ...md.decode, ...decode, eosTokenIds: stops };
-      const prompts = encodePrompts(tok, md.prompt, await withFindings(dir, md, images, contexts, o));
+      const prompts = encodePrompts(tok, md.prompt, await withFindings(dir, md, images, contexts, { ...(o.device ? { device: o.device } : {}), ...(o.threads ? { threads: o.threads } : {}) }));
       for (const [index, img] of images.entries()) {
         const batch = await promptBatch([img], [prompts[index]!], md.preprocess, 0);
         const tokens = streamTokens((onToken) => model.generateStream(batch, opts, onToken), (t) => stops.includes(t));

@@ -448,7 +448,9 @@ async function runInFolder(o: LlavaRunOptions & { stages: readonly LlavaStage[] 
 
   if (!lead) return { rank, worldSize: W, stages: results, evaluation: null, files: { model: lastModel, predictions: '', report: '' } };
   // Test: the last stage's exported model decodes the test split (what cxformer generate computes).
-  const model = await LlavaModel.load(lastModel, o.backbone.device ? { device: o.backbone.device } : {});
+  // On CUDA with bf16 the test split decodes with bf16 weights (as `generate --dtype bf16`); float32 elsewhere.
+  const cudaBf16 = (o.backbone.device ?? 'cpu').startsWith('cuda') && settings.precision === 'bf16';
+  const model = await LlavaModel.load(lastModel, { ...(o.backbone.device ? { device: o.backbone.device } : {}), ...(cudaBf16 ? { dtype: 'bf16' as const } : {}) });
   const generated = await decodeReports(model, lastModel, test.map((r) => r.image), { contexts: contexts(test), onProgress: (d, t) => o.onProgress?.('test decoding', d, t) });
   const predFile = path.join(dir, 'predictions.jsonl');
   await writeFileAtomic(predFile, `${test.map((r, i) => JSON.stringify({ id: r.id, image: r.image, patient: r.patient, reference: r.report, generated: generated[i] })).join('\n')}\n`);

@@ -166,6 +166,10 @@ describe('finetune --task report --decoder llm', () => {
     // records have no indication, so their prompts carry none; one given to generate changes the prompt.
     const withInd = cli(['generate', '--model', path.join(run2, 'finetune', 'model'), imgs[0]!, '--indication', 'Shortness of breath.']);
     expect(withInd.code, withInd.stderr).toBe(0);
+    // bf16 weights (for GPUs; the CPU computes them too): a report comes out.
+    const bf16 = cli(['generate', '--model', path.join(run2, 'finetune', 'model'), imgs[0]!, '--dtype', 'bf16']);
+    expect(bf16.code, bf16.stderr).toBe(0);
+    expect(bf16.stdout.trim().split('\n')[0]).toBe(imgs[0]);
 
     // export --format llava-hf reloads and decodes the same reports.
     const ex = path.join(ph.tmp, 'exported');

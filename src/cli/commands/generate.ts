@@ -17,7 +17,9 @@ export async function run(a: Args): Promise<number> {
   const log = progress(Boolean(a.quiet));
   const dir = String(a.model);
   const { isLlavaFolder, loadLlavaGenerator } = await import('../../llava/generate.js');
-  const llava = isLlavaFolder(dir) ? await loadLlavaGenerator(dir, { device: String(a.device ?? 'cpu') }) : null;
+  const dtype = (a.dtype ?? 'f32') as 'f32' | 'bf16';
+  if (dtype !== 'f32' && !isLlavaFolder(dir)) throw new CxformerError('CXF_ARG', `--dtype ${dtype}: ${dir} is a captioner, which decodes in float32`);
+  const llava = isLlavaFolder(dir) ? await loadLlavaGenerator(dir, { device: String(a.device ?? 'cpu'), dtype }) : null;
   const gen = llava ?? (await loadReportGenerator(dir, { device: String(a.device ?? 'cpu') }));
   const o: GenerateOptions & { contexts?: { indication: string }[] } = {};
   if (a.indication !== undefined) {
