@@ -6,7 +6,7 @@
  * A transformers LLaVA folder without `cxformer-llava.json` is prompted plainly (`<image>` then the report) with the
  * image processor of its preprocessor_config.json.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -17,11 +17,11 @@ import { CxformerError } from '../native/load.js';
 import { type ReportGenerator, type ReportStreamEvent, streamTokens, textEvents } from '../rrg/generate.js';
 import type { GenerateOptions } from '../rrg/native.js';
 import { folderClassifier } from './classifier.js';
+import { LLAVA_MODEL_FILE } from './folder.js';
+
+export { isLlavaFolder, LLAVA_MODEL_FILE } from './folder.js';
 import { type LlavaGenerateOptions, type LlavaGenerator, LlavaModel, LmTokenizer } from './native.js';
 import { encodePrompts, leftPad, type PromptContext, type PromptField, type PromptSpec, stopIds } from './prompt.js';
-
-/** cxformer's file in a LLaVA model folder. */
-export const LLAVA_MODEL_FILE = 'cxformer-llava.json';
 
 export interface LlavaModelJson {
   format: 'cxformer-llava';
@@ -34,17 +34,6 @@ export interface LlavaModelJson {
   valLoss: number | null;
 }
 
-
-/** Whether `dir` holds a LLaVA (config.json with model_type "llava"). */
-export function isLlavaFolder(dir: string): boolean {
-  const f = path.join(dir, 'config.json');
-  if (!existsSync(f)) return false;
-  try {
-    return (JSON.parse(readFileSync(f, 'utf8')) as { model_type?: string }).model_type === 'llava';
-  } catch {
-    return false;
-  }
-}
 
 /** The folder's cxformer settings, or plain prompting with its preprocessor_config.json for a foreign folder. */
 async function settingsOf(dir: string): Promise<LlavaModelJson> {

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCli } from '../../src/cli/parser.js';
 import { writePhantoms } from '../../src/data/phantom.js';
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.js';
-import { goldenFile, repoRoot } from '../unit/golden.js';
+import { goldenDir, goldenFile, repoRoot } from '../unit/golden.js';
 
 const MAIN = path.join(repoRoot, 'dist', 'cli', 'main.js');
 const PROBE = path.join(repoRoot, 'test', 'helpers', 'libtorch-probe.cjs');
@@ -98,6 +98,14 @@ describe('cxformer CLI', () => {
     expect(r.stdout).toMatch(/parameters:\s+394,848/);
     expect(r.stdout).toMatch(/Hugging Face Dinov2 names/);
     expect(r.libtorch).toBe(false);
+    // A LLaVA folder (the golden tiny one): its three parts from config.json and the header, still without LibTorch.
+    const l = cli(['info', path.join(goldenDir, 'lm', 'llava')]);
+    expect(l.code, l.stderr).toBe(0);
+    expect(l.stdout).toMatch(/vision tower: dinov2_with_registers, D=96, depth=2, heads=3, patch 14, 56 px, registers=2; feature layer -2, tokens full/);
+    expect(l.stdout).toMatch(/LM:\s+qwen2, d=64, 2 layers, 4 heads \(2 KV\), vocabulary 501, tied embeddings/);
+    expect(l.stdout).toMatch(/image token:\s+500, 19 visual tokens per 56 px image/);
+    expect(l.stdout).toMatch(/parameters:\s+vision 171.6 K, projector 10.4 K, LM 94.1 K; total 276.1 K/);
+    expect(l.libtorch).toBe(false);
     const rt = cli(['info', '--runtime', '--json']);
     expect(rt.code).toBe(0);
     const j = JSON.parse(rt.stdout);

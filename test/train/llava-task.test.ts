@@ -103,6 +103,10 @@ describe('finetune --task report --decoder llm', () => {
     }
     const cfg = JSON.parse(await readFile(path.join(out(), 'align', 'model', 'config.json'), 'utf8'));
     expect(cfg).toMatchObject({ model_type: 'llava', image_token_index: 500, text_config: { model_type: 'qwen2', vocab_size: 501 }, vision_feature_layer: -2 });
+    // info reads the folder (no LibTorch): 112 px = 8×8 patches + CLS + 2 registers.
+    const info = cli(['info', path.join(out(), 'align', 'model')]);
+    expect(info.code, info.stderr).toBe(0);
+    expect(info.stdout).toMatch(/cxformer:\s+stage align, prompt plain, validation loss \d/);
   });
 
   it('a run killed after its first state and re-run gives the bytes of an uninterrupted run', { timeout: 600_000 }, async () => {

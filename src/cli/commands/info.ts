@@ -10,7 +10,14 @@ function human(n: number): string {
 
 export async function run(a: Args): Promise<number> {
   const report: Record<string, unknown> = {};
-  if (a.weights || a.arch) {
+  const { isLlavaFolder } = await import('../../llava/folder.js');
+  if (a.weights && isLlavaFolder(String(a.weights))) {
+    // A LLaVA folder: its parts from config.json and the headers.
+    const { llavaInfo, formatLlavaInfo } = await import('../../llava/info.js');
+    const i = await llavaInfo(String(a.weights));
+    report.llava = i;
+    if (!a.json) process.stdout.write(`${formatLlavaInfo(i, human).join('\n')}\n`);
+  } else if (a.weights || a.arch) {
     const r = await resolveModel({ weights: a.weights as string | undefined, arch: a.arch as string | undefined, overrides: [] });
     const c = r.config;
     const dtypes: Record<string, number> = {};
