@@ -294,6 +294,46 @@ fn the_loss_is_shifted_and_counts_report_tokens_only() {
 }
 
 #[test]
+fn the_loss_on_target_positions_equals_the_full_logits_loss_and_its_gradients() {
+    let m = golden_model();
+    let px = Tensor::cat(&[expected("pixel_values"), expected("pixel_values").flip([3])], 0);
+    // Two rows of the collapsed prompt; row 1 left-padded by two positions; the reports are the last ids.
+    let short = collapsed_ids();
+    let t = short.size()[1];
+    let row1 = Tensor::cat(&[Tensor::from_slice(&[1i64, 1]), short.get(0).narrow(0, 0, t - 2)], 0).view([1, t]);
+    let ids = Tensor::cat(&[short.shallow_clone(), row1], 0);
+    let mask = Tensor::cat(&[Tensor::ones([1, t], (Kind::Int64, Device::Cpu)), Tensor::cat(&[Tensor::zeros([1, 2], (Kind::Int64, Device::Cpu)), Tensor::ones([1, t - 2], (Kind::Int64, Device::Cpu))], 1)], 0);
+    let target = Tensor::cat(&[Tensor::zeros([2, t - 3], (Kind::Int64, Device::Cpu)), Tensor::ones([2, 3], (Kind::Int64, Device::Cpu))], 1);
+    let labels = report_labels(&ids, &target).unwrap();
+    let grads = |f: &dyn Fn() -> Tensor| -> (f64, Vec<Tensor>) {
+        let params: Vec<Tensor> = sorted_vars(&m.vs).into_iter().filter(|(n, _)| n.starts_with("multi_modal_projector.")).map(|(_, t)| t).collect();
+        for p in &params {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        let loss = f();
+        loss.backward();
+        (loss.double_value(&[]), params.iter().map(|p| p.grad().copy()).collect())
+    };
+    let (full, g_full) = grads(&|| {
+        let (embeds, inputs) = m.inputs_embeds(&px, &ids, Some(&mask), Some(&labels)).unwrap();
+        let logits = m.language_model().forward_embeds(&embeds, Some(&inputs.attention_mask), None, None).unwrap();
+        causal_lm_loss(&logits, inputs.labels.as_ref().unwrap()).unwrap().0
+    });
+    let (selected, g_sel) = grads(&|| m.loss(&px, &ids, Some(&mask), &labels).unwrap().0);
+    assert!((full - selected).abs() < 1e-6, "{full} vs {selected}");
+    for (a, b) in g_full.iter().zip(&g_sel) {
+        assert!(max_abs_diff(a, b) < 1e-6, "gradients differ by {}", max_abs_diff(a, b));
+    }
+    // No target at all: a zero loss that still back-propagates.
+    let (zero, n) = m.loss(&px, &ids, Some(&mask), &labels.full_like(IGNORE_INDEX)).unwrap();
+    assert_eq!((zero.double_value(&[]), n), (0.0, 0));
+    zero.backward();
+}
+
+#[test]
 fn the_align_stage_changes_only_the_projector() {
     let mut m = golden_model();
     let trainable = m.set_stage(Stage::Align).unwrap();

@@ -265,11 +265,13 @@ fn two_micro_batches_of_b_equal_one_batch_of_2b() {
         let ra = two.step(&[LlavaBatch::new(&bi.0, &bi.1, None, &bi.2), LlavaBatch::new(&bj.0, &bj.1, None, &bj.2)]).unwrap();
         let rb = step(&mut one, &batch(&[i, j]));
         assert_eq!((ra.step, ra.tokens), (rb.step, rb.tokens));
-        // Float order only: the loss within 1e-6, the gradient norm within 1e-6 relative.
-        assert!((ra.loss - rb.loss).abs() < 1e-6 && (ra.grad_norm - rb.grad_norm).abs() < 1e-6 * rb.grad_norm, "{ra:?} vs {rb:?}");
+        // Float order only: the loss and the gradient norm within 1e-6 relative (float32 sums in another order).
+        assert!((ra.loss - rb.loss).abs() < 1e-6 * rb.loss.abs() && (ra.grad_norm - rb.grad_norm).abs() < 1e-6 * rb.grad_norm, "{ra:?} vs {rb:?}");
     }
+    // After 3 AdamW steps (lr 2e-3): float noise, which Adam's normalisation lifts to ~1e-6 on near-zero gradients;
+    // a wrong micro-batch weighting would show at the scale of the lr.
     let (d, k) = max_diff(&snapshot(&two), &snapshot(&one));
-    assert!(d < 1e-6, "{k} differs by {d}");
+    assert!(d < 1e-5, "{k} differs by {d}");
 }
 
 #[test]

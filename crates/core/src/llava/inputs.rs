@@ -10,8 +10,12 @@
 //! **Loss** ([`causal_lm_loss`]): transformers' `ForCausalLMLoss`: the logits at position t predict the label at
 //! t + 1; mean cross-entropy over the labels that are not [`IGNORE_INDEX`], in float32. Labels are the token ids
 //! of the report (and its EOS) and −100 elsewhere: prompt, image tokens and padding ([`report_labels`]).
+//! [`causal_lm_loss_on_targets`] computes the same loss from the hidden states with the LM head applied to the
+//! target positions only: the head (d × V, e.g. 896 × 151,936) and its (positions × V) logits are paid for the
+//! report tokens, not for the hundreds of visual and prompt tokens (same value up to float summation order).
 use crate::bail_shape;
 use crate::error::Result;
+use crate::lm::LanguageModel;
 use tch::{Device, Kind, Tensor};
 
 /// transformers' ignored label.
@@ -143,5 +147,33 @@ pub fn causal_lm_loss(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, i64)>
     }
     // Mean over the non-ignored targets (torch's cross_entropy with ignore_index).
     let loss = x.f_cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::Mean, IGNORE_INDEX, 0.0)?;
+    Ok((loss, n))
+}
+
+/// [`causal_lm_loss`] from the LM's hidden states (after its final norm), the head applied only at the positions
+/// whose next label is not [`IGNORE_INDEX`] (see the module docs), and the number of labels it averages over (0 → a
+/// zero loss that still depends on the hidden states, so that backward runs).
+///
+/// # Shapes
+/// hidden: (B, T, d), labels: (B, T) int64 → scalar float32
+pub fn causal_lm_loss_on_targets(lm: &LanguageModel, hidden: &Tensor, labels: &Tensor) -> Result<(Tensor, i64)> {
+    if hidden.dim() != 3 || labels.size() != hidden.size()[..2] {
+        bail_shape!("causal LM loss: expected hidden states (B, T, d) and labels (B, T), got {:?} and {:?}", hidden.size(), labels.size());
+    }
+    let (b, t, d) = hidden.size3()?;
+    let zero = || -> Result<(Tensor, i64)> { Ok((hidden.f_sum(Kind::Float)?.f_mul_scalar(0.0)?, 0)) };
+    if t < 2 {
+        return zero();
+    }
+    // Position t predicts label t + 1: keep the positions with a target.
+    let y = labels.f_to_device(hidden.device())?.f_narrow(1, 1, t - 1)?.f_reshape([b * (t - 1)])?;
+    let keep = y.f_ne(IGNORE_INDEX)?.f_nonzero()?.f_reshape([-1])?;
+    let n = keep.size()[0];
+    if n == 0 {
+        return zero();
+    }
+    let h = hidden.f_narrow(1, 0, t - 1)?.f_reshape([b * (t - 1), d])?.f_index_select(0, &keep)?;
+    let logits = lm.logits(&h)?;
+    let loss = logits.f_cross_entropy_loss::<Tensor>(&y.f_index_select(0, &keep)?, None, tch::Reduction::Mean, IGNORE_INDEX, 0.0)?;
     Ok((loss, n))
 }

@@ -50,7 +50,7 @@ pub mod train;
 pub mod vision;
 
 pub use config::{FeatureSelect, LlavaConfig, LlavaOptions, ProjectorKind};
-pub use inputs::{IGNORE_INDEX, LlavaInputs, causal_lm_loss, expand_image_tokens, report_labels};
+pub use inputs::{IGNORE_INDEX, LlavaInputs, causal_lm_loss, causal_lm_loss_on_targets, expand_image_tokens, report_labels};
 pub use lora::{Lora, LoraConfig};
 pub use parts::{FromPartsReport, VocabGrowth};
 pub use projector::Projector;
@@ -429,15 +429,16 @@ impl LlavaModel {
         self.lm.forward_embeds(&embeds, Some(&inputs.attention_mask), None, None)
     }
 
-    /// The causal LM loss on `labels` (−100 = ignored; [`inputs::causal_lm_loss`]) and the number of labels it
-    /// averages over. Labels are expanded with the image tokens (−100 there).
+    /// The causal LM loss on `labels` (−100 = ignored; [`inputs::causal_lm_loss`], computed with the LM head on the
+    /// target positions only, [`inputs::causal_lm_loss_on_targets`]) and the number of labels it averages over.
+    /// Labels are expanded with the image tokens (−100 there).
     ///
     /// # Shapes
     /// as [`LlavaModel::forward`]; labels: (B, T) int64 → scalar
     pub fn loss(&self, pixel_values: &Tensor, input_ids: &Tensor, attention_mask: Option<&Tensor>, labels: &Tensor) -> Result<(Tensor, i64)> {
         let (embeds, inputs) = self.inputs_embeds(pixel_values, input_ids, attention_mask, Some(labels))?;
-        let logits = self.lm.forward_embeds(&embeds, Some(&inputs.attention_mask), None, None)?;
-        causal_lm_loss(&logits, inputs.labels.as_ref().expect("labels were given"))
+        let hidden = self.lm.hidden_states(&embeds, Some(&inputs.attention_mask), None, None)?;
+        causal_lm_loss_on_targets(&self.lm, &hidden, inputs.labels.as_ref().expect("labels were given"))
     }
 
     /// Decodes after the prompt ([`crate::lm::generate`] from its embeddings). `sequences` holds the
