@@ -14,8 +14,10 @@
  * Reported per row: samples/s; tokens/s (the whole sequence: visual + prompt + report tokens for training, new
  * tokens for generation); model FLOPs and their utilisation against BENCH_PEAK_TFLOPS. Model FLOPs (2 per
  * multiply-add; embeddings excluded): the frozen tower's forward (src/bench/flops.ts) + the LM's linear layers and
- * attention scores over the sequence; training counts the LM twice (forward + gradients of the activations; the
- * frozen weights get none; LoRA's own FLOPs are left out), generation once over the final sequence (KV cache). Peak memory is not measured here
+ * attention scores over the sequence, and its head where it is computed (training: the report tokens; generation:
+ * the last prompt position and each new token); training counts the LM twice (forward + gradients of the
+ * activations; the frozen weights get none; LoRA's own FLOPs are left out), generation once over the final sequence
+ * (KV cache). Peak memory is not measured here
  * (scripts/gpu-check.sh samples nvidia-smi). Writes bench-results/llava.json.
  * Env: BENCH_LLAVA_SHAPE, BENCH_LLAVA_BATCH, BENCH_LLAVA_RUNS (3), BENCH_LLAVA_STAGES (align,lora), BENCH_DEVICE
  * (cpu), BENCH_LLAVA_DTYPE (f32), CXFORMER_THREADS, BENCH_PEAK_TFLOPS.
@@ -93,12 +95,15 @@ async function randomQwen2(dir: string, cfg: typeof QWEN05B): Promise<void> {
   await writeFile(path.join(dir, 'config.json'), JSON.stringify(cfg, null, 2));
 }
 
-/** Forward FLOPs of the LM on one sequence of `T` tokens: linear layers (embeddings excluded, the head included) + QKᵀ and AV. */
-function lmForwardFlops(c: { hidden_size: number; intermediate_size: number; num_hidden_layers: number; num_attention_heads: number; num_key_value_heads: number; vocab_size: number }, T: number): number {
+/**
+ * Forward FLOPs of the LM on one sequence of `T` tokens: linear layers (embeddings excluded) + QKᵀ and AV, and the
+ * head at `head` positions (training: the report tokens only, as the loss computes it; generation: one per step).
+ */
+function lmForwardFlops(c: { hidden_size: number; intermediate_size: number; num_hidden_layers: number; num_attention_heads: number; num_key_value_heads: number; vocab_size: number }, T: number, head = T): number {
   const d = c.hidden_size;
   const kv = (c.num_key_value_heads * d) / c.num_attention_heads;
   const perLayer = d * d * 2 + 2 * d * kv + 3 * d * c.intermediate_size;
-  return 2 * T * (c.num_hidden_layers * perLayer + d * c.vocab_size) + c.num_hidden_layers * 4 * T * T * d;
+  return 2 * T * c.num_hidden_layers * perLayer + 2 * head * d * c.vocab_size + c.num_hidden_layers * 4 * T * T * d;
 }
 
 async function main() {
@@ -170,14 +175,14 @@ async function main() {
       const seq = visual + text;
       const vit = forwardFlops(size, vision.config.embed_dim, vision.config.depth, vision.config.num_register_tokens, vision.config.patch_size);
       const stepS = await time(() => tr.step(batch));
-      const trainFlops = B * (vit + 2 * lmForwardFlops(lmCfg, seq));
+      const trainFlops = B * (vit + 2 * lmForwardFlops(lmCfg, seq, text));
       rows.push({ what: `train ${stage}`, batch: B, median_s: stepS, samples_per_s: B / stepS, tokens_per_s: (B * seq) / stepS, tflops: trainFlops / stepS / 1e12, mfu: Number.isFinite(peak) ? trainFlops / stepS / 1e12 / peak : null, trainable: tr.numTrainable });
       if (stage === stages[0]) {
         const prompt = { pixels: batch.pixels, inputIds: Int32Array.from({ length: B }, () => image), attentionMask: new Int32Array(B).fill(1), shape: [B, 1] as [number, number] };
         const gen = () => tr.generate(prompt, { maxNewTokens: newTokens, eosTokenIds: [] });
         const genS = await time(gen);
         // With the KV cache, generation computes about one forward over the final sequence (the tower once).
-        const genFlops = B * (vit + lmForwardFlops(lmCfg, visual + 1 + newTokens));
+        const genFlops = B * (vit + lmForwardFlops(lmCfg, visual + 1 + newTokens, 1 + newTokens));
         rows.push({ what: 'generate greedy', batch: B, median_s: genS, samples_per_s: B / genS, tokens_per_s: (B * newTokens) / genS, tflops: genFlops / genS / 1e12, mfu: Number.isFinite(peak) ? genFlops / genS / 1e12 / peak : null });
       }
     }
