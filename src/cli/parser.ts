@@ -355,6 +355,7 @@ export function buildParser(args: readonly string[]): Argv {
         .option('sample', { type: 'boolean', default: false, describe: 'Sample instead of searching (with --temperature, --top-p, --seed)' })
         .option('temperature', { type: 'number', default: 1, describe: 'Sampling temperature' })
         .option('top-p', { type: 'number', default: 1, describe: 'Nucleus sampling mass (1 = off)' })
+        .option('top-k', { type: 'number', describe: 'Sample among the k most probable tokens only, before the nucleus (default 0 = off)' })
         .option('seed', { type: 'number', default: 0, describe: 'Sampling seed' })
         .option('stream', { type: 'boolean', default: false, describe: 'Print each report word by word as it is decoded, one image at a time' })
         .option('indication', { type: 'string', describe: 'LLaVA trained with --condition indication: the indication of the images (their prompt field)' })

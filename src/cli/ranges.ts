@@ -48,6 +48,7 @@ export const NUMERIC_FLAGS: Readonly<Record<string, Range>> = Object.freeze({
   'max-new-tokens': int(1),
   temperature: num(0, undefined, { minOpen: true }),
   'top-p': num(0, 1, { minOpen: true }),
+  'top-k': int(0),
   // The LLaVA recipe (finetune --task report --decoder llm).
   'lora-rank': int(0),
   'lora-alpha': num(0, undefined, { minOpen: true }),

@@ -162,6 +162,8 @@ export interface GenerateOptions {
   noRepeatNgramSize?: number;
   temperature?: number;
   topP?: number;
+  /** sample: keep the k most probable tokens before the nucleus (0 = off). */
+  topK?: number;
   seed?: number;
 }
 

@@ -170,6 +170,10 @@ describe('finetune --task report --decoder llm', () => {
     // records have no indication, so their prompts carry none; one given to generate changes the prompt.
     const withInd = cli(['generate', '--model', path.join(run2, 'finetune', 'model'), imgs[0]!, '--indication', 'Shortness of breath.']);
     expect(withInd.code, withInd.stderr).toBe(0);
+    // Sampling with top-k 1 keeps only the most probable token: the greedy report, at any temperature.
+    const k1 = cli(['generate', '--model', path.join(run2, 'finetune', 'model'), imgs[0]!, '--sample', '--top-k', '1', '--temperature', '3', '--seed', '7']);
+    expect(k1.code, k1.stderr).toBe(0);
+    expect(k1.stdout.trim().split('\n')[1] ?? '').toBe(preds[0].generated);
     // bf16 weights (for GPUs; the CPU computes them too): a report comes out.
     const bf16 = cli(['generate', '--model', path.join(run2, 'finetune', 'model'), imgs[0]!, '--dtype', 'bf16']);
     expect(bf16.code, bf16.stderr).toBe(0);

@@ -277,7 +277,7 @@ fn sampling_is_seeded_per_row_and_cold_sampling_is_greedy() {
     let lm = load(&folder(name));
     let (ids, mask) = (expected(name, "input_ids"), expected(name, "attention_mask"));
     let sample = |seed: u64, temperature: f64, ids: &Tensor, mask: Option<&Tensor>| {
-        let s = Strategy::Sample(SampleOptions { temperature, top_p: 0.9, seed });
+        let s = Strategy::Sample(SampleOptions { temperature, top_p: 0.9, top_k: 0, seed });
         generate(&lm.model, Prompt::Ids(ids), mask, &GenerateOptions::new(s, NEW, &lm.generation), |_, _| true).unwrap()
     };
     let a = sample(7, 1.0, &ids, Some(&mask));

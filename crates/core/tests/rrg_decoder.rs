@@ -215,7 +215,7 @@ fn padded_batch_gives_each_row_its_result_alone() {
     );
     let mask = Tensor::stack(&lens.iter().map(|&l| Tensor::arange(mmax, (Kind::Int64, Device::Cpu)).lt(l)).collect::<Vec<_>>(), 0);
     let beam = BeamOptions { num_beams: 3, length_penalty: 1.0, early_stopping: EarlyStopping::Heuristic };
-    let sample = SampleOptions { temperature: 1.0, top_p: 0.9, seed: 5 };
+    let sample = SampleOptions { temperature: 1.0, top_p: 0.9, top_k: 0, seed: 5 };
     for strategy in [Strategy::Greedy, Strategy::Beam(beam), Strategy::Sample(sample)] {
         let o = GenerateOptions { strategy, max_new_tokens: 12, no_repeat_ngram_size: 3, return_step_logits: false };
         let together = generate(&m, &batch, Some(&mask), &o, |_, _| true).unwrap();
@@ -245,16 +245,18 @@ fn sampling_is_reproducible_and_degenerates_to_greedy() {
         let o = GenerateOptions { strategy: Strategy::Sample(s), ..GenerateOptions::greedy(14) };
         generate(&m, &feats, None, &o, |_, _| true).unwrap()
     };
-    let a = run(SampleOptions { temperature: 1.0, top_p: 1.0, seed: 42 });
-    let b = run(SampleOptions { temperature: 1.0, top_p: 1.0, seed: 42 });
+    let a = run(SampleOptions { temperature: 1.0, top_p: 1.0, top_k: 0, seed: 42 });
+    let b = run(SampleOptions { temperature: 1.0, top_p: 1.0, top_k: 0, seed: 42 });
     assert_eq!(a.tokens, b.tokens);
     assert_eq!(a.scores, b.scores);
-    let others: Vec<Vec<Vec<i64>>> = (0..5).map(|s| run(SampleOptions { temperature: 1.5, top_p: 1.0, seed: s }).tokens).collect();
+    let others: Vec<Vec<Vec<i64>>> = (0..5).map(|s| run(SampleOptions { temperature: 1.5, top_p: 1.0, top_k: 0, seed: s }).tokens).collect();
     assert!(others.iter().any(|t| *t != a.tokens), "five other seeds all gave the same text");
     let greedy = generate(&m, &feats, None, &GenerateOptions::greedy(14), |_, _| true).unwrap();
     // A nucleus that keeps only the most probable token, or a vanishing temperature, is greedy.
-    assert_eq!(run(SampleOptions { temperature: 1.0, top_p: 1e-9, seed: 1 }).tokens, greedy.tokens);
-    assert_eq!(run(SampleOptions { temperature: 1e-6, top_p: 1.0, seed: 2 }).tokens, greedy.tokens);
+    assert_eq!(run(SampleOptions { temperature: 1.0, top_p: 1e-9, top_k: 0, seed: 1 }).tokens, greedy.tokens);
+    assert_eq!(run(SampleOptions { temperature: 1e-6, top_p: 1.0, top_k: 0, seed: 2 }).tokens, greedy.tokens);
+    // Top-k 1 keeps only the most probable token: greedy, at any temperature and nucleus.
+    assert_eq!(run(SampleOptions { temperature: 1.5, top_p: 1.0, top_k: 1, seed: 3 }).tokens, greedy.tokens);
 }
 
 #[test]

@@ -145,6 +145,9 @@ struct GenerateJs {
     /// sample: @default 1
     #[serde(default)]
     top_p: Option<f64>,
+    /// sample: keep the k most probable tokens (0 = off). @default 0
+    #[serde(default)]
+    top_k: Option<i64>,
     /// sample: @default 0
     #[serde(default)]
     seed: Option<u64>,
@@ -167,7 +170,7 @@ pub(crate) struct Decoding {
 }
 
 /// Parses a `generate` options JSON (`{strategy?, maxNewTokens?, numBeams?, lengthPenalty?, earlyStopping?,
-/// noRepeatNgramSize?, temperature?, topP?, seed?, eosTokenIds?}`, unknown fields refused) with the defaults of [`GenerateJs`].
+/// noRepeatNgramSize?, temperature?, topP?, topK?, seed?, eosTokenIds?}`, unknown fields refused) with the defaults of [`GenerateJs`].
 pub(crate) fn decoding_options(json: &str) -> napi::Result<Decoding> {
     let o: GenerateJs = serde_json::from_str(json).map_err(|e| invalid(format!("generate options: {e}")))?;
     let strategy = match o.strategy.as_deref().unwrap_or("greedy") {
@@ -177,7 +180,7 @@ pub(crate) fn decoding_options(json: &str) -> napi::Result<Decoding> {
             length_penalty: o.length_penalty.unwrap_or(1.0),
             early_stopping: o.early_stopping.unwrap_or(EarlyStopping::Heuristic),
         }),
-        "sample" => Strategy::Sample(SampleOptions { temperature: o.temperature.unwrap_or(1.0), top_p: o.top_p.unwrap_or(1.0), seed: o.seed.unwrap_or(0) }),
+        "sample" => Strategy::Sample(SampleOptions { temperature: o.temperature.unwrap_or(1.0), top_p: o.top_p.unwrap_or(1.0), top_k: o.top_k.unwrap_or(0), seed: o.seed.unwrap_or(0) }),
         s => return Err(invalid(format!("generate: strategy must be \"greedy\", \"beam\" or \"sample\", got {s:?}"))),
     };
     Ok(Decoding { strategy, max_new_tokens: o.max_new_tokens.unwrap_or(100), no_repeat_ngram_size: o.no_repeat_ngram_size.unwrap_or(0), eos_token_ids: o.eos_token_ids })

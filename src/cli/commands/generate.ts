@@ -27,7 +27,7 @@ export async function run(a: Args): Promise<number> {
     if (!llava?.fields.includes('indication')) throw new CxformerError('CXF_ARG', `--indication: ${dir} ${llava ? 'was trained without indications in its prompt (finetune --condition indication)' : 'is a captioner, whose reports have no prompt'}`);
     o.contexts = images.map(() => ({ indication: String(a.indication) }));
   }
-  if (a.sample) Object.assign(o, { strategy: 'sample', temperature: Number(a.temperature), topP: Number(a['top-p']), seed: Number(a.seed) });
+  if (a.sample) Object.assign(o, { strategy: 'sample', temperature: Number(a.temperature), topP: Number(a['top-p']), ...(a['top-k'] !== undefined ? { topK: Number(a['top-k']) } : {}), seed: Number(a.seed) });
   else if (a.beam !== undefined) Object.assign(o, { strategy: 'beam', numBeams: Number(a.beam) });
   if (a['max-new-tokens'] !== undefined) o.maxNewTokens = Number(a['max-new-tokens']);
   let texts: string[];

@@ -126,6 +126,9 @@ fn check_options(lm: &LanguageModel, opts: &GenerateOptions) -> Result<()> {
             if !(s.top_p > 0.0 && s.top_p <= 1.0) {
                 return bad(format!("top_p must lie in (0, 1], got {}", s.top_p));
             }
+            if s.top_k < 0 {
+                return bad(format!("top_k must be ≥ 0 (0 = off), got {}", s.top_k));
+            }
         }
     }
     Ok(())

@@ -71,8 +71,11 @@ pub struct BeamOptions {
 pub struct SampleOptions {
     /// T > 0.
     pub temperature: f64,
-    /// Nucleus mass in (0, 1] (1 = off).
+    /// Nucleus mass in (0, 1] (1 = off), over the top-k tokens when `top_k` is on.
     pub top_p: f64,
+    /// Keep only the k most probable tokens before the nucleus (0 = off), as transformers' TopKLogitsWarper (applied
+    /// after the temperature, before top-p).
+    pub top_k: i64,
     /// Seed of each row's SplitMix64 stream.
     pub seed: u64,
 }
@@ -212,6 +215,14 @@ pub(crate) fn sample_row(logprobs: &[f64], opts: &SampleOptions, rng: &mut Split
     }
     // Most probable first, ties by id (a stable sort of the id order).
     probs.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+    // Top-k, then the nucleus over the k kept, renormalised (transformers filters the logits, then softmaxes).
+    if opts.top_k > 0 && (opts.top_k as usize) < probs.len() {
+        probs.truncate(opts.top_k as usize);
+        let zk: f64 = probs.iter().map(|p| p.1).sum();
+        for p in &mut probs {
+            p.1 /= zk;
+        }
+    }
     let mut keep = 0;
     let mut mass = 0.0;
     while keep < probs.len() {
@@ -258,6 +269,9 @@ fn check_options(model: &ReportModel, opts: &GenerateOptions) -> Result<()> {
             }
             if !(s.top_p > 0.0 && s.top_p <= 1.0) {
                 return bad(format!("topP must lie in (0, 1], got {}", s.top_p));
+            }
+            if s.top_k < 0 {
+                return bad(format!("topK must be ≥ 0 (0 = off), got {}", s.top_k));
             }
         }
     }
@@ -514,7 +528,7 @@ mod tests {
     fn top_p_keeps_the_smallest_nucleus() {
         // probs 0.5, 0.3, 0.2 (ids 0, 1, 2): top_p 0.7 keeps ids 0 and 1 only.
         let lp = [0.5f64.ln(), 0.3f64.ln(), 0.2f64.ln()];
-        let o = SampleOptions { temperature: 1.0, top_p: 0.7, seed: 1 };
+        let o = SampleOptions { temperature: 1.0, top_p: 0.7, top_k: 0, seed: 1 };
         let mut rng = SplitMix64::new(3, 0);
         let mut seen = [0usize; 3];
         for _ in 0..2000 {
@@ -523,5 +537,28 @@ mod tests {
         assert_eq!(seen[2], 0);
         let f0 = seen[0] as f64 / 2000.0;
         assert!((f0 - 0.625).abs() < 0.04, "{seen:?}");
+    }
+
+    #[test]
+    fn top_k_keeps_the_k_best_then_the_nucleus_over_them_renormalised() {
+        // probs 0.4, 0.3, 0.2, 0.1: top_k 2 draws ids 0 and 1 only, 4 : 3.
+        let lp = [0.4f64.ln(), 0.3f64.ln(), 0.2f64.ln(), 0.1f64.ln()];
+        let draw = |top_k: i64, top_p: f64| {
+            let o = SampleOptions { temperature: 1.0, top_p, top_k, seed: 1 };
+            let mut rng = SplitMix64::new(5, 0);
+            let mut seen = [0usize; 4];
+            for _ in 0..4000 {
+                seen[sample_row(&lp, &o, &mut rng, 9) as usize] += 1;
+            }
+            seen
+        };
+        let k2 = draw(2, 1.0);
+        assert_eq!((k2[2], k2[3]), (0, 0), "{k2:?}");
+        assert!((k2[0] as f64 / 4000.0 - 4.0 / 7.0).abs() < 0.03, "{k2:?}");
+        // The nucleus after top-k is over the renormalised pair (0.571, 0.429): top_p 0.55 keeps id 0 alone, although
+        // 0.4 < 0.55 of the whole distribution.
+        assert_eq!(draw(2, 0.55), [4000, 0, 0, 0]);
+        // k ≥ the vocabulary is off.
+        assert!(draw(9, 1.0)[3] > 0);
     }
 }
