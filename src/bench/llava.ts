@@ -22,7 +22,7 @@
  * Env: BENCH_LLAVA_SHAPE, BENCH_LLAVA_BATCH, BENCH_LLAVA_RUNS (3), BENCH_LLAVA_STAGES (align,lora), BENCH_DEVICE
  * (cpu), BENCH_LLAVA_DTYPE (f32), CXFORMER_THREADS, BENCH_PEAK_TFLOPS.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -127,7 +127,7 @@ async function main() {
       const r = await resolveModel({ weights: path.join(golden, 'vit_tiny_hf') });
       vision = { config: r.config, weights: r.weights!.file };
       lm = path.join(golden, 'lm', 'qwen2');
-      lmCfg = JSON.parse(await (await import('node:fs/promises')).readFile(path.join(lm, 'config.json'), 'utf8'));
+      lmCfg = JSON.parse(await readFile(path.join(lm, 'config.json'), 'utf8'));
       size = 112;
       text = 48;
       newTokens = 32;

@@ -33,10 +33,15 @@ export interface FindingsClassifier {
   save(dir: string): Promise<void>;
 }
 
-async function classifierOf(headFile: string, backbone: Backbone, save: (dir: string) => Promise<void>): Promise<FindingsClassifier> {
+/** The head of `headFile`, checked before any backbone loads: it exists and is multilabel. */
+export async function checkedHead(headFile: string): Promise<Awaited<ReturnType<typeof loadHead>>> {
   if (!existsSync(headFile)) throw new CxformerError('CXF_INPUT', `--classifier ${headFile}: no such file (a head.safetensors of cxformer finetune, trained on the same --weights)`);
   const h = await loadHead(headFile);
   if ((h.head.config.task ?? 'multilabel') !== 'multilabel') throw new CxformerError('CXF_INPUT', `--classifier ${headFile}: a ${h.head.config.task} head; the prompt field needs a multilabel head (one probability per finding)`);
+  return h;
+}
+
+function classifierOf(h: Awaited<ReturnType<typeof loadHead>>, backbone: Backbone, save: (dir: string) => Promise<void>): FindingsClassifier {
   return {
     classes: h.classes,
     async findings(images, pre, onProgress) {
@@ -51,8 +56,9 @@ async function classifierOf(headFile: string, backbone: Backbone, save: (dir: st
 
 /** The classifier of a run: `head` on the run's backbone (its weights or preset). */
 export async function runClassifier(head: string, backbone: LoadBackboneOptions): Promise<FindingsClassifier> {
+  const h = await checkedHead(head);
   const model = await loadBackbone(backbone);
-  return classifierOf(head, model, async (dir) => {
+  return classifierOf(h, model, async (dir) => {
     const out = path.join(dir, CLASSIFIER_DIR);
     await mkdir(out, { recursive: true });
     await copyAtomic(head, path.join(out, 'head.safetensors'));
@@ -66,8 +72,9 @@ export async function folderClassifier(dir: string, o: { device?: string; thread
   if (!existsSync(path.join(c, 'head.safetensors')) || !existsSync(path.join(c, 'backbone', 'config.json'))) {
     throw new CxformerError('CXF_INPUT', `${dir}: its prompts carry a classifier's findings but ${c} lacks head.safetensors or backbone/`);
   }
+  const h = await checkedHead(path.join(c, 'head.safetensors'));
   const model = await loadBackbone({ weights: path.join(c, 'backbone'), ...o });
-  return classifierOf(path.join(c, 'head.safetensors'), model, async () => undefined);
+  return classifierOf(h, model, async () => undefined);
 }
 
 /**

@@ -5,12 +5,11 @@
  * per image, and cxformer's settings (cxformer-llava.json: stage, prompt, fields; the classifier folder).
  */
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { readSafetensorsHeader } from '../io/safetensors.js';
 import { CxformerError } from '../native/load.js';
-import { LLAVA_MODEL_FILE } from './folder.js';
+import { LLAVA_MODEL_FILE, readJsonObject } from './folder.js';
 import type { LlavaModelJson } from './generate.js';
 
 /** Which part a LLaVA key belongs to (both transformers layouts). */
@@ -39,11 +38,14 @@ export interface LlavaInfo {
 }
 
 export async function llavaInfo(dir: string): Promise<LlavaInfo> {
-  const cfg = JSON.parse(await readFile(path.join(dir, 'config.json'), 'utf8')) as Record<string, any>;
+  const cfg = (await readJsonObject(path.join(dir, 'config.json'))) as Record<string, any>;
   const index = path.join(dir, 'model.safetensors.index.json');
-  const files = existsSync(index)
-    ? [...new Set(Object.values((JSON.parse(await readFile(index, 'utf8')) as { weight_map: Record<string, string> }).weight_map))].map((f) => path.join(dir, f))
-    : [path.join(dir, 'model.safetensors')];
+  let files = [path.join(dir, 'model.safetensors')];
+  if (existsSync(index)) {
+    const map = (await readJsonObject(index)).weight_map;
+    if (!map || typeof map !== 'object' || Array.isArray(map) || !Object.keys(map).length || !Object.values(map).every((v) => typeof v === 'string')) throw new CxformerError('CXF_INPUT', `${index}: expected "weight_map", a non-empty object of tensor name → shard file name`);
+    files = [...new Set(Object.values(map as Record<string, string>))].map((f) => path.join(dir, f));
+  }
   const parameters = { vision: 0, projector: 0, lm: 0, total: 0 };
   const dtypes: Record<string, number> = {};
   const shapes: Record<string, number[]> = {};
@@ -65,7 +67,7 @@ export async function llavaInfo(dir: string): Promise<LlavaInfo> {
   const select = String(cfg.vision_feature_select_strategy ?? 'default');
   const grid = Math.floor(Number(v.image_size) / Number(v.patch_size));
   const pooled = Math.ceil(grid / pool) ** 2;
-  const md = existsSync(path.join(dir, LLAVA_MODEL_FILE)) ? (JSON.parse(await readFile(path.join(dir, LLAVA_MODEL_FILE), 'utf8')) as LlavaModelJson) : null;
+  const md = existsSync(path.join(dir, LLAVA_MODEL_FILE)) ? ((await readJsonObject(path.join(dir, LLAVA_MODEL_FILE))) as unknown as LlavaModelJson) : null;
   return {
     folder: dir,
     files: files.map((f) => path.basename(f)),

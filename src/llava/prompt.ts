@@ -23,6 +23,7 @@ import { Template } from '@huggingface/jinja';
 
 import { LLAVA_INSTRUCTION } from '../config/downstream.js';
 import { CxformerError } from '../native/load.js';
+import { readJsonObject } from './folder.js';
 import { IGNORE_INDEX, type LmTokenizer } from './native.js';
 
 /** The image placeholder (transformers' LLaVA convention). */
@@ -76,18 +77,17 @@ export interface EncodedExample {
   labels: number[];
 }
 
-/** The chat template and special tokens of an LM folder (tokenizer_config.json, chat_template.jinja or .json). */
-export async function readChatTemplate(dir: string): Promise<{ template: string | null; specialTokens: Record<string, string> }> {
+/**
+ * The chat template and special tokens of an LM folder (tokenizer_config.json, chat_template.jinja or .json), and the
+ * file the template came from (for errors).
+ */
+export async function readChatTemplate(dir: string): Promise<{ template: string | null; source: string | null; specialTokens: Record<string, string> }> {
   const specialTokens: Record<string, string> = {};
   let template: string | null = null;
+  let source: string | null = null;
   const cfgFile = path.join(dir, 'tokenizer_config.json');
   if (existsSync(cfgFile)) {
-    let cfg: Record<string, unknown>;
-    try {
-      cfg = JSON.parse(await readFile(cfgFile, 'utf8')) as Record<string, unknown>;
-    } catch (e) {
-      throw new CxformerError('CXF_INPUT', `${cfgFile}: not valid JSON (${(e as Error).message})`);
-    }
+    const cfg = await readJsonObject(cfgFile);
     for (const k of ['bos_token', 'eos_token', 'pad_token', 'unk_token']) {
       const v = cfg[k];
       if (typeof v === 'string') specialTokens[k] = v;
@@ -99,15 +99,16 @@ export async function readChatTemplate(dir: string): Promise<{ template: string 
       const named = (t as { name?: string; template?: string }[]).find((x) => x.name === 'default') ?? (t[0] as { template?: string } | undefined);
       if (typeof named?.template === 'string') template = named.template;
     }
+    if (template !== null) source = cfgFile;
   }
   const jinja = path.join(dir, 'chat_template.jinja');
-  if (template === null && existsSync(jinja)) template = await readFile(jinja, 'utf8');
+  if (template === null && existsSync(jinja)) [template, source] = [await readFile(jinja, 'utf8'), jinja];
   const json = path.join(dir, 'chat_template.json');
   if (template === null && existsSync(json)) {
-    const v = JSON.parse(await readFile(json, 'utf8')) as { chat_template?: unknown };
-    if (typeof v.chat_template === 'string') template = v.chat_template;
+    const v = await readJsonObject(json);
+    if (typeof v.chat_template === 'string') [template, source] = [v.chat_template, json];
   }
-  return { template, specialTokens };
+  return { template, source, specialTokens };
 }
 
 /** Renders a chat template as transformers does (messages, add_generation_prompt, the special-token strings). */
@@ -156,12 +157,12 @@ export function targetText(p: PromptSpec, report: string, ctx: PromptContext = {
 export function encodeExamples(tok: LmTokenizer, p: PromptSpec, records: readonly (PromptContext & { report: string })[], eosId: number): EncodedExample[] {
   const prompts = encodePrompts(tok, p, records);
   const targets = tok.encode(records.map((r) => targetText(p, r.report, r)), false);
+  // A cut report keeps its end: EOS, or the template's end of turn (its ids after the report text).
+  const tail = p.kind === 'plain' ? 1 : endIds(tok, p).length;
   return targets.map((t, i) => {
     const prompt = prompts[i]!;
     let tgt = p.kind === 'plain' ? [...t, eosId] : t;
     if (tgt.length > p.maxReportTokens) {
-      // Keep the end of the report (EOS, or the template's end of turn: its ids after the report text).
-      const tail = p.kind === 'plain' ? 1 : endIds(tok, p).length;
       tgt = [...tgt.slice(0, p.maxReportTokens - tail), ...tgt.slice(tgt.length - tail)];
     }
     return { ids: [...prompt, ...tgt], labels: [...prompt.map(() => IGNORE_INDEX), ...tgt] };

@@ -52,8 +52,9 @@ import type { GenerateOptions } from '../rrg/native.js';
 import type { ProtocolName } from '../rrg/protocol.js';
 import { writeReportEvaluation } from '../rrg/write.js';
 import { IGNORE_INDEX, type LlavaBase, LlavaModel, type LlavaStepRecord, type LlavaTrainConfig, LlavaTrainer, LmTokenizer } from './native.js';
-import { DEFAULT_INSTRUCTION, type EncodedExample, encodeExamples, IMAGE_TOKEN, leftPad, type PromptField, type PromptKind, type PromptSpec, readChatTemplate } from './prompt.js';
-import { cachedFindings, type FindingsClassifier, runClassifier } from './classifier.js';
+import { DEFAULT_INSTRUCTION, type EncodedExample, encodeExamples, IMAGE_TOKEN, leftPad, type PromptField, type PromptKind, type PromptSpec, readChatTemplate, targetText } from './prompt.js';
+import { cachedFindings, checkedHead, type FindingsClassifier, runClassifier } from './classifier.js';
+import { readJsonObject } from './folder.js';
 import { decodeReports, LLAVA_MODEL_FILE, type LlavaModelJson } from './generate.js';
 
 export type LlavaStage = 'align' | 'finetune';
@@ -140,6 +141,12 @@ export async function finetuneLlava(o: LlavaRunOptions): Promise<LlavaRunResult>
   if (!stages.length || stages.some((s) => s !== 'align' && s !== 'finetune') || new Set(stages).size !== stages.length || (stages.length === 2 && stages[0] !== 'align')) {
     throw new CxformerError('CXF_ARG', `--stage must be align, finetune or align,finetune, got ${stages.join(',')}`);
   }
+  // The classifier field's head, checked before the run folder is touched.
+  const wantsClassifier = Boolean(o.prompt?.fields?.includes('classifier'));
+  if (stages.includes('finetune') && wantsClassifier !== Boolean(o.prompt?.classifier)) {
+    throw new CxformerError('CXF_ARG', wantsClassifier ? '--condition classifier needs --classifier HEAD (a head.safetensors of cxformer finetune on the same --weights)' : '--classifier HEAD is read by --condition classifier only');
+  }
+  if (stages.includes('finetune') && o.prompt?.classifier) await checkedHead(o.prompt.classifier);
   const dir = path.resolve(o.out);
   await mkdir(dir, { recursive: true });
   const log = o.log ?? (() => undefined);
@@ -159,15 +166,7 @@ async function prepareTokenizer(lmDir: string, tokDir: string, pre: PreprocessOp
   const { id, added } = tok.addSpecialToken(IMAGE_TOKEN);
   log(added ? `tokenizer: ${IMAGE_TOKEN} added as token ${id} (${tok.vocabSize} tokens)` : `tokenizer: ${IMAGE_TOKEN} is token ${id} already`);
   await tok.save(path.join(tokDir, 'tokenizer.json'));
-  const readJson = async (f: string): Promise<Record<string, unknown>> => {
-    const p = path.join(lmDir, f);
-    if (!existsSync(p)) return {};
-    try {
-      return JSON.parse(await readFile(p, 'utf8')) as Record<string, unknown>;
-    } catch (e) {
-      throw new CxformerError('CXF_INPUT', `${p}: not valid JSON (${(e as Error).message})`);
-    }
-  };
+  const readJson = async (f: string): Promise<Record<string, unknown>> => (existsSync(path.join(lmDir, f)) ? readJsonObject(path.join(lmDir, f)) : {});
   const entry = { content: IMAGE_TOKEN, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true };
   const cfg = await readJson('tokenizer_config.json');
   const decoder = { ...((cfg.added_tokens_decoder as Record<string, unknown> | undefined) ?? {}) };
@@ -244,7 +243,10 @@ async function runInFolder(o: LlavaRunOptions & { stages: readonly LlavaStage[] 
   };
   if (settings.batchSize % settings.microBatches !== 0) throw new CxformerError('CXF_ARG', `--head-batch-size ${settings.batchSize} must be a multiple of --micro-batches ${settings.microBatches}`);
   const settingsFile = path.join(dir, 'settings.json');
-  const started = await rankZeroDecides(pg, lead && existsSync(settingsFile));
+  // A run has started once a stage saved a state or finished its model: only then must a re-run keep its settings
+  // (a start that failed before, e.g. on a wrong --lm, leaves settings.json behind and must not block the fix).
+  const progress = (['align', 'finetune'] as const).some((st) => existsSync(path.join(dir, st, 'state.safetensors')) || existsSync(path.join(dir, st, 'model', LLAVA_MODEL_FILE)));
+  const started = await rankZeroDecides(pg, lead && progress && existsSync(settingsFile));
   await onRankZero(pg, 'checking the settings', async () => {
     if (started) {
       const prev = JSON.parse(await readFile(settingsFile, 'utf8')) as Record<string, unknown>;
@@ -273,23 +275,29 @@ async function runInFolder(o: LlavaRunOptions & { stages: readonly LlavaStage[] 
   });
   // The classifier field: every record's predicted findings (rank 0 computes them once into the run folder).
   const wantsClassifier = o.stages.includes('finetune') && Boolean(settings.prompt.fields?.includes('classifier'));
-  if (wantsClassifier !== Boolean(settings.prompt.classifier) && o.stages.includes('finetune')) {
-    throw new CxformerError('CXF_ARG', wantsClassifier ? '--condition classifier needs --classifier HEAD (a head.safetensors of cxformer finetune on the same --weights)' : '--classifier HEAD is read by --condition classifier only');
-  }
   let classifier: FindingsClassifier | null = null;
   let findings = new Map<string, string[]>();
   if (wantsClassifier) {
     const head = settings.prompt.classifier as string;
     const cache = path.join(dir, 'classifier-findings.json');
     const all = [...train, ...held, ...(held === test ? [] : test)];
-    classifier = await runClassifier(head, o.backbone);
+    // Rank 0 alone loads the classifier: it computes the findings and writes it into the model folders.
     await onRankZero(pg, 'predicting the findings of the classifier', async () => {
-      findings = await cachedFindings(cache, head, classifier as FindingsClassifier, all, pre, (d, t) => o.onProgress?.('classifier findings', d, t));
+      classifier = await runClassifier(head, o.backbone);
+      findings = await cachedFindings(cache, head, classifier, all, pre, (d, t) => o.onProgress?.('classifier findings', d, t));
+      log(`classifier: ${classifier.classes.length} classes (${classifier.classes.join(', ')}), findings of ${all.length} images`);
     });
     if (!lead) findings = new Map(Object.entries((JSON.parse(await readFile(cache, 'utf8')) as { findings: Record<string, string[]> }).findings));
-    log(`classifier: ${classifier.classes.length} classes (${classifier.classes.join(', ')}), findings of ${all.length} images`);
   }
   const contexts = (recs: readonly ReportRecord[]) => recs.map((r) => ({ ...r, ...(wantsClassifier ? { classifier: findings.get(r.id) ?? [] } : {}) }));
+  if (o.stages.includes('finetune') && finetunePrompt === 'chat') {
+    // The template renders (and the report is told apart) before any stage trains; errors name its file.
+    try {
+      targetText(promptOf('finetune'), 'The heart is normal.', { indication: 'Cough.', classifier: [] });
+    } catch (e) {
+      throw new CxformerError((e as CxformerError).code ?? 'CXF_INPUT', `${chat.source}: ${(e as Error).message}`);
+    }
+  }
   if (o.stages.includes('finetune')) log(`finetune prompt: ${finetunePrompt}${finetunePrompt === 'plain' && settings.prompt.finetune === 'auto' ? ' (the LM has no chat template)' : ''}`);
 
   const results: LlavaRunResult['stages'] = [];
@@ -398,7 +406,7 @@ async function runInFolder(o: LlavaRunOptions & { stages: readonly LlavaStage[] 
           throw new CxformerError('CXF_CANCELLED', `LLaVA ${stage} interrupted in epoch ${epoch + 1}; re-run the command to resume from the last finished epoch`);
         }
         const b = await next;
-        next = s + 1 < stepsPerEpoch ? fetch(s + 1) : (Promise.resolve(null) as never);
+        if (s + 1 < stepsPerEpoch) next = fetch(s + 1); // the next batch's images decode while this step runs
         const rec = await trainer.step(b, settings.microBatches);
         lines.push(JSON.stringify({ stage, epoch: epoch + 1, ...rec }));
         tb?.metrics(stepBase + rec.step + 1, { [`${stage}/loss`]: rec.loss, [`${stage}/lr`]: rec.lr, [`${stage}/grad_norm`]: rec.gradNorm });
@@ -429,7 +437,8 @@ async function runInFolder(o: LlavaRunOptions & { stages: readonly LlavaStage[] 
     await onRankZero(pg, `exporting the ${stage} model`, async () => {
       await trainer.saveHf(modelDir, { tokenizerFrom: tokDir, cxformerExtensions: !hfCompatible });
       if (prompt.fields?.includes('classifier')) await (classifier as FindingsClassifier).save(modelDir);
-      for (const f of ['processor_config.json']) await copyAtomic(path.join(tokDir, f), path.join(modelDir, f));
+      // saveHf copies the tokenizer files and preprocessor_config.json; the processor's config is ours to add.
+      await copyAtomic(path.join(tokDir, 'processor_config.json'), path.join(modelDir, 'processor_config.json'));
       if (stage === 'finetune' && lora !== 'full') await trainer.savePeft(path.join(stageDir, 'adapter'), lmDir);
       const md: LlavaModelJson = {
         format: 'cxformer-llava',

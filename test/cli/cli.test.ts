@@ -4,7 +4,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -90,7 +90,7 @@ describe('cxformer CLI', () => {
     expect(e.libtorch).toBe(false);
   });
 
-  it('info reads the header only', () => {
+  it('info reads the header only', async () => {
     const r = cli(['info', TINY]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/D=96, depth=3, heads=3/);
@@ -106,6 +106,17 @@ describe('cxformer CLI', () => {
     expect(l.stdout).toMatch(/image token:\s+500, 19 visual tokens per 56 px image/);
     expect(l.stdout).toMatch(/parameters:\s+vision 171.6 K, projector 10.4 K, LM 94.1 K; total 276.1 K/);
     expect(l.libtorch).toBe(false);
+    // A LLaVA folder without its weights, or with a broken shard index: named, exit 2.
+    const bare = path.join(tmp, 'llava-bare');
+    await mkdir(bare, { recursive: true });
+    await copyFile(path.join(goldenDir, 'lm', 'llava', 'config.json'), path.join(bare, 'config.json'));
+    const nb = cli(['info', bare]);
+    expect(nb.code).toBe(2);
+    expect(nb.stderr).toMatch(/llava-bare: no model.safetensors \(a LLaVA folder holds model.safetensors or a sharded model.safetensors.index.json\)/);
+    await writeFile(path.join(bare, 'model.safetensors.index.json'), '{"weight_map": []}');
+    const bi = cli(['info', bare]);
+    expect(bi.code).toBe(2);
+    expect(bi.stderr).toMatch(/model.safetensors.index.json: expected "weight_map", a non-empty object of tensor name → shard file name/);
     const rt = cli(['info', '--runtime', '--json']);
     expect(rt.code).toBe(0);
     const j = JSON.parse(rt.stdout);

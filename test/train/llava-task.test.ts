@@ -9,7 +9,9 @@
  * - finetune with LoRA after it (the LM's chat template, the indication and classifier prompt fields with a linear
  *   probe's head): the PEFT adapter folder, `generate` reproducing the run's test predictions (the findings
  *   recomputed by the model folder's classifier), streaming, the export reloading with the same reports;
- * - bad input: an LM of an unsupported family, a LLaVA whose projector does not fit the tower, a missing --lm.
+ * - bad input: an LM of an unsupported family (then the corrected command in the same folder), a LLaVA whose
+ *   projector does not fit the tower, a missing --lm, an unknown or incomplete prompt field, a missing classifier
+ *   head, a chat template that does not parse.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -214,6 +216,32 @@ describe('finetune --task report --decoder llm', () => {
     const r = cli(args(path.join(ph.tmp, 'bad1'), phi, ['--stage', 'align', '--epochs', '1']));
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/model_type "phi3" is not a supported causal LM family; supported: .*llama.*qwen2.*qwen3.*gpt2/);
+    // The failed start left settings.json behind; the corrected command runs in the same folder.
+    const fixed = cli(args(path.join(ph.tmp, 'bad1'), QWEN2, ['--stage', 'align', '--epochs', '1', '--max-train', '16', '--bootstrap', '0']));
+    expect(fixed.code, fixed.stderr).toBe(0);
+
+    // Prompt fields: an unknown one, the classifier field without its head, a head that does not exist.
+    const ft = (extra: string[]) => cli(args(path.join(ph.tmp, 'bad3'), QWEN2, ['--stage', 'finetune', '--epochs', '1', ...extra]));
+    const unknown = ft(['--condition', 'history']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/--condition history: expected indication, classifier or both, comma-separated, each once/);
+    const headless = ft(['--condition', 'classifier']);
+    expect(headless.code).toBe(2);
+    expect(headless.stderr).toMatch(/--condition classifier needs --classifier HEAD/);
+    const noHead = ft(['--condition', 'classifier', '--classifier', path.join(ph.tmp, 'no-head.safetensors')]);
+    expect(noHead.code).toBe(2);
+    expect(noHead.stderr).toMatch(/--classifier .*no-head.safetensors: no such file/);
+    expect(existsSync(path.join(ph.tmp, 'bad3')), 'refused before the run folder is made').toBe(false);
+
+    // A chat template that does not parse: refused before any stage trains, naming its file.
+    const broken = path.join(ph.tmp, 'qwen2-broken-chat');
+    cpSync(QWEN2, broken, { recursive: true });
+    const tc = path.join(broken, 'tokenizer_config.json');
+    writeFileSync(tc, JSON.stringify({ ...JSON.parse(readFileSync(tc, 'utf8')), chat_template: '{% for m in messages %}{{ m.content }}' }));
+    const bt = cli(args(path.join(ph.tmp, 'bad4'), broken, ['--epochs', '1']));
+    expect(bt.code).toBe(2);
+    expect(bt.stderr).toMatch(/tokenizer_config.json: the chat template does not parse/);
+    expect(existsSync(path.join(ph.tmp, 'bad4', 'align', 'state.safetensors'))).toBe(false);
 
     // A LLaVA folder whose vision tower is narrower than its projector's input.
     const narrow = path.join(ph.tmp, 'narrow');

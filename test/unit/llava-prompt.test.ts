@@ -67,12 +67,12 @@ describe('LLaVA prompts', () => {
 
   it('reads the template and special tokens of an LM folder (tokenizer_config.json, then chat_template.jinja)', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'cxf-chat-'));
-    expect(await readChatTemplate(dir)).toEqual({ template: null, specialTokens: {} });
+    expect(await readChatTemplate(dir)).toEqual({ template: null, source: null, specialTokens: {} });
     writeFileSync(path.join(dir, 'chat_template.jinja'), LLAMA3);
     writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: { content: '<s>', special: true }, eos_token: '</s>', pad_token: null }));
-    expect(await readChatTemplate(dir)).toEqual({ template: LLAMA3, specialTokens: { bos_token: '<s>', eos_token: '</s>' } });
+    expect(await readChatTemplate(dir)).toEqual({ template: LLAMA3, source: path.join(dir, 'chat_template.jinja'), specialTokens: { bos_token: '<s>', eos_token: '</s>' } });
     writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ chat_template: [{ name: 'tool_use', template: 'T' }, { name: 'default', template: CHATML }] }));
-    expect((await readChatTemplate(dir)).template).toBe(CHATML);
+    expect(await readChatTemplate(dir)).toMatchObject({ template: CHATML, source: path.join(dir, 'tokenizer_config.json') });
     writeFileSync(path.join(dir, 'tokenizer_config.json'), '{bad');
     await expect(readChatTemplate(dir)).rejects.toThrow(/tokenizer_config.json: not valid JSON/);
   });
